@@ -1,0 +1,121 @@
+# ftlua: fastai's training recipe for Lua, in C over libtorch.
+#
+#   make run             build, then run the main job offline (Fashion-MNIST from Debian)
+#   make                 build ./ftlua (the host) and ./ftlua.so (the module library for lua5.4)
+#   make test            run every test; the last line is "N passed, N failed"
+#   make deps            install the Debian packages we need (idempotent, quiet when present)
+#   make asan            ./ftlua-asan, built with AddressSanitizer and UBSan
+#   make fuzz            build and run the libFuzzer targets for a short while
+#   make bench           benchmarks, compared with PyTorch in the same run
+#   make LIBTORCH=DIR    build against another libtorch (DIR/include, DIR/lib), e.g. PyTorch's
+
+CC       ?= cc
+CXX      ?= g++
+OPT      ?= -O2
+CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -D_GNU_SOURCE
+CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -fPIC
+LDLIBS   += -lturbojpeg -lm -lpthread
+
+# ---------------------------------------------------------------- Lua 5.4
+LUA_CFLAGS ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LUA_LIBS   ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+READLINE_LIBS ?= -lreadline
+
+# ---------------------------------------------------------------- libtorch
+# Debian's libtorch-dev by default; LIBTORCH=DIR for any 2.x (CPU or CUDA).
+LIBTORCH ?=
+ifeq ($(LIBTORCH),)
+TORCH_CFLAGS = -isystem /usr/include/torch/csrc/api/include
+TORCH_LIBS   = -ltorch -ltorch_cpu -lc10
+else
+TORCH_CFLAGS = -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/csrc/api/include
+TORCH_CUDA   = $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so)
+# --no-as-needed: otherwise the linker drops libtorch_cuda and CUDA is silently unavailable.
+TORCH_LIBS   = -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu \
+               -lc10 $(if $(TORCH_CUDA),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+ifneq ($(TORCH_CUDA),)
+CXXFLAGS += -DFT_WITH_CUDA
+endif
+ifneq ($(TORCH_CXX11_ABI),)
+CXXFLAGS += -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_CXX11_ABI)
+endif
+endif
+
+# ---------------------------------------------------------------- sources
+BUILD    ?= build
+HOST_SRC  = runtime/main.c runtime/repl.c
+LIB_CSRC  = $(filter-out $(HOST_SRC),$(wildcard runtime/*.c runtime/*/*.c))
+LIB_CXXSRC = $(wildcard runtime/torch/*.cpp)
+LUA_SRC   = $(sort $(wildcard lua/ftlua/*.lua))
+
+LIB_OBJ   = $(LIB_CSRC:%.c=$(BUILD)/%.o) $(LIB_CXXSRC:%.cpp=$(BUILD)/%.o) $(BUILD)/lua_embed.o
+HOST_OBJ  = $(HOST_SRC:%.c=$(BUILD)/%.o)
+INC       = -Iruntime $(LUA_CFLAGS)
+
+.PHONY: all run test deps asan fuzz bench clean
+all: ftlua ftlua.so
+
+ftlua: $(HOST_OBJ) $(LIB_OBJ)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+
+# The same modules as one C library; lua5.4 provides the Lua symbols, so don't link liblua.
+ftlua.so: $(LIB_OBJ)
+	$(CXX) -shared -o $@ $^ $(LDFLAGS) $(TORCH_LIBS) $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard runtime/*.h runtime/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC) -c $< -o $@
+
+$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp runtime/torch/ft_torch.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
+
+# lua/ftlua/*.lua are compiled into the library, so ./ftlua and ftlua.so need no search path.
+$(BUILD)/lua_embed.c: $(LUA_SRC) tools/embed_lua.sh
+	@mkdir -p $(BUILD)
+	sh tools/embed_lua.sh $(LUA_SRC) > $@
+$(BUILD)/lua_embed.o: $(BUILD)/lua_embed.c
+	$(CC) $(CFLAGS) $(INC) -c $< -o $@
+
+# ---------------------------------------------------------------- tests
+TEST_CSRC = $(wildcard tests/c/test_*.c)
+TEST_BIN  = $(TEST_CSRC:tests/c/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ) tests/c/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC) -Itests/c -c $< -o $@.o
+	$(CXX) -o $@ $@.o $(LIB_OBJ) $(LDFLAGS) $(LUA_LIBS) $(TORCH_LIBS) $(LDLIBS)
+
+test: deps all $(TEST_BIN)
+	@BUILD=$(BUILD) sh tests/run.sh
+
+deps:
+	@sh tools/deps.sh
+
+run: deps all
+	./ftlua scripts/main.lua
+
+# ---------------------------------------------------------------- variants
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	        LDFLAGS="-fsanitize=address,undefined" build-asan/ftlua
+	cp build-asan/ftlua ftlua-asan
+
+build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+BENCH_BIN = $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
+$(BUILD)/bench/%: tests/bench/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC) -c $< -o $@.o
+	$(CXX) -o $@ $@.o $(LIB_OBJ) $(LDFLAGS) $(LUA_LIBS) $(TORCH_LIBS) $(LDLIBS)
+
+bench: deps all $(BENCH_BIN)
+	@BUILD=$(BUILD) sh tests/bench/run.sh
+
+clean:
+	rm -rf build build-asan ftlua ftlua.so ftlua-asan
