@@ -1,0 +1,66 @@
+/* ftlua.c: the module library entry. `require "ftlua"` returns the `ft` table.
+ *
+ * The same objects make ./ftlua (which preloads this) and ftlua.so (which a stock lua5.4 finds
+ * through package.cpath: luaopen_ftlua, the LuaRocks naming rule). Lua-written parts of the
+ * library (the .lua files in lua/ftlua/) are compiled in and registered as package.preload["ftlua.<name>"].
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftlua.h"
+
+typedef struct {
+    const char *name;
+    const char *source;
+} ftl_embedded_lua;
+extern const ftl_embedded_lua ftl_lua_sources[]; /* build/lua_embed.c, from tools/embed_lua.sh */
+
+/* libtorch here defaults to one intra-op thread; use every core unless the user said otherwise
+ * (FTLUA_NUM_THREADS, or OMP_NUM_THREADS which libtorch itself honours). */
+static void set_default_threads(void) {
+    const char *env = getenv("FTLUA_NUM_THREADS");
+    int n = env ? atoi(env) : 0;
+    if (n <= 0 && getenv("OMP_NUM_THREADS")) return;
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > 0) ft_set_num_threads(n);
+}
+
+static void preload_embedded(lua_State *L) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (const ftl_embedded_lua *m = ftl_lua_sources; m->name; m++) {
+        char chunkname[128], modname[128];
+        snprintf(chunkname, sizeof chunkname, "@lua/ftlua/%s.lua", m->name);
+        snprintf(modname, sizeof modname, "ftlua.%s", m->name);
+        if (luaL_loadbuffer(L, m->source, strlen(m->source), chunkname) != LUA_OK) lua_error(L);
+        lua_setfield(L, -2, modname);
+    }
+    lua_pop(L, 1);
+}
+
+/* ft.clock() -- monotonic wall-clock seconds, for timing from Lua (os.clock is CPU time). */
+static int ft_clock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+int luaopen_ftlua(lua_State *L) {
+    static int threads_set;
+    if (!threads_set) {
+        set_default_threads();
+        threads_set = 1;
+    }
+    preload_embedded(L);
+    lua_newtable(L);
+    lua_pushliteral(L, FTLUA_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushcfunction(L, ft_clock);
+    lua_setfield(L, -2, "clock");
+    luaL_requiref(L, "ftlua.tensor", luaopen_ftlua_tensor, 0);
+    lua_setfield(L, -2, "tensor");
+    return 1;
+}
