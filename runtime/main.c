@@ -1,0 +1,333 @@
+/* main.c: the ftlua host program. A Lua 5.4 interpreter, shaped like lua.c, with the ftlua
+ * library preloaded (`require "ftlua"`, and the global `ft`) and a friendlier REPL (repl.c).
+ *
+ *   ftlua [options] [script [args]]      see usage() or docs/repl.md
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "ftlua.h"
+#include "repl.h"
+
+const char *ftl_progname = "ftlua";
+
+/* ---------------------------------------------------------------- Ctrl-C
+ * As in lua.c: the handler cannot raise a Lua error itself (it may run in the middle of anything),
+ * so it sets a hook that raises "interrupted!" at the next Lua call, return, line or instruction.
+ * It also sets a flag for C loops that never run Lua code (see repl.h). */
+
+static lua_State *globalL; /* the state the handler hooks */
+static volatile sig_atomic_t interrupted;
+
+int ftl_interrupt_requested(void) { return interrupted != 0; }
+void ftl_interrupt_clear(void) { interrupted = 0; }
+
+static void set_signal(int sig, void (*handler)(int)) {
+    struct sigaction sa;
+    sa.sa_handler = handler;
+    sa.sa_flags = 0; /* no SA_RESTART: a blocking read returns EINTR, so io.read can be stopped */
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
+static void lstop(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+    set_signal(sig, SIG_DFL); /* a second Ctrl-C kills: the way out of a loop stuck in C */
+    interrupted = 1;
+    lua_sethook(globalL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+/* Message handler: turn the error into a string (honouring __tostring) and add a traceback. */
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int ftl_docall(lua_State *L, int narg, int nres) {
+    int base = lua_gettop(L) - narg; /* the function's slot */
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    globalL = L;
+    interrupted = 0;
+    /* Catch Ctrl-C only during the call, and not when it is ignored: a shell starts background
+     * jobs that way, so that Ctrl-C reaches only the foreground job. */
+    struct sigaction prev;
+    sigaction(SIGINT, NULL, &prev);
+    int catch = prev.sa_handler != SIG_IGN;
+    if (catch) set_signal(SIGINT, on_sigint);
+    int status = lua_pcall(L, narg, nres, base);
+    if (catch) sigaction(SIGINT, &prev, NULL); /* outside calls Ctrl-C does what it did before */
+    if (interrupted) lua_sethook(L, NULL, 0, 0); /* a hook set too late to fire must not leak */
+    interrupted = 0;
+    lua_remove(L, base);
+    return status;
+}
+
+int ftl_report(lua_State *L, int status, int prefix) {
+    if (status == LUA_OK) return status;
+    const char *msg = lua_tostring(L, -1);
+    if (msg == NULL) msg = "(error object is not a string)";
+    /* the host's own C frames end every traceback; they say nothing */
+    size_t len = strlen(msg);
+    static const char host_frame[] = "\n\t[C]: in ?";
+    const size_t hl = sizeof host_frame - 1;
+    while (len >= hl && memcmp(msg + len - hl, host_frame, hl) == 0) len -= hl;
+    if (prefix) fprintf(stderr, "%s: ", ftl_progname);
+    fprintf(stderr, "%.*s\n", (int)len, msg);
+    fflush(stderr);
+    lua_pop(L, 1);
+    return status;
+}
+
+/* Run the chunk on top of the stack (or its load error) with no arguments. */
+static int dochunk(lua_State *L, int status) {
+    if (status == LUA_OK) status = ftl_docall(L, 0, 0);
+    return ftl_report(L, status, 1);
+}
+
+/* ---------------------------------------------------------------- options
+ * One table drives parsing and --help. To add an option (the launcher's --nproc N, the
+ * --report FILE of later issues): add an OPT_ id and a row here, then a case in run_options()
+ * or pmain(). Long options with a value accept both "--opt value" and "--opt=value". */
+
+enum { OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_END };
+
+typedef struct {
+    const char *name, *alias; /* alias may be NULL */
+    const char *value;        /* the value's name in --help, or NULL for a flag */
+    int id;
+    const char *help;
+} option;
+
+static const option options[] = {
+    {"-e", NULL, "code", OPT_EXEC, "run the Lua code (repeatable, in order)"},
+    {"-i", NULL, NULL, OPT_INTERACTIVE, "enter the REPL after running the script"},
+    {"-v", "--version", NULL, OPT_VERSION, "print the versions of ftlua, Lua, libtorch and the devices"},
+    {"-h", "--help", NULL, OPT_HELP, "print this help"},
+    {"--", NULL, NULL, OPT_END, "stop handling options"},
+};
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: %s [options] [script [args]]\n", ftl_progname);
+    fprintf(f, "Runs the Lua script (\"-\" reads it from stdin) with the ftlua library loaded as `ft`.\n"
+               "With no script and no -e: the REPL on a terminal, else the script on stdin.\n"
+               "Options:\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const option *o = &options[i];
+        char spec[64];
+        snprintf(spec, sizeof spec, "%s%s%s%s%s", o->name, o->alias ? ", " : "",
+                 o->alias ? o->alias : "", o->value ? " " : "", o->value ? o->value : "");
+        fprintf(f, "  %-18s %s\n", spec, o->help);
+    }
+}
+
+/* Look up argv[*i] as an option; advance *i past it and its value (*value, or NULL).
+ * Returns NULL with *err set (a format for the option's name) when it is not valid. */
+static const option *next_option(int argc, char **argv, int *i, const char **value,
+                                 const char **err) {
+    const char *a = argv[*i];
+    *value = NULL;
+    for (size_t k = 0; k < NOPTIONS; k++) {
+        const option *o = &options[k];
+        const char *names[2] = {o->name, o->alias};
+        for (int n = 0; n < 2; n++) {
+            const char *nm = names[n];
+            if (nm == NULL) continue;
+            size_t len = strlen(nm);
+            if (strncmp(a, nm, len) != 0) continue;
+            if (a[len] == '\0') { /* exact: "-e code", "--help" */
+                if (o->value) {
+                    if (*i + 1 >= argc) { *err = "option '%s' needs an argument"; return NULL; }
+                    *value = argv[++*i];
+                }
+                (*i)++;
+                return o;
+            }
+            /* attached value: "-ecode" (short, like lua.c) or "--opt=value" (long) */
+            if (o->value && (len == 2 || a[len] == '=')) {
+                *value = a + len + (len == 2 ? 0 : 1);
+                (*i)++;
+                return o;
+            }
+        }
+    }
+    *err = "unrecognized option '%s'";
+    return NULL;
+}
+
+typedef struct {
+    int script;     /* argv index of the script (or "-"), 0 when none */
+    int has_exec;   /* some -e was given */
+    int interactive, version, help;
+} cmdline;
+
+/* First pass: check every option and find the script. Returns 0 (after printing usage) on error. */
+static int parse_args(int argc, char **argv, cmdline *cl) {
+    memset(cl, 0, sizeof *cl);
+    int i = 1;
+    while (i < argc) {
+        const char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0) { cl->script = i; return 1; }
+        const char *value, *err = NULL;
+        const option *o = next_option(argc, argv, &i, &value, &err);
+        if (o == NULL) {
+            fprintf(stderr, "%s: ", ftl_progname);
+            fprintf(stderr, err, a);
+            fprintf(stderr, "\n");
+            usage(stderr);
+            return 0;
+        }
+        switch (o->id) {
+        case OPT_EXEC: cl->has_exec = 1; break;
+        case OPT_INTERACTIVE: cl->interactive = 1; break;
+        case OPT_VERSION: cl->version = 1; break;
+        case OPT_HELP: cl->help = 1; break;
+        case OPT_END:
+            if (i < argc) cl->script = i;
+            return 1;
+        }
+    }
+    return 1;
+}
+
+/* Second pass, once Lua is ready: run the options that act, in command-line order. */
+static int run_options(lua_State *L, int argc, char **argv, const cmdline *cl) {
+    int last = cl->script ? cl->script : argc;
+    int i = 1;
+    while (i < last) {
+        const char *value, *err;
+        const option *o = next_option(argc, argv, &i, &value, &err);
+        if (o && o->id == OPT_EXEC) {
+            if (dochunk(L, luaL_loadbuffer(L, value, strlen(value), "=(command line)")) != LUA_OK)
+                return 0;
+        }
+        if (o && o->id == OPT_END) break;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static void print_version(void) {
+    printf("ftlua %s\n%s\nlibtorch %s\ndevices: cpu", FTLUA_VERSION, LUA_RELEASE,
+           ft_torch_version());
+    int n = ft_cuda_device_count();
+    for (int k = 0; k < n; k++) printf(" cuda:%d", k);
+    printf("\n");
+}
+
+/* `arg` as lua.c makes it: arg[0] is the script, arg[1..] its arguments, and the interpreter
+ * and its options at negative indices. With no script, arg[0] is the program itself. */
+static void create_arg_table(lua_State *L, int argc, char **argv, int script) {
+    lua_createtable(L, argc - script > 0 ? argc - script : 0, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+/* Preload the library: `require "ftlua"` finds it, and the global `ft` is its table. */
+static int open_ftlua(lua_State *L) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_ftlua);
+    lua_setfield(L, -2, "ftlua");
+    lua_pop(L, 1);
+    luaL_requiref(L, "ftlua", luaopen_ftlua, 0);
+    lua_setglobal(L, "ft");
+    return 0;
+}
+
+/* Run the script argv[script] ("-" is stdin) with arg[1..] as its `...`. */
+static int run_script(lua_State *L, int argc, char **argv, int script) {
+    const char *fname = argv[script];
+    if (strcmp(fname, "-") == 0 && (script == 0 || strcmp(argv[script - 1], "--") != 0))
+        fname = NULL; /* stdin; "-- -" would mean a file named "-" */
+    int status = luaL_loadfile(L, fname);
+    if (status == LUA_OK) {
+        int n = argc - script - 1;
+        luaL_checkstack(L, n + 3, "too many arguments to script");
+        for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+        status = ftl_docall(L, n, 0);
+    }
+    return ftl_report(L, status, 1);
+}
+
+static void banner(void) {
+    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; Ctrl-D exits.\n", FTLUA_VERSION,
+           LUA_RELEASE, ft_torch_version());
+    fflush(stdout);
+}
+
+/* Everything runs here, in protected mode, so a memory error is reported, not fatal. */
+static int pmain(lua_State *L) {
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = (char **)lua_touserdata(L, 2);
+    cmdline cl;
+    if (!parse_args(argc, argv, &cl)) return 0; /* result false: exit status 1 */
+    if (cl.help) { usage(stdout); lua_pushboolean(L, 1); return 1; }
+    if (cl.version) { print_version(); lua_pushboolean(L, 1); return 1; }
+
+    luaL_checkversion(L);
+    luaL_openlibs(L);
+    lua_pushcfunction(L, open_ftlua);
+    if (dochunk(L, LUA_OK) != LUA_OK) return 0;
+    create_arg_table(L, argc, argv, cl.script);
+    lua_gc(L, LUA_GCRESTART);
+    lua_gc(L, LUA_GCGEN, 0, 0); /* generational mode, as lua.c: most garbage dies young */
+
+    if (!run_options(L, argc, argv, &cl)) return 0;
+    if (cl.script && run_script(L, argc, argv, cl.script) != LUA_OK) return 0;
+    int tty = isatty(STDIN_FILENO);
+    if (cl.interactive || (!cl.script && !cl.has_exec && tty)) {
+        if (tty) banner();
+        ftl_repl(L);
+    } else if (!cl.script && !cl.has_exec) { /* stdin is a pipe or a file: run it */
+        if (dochunk(L, luaL_loadfile(L, NULL)) != LUA_OK) return 0;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 0 && argv[0][0]) {
+        const char *slash = strrchr(argv[0], '/');
+        ftl_progname = slash ? slash + 1 : argv[0];
+    }
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "%s: cannot create state: not enough memory\n", ftl_progname);
+        return EXIT_FAILURE;
+    }
+    lua_gc(L, LUA_GCSTOP); /* no collections while the libraries load */
+    lua_pushcfunction(L, pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    int status = lua_pcall(L, 2, 1, 0);
+    int ok = lua_toboolean(L, -1);
+    ftl_report(L, status, 1);
+    lua_close(L);
+    return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+}
