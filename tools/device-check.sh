@@ -1,0 +1,81 @@
+#!/bin/bash
+# tools/device-check.sh: build and test ftlua on the lent GPU machine (../shared/device/README.md).
+#
+# Run it through the device tool, from the repository root, with `.deps` carried:
+#   here, once:  mkdir -p .deps && cd .deps && apt-get download liblua5.4-dev liblua5.4-0 \
+#                  libstb-dev libstb0 libturbojpeg0-dev libturbojpeg0 && cd ..
+#   device:      bash tools/device-check.sh        (carry: [".deps"], timeout ~540 s)
+#
+# It builds against the PyTorch wheel's libtorch (CUDA), runs the test suite with CUDA as the
+# default device, runs the benchmarks, and prints a short table of results and timings last.
+# Logs go to $OUT (or ./out) for the record in docs/performance.md.
+set -u
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+t_start=$(date +%s)
+declare -a rows
+
+row() { rows+=("$(printf '| %-28s | %-8s | %s |' "$1" "$2" "$3")"); }
+elapsed() { echo $(( $(date +%s) - $1 ))s; }
+
+# ---------------------------------------------------------------- carried Debian packages
+if ls .deps/*.deb >/dev/null 2>&1; then
+    mkdir -p .deps/root
+    for f in .deps/*.deb; do dpkg -x "$f" .deps/root; done
+fi
+DEPS=$PWD/.deps/root
+LUA_CFLAGS="-I$DEPS/usr/include/lua5.4 -I$DEPS/usr/include"
+LIBDIR=$DEPS/usr/lib/x86_64-linux-gnu
+# Link Lua and turbojpeg statically when the .a files came along, so nothing is needed at run time.
+LUA_LIBS="$LIBDIR/liblua5.4.a"
+[ -f "$LUA_LIBS" ] || LUA_LIBS="-L$LIBDIR -Wl,-rpath,$LIBDIR -llua5.4"
+export LIBRARY_PATH=$LIBDIR:${LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+export CPATH=$DEPS/usr/include:$DEPS/usr/include/stb:${CPATH:-}
+
+# ---------------------------------------------------------------- the PyTorch wheel's libtorch
+TORCH_DIR=$($PY -c 'import torch, os; print(os.path.dirname(torch.__file__))')
+ABI=$($PY -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+TORCH_VER=$($PY -c 'import torch; print(torch.__version__)')
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+echo "libtorch $TORCH_VER at $TORCH_DIR (cxx11 abi $ABI), GPU: ${GPU:-none}"
+
+t=$(date +%s)
+make -j"$(nproc)" LIBTORCH="$TORCH_DIR" TORCH_CXX11_ABI="$ABI" LUA_CFLAGS="$LUA_CFLAGS" \
+     LUA_LIBS="$LUA_LIBS" READLINE_LIBS= NO_READLINE=1 all >"$OUT/build.log" 2>&1
+build_rc=$?
+row "build (LIBTORCH=wheel)" "$([ $build_rc = 0 ] && echo ok || echo FAIL)" "$(elapsed "$t"), torch $TORCH_VER"
+if [ $build_rc != 0 ]; then
+    tail -30 "$OUT/build.log"
+else
+    # ---------------------------------------------------------------- CUDA visible from Lua
+    ./ftlua -e 'local T = ft.tensor; print("cuda", T.cuda_available(), T.cuda_device_count(), T.default_device())' \
+        >"$OUT/cuda.log" 2>&1
+    row "cuda visible" "$(grep -q 'cuda	true' "$OUT/cuda.log" && echo ok || echo FAIL)" "$(tr '\t' ' ' <"$OUT/cuda.log" | head -1)"
+
+    # ---------------------------------------------------------------- tests, CUDA as the test device
+    t=$(date +%s)
+    FTLUA_TEST_DEVICE=cuda make LIBTORCH="$TORCH_DIR" TORCH_CXX11_ABI="$ABI" LUA_CFLAGS="$LUA_CFLAGS" \
+        LUA_LIBS="$LUA_LIBS" READLINE_LIBS= NO_READLINE=1 build/tests/test_shim >/dev/null 2>&1
+    FTLUA_TEST_DEVICE=cuda BUILD=build FTLUA_SHARED=${FTLUA_SHARED:-$PWD/shared} \
+        sh tests/run.sh >"$OUT/tests.log" 2>&1
+    summary=$(tail -1 "$OUT/tests.log")
+    row "tests (device cuda)" "$(echo "$summary" | grep -q ' 0 failed' && echo ok || echo FAIL)" "$summary, $(elapsed "$t")"
+    grep -E '^ +FAIL' "$OUT/tests.log" | head -10
+
+    # ---------------------------------------------------------------- benchmarks
+    t=$(date +%s)
+    make LIBTORCH="$TORCH_DIR" TORCH_CXX11_ABI="$ABI" LUA_CFLAGS="$LUA_CFLAGS" LUA_LIBS="$LUA_LIBS" \
+        READLINE_LIBS= NO_READLINE=1 build/bench/bench_overhead >/dev/null 2>&1
+    FTLUA_PYTHON=$PY BUILD=build sh tests/bench/run.sh >"$OUT/bench.log" 2>&1
+    row "bench" "$([ -s "$OUT/bench.log" ] && echo ok || echo FAIL)" "$(elapsed "$t"), see bench.log"
+fi
+
+echo
+cat "$OUT/bench.log" 2>/dev/null
+echo
+echo "| check                        | result   | detail |"
+echo "|------------------------------|----------|--------|"
+printf '%s\n' "${rows[@]}"
+echo "total $(elapsed "$t_start")"
