@@ -3,7 +3,8 @@
 #
 # Run it through the device tool, from the repository root, with `.deps` carried:
 #   here, once:  mkdir -p .deps && cd .deps && apt-get download liblua5.4-dev liblua5.4-0 \
-#                  libstb-dev libstb0 libturbojpeg0-dev libturbojpeg0 && cd ..
+#                  libstb-dev libstb0 libturbojpeg0-dev libturbojpeg0 libreadline-dev libreadline8 \
+#                  libncurses-dev libtinfo6 && cd ..
 #   device:      bash tools/device-check.sh        (carry: [".deps"], timeout ~540 s)
 #
 # It builds against the PyTorch wheel's libtorch (CUDA), runs the test suite with CUDA as the
@@ -43,7 +44,7 @@ echo "libtorch $TORCH_VER at $TORCH_DIR (cxx11 abi $ABI), GPU: ${GPU:-none}"
 
 t=$(date +%s)
 make -j"$(nproc)" LIBTORCH="$TORCH_DIR" TORCH_CXX11_ABI="$ABI" LUA_CFLAGS="$LUA_CFLAGS" \
-     LUA_LIBS="$LUA_LIBS" READLINE_LIBS= NO_READLINE=1 all >"$OUT/build.log" 2>&1
+     LUA_LIBS="$LUA_LIBS" all >"$OUT/build.log" 2>&1
 build_rc=$?
 row "build (LIBTORCH=wheel)" "$([ $build_rc = 0 ] && echo ok || echo FAIL)" "$(elapsed "$t"), torch $TORCH_VER"
 if [ $build_rc != 0 ]; then
@@ -57,8 +58,8 @@ else
     # ---------------------------------------------------------------- tests, CUDA as the test device
     t=$(date +%s)
     FTLUA_TEST_DEVICE=cuda make LIBTORCH="$TORCH_DIR" TORCH_CXX11_ABI="$ABI" LUA_CFLAGS="$LUA_CFLAGS" \
-        LUA_LIBS="$LUA_LIBS" READLINE_LIBS= NO_READLINE=1 build/tests/test_shim >/dev/null 2>&1
-    FTLUA_TEST_DEVICE=cuda BUILD=build FTLUA_SHARED=${FTLUA_SHARED:-$PWD/shared} \
+        LUA_LIBS="$LUA_LIBS" test-bins >"$OUT/test-build.log" 2>&1
+    FTLUA_PYTHON=$PY FTLUA_TEST_DEVICE=cuda BUILD=build FTLUA_SHARED=${FTLUA_SHARED:-$PWD/shared} \
         sh tests/run.sh >"$OUT/tests.log" 2>&1
     summary=$(tail -1 "$OUT/tests.log")
     row "tests (device cuda)" "$(echo "$summary" | grep -q ' 0 failed' && echo ok || echo FAIL)" "$summary, $(elapsed "$t")"
@@ -67,7 +68,7 @@ else
     # ---------------------------------------------------------------- benchmarks
     t=$(date +%s)
     make LIBTORCH="$TORCH_DIR" TORCH_CXX11_ABI="$ABI" LUA_CFLAGS="$LUA_CFLAGS" LUA_LIBS="$LUA_LIBS" \
-        READLINE_LIBS= NO_READLINE=1 build/bench/bench_overhead >/dev/null 2>&1
+        build/bench/bench_overhead >/dev/null 2>&1
     FTLUA_PYTHON=$PY BUILD=build sh tests/bench/run.sh >"$OUT/bench.log" 2>&1
     row "bench" "$([ -s "$OUT/bench.log" ] && echo ok || echo FAIL)" "$(elapsed "$t"), see bench.log"
 fi

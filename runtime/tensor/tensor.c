@@ -31,17 +31,22 @@ void ftl_check(lua_State *L, ft_status st, const char *what) {
     luaL_error(L, "%s: %s", what, msg);
 }
 
+/* A handle waiting for its userdata. If allocating the userdata raises a memory error, the
+ * handle is left here and the next push frees it: no leak, and no pcall on the hot path. */
+static _Thread_local ft_tensor *orphan;
+
 void ftl_push_tensor(lua_State *L, ft_tensor *h) {
-    /* lua_newuserdatauv can raise on memory error: protect h by freeing it in that case. */
-    if (!lua_checkstack(L, 2)) {
-        ft_free(h);
-        luaL_error(L, "tensor: Lua stack overflow");
+    if (orphan) {
+        ft_free(orphan);
+        orphan = NULL;
     }
-    ftl_tensor *ud = lua_newuserdatauv(L, sizeof(ftl_tensor), 0);
+    orphan = h;
+    ftl_tensor *ud = lua_newuserdatauv(L, sizeof(ftl_tensor), 0); /* may raise */
     ud->h = NULL; /* "closed" until filled */
     ud->counted = 0;
     luaL_setmetatable(L, FTL_TENSOR_MT);
     ud->h = h;
+    orphan = NULL;
     ud->counted = ft_storage_nbytes(h);
     ftl_mem_add(L, ud->counted);
 }

@@ -154,6 +154,14 @@ at::ScalarType st(int d) {
 at::Device dev(int d) {
     if (d == FT_CPU) return at::Device(at::kCPU);
     if (d < 0 || d > 127) bad_arg("device", "device index", d);
+    // Checked here because libtorch's own message for a missing backend is a page of text.
+    int n = ft_cuda_device_count();
+    if (d >= n) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "cuda:%d requested but %d CUDA device%s available", d, n,
+                 n == 1 ? " is" : "s are");
+        throw std::invalid_argument(buf);
+    }
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(d));
 }
 
@@ -945,10 +953,12 @@ ft_status ft_interpolate(const ft_tensor *x, const int64_t out_hw[2], ft_interp 
         switch (E(mode)) {
         case FT_INTERP_NEAREST: r = at::upsample_nearest2d(a, hw); break;
         case FT_INTERP_BILINEAR:
-            r = antialias ? at::_upsample_bilinear2d_aa(a, hw, ac) : at::upsample_bilinear2d(a, hw, ac);
+            r = antialias ? at::_upsample_bilinear2d_aa(a, hw, ac)
+                          : at::upsample_bilinear2d(a, hw, ac);
             break;
         case FT_INTERP_BICUBIC:
-            r = antialias ? at::_upsample_bicubic2d_aa(a, hw, ac) : at::upsample_bicubic2d(a, hw, ac);
+            r = antialias ? at::_upsample_bicubic2d_aa(a, hw, ac)
+                          : at::upsample_bicubic2d(a, hw, ac);
             break;
         default: bad_arg("interpolate", "mode", E(mode));
         }

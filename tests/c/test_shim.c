@@ -385,7 +385,8 @@ static void test_creation(void) {
     ft_free(t);
     if (!ft_cuda_available()) {
         t = (ft_tensor *)&pi; /* sentinel: a failing call must not write it */
-        CHECK("to_cuda_without_cuda", ft_to(c, FT_FLOAT32, 0, &t) == FT_ERR && t == (ft_tensor *)&pi);
+        CHECK("to_cuda_without_cuda", ft_to(c, FT_FLOAT32, 0, &t) == FT_ERR && t == (ft_tensor *)&pi &&
+                                          strstr(ft_last_error(), "CUDA") != NULL);
         CHECK("empty_on_cuda_without_cuda", ft_empty(s3, 1, FT_FLOAT32, 0, &t) == FT_ERR);
     }
     OK(ft_clone(c, &t));
