@@ -14,7 +14,7 @@ CXX      ?= g++
 OPT      ?= -O2
 CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -D_GNU_SOURCE
 CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -fPIC
-LDLIBS   += -lturbojpeg -lm -lpthread
+LDLIBS   += -lturbojpeg -lz -lm -lpthread
 
 # ---------------------------------------------------------------- Lua 5.4
 LUA_CFLAGS ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
