@@ -48,6 +48,26 @@ static int ft_clock(lua_State *L) {
     return 1;
 }
 
+/* The modules, opened in this order and stored as ft.<name>. */
+static const struct {
+    const char *name;
+    lua_CFunction open;
+} SUBMODULES[] = {
+    {"tensor", luaopen_ftlua_tensor},             /* tensor/tensor.c */
+    {"model", luaopen_ftlua_model},               /* model/model.c */
+    {"weights", luaopen_ftlua_weights},           /* weights/weights.c */
+};
+
+/* Names that fastai users write at the top level (table NULL) or under ft.vision:
+ * ft[table][field] = ft[module][field]. */
+static const struct {
+    const char *table, *module, *field;
+} ALIASES[] = {
+    {NULL, "model", "nn"},
+    {NULL, "model", "models"},
+    {"vision", "model", "create_cnn_model"},
+};
+
 int luaopen_ftlua(lua_State *L) {
     static int threads_set;
     if (!threads_set) {
@@ -60,7 +80,30 @@ int luaopen_ftlua(lua_State *L) {
     lua_setfield(L, -2, "version");
     lua_pushcfunction(L, ft_clock);
     lua_setfield(L, -2, "clock");
-    luaL_requiref(L, "ftlua.tensor", luaopen_ftlua_tensor, 0);
-    lua_setfield(L, -2, "tensor");
+    for (size_t i = 0; i < sizeof SUBMODULES / sizeof SUBMODULES[0]; i++) {
+        char modname[64];
+        snprintf(modname, sizeof modname, "ftlua.%s", SUBMODULES[i].name);
+        luaL_requiref(L, modname, SUBMODULES[i].open, 0);
+        lua_setfield(L, -2, SUBMODULES[i].name);
+    }
+    lua_newtable(L); /* ft.vision: everything of ft.data, plus the vision names of other modules */
+    if (lua_getfield(L, -2, "data") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -5);
+        }
+    }
+    lua_pop(L, 1);
+    lua_setfield(L, -2, "vision");
+    for (size_t i = 0; i < sizeof ALIASES / sizeof ALIASES[0]; i++) {
+        if (ALIASES[i].table) lua_getfield(L, -1, ALIASES[i].table);
+        else lua_pushvalue(L, -1);
+        lua_getfield(L, -2, ALIASES[i].module); /* ft is just below the target table */
+        lua_getfield(L, -1, ALIASES[i].field);
+        lua_setfield(L, -3, ALIASES[i].field);
+        lua_pop(L, 2);
+    }
     return 1;
 }

@@ -21,6 +21,8 @@
 int luaopen_ftlua(lua_State *L);
 /* Submodule entries, each returning its table (the ft table holds them as fields). */
 int luaopen_ftlua_tensor(lua_State *L);
+int luaopen_ftlua_model(lua_State *L);
+int luaopen_ftlua_weights(lua_State *L);
 
 /* T.save / T.load: safetensors files (tensor/tensor_io.c). */
 int ftl_tensor_save(lua_State *L);

@@ -1002,3 +1002,124 @@ ft_status ft_backward(const ft_tensor *t, const ft_tensor *grad, int retain_grap
 }
 
 } // extern "C"
+
+// ---------------------------------------------------------------- modules (runtime/model)
+
+#include <ATen/autocast_mode.h>
+
+// libtorch 2.4 replaced the per-device autocast functions (set_cpu_enabled,
+// set_autocast_cpu_dtype, ...) by ones taking a device type, and deprecated the old ones.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define FT_AUTOCAST_BY_DEVICE_TYPE 1
+#else
+#define FT_AUTOCAST_BY_DEVICE_TYPE 0
+#endif
+
+namespace {
+
+bool autocast_on(bool cuda) {
+#if FT_AUTOCAST_BY_DEVICE_TYPE
+    return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU);
+#else
+    return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+void autocast_set(bool cuda, bool enabled, at::ScalarType dtype) {
+#if FT_AUTOCAST_BY_DEVICE_TYPE
+    at::autocast::set_autocast_dtype(cuda ? at::kCUDA : at::kCPU, dtype);
+    at::autocast::set_autocast_enabled(cuda ? at::kCUDA : at::kCPU, enabled);
+#else
+    if (cuda) {
+        at::autocast::set_autocast_gpu_dtype(dtype);
+        at::autocast::set_enabled(enabled);
+    } else {
+        at::autocast::set_autocast_cpu_dtype(dtype);
+        at::autocast::set_cpu_enabled(enabled);
+    }
+#endif
+}
+
+at::ScalarType autocast_dtype(bool cuda) {
+#if FT_AUTOCAST_BY_DEVICE_TYPE
+    return at::autocast::get_autocast_dtype(cuda ? at::kCUDA : at::kCPU);
+#else
+    return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+ft_dtype ft_dtype_of(at::ScalarType s) {
+    for (int i = 0; i < FT_NDTYPES; i++)
+        if (kDtypes[i].st == s) return (ft_dtype)i;
+    throw std::invalid_argument("autocast: unsupported dtype");
+}
+
+} // namespace
+
+extern "C" {
+
+ft_status ft_convert_(ft_tensor *t, int dtype, int device, int memory_format) {
+    return guard([&] {
+        at::Tensor &a = M(t);
+        if (memory_format < FT_KEEP_FORMAT || memory_format > FT_CHANNELS_LAST)
+            bad_arg("convert_", "memory format", memory_format);
+        at::ScalarType s = a.scalar_type();
+        if (dtype >= 0 && a.is_floating_point()) s = st(dtype);
+        at::Device d = device == FT_SAME_DEVICE ? a.device() : dev(device);
+        auto fix_format = [&](at::Tensor r) {
+            if (memory_format == FT_CHANNELS_LAST && r.dim() == 4)
+                return r.contiguous(at::MemoryFormat::ChannelsLast);
+            if (memory_format == FT_CONTIGUOUS_FORMAT) return r.contiguous();
+            return r;
+        };
+        // Build everything first, then swap: a failure leaves t untouched.
+        at::Tensor r = fix_format(a.detach().to(d, s));
+        at::Tensor g = a.grad();
+        at::Tensor g2 = g.defined() ? fix_format(g.to(d, s)) : at::Tensor();
+        a.set_data(r);
+        if (g.defined()) a.mutable_grad() = g2;
+    });
+}
+
+ft_status ft_autocast_enter(int cuda, ft_dtype dtype, ft_autocast_state *saved) {
+    return guard([&] {
+        if (!saved) throw std::invalid_argument("autocast: NULL state");
+        at::ScalarType s = st(E(dtype));
+        if (s != at::kBFloat16 && s != at::kHalf)
+            throw std::invalid_argument("autocast: dtype must be bfloat16 or float16");
+        if (cuda && !torch::cuda::is_available())
+            throw std::invalid_argument("autocast: CUDA is not available");
+        ft_autocast_state prev = {cuda != 0, autocast_on(cuda != 0) ? 1 : 0,
+                                  ft_dtype_of(autocast_dtype(cuda != 0))};
+        autocast_set(cuda != 0, true, s);
+        at::autocast::increment_nesting();
+        *saved = prev;
+    });
+}
+
+ft_status ft_autocast_exit(const ft_autocast_state *saved) {
+    return guard([&] {
+        if (!saved) throw std::invalid_argument("autocast: NULL state");
+        // The cache holds the low-precision copies of weights made inside the region.
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+        autocast_set(saved->cuda != 0, saved->enabled != 0, st(E(saved->dtype)));
+    });
+}
+
+int ft_autocast_enabled(int cuda) {
+    try {
+        return autocast_on(cuda != 0) ? 1 : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+
+void *ft_data_ptr(const ft_tensor *t) {
+    try {
+        return t && t->t.defined() ? t->t.data_ptr() : nullptr;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+} // extern "C"

@@ -256,6 +256,38 @@ ft_status ft_set_grad(ft_tensor *t, const ft_tensor *grad); /* grad NULL clears 
 /* grad may be NULL for a scalar t. */
 ft_status ft_backward(const ft_tensor *t, const ft_tensor *grad, int retain_graph);
 
+/* ---------------------------------------------------------------- modules (runtime/model) */
+/* Memory formats for ft_convert_. */
+#define FT_KEEP_FORMAT 0
+#define FT_CONTIGUOUS_FORMAT 1
+#define FT_CHANNELS_LAST 2
+#define FT_SAME_DEVICE (-2) /* ft_convert_: leave the device as it is */
+
+/* Converts t's data in place, like torch's `param.data = param.data.to(...)`: t keeps its
+ * identity (every handle sharing t's tensor sees the new data), its requires_grad and its
+ * autograd metadata; its gradient, if any, is converted the same way. As in torch's
+ * Module.to, dtype applies to floating-point tensors only (integer buffers keep theirs);
+ * dtype < 0 keeps the dtype. device is FT_CPU, a cuda index or FT_SAME_DEVICE. memory_format
+ * FT_CHANNELS_LAST applies to 4-D tensors only; others are left as they are. */
+ft_status ft_convert_(ft_tensor *t, int dtype, int device, int memory_format);
+
+/* Autocast (mixed precision) on one device type: cuda != 0 for CUDA, else the CPU. enter
+ * saves the previous state in *saved and turns autocast on with dtype (float16 or bfloat16);
+ * exit restores *saved and clears the cast-weights cache when the outermost region ends.
+ * The state is thread-local, as in libtorch. */
+typedef struct {
+    int cuda;
+    int enabled;
+    ft_dtype dtype;
+} ft_autocast_state;
+ft_status ft_autocast_enter(int cuda, ft_dtype dtype, ft_autocast_state *saved);
+ft_status ft_autocast_exit(const ft_autocast_state *saved);
+int ft_autocast_enabled(int cuda);
+
+/* The first element's address (CPU or CUDA memory), for our own kernels that write straight
+ * into a tensor (the CUDA augmentation); NULL when t is undefined. */
+void *ft_data_ptr(const ft_tensor *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,516 @@
+/* model_state.c: module methods that read or change the tensors as a whole.
+ *
+ *   sd, names = m:state_dict()               parameters and buffers, sharing storage
+ *   missing, unexpected, mismatched = m:load_state_dict(sd [, {strict = true}])
+ *   m:to("cuda" | "bfloat16" | {device=, dtype=, memory_format="channels_last"})
+ *   groups, names = m:param_groups()         fastai's splitter result (lists of lists)
+ *   m:set_param_groups{{"conv1", "layer1"}, {"fc"}}
+ *   m:freeze_to(n [, {train_bn = true}]), m:freeze(), m:unfreeze()
+ *
+ * Every walk here owns no C memory, so its visitors may raise Lua errors.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+/* ---------------------------------------------------------------- state_dict */
+
+typedef struct {
+    lua_State *L;
+    int sd, names, n;
+} sd_t;
+
+static void sd_visit(void *p, const char *name, ftm_slot *s, ftm_module *owner, int is_buffer) {
+    (void)owner, (void)is_buffer;
+    sd_t *c = p;
+    ft_tensor *d = NULL;
+    ftl_check(c->L, ft_detach(s->t, &d), "state_dict");
+    ftl_push_tensor(c->L, d);
+    lua_setfield(c->L, c->sd, name);
+    lua_pushstring(c->L, name);
+    lua_rawseti(c->L, c->names, ++c->n);
+}
+
+/* sd, names = m:state_dict(): name -> tensor (detached, sharing the module's storage: writing
+ * into it writes the model), and the names in torch's order. */
+static int m_state_dict(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    lua_newtable(L);
+    lua_newtable(L);
+    sd_t c = {L, lua_gettop(L) - 1, lua_gettop(L), 0};
+    ftm_walk(m, NULL, 1, 1, sd_visit, &c);
+    return 2;
+}
+
+/* ---------------------------------------------------------------- load_state_dict */
+
+typedef struct {
+    lua_State *L;
+    int names, handles, n;
+} entries_t;
+
+static void entry_visit(void *p, const char *name, ftm_slot *s, ftm_module *owner, int is_buffer) {
+    (void)owner, (void)is_buffer;
+    entries_t *c = p;
+    c->n++;
+    lua_pushstring(c->L, name);
+    lua_rawseti(c->L, c->names, c->n);
+    lua_pushlightuserdata(c->L, s->t);
+    lua_rawseti(c->L, c->handles, c->n);
+}
+
+static void push_shape(luaL_Buffer *b, const ft_tensor *t) {
+    char num[32];
+    luaL_addchar(b, '{');
+    for (int d = 0; d < ft_dim(t); d++) {
+        snprintf(num, sizeof num, "%s%lld", d ? ", " : "", (long long)ft_size(t, d));
+        luaL_addstring(b, num);
+    }
+    luaL_addchar(b, '}');
+}
+
+static int same_shape(const ft_tensor *a, const ft_tensor *b) {
+    if (ft_dim(a) != ft_dim(b)) return 0;
+    for (int d = 0; d < ft_dim(a); d++)
+        if (ft_size(a, d) != ft_size(b, d)) return 0;
+    return 1;
+}
+
+static int ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
+static void append(lua_State *L, int list, int value_idx) {
+    lua_pushvalue(L, value_idx);
+    lua_rawseti(L, list, (lua_Integer)luaL_len(L, list) + 1);
+}
+
+static int by_string(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Adds "what: a, b, c" (at most 20 names, then "... and N more") to the message. */
+static void add_list(luaL_Buffer *b, lua_State *L, int list, const char *what, int *first) {
+    int n = (int)luaL_len(L, list);
+    if (n == 0) return;
+    char head[96];
+    snprintf(head, sizeof head, "%s%d %s%s: ", *first ? "" : "; ", n, what, n == 1 ? "" : "s");
+    luaL_addstring(b, head);
+    *first = 0;
+    for (int i = 1; i <= n && i <= 20; i++) {
+        if (i > 1) luaL_addstring(b, ", ");
+        lua_rawgeti(L, list, i);
+        luaL_addvalue(b);
+    }
+    if (n > 20) {
+        snprintf(head, sizeof head, ", ... and %d more", n - 20);
+        luaL_addstring(b, head);
+    }
+}
+
+/* missing, unexpected, mismatched = m:load_state_dict(sd [, {strict = true}])
+ * Copies every tensor of sd into the parameter or buffer of the same name (converting the
+ * dtype, keeping the module's device and memory format). strict (the default) refuses, before
+ * copying anything, when a name is missing, unexpected, or has another shape, and says which.
+ * strict = false copies what matches and returns the three lists. A missing
+ * num_batches_tracked is never an error (torch's own old checkpoints lack it). */
+static int m_load_state_dict(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int strict = 1;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "strict");
+        strict = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    }
+    lua_settop(L, 2);
+    lua_newtable(L); /* 3 names */
+    lua_newtable(L); /* 4 handles */
+    entries_t e = {L, 3, 4, 0};
+    ftm_walk(m, NULL, 1, 1, entry_visit, &e);
+    lua_newtable(L); /* 5 missing */
+    lua_newtable(L); /* 6 unexpected */
+    lua_newtable(L); /* 7 mismatched */
+    lua_newtable(L); /* 8 known names */
+    lua_newtable(L); /* 9 {handle, source} pairs to copy, as two parallel lists */
+    lua_newtable(L); /* 10 */
+    int ncopy = 0;
+    for (int i = 1; i <= e.n; i++) {
+        lua_rawgeti(L, 3, i); /* name at 11 */
+        const char *name = lua_tostring(L, 11);
+        lua_pushvalue(L, 11);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, 8);
+        lua_pushvalue(L, 11);
+        lua_gettable(L, 2); /* value at 12 */
+        if (lua_isnil(L, 12)) {
+            if (!ends_with(name, "num_batches_tracked")) append(L, 5, 11);
+        } else {
+            ft_tensor *src = ftl_to_tensor(L, 12);
+            if (!src)
+                return luaL_error(L, "load_state_dict: '%s' is a %s, expected a tensor", name,
+                                  luaL_typename(L, 12));
+            lua_rawgeti(L, 4, i);
+            ft_tensor *dst = lua_touserdata(L, -1);
+            lua_pop(L, 1);
+            if (!same_shape(src, dst)) {
+                luaL_Buffer b;
+                luaL_buffinit(L, &b);
+                luaL_addstring(&b, name);
+                luaL_addstring(&b, " (checkpoint ");
+                push_shape(&b, src);
+                luaL_addstring(&b, ", model ");
+                push_shape(&b, dst);
+                luaL_addchar(&b, ')');
+                luaL_pushresult(&b);
+                append(L, 7, lua_gettop(L));
+                lua_pop(L, 1);
+            } else {
+                ncopy++;
+                lua_rawgeti(L, 4, i);
+                lua_rawseti(L, 9, ncopy);
+                lua_pushvalue(L, 12);
+                lua_rawseti(L, 10, ncopy);
+            }
+        }
+        lua_settop(L, 10);
+    }
+    /* Unexpected names, sorted so the message does not depend on table order. */
+    int nkeys = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, 8) == LUA_TNIL) nkeys++;
+        lua_pop(L, 1);
+    }
+    const char **keys = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nkeys ? nkeys : 1), 0);
+    int k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        int known = lua_rawget(L, 8) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (known) continue;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "load_state_dict: keys must be strings, got a %s",
+                              luaL_typename(L, -1));
+        keys[k++] = lua_tostring(L, -1); /* anchored by sd */
+    }
+    qsort(keys, (size_t)k, sizeof *keys, by_string);
+    for (int i = 0; i < k; i++) {
+        lua_pushstring(L, keys[i]);
+        lua_rawseti(L, 6, i + 1);
+    }
+    lua_pop(L, 1); /* keys */
+    int bad = luaL_len(L, 5) + luaL_len(L, 6) + luaL_len(L, 7);
+    if (strict && bad) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addstring(&b, "load_state_dict: ");
+        int first = 1;
+        add_list(&b, L, 5, "missing key", &first);
+        add_list(&b, L, 6, "unexpected key", &first);
+        add_list(&b, L, 7, "shape mismatch", &first);
+        luaL_addstring(&b, " (strict = false loads what matches)");
+        luaL_pushresult(&b);
+        return lua_error(L);
+    }
+    /* In-place copies into leaves that require grad are refused in grad mode. */
+    int grad = ft_grad_enabled();
+    ft_set_grad_enabled(0);
+    for (int i = 1; i <= ncopy; i++) {
+        lua_rawgeti(L, 9, i);
+        ft_tensor *dst = lua_touserdata(L, -1);
+        lua_rawgeti(L, 10, i);
+        ft_status st = ft_copy_(dst, ftl_to_tensor(L, -1));
+        lua_pop(L, 2);
+        if (st != FT_OK) {
+            ft_set_grad_enabled(grad);
+            ftl_check(L, st, "load_state_dict");
+        }
+    }
+    ft_set_grad_enabled(grad);
+    lua_pushvalue(L, 5);
+    lua_pushvalue(L, 6);
+    lua_pushvalue(L, 7);
+    return 3;
+}
+
+/* ---------------------------------------------------------------- to() */
+
+typedef struct {
+    lua_State *L;
+    int dtype, device, format;
+} convert_t;
+
+static void convert_visit(void *p, const char *name, ftm_slot *s, ftm_module *owner,
+                          int is_buffer) {
+    (void)owner, (void)is_buffer;
+    convert_t *c = p;
+    if (ft_convert_(s->t, c->dtype, c->device, c->format) != FT_OK)
+        luaL_error(c->L, "to: %s: %s", name, ft_last_error());
+}
+
+static int is_device_name(const char *s) {
+    return strcmp(s, "cpu") == 0 || strncmp(s, "cuda", 4) == 0;
+}
+
+static int convert(lua_State *L, ftm_module *m, int dtype, int device, int format) {
+    convert_t c = {L, dtype, device, format};
+    ftm_walk(m, NULL, 1, 1, convert_visit, &c);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* m:to("cuda"), m:to("bfloat16"), m:to{device=, dtype=, memory_format="channels_last"}.
+ * Converts in place and returns m; parameter tensors keep their identity (optimizers holding
+ * them see the change). dtype applies to floating-point tensors only, as in torch. */
+static int m_to(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    int dtype = -1, device = FT_SAME_DEVICE, format = FT_KEEP_FORMAT;
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        if (is_device_name(lua_tostring(L, 2))) device = ftl_check_device(L, 2, FT_CPU);
+        else dtype = ftl_check_dtype(L, 2);
+    } else {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "device") != LUA_TNIL) device = ftl_check_device(L, -1, FT_CPU);
+        if (lua_getfield(L, 2, "dtype") != LUA_TNIL) dtype = ftl_check_dtype(L, -1);
+        if (lua_getfield(L, 2, "memory_format") != LUA_TNIL) {
+            const char *f = luaL_checkstring(L, -1);
+            if (strcmp(f, "channels_last") == 0) format = FT_CHANNELS_LAST;
+            else if (strcmp(f, "contiguous") == 0 || strcmp(f, "contiguous_format") == 0)
+                format = FT_CONTIGUOUS_FORMAT;
+            else return luaL_error(L, "to: memory_format must be \"channels_last\" or \"contiguous\"");
+        }
+    }
+    return convert(L, m, dtype, device, format);
+}
+
+static int m_to_channels_last(lua_State *L) {
+    return convert(L, ftl_check_module(L, 1), -1, FT_SAME_DEVICE, FT_CHANNELS_LAST);
+}
+static int m_cpu(lua_State *L) { return convert(L, ftl_check_module(L, 1), -1, FT_CPU, 0); }
+static int m_cuda(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    lua_Integer n = luaL_optinteger(L, 2, 0);
+    luaL_argcheck(L, n >= 0, 2, "device index must be >= 0");
+    return convert(L, m, -1, (int)n, 0);
+}
+static int m_float(lua_State *L) { return convert(L, ftl_check_module(L, 1), FT_FLOAT32, FT_SAME_DEVICE, 0); }
+static int m_bfloat16(lua_State *L) { return convert(L, ftl_check_module(L, 1), FT_BFLOAT16, FT_SAME_DEVICE, 0); }
+
+/* ---------------------------------------------------------------- parameter groups */
+
+typedef void (*group_fn)(lua_State *L, ftm_module *sub, const char *path, int group, void *ud);
+
+/* Calls fn for every (group, path) of m's split ("a,b;c;d": groups split by ';', child paths
+ * by ','); without a split, once with the whole model as group 0. Returns the group count. */
+static int each_group_path(lua_State *L, ftm_module *m, group_fn fn, void *ud) {
+    if (!m->split) {
+        if (fn) fn(L, m, "", 0, ud);
+        return 1;
+    }
+    const char *s = m->split;
+    int g = 0;
+    for (;;) {
+        char path[FTM_PATH_MAX];
+        size_t n = strcspn(s, ",;");
+        if (n >= sizeof path) n = sizeof path - 1;
+        memcpy(path, s, n);
+        path[n] = '\0';
+        ftm_module *sub = ftm_find(m, path);
+        if (!sub) luaL_error(L, "parameter groups: %s has no submodule '%s'", m->type, path);
+        if (fn) fn(L, sub, path, g, ud);
+        s += strcspn(s, ",;");
+        if (*s == '\0') break;
+        if (*s == ';') g++;
+        s++;
+    }
+    return g + 1;
+}
+
+typedef struct {
+    lua_State *L;
+    int groups, names, seen; /* stack indices */
+    int group;               /* the current group, 1-based */
+} groups_t;
+
+static void group_visit(void *p, const char *name, ftm_slot *s, ftm_module *owner, int is_buffer) {
+    (void)owner, (void)is_buffer;
+    groups_t *c = p;
+    lua_State *L = c->L;
+    if (lua_rawgetp(L, c->seen, s->t) != LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, c->seen, s->t);
+    lua_rawgeti(L, c->groups, c->group);
+    ftl_push_param(L, s->t);
+    lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    lua_rawgeti(L, c->names, c->group);
+    lua_pushstring(L, name);
+    lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    lua_pop(L, 2);
+}
+
+static void group_path(lua_State *L, ftm_module *sub, const char *path, int group, void *ud) {
+    groups_t *c = ud;
+    c->group = group + 1;
+    for (int t = c->groups; t <= c->names; t++) { /* make groups[g] and names[g] */
+        if (lua_rawgeti(L, t, c->group) == LUA_TNIL) {
+            lua_newtable(L);
+            lua_rawseti(L, t, c->group);
+        }
+        lua_pop(L, 1);
+    }
+    ftm_walk(sub, path, 1, 0, group_visit, c);
+}
+
+/* groups, names = m:param_groups() -- lists (one per group) of parameter tensors and of
+ * their names. Resnets from the zoo and create_cnn_model have fastai's three groups; other
+ * models one, unless set with m:set_param_groups. */
+static int m_param_groups(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    lua_settop(L, 1);
+    lua_newtable(L); /* 2 groups */
+    lua_newtable(L); /* 3 names */
+    lua_newtable(L); /* 4 seen */
+    groups_t c = {L, 2, 3, 4, 0};
+    int n = each_group_path(L, m, group_path, &c);
+    for (int g = 1; g <= n; g++) /* a group with no parameters is still a group */
+        for (int t = 2; t <= 3; t++) {
+            if (lua_rawgeti(L, t, g) == LUA_TNIL) {
+                lua_newtable(L);
+                lua_rawseti(L, t, g);
+            }
+            lua_pop(L, 1);
+        }
+    lua_settop(L, 3);
+    return 2;
+}
+
+/* m:set_param_groups{{"0.0", "0.1"}, {"1"}} -- groups of child paths (nil: one group). */
+static int m_set_param_groups(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        free(m->split);
+        m->split = NULL;
+        lua_settop(L, 1);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int ng = (int)luaL_len(L, 2);
+    luaL_argcheck(L, ng > 0, 2, "expected a non-empty list of groups");
+    luaL_Buffer b;
+    lua_settop(L, 2);
+    luaL_buffinit(L, &b); /* the buffer sits at 3; values are checked at the top, then added */
+    for (int g = 1; g <= ng; g++) {
+        lua_geti(L, 2, g);
+        if (!lua_istable(L, -1) || luaL_len(L, -1) == 0)
+            return luaL_error(L, "set_param_groups: group %d must be a non-empty list of paths", g);
+        int np = (int)luaL_len(L, -1);
+        lua_pop(L, 1);
+        for (int i = 1; i <= np; i++) {
+            if (g > 1 || i > 1) luaL_addchar(&b, i == 1 ? ';' : ',');
+            lua_geti(L, 2, g);
+            lua_geti(L, -1, i);
+            const char *path = lua_tostring(L, -1);
+            if (lua_type(L, -1) != LUA_TSTRING || strpbrk(path, ",;"))
+                return luaL_error(L, "set_param_groups: group %d entry %d must be a child path", g, i);
+            if (!ftm_find(m, path))
+                return luaL_error(L, "set_param_groups: %s has no submodule '%s'", m->type, path);
+            lua_remove(L, -2);
+            luaL_addvalue(&b);
+        }
+    }
+    luaL_pushresult(&b);
+    char *split = strdup(lua_tostring(L, -1));
+    if (!split) return luaL_error(L, "set_param_groups: out of memory");
+    free(m->split);
+    m->split = split;
+    lua_settop(L, 1);
+    return 1;
+}
+
+typedef struct {
+    lua_State *L;
+    int frozen_idx, train_bn, group;
+} freeze_t;
+
+static void freeze_visit(void *p, const char *name, ftm_slot *s, ftm_module *owner, int is_buffer) {
+    (void)is_buffer;
+    freeze_t *c = p;
+    int trainable = c->group >= c->frozen_idx || (c->train_bn && owner->kind == FTM_BATCHNORM);
+    if (ft_set_requires_grad(s->t, trainable) != FT_OK)
+        luaL_error(c->L, "freeze_to: %s: %s", name, ft_last_error());
+}
+
+static void freeze_path(lua_State *L, ftm_module *sub, const char *path, int group, void *ud) {
+    (void)L;
+    freeze_t *c = ud;
+    c->group = group;
+    ftm_walk(sub, path, 1, 0, freeze_visit, c);
+}
+
+/* fastai's freeze_to: the groups before n get requires_grad = false (n < 0 counts from the
+ * end), except BatchNorm parameters when train_bn (the default); the others get true. */
+static int m_freeze_to(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    int train_bn = 1;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "train_bn");
+        if (!lua_isnil(L, -1)) train_bn = lua_toboolean(L, -1);
+    }
+    lua_settop(L, 1);
+    int ng = each_group_path(L, m, NULL, NULL);
+    lua_Integer idx = n >= 0 ? n : ng + n;
+    if (idx < 0) idx = 0;
+    if (idx >= ng) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "Freezing %lld groups; model has %d; whole model is frozen.",
+                 (long long)idx, ng);
+        ftl_model_warn(L, msg);
+    }
+    freeze_t c = {L, idx > ng ? ng : (int)idx, train_bn, 0};
+    each_group_path(L, m, freeze_path, &c);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_freeze(lua_State *L) {
+    lua_settop(L, 1);
+    lua_pushinteger(L, -1);
+    return m_freeze_to(L);
+}
+
+static int m_unfreeze(lua_State *L) {
+    lua_settop(L, 1);
+    lua_pushinteger(L, 0);
+    return m_freeze_to(L);
+}
+
+static const luaL_Reg state_methods[] = {
+    {"state_dict", m_state_dict},
+    {"load_state_dict", m_load_state_dict},
+    {"to", m_to},
+    {"to_channels_last", m_to_channels_last},
+    {"cpu", m_cpu},
+    {"cuda", m_cuda},
+    {"float", m_float},
+    {"bfloat16", m_bfloat16},
+    {"param_groups", m_param_groups},
+    {"set_param_groups", m_set_param_groups},
+    {"freeze_to", m_freeze_to},
+    {"freeze", m_freeze},
+    {"unfreeze", m_unfreeze},
+    {NULL, NULL},
+};
+
+void ftl_register_state_methods(lua_State *L) { luaL_setfuncs(L, state_methods, 0); }
