@@ -41,6 +41,21 @@ CXXFLAGS += -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_CXX11_ABI)
 endif
 endif
 
+# ---------------------------------------------------------------- our CUDA kernels
+# Built only when libtorch has CUDA and nvcc exists; each has a C twin that gives the same
+# results (runtime/data/augment.c for augment_cuda.cu). The static CUDA runtime can't clash with
+# the one PyTorch's wheel ships.
+NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+NVCC_ARCH ?= -arch=native
+ifneq ($(TORCH_CUDA),)
+ifneq ($(NVCC),)
+CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
+CFLAGS   += -DFT_WITH_CUDA
+CUDA_OBJ  = $(BUILD)/runtime/data/augment_cuda.o
+LDLIBS   += -L$(CUDA_DIR)/lib64 -lcudart_static -ldl -lrt
+endif
+endif
+
 # ---------------------------------------------------------------- sources
 BUILD    ?= build
 HOST_SRC  = runtime/main.c runtime/repl.c
@@ -49,6 +64,7 @@ LIB_CXXSRC = $(wildcard runtime/torch/*.cpp)
 LUA_SRC   = $(sort $(wildcard lua/ftlua/*.lua))
 
 LIB_OBJ   = $(LIB_CSRC:%.c=$(BUILD)/%.o) $(LIB_CXXSRC:%.cpp=$(BUILD)/%.o) $(BUILD)/lua_embed.o
+LIB_OBJ  += $(CUDA_OBJ)
 HOST_OBJ  = $(HOST_SRC:%.c=$(BUILD)/%.o)
 INC       = -Iruntime $(LUA_CFLAGS)
 
@@ -69,6 +85,10 @@ $(BUILD)/%.o: %.c $(wildcard runtime/*.h runtime/*/*.h)
 $(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp runtime/torch/ft_torch.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
+
+$(BUILD)/runtime/data/augment_cuda.o: runtime/data/augment_cuda.cu runtime/data/augment.h runtime/data/augment_cuda.h
+	@mkdir -p $(dir $@)
+	$(NVCC) -O2 -std=c++17 $(NVCC_ARCH) -Xcompiler -fPIC -Iruntime -c $< -o $@
 
 # lua/ftlua/*.lua are compiled into the library, so ./ftlua and ftlua.so need no search path.
 $(BUILD)/lua_embed.c: $(LUA_SRC) tools/embed_lua.sh

@@ -1,0 +1,559 @@
+-- data_vision.lua: fastai's vision data API (fastai/data, fastai/vision/data.py, augment.py) in
+-- Lua, over the C data module. luaopen_ftlua_data runs this file with that module's table, which
+-- it extends; ftlua merges the result into ft.vision (and keeps it as ft.data).
+--
+-- Class indices are 1-based in Lua: dls.vocab[y[i]] is the name of item i's class.
+local D = ...
+assert(type(D) == "table", "ftlua.data_vision is loaded by ftlua.data")
+
+local function fail(fmt, ...) error(fmt:format(...), 0) end
+
+local function is_int(v) return math.type(v) == "integer" end
+
+-- The keywords a constructor accepts; anything else is a typo we should report.
+local function check_keys(what, opts, allowed)
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local names = {}
+      for name in pairs(allowed) do names[#names + 1] = name end
+      table.sort(names)
+      fail("%s: unknown option '%s' (known: %s)", what, tostring(k), table.concat(names, ", "))
+    end
+  end
+end
+
+local function set(list)
+  local s = {}
+  for _, k in ipairs(list) do s[k] = true end
+  return s
+end
+
+local function basename(path) return path:match("([^/]*)/*$") end
+local function parent_name(path) return path:match("([^/]*)/[^/]*$") end
+
+---------------------------------------------------------------- stats and transforms
+
+D.imagenet_stats = { { 0.485, 0.456, 0.406 }, { 0.229, 0.224, 0.225 } }
+
+-- Normalize(mean, std) or Normalize.from_stats(stats): fastai's Normalize batch transform.
+D.Normalize = setmetatable({
+  from_stats = function(mean, std)
+    if std == nil and type(mean) == "table" and type(mean[1]) == "table" then mean, std = mean[1], mean[2] end
+    return D.Normalize(mean, std)
+  end,
+}, {
+  __call = function(_, mean, std)
+    local function three(v, name)
+      if type(v) == "number" then return { v, v, v } end
+      if type(v) ~= "table" or #v ~= 3 and #v ~= 1 then fail("Normalize: %s must be a number or 3 numbers", name) end
+      if #v == 1 then return { v[1], v[1], v[1] } end
+      return { v[1], v[2], v[3] }
+    end
+    local m, s = three(mean, "mean"), three(std, "std")
+    for c = 1, 3 do if s[c] == 0 then fail("Normalize: std must not be 0") end end
+    return { kind = "Normalize", mean = m, std = s }
+  end,
+})
+
+-- Resize(size [, {method = "crop"|"squish"|"pad", pad_mode = "reflection"|"zeros"}]).
+-- size is a number (square) or {h, w}, as in fastai.
+function D.Resize(size, opts)
+  opts = opts or {}
+  if type(opts) == "string" then opts = { method = opts } end
+  check_keys("Resize", opts, set { "method", "pad_mode" })
+  local h, w
+  if type(size) == "table" then h, w = size[1], size[2] else h, w = size, size end
+  if not (is_int(h) and is_int(w) and h > 0 and w > 0) then
+    fail("Resize: size must be a positive integer or {h, w}, got %s", type(size) == "table" and ("{" .. tostring(h) .. ", " .. tostring(w) .. "}") or tostring(size))
+  end
+  local method = opts.method or "crop"
+  if method ~= "crop" and method ~= "squish" and method ~= "pad" then
+    fail("Resize: method must be \"crop\", \"squish\" or \"pad\", got '%s'", tostring(method))
+  end
+  local pad_mode = opts.pad_mode or "reflection"
+  if pad_mode ~= "reflection" and pad_mode ~= "zeros" then
+    fail("Resize: pad_mode must be \"reflection\" or \"zeros\", got '%s'", tostring(pad_mode))
+  end
+  if method == "pad" and pad_mode == "zeros" then method = "pad_zeros" end
+  return { kind = "Resize", h = h, w = w, method = method }
+end
+
+-- aug_transforms{...}: fastai's keywords and defaults, except that min_scale defaults to 1 as in
+-- fastai (the chapter passes 0.75). mult scales rotate, lighting and warp, as in fastai.
+local AUG_KEYS = set { "mult", "do_flip", "flip_vert", "max_rotate", "min_zoom", "max_zoom",
+  "max_lighting", "max_warp", "p_affine", "p_lighting", "xtra_tfms", "size", "mode", "pad_mode",
+  "align_corners", "batch", "min_scale", "max_scale", "ratio", "crop_per_image" }
+
+function D.aug_transforms(opts)
+  opts = opts or {}
+  check_keys("aug_transforms", opts, AUG_KEYS)
+  local mult = opts.mult or 1
+  local a = {
+    kind = "aug",
+    do_flip = opts.do_flip ~= false,
+    max_rotate = (opts.max_rotate or 10) * mult,
+    min_zoom = opts.min_zoom or 1,
+    max_zoom = opts.max_zoom or 1.1,
+    max_lighting = (opts.max_lighting or 0.2) * mult,
+    max_warp = (opts.max_warp or 0.2) * mult,
+    p_affine = opts.p_affine or 0.75,
+    p_lighting = opts.p_lighting or 0.75,
+    min_scale = opts.min_scale or 1,
+    max_scale = opts.max_scale or 1,
+    ratio_lo = opts.ratio and opts.ratio[1] or 1,
+    ratio_hi = opts.ratio and opts.ratio[2] or 1,
+    crop_per_image = opts.crop_per_image or false,
+    size = opts.size,
+  }
+  if type(a.size) == "table" then
+    if a.size[1] ~= a.size[2] then fail("aug_transforms: only square sizes are supported, got {%s, %s}", tostring(a.size[1]), tostring(a.size[2])) end
+    a.size = a.size[1]
+  end
+  if a.size ~= nil and not (is_int(a.size) and a.size > 0) then
+    fail("aug_transforms: size must be a positive integer, got %s", tostring(a.size))
+  end
+  if opts.flip_vert then fail("aug_transforms: flip_vert is not supported (dihedral flips are not in the fused kernel)") end
+  if opts.xtra_tfms then fail("aug_transforms: xtra_tfms is not supported") end
+  if opts.batch then fail("aug_transforms: batch=true (one draw for the whole batch) is not supported") end
+  if opts.mode and opts.mode ~= "bilinear" then fail("aug_transforms: only mode \"bilinear\" is supported") end
+  if opts.pad_mode and opts.pad_mode ~= "reflection" then fail("aug_transforms: only pad_mode \"reflection\" is supported") end
+  if opts.align_corners == false then fail("aug_transforms: only align_corners=true is supported") end
+  if not (a.min_scale > 0 and a.min_scale <= a.max_scale) then fail("aug_transforms: need 0 < min_scale <= max_scale") end
+  if not (a.max_lighting >= 0 and a.max_lighting < 1) then fail("aug_transforms: max_lighting must be in [0, 1)") end
+  return a
+end
+
+---------------------------------------------------------------- labellers and splitters
+
+-- RegexLabeller(pattern): a Lua pattern applied to the file NAME (fastai applies its regex to
+-- path.name through using_attr); capture 1 is the label. The chapter's r'(.+)_\d+.jpg$' is
+-- "(.+)_%d+%.jpg$" in Lua.
+function D.RegexLabeller(pattern)
+  if type(pattern) ~= "string" then fail("RegexLabeller: pattern must be a string") end
+  return setmetatable({ kind = "RegexLabeller", pattern = pattern }, {
+    __call = function(self, path) return (basename(path):match(self.pattern)) end,
+  })
+end
+
+-- The name of the folder holding the file (fastai's parent_label).
+function D.parent_label(path) return parent_name(path) end
+
+-- RandomSplitter{valid_pct = 0.2, seed = nil}: fastai's, with libtorch's randperm, so a seed
+-- gives PyTorch's split of the same list.
+function D.RandomSplitter(opts)
+  opts = opts or {}
+  if type(opts) == "number" then opts = { valid_pct = opts } end
+  check_keys("RandomSplitter", opts, set { "valid_pct", "seed" })
+  local pct = opts.valid_pct or 0.2
+  if type(pct) ~= "number" or not (pct >= 0 and pct < 1) then
+    fail("RandomSplitter: valid_pct must be in [0, 1), got %s", tostring(pct))
+  end
+  if opts.seed ~= nil and not is_int(opts.seed) then fail("RandomSplitter: seed must be an integer") end
+  return function(items) return D.random_split(#items, pct, opts.seed) end
+end
+
+-- GrandparentSplitter{train_name = "train", valid_name = "valid"}: by the folder two levels up.
+function D.GrandparentSplitter(opts)
+  opts = opts or {}
+  check_keys("GrandparentSplitter", opts, set { "train_name", "valid_name" })
+  local tn, vn = opts.train_name or "train", opts.valid_name or "valid"
+  return function(items)
+    local train, valid = {}, {}
+    for i, p in ipairs(items) do
+      local g = p:match("([^/]*)/[^/]*/[^/]*$")
+      if g == tn then train[#train + 1] = i elseif g == vn then valid[#valid + 1] = i end
+    end
+    return train, valid
+  end
+end
+
+-- Sorted unique labels, like fastai's CategoryMap: numbers numerically, strings by bytes.
+local function make_vocab(labels)
+  local seen, vocab, all_num = {}, {}, true
+  for _, v in ipairs(labels) do
+    if not seen[v] then
+      seen[v] = true
+      vocab[#vocab + 1] = v
+      if type(v) ~= "number" then all_num = false end
+    end
+  end
+  if not all_num then for i, v in ipairs(vocab) do vocab[i] = tostring(v) end end
+  table.sort(vocab)
+  return vocab
+end
+
+---------------------------------------------------------------- DataLoaders
+
+local DataLoaders = {}
+DataLoaders.__index = DataLoaders
+D.DataLoaders = DataLoaders
+
+-- What every constructor accepts (fastai's keywords plus ours).
+local DLS_KEYS = set { "bs", "val_bs", "valid_pct", "seed", "item_tfms", "batch_tfms", "normalize",
+  "device", "num_workers", "on_error", "cache_mb", "verbose", "channels", "prefetch", "vocab",
+  "train", "valid", "n_train", "n_valid", "path" }
+
+-- Sort batch_tfms (one transform or a list) into the augmentation and the normalisation.
+local function read_tfms(opts)
+  local it = opts.item_tfms
+  if it and it.kind == nil and #it > 0 then
+    if #it > 1 then fail("item_tfms: only one Resize is supported") end
+    it = it[1]
+  end
+  if it ~= nil and it.kind ~= "Resize" then fail("item_tfms: expected Resize(...)") end
+  local aug, norm
+  local bt = opts.batch_tfms
+  if bt and bt.kind then bt = { bt } end
+  for _, t in ipairs(bt or {}) do
+    if t.kind == "aug" then aug = t
+    elseif t.kind == "Normalize" then norm = t
+    else fail("batch_tfms: expected aug_transforms{...} and/or Normalize(...)") end
+  end
+  local n = opts.normalize
+  if n ~= nil and n ~= false then
+    if n.kind ~= "Normalize" then n = D.Normalize.from_stats(n) end
+    norm = n
+  end
+  return it, aug, norm
+end
+
+local function check_common(opts)
+  local bs = opts.bs or 64
+  if not (is_int(bs) and bs >= 1) then fail("bs must be a positive integer, got %s", tostring(bs)) end
+  if opts.val_bs ~= nil and not (is_int(opts.val_bs) and opts.val_bs >= 1) then fail("val_bs must be a positive integer") end
+  if opts.on_error ~= nil and opts.on_error ~= "skip" and opts.on_error ~= "error" then
+    fail("on_error must be \"skip\" or \"error\", got '%s'", tostring(opts.on_error))
+  end
+  local ch = opts.channels or 3
+  if ch ~= 1 and ch ~= 3 then fail("channels must be 1 or 3") end
+  return bs
+end
+
+-- Loader options shared by train and valid (and test_dl).
+local function loader_opts(cfg, train, bs)
+  return {
+    bs = bs, shuffle = train, drop_last = train, train = train, seed = cfg.seed,
+    aug = cfg.aug, size = cfg.aug and cfg.aug.size or nil,
+    mean = cfg.norm and cfg.norm.mean, std = cfg.norm and cfg.norm.std,
+    channels = cfg.channels, device = cfg.device, num_workers = cfg.num_workers,
+    prefetch = cfg.prefetch, on_error = cfg.on_error,
+  }
+end
+
+local function summary(dls, found, skipped, source)
+  local info_t, info_v = dls.train:info(), dls.valid:info()
+  local cached = dls.dataset and dls.dataset:info().cached_bytes or 0
+  print(("dataloaders: %d items found%s, %d classes, %d train / %d valid, %d skipped; %d + %d batches of %d%s")
+    :format(found, source and (" in " .. source) or "", dls.c, info_t.n, info_v.n, skipped,
+      #dls.train, #dls.valid, info_t.bs, cached > 0 and (", %.0f MiB cached"):format(cached / 2 ^ 20) or ""))
+end
+
+-- The common builder for file items: label, split, decode (skipping bad files), make loaders.
+-- spec: items, get_y, splitter, item_tfms/batch_tfms in opts, source (for messages).
+local function build_from_files(spec, opts)
+  opts = opts or {}
+  check_keys("dataloaders", opts, DLS_KEYS)
+  local bs = check_common(opts)
+  local items, source = spec.items, spec.source
+  if #items == 0 then fail("no images found in '%s'", tostring(source)) end
+  local resize, aug, norm = read_tfms(opts)
+
+  -- labels (fastai asserts that the labeller matches every item)
+  local raw, missed = {}, {}
+  for i, p in ipairs(items) do
+    local v = spec.get_y(p)
+    if v == nil then missed[#missed + 1] = basename(p) else raw[i] = v end
+  end
+  if #missed > 0 then
+    local pat = type(spec.get_y) == "table" and spec.get_y.pattern
+    local shown = {}
+    for k = 1, math.min(3, #missed) do shown[k] = "'" .. missed[k] .. "'" end
+    local what = pat and ("pattern '" .. pat .. "'") or "get_y"
+    if #missed == #items then
+      fail("%s matched none of the %d file names, e.g. %s", what, #items, table.concat(shown, ", "))
+    end
+    fail("%s did not match %d of the %d file names, e.g. %s", what, #missed, #items, table.concat(shown, ", "))
+  end
+
+  -- split, then the vocab from the train split (fastai sets Categorize up on train)
+  local train_idx, valid_idx = spec.splitter(items)
+  if #train_idx == 0 then fail("the train split is empty (%d items)", #items) end
+  local train_labels = {}
+  for k, i in ipairs(train_idx) do train_labels[k] = raw[i] end
+  local vocab = opts.vocab or make_vocab(train_labels)
+  local class_of = {}
+  for c, name in ipairs(vocab) do class_of[name] = c end
+  local labels, is_train = {}, {}
+  for _, i in ipairs(train_idx) do is_train[i] = true end
+  for _, list in ipairs { train_idx, valid_idx } do
+    for _, i in ipairs(list) do
+      local c = class_of[raw[i]] or class_of[tostring(raw[i])]
+      if not c then fail("label '%s' of %s is not in the vocab (made from the train split)", tostring(raw[i]), items[i]) end
+      labels[i] = c
+    end
+  end
+
+  -- decode everything once (threads): bad files are skipped and named, or raise
+  local cfg = {
+    seed = opts.seed, aug = aug, norm = norm, channels = opts.channels or 3,
+    device = opts.device, num_workers = opts.num_workers or D.num_cores(), prefetch = opts.prefetch,
+    on_error = opts.on_error or "skip", resize = resize, cache_mb = opts.cache_mb, bs = bs,
+    val_bs = opts.val_bs or bs,
+  }
+  local train_flags = {}
+  for i = 1, #items do train_flags[i] = is_train[i] or false end
+  local ds, bad = D.new_file_dataset(items, labels, train_flags, {
+    resize_w = resize and resize.w, resize_h = resize and resize.h, method = resize and resize.method,
+    num_workers = cfg.num_workers, cache_mb = opts.cache_mb,
+  })
+  local is_bad = {}
+  for _, b in ipairs(bad) do
+    if cfg.on_error == "error" then fail("cannot load %s", b[2]) end
+    io.stderr:write("warning: skipping ", b[2], "\n")
+    is_bad[b[1]] = true
+  end
+  if #bad > 0 then io.stderr:write(("warning: skipped %d of %d files that could not be loaded\n"):format(#bad, #items)) end
+  local count = {}
+  local function keep(list)
+    local out = {}
+    for _, i in ipairs(list) do
+      if not is_bad[i] then
+        out[#out + 1] = i
+        count[labels[i]] = (count[labels[i]] or 0) + 1
+      end
+    end
+    return out
+  end
+  train_idx, valid_idx = keep(train_idx), keep(valid_idx)
+  for c, name in ipairs(vocab) do
+    if not count[c] then fail("class '%s' has no valid image left (all its files were skipped)", tostring(name)) end
+  end
+
+  local dls = setmetatable({
+    vocab = vocab, c = #vocab, dataset = ds, path = opts.path or source, _cfg = cfg,
+    train_items = train_idx, valid_items = valid_idx, items = items,
+  }, DataLoaders)
+  dls.train = ds:loader(train_idx, loader_opts(cfg, true, bs))
+  dls.valid = ds:loader(valid_idx, loader_opts(cfg, false, cfg.val_bs))
+  dls.device = dls.train:info().device
+  if opts.verbose ~= false then summary(dls, #items, #bad, source and ("'" .. source .. "'")) end
+  if #dls.train == 0 then
+    io.stderr:write(("warning: the train split has %d items, fewer than bs = %d: no train batch (drop_last)\n"):format(#train_idx, bs))
+  end
+  return dls
+end
+
+function DataLoaders:one_batch() return self.train:one_batch() end
+
+-- dls:show_batch{nrows = 3, ncols = 3, path = "batch.png", split = "train"}: a PNG grid of the
+-- first nrows*ncols images of a batch with their labels, de-normalised. Returns path, w, h.
+function DataLoaders:show_batch(opts)
+  opts = opts or {}
+  check_keys("show_batch", opts, set { "nrows", "ncols", "max_n", "path", "split", "batch" })
+  local nrows, ncols = opts.nrows or 3, opts.ncols or 3
+  local dl = opts.split == "valid" and self.valid or self.train
+  local x, y
+  if opts.batch then x, y = opts.batch[1], opts.batch[2] else x, y = dl:one_batch() end
+  local n = math.min(opts.max_n or nrows * ncols, nrows * ncols, x:size(1))
+  x = x:narrow(1, 1, n)
+  local labels
+  if y then
+    labels = {}
+    local yt = y:cpu():totable()
+    for i = 1, n do labels[i] = tostring(self.vocab[yt[i]]) end
+  end
+  local info = dl:info()
+  local path = opts.path or "batch.png"
+  local w, h = D.write_grid(x, labels, path, { ncols = ncols, mean = info.mean, std = info.std })
+  return path, w, h
+end
+
+-- dls:test_dl(files [, {bs=, on_error=}]): a loader over new files with the valid split's
+-- transforms (centre crop, no augmentation draws) and no labels: one_batch() gives x, nil.
+function DataLoaders:test_dl(files, opts)
+  opts = opts or {}
+  check_keys("test_dl", opts, set { "bs", "on_error", "num_workers" })
+  local cfg = self._cfg
+  if cfg.array then fail("test_dl: only for file datasets") end
+  if type(files) == "string" then files = D.get_image_files(files) end
+  if #files == 0 then fail("test_dl: no files") end
+  local r = cfg.resize
+  local ds, bad = D.new_file_dataset(files, nil, nil, {
+    resize_w = r and r.w, resize_h = r and r.h, method = r and r.method,
+    num_workers = opts.num_workers or cfg.num_workers, cache_mb = cfg.cache_mb,
+  })
+  local on_error = opts.on_error or cfg.on_error
+  local is_bad = {}
+  for _, b in ipairs(bad) do
+    if on_error == "error" then fail("cannot load %s", b[2]) end
+    io.stderr:write("warning: skipping ", b[2], "\n")
+    is_bad[b[1]] = true
+  end
+  local idx = {}
+  for i = 1, #files do if not is_bad[i] then idx[#idx + 1] = i end end
+  if #idx == 0 then fail("test_dl: none of the %d files could be loaded", #files) end
+  local lo = loader_opts(cfg, false, opts.bs or cfg.val_bs)
+  local info = self.valid:info() -- the learner may have set the normalisation since
+  lo.mean, lo.std = info.mean, info.std
+  return ds:loader(idx, lo)
+end
+
+-- Normalisation after the fact (vision_learner adds ImageNet stats for pretrained models when
+-- the data has none). Returns true when it set the stats.
+function DataLoaders:add_normalize(stats)
+  stats = stats or D.imagenet_stats
+  if self.train:info().mean then return false end
+  local n = stats.kind and stats or D.Normalize.from_stats(stats)
+  self.train:set_normalize(n.mean, n.std)
+  self.valid:set_normalize(n.mean, n.std)
+  self._cfg.norm = n
+  return true
+end
+
+function DataLoaders:__tostring()
+  return ("DataLoaders: %d classes, %d train / %d valid items, bs %d, %s")
+    :format(self.c, self.train:info().n, self.valid:info().n, self.train:info().bs, self.device)
+end
+
+---------------------------------------------------------------- constructors
+
+D.ImageDataLoaders = {}
+
+local function files_or_dir(path, fnames)
+  if fnames == nil then return D.get_image_files(path) end
+  if type(fnames) ~= "table" then fail("fnames must be a list of paths") end
+  return fnames
+end
+
+local function splitter_from(opts)
+  return D.RandomSplitter { valid_pct = opts.valid_pct or 0.2, seed = opts.seed }
+end
+
+-- from_name_re(path, fnames, pattern, opts): labels from the file names with a Lua pattern.
+function D.ImageDataLoaders.from_name_re(path, fnames, pattern, opts)
+  opts = opts or {}
+  local items = files_or_dir(path, fnames)
+  local splitter = splitter_from(opts)
+  return build_from_files({ items = items, get_y = D.RegexLabeller(pattern), splitter = splitter, source = path }, opts)
+end
+
+-- from_name_func(path, fnames, label_func, opts): labels from a Lua function of the path.
+function D.ImageDataLoaders.from_name_func(path, fnames, label_func, opts)
+  opts = opts or {}
+  local items = files_or_dir(path, fnames)
+  return build_from_files({ items = items, get_y = label_func, splitter = splitter_from(opts), source = path }, opts)
+end
+
+-- from_folder(path, opts): an ImageNet-style tree, the label is the parent folder. By default
+-- the split is by the grandparent folder (opts.train = "train", opts.valid = "valid"); with
+-- opts.valid_pct, a RandomSplitter over every image instead.
+function D.ImageDataLoaders.from_folder(path, opts)
+  opts = opts or {}
+  local items = D.get_image_files(path)
+  local splitter
+  if opts.valid_pct then splitter = splitter_from(opts)
+  else
+    splitter = D.GrandparentSplitter { train_name = opts.train or "train", valid_name = opts.valid or "valid" }
+    if #items > 0 and #splitter(items) == 0 then
+      fail("from_folder: no images under '%s/%s' (give valid_pct to split at random instead)", path, opts.train or "train")
+    end
+  end
+  return build_from_files({ items = items, get_y = D.parent_label, splitter = splitter, source = path }, opts)
+end
+
+-- DataBlock{blocks=, get_items=, get_y=, splitter=, item_tfms=, batch_tfms=}:dataloaders(source, opts)
+local DataBlock = {}
+DataBlock.__index = DataBlock
+D.ImageBlock, D.CategoryBlock = { kind = "ImageBlock" }, { kind = "CategoryBlock" }
+
+function D.DataBlock(spec)
+  check_keys("DataBlock", spec, set { "blocks", "get_items", "get_y", "get_x", "splitter", "item_tfms", "batch_tfms", "n_inp" })
+  for _, b in ipairs(spec.blocks or {}) do
+    if b ~= D.ImageBlock and b ~= D.CategoryBlock then fail("DataBlock: only ImageBlock and CategoryBlock are supported") end
+  end
+  if spec.get_x then fail("DataBlock: get_x is not supported (items are image paths)") end
+  if spec.get_y == nil then fail("DataBlock: get_y is required") end
+  return setmetatable({
+    get_items = spec.get_items or D.get_image_files,
+    get_y = spec.get_y,
+    splitter = spec.splitter or D.RandomSplitter(),
+    item_tfms = spec.item_tfms, batch_tfms = spec.batch_tfms,
+  }, DataBlock)
+end
+
+function DataBlock:dataloaders(source, opts)
+  opts = opts or {}
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  if o.item_tfms == nil then o.item_tfms = self.item_tfms end
+  if o.batch_tfms == nil then o.batch_tfms = self.batch_tfms end
+  local items = self.get_items(source)
+  return build_from_files({ items = items, get_y = self.get_y, splitter = self.splitter, source = source }, o)
+end
+
+---------------------------------------------------------------- images in memory: Fashion-MNIST
+
+-- from_tensors(x_train, y_train, x_valid, y_valid, opts): uint8 images [N,H,W] or [N,H,W,C]
+-- and 1-based class indices [N]. opts.vocab names the classes (default "1", "2", ...).
+function D.ImageDataLoaders.from_tensors(x_train, y_train, x_valid, y_valid, opts)
+  opts = opts or {}
+  check_keys("from_tensors", opts, DLS_KEYS)
+  local bs = check_common(opts)
+  local resize, aug, norm = read_tfms(opts)
+  local vocab = opts.vocab
+  if not vocab then
+    vocab = {}
+    for k = 1, math.max(y_train:max():item(), y_valid:max():item()) do vocab[k] = tostring(k) end
+  end
+  local dopts = { resize_w = resize and resize.w, resize_h = resize and resize.h, method = resize and resize.method }
+  local dtrain = D.new_array_dataset(x_train, y_train, dopts)
+  local dvalid = D.new_array_dataset(x_valid, y_valid, dopts)
+  local cfg = {
+    seed = opts.seed, aug = aug, norm = norm, channels = opts.channels or 3, device = opts.device,
+    num_workers = opts.num_workers or D.num_cores(), prefetch = opts.prefetch, on_error = "error",
+    resize = resize, bs = bs, val_bs = opts.val_bs or bs, array = true,
+  }
+  local function range(n) local t = {} for i = 1, n do t[i] = i end return t end
+  local dls = setmetatable({ vocab = vocab, c = #vocab, _cfg = cfg, path = opts.path }, DataLoaders)
+  dls.train = dtrain:loader(range(#dtrain), loader_opts(cfg, true, bs))
+  dls.valid = dvalid:loader(range(#dvalid), loader_opts(cfg, false, cfg.val_bs))
+  dls.device = dls.train:info().device
+  if opts.verbose ~= false then summary(dls, #dtrain + #dvalid, 0, opts.path and ("'" .. opts.path .. "'")) end
+  return dls
+end
+
+D.fashion_mnist_classes = { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+  "Sneaker", "Bag", "Ankle boot" }
+
+-- FashionMNIST(opts): Debian's dataset-fashion-mnist (opts.path, default
+-- /usr/share/datasets/fashion-mnist): 60000 train / 10000 test images, 28x28 grey, as
+-- DataLoaders. opts.channels = 3 (default, for resnets) or 1; opts.n_train / opts.n_valid take
+-- the first items only; the rest as for every constructor.
+function D.FashionMNIST(opts)
+  opts = opts or {}
+  local dir = opts.path or "/usr/share/datasets/fashion-mnist"
+  local function read(name)
+    local p = dir .. "/" .. name
+    local f = io.open(p, "rb")
+    if not f then
+      local plain = p:gsub("%.gz$", "")
+      f = io.open(plain, "rb")
+      if not f then fail("FashionMNIST: %s not found (apt install dataset-fashion-mnist, or give path=)", p) end
+      p = plain
+    end
+    f:close()
+    return D.read_idx(p)
+  end
+  local xt, yt = read("train-images-idx3-ubyte.gz"), read("train-labels-idx1-ubyte.gz")
+  local xv, yv = read("t10k-images-idx3-ubyte.gz"), read("t10k-labels-idx1-ubyte.gz")
+  if opts.n_train then xt, yt = xt:narrow(1, 1, opts.n_train), yt:narrow(1, 1, opts.n_train) end
+  if opts.n_valid then xv, yv = xv:narrow(1, 1, opts.n_valid), yv:narrow(1, 1, opts.n_valid) end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.n_train, o.n_valid = nil, nil
+  o.vocab = o.vocab or D.fashion_mnist_classes
+  o.path = dir
+  return D.ImageDataLoaders.from_tensors(xt, yt:long() + 1, xv, yv:long() + 1, o)
+end
+
+return D

@@ -1,0 +1,791 @@
+/* loader.c: datasets (the scan, the item cache) and loaders (worker threads, the prefetch ring).
+ * loader.h describes the design. */
+#include "data/loader.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/image.h"
+
+#ifdef FT_WITH_CUDA
+#include "data/augment_cuda.h"
+#endif
+
+#define MAX_WORKERS 64
+#define SHUFFLE_STREAM 0x5348554646ULL /* "SHUFF": the order's PCG stream; batch b uses b */
+
+int ftl_num_cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n > MAX_WORKERS ? MAX_WORKERS : n) : 1;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *arg) {
+    if (err && errlen) snprintf(err, errlen, fmt, arg);
+}
+
+/* ================================================================ datasets */
+
+struct ftl_dataset {
+    atomic_int refs;
+    int64_t n;
+    char **paths;     /* [n] file items; NULL for images in memory */
+    uint8_t *pixels;  /* [n,ah,aw,ac] images in memory */
+    int ah, aw, ac;
+    int32_t *labels;  /* [n] 0-based; NULL: no labels */
+    uint8_t *train;   /* [n] 1: a train loader uses it (random crop position) */
+    ftl_dataset_config cfg;
+    int item_w, item_h; /* after the item transform */
+    ftl_image **cache;  /* [n] kept across epochs, NULL when not kept */
+    uint8_t *final;     /* [n] 1: cache[i] is the finished item, else the decoded image */
+    char **errors;      /* [n] why item i failed, NULL when it is good */
+    atomic_size_t cached;
+};
+
+static char OOM_TEXT[] = "(out of memory while recording an error)"; /* never freed */
+
+static ftl_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_t *train,
+                                  const ftl_dataset_config *cfg) {
+    if (n < 0 || !cfg) return NULL;
+    ftl_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return NULL;
+    atomic_init(&ds->refs, 1);
+    atomic_init(&ds->cached, 0);
+    ds->n = n;
+    ds->cfg = *cfg;
+    size_t m = n ? (size_t)n : 1;
+    ds->train = calloc(m, 1);
+    ds->cache = calloc(m, sizeof *ds->cache);
+    ds->final = calloc(m, 1);
+    ds->errors = calloc(m, sizeof *ds->errors);
+    if (labels) ds->labels = malloc(m * sizeof *ds->labels);
+    if (!ds->train || !ds->cache || !ds->final || !ds->errors || (labels && !ds->labels)) {
+        ftl_dataset_release(ds);
+        return NULL;
+    }
+    if (labels) memcpy(ds->labels, labels, (size_t)n * sizeof *labels);
+    if (train) memcpy(ds->train, train, (size_t)n);
+    ds->item_w = cfg->resize_w;
+    ds->item_h = cfg->resize_h;
+    return ds;
+}
+
+ftl_dataset *ftl_dataset_new_files(const char *const *paths, const int32_t *labels,
+                                   const uint8_t *train, int64_t n, const ftl_dataset_config *cfg) {
+    ftl_dataset *ds = dataset_alloc(n, labels, train, cfg);
+    if (!ds) return NULL;
+    ds->paths = calloc(n ? (size_t)n : 1, sizeof *ds->paths);
+    for (int64_t i = 0; ds->paths && i < n; i++)
+        if (!(ds->paths[i] = strdup(paths[i]))) break;
+    if (!ds->paths || (n && !ds->paths[n - 1])) {
+        ftl_dataset_release(ds);
+        return NULL;
+    }
+    return ds;
+}
+
+ftl_dataset *ftl_dataset_new_array(const uint8_t *pixels, int64_t n, int h, int w, int c,
+                                   const int32_t *labels, const uint8_t *train,
+                                   const ftl_dataset_config *cfg) {
+    if (h <= 0 || w <= 0 || (c != 1 && c != 3) || !pixels) return NULL;
+    ftl_dataset *ds = dataset_alloc(n, labels, train, cfg);
+    if (!ds) return NULL;
+    size_t bytes = (size_t)n * h * w * c;
+    ds->pixels = malloc(bytes ? bytes : 1);
+    if (!ds->pixels) {
+        ftl_dataset_release(ds);
+        return NULL;
+    }
+    memcpy(ds->pixels, pixels, bytes);
+    ds->ah = h;
+    ds->aw = w;
+    ds->ac = c;
+    if (!cfg->resize_w) {
+        ds->item_w = w;
+        ds->item_h = h;
+    }
+    return ds;
+}
+
+void ftl_dataset_retain(ftl_dataset *ds) { atomic_fetch_add(&ds->refs, 1); }
+
+void ftl_dataset_release(ftl_dataset *ds) {
+    if (!ds || atomic_fetch_sub(&ds->refs, 1) != 1) return;
+    for (int64_t i = 0; i < ds->n; i++) {
+        if (ds->paths) free(ds->paths[i]);
+        if (ds->cache) ftl_image_free(ds->cache[i]);
+        if (ds->errors && ds->errors[i] != OOM_TEXT) free(ds->errors[i]);
+    }
+    free(ds->paths);
+    free(ds->pixels);
+    free(ds->labels);
+    free(ds->train);
+    free(ds->cache);
+    free(ds->final);
+    free(ds->errors);
+    free(ds);
+}
+
+int64_t ftl_dataset_len(const ftl_dataset *ds) { return ds->n; }
+const char *ftl_dataset_item_error(const ftl_dataset *ds, int64_t i) { return ds->errors[i]; }
+int32_t ftl_dataset_label(const ftl_dataset *ds, int64_t i) {
+    return ds->labels ? ds->labels[i] : -1;
+}
+void ftl_dataset_item_size(const ftl_dataset *ds, int *w, int *h) {
+    *w = ds->item_w;
+    *h = ds->item_h;
+}
+size_t ftl_dataset_cached_bytes(const ftl_dataset *ds) { return atomic_load(&ds->cached); }
+size_t ftl_dataset_memory(const ftl_dataset *ds) {
+    size_t pixels = ds->pixels ? (size_t)ds->n * ds->ah * ds->aw * ds->ac : 0;
+    return atomic_load(&ds->cached) + pixels;
+}
+
+/* Where the crop lands does not matter: no resize, or squish (the whole image). */
+static int position_free(const ftl_dataset *ds) {
+    return !ds->cfg.resize_w || ds->cfg.method == FTL_RESIZE_SQUISH;
+}
+
+static const char *item_name(const ftl_dataset *ds, int64_t i, char *buf, size_t len) {
+    if (ds->paths) return ds->paths[i];
+    snprintf(buf, len, "item %lld", (long long)i + 1);
+    return buf;
+}
+
+/* Item i as a new RGB image: decoded from its file, or copied from memory (grey -> RGB). */
+static ftl_image *load_source(const ftl_dataset *ds, int64_t i, char *err, size_t errlen) {
+    if (ds->paths) return ftl_image_new_from_file(ds->paths[i], 0, err, errlen);
+    ftl_image *im = ftl_image_new(ds->aw, ds->ah);
+    if (!im) {
+        snprintf(err, errlen, "item %lld: out of memory", (long long)i + 1);
+        return NULL;
+    }
+    size_t npix = (size_t)ds->ah * ds->aw;
+    const uint8_t *p = ds->pixels + (size_t)i * npix * ds->ac;
+    if (ds->ac == 3) memcpy(im->rgb, p, npix * 3);
+    else
+        for (size_t k = 0; k < npix; k++) im->rgb[3 * k] = im->rgb[3 * k + 1] = im->rgb[3 * k + 2] = p[k];
+    return im;
+}
+
+/* Resize src into dst [item_h,item_w,3] (fastai's Resize at pcts px, py), or copy it when the
+ * dataset has no resize. */
+static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, double px,
+                       double py, uint8_t *dst, char *err, size_t errlen) {
+    char nb[32];
+    const char *name = item_name(ds, i, nb, sizeof nb);
+    if (!ds->cfg.resize_w) {
+        if (src->w != ds->item_w || src->h != ds->item_h) {
+            snprintf(err, errlen, "%s: is %dx%d, the other images %dx%d (add a Resize)", name,
+                     src->w, src->h, ds->item_w, ds->item_h);
+            return -1;
+        }
+        memcpy(dst, src->rgb, (size_t)src->w * src->h * 3);
+        return 0;
+    }
+    ftl_image *r = ftl_image_resize(src, ds->cfg.resize_w, ds->cfg.resize_h, ds->cfg.method, px, py);
+    if (!r) {
+        snprintf(err, errlen, "%s: cannot resize a %dx%d image to %dx%d (out of memory, or an "
+                 "aspect ratio beyond 64:1 to pad)", name, src->w, src->h, ds->cfg.resize_w,
+                 ds->cfg.resize_h);
+        return -1;
+    }
+    memcpy(dst, r->rgb, (size_t)r->w * r->h * 3);
+    ftl_image_free(r);
+    return 0;
+}
+
+int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py,
+                    uint8_t *dst, char *err, size_t errlen) {
+    if (!train) px = py = 0.5; /* fastai's valid split: the centre */
+    size_t isz = (size_t)ds->item_w * ds->item_h * 3;
+    const ftl_image *c = ds->cache[i];
+    if (c && ds->final[i]) {
+        if (!train || position_free(ds)) {
+            memcpy(dst, c->rgb, isz);
+            return 0;
+        }
+        c = NULL; /* a centre crop cannot serve a random one: decode again */
+    }
+    if (ds->pixels && !ds->cfg.resize_w) { /* images in memory at their size: copy straight */
+        size_t npix = (size_t)ds->ah * ds->aw;
+        const uint8_t *p = ds->pixels + (size_t)i * npix * ds->ac;
+        if (ds->ac == 3) memcpy(dst, p, isz);
+        else
+            for (size_t k = 0; k < npix; k++) dst[3 * k] = dst[3 * k + 1] = dst[3 * k + 2] = p[k];
+        return 0;
+    }
+    ftl_image *own = NULL;
+    if (!c) {
+        own = load_source(ds, i, err, errlen);
+        if (!own) return -1;
+        c = own;
+    }
+    int rc = finish_item(ds, i, c, px, py, dst, err, errlen);
+    ftl_image_free(own);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the scan */
+
+typedef struct {
+    ftl_dataset *ds;
+    atomic_llong next;
+    int *sizes; /* [n,2] decoded w, h; 0 for bad items */
+} scan_job;
+
+static void record_error(ftl_dataset *ds, int64_t i, const char *msg) {
+    ds->errors[i] = strdup(msg);
+    if (!ds->errors[i]) ds->errors[i] = OOM_TEXT;
+}
+
+static void *scan_worker(void *arg) {
+    scan_job *job = arg;
+    ftl_dataset *ds = job->ds;
+    const ftl_dataset_config *cfg = &ds->cfg;
+    char err[1024];
+    for (;;) {
+        int64_t i = atomic_fetch_add(&job->next, 1);
+        if (i >= ds->n) break;
+        ftl_image *im = ftl_image_new_from_file(ds->paths[i], 0, err, sizeof err);
+        if (!im) {
+            record_error(ds, i, err);
+            continue;
+        }
+        job->sizes[2 * i] = im->w;
+        job->sizes[2 * i + 1] = im->h;
+        /* Keep the finished item when its crop is known (valid items, squish, no resize); keep
+         * the decoded image for train items, whose crop position changes every epoch. */
+        ftl_image *keep = im;
+        int final = !cfg->resize_w;
+        if (cfg->resize_w && (!ds->train[i] || position_free(ds))) {
+            keep = ftl_image_resize(im, cfg->resize_w, cfg->resize_h, cfg->method, 0.5, 0.5);
+            if (!keep) {
+                snprintf(err, sizeof err, "%s: cannot resize a %dx%d image to %dx%d", ds->paths[i],
+                         im->w, im->h, cfg->resize_w, cfg->resize_h);
+                ftl_image_free(im);
+                record_error(ds, i, err);
+                continue;
+            }
+            ftl_image_free(im);
+            final = 1;
+        }
+        size_t bytes = sizeof *keep + (size_t)keep->w * keep->h * 3;
+        if (atomic_fetch_add(&ds->cached, bytes) + bytes <= cfg->cache_bytes) {
+            ds->cache[i] = keep;
+            ds->final[i] = (uint8_t)final;
+        } else {
+            atomic_fetch_sub(&ds->cached, bytes);
+            ftl_image_free(keep);
+        }
+    }
+    return NULL;
+}
+
+int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen) {
+    if (!ds->paths || ds->n == 0) return 0; /* images in memory are all good */
+    scan_job job = {.ds = ds, .sizes = calloc((size_t)ds->n * 2, sizeof(int))};
+    if (!job.sizes) {
+        set_err(err, errlen, "%s", "scan: out of memory");
+        return -1;
+    }
+    atomic_init(&job.next, 0);
+    int nt = ds->cfg.nworkers < 1 ? 1 : ds->cfg.nworkers > MAX_WORKERS ? MAX_WORKERS : ds->cfg.nworkers;
+    if (nt > ds->n) nt = (int)ds->n;
+    pthread_t tid[MAX_WORKERS];
+    int started = 0;
+    for (int t = 1; t < nt; t++) /* the caller is worker 0 */
+        if (pthread_create(&tid[started], NULL, scan_worker, &job) == 0) started++;
+    scan_worker(&job);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    int rc = 0;
+    if (!ds->cfg.resize_w) { /* no resize: batches need one size for every image */
+        int64_t first = -1;
+        for (int64_t i = 0; i < ds->n && rc == 0; i++) {
+            if (ds->errors[i]) continue;
+            if (first < 0) {
+                first = i;
+                ds->item_w = job.sizes[2 * i];
+                ds->item_h = job.sizes[2 * i + 1];
+            } else if (job.sizes[2 * i] != ds->item_w || job.sizes[2 * i + 1] != ds->item_h) {
+                if (err && errlen)
+                    snprintf(err, errlen, "images differ in size (%s is %dx%d, %s is %dx%d): add "
+                             "an item transform such as Resize(224)", ds->paths[first], ds->item_w,
+                             ds->item_h, ds->paths[i], job.sizes[2 * i], job.sizes[2 * i + 1]);
+                rc = -1;
+            }
+        }
+    }
+    free(job.sizes);
+    return rc;
+}
+
+/* ================================================================ loaders */
+
+enum { SLOT_EMPTY = 0, SLOT_READY, SLOT_FAILED };
+
+typedef struct {
+    int state;
+    ft_tensor *x, *y;
+    char err[1024];
+} slot;
+
+typedef struct { /* one worker's buffers, reused from batch to batch and epoch to epoch */
+    uint8_t *u8;             /* [bs,H,W,3] */
+    float *f32;              /* [bs,3,S,S] or [bs,C,H,W] */
+    ftl_aug_params *params;  /* [bs] */
+    int64_t *labels;         /* [bs] */
+#ifdef FT_WITH_CUDA
+    ftl_aug_cuda *cuda;
+    int cuda_failed; /* once CUDA could not start here, stay on the CPU */
+#endif
+} scratch;
+
+struct ftl_loader {
+    ftl_dataset *ds;
+    int64_t *items, n;
+    ftl_loader_config cfg; /* as set; `run` is the copy the running epoch uses */
+    ftl_loader_config run;
+    int64_t nbatches;
+    int out_h, out_w; /* x's spatial size */
+    scratch scratch[MAX_WORKERS];
+    /* the running epoch */
+    int running;
+    int64_t epoch;
+    uint64_t epoch_seed;
+    int64_t *order; /* [n] dataset indices in this epoch's order */
+    int64_t end;    /* batches in this run */
+    int64_t next_build, next_take;
+    atomic_int stop;
+    slot *ring;
+    int nslots;
+    pthread_t tids[MAX_WORKERS];
+    int nthreads; /* 0: batches are made in ftl_loader_next */
+    struct worker_arg {
+        struct ftl_loader *l;
+        int id; /* which scratch */
+    } args[MAX_WORKERS];
+    pthread_mutex_t mu;
+    pthread_cond_t can_build, built;
+};
+
+ftl_loader_config ftl_loader_default_config(void) {
+    ftl_loader_config c = {.bs = 64, .aug = ftl_aug_default_config(), .channels = 3,
+                           .device = FT_CPU, .nworkers = 0, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    return c;
+}
+
+ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
+                           const ftl_loader_config *cfg, char *err, size_t errlen) {
+    char num[64];
+    if (!ds || n < 0 || (n > 0 && !items) || !cfg) {
+        set_err(err, errlen, "%s", "loader: bad arguments");
+        return NULL;
+    }
+    if (cfg->bs < 1) {
+        snprintf(num, sizeof num, "%d", cfg->bs);
+        set_err(err, errlen, "batch size must be at least 1, got %s", num);
+        return NULL;
+    }
+    if (cfg->channels != 1 && cfg->channels != 3) {
+        set_err(err, errlen, "%s", "channels must be 1 or 3");
+        return NULL;
+    }
+    for (int c = 0; c < 3; c++)
+        if (cfg->normalize && !(cfg->std[c] != 0)) {
+            set_err(err, errlen, "%s", "normalize: std must not be 0");
+            return NULL;
+        }
+    for (int64_t k = 0; k < n; k++)
+        if (items[k] < 0 || items[k] >= ds->n) {
+            snprintf(num, sizeof num, "%lld", (long long)items[k] + 1);
+            set_err(err, errlen, "loader: item %s out of range", num);
+            return NULL;
+        }
+    int out_h = ds->item_h, out_w = ds->item_w;
+    if (n > 0 && (out_h <= 0 || out_w <= 0)) {
+        set_err(err, errlen, "%s", "loader: no item of the dataset could be decoded");
+        return NULL;
+    }
+    if (cfg->augment) {
+        if (cfg->size < 0 || (cfg->size == 0 && out_h != out_w)) {
+            set_err(err, errlen, "%s", "aug_transforms needs size= when the items are not square");
+            return NULL;
+        }
+        if (cfg->size > 0) out_h = out_w = cfg->size;
+    }
+    ftl_loader *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->cfg = *cfg;
+    l->n = n;
+    l->out_h = out_h;
+    l->out_w = out_w;
+    l->epoch = -1;
+    int nw = cfg->nworkers < 0 ? 0 : cfg->nworkers > MAX_WORKERS ? MAX_WORKERS : cfg->nworkers;
+    l->cfg.nworkers = nw;
+    l->nslots = cfg->prefetch >= 1 ? cfg->prefetch : (nw + 1 < 2 ? 2 : nw + 1);
+    l->items = malloc((n ? (size_t)n : 1) * sizeof *l->items);
+    l->order = malloc((n ? (size_t)n : 1) * sizeof *l->order);
+    l->ring = calloc((size_t)l->nslots, sizeof *l->ring);
+    if (!l->items || !l->order || !l->ring) {
+        free(l->items);
+        free(l->order);
+        free(l->ring);
+        free(l);
+        set_err(err, errlen, "%s", "loader: out of memory");
+        return NULL;
+    }
+    memcpy(l->items, items, (size_t)n * sizeof *items);
+    l->nbatches = cfg->drop_last ? n / cfg->bs : (n + cfg->bs - 1) / cfg->bs;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->can_build, NULL);
+    pthread_cond_init(&l->built, NULL);
+    atomic_init(&l->stop, 0);
+    ftl_dataset_retain(ds);
+    l->ds = ds;
+    return l;
+}
+
+/* The host buffers go back between epochs (~80 MB a worker for the chapter's batches); a CUDA
+ * workspace stays: pinned memory is slow to allocate. */
+static void scratch_release_host(scratch *s) {
+    free(s->u8);
+    free(s->f32);
+    free(s->params);
+    free(s->labels);
+    s->u8 = NULL;
+    s->f32 = NULL;
+    s->params = NULL;
+    s->labels = NULL;
+}
+
+static void scratch_free(scratch *s) {
+    scratch_release_host(s);
+#ifdef FT_WITH_CUDA
+    ftl_aug_cuda_free(s->cuda);
+#endif
+    memset(s, 0, sizeof *s);
+}
+
+void ftl_loader_free(ftl_loader *l) {
+    if (!l) return;
+    ftl_loader_stop(l);
+    for (int t = 0; t < MAX_WORKERS; t++) scratch_free(&l->scratch[t]);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->can_build);
+    pthread_cond_destroy(&l->built);
+    ftl_dataset_release(l->ds);
+    free(l->items);
+    free(l->order);
+    free(l->ring);
+    free(l);
+}
+
+int64_t ftl_loader_len(const ftl_loader *l) { return l->nbatches; }
+int64_t ftl_loader_items(const ftl_loader *l) { return l->n; }
+int64_t ftl_loader_epoch(const ftl_loader *l) { return l->epoch; }
+const ftl_loader_config *ftl_loader_config_of(const ftl_loader *l) { return &l->cfg; }
+
+void ftl_loader_set_normalize(ftl_loader *l, int normalize, const float mean[3],
+                              const float std[3]) {
+    l->cfg.normalize = normalize;
+    for (int c = 0; c < 3; c++) {
+        l->cfg.mean[c] = normalize ? mean[c] : 0;
+        l->cfg.std[c] = normalize ? std[c] : 1;
+    }
+}
+
+/* ---------------------------------------------------------------- making one batch */
+
+/* uint8 [n,h,w,3] -> float32 [n,C,h,w] as (x/255 - mean)/std: batches without augmentation. */
+static void convert(const uint8_t *src, int n, int h, int w, int C, const float mean[3],
+                    const float std[3], float *dst) {
+    size_t plane = (size_t)h * w;
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const uint8_t *p = src + (size_t)i * plane * 3 + c;
+            float *o = dst + ((size_t)i * C + c) * plane;
+            float a = 1.0f / (255.0f * std[c]), b = -mean[c] / std[c];
+            for (size_t k = 0; k < plane; k++) o[k] = p[3 * k] * a + b;
+        }
+}
+
+static int scratch_ready(scratch *s, const ftl_loader *l) {
+    if (s->u8) return 0;
+    size_t bs = (size_t)l->run.bs;
+    size_t in = bs * l->ds->item_h * l->ds->item_w * 3;
+    size_t out = bs * 3 * l->out_h * l->out_w; /* 3 planes even for C = 1: the kernel writes 3 */
+    s->u8 = malloc(in ? in : 1);
+    s->f32 = malloc((out ? out : 1) * sizeof(float));
+    s->params = malloc(bs * sizeof *s->params);
+    s->labels = malloc(bs * sizeof *s->labels);
+    if (s->u8 && s->f32 && s->params && s->labels) return 0;
+    scratch_release_host(s);
+    return -1;
+}
+
+enum { BATCH_OK = 0, BATCH_FAILED = -1, BATCH_STOPPED = -2 };
+
+/* Batch b of the running epoch, made with scratch s: *x float32 [N,C,S,S] and *y int64 [N] (or
+ * NULL) on the loader's device. */
+static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y,
+                      char *err, size_t errlen) {
+    const ftl_loader_config *c = &l->run;
+    const ftl_dataset *ds = l->ds;
+    *x = *y = NULL;
+    if (scratch_ready(s, l)) {
+        set_err(err, errlen, "%s", "loader: out of memory for a batch");
+        return BATCH_FAILED;
+    }
+    int H = ds->item_h, W = ds->item_w;
+    size_t isz = (size_t)H * W * 3;
+    int64_t first = b * c->bs;
+    int nb = (int)(l->n - first < c->bs ? l->n - first : c->bs);
+    ftl_aug_rng rng;
+    ftl_aug_rng_seed(&rng, l->epoch_seed, (uint64_t)b);
+    int kept = 0;
+    char e[1024];
+    for (int k = 0; k < nb; k++) {
+        if (atomic_load(&l->stop)) return BATCH_STOPPED;
+        int64_t idx = l->order[first + k];
+        double px = ftl_aug_rng_uniform(&rng, 0, 1), py = ftl_aug_rng_uniform(&rng, 0, 1);
+        if (ftl_dataset_get(ds, idx, c->train, px, py, s->u8 + kept * isz, e, sizeof e)) {
+            if (!c->skip_errors) {
+                set_err(err, errlen, "%s", e);
+                return BATCH_FAILED;
+            }
+            fprintf(stderr, "warning: skipping %s\n", e);
+            continue;
+        }
+        s->labels[kept++] = ds->labels ? ds->labels[idx] : -1;
+    }
+    if (kept == 0) {
+        set_err(err, errlen, "%s", "loader: no image of this batch could be loaded");
+        return BATCH_FAILED;
+    }
+
+    float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+    if (c->normalize)
+        for (int ch = 0; ch < 3; ch++) {
+            mean[ch] = c->mean[ch];
+            std[ch] = c->std[ch];
+        }
+    int S = l->out_h, C = c->channels;
+    if (c->augment) {
+        if (c->train) ftl_aug_draw(&rng, &c->aug, kept, H, W, s->params);
+        else
+            for (int i = 0; i < kept; i++) s->params[i] = ftl_aug_valid_params(&c->aug, H, W);
+    }
+    int64_t shape[4] = {kept, C, l->out_h, l->out_w};
+    ft_status st = FT_OK;
+
+#ifdef FT_WITH_CUDA
+    if (c->augment && c->device != FT_CPU && !s->cuda_failed) { /* the kernel writes the batch in place */
+        if (!s->cuda && !(s->cuda = ftl_aug_cuda_new(c->device, e, sizeof e))) {
+            fprintf(stderr, "warning: augmenting on the CPU: %s\n", e);
+            s->cuda_failed = 1;
+        }
+        if (s->cuda) {
+            int64_t shape3[4] = {kept, 3, S, S};
+            ft_tensor *x3 = NULL, *x1 = NULL;
+            st = ft_empty(shape3, 4, FT_FLOAT32, c->device, &x3);
+            if (st != FT_OK) {
+                set_err(err, errlen, "loader: %s", ft_last_error());
+                return BATCH_FAILED;
+            }
+            if (ftl_aug_cuda_batch(s->cuda, s->u8, kept, H, W, s->params, S, mean, std,
+                                   ft_data_ptr(x3), err, errlen)) {
+                ft_free(x3);
+                return BATCH_FAILED;
+            }
+            if (C == 1) { /* grey: the first plane */
+                st = ft_narrow(x3, 1, 0, 1, &x1);
+                if (st == FT_OK) st = ft_contiguous(x1, x);
+                ft_free(x1);
+                ft_free(x3);
+            } else {
+                *x = x3;
+            }
+            if (st != FT_OK) {
+                set_err(err, errlen, "loader: %s", ft_last_error());
+                return BATCH_FAILED;
+            }
+            goto labels;
+        }
+    }
+#endif
+    if (c->augment) {
+        if (ftl_aug_batch(s->u8, kept, H, W, s->params, S, mean, std, s->f32, 1)) {
+            set_err(err, errlen, "%s", "loader: augmentation failed (bad crop or size)");
+            return BATCH_FAILED;
+        }
+        if (C == 1) /* keep plane 0 of each [3,S,S]; moving down never overwrites what is next */
+            for (int i = 1; i < kept; i++)
+                memmove(s->f32 + (size_t)i * S * S, s->f32 + (size_t)i * 3 * S * S,
+                        (size_t)S * S * sizeof(float));
+    } else {
+        convert(s->u8, kept, H, W, C, mean, std, s->f32);
+    }
+    {
+        ft_tensor *cpu = NULL, *pinned = NULL;
+        st = ft_from_data(s->f32, FT_FLOAT32, shape, 4, &cpu);
+        if (st == FT_OK && c->device != FT_CPU) { /* through pinned memory: a faster copy */
+            st = ft_pin_memory(cpu, &pinned);
+            if (st == FT_OK) st = ft_to(pinned, FT_FLOAT32, c->device, x);
+            ft_free(pinned);
+            ft_free(cpu);
+        } else if (st == FT_OK) {
+            *x = cpu;
+        }
+        if (st != FT_OK) {
+            set_err(err, errlen, "loader: %s", ft_last_error());
+            return BATCH_FAILED;
+        }
+    }
+#ifdef FT_WITH_CUDA
+labels:
+#endif
+    if (ds->labels) {
+        int64_t n1 = kept;
+        ft_tensor *cpu = NULL;
+        st = ft_from_data(s->labels, FT_INT64, &n1, 1, &cpu);
+        if (st == FT_OK && c->device != FT_CPU) {
+            st = ft_to(cpu, FT_INT64, c->device, y);
+            ft_free(cpu);
+        } else if (st == FT_OK) {
+            *y = cpu;
+        }
+        if (st != FT_OK) {
+            set_err(err, errlen, "loader: %s", ft_last_error());
+            ft_free(*x);
+            *x = NULL;
+            return BATCH_FAILED;
+        }
+    }
+    return BATCH_OK;
+}
+
+/* ---------------------------------------------------------------- workers and the ring */
+
+static void *worker_main(void *arg) {
+    ftl_loader *l = ((struct worker_arg *)arg)->l;
+    scratch *s = &l->scratch[((struct worker_arg *)arg)->id];
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        while (!atomic_load(&l->stop) && l->next_build < l->end &&
+               l->next_build >= l->next_take + l->nslots)
+            pthread_cond_wait(&l->can_build, &l->mu);
+        if (atomic_load(&l->stop) || l->next_build >= l->end) {
+            pthread_mutex_unlock(&l->mu);
+            break;
+        }
+        int64_t b = l->next_build++;
+        pthread_mutex_unlock(&l->mu);
+
+        ft_tensor *x = NULL, *y = NULL;
+        char err[1024] = "";
+        int rc = make_batch(l, s, b, &x, &y, err, sizeof err);
+
+        pthread_mutex_lock(&l->mu);
+        slot *sl = &l->ring[b % l->nslots]; /* free: batch b - nslots was taken */
+        sl->x = x;
+        sl->y = y;
+        sl->state = rc == BATCH_OK ? SLOT_READY : SLOT_FAILED;
+        snprintf(sl->err, sizeof sl->err, "%s", err);
+        pthread_cond_broadcast(&l->built);
+        pthread_mutex_unlock(&l->mu);
+    }
+    return NULL;
+}
+
+void ftl_loader_stop(ftl_loader *l) {
+    if (!l || !l->running) return;
+    pthread_mutex_lock(&l->mu);
+    atomic_store(&l->stop, 1);
+    pthread_cond_broadcast(&l->can_build);
+    pthread_mutex_unlock(&l->mu);
+    for (int t = 0; t < l->nthreads; t++) pthread_join(l->tids[t], NULL);
+    for (int k = 0; k < l->nslots; k++) {
+        ft_free(l->ring[k].x);
+        ft_free(l->ring[k].y);
+        l->ring[k].x = l->ring[k].y = NULL;
+        l->ring[k].state = SLOT_EMPTY;
+    }
+    for (int t = 0; t < MAX_WORKERS; t++) scratch_release_host(&l->scratch[t]);
+    l->nthreads = 0;
+    l->running = 0;
+}
+
+int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err,
+                     size_t errlen) {
+    ftl_loader_stop(l);
+    l->run = l->cfg;
+    l->epoch = epoch;
+    l->epoch_seed = l->cfg.seed + (uint64_t)epoch;
+    memcpy(l->order, l->items, (size_t)l->n * sizeof *l->order);
+    if (l->run.shuffle && l->n > 1) { /* Fisher-Yates */
+        ftl_aug_rng r;
+        ftl_aug_rng_seed(&r, l->epoch_seed, SHUFFLE_STREAM);
+        for (int64_t k = l->n - 1; k > 0; k--) {
+            int64_t j = ftl_aug_rng_int(&r, 0, (int)k);
+            int64_t t = l->order[k];
+            l->order[k] = l->order[j];
+            l->order[j] = t;
+        }
+    }
+    l->end = max_batches >= 0 && max_batches < l->nbatches ? max_batches : l->nbatches;
+    l->next_build = l->next_take = 0;
+    atomic_store(&l->stop, 0);
+    int want = l->run.nworkers < l->end ? l->run.nworkers : (int)l->end;
+    l->nthreads = 0;
+    for (int t = 0; t < want; t++) {
+        l->args[t].l = l;
+        l->args[t].id = t;
+        if (pthread_create(&l->tids[t], NULL, worker_main, &l->args[t]) != 0)
+            break; /* fewer workers; with none, ftl_loader_next makes the batches */
+        l->nthreads++;
+    }
+    (void)err;
+    (void)errlen;
+    l->running = 1;
+    return 0;
+}
+
+int ftl_loader_next(ftl_loader *l, ft_tensor **x, ft_tensor **y, char *err, size_t errlen) {
+    *x = *y = NULL;
+    if (!l->running) return 0;
+    if (l->next_take >= l->end) {
+        ftl_loader_stop(l);
+        return 0;
+    }
+    int64_t b = l->next_take;
+    if (l->nthreads == 0) { /* no workers: make it here */
+        int rc = make_batch(l, &l->scratch[0], b, x, y, err, errlen);
+        l->next_take++;
+        if (rc != BATCH_OK) {
+            ftl_loader_stop(l);
+            return -1;
+        }
+        return 1;
+    }
+    pthread_mutex_lock(&l->mu);
+    slot *sl = &l->ring[b % l->nslots];
+    while (sl->state == SLOT_EMPTY) pthread_cond_wait(&l->built, &l->mu);
+    int failed = sl->state == SLOT_FAILED;
+    *x = sl->x;
+    *y = sl->y;
+    if (failed) set_err(err, errlen, "%s", sl->err);
+    sl->x = sl->y = NULL;
+    sl->state = SLOT_EMPTY;
+    l->next_take++;
+    pthread_cond_broadcast(&l->can_build);
+    pthread_mutex_unlock(&l->mu);
+    if (failed) {
+        ftl_loader_stop(l);
+        return -1;
+    }
+    return 1;
+}
