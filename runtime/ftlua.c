@@ -54,6 +54,7 @@ static const struct {
     lua_CFunction open;
 } SUBMODULES[] = {
     {"tensor", luaopen_ftlua_tensor},             /* tensor/tensor.c */
+    {"learner_core", luaopen_ftlua_learner_core}, /* learner/learner_core.c: schedules, Adam, ... */
     {"data", luaopen_ftlua_data},                 /* data/data.c */
     {"model", luaopen_ftlua_model},               /* model/model.c */
     {"weights", luaopen_ftlua_weights},           /* weights/weights.c */

@@ -1,0 +1,97 @@
+/* optimizer.h: fastai's Adam over shim tensors (spec sections 4 and 5), and in-memory
+ * snapshots of its state and of tensor lists (what lr_find needs to restore exactly).
+ *
+ * Per parameter with a gradient, using its group's hypers, in this order:
+ *     if do_wd and wd != 0:  p *= 1 - lr*wd                    (decoupled weight decay, first)
+ *     grad_avg = grad_avg*mom + grad*(1-mom)                    (mul_ then add_, as fastai)
+ *     sqr_avg  = sqr_avg*sqr_mom + grad*grad*(1-sqr_mom)        (mul_ then addcmul_)
+ *     step += 1
+ *     debias1 = (1-mom)*(1-mom^step)/(1-mom), debias2 likewise with sqr_mom
+ *     p += -lr/debias1 * grad_avg / (sqrt(sqr_avg/debias2) + eps)
+ * The same libtorch ops in the same order as fastai's callbacks, so a step is bit-identical
+ * to fastai's. A parameter whose grad is undefined (frozen) is skipped entirely: no decay, no
+ * state change. The optimizer holds its own handles on the parameters (shim shallow copies:
+ * the same tensors), so it never depends on a Lua value staying alive.
+ *
+ * Failures return a status other than FT_OK and leave a message for ftl_learn_error().
+ */
+#ifndef FTL_OPTIMIZER_H
+#define FTL_OPTIMIZER_H
+
+#include <stdint.h>
+
+#include "torch/ft_torch.h"
+
+typedef enum { FTL_LR = 0, FTL_MOM, FTL_SQR_MOM, FTL_EPS, FTL_WD, FTL_NHYPERS } ftl_hyper;
+
+typedef struct {
+    double lr, mom, sqr_mom, eps, wd;
+} ftl_adam_hypers;
+
+/* fastai's Adam defaults with the Learner's lr: lr 1e-3, mom 0.9, sqr_mom 0.99, eps 1e-5,
+ * wd 0.01. */
+ftl_adam_hypers ftl_adam_defaults(void);
+/* "lr", "mom", "sqr_mom", "eps", "wd" -> ftl_hyper, or -1. */
+int ftl_hyper_from_name(const char *name);
+const char *ftl_hyper_name(ftl_hyper k);
+
+typedef struct {
+    ft_tensor *p;                  /* our handle on the parameter (shares its tensor) */
+    ft_tensor *grad_avg, *sqr_avg; /* NULL until the first step, like fastai's lazy state */
+    int64_t step;
+    int do_wd;       /* 0 for norm-layer params and biases (fastai's wd_bn_bias=False) */
+    int force_train; /* norm-layer params stay trainable when frozen (train_bn=True) */
+    int group;
+} ftl_adam_param;
+
+typedef struct {
+    int n_groups, n_params;
+    ftl_adam_hypers *hypers; /* per group */
+    int *group_start;        /* group g holds params [group_start[g], group_start[g+1]) */
+    ftl_adam_param *params;
+} ftl_adam;
+
+ftl_adam *new_ftl_adam(void); /* NULL when out of memory */
+void free_ftl_adam(ftl_adam *o);
+/* Appends a parameter group (do_wd 1, force_train 0 for each param). */
+ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n, const ftl_adam_hypers *h);
+
+/* One step over every parameter that has a grad (autograd off while it runs). */
+ft_status ftl_adam_step(ftl_adam *o);
+/* set_to_none: grads become undefined (the default in ftlua: see docs/learner.md); otherwise
+ * they are zeroed in place like fastai's grad.detach_().zero_(). */
+ft_status ftl_adam_zero_grad(ftl_adam *o, int set_to_none);
+/* Drops grad_avg, sqr_avg and step of every param; keeps do_wd and force_train. */
+void ftl_adam_clear_state(ftl_adam *o);
+/* Sets hyper k of every group: values[g] for group g. */
+void ftl_adam_set_hyper(ftl_adam *o, ftl_hyper k, const double *values);
+double ftl_adam_get_hyper(const ftl_adam *o, int group, ftl_hyper k);
+/* fastai's freeze_to(n): groups before n (n < 0 counts from the end) get requires_grad =
+ * force_train, the others requires_grad = 1. *frozen_idx (may be NULL) gets fastai's
+ * frozen_idx; when it is >= n_groups the whole model is frozen (fastai warns). The caller
+ * clears the state afterwards, as Learner.freeze_to does. */
+ft_status ftl_adam_freeze_to(ftl_adam *o, int n, int *frozen_idx);
+
+/* A deep copy of the hypers and of every param's state (tensors cloned). */
+typedef struct {
+    int n_groups, n_params;
+    ftl_adam_hypers *hypers;
+    ftl_adam_param *params; /* p is NULL here */
+} ftl_adam_snapshot;
+ft_status new_ftl_adam_snapshot(const ftl_adam *o, ftl_adam_snapshot **out);
+/* Puts the snapshot's hypers and state back, bit for bit (the snapshot stays usable). The
+ * optimizer must have the same groups and params as when it was taken. */
+ft_status ftl_adam_restore(ftl_adam *o, const ftl_adam_snapshot *s);
+void free_ftl_adam_snapshot(ftl_adam_snapshot *s);
+
+/* Copies of a list of tensors (weights, buffers), restored in place with copy_ so that every
+ * handle on them sees the old values again, bit for bit. NULL entries are kept as NULL. */
+typedef struct {
+    int n;
+    ft_tensor **copies;
+} ftl_tensor_snapshot;
+ft_status new_ftl_tensor_snapshot(ft_tensor *const *ts, int n, ftl_tensor_snapshot **out);
+ft_status ftl_tensor_snapshot_restore(const ftl_tensor_snapshot *s, ft_tensor *const *ts, int n);
+void free_ftl_tensor_snapshot(ftl_tensor_snapshot *s);
+
+#endif /* FTL_OPTIMIZER_H */

@@ -1,0 +1,355 @@
+/* progress.c: the epoch table, the batch bar, format_time and CSVLogger, byte for byte as
+ * fastprogress and fastai print them. See progress.h. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "learner/progress.h"
+#include "learner/schedule.h"
+
+/* Python's len() of a UTF-8 string: code points, not bytes. */
+static int text_len(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Appends to buf (snprintf-style: returns the full length even when truncated). */
+typedef struct {
+    char *buf;
+    size_t cap, len;
+} outbuf;
+
+static void put(outbuf *o, const char *s) {
+    size_t n = strlen(s);
+    if (o->len < o->cap) {
+        size_t room = o->cap - o->len - 1;
+        memcpy(o->buf + o->len, s, n < room ? n : room);
+        o->buf[o->len + (n < room ? n : room)] = '\0';
+    }
+    o->len += n;
+}
+
+static void put_spaces(outbuf *o, int n) {
+    for (; n > 0; n--) put(o, " ");
+}
+
+/* ---------------------------------------------------------------- format_time, repr */
+
+char *ftl_format_time(double t, char buf[32]) {
+    /* int(t) truncates; then Python's floor division and modulo (also for negatives) */
+    long long s = isfinite(t) && fabs(t) < 9e15 ? (long long)t : 0;
+    long long h = s >= 0 ? s / 3600 : -((-s + 3599) / 3600);
+    long long mins = s >= 0 ? s / 60 : -((-s + 59) / 60);
+    long long m = ((mins % 60) + 60) % 60, sec = ((s % 60) + 60) % 60;
+    if (h != 0) snprintf(buf, 32, "%lld:%02lld:%02lld", h, m, sec);
+    else snprintf(buf, 32, "%02lld:%02lld", m, sec);
+    return buf;
+}
+
+/* The p significant digits of x as %.{p-1}e gives them, and the decimal exponent. */
+static void digits_of(double x, int p, char *digits, int *exp10) {
+    char s[64];
+    snprintf(s, sizeof s, "%.*e", p - 1, x);
+    int n = 0;
+    char *c = s;
+    for (; *c && *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9') digits[n++] = *c;
+    digits[n] = '\0';
+    *exp10 = atoi(c + 1);
+}
+
+/* Does "0.d1d2...dp" x 10^(exp10+1) read back as x? */
+static int reads_back(const char *digits, int exp10, double x) {
+    char s[64];
+    snprintf(s, sizeof s, "%c.%se%d", digits[0], digits + 1, exp10);
+    return strtod(s, NULL) == x;
+}
+
+/* Adds delta (+1 or -1) to the last digit with carries. Returns 0 when the result is not a
+ * p-digit string any more. */
+static int bump(char *digits, int *exp10, int delta) {
+    int p = (int)strlen(digits);
+    int i = p - 1;
+    for (; i >= 0; i--) {
+        int d = digits[i] - '0' + delta;
+        if (d >= 0 && d <= 9) {
+            digits[i] = (char)('0' + d);
+            break;
+        }
+        digits[i] = delta > 0 ? '0' : '9';
+    }
+    if (i < 0) { /* 99..9 + 1 = 100..0: one more digit */
+        if (delta < 0) return 0;
+        memmove(digits + 1, digits, (size_t)p + 1);
+        digits[0] = '1';
+        digits[p] = '\0';
+        (*exp10)++;
+    }
+    return digits[0] != '0';
+}
+
+int ftl_repr_double(double x, char *buf, size_t n) {
+    if (isnan(x)) return snprintf(buf, n, "nan");
+    if (isinf(x)) return snprintf(buf, n, x > 0 ? "inf" : "-inf");
+    if (x == 0) return snprintf(buf, n, signbit(x) ? "-0.0" : "0.0");
+    const char *sign = x < 0 ? "-" : "";
+    double ax = fabs(x);
+    /* The shortest p whose correctly rounded p digits read back; failing that, a neighbour
+     * p-digit string may (at powers of two, where the rounding interval is lopsided). */
+    char digits[32], best[32] = "";
+    int e = 0, best_e = 0;
+    for (int p = 1; p <= 17 && !best[0]; p++) {
+        digits_of(ax, p, digits, &e);
+        if (reads_back(digits, e, ax)) {
+            strcpy(best, digits);
+            best_e = e;
+            break;
+        }
+        for (int delta = -1; delta <= 1; delta += 2) {
+            char d2[32];
+            int e2 = e;
+            strcpy(d2, digits);
+            if (bump(d2, &e2, delta) && reads_back(d2, e2, ax)) {
+                strcpy(best, d2);
+                best_e = e2;
+                break;
+            }
+        }
+    }
+    size_t p = strlen(best);
+    while (p > 1 && best[p - 1] == '0') best[--p] = '\0';
+    int decpt = best_e + 1; /* x = 0.best * 10^decpt */
+    char out[64];
+    outbuf o = {out, sizeof out, 0};
+    put(&o, sign);
+    if (decpt <= -4 || decpt > 16) { /* Python's repr switches to exponent notation here */
+        char first[2] = {best[0], '\0'}, ex[16];
+        put(&o, first);
+        if (p > 1) {
+            put(&o, ".");
+            put(&o, best + 1);
+        }
+        snprintf(ex, sizeof ex, "e%+03d", decpt - 1);
+        put(&o, ex);
+    } else if (decpt <= 0) { /* 0.000ddd */
+        put(&o, "0.");
+        for (int i = 0; i < -decpt; i++) put(&o, "0");
+        put(&o, best);
+    } else if ((size_t)decpt < p) { /* dd.ddd */
+        char head[32];
+        snprintf(head, sizeof head, "%.*s", decpt, best);
+        put(&o, head);
+        put(&o, ".");
+        put(&o, best + decpt);
+    } else { /* ddd000.0 */
+        put(&o, best);
+        for (size_t i = p; i < (size_t)decpt; i++) put(&o, "0");
+        put(&o, ".0");
+    }
+    return snprintf(buf, n, "%s", out);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+int ftl_cell_text(const ftl_cell *c, char *buf, size_t n) {
+    switch (c->kind) {
+    case FTL_CELL_INT: return snprintf(buf, n, "%lld", (long long)c->i);
+    case FTL_CELL_FLOAT:
+        if (isnan(c->f)) return snprintf(buf, n, "nan");
+        return snprintf(buf, n, "%.6f", c->f);
+    case FTL_CELL_STR: return snprintf(buf, n, "%s", c->s ? c->s : "");
+    default: return snprintf(buf, n, "None");
+    }
+}
+
+int ftl_table_header(char *buf, size_t n, const char *const *names, int k) {
+    outbuf o = {buf, n, 0};
+    if (n) buf[0] = '\0';
+    for (int i = 0; i < k; i++) {
+        if (i) put(&o, "  ");
+        put(&o, names[i]);
+        put_spaces(&o, 8 - text_len(names[i]));
+    }
+    return (int)o.len;
+}
+
+int ftl_table_row(char *buf, size_t n, const char *const *names, const ftl_cell *cells, int k) {
+    outbuf o = {buf, n, 0};
+    if (n) buf[0] = '\0';
+    char v[512];
+    for (int i = 0; i < k; i++) {
+        ftl_cell_text(&cells[i], v, sizeof v);
+        int name_len = text_len(names[i]);
+        if (name_len < 8) name_len = 8;
+        put(&o, v);
+        put_spaces(&o, 2 + name_len - text_len(v));
+    }
+    return (int)o.len;
+}
+
+/* ---------------------------------------------------------------- CSVLogger */
+
+static int csv_line(ftl_csv *c, const char *line) {
+    if (fputs(line, c->f) < 0 || fputc('\n', c->f) < 0 || fflush(c->f) != 0 || fsync(fileno(c->f)) != 0) {
+        ftl_learn_set_error("CSVLogger: cannot write: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k) {
+    ftl_csv *c = calloc(1, sizeof *c);
+    if (!c) {
+        ftl_learn_set_error("CSVLogger: out of memory");
+        return NULL;
+    }
+    c->f = fopen(path, append ? "a" : "w");
+    if (!c->f) {
+        ftl_learn_set_error("CSVLogger: cannot open %s: %s", path, strerror(errno));
+        free(c);
+        return NULL;
+    }
+    char line[4096];
+    outbuf o = {line, sizeof line, 0};
+    line[0] = '\0';
+    for (int i = 0; i < k; i++) {
+        if (i) put(&o, ",");
+        put(&o, names[i]);
+    }
+    if (csv_line(c, line)) {
+        free_ftl_csv(c);
+        return NULL;
+    }
+    return c;
+}
+
+int ftl_csv_write(ftl_csv *c, const ftl_cell *cells, int k) {
+    char line[4096], v[512];
+    outbuf o = {line, sizeof line, 0};
+    line[0] = '\0';
+    for (int i = 0; i < k; i++) {
+        if (i) put(&o, ",");
+        if (cells[i].kind == FTL_CELL_FLOAT) ftl_repr_double(cells[i].f, v, sizeof v); /* str(float) */
+        else ftl_cell_text(&cells[i], v, sizeof v);
+        put(&o, v);
+    }
+    return csv_line(c, line);
+}
+
+void free_ftl_csv(ftl_csv *c) {
+    if (!c) return;
+    if (c->f) fclose(c->f);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- the batch bar */
+
+int ftl_terminal_cols(FILE *out) {
+    const char *env = getenv("COLUMNS");
+    int cols = env ? atoi(env) : 0;
+    if (cols > 0) return cols;
+    struct winsize ws;
+    if (ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    return 100;
+}
+
+static long long floor_div(long long a, long long b) {
+    long long q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+int ftl_pbar_text(ftl_pbar *b, int val, char *buf, size_t n, int *chars) {
+    char el[32], rem[32], text[256];
+    double elapsed = b->last_t - b->start_t;
+    ftl_format_time(b->pred_t - elapsed, rem);
+    ftl_format_time(elapsed, el);
+    if (b->total == 0) snprintf(text, sizeof text, "100%% [0/0]");
+    else snprintf(text, sizeof text, "%.2f%% [%d/%d %s<%s%s%s]", (double)(100LL * val) / b->total, val,
+                  b->total, el, rem, b->comment[0] ? " " : "", b->comment);
+    int fit = b->cols - text_len(text) - text_len(b->prefix) - 4;
+    if (b->length > fit) b->length = fit; /* shrinks to fit, never grows back */
+    long long filled = b->total ? floor_div((long long)b->length * val, b->total) : 0;
+    outbuf o = {buf, n, 0};
+    if (n) buf[0] = '\0';
+    put(&o, "\r");
+    put(&o, b->prefix);
+    put(&o, " |");
+    for (long long i = 0; i < filled; i++) put(&o, "\xe2\x96\x88"); /* U+2588 FULL BLOCK */
+    for (long long i = filled; i < b->length; i++) put(&o, "-");
+    put(&o, "| ");
+    put(&o, text);
+    int len = 1 + text_len(b->prefix) + 2 + (int)(filled > 0 ? filled : 0) +
+              (int)(b->length - filled > 0 ? b->length - filled : 0) + 2 + text_len(text);
+    if (chars) *chars = len;
+    return (int)o.len;
+}
+
+static void draw(ftl_pbar *b, int val) {
+    char buf[2048];
+    int chars = 0;
+    ftl_pbar_text(b, val, buf, sizeof buf, &chars);
+    if (chars > b->max_len) b->max_len = chars;
+    if (!b->display) return;
+    fputs(buf, b->out);
+    fputc('\r', b->out);
+    fflush(b->out);
+}
+
+static void clear(ftl_pbar *b) {
+    b->done = 1;
+    if (!b->display) return;
+    fprintf(b->out, "\r%s", b->prefix);
+    for (int i = 1 + text_len(b->prefix); i < b->max_len; i++) fputc(' ', b->out);
+    fputc('\r', b->out);
+    fflush(b->out);
+}
+
+void ftl_pbar_init(ftl_pbar *b, FILE *out, int epoch, int n_epoch, int total) {
+    memset(b, 0, sizeof *b);
+    b->out = out;
+    b->display = isatty(fileno(out));
+    b->cols = ftl_terminal_cols(out);
+    if (b->cols > 160) b->cols = 160;
+    b->length = b->cols - 60;
+    b->total = total;
+    snprintf(b->prefix, sizeof b->prefix, "Epoch %d/%d :", epoch + 1, n_epoch);
+}
+
+void ftl_pbar_start(ftl_pbar *b, FILE *out, int epoch, int n_epoch, int total, double now) {
+    ftl_pbar_init(b, out, epoch, n_epoch, total);
+    ftl_pbar_update(b, 0, now);
+}
+
+void ftl_pbar_update(ftl_pbar *b, int val, double now) {
+    if (b->done) return;
+    if (val == 0) {
+        b->start_t = b->last_t = now;
+        b->pred_t = 0;
+        b->last_v = 0;
+        b->wait_for = 1;
+        draw(b, 0);
+    } else if (val <= 5 || val >= b->last_v + b->wait_for || val >= b->total) {
+        double avg_t = (now - b->start_t) / val;
+        double w = 0.2 / (avg_t + 1e-8);
+        b->wait_for = w >= INT_MAX ? INT_MAX : (w >= 1 ? (int)w : 1);
+        b->pred_t = avg_t * b->total;
+        b->last_v = val;
+        b->last_t = now;
+        draw(b, val);
+        if (val >= b->total) clear(b);
+    }
+}
+
+void ftl_pbar_comment(ftl_pbar *b, double smooth_loss) {
+    if (isnan(smooth_loss)) snprintf(b->comment, sizeof b->comment, "nan");
+    else snprintf(b->comment, sizeof b->comment, "%.4f", smooth_loss);
+}
+
+void ftl_pbar_finish(ftl_pbar *b) {
+    if (!b->done) clear(b);
+}
