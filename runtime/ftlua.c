@@ -55,6 +55,7 @@ static const struct {
 } SUBMODULES[] = {
     {"tensor", luaopen_ftlua_tensor},             /* tensor/tensor.c */
     {"learner_core", luaopen_ftlua_learner_core}, /* learner/learner_core.c: schedules, Adam, ... */
+    {"learner", luaopen_ftlua_learner},           /* learner/learner_lua.c */
     {"data", luaopen_ftlua_data},                 /* data/data.c */
     {"model", luaopen_ftlua_model},               /* model/model.c */
     {"weights", luaopen_ftlua_weights},           /* weights/weights.c */
@@ -67,7 +68,16 @@ static const struct {
 } ALIASES[] = {
     {NULL, "model", "nn"},
     {NULL, "model", "models"},
+    {NULL, "learner", "Learner"},
+    {NULL, "learner", "metrics"},
+    {NULL, "learner", "slice"},
+    {NULL, "learner", "ClassificationInterpretation"},
+    {NULL, "learner", "load_learner"},
+    {NULL, "learner", "callbacks"},
+    {NULL, "learner", "losses"},
     {"vision", "model", "create_cnn_model"},
+    {"vision", "learner", "cnn_learner"},
+    {"vision", "learner", "vision_learner"},
 };
 
 int luaopen_ftlua(lua_State *L) {

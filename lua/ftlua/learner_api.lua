@@ -1,0 +1,774 @@
+-- learner_api.lua: the Lua half of the learner module (runtime/learner/learner_lua.c runs it
+-- once with the C core class and ft.learner_core; it is not meant for require).
+--
+-- The training loop, validation and prediction are C (runtime/learner/learner.c). This file
+-- checks options, turns fastai's fit methods into schedule specs for the C loop, and holds
+-- what runs once per fit or per epoch: fine_tune, lr_find's suggestions, callbacks written in
+-- Lua, save/load/export, predict, get_preds, tta and ClassificationInterpretation.
+local C, core = ...
+if type(C) ~= "table" then error("ftlua.learner_api is loaded by ftlua.learner; use ft.Learner", 2) end
+local T = require "ftlua.tensor"
+
+local M = {}
+
+local function fail(fmt, ...) error(fmt:format(...), 3) end
+
+local function set(list)
+  local s = {}
+  for _, k in ipairs(list) do s[k] = true end
+  return s
+end
+
+local function check_keys(what, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail("%s: options must be a table", what) end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      fail("%s: unknown option '%s' (known: %s)", what, tostring(k), table.concat(names, ", "))
+    end
+  end
+  return opts
+end
+
+local function ft() return package.loaded.ftlua end
+
+---------------------------------------------------------------- slices, metrics, losses
+
+M.slice = core.slice
+
+-- Metrics are tables the C loop reads (kind, k, name); they can also be called from Lua like
+-- fastai's functions: ft.metrics.error_rate(pred, targ) with 1-based targets.
+local function builtin(kind, fn, k)
+  return setmetatable({ kind = kind, name = kind, k = k }, {
+    __call = function(self, pred, targ) return fn(pred, targ, self.k) end,
+    __tostring = function(self) return "metric " .. self.name end,
+  })
+end
+
+M.metrics = {
+  error_rate = builtin("error_rate", core.error_rate),
+  accuracy = builtin("accuracy", core.accuracy),
+  top_k_accuracy = builtin("top_k_accuracy", core.top_k_accuracy, 5),
+}
+-- top_k(k): top_k_accuracy with another k.
+function M.metrics.top_k(k)
+  if math.type(k) ~= "integer" or k < 1 then fail("top_k: k must be a positive integer") end
+  return builtin("top_k_accuracy", core.top_k_accuracy, k)
+end
+-- Metric(name, fn): a Lua function fn(pred, targ) -> number or 0-dim tensor, shown as name.
+function M.metrics.Metric(name, fn)
+  if type(fn) ~= "function" then fail("Metric: expected a function") end
+  return { kind = "lua", name = tostring(name), fn = fn }
+end
+
+local function metric_specs(metrics)
+  if metrics == nil then return {} end
+  if type(metrics) == "function" or getmetatable(metrics) or metrics.kind then metrics = { metrics } end
+  local out = {}
+  for i, m in ipairs(metrics) do
+    if type(m) == "function" then
+      out[i] = { kind = "lua", fn = m, name = "metric" .. (i > 1 and i or "") }
+    elseif type(m) == "table" and m.kind then
+      out[i] = { kind = m.kind, k = m.k, name = m.name, fn = m.fn }
+    else
+      fail("metrics: entry %d is a %s, expected ft.metrics.* or a function", i, type(m))
+    end
+  end
+  return out
+end
+
+M.losses = {}
+function M.losses.CrossEntropyLossFlat() return { kind = "cross_entropy" } end
+M.losses.CrossEntropyLoss = M.losses.CrossEntropyLossFlat
+function M.losses.LabelSmoothingCrossEntropy(opts)
+  opts = check_keys("LabelSmoothingCrossEntropy", opts, set { "eps" })
+  return { kind = "label_smoothing", eps = opts.eps or 0.1 }
+end
+M.losses.LabelSmoothingCrossEntropyFlat = M.losses.LabelSmoothingCrossEntropy
+
+local function loss_spec(lf)
+  if lf == nil then return "cross_entropy", 0.1 end
+  if type(lf) == "function" then return lf, 0.1 end
+  if type(lf) == "table" and lf.kind then return lf.kind, lf.eps or 0.1 end
+  fail("loss_func: expected ft.losses.* or a function(pred, targ, reduction)")
+end
+
+---------------------------------------------------------------- callbacks
+
+M.callbacks = {}
+
+-- Callback{name = "...", after_epoch = function(self, learn) ... end, ...}: a table with
+-- methods named after fastai's events; returning "cancel_batch", "cancel_train",
+-- "cancel_valid", "cancel_epoch" or "cancel_fit" cancels as fastai's exceptions do.
+function M.callbacks.Callback(t)
+  t = t or {}
+  t.name = t.name or "Callback"
+  return t
+end
+
+local function monitor_value(learn, monitor)
+  local rec = learn.recorder
+  local names = rec.metric_names
+  for i, n in ipairs(names) do
+    if n == monitor then return learn.final_record[i] end
+  end
+  error(("monitor '%s' is not among the recorded values (%s)"):format(monitor, table.concat(names, ", ")), 0)
+end
+
+local function better(monitor, comp)
+  if comp then return comp end
+  local lower = monitor:find("loss") or monitor:find("error")
+  return lower and function(a, b) return a < b end or function(a, b) return a > b end
+end
+
+-- SaveModelCallback{monitor = "valid_loss", fname = "model", every_epoch = false,
+-- with_opt = false}: saves when the monitored value improves, loads the best at the end.
+function M.callbacks.SaveModelCallback(opts)
+  opts = check_keys("SaveModelCallback", opts, set { "monitor", "fname", "every_epoch", "with_opt", "comp", "min_delta", "reset_on_fit" })
+  local cb = { name = "SaveModelCallback", monitor = opts.monitor or "valid_loss", fname = opts.fname or "model",
+    every_epoch = opts.every_epoch, with_opt = opts.with_opt, min_delta = opts.min_delta or 0 }
+  local cmp = better(cb.monitor, opts.comp)
+  function cb:before_fit() self.best = nil end
+  function cb:after_epoch(learn)
+    if self.every_epoch then learn:save(("%s_%d"):format(self.fname, learn.epoch), { with_opt = self.with_opt }) return end
+    local v = monitor_value(learn, self.monitor)
+    if self.best == nil or cmp(v - (cmp(0, 1) and self.min_delta or -self.min_delta), self.best) then
+      if self.best ~= nil then
+        print(("Better model found at epoch %d with %s value: %s."):format(learn.epoch, self.monitor, tostring(v)))
+      end
+      self.best = v
+      learn:save(self.fname, { with_opt = self.with_opt })
+    end
+  end
+  function cb:after_fit(learn)
+    if not self.every_epoch and self.best ~= nil then learn:load(self.fname, { with_opt = self.with_opt }) end
+  end
+  return cb
+end
+
+-- EarlyStoppingCallback{monitor = "valid_loss", min_delta = 0, patience = 1}
+function M.callbacks.EarlyStoppingCallback(opts)
+  opts = check_keys("EarlyStoppingCallback", opts, set { "monitor", "min_delta", "patience", "comp" })
+  local cb = { name = "EarlyStoppingCallback", monitor = opts.monitor or "valid_loss",
+    min_delta = opts.min_delta or 0, patience = opts.patience or 1 }
+  local cmp = better(cb.monitor, opts.comp)
+  local sign = cmp(0, 1) and 1 or -1
+  function cb:before_fit() self.best, self.wait = nil, 0 end
+  function cb:after_epoch(learn)
+    local v = monitor_value(learn, self.monitor)
+    if self.best == nil or cmp(v + sign * self.min_delta, self.best) then
+      self.best, self.wait = v, 0
+    else
+      self.wait = self.wait + 1
+      if self.wait >= self.patience then
+        print(("No improvement since epoch %d: early stopping"):format(learn.epoch - self.wait))
+        return "cancel_fit"
+      end
+    end
+  end
+  return cb
+end
+
+-- CSVLogger{fname = "history.csv", append = false}: the table's rows, unrounded, under
+-- learn.path; each line flushed and fsync'ed (core.CSVLogger).
+function M.callbacks.CSVLogger(opts)
+  opts = check_keys("CSVLogger", opts, set { "fname", "append" })
+  local cb = { name = "CSVLogger", fname = opts.fname or "history.csv", append = opts.append }
+  function cb:before_fit(learn)
+    local names = { "epoch" }
+    for _, n in ipairs(learn:_metric_names()) do names[#names + 1] = n end
+    names[#names + 1] = "time"
+    self.path = (learn.path or ".") .. "/" .. self.fname
+    self.log = core.CSVLogger(self.path, names, { append = self.append })
+    self.t0 = ft().clock()
+  end
+  function cb:before_epoch() self.t0 = ft().clock() end
+  function cb:after_epoch(learn)
+    local row = { learn.epoch }
+    for _, v in ipairs(learn.final_record) do row[#row + 1] = v end
+    row[#row + 1] = core.format_time(ft().clock() - self.t0)
+    self.log:write(row)
+  end
+  function cb:after_fit() if self.log then self.log:close() self.log = nil end end
+  return cb
+end
+
+---------------------------------------------------------------- Learner
+
+local Learner = {}
+Learner.__index = Learner
+M.LearnerClass = Learner
+
+local LEARNER_KEYS = set { "loss_func", "opt_func", "lr", "wd", "metrics", "path", "model_dir", "cbs",
+  "splitter", "train_bn", "moms" }
+
+local function check_lr(what, lr)
+  if type(lr) ~= "number" or lr ~= lr or lr <= 0 or lr == math.huge then
+    fail("%s: the learning rate must be a positive finite number, got %s", what, tostring(lr))
+  end
+end
+
+-- ft.Learner(dls, model, {loss_func, opt_func, lr = 1e-3, wd, metrics, path, model_dir =
+-- "models", cbs, splitter, train_bn = true, moms = {0.95, 0.85, 0.95}})
+function M.Learner(dls, model, opts)
+  opts = check_keys("Learner", opts, LEARNER_KEYS)
+  if type(dls) ~= "table" or not dls.train then fail("Learner: expected DataLoaders as the first argument") end
+  if opts.opt_func ~= nil and opts.opt_func ~= "Adam" and opts.opt_func ~= M.Adam then
+    fail("Learner: only fastai's Adam is available (opt_func = ft.Adam)")
+  end
+  local lr = opts.lr or 1e-3
+  check_lr("Learner", lr)
+  if opts.splitter then
+    local groups = opts.splitter
+    if type(groups) == "function" then groups = groups(model) end
+    model:set_param_groups(groups)
+  end
+  local loss, eps = loss_spec(opts.loss_func)
+  local self = setmetatable({
+    dls = dls, model = model, lr = lr, wd = opts.wd, path = opts.path or dls.path or ".",
+    model_dir = opts.model_dir or "models", cbs = {}, moms = opts.moms or { 0.95, 0.85, 0.95 },
+    metrics = metric_specs(opts.metrics), loss_func = opts.loss_func,
+    recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} },
+  }, Learner)
+  self._core = C.new(model, { lr = lr, wd = opts.wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
+    metrics = self.metrics })
+  for _, cb in ipairs(opts.cbs or {}) do self:add_cb(cb) end
+  return self
+end
+M.Adam = "Adam"
+
+function Learner:__tostring()
+  return ("Learner: %s, %d parameter groups, lr %g"):format(self.model:type(), self._core:n_groups(), self.lr)
+end
+
+function Learner:add_cb(cb)
+  if type(cb) ~= "table" then fail("add_cb: a callback is a table of event methods") end
+  self.cbs[#self.cbs + 1] = cb
+  return self
+end
+
+function Learner:remove_cb(cb)
+  for i, c in ipairs(self.cbs) do if c == cb then table.remove(self.cbs, i) break end end
+  return self
+end
+
+function Learner:_metric_names()
+  local n = { "train_loss", "valid_loss" }
+  for _, m in ipairs(self.metrics) do n[#n + 1] = m.name end
+  return n
+end
+
+function Learner:n_groups() return self._core:n_groups() end
+
+-- The lr per group of a number, ft.slice(lo, hi), ft.slice(hi) or a table, checked.
+function Learner:_lrs(lr, what)
+  if lr == nil then lr = self.lr end
+  if type(lr) == "number" then check_lr(what, lr) end
+  local ok, v = pcall(core.lr_per_group, lr, self._core:n_groups())
+  if not ok then error(what .. ": " .. tostring(v):gsub("^[^:]*:%d+: ", ""), 3) end
+  return v
+end
+
+function Learner:_run(n_epoch, spec, cbs)
+  local all = {}
+  for _, c in ipairs(self.cbs) do all[#all + 1] = c end
+  for _, c in ipairs(cbs or {}) do all[#all + 1] = c end
+  if spec.wd == nil then spec.wd = self.wd end
+  self._core:fit(self, n_epoch, spec, all, self.dls.train, self.dls.valid)
+  return self
+end
+
+local FIT_KEYS = set { "wd", "cbs" }
+local function epochs(what, n)
+  if math.type(n) ~= "integer" or n < 1 then fail("%s: the number of epochs must be a positive integer", what) end
+end
+
+-- fit(n_epoch, lr, {wd, cbs}): a constant lr (per group).
+function Learner:fit(n_epoch, lr, opts)
+  opts = check_keys("fit", opts, FIT_KEYS)
+  epochs("fit", n_epoch)
+  return self:_run(n_epoch, { kind = "const", lrs = self:_lrs(lr, "fit"), wd = opts.wd }, opts.cbs)
+end
+
+local ONE_CYCLE_KEYS = set { "div", "div_final", "pct_start", "moms", "wd", "cbs" }
+function Learner:fit_one_cycle(n_epoch, lr_max, opts)
+  opts = check_keys("fit_one_cycle", opts, ONE_CYCLE_KEYS)
+  epochs("fit_one_cycle", n_epoch)
+  return self:_run(n_epoch, { kind = "one_cycle", lrs = self:_lrs(lr_max, "fit_one_cycle"), div = opts.div,
+    div_final = opts.div_final, pct_start = opts.pct_start, moms = opts.moms or self.moms, wd = opts.wd }, opts.cbs)
+end
+
+function Learner:fit_flat_cos(n_epoch, lr, opts)
+  opts = check_keys("fit_flat_cos", opts, set { "div_final", "pct_start", "wd", "cbs" })
+  epochs("fit_flat_cos", n_epoch)
+  return self:_run(n_epoch, { kind = "flat_cos", lrs = self:_lrs(lr, "fit_flat_cos"), div_final = opts.div_final,
+    pct_start = opts.pct_start, wd = opts.wd }, opts.cbs)
+end
+
+function Learner:fit_sgdr(n_cycles, cycle_len, lr_max, opts)
+  opts = check_keys("fit_sgdr", opts, set { "cycle_mult", "wd", "cbs" })
+  epochs("fit_sgdr", n_cycles)
+  epochs("fit_sgdr", cycle_len)
+  return self:_run(1, { kind = "sgdr", lrs = self:_lrs(lr_max, "fit_sgdr"), n_cycles = n_cycles,
+    cycle_len = cycle_len, cycle_mult = opts.cycle_mult or 2, wd = opts.wd }, opts.cbs)
+end
+
+function Learner:freeze_to(n)
+  if math.type(n) ~= "integer" then fail("freeze_to: n must be an integer") end
+  self._core:freeze_to(n)
+  return self
+end
+function Learner:freeze() return self:freeze_to(-1) end
+function Learner:unfreeze() return self:freeze_to(0) end
+
+-- fine_tune(epochs, {base_lr = 2e-3, freeze_epochs = 1, lr_mult = 100, pct_start = 0.3,
+-- div = 5, wd, cbs}): fastai's recipe: one frozen cycle, then an unfrozen one.
+function Learner:fine_tune(n_epoch, opts)
+  opts = check_keys("fine_tune", opts, set { "base_lr", "freeze_epochs", "lr_mult", "pct_start", "div", "wd", "cbs" })
+  epochs("fine_tune", n_epoch)
+  local base_lr = opts.base_lr or 2e-3
+  check_lr("fine_tune", base_lr)
+  local fe = opts.freeze_epochs or 1
+  self:freeze()
+  if fe > 0 then self:fit_one_cycle(fe, M.slice(base_lr), { pct_start = 0.99, wd = opts.wd, cbs = opts.cbs }) end
+  base_lr = base_lr / 2
+  self:unfreeze()
+  return self:fit_one_cycle(n_epoch, M.slice(base_lr / (opts.lr_mult or 100), base_lr),
+    { pct_start = opts.pct_start or 0.3, div = opts.div or 5.0, wd = opts.wd, cbs = opts.cbs })
+end
+
+-- lr_find{start_lr = 1e-7, end_lr = 10, num_it = 100, stop_div = true} -> lr_min (minimum/10),
+-- lr_steep, {minimum, steep, valley, slide}. The model, its buffers and the optimizer state
+-- are restored in memory afterwards, bit for bit.
+function Learner:lr_find(opts)
+  opts = check_keys("lr_find", opts, set { "start_lr", "end_lr", "num_it", "stop_div", "cbs" })
+  local s, e, n = opts.start_lr or 1e-7, opts.end_lr or 10, opts.num_it or 100
+  check_lr("lr_find", s)
+  check_lr("lr_find", e)
+  if math.type(n) ~= "integer" or n < 1 then fail("lr_find: num_it must be a positive integer") end
+  self:_run(1, { kind = "lr_find", start_lr = s, end_lr = e, num_it = n, stop_div = opts.stop_div ~= false,
+    no_logging = true }, opts.cbs)
+  local sg = core.lr_suggestions(self.recorder.lrs, self.recorder.losses, n)
+  return sg.minimum, sg.steep, sg
+end
+
+---------------------------------------------------------------- mixed precision, layout
+
+function Learner:to_bf16() self._core:set_amp("bf16") self.amp = "bf16" return self end
+function Learner:to_fp16()
+  if not (self.dls.device or ""):match("^cuda") then
+    fail("to_fp16: fp16 training needs a CUDA device (use to_bf16 on the CPU)")
+  end
+  self._core:set_amp("fp16")
+  self.amp = "fp16"
+  return self
+end
+function Learner:to_fp32() self._core:set_amp("off") self.amp = nil return self end
+function Learner:to_channels_last()
+  self.model:to_channels_last()
+  self._core:set_channels_last(true)
+  return self
+end
+
+---------------------------------------------------------------- persistence
+
+local function mkdir_p(dir) os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") end
+
+function Learner:_file(name)
+  if name:match("%.safetensors$") or name:find("/") then return name end
+  return ("%s/%s/%s.safetensors"):format(self.path, self.model_dir, name)
+end
+
+-- learn:save(name [, {with_opt = true}]): model and optimizer state in one safetensors file
+-- (written atomically) at path/model_dir/name.safetensors. Returns the file name.
+function Learner:save(name, opts)
+  opts = check_keys("save", opts, set { "with_opt" })
+  local file = self:_file(name)
+  mkdir_p(file:match("^(.*)/[^/]*$") or ".")
+  local out = {}
+  for k, t in pairs(self.model:state_dict()) do out["model." .. k] = t end
+  if opts.with_opt ~= false then
+    for k, t in pairs(self._core:opt_state()) do out["opt." .. k] = t end
+  end
+  T.save(file, out, { format = "ftlua.learner" })
+  return file
+end
+
+-- learn:load(name [, {with_opt = true}])
+function Learner:load(name, opts)
+  opts = check_keys("load", opts, set { "with_opt" })
+  local file = self:_file(name)
+  local all = T.load(file)
+  local model, optst, has_opt = {}, {}, false
+  for k, t in pairs(all) do
+    local m = k:match("^model%.(.*)$")
+    if m then model[m] = t else
+      local o = k:match("^opt%.(.*)$")
+      if o then optst[o] = t has_opt = true end
+    end
+  end
+  if next(model) == nil then model = all end -- a plain state dict
+  self.model:load_state_dict(model)
+  if opts.with_opt ~= false then
+    if has_opt then self._core:set_opt_state(optst)
+    else io.stderr:write("warning: Saved file doesn't contain an optimizer state.\n") end
+  end
+  return self
+end
+
+---------------------------------------------------------------- export / load_learner
+
+-- A small JSON writer and reader for the export description (numbers, strings, booleans,
+-- arrays and objects with string keys; no Lua code is ever loaded from a file).
+local json = {}
+function json.encode(v)
+  local t = type(v)
+  if t == "nil" then return "null" end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then error("export: cannot store " .. tostring(v), 0) end
+    return math.type(v) == "integer" and tostring(v) or ("%.17g"):format(v)
+  end
+  if t == "string" then
+    return '"' .. v:gsub('[%c"\\]', function(c) return ("\\u%04x"):format(c:byte()) end) .. '"'
+  end
+  if t == "table" then
+    local n = #v
+    if n > 0 or next(v) == nil then
+      local out = {}
+      for i = 1, n do out[i] = json.encode(v[i]) end
+      return "[" .. table.concat(out, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do
+      if type(k) ~= "string" then error("export: cannot store a table with " .. type(k) .. " keys", 0) end
+      keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    local out = {}
+    for i, k in ipairs(keys) do out[i] = json.encode(k) .. ":" .. json.encode(v[k]) end
+    return "{" .. table.concat(out, ",") .. "}"
+  end
+  error("export: cannot store a " .. t, 0)
+end
+
+function json.decode(s)
+  local pos = 1
+  local function err(what) error(("load_learner: bad description (%s at byte %d)"):format(what, pos), 0) end
+  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local value
+  function value()
+    ws()
+    local c = s:sub(pos, pos)
+    if c == "{" then
+      local t = {}
+      pos = pos + 1
+      ws()
+      if s:sub(pos, pos) == "}" then pos = pos + 1 return t end
+      while true do
+        ws()
+        if s:sub(pos, pos) ~= '"' then err("expected a key") end
+        local k = value()
+        ws()
+        if s:sub(pos, pos) ~= ":" then err("expected ':'") end
+        pos = pos + 1
+        t[k] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "}" then return t end
+        if d ~= "," then err("expected ',' or '}'") end
+      end
+    elseif c == "[" then
+      local t = {}
+      pos = pos + 1
+      ws()
+      if s:sub(pos, pos) == "]" then pos = pos + 1 return t end
+      while true do
+        t[#t + 1] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "]" then return t end
+        if d ~= "," then err("expected ',' or ']'") end
+      end
+    elseif c == '"' then
+      local out, i = {}, pos + 1
+      while true do
+        local ch = s:sub(i, i)
+        if ch == "" then err("unterminated string") end
+        if ch == '"' then break end
+        if ch == "\\" then
+          local e = s:sub(i + 1, i + 1)
+          if e == "u" then
+            local code = tonumber(s:sub(i + 2, i + 5), 16) or err("bad escape")
+            out[#out + 1] = utf8.char(code)
+            i = i + 6
+          else
+            local map = { n = "\n", t = "\t", r = "\r", b = "\b", f = "\f", ["/"] = "/", ['"'] = '"', ["\\"] = "\\" }
+            out[#out + 1] = map[e] or err("bad escape")
+            i = i + 2
+          end
+        else
+          out[#out + 1] = ch
+          i = i + 1
+        end
+      end
+      pos = i + 1
+      return table.concat(out)
+    elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4 return true
+    elseif s:sub(pos, pos + 4) == "false" then pos = pos + 5 return false
+    elseif s:sub(pos, pos + 3) == "null" then pos = pos + 4 return nil
+    else
+      local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+      if not num or num == "" then err("unexpected character") end
+      pos = pos + #num
+      return math.tointeger(tonumber(num)) or tonumber(num) or err("bad number")
+    end
+  end
+  local v = value()
+  ws()
+  if pos <= #s then err("trailing bytes") end
+  return v
+end
+M._json = json
+
+local EXPORT_FORMAT = "ftlua.learner.export/1"
+
+-- The description of the model that load_learner rebuilds: cnn_learner models only (the arch
+-- name, n_out and the head options); other models cannot be described yet.
+local function model_desc(self)
+  if self._cnn then return self._cnn end
+  error(("export: cannot describe this model (a %s made outside cnn_learner/vision_learner): "
+    .. "load_learner could not rebuild it. Save the weights with learn:save(name) and rebuild the "
+    .. "model in Lua instead"):format(self.model:type()), 0)
+end
+
+-- The transforms the DataLoaders apply to new items (item Resize, aug params, normalisation),
+-- the vocab and the channel count.
+local function data_desc(dls)
+  local cfg = dls._cfg or {}
+  local info = dls.valid:info()
+  local aug
+  if cfg.aug then
+    aug = {}
+    for k, v in pairs(cfg.aug) do aug[k] = v end
+  end
+  local vocab = {}
+  for i, v in ipairs(dls.vocab or {}) do vocab[i] = tostring(v) end
+  return { vocab = vocab, channels = cfg.channels or info.channels or 3, resize = cfg.resize, aug = aug,
+    mean = info.mean, std = info.std, val_bs = cfg.val_bs or info.bs, array = cfg.array or false }
+end
+
+-- learn:export(file = "export.safetensors"): the model's weights and buffers and a JSON
+-- description (model, vocab, transforms) in the safetensors metadata, written atomically.
+-- A relative file goes under learn.path, as in fastai.
+function Learner:export(file)
+  file = file or "export.safetensors"
+  if type(file) ~= "string" then fail("export: the file name must be a string") end
+  if not file:find("^/") then file = (self.path or ".") .. "/" .. file end
+  local ok, desc = pcall(function()
+    return json.encode { format = EXPORT_FORMAT, model = model_desc(self), data = data_desc(self.dls),
+      loss = type(self.loss_func) == "table" and self.loss_func or nil }
+  end)
+  if not ok then error(desc, 2) end
+  mkdir_p(file:match("^(.*)/[^/]*$") or ".")
+  local sd = self.model:state_dict()
+  T.save(file, sd, { format = EXPORT_FORMAT, learner = desc })
+  return file
+end
+
+-- What load_learner gives as dls: the vocab and a test_dl over image files with the exported
+-- valid-split transforms (enough for predict and get_preds{dl = ...}).
+local Exported = {}
+Exported.__index = Exported
+
+function Exported:test_dl(files, opts)
+  opts = check_keys("test_dl", opts, set { "bs", "on_error", "num_workers" })
+  local V, d = ft().vision, self._desc
+  if type(files) == "string" then files = V.get_image_files(files) end
+  if #files == 0 then fail("test_dl: no files") end
+  local r = d.resize
+  local ds, bad = V.new_file_dataset(files, nil, nil, {
+    resize_w = r and r.w, resize_h = r and r.h, method = r and r.method, num_workers = opts.num_workers })
+  local on_error = opts.on_error or "skip"
+  local is_bad = {}
+  for _, b in ipairs(bad) do
+    if on_error == "error" then fail("cannot load %s", b[2]) end
+    io.stderr:write("warning: skipping ", b[2], "\n")
+    is_bad[b[1]] = true
+  end
+  local idx = {}
+  for i = 1, #files do if not is_bad[i] then idx[#idx + 1] = i end end
+  if #idx == 0 then fail("test_dl: none of the %d files could be loaded", #files) end
+  return ds:loader(idx, { bs = opts.bs or d.val_bs or 64, shuffle = false, drop_last = false, train = false,
+    aug = d.aug, size = d.aug and d.aug.size or nil, mean = d.mean, std = d.std, channels = d.channels,
+    num_workers = opts.num_workers })
+end
+
+-- ft.load_learner(file) -> a Learner for inference (predict, get_preds{dl = learn.dls:test_dl(files)}).
+function M.load_learner(file, opts)
+  opts = check_keys("load_learner", opts, set { "cpu" })
+  if type(file) ~= "string" then fail("load_learner: the file name must be a string") end
+  local tensors, meta = T.load(file)
+  if not meta or meta.format ~= EXPORT_FORMAT or not meta.learner then
+    fail("load_learner: %s is not a file written by learn:export (no '%s' description)", file, EXPORT_FORMAT)
+  end
+  local desc = json.decode(meta.learner)
+  local md, dd = desc.model, desc.data
+  if type(md) ~= "table" or md.kind ~= "cnn" then fail("load_learner: %s: unknown model description", file) end
+  local model = ft().vision.create_cnn_model(md.arch, md.n_out, { pretrained = false, lin_ftrs = md.lin_ftrs,
+    ps = md.ps, concat_pool = md.concat_pool })
+  model:load_state_dict(tensors)
+  local dls = setmetatable({ vocab = dd.vocab, c = #dd.vocab, _desc = dd, path = file:match("^(.*)/[^/]*$") or "." }, Exported)
+  local learn = setmetatable({ dls = dls, model = model, lr = 1e-3, path = dls.path, model_dir = "models", cbs = {},
+    moms = { 0.95, 0.85, 0.95 }, metrics = {}, loss_func = desc.loss,
+    recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} }, _cnn = md }, Learner)
+  local loss, eps = loss_spec(desc.loss)
+  learn._core = C.new(model, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {} })
+  model:eval()
+  return learn
+end
+
+---------------------------------------------------------------- predictions
+
+-- get_preds{ds_idx = 1 (valid) | 0 (train), dl = loader, with_loss = false, act = true}
+-- -> probs, targets (1-based), losses (with_loss)
+function Learner:get_preds(opts)
+  opts = check_keys("get_preds", opts, set { "ds_idx", "dl", "with_loss", "act" })
+  local dl = opts.dl or (opts.ds_idx == 0 and self.dls.train or self.dls.valid)
+  return self._core:predict(dl, { with_loss = opts.with_loss, act = opts.act })
+end
+
+-- predict(image_path) -> label, index (1-based), probs
+function Learner:predict(item)
+  local dls = self.dls
+  if not dls.test_dl then fail("predict: these DataLoaders cannot make a test loader") end
+  local dl = dls:test_dl({ item }, { num_workers = 1 })
+  local probs = self._core:predict(dl)
+  local p = probs[1]
+  local _, idx = p:max(1)
+  idx = idx:item()
+  return dls.vocab and dls.vocab[idx] or idx, idx, p
+end
+
+-- A loader over the items of split ds_idx (1 valid, 0 train) in order, with the train split's
+-- transforms (random crop position and augmentation draws; fastai's tta uses the train
+-- pipeline): file datasets only, whose DataLoaders keep the dataset and the split's items.
+local function tta_loader(dls, ds_idx)
+  local cfg = dls._cfg
+  local items = ds_idx == 0 and dls.train_items or dls.valid_items
+  if not (cfg and dls.dataset and items) or cfg.array then return nil end
+  local info = dls.valid:info()
+  return dls.dataset:loader(items, { bs = cfg.val_bs or info.bs, shuffle = false, drop_last = false, train = true,
+    seed = cfg.seed, aug = cfg.aug, size = cfg.aug and cfg.aug.size or nil, mean = info.mean, std = info.std,
+    channels = cfg.channels, device = cfg.device, num_workers = cfg.num_workers, on_error = cfg.on_error })
+end
+
+-- tta{ds_idx = 1, n = 4, beta = 0.25, use_max = false} -> preds, targs: n passes with the
+-- train split's augmentation over the valid items, then lerp with the plain pass.
+function Learner:tta(opts)
+  opts = check_keys("tta", opts, set { "ds_idx", "n", "beta", "use_max" })
+  local dls = self.dls
+  local plain, targs = self:get_preds { ds_idx = opts.ds_idx }
+  local n = opts.n or 4
+  local aug_dl = tta_loader(dls, opts.ds_idx)
+  if not aug_dl then
+    io.stderr:write("warning: tta: these DataLoaders cannot run the valid items through the train "
+      .. "transforms (only file datasets can); returning the plain predictions\n")
+    return plain, targs
+  end
+  -- fastai: aug = max (use_max) or mean over the n passes; then max(plain, aug) or
+  -- lerp(aug, plain, beta) = (1-beta)*aug + beta*plain. Pass i draws epoch 1000+i's augmentations.
+  local acc
+  for i = 1, n do
+    local p = self._core:predict(aug_dl, { epoch = 1000 + i })
+    if not acc then acc = p elseif opts.use_max then acc = acc:maximum(p) else acc = acc + p end
+  end
+  if opts.use_max then return plain:maximum(acc), targs end
+  local beta = opts.beta or 0.25
+  return (acc / n) * (1 - beta) + plain * beta, targs
+end
+
+---------------------------------------------------------------- interpretation
+
+local Interp = {}
+Interp.__index = Interp
+M.ClassificationInterpretation = {}
+
+-- ClassificationInterpretation.from_learner(learn [, ds_idx = 1])
+function M.ClassificationInterpretation.from_learner(learn, ds_idx)
+  local probs, targs, losses = learn:get_preds { ds_idx = ds_idx or 1, with_loss = true }
+  local _, decoded = probs:max(2)
+  return setmetatable({ learn = learn, vocab = learn.dls.vocab, probs = probs, targs = targs,
+    decoded = decoded, losses = losses }, Interp)
+end
+
+-- confusion_matrix() -> int64 [c, c] tensor, cm[actual][predicted]
+function Interp:confusion_matrix()
+  local c = #self.vocab
+  local t, d = self.targs:totable(), self.decoded:totable()
+  local cm = {}
+  for i = 1, c do cm[i] = {} for j = 1, c do cm[i][j] = 0 end end
+  for i = 1, #t do cm[t[i]][d[i]] = cm[t[i]][d[i]] + 1 end
+  return T.tensor(cm, "int64")
+end
+
+-- most_confused{min_val = 1} -> {{actual, predicted, count}, ...} by count, descending
+function Interp:most_confused(opts)
+  opts = check_keys("most_confused", opts, set { "min_val" })
+  local min_val = opts.min_val or 1
+  local cm = self:confusion_matrix():totable()
+  local out = {}
+  for i = 1, #cm do
+    for j = 1, #cm do
+      if i ~= j and cm[i][j] >= min_val then out[#out + 1] = { self.vocab[i], self.vocab[j], cm[i][j] } end
+    end
+  end
+  table.sort(out, function(a, b) return a[3] > b[3] end)
+  return out
+end
+
+-- top_losses(k [, largest = true]) -> losses, indices (1-based, into the valid set)
+function Interp:top_losses(k, largest)
+  k = k or self.losses:size(1)
+  return self.losses:topk(k, 1, largest ~= false)
+end
+
+---------------------------------------------------------------- vision_learner
+
+-- fastai's resnet splitter is set by create_cnn_model; cnn_learner adds ImageNet stats when
+-- pretrained and the data has none, and freezes a pretrained body.
+local CNN_KEYS = set { "metrics", "pretrained", "weights", "loss_func", "lr", "wd", "path", "model_dir",
+  "cbs", "train_bn", "moms", "n_out", "lin_ftrs", "ps", "concat_pool", "normalize", "opt_func" }
+
+function M.cnn_learner(dls, arch, opts)
+  opts = check_keys("cnn_learner", opts, CNN_KEYS)
+  local vision = ft().vision
+  local pretrained = opts.pretrained
+  if pretrained == nil then pretrained = true end
+  local n_out = opts.n_out or dls.c
+  if not n_out then fail("cnn_learner: cannot tell the number of classes (give n_out)") end
+  if pretrained and opts.normalize ~= false and dls.add_normalize then dls:add_normalize() end
+  local model = vision.create_cnn_model(arch, n_out, { pretrained = pretrained, weights = opts.weights,
+    lin_ftrs = opts.lin_ftrs, ps = opts.ps, concat_pool = opts.concat_pool })
+  local learn = M.Learner(dls, model, { metrics = opts.metrics, loss_func = opts.loss_func, lr = opts.lr,
+    wd = opts.wd, path = opts.path, model_dir = opts.model_dir, cbs = opts.cbs, train_bn = opts.train_bn,
+    moms = opts.moms, opt_func = opts.opt_func })
+  learn.arch = type(arch) == "string" and arch or nil
+  if not learn.arch then
+    for name, f in pairs(ft().models or {}) do if f == arch then learn.arch = name end end
+  end
+  if learn.arch and not opts.custom_head then
+    learn._cnn = { kind = "cnn", arch = learn.arch, n_out = n_out, lin_ftrs = opts.lin_ftrs, ps = opts.ps,
+      concat_pool = opts.concat_pool }
+  end
+  if pretrained then learn:freeze() end
+  return learn
+end
+M.vision_learner = M.cnn_learner
+
+return M
