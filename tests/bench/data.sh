@@ -32,4 +32,4 @@ for w in 0 "$CORES"; do
     printf '| torchvision DataLoader (PIL) | %s | - | %s |\n' "$w" "$r"
 done
 echo
-echo "(The rate at which resnet34 training consumes images will be added with the learner.)"
+echo "(The rate at which resnet34 training consumes images at 224 px is in the resnet table of the same run: the loader must outrun it.)"

@@ -1,0 +1,29 @@
+#!/bin/sh
+# tools/check-libtorch2.sh: compile the libtorch shim against libtorch 2.x headers (Debian trixie's
+# libtorch-dev), to check that the same sources build against 1.13 and 2.x without a GPU machine.
+# It only compiles (headers); linking and running against 2.x is tools/device-check.sh's job.
+# Uses a private apt state under $DIR, so the machine's own sources are left alone.
+set -e
+DIR=${DIR:-/tmp/ftlua-trixie}
+mkdir -p "$DIR/lists/partial" "$DIR/cache/archives/partial" "$DIR/sources"
+cat > "$DIR/sources/trixie.sources" <<SRC
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+APT="-o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts=$DIR/sources -o Dir::State::Lists=$DIR/lists -o Dir::Cache=$DIR/cache"
+if ! ls "$DIR"/libtorch-dev_*.deb >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    apt-get $APT update -qq
+    # shellcheck disable=SC2086
+    (cd "$DIR" && apt-get $APT download libtorch-dev 2>/dev/null)
+fi
+deb=$(ls "$DIR"/libtorch-dev_*.deb | head -1)
+rm -rf "$DIR/root" && dpkg -x "$deb" "$DIR/root"
+INC=$DIR/root/usr/include
+cd "$(dirname "$0")/.."
+g++ -std=c++17 -O0 -Wall -Wextra -Werror -fPIC -Iruntime -isystem "$INC" \
+    -isystem "$INC/torch/csrc/api/include" -c runtime/torch/ft_torch.cpp -o "$DIR/ft_torch.o"
+echo "ok shim compiles against $(basename "$deb" .deb) ($(strings "$DIR/ft_torch.o" | grep -m1 -E '^2\.[0-9]+\.[0-9]+$'))"
