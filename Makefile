@@ -101,7 +101,7 @@ $(BUILD)/lua_embed.o: $(BUILD)/lua_embed.c
 TEST_CSRC = $(wildcard tests/c/test_*.c)
 TEST_BIN  = $(TEST_CSRC:tests/c/%.c=$(BUILD)/tests/%)
 
-$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ) tests/c/check.h
+$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ) $(wildcard tests/c/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -Itests/c -c $< -o $@.o
 	$(CXX) -o $@ $@.o $(LIB_OBJ) $(LDFLAGS) $(LUA_LIBS) $(TORCH_LIBS) $(LDLIBS)

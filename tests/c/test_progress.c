@@ -18,45 +18,7 @@
 
 /* ---------------------------------------------------------------- the Python reference */
 
-static char py[512], script[1024];
-static int have_ref;
-
-static void ref_init(void) {
-    const char *root = getenv("FTLUA_ROOT") ? getenv("FTLUA_ROOT") : ".";
-    snprintf(script, sizeof script, "%s/tests/py/learner_ref.py", root);
-    snprintf(py, sizeof py, "%s", getenv("FTLUA_PYTHON") ? getenv("FTLUA_PYTHON") : "/usr/bin/python3");
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", py);
-    have_ref = access(script, R_OK) == 0 && system(cmd) == 0;
-}
-
-static char *ref_run(const char *mode, const char *req) {
-    char in[] = "/tmp/ftl_ref_XXXXXX", out[] = "/tmp/ftl_out_XXXXXX";
-    int fi = mkstemp(in), fo = mkstemp(out);
-    if (fi < 0 || fo < 0) return NULL;
-    FILE *f = fdopen(fi, "w");
-    fputs(req, f);
-    fclose(f);
-    close(fo);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' %s '%s' >'%s' 2>&1", py, script, mode, in, out);
-    int rc = system(cmd);
-    f = fopen(out, "r");
-    char *text = NULL;
-    size_t cap = 0;
-    if (f) {
-        if (getdelim(&text, &cap, '\0', f) < 0) { free(text); text = NULL; }
-        fclose(f);
-    }
-    unlink(in);
-    unlink(out);
-    if (rc != 0) {
-        printf("# learner_ref.py %s failed:\n%s\n", mode, text ? text : "");
-        free(text);
-        return NULL;
-    }
-    return text;
-}
+#include "learner_ref.h"
 
 /* The next line of *s (without its '\n'), or NULL at the end. */
 static char *next_line(char **s) {
