@@ -579,6 +579,24 @@ static int learn_fail(fit_state *fs, const char *what) {
     return failf(fs, "%s: %s", what, ftl_learn_error());
 }
 
+/* The next batch of dl into fs->x / fs->y, laid out channels-last when the learner asks for it.
+ * Returns 1 for a batch, 0 at the end of the epoch, FAIL (message in fs->err) on an error.
+ * need_y names the phase that needs labels ("training", "validation"), or is NULL. */
+static int next_batch(fit_state *fs, const ftl_learner *ln, ftl_loader *dl, const char *need_y) {
+    char err[512];
+    int got = ftl_loader_next(dl, &fs->x, &fs->y, err, sizeof err);
+    if (got < 0) return failf(fs, "loader: %s", err, "");
+    if (got == 0) return 0;
+    if (need_y && !fs->y) return failf(fs, "%s needs labels", need_y, "");
+    if (ln->channels_last) {
+        ft_tensor *c = NULL;
+        if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) return shim_fail(fs, "channels_last");
+        ft_free(fs->x);
+        fs->x = c;
+    }
+    return 1;
+}
+
 /* ---------------------------------------------------------------- Lua calls (protected) */
 
 /* The stack of a running fit (absolute indices). */
@@ -914,21 +932,11 @@ static int validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid,
     fs->grad_off = 1;
     r = GO;
     for (;;) {
-        int got = ftl_loader_next(valid, &fs->x, &fs->y, err, sizeof err);
-        if (got < 0) {
-            r = failf(fs, "valid loader: %s", err, "");
-            break;
-        }
+        int got = next_batch(fs, ln, valid, "validation");
         if (got == 0) break;
-        if (!fs->y) {
-            r = failf(fs, "validation needs labels", "", "");
+        if (got != 1) {
+            r = got;
             break;
-        }
-        if (ln->channels_last) {
-            ft_tensor *c = NULL;
-            if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) { r = shim_fail(fs, "channels_last"); break; }
-            ft_free(fs->x);
-            fs->x = c;
         }
         int64_t bs = ft_size(fs->y, 0);
         if ((r = forward(L, fs, fs->x, &fs->pred)) != GO) break;
@@ -1045,21 +1053,11 @@ static int train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, f
     fs->bar_on = 1;
     r = GO;
     for (int it = 0;; it++) {
-        int got = ftl_loader_next(train, &fs->x, &fs->y, err, sizeof err);
-        if (got < 0) {
-            r = failf(fs, "train loader: %s", err, "");
-            break;
-        }
+        int got = next_batch(fs, ln, train, "training");
         if (got == 0) break;
-        if (!fs->y) {
-            r = failf(fs, "training needs labels", "", "");
+        if (got != 1) {
+            r = got;
             break;
-        }
-        if (ln->channels_last) {
-            ft_tensor *c = NULL;
-            if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) { r = shim_fail(fs, "channels_last"); break; }
-            ft_free(fs->x);
-            fs->x = c;
         }
         /* hypers for this batch (ParamScheduler/LRFinder before_batch) */
         double pos = ftl_train_pos(epoch, it, n_iter, n_epoch);
@@ -1409,17 +1407,11 @@ static int l_core_predict(lua_State *L) {
     ft_set_grad_enabled(0);
     ps->grad_off = 1;
     for (;;) {
-        int got = ftl_loader_next(dl, &fs->x, &fs->y, err, sizeof err);
-        if (got < 0) {
-            r = failf(fs, "loader: %s", err, "");
-            break;
-        }
+        int got = next_batch(fs, ln, dl, NULL);
         if (got == 0) break;
-        if (ln->channels_last) {
-            ft_tensor *c = NULL;
-            if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) { r = shim_fail(fs, "channels_last"); break; }
-            ft_free(fs->x);
-            fs->x = c;
+        if (got != 1) {
+            r = got;
+            break;
         }
         if ((r = forward(L, fs, fs->x, &fs->pred)) != GO) break;
         ft_tensor *l = NULL, *p = NULL, *pc = NULL, *yc = NULL, *lc = NULL;
