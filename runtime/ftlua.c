@@ -59,6 +59,7 @@ static const struct {
     {"data", luaopen_ftlua_data},                 /* data/data.c */
     {"model", luaopen_ftlua_model},               /* model/model.c */
     {"weights", luaopen_ftlua_weights},           /* weights/weights.c */
+    {"plot", luaopen_ftlua_plot},
 };
 
 /* Names that fastai users write at the top level (table NULL) or under ft.vision:
