@@ -1,7 +1,8 @@
 #!/bin/sh
 # tools/check-libtorch2.sh: compile the libtorch shim against libtorch 2.x headers (Debian trixie's
 # libtorch-dev), to check that the same sources build against 1.13 and 2.x without a GPU machine.
-# It only compiles (headers); linking and running against 2.x is tools/device-check.sh's job.
+# It also compiles our CUDA kernels when nvcc is here. It only compiles; linking and running
+# against 2.x with CUDA is tools/device-check.sh's job.
 # Uses a private apt state under $DIR, so the machine's own sources are left alone.
 set -e
 DIR=${DIR:-/tmp/ftlua-trixie}
@@ -27,3 +28,15 @@ cd "$(dirname "$0")/.."
 g++ -std=c++17 -O0 -Wall -Wextra -Werror -fPIC -Iruntime -isystem "$INC" \
     -isystem "$INC/torch/csrc/api/include" -c runtime/torch/ft_torch.cpp -o "$DIR/ft_torch.o"
 echo "ok shim compiles against $(basename "$deb" .deb) ($(strings "$DIR/ft_torch.o" | grep -m1 -E '^2\.[0-9]+\.[0-9]+$'))"
+
+# Our own CUDA kernels: compile them with nvcc when this machine has it (no GPU needed to compile).
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -n "$NVCC" ]; then
+    for cu in runtime/*/*.cu; do
+        "$NVCC" -O2 -std=c++17 -arch=sm_80 -Xcompiler -fPIC,-Wall,-Wextra,-Werror -Iruntime -c "$cu" \
+            -o "$DIR/$(basename "$cu" .cu).o"
+        echo "ok $cu compiles with $("$NVCC" --version | grep -o 'release [0-9.]*')"
+    done
+else
+    echo "skip CUDA kernels: no nvcc here"
+fi
