@@ -27,7 +27,6 @@ static lua_State *globalL; /* the state the handler hooks */
 static volatile sig_atomic_t interrupted;
 
 int ftl_interrupt_requested(void) { return interrupted != 0; }
-void ftl_interrupt_clear(void) { interrupted = 0; }
 
 static void set_signal(int sig, void (*handler)(int)) {
     struct sigaction sa;
@@ -41,6 +40,13 @@ static void lstop(lua_State *L, lua_Debug *ar) {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
     luaL_error(L, "interrupted!");
+}
+
+/* C code that consumed the interrupt (the learner stops between batches) raises its own
+ * "interrupted!": drop the pending hook too, or Lua would raise a second one right after. */
+void ftl_interrupt_clear(void) {
+    interrupted = 0;
+    if (globalL && lua_gethook(globalL) == lstop) lua_sethook(globalL, NULL, 0, 0);
 }
 
 static void on_sigint(int sig) {
