@@ -60,6 +60,7 @@ static const struct {
     {"model", luaopen_ftlua_model},               /* model/model.c */
     {"weights", luaopen_ftlua_weights},           /* weights/weights.c */
     {"plot", luaopen_ftlua_plot},
+    {"untar", luaopen_ftlua_untar},               /* weights/untar.c: untar_data, URLs */
 };
 
 /* Names that fastai users write at the top level (table NULL) or under ft.vision:
@@ -76,6 +77,8 @@ static const struct {
     {NULL, "learner", "load_learner"},
     {NULL, "learner", "callbacks"},
     {NULL, "learner", "losses"},
+    {NULL, "untar", "untar_data"},
+    {NULL, "untar", "URLs"},
     {"vision", "model", "create_cnn_model"},
     {"vision", "learner", "cnn_learner"},
     {"vision", "learner", "vision_learner"},

@@ -158,17 +158,22 @@ static void curl_reason(const char *tail, int status, char *out, size_t outlen) 
     }
 }
 
-/* Run curl to fetch url into tmp. Returns 0, or -1 with the reason in why. */
-static int run_curl(const char *url, const char *tmp, int progress, char *why, size_t whylen) {
+/* Run curl to fetch url into tmp. Returns 0, or -1 with the reason in why. With resume != 0,
+ * curl continues a partial tmp (-C -: it appends, asking for the rest with a Range header);
+ * *exit_code gets curl's exit status (-1 when it did not exit normally), when not NULL. */
+static int run_curl_ex(const char *url, const char *tmp, int progress, int resume, int *exit_code,
+                       char *why, size_t whylen) {
     const char *curl = getenv("FTLUA_CURL");
     if (!curl || !*curl) curl = "curl";
+    if (exit_code) *exit_code = -1;
     const char *argv[] = {curl, "-q", /* -q first: ignore ~/.curlrc, so the options are ours */
                           "--fail", "--location", "--max-redirs", "10", "--globoff",
                           "--proto", "=http,https", "--proto-redir", "=http,https",
                           "--connect-timeout", CONNECT_TIMEOUT,
                           "--speed-limit", "1024", "--speed-time", STALL_SECONDS,
                           progress ? "--progress-bar" : "--silent", "--show-error",
-                          "--output", tmp, "--url", url, NULL};
+                          "--output", tmp, "--url", url,
+                          resume ? "--continue-at" : NULL, "-", NULL};
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
         snprintf(why, whylen, "pipe: %s", strerror(errno));
@@ -219,9 +224,14 @@ static int run_curl(const char *url, const char *tmp, int progress, char *why, s
             return -1;
         }
     }
+    if (exit_code && WIFEXITED(status)) *exit_code = WEXITSTATUS(status);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
     curl_reason(tail, status, why, whylen);
     return -1;
+}
+
+static int run_curl(const char *url, const char *tmp, int progress, char *why, size_t whylen) {
+    return run_curl_ex(url, tmp, progress, 0, NULL, why, whylen);
 }
 
 /* ---------------------------------------------------------------- the download */
@@ -296,5 +306,79 @@ int weights_download(const char *url, const char *dir, const char *file, const c
 fail:
     if (fd >= 0) close(fd);
     unlink(tmp);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- resumable downloads */
+
+int weights_expand_home(const char *in, char *out, size_t outlen) {
+    return expand_home(in, out, outlen);
+}
+
+static long long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+int weights_download_resume(const char *url, const char *path, int progress, char *err,
+                            size_t errlen) {
+    char part[4200], dir[4200];
+    if (snprintf(part, sizeof part, "%s.part", path) >= (int)sizeof part) {
+        snprintf(err, errlen, "path too long: %s", path);
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) *slash = 0;
+    else snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
+    char why[512] = "";
+    int restarted = 0;
+    for (int attempt = 0; attempt < 6; attempt++) {
+        long long before = file_size(part);
+        int resume = before > 0;
+        if (attempt == 0)
+            fprintf(stderr, resume ? "Resuming the download of %s into %s (%lld bytes kept)\n"
+                                   : "Downloading %s to %s\n", url, path, before);
+        int code = -1;
+        if (run_curl_ex(url, part, progress, resume, &code, why, sizeof why) == 0) {
+            if (file_size(part) <= 0) {
+                unlink(part);
+                snprintf(why, sizeof why, "the server sent an empty file");
+                break;
+            }
+            int fd = open(part, O_RDWR | O_CLOEXEC);
+            if (fd < 0 || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
+                snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));
+                if (fd >= 0) close(fd);
+                return -1;
+            }
+            close(fd);
+            if (rename(part, path) != 0) {
+                snprintf(err, errlen, "cannot rename %s to %s: %s", part, path, strerror(errno));
+                return -1;
+            }
+            fsync_dir(dir);
+            return 0;
+        }
+        long long after = file_size(part);
+        /* 33: the server cannot resume; 36: bad resume offset; 22 with a kept part: likely
+         * HTTP 416 (the part is not a prefix of the file). Start again from nothing, once. */
+        if (resume && !restarted && (code == 33 || code == 36 || (code == 22 && after <= before))) {
+            fprintf(stderr, "Cannot resume %s (%s); starting again\n", url, why);
+            unlink(part);
+            restarted = 1;
+            continue;
+        }
+        /* Cut off after some progress (curl 18, 28, 56, ...): go on from where it stopped. */
+        if (after > (before > 0 ? before : 0) && code != 22) continue;
+        break;
+    }
+    long long kept = file_size(part);
+    if (kept == 0) unlink(part);
+    if (kept > 0)
+        snprintf(err, errlen, "cannot download %s (%s); %lld bytes are kept in %s for the next try",
+                 url, why, kept, part);
+    else
+        snprintf(err, errlen, "cannot download %s (%s)", url, why);
     return -1;
 }

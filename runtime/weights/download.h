@@ -28,4 +28,16 @@ int weights_url_file(const char *url, char *out, size_t outlen, char *err, size_
 int weights_download(const char *url, const char *dir, const char *file, const char *sha_prefix,
                      int progress, char *err, size_t errlen);
 
+/* "~" and "~/x" expanded with $HOME (else the passwd entry). Returns 0, or -1 when too long. */
+int weights_expand_home(const char *in, char *out, size_t outlen);
+
+/* Download url to path, resumably: curl writes path.part, which is kept when the transfer is
+ * cut (the next call goes on from there with a Range request, curl's --continue-at -). A server
+ * that cannot resume, or a part that does not fit, makes it start again from nothing. The part
+ * is retried while it grows; when complete it is fsync'd and renamed to path. No checksum.
+ * progress != 0 shows curl's progress bar on stderr. The message in err starts "cannot download
+ * <url> (<curl's reason>)". */
+int weights_download_resume(const char *url, const char *path, int progress, char *err,
+                            size_t errlen);
+
 #endif
