@@ -15,6 +15,7 @@
 
 #include "ftlua.h"
 #include "repl.h"
+#include "report.h"
 
 const char *ftl_progname = "ftlua";
 
@@ -117,7 +118,7 @@ static int dochunk(lua_State *L, int status) {
  * --report FILE of later issues): add an OPT_ id and a row here, then a case in run_options()
  * or pmain(). Long options with a value accept both "--opt value" and "--opt=value". */
 
-enum { OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_END };
+enum { OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT, OPT_END };
 
 typedef struct {
     const char *name, *alias; /* alias may be NULL */
@@ -131,6 +132,7 @@ static const option options[] = {
     {"-i", NULL, NULL, OPT_INTERACTIVE, "enter the REPL after running the script"},
     {"-v", "--version", NULL, OPT_VERSION, "print the versions of ftlua, Lua, libtorch and the devices"},
     {"-h", "--help", NULL, OPT_HELP, "print this help"},
+    {"--report", NULL, "file", OPT_REPORT, "run the script, write an HTML report of its cells"},
     {"--", NULL, NULL, OPT_END, "stop handling options"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -187,6 +189,7 @@ typedef struct {
     int script;     /* argv index of the script (or "-"), 0 when none */
     int has_exec;   /* some -e was given */
     int interactive, version, help;
+    const char *report; /* --report FILE */
 } cmdline;
 
 /* First pass: check every option and find the script. Returns 0 (after printing usage) on error. */
@@ -210,6 +213,7 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
         case OPT_INTERACTIVE: cl->interactive = 1; break;
         case OPT_VERSION: cl->version = 1; break;
         case OPT_HELP: cl->help = 1; break;
+        case OPT_REPORT: cl->report = value; break;
         case OPT_END:
             if (i < argc) cl->script = i;
             return 1;
@@ -230,6 +234,10 @@ static int run_options(lua_State *L, int argc, char **argv, const cmdline *cl) {
                 return 0;
         }
         if (o && o->id == OPT_END) break;
+    }
+    if (cl->report && !cl->script) {
+        fprintf(stderr, "%s: --report needs a script\n", ftl_progname);
+        return 0;
     }
     return 1;
 }
@@ -267,10 +275,16 @@ static int open_ftlua(lua_State *L) {
 }
 
 /* Run the script argv[script] ("-" is stdin) with arg[1..] as its `...`. */
-static int run_script(lua_State *L, int argc, char **argv, int script) {
+static int run_script(lua_State *L, int argc, char **argv, int script, const char *report) {
     const char *fname = argv[script];
     if (strcmp(fname, "-") == 0 && (script == 0 || strcmp(argv[script - 1], "--") != 0))
         fname = NULL; /* stdin; "-- -" would mean a file named "-" */
+    if (report) { /* report.c loads and runs it, cell by cell */
+        int n = argc - script - 1;
+        luaL_checkstack(L, n + 3, "too many arguments to script");
+        for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+        return ftl_report(L, ftl_report_run(L, report, fname, n, ftl_docall), 1);
+    }
     int status = luaL_loadfile(L, fname);
     if (status == LUA_OK) {
         int n = argc - script - 1;
@@ -305,7 +319,7 @@ static int pmain(lua_State *L) {
     lua_gc(L, LUA_GCGEN, 0, 0); /* generational mode, as lua.c: most garbage dies young */
 
     if (!run_options(L, argc, argv, &cl)) return 0;
-    if (cl.script && run_script(L, argc, argv, cl.script) != LUA_OK) return 0;
+    if (cl.script && run_script(L, argc, argv, cl.script, cl.report) != LUA_OK) return 0;
     int tty = isatty(STDIN_FILENO);
     if (cl.interactive || (!cl.script && !cl.has_exec && tty)) {
         if (tty) banner();

@@ -27,6 +27,7 @@ typedef struct {
     char output[1024];
     char title[256];
     char terms[1024]; /* GPVAL_TERMINALS, space-separated, with spaces around */
+    int auto_out;     /* output is a default name under FTLUA_PLOT_DIR: a fresh file per plot */
 } plot_fig;
 
 /* ---------------------------------------------------------------- helpers */
@@ -52,6 +53,14 @@ static int kind_of_path(const char *path) {
     if (strcmp(dot, ".txt") == 0) return K_DUMB;
     return -1;
 }
+
+/* FTLUA_PLOT_DIR (set by `ftlua --report`): figures with no term or output default to PNG, and
+ * default-named files go in that folder, a fresh name per plot so none is overwritten. */
+static const char *plot_dir(void) {
+    const char *d = getenv("FTLUA_PLOT_DIR");
+    return d && *d ? d : NULL;
+}
+static int dir_serial = 1;
 
 static const char *window_term(const plot_fig *f) {
     const char *d = getenv("DISPLAY");
@@ -217,6 +226,7 @@ static int f_figure(lua_State *L) {
     int kind = -1;
     if (has_t) kind = parse_kind(L, term, "term");
     else if (output[0] && kind_of_path(output) >= 0) kind = kind_of_path(output);
+    else if (!output[0] && plot_dir()) kind = K_PNG;
     else if (getenv("FTLUA_PLOT") && *getenv("FTLUA_PLOT")) kind = parse_kind(L, getenv("FTLUA_PLOT"), "FTLUA_PLOT");
 
     plot_fig *f = lua_newuserdatauv(L, sizeof(plot_fig), 0);
@@ -254,7 +264,9 @@ static int f_figure(lua_State *L) {
     }
     if (kind < 0) kind = window_term(f) ? K_WINDOW : K_DUMB;
     f->kind = kind;
-    if (!f->output[0] && (kind == K_PNG || kind == K_SVG || kind == K_PDF))
+    if (!f->output[0] && (kind == K_PNG || kind == K_SVG || kind == K_PDF) && plot_dir())
+        f->auto_out = 1; /* named at each plot, in begin() */
+    else if (!f->output[0] && (kind == K_PNG || kind == K_SVG || kind == K_PDF))
         snprintf(f->output, sizeof f->output, "ftlua-fig%d.%s", f->number, KIND_NAMES[kind]);
     /* Remember it: the current figure, and in the set ft.plot.close() closes. */
     lua_getfield(L, LUA_REGISTRYINDEX, OPEN_KEY);
@@ -325,7 +337,11 @@ static int begin(lua_State *L, plot_fig *f, int o, luaL_Buffer *b) {
     int has_out = opt_str(L, o, "output", output, sizeof output);
     if (opt_str(L, o, "term", term, sizeof term)) kind = parse_kind(L, term, "term");
     else if (has_out && kind_of_path(output) >= 0) kind = kind_of_path(output);
-    if (!has_out) {
+    if (!has_out && f->auto_out && (kind == K_PNG || kind == K_SVG || kind == K_PDF)) {
+        snprintf(output, sizeof output, "%s/ftlua-fig%d-%d.%s", plot_dir() ? plot_dir() : ".",
+                 f->number, dir_serial++, KIND_NAMES[kind]);
+        memcpy(f->output, output, sizeof output); /* fig:term() names the latest file */
+    } else if (!has_out) {
         if (kind == f->kind || kind == K_DUMB || kind == K_WINDOW) memcpy(output, f->output, sizeof output);
         else snprintf(output, sizeof output, "ftlua-fig%d.%s", f->number, KIND_NAMES[kind]);
     }
