@@ -771,4 +771,8 @@ function M.cnn_learner(dls, arch, opts)
 end
 M.vision_learner = M.cnn_learner
 
+-- The learner's plots over ft.plot (plot_lr_find, recorder:plot_loss/plot_sched/plot_metrics,
+-- interp:plot_confusion_matrix/plot_top_losses): lua/ftlua/learner_plots.lua.
+require("ftlua.learner_plots")(M, Learner, Interp)
+
 return M

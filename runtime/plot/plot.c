@@ -374,7 +374,8 @@ static int begin(lua_State *L, plot_fig *f, int o, luaL_Buffer *b) {
             luaL_addchar(b, '\n');
         }
     }
-    if (opt_bool(L, o, "logx")) luaL_addstring(b, "set logscale x\n");
+    /* on a log x axis (learning rates) 1e-07 reads better than 0.00000010 */
+    if (opt_bool(L, o, "logx")) luaL_addstring(b, "set logscale x\nset format x \"%.0e\"\n");
     if (opt_bool(L, o, "logy")) luaL_addstring(b, "set logscale y\n");
     if (opt_bool(L, o, "grid")) luaL_addstring(b, "set grid\n");
     return kind == K_DUMB && !output[0];
