@@ -368,6 +368,29 @@ function DataLoaders:show_batch(opts)
   return path, w, h
 end
 
+-- D.test_dataset(files, resize, {on_error=, num_workers=, cache_mb=}) -> dataset, indices:
+-- the files (or a folder's images) decoded and presized once, without labels; bad ones skipped
+-- with a warning, or an error with on_error = "error". test_dl here and load_learner's dls use it.
+function D.test_dataset(files, resize, opts)
+  if type(files) == "string" then files = D.get_image_files(files) end
+  if #files == 0 then fail("test_dl: no files") end
+  local r = resize
+  local ds, bad = D.new_file_dataset(files, nil, nil, {
+    resize_w = r and r.w, resize_h = r and r.h, method = r and r.method,
+    num_workers = opts.num_workers, cache_mb = opts.cache_mb,
+  })
+  local is_bad = {}
+  for _, b in ipairs(bad) do
+    if opts.on_error == "error" then fail("cannot load %s", b[2]) end
+    io.stderr:write("warning: skipping ", b[2], "\n")
+    is_bad[b[1]] = true
+  end
+  local idx = {}
+  for i = 1, #files do if not is_bad[i] then idx[#idx + 1] = i end end
+  if #idx == 0 then fail("test_dl: none of the %d files could be loaded", #files) end
+  return ds, idx
+end
+
 -- dls:test_dl(files [, {bs=, on_error=}]): a loader over new files with the valid split's
 -- transforms (centre crop, no augmentation draws) and no labels: one_batch() gives x, nil.
 function DataLoaders:test_dl(files, opts)
@@ -375,23 +398,8 @@ function DataLoaders:test_dl(files, opts)
   check_keys("test_dl", opts, set { "bs", "on_error", "num_workers" })
   local cfg = self._cfg
   if cfg.array then fail("test_dl: only for file datasets") end
-  if type(files) == "string" then files = D.get_image_files(files) end
-  if #files == 0 then fail("test_dl: no files") end
-  local r = cfg.resize
-  local ds, bad = D.new_file_dataset(files, nil, nil, {
-    resize_w = r and r.w, resize_h = r and r.h, method = r and r.method,
-    num_workers = opts.num_workers or cfg.num_workers, cache_mb = cfg.cache_mb,
-  })
-  local on_error = opts.on_error or cfg.on_error
-  local is_bad = {}
-  for _, b in ipairs(bad) do
-    if on_error == "error" then fail("cannot load %s", b[2]) end
-    io.stderr:write("warning: skipping ", b[2], "\n")
-    is_bad[b[1]] = true
-  end
-  local idx = {}
-  for i = 1, #files do if not is_bad[i] then idx[#idx + 1] = i end end
-  if #idx == 0 then fail("test_dl: none of the %d files could be loaded", #files) end
+  local ds, idx = D.test_dataset(files, cfg.resize, { on_error = opts.on_error or cfg.on_error,
+    num_workers = opts.num_workers or cfg.num_workers, cache_mb = cfg.cache_mb })
   local lo = loader_opts(cfg, false, opts.bs or cfg.val_bs)
   local info = self.valid:info() -- the learner may have set the normalisation since
   lo.mean, lo.std = info.mean, info.std

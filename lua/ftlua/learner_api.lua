@@ -588,22 +588,9 @@ Exported.__index = Exported
 
 function Exported:test_dl(files, opts)
   opts = check_keys("test_dl", opts, set { "bs", "on_error", "num_workers" })
-  local V, d = ft().vision, self._desc
-  if type(files) == "string" then files = V.get_image_files(files) end
-  if #files == 0 then fail("test_dl: no files") end
-  local r = d.resize
-  local ds, bad = V.new_file_dataset(files, nil, nil, {
-    resize_w = r and r.w, resize_h = r and r.h, method = r and r.method, num_workers = opts.num_workers })
-  local on_error = opts.on_error or "skip"
-  local is_bad = {}
-  for _, b in ipairs(bad) do
-    if on_error == "error" then fail("cannot load %s", b[2]) end
-    io.stderr:write("warning: skipping ", b[2], "\n")
-    is_bad[b[1]] = true
-  end
-  local idx = {}
-  for i = 1, #files do if not is_bad[i] then idx[#idx + 1] = i end end
-  if #idx == 0 then fail("test_dl: none of the %d files could be loaded", #files) end
+  local d = self._desc
+  local ds, idx = ft().vision.test_dataset(files, d.resize,
+    { on_error = opts.on_error or "skip", num_workers = opts.num_workers })
   return ds:loader(idx, { bs = opts.bs or d.val_bs or 64, shuffle = false, drop_last = false, train = false,
     aug = d.aug, size = d.aug and d.aug.size or nil, mean = d.mean, std = d.std, channels = d.channels,
     num_workers = opts.num_workers })
