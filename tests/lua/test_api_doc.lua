@@ -18,7 +18,8 @@
 --   api_doc_no_stale   every entry names something that exists in its section's namespaces
 --   api_doc_classes    every userdata class with methods has a section
 --   api_doc_cli        every flag of `ftlua --help` has an entry, and every flag entry exists
---   api_doc_links      every entry row links to a topic doc, and the linked files exist
+--   api_doc_links      every entry row links to a topic doc; every link of the page goes to an
+--                      existing file and, with `#anchor`, to an existing heading there
 local H = require "harness"
 local root = os.getenv("FTLUA_ROOT") or "."
 local DOC = root .. "/docs/api.md"
@@ -338,8 +339,46 @@ H.test("api_doc_cli", function()
   end
 end)
 
+-- GitHub's heading anchors: lower case, punctuation dropped, spaces made hyphens.
+local function slug(heading)
+  return (heading:lower():gsub("[^%w%s_%-]", ""):gsub("%s", "-"))
+end
+local anchors_cache = {}
+local function anchors(path)
+  if anchors_cache[path] == nil then
+    local fh = io.open(path, "r")
+    if not fh then anchors_cache[path] = false return false end
+    local set, fenced = {}, false
+    for line in fh:lines() do
+      if line:match("^```") then fenced = not fenced end
+      local h = not fenced and line:match("^#+%s+(.-)%s*$")
+      if h then set[slug(h)] = true end
+    end
+    fh:close()
+    anchors_cache[path] = set
+  end
+  return anchors_cache[path]
+end
+
 H.test("api_doc_links", function()
   local bad = {}
+  -- Every link of the page goes to an existing file, and to an existing heading there.
+  local ln = 0
+  for line in (text .. "\n"):gmatch("(.-)\n") do
+    ln = ln + 1
+    for target in line:gmatch("%]%(([^)%s]+)%)") do
+      if not target:match("^%a+:") then
+        local file, anchor = target:match("^([^#]*)#?(.*)$")
+        local path = file == "" and DOC or root .. "/docs/" .. file
+        local set = anchors(path)
+        if not set then
+          bad[#bad + 1] = ("line %d: %s does not exist"):format(ln, target)
+        elseif anchor ~= "" and file:match("%.md$") or anchor ~= "" and file == "" then
+          if not set[anchor] then bad[#bad + 1] = ("line %d: no heading for #%s in %s"):format(ln, anchor, path) end
+        end
+      end
+    end
+  end
   local seen = {}
   for _, id in ipairs(sections) do
     local sec = section_of[id]
