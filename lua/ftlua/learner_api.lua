@@ -703,31 +703,50 @@ function Learner:predict(item)
 end
 
 -- A loader over the items of split ds_idx (1 valid, 0 train) in order, with the train split's
--- transforms (random crop position and augmentation draws; fastai's tta uses the train
--- pipeline): file datasets only, whose DataLoaders keep the dataset and the split's items.
-local function tta_loader(dls, ds_idx)
+-- transforms when train (random crop position and augmentation draws; fastai's tta uses the
+-- train pipeline), else the valid split's. File datasets keep one dataset and each split's
+-- items; from_tensors and FashionMNIST keep one dataset per split (train_ds, valid_ds).
+-- nil when the DataLoaders keep neither.
+local function split_loader(dls, ds_idx, train)
   local cfg = dls._cfg
-  local items = ds_idx == 0 and dls.train_items or dls.valid_items
-  if not (cfg and dls.dataset and items) or cfg.array then return nil end
+  if not cfg or not dls.valid or not dls.valid.info then return nil end
+  local ds, items
+  if cfg.array then
+    ds = ds_idx == 0 and dls.train_ds or dls.valid_ds
+    if ds then
+      items = {}
+      for i = 1, #ds do items[i] = i end
+    end
+  else
+    ds, items = dls.dataset, ds_idx == 0 and dls.train_items or dls.valid_items
+  end
+  if not (ds and items) then return nil end
   local info = dls.valid:info()
-  return dls.dataset:loader(items, { bs = cfg.val_bs or info.bs, shuffle = false, drop_last = false, train = true,
+  return ds:loader(items, { bs = cfg.val_bs or info.bs, shuffle = false, drop_last = false, train = train,
     seed = cfg.seed, aug = cfg.aug, size = cfg.aug and cfg.aug.size or nil, mean = info.mean, std = info.std,
     channels = cfg.channels, device = cfg.device, num_workers = cfg.num_workers, on_error = cfg.on_error })
 end
 
 -- tta{ds_idx = 1, n = 4, beta = 0.25, use_max = false} -> preds, targs: n passes with the
--- train split's augmentation over the valid items, then lerp with the plain pass.
+-- train split's augmentation over the split's items, then lerp with the plain pass (the same
+-- items in the same order with the valid transforms, as fastai's set_split_idx(1)).
 function Learner:tta(opts)
   opts = check_keys("tta", opts, set { "ds_idx", "n", "beta", "use_max" })
-  local dls = self.dls
-  local plain, targs = self:get_preds { ds_idx = opts.ds_idx }
-  local n = opts.n or 4
-  local aug_dl = tta_loader(dls, opts.ds_idx)
-  if not aug_dl then
-    io.stderr:write("warning: tta: these DataLoaders cannot run the valid items through the train "
-      .. "transforms (only file datasets can); returning the plain predictions\n")
-    return plain, targs
+  local ds_idx, n, beta = opts.ds_idx or 1, opts.n or 4, opts.beta or 0.25
+  if ds_idx ~= 0 and ds_idx ~= 1 then fail("tta: ds_idx must be 1 (valid) or 0 (train), got %s", tostring(ds_idx)) end
+  if math.type(n) ~= "integer" or n < 1 then fail("tta: n must be a positive integer, got %s", tostring(n)) end
+  if type(beta) ~= "number" or not (beta >= 0 and beta <= 1) then
+    fail("tta: beta must be a number in [0, 1], got %s", tostring(beta))
   end
+  local dls = self.dls
+  local aug_dl = split_loader(dls, ds_idx, true)
+  if not aug_dl then
+    io.stderr:write("warning: tta: these DataLoaders keep no dataset to run the items through the train "
+      .. "transforms (ImageDataLoaders and FashionMNIST do); returning the plain predictions\n")
+    return self:get_preds { ds_idx = ds_idx }
+  end
+  -- the valid loader is already the valid items in order; the train loader shuffles
+  local plain, targs = self:get_preds { dl = ds_idx == 1 and dls.valid or split_loader(dls, 0, false) }
   -- fastai: aug = max (use_max) or mean over the n passes; then max(plain, aug) or
   -- lerp(aug, plain, beta) = (1-beta)*aug + beta*plain. Pass i draws epoch 1000+i's augmentations.
   local acc
@@ -736,7 +755,6 @@ function Learner:tta(opts)
     if not acc then acc = p elseif opts.use_max then acc = acc:maximum(p) else acc = acc + p end
   end
   if opts.use_max then return plain:maximum(acc), targs end
-  local beta = opts.beta or 0.25
   return (acc / n) * (1 - beta) + plain * beta, targs
 end
 
