@@ -81,20 +81,8 @@ else
   H.skip("export on pets-sample", "../shared/data/pets-sample not found")
 end
 
--- Two classes of px x px grey images (bright left or right half, plus noise): uint8 [n, px, px]
--- and 1-based labels.
-local function synth(n, px, seed)
-  T.manual_seed(seed)
-  local y = T.randint(1, 3, { n })
-  local x = T.rand { n, px, px } * 60
-  local half = px // 2
-  local yt = y:totable()
-  for i = 1, n do
-    local lo = yt[i] == 1 and 1 or half + 1
-    x[i][{ {}, { lo, lo + half - 1 } }] = x[i][{ {}, { lo, lo + half - 1 } }] + 150
-  end
-  return x:to("uint8"), y:long()
-end
+local S = require "synth"
+local synth = S.halves
 
 local function tensor_dls(opts)
   opts = opts or {}
@@ -134,9 +122,8 @@ local function same_preds(learn, what, load_opts)
   return file, loaded
 end
 
-H.test("export/load_learner: a plain Sequential round trip, identical predictions", function()
+H.test("export/load_learner: a plain Sequential round trip, identical predictions", function() S.in_tmpdir(H, function(dir)
   T.manual_seed(5)
-  local dir = H.tmpdir()
   local dls = tensor_dls { normalize = { { 0.3 }, { 0.2 } } }
   local model = nn.Sequential { nn.Conv2d(1, 4, 3, { padding = 1 }), nn.BatchNorm2d(4), nn.ReLU(),
     nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * 8 * 8, 2) }
@@ -158,12 +145,10 @@ H.test("export/load_learner: a plain Sequential round trip, identical prediction
   else
     H.skip("export outline in Python", "no python3")
   end
-  os.execute("rm -rf '" .. dir .. "'")
-end)
+end) end)
 
-H.test("export/load_learner: a small resnet of nn.BasicBlock, identical predictions", function()
+H.test("export/load_learner: a small resnet of nn.BasicBlock, identical predictions", function() S.in_tmpdir(H, function(dir)
   T.manual_seed(6)
-  local dir = H.tmpdir()
   local dls = tensor_dls()
   local down = nn.Sequential { nn.Conv2d(8, 16, 1, { stride = 2, bias = false }), nn.BatchNorm2d(16) }
   local model = nn.Sequential {
@@ -178,12 +163,10 @@ H.test("export/load_learner: a small resnet of nn.BasicBlock, identical predicti
   local g = select(2, loaded.model:param_groups())
   H.eq(#g, 2, "parameter groups")
   H.eq(g[2][1], "fc.weight", "second group")
-  os.execute("rm -rf '" .. dir .. "'")
-end)
+end) end)
 
-H.test("export/load_learner: cnn_learner over a custom arch function", function()
+H.test("export/load_learner: cnn_learner over a custom arch function", function() S.in_tmpdir(H, function(dir)
   T.manual_seed(7)
-  local dir = H.tmpdir()
   local dls = tensor_dls { channels = 3, px = 24 }
   local arch = function(o) return ft.models.resnet18 { num_classes = 5, weights = o.weights } end
   local learn = ft.vision.cnn_learner(dls, arch, { pretrained = false, lin_ftrs = { 16 }, path = dir })
@@ -197,12 +180,10 @@ H.test("export/load_learner: cnn_learner over a custom arch function", function(
   local again = l2:export(dir .. "/again.safetensors")
   local l3 = ft.load_learner(again)
   H.close(l3:get_preds { dl = dls.valid }, (zoo:get_preds()), 0, "export of a loaded learner")
-  os.execute("rm -rf '" .. dir .. "'")
-end)
+end) end)
 
-H.test("load_learner: version 1 exports (cnn_learner by arch name) still load", function()
+H.test("load_learner: version 1 exports (cnn_learner by arch name) still load", function() S.in_tmpdir(H, function(dir)
   T.manual_seed(8)
-  local dir = H.tmpdir()
   local dls = tensor_dls { channels = 3, px = 24 }
   local learn = ft.vision.cnn_learner(dls, "resnet18", { pretrained = false, lin_ftrs = { 16 }, path = dir })
   -- what ftlua wrote before version 2, by hand
@@ -213,12 +194,10 @@ H.test("load_learner: version 1 exports (cnn_learner by arch name) still load", 
   local loaded = ft.load_learner(file)
   H.close(loaded:get_preds { dl = dls.valid }, (learn:get_preds()), 0, "v1 preds")
   H.eq(loaded.dls.vocab[1], "left", "v1 vocab")
-  os.execute("rm -rf '" .. dir .. "'")
-end)
+end) end)
 
-H.test("export: a Lua-forward model is a clear error; describe_model = false + {model = m} works", function()
+H.test("export: a Lua-forward model is a clear error; describe_model = false + {model = m} works", function() S.in_tmpdir(H, function(dir)
   T.manual_seed(9)
-  local dir = H.tmpdir()
   local dls = tensor_dls()
   local function make()
     return nn.Module("Residual", { forward = function(self, x) return self.head(self.body(x)) end,
@@ -237,12 +216,10 @@ H.test("export: a Lua-forward model is a clear error; describe_model = false + {
   H.errors(function() ft.load_learner(file, { model = nn.Linear(2, 2) }) end, "the exported weights do not fit the model")
   local loaded = ft.load_learner(file, { model = make() })
   H.close(loaded:get_preds { dl = dls.valid }, (learn:get_preds()), 0, "lua model preds")
-  os.execute("rm -rf '" .. dir .. "'")
-end)
+end) end)
 
-H.test("load_learner: truncated, damaged and mismatched exports are clear errors", function()
+H.test("load_learner: truncated, damaged and mismatched exports are clear errors", function() S.in_tmpdir(H, function(dir)
   T.manual_seed(10)
-  local dir = H.tmpdir()
   local dls = tensor_dls()
   local learn = ft.Learner(dls, nn.Sequential { nn.Flatten(), nn.Linear(256, 2) }, { path = dir })
   local file = learn:export("good.safetensors")
@@ -277,7 +254,6 @@ H.test("load_learner: truncated, damaged and mismatched exports are clear errors
   local plain = dir .. "/plain.safetensors"
   T.save(plain, { a = T.zeros { 2 } })
   H.errors(function() ft.load_learner(plain) end, "not a file written by learn:export")
-  os.execute("rm -rf '" .. dir .. "'")
-end)
+end) end)
 
 H.done()

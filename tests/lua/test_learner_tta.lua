@@ -10,18 +10,7 @@ local nn = ft.nn
 
 T.set_num_threads(1)
 
-local function synth(n, px, seed)
-  T.manual_seed(seed)
-  local y = T.randint(1, 3, { n })
-  local x = T.rand { n, px, px } * 60
-  local half = px // 2
-  local yt = y:totable()
-  for i = 1, n do
-    local lo = yt[i] == 1 and 1 or half + 1
-    x[i][{ {}, { lo, lo + half - 1 } }] = x[i][{ {}, { lo, lo + half - 1 } }] + 150
-  end
-  return x:to("uint8"), y:long()
-end
+local synth = require("synth").halves
 
 local function range(n)
   local t = {}
