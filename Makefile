@@ -116,7 +116,7 @@ deps:
 	@sh tools/deps.sh
 
 run: deps all
-	./ftlua scripts/main.lua
+	./ftlua --report out/main/report.html scripts/main.lua --out out/main
 
 # ---------------------------------------------------------------- variants
 asan:
