@@ -82,7 +82,7 @@ $(BUILD)/%.o: %.c $(wildcard runtime/*.h runtime/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -c $< -o $@
 
-$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp runtime/torch/ft_torch.h
+$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp $(wildcard runtime/torch/*.h runtime/torch/*.hpp)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
 
