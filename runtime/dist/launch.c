@@ -91,7 +91,9 @@ int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
     setenv("GROUP_RANK", num, 1);
     fflush(NULL);
 
-    signal(SIGINT, forward_signal); /* Ctrl-C and kill reach every rank */
+    /* Ctrl-C on a terminal reaches every rank by itself (they share our process group): a
+     * second copy from us would be their "second Ctrl-C", which kills. kill -TERM is passed on. */
+    signal(SIGINT, SIG_IGN);
     signal(SIGTERM, forward_signal);
     g_n = 0;
     for (int i = 0; i < o->nproc; i++) {

@@ -21,7 +21,7 @@
 #define FT_HAVE_GLOO 1
 #endif
 
-#if defined(FT_WITH_CUDA) && __has_include(<nccl.h>) && \
+#if defined(FT_WITH_CUDA) && __has_include(<nccl.h>) && __has_include(<cuda_runtime_api.h>) && \
     __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
