@@ -542,6 +542,7 @@ typedef struct {
     int bar_on;
     int grad_off; /* autograd was turned off by us */
     ftl_loader *sharded[2]; /* data parallel: loaders given this rank's shard for the fit */
+    ft_dist_reducer *reducer; /* data parallel: all-reduce overlapped with backward, or NULL */
     char err[2048];
 } fit_state;
 
@@ -577,6 +578,8 @@ static void fs_clear(fit_state *fs) {
         if (fs->sharded[i]) ftl_loader_set_shard(fs->sharded[i], FTL_SHARD_NONE, 0, 1);
         fs->sharded[i] = NULL;
     }
+    free_ft_dist_reducer(fs->reducer);
+    fs->reducer = NULL;
 }
 
 static int fs_gc(lua_State *L) {
@@ -704,6 +707,16 @@ static int dist_reduce_grads(fit_state *fs, ft_dist *d) {
     ft_status st = ft_detach(fs->loss, &det);
     if (st == FT_OK) st = ft_clone(det, &loss);
     ft_free(det);
+    if (st == FT_OK && fs->reducer) { /* the buckets went out during backward */
+        free(ts);
+        if (ft_dist_reducer_finish(fs->reducer, loss, NULL) != FT_OK) {
+            ft_free(loss);
+            return shim_fail(fs, "data parallel step");
+        }
+        ft_free(fs->loss);
+        fs->loss = loss;
+        return GO;
+    }
     for (int i = 0; st == FT_OK && i < o->n_params; i++) {
         ft_tensor *g = NULL;
         st = ft_grad(o->params[i].p, &g);
@@ -766,7 +779,22 @@ static int dist_shard(fit_state *fs, ft_dist *d, ftl_loader *train, ftl_loader *
         ftl_loader_set_shard(valid, FTL_SHARD_STRIDE, rank, world);
         fs->sharded[1] = valid;
     }
-    return GO;
+    /* Overlap the all-reduce with backward over the parameters this fit trains (freezing
+     * changes them between fits), unless FTLUA_DIST_OVERLAP=0. FTLUA_DIST_BUCKET_MB sets the
+     * bucket size (25, DDP's). */
+    const char *ov = getenv("FTLUA_DIST_OVERLAP");
+    if (ov && !strcmp(ov, "0")) return GO;
+    const char *mb = getenv("FTLUA_DIST_BUCKET_MB");
+    int64_t bucket = mb && atof(mb) > 0 ? (int64_t)(atof(mb) * 1048576.0) : 0;
+    ftl_adam *o = fs->ln->opt;
+    ft_tensor **ps = calloc((size_t)o->n_params + 1, sizeof *ps);
+    if (!ps) return failf(fs, "fit: out of memory", "", "");
+    int n = 0;
+    for (int i = 0; i < o->n_params; i++)
+        if (ft_requires_grad(o->params[i].p)) ps[n++] = o->params[i].p;
+    ft_status st = new_ft_dist_reducer(d, ps, n, bucket, &fs->reducer);
+    free(ps);
+    return st == FT_OK ? GO : shim_fail(fs, "fit");
 }
 
 /* ---------------------------------------------------------------- one batch */
@@ -1215,6 +1243,10 @@ static int train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, f
         if (c != CANCEL_BATCH) {
             ft_status st;
             int skip = 0;
+            if (fs->reducer && ft_dist_reducer_prepare(fs->reducer, (double)ft_size(fs->y, 0)) != FT_OK) {
+                r = shim_fail(fs, "data parallel step");
+                break;
+            }
             if (ln->amp == FTL_AMP_FP16) {
                 ft_tensor *scaled = NULL;
                 st = ft_binary_scalar(FT_MUL, fs->loss, ln->loss_scale, &scaled);

@@ -32,6 +32,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -297,6 +298,172 @@ ft_status ft_dist_all_reduce_mean(ft_dist *d, ft_tensor *const *ts, int n, doubl
             if (k == 0) bs[k].flat = bs[k].flat.narrow(0, 0, bs[k].flat.numel() - 1);
             unflatten(bs[k], 1.0 / total);
         }
+        if (total_weight) *total_weight = total;
+    });
+}
+
+// ---------------------------------------------------------------- the overlapping reducer
+
+struct ft_dist_reducer {
+    struct rbucket {
+        std::vector<int> params;  // indices into ps
+        at::Tensor flat;          // their gradients times the weight, end to end
+        int pending = 0;          // gradients still to come this step
+        c10::intrusive_ptr<c10d::Work> work;
+    };
+    size_t next = 0; // buckets go out in order, the same on every rank (c10d pairs collectives
+                     // by their rank of issue)
+    ft_dist *d = nullptr;
+    std::vector<at::Tensor> ps;
+    std::vector<unsigned> hooks;
+    std::vector<int> bucket_of;
+    std::vector<int64_t> offset_of;
+    std::vector<char> got; // param i's gradient came this step
+    std::vector<rbucket> buckets;
+    double weight = 1;
+    bool armed = false;
+    std::mutex mu; // hooks of a multi-device graph run on several autograd threads
+
+    // Autograd hands us param i's gradient (the sum over its uses) before .grad gets it.
+    void on_grad(int i, const at::Tensor &g) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!armed || got[i]) return;
+        at::NoGradGuard no_grad;
+        rbucket &b = buckets[bucket_of[i]];
+        at::Tensor slot = b.flat.narrow(0, offset_of[i], ps[i].numel());
+        slot.copy_(g.reshape({-1}));
+        if (weight != 1.0) slot.mul_(weight);
+        got[i] = 1;
+        --b.pending;
+        while (next < buckets.size() && buckets[next].pending == 0) launch(buckets[next++]);
+    }
+
+    // Also called from a hook, inside autograd: its error names us as guard_dist would.
+    void launch(rbucket &b) {
+        std::vector<at::Tensor> one{b.flat};
+        try {
+            with_pg(d, [&](auto &pg) { b.work = pg.allreduce(one); });
+        } catch (const std::exception &e) {
+            d->broken = true;
+            char msg[1024];
+            snprintf(msg, sizeof msg, "all_reduce (rank %d of %d, master %s:%d): %s", d->rank,
+                     d->world, d->addr.c_str(), d->port, e.what());
+            throw std::runtime_error(msg);
+        }
+    }
+};
+
+ft_status new_ft_dist_reducer(ft_dist *d, ft_tensor *const *params, int n, int64_t bucket_bytes,
+                              ft_dist_reducer **out) {
+    std::unique_ptr<ft_dist_reducer> r(new (std::nothrow) ft_dist_reducer());
+    if (!r) return ft_internal::set_error(FT_ERR_OOM, "dist: out of memory");
+    ft_status st = guard_dist(d, "reducer", [&] {
+        if (bucket_bytes <= 0) bucket_bytes = 25 << 20;
+        r->d = d;
+        for (int i = n - 1; i >= 0; i--) // backward's order: the last layers' gradients come first
+            if (params[i] && params[i]->t.defined()) r->ps.push_back(params[i]->t);
+        int64_t bytes = 0;
+        for (size_t i = 0; i < r->ps.size(); i++) {
+            const at::Tensor &p = r->ps[i];
+            auto &bs = r->buckets;
+            bool fits = !bs.empty() && bytes + (int64_t)p.nbytes() <= bucket_bytes &&
+                        r->ps[bs.back().params[0]].scalar_type() == p.scalar_type() &&
+                        r->ps[bs.back().params[0]].device() == p.device();
+            if (!fits) {
+                bs.emplace_back();
+                bytes = 0;
+            }
+            r->bucket_of.push_back((int)bs.size() - 1);
+            r->offset_of.push_back(bytes / (int64_t)p.element_size());
+            bs.back().params.push_back((int)i);
+            bytes += (int64_t)p.nbytes();
+        }
+        for (auto &b : r->buckets) {
+            int64_t numel = 0;
+            for (int i : b.params) numel += r->ps[i].numel();
+            b.flat = at::zeros({numel}, r->ps[b.params[0]].options().requires_grad(false));
+        }
+        r->got.assign(r->ps.size(), 0);
+        ft_dist_reducer *raw = r.get();
+        for (size_t i = 0; i < r->ps.size(); i++) {
+            int k = (int)i;
+            r->hooks.push_back(r->ps[i].register_hook([raw, k](const at::Tensor &g) { raw->on_grad(k, g); }));
+        }
+    });
+    if (st != FT_OK) {
+        free_ft_dist_reducer(r.release());
+        return st;
+    }
+    *out = r.release();
+    return FT_OK;
+}
+
+void free_ft_dist_reducer(ft_dist_reducer *r) {
+    if (!r) return;
+    try {
+        for (size_t i = 0; i < r->hooks.size(); i++) r->ps[i].remove_hook(r->hooks[i]);
+    } catch (...) {
+    }
+    if (r->d && r->d->broken) { // a bucket may still be in Gloo's hands: leave it be
+        for (auto &b : r->buckets) b.work.release();
+    }
+    delete r;
+}
+
+int ft_dist_reducer_buckets(const ft_dist_reducer *r) { return (int)r->buckets.size(); }
+
+ft_status ft_dist_reducer_prepare(ft_dist_reducer *r, double weight) {
+    return guard_dist(r->d, "all_reduce", [&] {
+        std::lock_guard<std::mutex> lock(r->mu);
+        for (auto &b : r->buckets) {
+            if (b.work) wait(r->d, b.work); // a step that failed half-way
+            b.work.reset();
+            b.pending = (int)b.params.size();
+        }
+        r->next = 0;
+        std::fill(r->got.begin(), r->got.end(), 0);
+        r->weight = weight;
+        r->armed = true;
+    });
+}
+
+ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *total_weight) {
+    return guard_dist(r->d, "all_reduce", [&] {
+        if (!loss) throw std::invalid_argument("NULL loss handle");
+        std::lock_guard<std::mutex> lock(r->mu);
+        r->armed = false;
+        at::NoGradGuard no_grad;
+        // What backward left: buckets with a parameter that got no gradient (zeros there).
+        for (; r->next < r->buckets.size(); r->next++) {
+            auto &b = r->buckets[r->next];
+            for (int i : b.params)
+                if (!r->got[i]) b.flat.narrow(0, r->offset_of[i], r->ps[i].numel()).zero_();
+            r->launch(b);
+        }
+        at::Tensor tail = at::stack({loss->t.detach().reshape({}).to(at::kDouble) * r->weight,
+                                     at::scalar_tensor(r->weight, at::kDouble)});
+        if (loss->t.device() != tail.device()) tail = tail.to(loss->t.device());
+#ifdef FT_HAVE_NCCL
+        if (r->d->nccl) tail = tail.to(loss->t.is_cuda() ? loss->t.device() : at::Device(at::kCUDA));
+#endif
+        std::vector<at::Tensor> one{tail};
+        c10::intrusive_ptr<c10d::Work> tw;
+        with_pg(r->d, [&](auto &pg) { tw = pg.allreduce(one); });
+        for (auto &b : r->buckets) {
+            wait(r->d, b.work);
+            b.work.reset();
+        }
+        wait(r->d, tw);
+        tail = tail.cpu();
+        double total = tail[1].item<double>();
+        if (!(total > 0)) throw std::runtime_error("the weights add up to zero");
+        loss->t.copy_(tail[0] / total);
+        for (auto &b : r->buckets)
+            for (int i : b.params) {
+                at::Tensor g = r->ps[i].grad();
+                if (g.defined())
+                    g.copy_(b.flat.narrow(0, r->offset_of[i], r->ps[i].numel()).view(g.sizes()) / total);
+            }
         if (total_weight) *total_weight = total;
     });
 }

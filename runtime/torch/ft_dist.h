@@ -46,6 +46,24 @@ int ft_dist_world(const ft_dist *d);
 ft_status ft_dist_all_reduce_mean(ft_dist *d, ft_tensor *const *ts, int n, double weight,
                                   int64_t bucket_bytes, double *total_weight);
 
+/* The same mean, overlapped with backward (DDP's idea, over plain autograd hooks): a reducer
+ * hooks the parameters; during backward each gradient is copied, times the rank's weight, into
+ * its bucket as autograd produces it, and a bucket goes out as soon as all of its gradients
+ * came, while backward goes on with earlier layers. Buckets follow the parameters in reverse
+ * (backward's order). Every rank builds its reducer over the same parameter list.
+ *   prepare(weight)       before backward
+ *   finish(loss, &total)  after backward: sends what is left with the loss (replaced by the
+ *                         weighted mean) and the weight, waits, and writes the mean into every
+ *                         parameter's .grad. A parameter with no gradient here stays without.
+ * Hooks that fire while the reducer is not prepared (a backward of the user's) do nothing. */
+typedef struct ft_dist_reducer ft_dist_reducer;
+ft_status new_ft_dist_reducer(ft_dist *d, ft_tensor *const *params, int n, int64_t bucket_bytes,
+                              ft_dist_reducer **out);
+void free_ft_dist_reducer(ft_dist_reducer *r); /* removes the hooks; NULL is fine */
+ft_status ft_dist_reducer_prepare(ft_dist_reducer *r, double weight);
+ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *total_weight);
+int ft_dist_reducer_buckets(const ft_dist_reducer *r);
+
 typedef enum { FT_DIST_SUM = 0, FT_DIST_MAX, FT_DIST_MIN } ft_dist_op;
 /* In place on every rank: a tensor, or n doubles. */
 ft_status ft_dist_all_reduce(ft_dist *d, ft_tensor *t, ft_dist_op op);

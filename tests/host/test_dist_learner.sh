@@ -2,8 +2,9 @@
 # test_dist_learner.sh: the Learner data parallel on 2 ranks over Gloo on 127.0.0.1 equals one
 # process taking the same global batch: tests/host/dist_fit.lua (lr_find, then fine_tune: a
 # frozen one-cycle and an unfrozen one, with augmentation, a model without BatchNorm) gives the
-# same weights, losses and metrics, only rank 0 prints and saves, and a rank killed mid-fit ends
-# the world with a clear error.
+# same weights, losses and metrics (with the all-reduce overlapped with backward, in one bucket
+# or in one per parameter, and without overlap), only rank 0 prints and saves, and a rank
+# killed mid-fit ends the world with a clear error.
 # Prints "ok <name>", "FAIL <name>: <why>", "skip <name>: <why>". FTLUA=path overrides ./ftlua.
 FTLUA=${FTLUA:-./ftlua}
 cd "$(dirname "$0")/../.." || exit 2
@@ -45,9 +46,11 @@ ok dist_learner_runs
 # ---- the numbers: weights within float tolerance, the same losses/metrics and lr_find on every rank
 cat >"$tmp/cmp.lua" <<'LUA'
 local T, H = ft.tensor, require "harness"
-local dir = arg[1]
-local one, r0, r1 = T.load(dir .. "/one.rank0.safetensors"), T.load(dir .. "/two.rank0.safetensors"),
-  T.load(dir .. "/two.rank1.safetensors")
+local dir, run, suffix = arg[1], arg[2], arg[3] or ""
+local one, r0, r1 = T.load(dir .. "/one.rank0.safetensors"), T.load(dir .. "/" .. run .. ".rank0.safetensors"),
+  T.load(dir .. "/" .. run .. ".rank1.safetensors")
+local test = H.test
+H.test = function(name, fn) return test(name .. suffix, fn) end
 H.test("dist_learner_world_sizes", function()
   H.eq(one.world:item(), 1, "world of the single run")
   H.eq(r0.world:item(), 2, "world of the 2-rank run")
@@ -68,7 +71,19 @@ end)
 H.test("dist_learner_lr_find", function() H.close(r0.lr_min, one.lr_min, 1e-6, "lr_min") end)
 H.done()
 LUA
-"$FTLUA" "$tmp/cmp.lua" "$tmp" || failures=$((failures + 1))
+"$FTLUA" "$tmp/cmp.lua" "$tmp" two || failures=$((failures + 1))
+
+# ---- the same with a bucket per parameter, each sent from its autograd hook during backward,
+# and with the all-reduce after backward instead (FTLUA_DIST_OVERLAP=0)
+for v in tiny_buckets no_overlap; do
+    port=$(free_port)
+    if [ $v = tiny_buckets ]; then env="FTLUA_DIST_BUCKET_MB=0.0005"; else env="FTLUA_DIST_OVERLAP=0"; fi
+    env $env "$FTLUA" --nproc 2 --master-port "$port" tests/host/dist_fit.lua "$tmp/$v" >"$tmp/$v.out" 2>"$tmp/$v.err"
+    rc=$?
+    if [ $rc -ne 0 ]; then fail "dist_learner_runs_$v" "rc=$rc" "$tmp/$v.err"; continue; fi
+    "$FTLUA" "$tmp/cmp.lua" "$tmp" "$v" "_$v" | grep -E '^(ok|FAIL) dist_learner_(weights|ranks)' ||
+        failures=$((failures + 1))
+done
 
 # ---- only rank 0 prints the table (the same table as one process) and writes the checkpoint
 if [ "$(nocol "$tmp/two.out")" = "$(nocol "$tmp/one.out")" ] && [ "$(grep -c '^epoch' "$tmp/two.out")" -eq 2 ]; then
@@ -84,7 +99,7 @@ DIST_FIT_DIE=1 "$FTLUA" --nproc 2 --master-port "$port" tests/host/dist_fit.lua 
 rc=$?
 took=$(( $(date +%s) - t0 ))
 if [ $rc -ne 0 ] && grep -q "rank 1 was killed by signal 9" "$tmp/die.err" &&
-   grep -q "data parallel step: all_reduce (rank 0 of 2" "$tmp/die.err" && [ $took -lt 40 ]; then
+   grep -q "all_reduce (rank 0 of 2, master 127.0.0.1:$port)" "$tmp/die.err" && [ $took -lt 40 ]; then
     ok dist_learner_rank_killed_mid_fit
 else fail dist_learner_rank_killed_mid_fit "rc=$rc after ${took}s" "$tmp/die.err"; fi
 
