@@ -85,6 +85,41 @@ for v in tiny_buckets no_overlap; do
         failures=$((failures + 1))
 done
 
+# ---- the shards: per step, the ranks' items are disjoint and together one process's batch
+FTLUA_NUM_THREADS=1 "$FTLUA" tests/host/dist_shard.lua "$tmp/s1" >/dev/null 2>"$tmp/s1.err"
+port=$(free_port)
+"$FTLUA" --nproc 2 --master-port "$port" tests/host/dist_shard.lua "$tmp/s2" >/dev/null 2>"$tmp/s2.err"
+cat >"$tmp/shard.lua" <<'LUA'
+local H = require "harness"
+local function read(f)
+  local t = {}
+  for line in io.lines(f) do
+    local e, i, items = line:match("^(%d+) (%d+) (.*)$")
+    local set = {}
+    for v in items:gmatch("%d+") do set[#set + 1] = tonumber(v) end
+    t[e .. ":" .. i] = set
+  end
+  return t
+end
+H.test("dist_learner_shards_disjoint_and_whole", function()
+  local one, r0, r1 = read(arg[1] .. ".rank0"), read(arg[2] .. ".rank0"), read(arg[2] .. ".rank1")
+  local steps = 0
+  for step, items in pairs(one) do
+    steps = steps + 1
+    local a, b = assert(r0[step], "rank 0 lacks step " .. step), assert(r1[step], "rank 1 lacks step " .. step)
+    H.eq(#a, 4, "rank 0's items at " .. step)
+    H.eq(#b, 4, "rank 1's items at " .. step)
+    local seen = {}
+    for _, v in ipairs(a) do seen[v] = true end
+    for _, v in ipairs(b) do assert(not seen[v], "item " .. v .. " on both ranks at " .. step) seen[v] = true end
+    for _, v in ipairs(items) do assert(seen[v], "item " .. v .. " of one process's step " .. step .. " on no rank") end
+  end
+  H.eq(steps, 6, "steps (2 epochs of 3 batches of 8)")
+end)
+H.done()
+LUA
+"$FTLUA" "$tmp/shard.lua" "$tmp/s1" "$tmp/s2" || failures=$((failures + 1))
+
 # ---- only rank 0 prints the table (the same table as one process) and writes the checkpoint
 if [ "$(nocol "$tmp/two.out")" = "$(nocol "$tmp/one.out")" ] && [ "$(grep -c '^epoch' "$tmp/two.out")" -eq 2 ]; then
     ok dist_learner_rank0_prints
