@@ -66,6 +66,16 @@ wait $p1; rc1=$?
 if [ $rc -eq 0 ] && [ $rc1 -eq 0 ] && has "$out" "rank 0/2" && has "$tmp/r1" "rank 1/2"; then ok dist_env_from_other_launcher
 else fail dist_env_from_other_launcher "rc=$rc rc1=$rc1"; fi
 
+# ---- two "machines": two launchers, --nnodes 2, node ranks 0 and 1, one rank each
+port=$(free_port)
+"$FTLUA" --nnodes 2 --node-rank 1 --master-addr 127.0.0.1 --master-port "$port" --nproc 1 "$tmp/coll.lua" >"$tmp/n1" 2>&1 &
+p1=$!
+run "$FTLUA" --nnodes 2 --node-rank 0 --master-addr 127.0.0.1 --master-port "$port" --nproc 1 "$tmp/coll.lua"
+wait $p1; rc1=$?
+if [ $rc -eq 0 ] && [ $rc1 -eq 0 ] && has "$out" "rank 0/2 local 0" && has "$tmp/n1" "rank 1/2 local 0"; then
+    ok dist_launcher_two_nodes
+else fail dist_launcher_two_nodes "rc=$rc rc1=$rc1"; fi
+
 # ---- a world of one needs no launcher and no port
 run "$FTLUA" -e 'ft.dist.init(); print(ft.dist.world_size(), ft.dist.all_reduce(5), ft.dist.is_main())'
 if [ $rc -eq 0 ] && has "$out" "1	5.0	true"; then ok dist_world_of_one; else fail dist_world_of_one "rc=$rc"; fi
@@ -90,6 +100,21 @@ took=$(elapsed "$t0")
 if [ $rc -ne 0 ] && has "$err" "rank 1 was killed by signal 9" && has "$err" "rank 0 of 2" && [ "$took" -lt 40 ]; then
     ok dist_rank_killed
 else fail dist_rank_killed "rc=$rc after ${took}s"; fi
+
+# ---- a rank that hangs: the others' collective times out (FTLUA_DIST_TIMEOUT), no hang
+cat >"$tmp/hang.lua" <<'EOF'
+local T, D = ft.tensor, ft.dist
+D.init()
+if D.rank() == 1 then os.execute("sleep 6") end
+local t0 = ft.clock()
+local ok, err = pcall(D.all_reduce, T.ones{10})
+print(("rank %d ok %s after %d s: %s"):format(D.rank(), ok, math.floor(ft.clock() - t0), err))
+EOF
+port=$(free_port)
+FTLUA_DIST_TIMEOUT=2 run "$FTLUA" --nproc 2 --master-port "$port" "$tmp/hang.lua"
+if grep -qE "^rank 0 ok false after [2-5] s: dist.all_reduce: all_reduce \(rank 0 of 2" "$out" && has "$out" "timed out"; then
+    ok dist_rank_hangs_timeout
+else fail dist_rank_hangs_timeout "rc=$rc"; fi
 
 # ---- the master port in use: the launcher says so; a rank 0 on its own says so too
 port=$(free_port)
