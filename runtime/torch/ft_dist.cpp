@@ -11,9 +11,12 @@
 #endif
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp> // Work, ReduceOp, the options
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
 
-#if __has_include(<gloo/config.h>)
+// FT_NO_GLOO / FT_NO_NCCL (make CPPFLAGS=...) leave a backend out even where its headers are.
+#if __has_include(<gloo/config.h>) && !defined(FT_NO_GLOO)
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
@@ -21,8 +24,8 @@
 #define FT_HAVE_GLOO 1
 #endif
 
-#if defined(FT_WITH_CUDA) && __has_include(<nccl.h>) && __has_include(<cuda_runtime_api.h>) && \
-    __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#if defined(FT_WITH_CUDA) && !defined(FT_NO_NCCL) && __has_include(<nccl.h>) && \
+    __has_include(<cuda_runtime_api.h>) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif
@@ -84,7 +87,7 @@ std::chrono::milliseconds ms(double s) {
     return std::chrono::milliseconds((long long)(s * 1000.0));
 }
 
-bool is_loopback(const std::string &a) {
+[[maybe_unused]] bool is_loopback(const std::string &a) {
     return a == "localhost" || a.rfind("127.", 0) == 0 || a == "::1";
 }
 
@@ -102,7 +105,7 @@ template <class Fn> void with_pg(ft_dist *d, Fn &&fn) {
         return;
     }
 #endif
-    (void)fn;
+    (void)d, (void)fn;
     throw std::runtime_error("no process group");
 }
 
