@@ -373,6 +373,7 @@ static int pmain(lua_State *L) {
     if (cl.help) { usage(stdout); lua_pushboolean(L, 1); return 1; }
     if (cl.version) { print_version(); lua_pushboolean(L, 1); return 1; }
     if (cl.launch) { lua_pushboolean(L, launch(argc, argv, &cl) == EXIT_SUCCESS); return 1; }
+    if (cl.report && ftl_env_int("RANK", 0) != 0) cl.report = NULL; /* data parallel: rank 0 reports */
 
     luaL_checkversion(L);
     luaL_openlibs(L);

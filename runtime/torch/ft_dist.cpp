@@ -29,6 +29,7 @@
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #define FT_HAVE_NCCL 1
 #endif
@@ -226,10 +227,10 @@ ft_status new_ft_dist(const char *addr, int port, int rank, int world, ft_dist_b
 #ifdef FT_HAVE_NCCL
         if (backend == FT_DIST_NCCL) {
             at::globalContext().lazyInitCUDA();
+            c10::cuda::set_device((c10::DeviceIndex)(device >= 0 ? device : 0)); // NCCL's current device
             auto opts = c10d::ProcessGroupNCCL::Options::create();
             opts->timeout = d->timeout;
             d->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(d->store, rank, world, opts);
-            (void)device;
             return;
         }
 #endif
