@@ -522,7 +522,9 @@ function D.ImageDataLoaders.from_tensors(x_train, y_train, x_valid, y_valid, opt
     resize = resize, bs = bs, val_bs = opts.val_bs or bs, array = true,
   }
   local function range(n) local t = {} for i = 1, n do t[i] = i end return t end
-  local dls = setmetatable({ vocab = vocab, c = #vocab, _cfg = cfg, path = opts.path }, DataLoaders)
+  -- The datasets stay reachable (learn:tta runs the valid items through the train transforms).
+  local dls = setmetatable({ vocab = vocab, c = #vocab, _cfg = cfg, path = opts.path,
+    train_ds = dtrain, valid_ds = dvalid }, DataLoaders)
   dls.train = dtrain:loader(range(#dtrain), loader_opts(cfg, true, bs))
   dls.valid = dvalid:loader(range(#dvalid), loader_opts(cfg, false, cfg.val_bs))
   dls.device = dls.train:info().device

@@ -563,20 +563,31 @@ function json.decode(s)
 end
 M._json = json
 
-local EXPORT_FORMAT = "ftlua.learner.export/1"
+-- Version 2 describes any model built from ft.nn layers (the module tree, m:describe());
+-- version 1 (ftlua before it) described cnn_learner models only, by arch name. load_learner
+-- reads both.
+local EXPORT_FORMAT = "ftlua.learner.export/2"
+local EXPORT_FORMATS = { ["ftlua.learner.export/1"] = 1, ["ftlua.learner.export/2"] = 2 }
 
--- The description of the model that load_learner rebuilds: cnn_learner models only (the arch
--- name, n_out and the head options); other models cannot be described yet.
-local function model_desc(self)
-  if self._cnn then return self._cnn end
-  error(("export: cannot describe this model (a %s made outside cnn_learner/vision_learner): "
-    .. "load_learner could not rebuild it. Save the weights with learn:save(name) and rebuild the "
-    .. "model in Lua instead"):format(self.model:type()), 0)
+-- The description of the model that load_learner rebuilds: the module tree (kind, constructor
+-- arguments, children, parameter groups), plus cnn_learner's arch and head options when known
+-- (for people reading the file). A model with a Lua forward cannot be described.
+local function model_desc(self, describe)
+  if describe == false then return { kind = "none", type = self.model:type() } end
+  local ok, tree = pcall(self.model.describe, self.model)
+  if not ok then
+    error(("export: cannot describe this model: %s. Export it without the structure, "
+      .. "learn:export(file, {describe_model = false}), and load it with "
+      .. "ft.load_learner(file, {model = m}), m built by your Lua code (or save the weights with "
+      .. "learn:save(name) and load them into the rebuilt model)"):format(tostring(tree):gsub("^describe: ", "")), 0)
+  end
+  return { kind = "tree", tree = tree, cnn = self._cnn }
 end
 
 -- The transforms the DataLoaders apply to new items (item Resize, aug params, normalisation),
 -- the vocab and the channel count.
 local function data_desc(dls)
+  if dls._desc then return dls._desc end -- a loaded learner's: what its export held
   local cfg = dls._cfg or {}
   local info = dls.valid:info()
   local aug
@@ -590,16 +601,20 @@ local function data_desc(dls)
     mean = info.mean, std = info.std, val_bs = cfg.val_bs or info.bs, array = cfg.array or false }
 end
 
--- learn:export(file = "export.safetensors"): the model's weights and buffers and a JSON
--- description (model, vocab, transforms) in the safetensors metadata, written atomically.
--- A relative file goes under learn.path, as in fastai.
-function Learner:export(file)
+-- learn:export(file = "export.safetensors" [, {describe_model = true}]): the model's weights
+-- and buffers and a JSON description (model, vocab, transforms) in the safetensors metadata,
+-- written atomically. A relative file goes under learn.path, as in fastai. describe_model =
+-- false leaves the model's structure out (for models with a Lua forward): load_learner then
+-- needs {model = m}.
+function Learner:export(file, opts)
+  if type(file) == "table" and opts == nil then file, opts = nil, file end
+  opts = check_keys("export", opts, set { "describe_model" })
   file = file or "export.safetensors"
   if type(file) ~= "string" then fail("export: the file name must be a string") end
   if not file:find("^/") then file = (self.path or ".") .. "/" .. file end
   local ok, desc = pcall(function()
-    return json.encode { format = EXPORT_FORMAT, model = model_desc(self), data = data_desc(self.dls),
-      loss = type(self.loss_func) == "table" and self.loss_func or nil }
+    return json.encode { format = EXPORT_FORMAT, version = 2, model = model_desc(self, opts.describe_model),
+      data = data_desc(self.dls), loss = type(self.loss_func) == "table" and self.loss_func or nil }
   end)
   if not ok then error(desc, 2) end
   local sd = self.model:state_dict()
@@ -625,24 +640,69 @@ function Exported:test_dl(files, opts)
     num_workers = opts.num_workers })
 end
 
--- ft.load_learner(file) -> a Learner for inference (predict, get_preds{dl = learn.dls:test_dl(files)}).
-function M.load_learner(file, opts)
-  opts = check_keys("load_learner", opts, set { "cpu" })
-  if type(file) ~= "string" then fail("load_learner: the file name must be a string") end
-  local tensors, meta = T.load(file)
-  if not meta or meta.format ~= EXPORT_FORMAT or not meta.learner then
-    fail("load_learner: %s is not a file written by learn:export (no '%s' description)", file, EXPORT_FORMAT)
+-- The model of an export: rebuilt from its description, or the caller's (opts.model).
+-- load_learner's errors carry no position (it is wrapped by learner_plots.lua, so a level
+-- would point into the library); each names the file.
+local function fail_up(fmt, ...) error(fmt:format(...), 0) end
+
+local function exported_model(file, md, given)
+  if given ~= nil then
+    if not ft().nn.is_module(given) then fail_up("load_learner: option 'model' must be a module (ft.nn.*), got a %s", type(given)) end
+    return given
   end
-  local desc = json.decode(meta.learner)
+  if type(md) ~= "table" then fail_up("load_learner: %s: the description has no model; export it again", file) end
+  if md.kind == "cnn" then -- version 1
+    local ok, m = pcall(ft().vision.create_cnn_model, md.arch, md.n_out, { pretrained = false,
+      lin_ftrs = md.lin_ftrs, ps = md.ps, concat_pool = md.concat_pool })
+    if not ok then fail_up("load_learner: %s: cannot rebuild its cnn model: %s", file, tostring(m)) end
+    return m
+  elseif md.kind == "tree" then
+    if type(md.tree) ~= "table" then fail_up("load_learner: %s: the model description is damaged (no tree); export it again", file) end
+    local ok, m = pcall(ft().nn.from_description, md.tree)
+    if not ok then fail_up("load_learner: %s: cannot rebuild the model: %s", file, tostring(m)) end
+    return m
+  elseif md.kind == "none" then
+    fail_up("load_learner: %s holds the weights of a %s but not its structure (exported with "
+      .. "describe_model = false): build the model in Lua and pass it, ft.load_learner(file, {model = m})",
+      file, tostring(md.type))
+  end
+  fail_up("load_learner: %s: unknown model description '%s' (written by a newer ftlua?)", file, tostring(md.kind))
+end
+
+-- ft.load_learner(file [, {model = m}]) -> a Learner for inference (predict,
+-- get_preds{dl = learn.dls:test_dl(files)}). The model is rebuilt from the file's description
+-- (or is opts.model, built by the caller) and the exported weights are loaded strictly.
+function M.load_learner(file, opts)
+  opts = check_keys("load_learner", opts, set { "cpu", "model" })
+  if type(file) ~= "string" then fail_up("load_learner: the file name must be a string") end
+  local okr, tensors, meta = pcall(T.load, file)
+  if not okr then
+    fail_up("load_learner: cannot read %s: %s (a truncated or damaged file? export it again)", file,
+      tostring(tensors):gsub("^[^:]*:%d+: ", ""))
+  end
+  if not meta or not EXPORT_FORMATS[meta.format] or not meta.learner then
+    fail_up("load_learner: %s is not a file written by learn:export (no '%s' description)", file, EXPORT_FORMAT)
+  end
+  local okd, desc = pcall(json.decode, meta.learner)
+  if not okd or type(desc) ~= "table" then
+    fail_up("load_learner: %s: the learner description is damaged (%s); export it again", file,
+      okd and "not an object" or tostring(desc):gsub("^load_learner: ", ""))
+  end
   local md, dd = desc.model, desc.data
-  if type(md) ~= "table" or md.kind ~= "cnn" then fail("load_learner: %s: unknown model description", file) end
-  local model = ft().vision.create_cnn_model(md.arch, md.n_out, { pretrained = false, lin_ftrs = md.lin_ftrs,
-    ps = md.ps, concat_pool = md.concat_pool })
-  model:load_state_dict(tensors)
+  if type(dd) ~= "table" or type(dd.vocab) ~= "table" then
+    fail_up("load_learner: %s: the description has no data part (vocab, transforms); export it again", file)
+  end
+  local model = exported_model(file, md, opts.model)
+  local okl, err = pcall(model.load_state_dict, model, tensors)
+  if not okl then
+    err = tostring(err):gsub("^[^:]*:%d+: ", ""):gsub(" %(strict = false[^)]*%)$", "")
+    fail_up("load_learner: %s: the exported weights do not fit the model: %s", file, err)
+  end
   local dls = setmetatable({ vocab = dd.vocab, c = #dd.vocab, _desc = dd, path = file:match("^(.*)/[^/]*$") or "." }, Exported)
   local learn = setmetatable({ dls = dls, model = model, lr = 1e-3, path = dls.path, model_dir = "models", cbs = {},
     moms = { 0.95, 0.85, 0.95 }, metrics = {}, loss_func = desc.loss,
-    recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} }, _cnn = md }, Learner)
+    recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} },
+    _cnn = type(md) == "table" and (md.kind == "cnn" and md or md.cnn) or nil }, Learner)
   local loss, eps = loss_spec(desc.loss)
   learn._core = C.new(model, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {} })
   model:eval()
@@ -672,31 +732,50 @@ function Learner:predict(item)
 end
 
 -- A loader over the items of split ds_idx (1 valid, 0 train) in order, with the train split's
--- transforms (random crop position and augmentation draws; fastai's tta uses the train
--- pipeline): file datasets only, whose DataLoaders keep the dataset and the split's items.
-local function tta_loader(dls, ds_idx)
+-- transforms when train (random crop position and augmentation draws; fastai's tta uses the
+-- train pipeline), else the valid split's. File datasets keep one dataset and each split's
+-- items; from_tensors and FashionMNIST keep one dataset per split (train_ds, valid_ds).
+-- nil when the DataLoaders keep neither.
+local function split_loader(dls, ds_idx, train)
   local cfg = dls._cfg
-  local items = ds_idx == 0 and dls.train_items or dls.valid_items
-  if not (cfg and dls.dataset and items) or cfg.array then return nil end
+  if not cfg or not dls.valid or not dls.valid.info then return nil end
+  local ds, items
+  if cfg.array then
+    ds = ds_idx == 0 and dls.train_ds or dls.valid_ds
+    if ds then
+      items = {}
+      for i = 1, #ds do items[i] = i end
+    end
+  else
+    ds, items = dls.dataset, ds_idx == 0 and dls.train_items or dls.valid_items
+  end
+  if not (ds and items) then return nil end
   local info = dls.valid:info()
-  return dls.dataset:loader(items, { bs = cfg.val_bs or info.bs, shuffle = false, drop_last = false, train = true,
+  return ds:loader(items, { bs = cfg.val_bs or info.bs, shuffle = false, drop_last = false, train = train,
     seed = cfg.seed, aug = cfg.aug, size = cfg.aug and cfg.aug.size or nil, mean = info.mean, std = info.std,
     channels = cfg.channels, device = cfg.device, num_workers = cfg.num_workers, on_error = cfg.on_error })
 end
 
 -- tta{ds_idx = 1, n = 4, beta = 0.25, use_max = false} -> preds, targs: n passes with the
--- train split's augmentation over the valid items, then lerp with the plain pass.
+-- train split's augmentation over the split's items, then lerp with the plain pass (the same
+-- items in the same order with the valid transforms, as fastai's set_split_idx(1)).
 function Learner:tta(opts)
   opts = check_keys("tta", opts, set { "ds_idx", "n", "beta", "use_max" })
-  local dls = self.dls
-  local plain, targs = self:get_preds { ds_idx = opts.ds_idx }
-  local n = opts.n or 4
-  local aug_dl = tta_loader(dls, opts.ds_idx)
-  if not aug_dl then
-    io.stderr:write("warning: tta: these DataLoaders cannot run the valid items through the train "
-      .. "transforms (only file datasets can); returning the plain predictions\n")
-    return plain, targs
+  local ds_idx, n, beta = opts.ds_idx or 1, opts.n or 4, opts.beta or 0.25
+  if ds_idx ~= 0 and ds_idx ~= 1 then fail("tta: ds_idx must be 1 (valid) or 0 (train), got %s", tostring(ds_idx)) end
+  if math.type(n) ~= "integer" or n < 1 then fail("tta: n must be a positive integer, got %s", tostring(n)) end
+  if type(beta) ~= "number" or not (beta >= 0 and beta <= 1) then
+    fail("tta: beta must be a number in [0, 1], got %s", tostring(beta))
   end
+  local dls = self.dls
+  local aug_dl = split_loader(dls, ds_idx, true)
+  if not aug_dl then
+    io.stderr:write("warning: tta: these DataLoaders keep no dataset to run the items through the train "
+      .. "transforms (ImageDataLoaders and FashionMNIST do); returning the plain predictions\n")
+    return self:get_preds { ds_idx = ds_idx }
+  end
+  -- the valid loader is already the valid items in order; the train loader shuffles
+  local plain, targs = self:get_preds { dl = ds_idx == 1 and dls.valid or split_loader(dls, 0, false) }
   -- fastai: aug = max (use_max) or mean over the n passes; then max(plain, aug) or
   -- lerp(aug, plain, beta) = (1-beta)*aug + beta*plain. Pass i draws epoch 1000+i's augmentations.
   local acc
@@ -705,7 +784,6 @@ function Learner:tta(opts)
     if not acc then acc = p elseif opts.use_max then acc = acc:maximum(p) else acc = acc + p end
   end
   if opts.use_max then return plain:maximum(acc), targs end
-  local beta = opts.beta or 0.25
   return (acc / n) * (1 - beta) + plain * beta, targs
 end
 

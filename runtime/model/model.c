@@ -85,6 +85,10 @@ static void adopt(lua_State *L, ftl_module *ud, ftm_module *m) {
     cache_set(L, m, -1);
 }
 
+/* For model_desc.c: the same two steps for a tree built there. */
+void *ftl_push_closed_module(lua_State *L) { return new_closed(L); }
+void ftl_adopt_module(lua_State *L, void *ud, ftm_module *m) { adopt(L, ud, m); }
+
 void ftl_push_module(lua_State *L, ftm_module *m) {
     cache_get(L, m);
     if (lua_type(L, -1) == LUA_TUSERDATA) return;
@@ -507,6 +511,7 @@ static const luaL_Reg methods[] = {
     {"type", m_type},
     {"zero_grad", m_zero_grad},
     {"num_params", m_num_params},
+    {"describe", ftl_m_describe},
     {NULL, NULL},
 };
 
@@ -884,6 +889,7 @@ static const luaL_Reg nn_funcs[] = {
     {"BasicBlock", nn_basic_block},
     {"Bottleneck", nn_bottleneck},
     {"Module", nn_module},
+    {"from_description", ftl_nn_from_description},
     {"is_module", nn_is_module},
     {"autocast", nn_autocast},
     {"autocast_enabled", nn_autocast_enabled},

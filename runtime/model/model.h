@@ -9,6 +9,7 @@
  *   model.c         the Lua module: userdata, methods, ft.nn constructors (entry file)
  *   model_state.c   state_dict / load_state_dict, to(), parameter groups and freezing
  *   model_print.c   the printed tree with parameter counts
+ *   model_desc.c    m:describe() / ft.nn.from_description: the tree as data (for export)
  *   zoo.c           torchvision's resnets, built in C
  *   ../../lua/ftlua/model_zoo.lua   weights and pretrained files, fastai's head and cnn model
  *
@@ -154,6 +155,15 @@ int ftl_collect(lua_State *L, ftm_module *m, const char *prefix, int params, int
                 int dedup);
 /* Calls ft.nn.warn(msg) (default: a line on stderr). */
 void ftl_model_warn(lua_State *L, const char *msg);
+
+/* A closed module userdata on top of the stack (returned), then ftl_adopt_module gives it a
+ * freshly built module (NULL: raises ftm_error()), so an error never leaves one unowned. */
+void *ftl_push_closed_module(lua_State *L);
+void ftl_adopt_module(lua_State *L, void *ud, ftm_module *m);
+
+/* ---------------------------------------------------------------- model_desc.c */
+int ftl_m_describe(lua_State *L);          /* desc = m:describe() */
+int ftl_nn_from_description(lua_State *L); /* m = ft.nn.from_description(desc) */
 
 /* ---------------------------------------------------------------- model_state.c */
 void ftl_register_state_methods(lua_State *L); /* into the methods table on top */

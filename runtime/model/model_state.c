@@ -97,7 +97,8 @@ static void add_list(luaL_Buffer *b, lua_State *L, int list, const char *what, i
     int n = (int)luaL_len(L, list);
     if (n == 0) return;
     char head[96];
-    snprintf(head, sizeof head, "%s%d %s%s: ", *first ? "" : "; ", n, what, n == 1 ? "" : "s");
+    const char *plural = what[strlen(what) - 1] == 'h' ? "es" : "s"; /* mismatches */
+    snprintf(head, sizeof head, "%s%d %s%s: ", *first ? "" : "; ", n, what, n == 1 ? "" : plural);
     luaL_addstring(b, head);
     *first = 0;
     for (int i = 1; i <= n && i <= 20; i++) {

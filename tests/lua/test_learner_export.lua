@@ -81,17 +81,179 @@ else
   H.skip("export on pets-sample", "../shared/data/pets-sample not found")
 end
 
-H.test("export: a model it cannot describe is a clear error; load_learner rejects other files", function()
-  local x = T.zeros({ 8, 4, 4 }):to("uint8")
-  local y = T.tensor({ 1, 2, 1, 2, 1, 2, 1, 2 }):long()
-  local dls = ft.vision.ImageDataLoaders.from_tensors(x, y, x, y, { bs = 4, channels = 1, verbose = false })
-  local dir = H.tmpdir()
-  local learn = ft.Learner(dls, nn.Sequential { nn.Flatten(), nn.Linear(16, 2) }, { path = dir })
-  H.errors(function() learn:export("x.safetensors") end, "export: cannot describe this model", "learn:save")
-  local f = dir .. "/plain.safetensors"
-  T.save(f, { a = T.zeros { 2 } })
-  H.errors(function() ft.load_learner(f) end, "not a file written by learn:export")
-  os.execute("rm -rf '" .. dir .. "'")
-end)
+local S = require "synth"
+local synth = S.halves
+
+local function tensor_dls(opts)
+  opts = opts or {}
+  local xt, yt = synth(64, opts.px or 16, 1)
+  local xv, yv = synth(24, opts.px or 16, 2)
+  return ft.vision.ImageDataLoaders.from_tensors(xt, yt, xv, yv, { bs = 16, channels = opts.channels or 1,
+    verbose = false, seed = 1, vocab = { "left", "right" }, normalize = opts.normalize })
+end
+
+-- The header of a safetensors file read by Python's own json: the metadata and the learner
+-- description's outline.
+local function python_outline(file)
+  return H.python(([==[
+import json, struct
+with open(%q, "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    head = json.loads(f.read(n))
+meta = head["__metadata__"]
+d = json.loads(meta["learner"])
+tree = d["model"].get("tree") or {}
+print(lua({"format": meta["format"], "version": d.get("version", 1), "kind": d["model"]["kind"],
+           "root": tree.get("kind", ""), "children": [c[0] for c in tree.get("children", [])],
+           "vocab": d["data"]["vocab"], "tensors": len(head) - 1}))
+]==]):format(file))
+end
+
+-- Export, load, and compare the valid predictions (bit for bit: same weights, same batches).
+local function same_preds(learn, what, load_opts)
+  local file = learn:export("export.safetensors")
+  local loaded = ft.load_learner(file, load_opts)
+  local p1, t1 = learn:get_preds()
+  local p2, t2 = loaded:get_preds { dl = learn.dls.valid }
+  assert(t2:equal(t1), what .. ": targets")
+  H.close(p2, p1, 0, what .. " preds")
+  H.eq(loaded.model:type(), learn.model:type(), what .. " model type")
+  H.eq(tostring(loaded.model), tostring(learn.model), what .. " printout")
+  return file, loaded
+end
+
+H.test("export/load_learner: a plain Sequential round trip, identical predictions", function() S.in_tmpdir(H, function(dir)
+  T.manual_seed(5)
+  local dls = tensor_dls { normalize = { { 0.3 }, { 0.2 } } }
+  local model = nn.Sequential { nn.Conv2d(1, 4, 3, { padding = 1 }), nn.BatchNorm2d(4), nn.ReLU(),
+    nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * 8 * 8, 2) }
+  local learn = ft.Learner(dls, model, { path = dir })
+  learn:fit(1, 1e-2)
+  local file, loaded = same_preds(learn, "sequential")
+  H.eq(loaded.dls.vocab[2], "right", "vocab")
+  if H.have_torch() then
+    local o = python_outline(file)
+    H.eq(o.format, "ftlua.learner.export/2", "format")
+    H.eq(o.version, 2, "version")
+    H.eq(o.kind, "tree", "model kind")
+    H.eq(o.root, "Sequential", "root")
+    H.eq(table.concat(o.children, ","), "0,1,2,3,4,5,6", "children")
+    H.eq(table.concat(o.vocab, ","), "left,right", "vocab in the file")
+    local n = 0
+    for _ in pairs(model:state_dict()) do n = n + 1 end
+    H.eq(o.tensors, n, "tensors in the file")
+  else
+    H.skip("export outline in Python", "no python3")
+  end
+end) end)
+
+H.test("export/load_learner: a small resnet of nn.BasicBlock, identical predictions", function() S.in_tmpdir(H, function(dir)
+  T.manual_seed(6)
+  local dls = tensor_dls()
+  local down = nn.Sequential { nn.Conv2d(8, 16, 1, { stride = 2, bias = false }), nn.BatchNorm2d(16) }
+  local model = nn.Sequential {
+    { "stem", nn.Sequential { nn.Conv2d(1, 8, 3, { padding = 1, bias = false }), nn.BatchNorm2d(8), nn.ReLU { inplace = true } } },
+    { "block1", nn.BasicBlock(8, 8) },
+    { "block2", nn.BasicBlock(8, 16, { stride = 2, downsample = down }) },
+    { "pool", nn.AdaptiveConcatPool2d() }, { "flat", nn.Flatten() }, { "fc", nn.Linear(32, 2) },
+  }
+  local learn = ft.Learner(dls, model, { path = dir, splitter = { { "stem", "block1", "block2" }, { "fc" } } })
+  learn:fit(1, 1e-2)
+  local _, loaded = same_preds(learn, "resnet")
+  local g = select(2, loaded.model:param_groups())
+  H.eq(#g, 2, "parameter groups")
+  H.eq(g[2][1], "fc.weight", "second group")
+end) end)
+
+H.test("export/load_learner: cnn_learner over a custom arch function", function() S.in_tmpdir(H, function(dir)
+  T.manual_seed(7)
+  local dls = tensor_dls { channels = 3, px = 24 }
+  local arch = function(o) return ft.models.resnet18 { num_classes = 5, weights = o.weights } end
+  local learn = ft.vision.cnn_learner(dls, arch, { pretrained = false, lin_ftrs = { 16 }, path = dir })
+  learn:fit(1, 1e-3)
+  local _, loaded = same_preds(learn, "custom arch")
+  H.eq(#select(2, loaded.model:param_groups()), 3, "fastai's three groups")
+  -- a zoo arch records its name too (informational), and the loaded learner exports again
+  local zoo = ft.vision.cnn_learner(dls, ft.models.resnet18, { pretrained = false, lin_ftrs = { 16 }, path = dir })
+  local _, l2 = same_preds(zoo, "zoo arch")
+  H.eq(l2._cnn.arch, "resnet18", "arch name kept")
+  local again = l2:export(dir .. "/again.safetensors")
+  local l3 = ft.load_learner(again)
+  H.close(l3:get_preds { dl = dls.valid }, (zoo:get_preds()), 0, "export of a loaded learner")
+end) end)
+
+H.test("load_learner: version 1 exports (cnn_learner by arch name) still load", function() S.in_tmpdir(H, function(dir)
+  T.manual_seed(8)
+  local dls = tensor_dls { channels = 3, px = 24 }
+  local learn = ft.vision.cnn_learner(dls, "resnet18", { pretrained = false, lin_ftrs = { 16 }, path = dir })
+  -- what ftlua wrote before version 2, by hand
+  local v1 = [[{"data":{"array":true,"channels":3,"val_bs":16,"vocab":["left","right"]},]]
+    .. [["format":"ftlua.learner.export/1","model":{"arch":"resnet18","kind":"cnn","lin_ftrs":[16],"n_out":2}}]]
+  local file = dir .. "/v1.safetensors"
+  T.save(file, learn.model:state_dict(), { format = "ftlua.learner.export/1", learner = v1 })
+  local loaded = ft.load_learner(file)
+  H.close(loaded:get_preds { dl = dls.valid }, (learn:get_preds()), 0, "v1 preds")
+  H.eq(loaded.dls.vocab[1], "left", "v1 vocab")
+end) end)
+
+H.test("export: a Lua-forward model is a clear error; describe_model = false + {model = m} works", function() S.in_tmpdir(H, function(dir)
+  T.manual_seed(9)
+  local dls = tensor_dls()
+  local function make()
+    return nn.Module("Residual", { forward = function(self, x) return self.head(self.body(x)) end,
+      body = nn.Sequential { nn.Conv2d(1, 4, 3), nn.ReLU() },
+      head = nn.Sequential { nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2) } })
+  end
+  local learn = ft.Learner(dls, nn.Sequential { make() }, { path = dir })
+  H.errors(function() learn:export("x.safetensors") end, "export: cannot describe this model",
+    "module '0' is a Lua-defined Residual", "describe_model = false", "ft.load_learner(file, {model = m})")
+  learn = ft.Learner(dls, make(), { path = dir })
+  learn:fit(1, 1e-2)
+  local file = learn:export("lua.safetensors", { describe_model = false })
+  H.errors(function() ft.load_learner(file) end, "holds the weights of a Residual but not its structure",
+    "{model = m}")
+  H.errors(function() ft.load_learner(file, { model = 3 }) end, "option 'model' must be a module")
+  H.errors(function() ft.load_learner(file, { model = nn.Linear(2, 2) }) end, "the exported weights do not fit the model")
+  local loaded = ft.load_learner(file, { model = make() })
+  H.close(loaded:get_preds { dl = dls.valid }, (learn:get_preds()), 0, "lua model preds")
+end) end)
+
+H.test("load_learner: truncated, damaged and mismatched exports are clear errors", function() S.in_tmpdir(H, function(dir)
+  T.manual_seed(10)
+  local dls = tensor_dls()
+  local learn = ft.Learner(dls, nn.Sequential { nn.Flatten(), nn.Linear(256, 2) }, { path = dir })
+  local file = learn:export("good.safetensors")
+  local f = assert(io.open(file, "rb"))
+  local bytes = f:read("a")
+  f:close()
+  local function write(name, data)
+    local p = dir .. "/" .. name
+    local o = assert(io.open(p, "wb"))
+    o:write(data)
+    o:close()
+    return p
+  end
+  local cut = write("cut.safetensors", bytes:sub(1, #bytes - 100))
+  H.errors(function() ft.load_learner(cut) end, "load_learner: cannot read " .. cut, "export it again")
+  local head = write("head.safetensors", bytes:sub(1, 40))
+  H.errors(function() ft.load_learner(head) end, "load_learner: cannot read " .. head)
+  H.errors(function() ft.load_learner(dir .. "/none.safetensors") end, "cannot read " .. dir .. "/none.safetensors")
+  local sd = learn.model:state_dict()
+  local meta = T.load(file) and select(2, T.load(file))
+  local bad = dir .. "/bad.safetensors"
+  T.save(bad, sd, { format = meta.format, learner = meta.learner:sub(1, #meta.learner // 2) })
+  H.errors(function() ft.load_learner(bad) end, bad, "the learner description is damaged")
+  local wrong = meta.learner:gsub('"out_features":2', '"out_features":3')
+  assert(wrong ~= meta.learner, "the test edits the description")
+  T.save(bad, sd, { format = meta.format, learner = wrong })
+  H.errors(function() ft.load_learner(bad) end, "the exported weights do not fit the model", "1.weight")
+  T.save(bad, sd, { format = meta.format, learner = (meta.learner:gsub('"kind":"Linear"', '"kind":"Linaer"')) })
+  H.errors(function() ft.load_learner(bad) end, "cannot rebuild the model", "node '1'", "unknown kind 'Linaer'")
+  T.save(bad, sd, { format = "ftlua.learner.export/9", learner = meta.learner })
+  H.errors(function() ft.load_learner(bad) end, "not a file written by learn:export")
+  local plain = dir .. "/plain.safetensors"
+  T.save(plain, { a = T.zeros { 2 } })
+  H.errors(function() ft.load_learner(plain) end, "not a file written by learn:export")
+end) end)
 
 H.done()

@@ -1,6 +1,6 @@
 -- test_untar.lua: ft.untar_data and ft.URLs.
 -- References: archives built at test time by tar (and Python's tarfile for the evil one),
--- served by tests/py/untar_server.py on 127.0.0.1, whose log says which requests it saw; the
+-- served by tests/py/file_server.py on 127.0.0.1, whose log says which requests it saw; the
 -- extracted files are compared with the originals by diff -r.
 local ft = require "ftlua"
 local H = require "harness"
@@ -62,7 +62,7 @@ with tarfile.open("%s/evil.tgz", "w:gz") as t:
 local function start_server()
   local portfile, pidfile = DIR .. "/port", DIR .. "/server.pid"
   os.execute(("timeout 60 %s %s %s %s 55 >/dev/null 2>&1 & echo $! > %s"):format(PY,
-    q(ROOT .. "/tests/py/untar_server.py"), q(SRV), q(portfile), q(pidfile)))
+    q(ROOT .. "/tests/py/file_server.py"), q(SRV), q(portfile), q(pidfile)))
   local pid = (read_file(pidfile) or ""):match("%d+")
   for _ = 1, 100 do
     local s = read_file(portfile)
@@ -101,7 +101,7 @@ local function no_leftovers()
 end
 
 if not PORT then
-  H.skip("untar_data downloads", "the test server did not start (" .. PY .. " tests/py/untar_server.py)")
+  H.skip("untar_data downloads", "the test server did not start (" .. PY .. " tests/py/file_server.py)")
 else
   local BASE = ("http://127.0.0.1:%d/files/"):format(PORT)
 

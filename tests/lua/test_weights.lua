@@ -2,7 +2,7 @@
 -- References: checkpoints made at test time by torch.save (tests/py/weights_fixtures.py) with
 -- the expected tensors written by the independent safetensors_ref.py encoder; round trips read
 -- back by safetensors_ref.py and by torchvision; file hashes from sha256sum; the cache folder
--- from torch.hub.get_dir(); downloads from tests/py/weights_server.py on 127.0.0.1.
+-- from torch.hub.get_dir(); downloads from tests/py/file_server.py on 127.0.0.1.
 local ft = require "ftlua"
 local T = ft.tensor
 local W = ft.weights
@@ -344,7 +344,7 @@ end)
 
 local function start_server(root)
   local portfile, pidfile = DIR .. "/port", DIR .. "/server.pid"
-  os.execute(("%s %s %s %s 120 >/dev/null 2>&1 & echo $! > %s"):format(PY, q(ROOT .. "/tests/py/weights_server.py"),
+  os.execute(("%s %s %s %s 120 >/dev/null 2>&1 & echo $! > %s"):format(PY, q(ROOT .. "/tests/py/file_server.py"),
     q(root), q(portfile), q(pidfile)))
   for _ = 1, 100 do
     local s = read_file(portfile)
@@ -364,7 +364,7 @@ mkdir(SRV)
 local PORT, CLOSED, SERVER_PID = start_server(SRV)
 
 if not PORT then
-  H.skip("pretrained downloads", "the test server did not start (" .. PY .. " tests/py/weights_server.py)")
+  H.skip("pretrained downloads", "the test server did not start (" .. PY .. " tests/py/file_server.py)")
 else
   local BASE = ("http://127.0.0.1:%d/"):format(PORT)
   local OFFLINE = ("http://127.0.0.1:%d/"):format(CLOSED)

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
-"""untar_server.py: an HTTP server on 127.0.0.1 for tests/lua/test_untar.lua.
+"""file_server.py: an HTTP server on 127.0.0.1 for the download tests (test_weights.lua,
+test_untar.lua).
 
-    untar_server.py DIR PORTFILE [LIFETIME_SECONDS]
+    file_server.py DIR PORTFILE [LIFETIME_SECONDS]
 
-Binds a free port, then writes "PORT CLOSED_PORT" to PORTFILE (nothing listens on CLOSED_PORT).
-    GET /files/NAME   DIR/NAME, honouring "Range: bytes=N-" (206 with the rest)
-    GET /cut/NAME     the same, but a request without a Range header gets half the bytes (the
-                      full length announced) and then the connection is closed
-    anything else     404
+Binds a free port, then writes "PORT CLOSED_PORT" to PORTFILE (CLOSED_PORT was free a moment
+ago and nothing listens on it: connecting there fails at once). Serves:
+    GET /files/NAME      DIR/NAME, honouring "Range: bytes=N-" (206 with the rest)
+    GET /cut/NAME        the same, but a request without a Range header gets half the bytes (the
+                         full length announced) and then the connection is closed
+    GET /truncate/NAME   always half the bytes, the full length announced, then closed
+    anything else        404
 Each request is appended to DIR/requests.log as "PATH RANGE" (RANGE "-" when none). Exits by
-itself after LIFETIME_SECONDS (default 60).
+itself after LIFETIME_SECONDS (default 120), so a test that dies cannot leave it running.
 """
 import http.server
 import os
@@ -27,7 +30,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         parts = self.path.split("/")
         name = parts[2] if len(parts) == 3 else ""
         path = os.path.join(ROOT, name)
-        if parts[1] not in ("files", "cut") or not name or "/" in name or not os.path.isfile(path):
+        if parts[1] not in ("files", "cut", "truncate") or not name or "/" in name or not os.path.isfile(path):
             self.send_error(404)
             return
         data = open(path, "rb").read()
@@ -50,7 +53,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
-        if parts[1] == "cut" and not rng:
+        if parts[1] == "truncate" or (parts[1] == "cut" and not rng):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
@@ -72,7 +75,7 @@ def closed_port():
 
 if __name__ == "__main__":
     ROOT = sys.argv[1]
-    lifetime = float(sys.argv[3]) if len(sys.argv) > 3 else 60
+    lifetime = float(sys.argv[3]) if len(sys.argv) > 3 else 120
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     timer = threading.Timer(lifetime, lambda: os._exit(0))
     timer.daemon = True
