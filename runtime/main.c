@@ -157,7 +157,7 @@ static void usage(FILE *f) {
         char spec[64];
         snprintf(spec, sizeof spec, "%s%s%s%s%s", o->name, o->alias ? ", " : "",
                  o->alias ? o->alias : "", o->value ? " " : "", o->value ? o->value : "");
-        fprintf(f, "  %-18s %s\n", spec, o->help);
+        fprintf(f, "  %-20s %s\n", spec, o->help);
     }
 }
 
