@@ -82,9 +82,9 @@ $(BUILD)/%.o: %.c $(wildcard runtime/*.h runtime/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) -c $< -o $@
 
-$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp runtime/torch/ft_torch.h
+$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp $(wildcard runtime/torch/*.h runtime/torch/*.hpp)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
 
 $(BUILD)/runtime/data/augment_cuda.o: runtime/data/augment_cuda.cu runtime/data/augment.h runtime/data/augment_cuda.h
 	@mkdir -p $(dir $@)

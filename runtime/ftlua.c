@@ -19,12 +19,18 @@ typedef struct {
 extern const ftl_embedded_lua ftl_lua_sources[]; /* build/lua_embed.c, from tools/embed_lua.sh */
 
 /* libtorch here defaults to one intra-op thread; use every core unless the user said otherwise
- * (FTLUA_NUM_THREADS, or OMP_NUM_THREADS which libtorch itself honours). */
+ * (FTLUA_NUM_THREADS, or OMP_NUM_THREADS which libtorch itself honours). Ranks sharing a machine
+ * (LOCAL_WORLD_SIZE, set by the launchers) share its cores. */
 static void set_default_threads(void) {
     const char *env = getenv("FTLUA_NUM_THREADS");
     int n = env ? atoi(env) : 0;
     if (n <= 0 && getenv("OMP_NUM_THREADS")) return;
-    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) {
+        const char *lw = getenv("LOCAL_WORLD_SIZE");
+        int local = lw ? atoi(lw) : 1;
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN) / (local > 1 ? local : 1);
+        if (n < 1) n = 1;
+    }
     if (n > 0) ft_set_num_threads(n);
 }
 
@@ -61,6 +67,7 @@ static const struct {
     {"weights", luaopen_ftlua_weights},           /* weights/weights.c */
     {"plot", luaopen_ftlua_plot},
     {"untar", luaopen_ftlua_untar},               /* weights/untar.c: untar_data, URLs */
+    {"dist", luaopen_ftlua_dist},                 /* dist/dist.c: process groups over c10d */
 };
 
 /* Names that fastai users write at the top level (table NULL) or under ft.vision:

@@ -28,6 +28,7 @@ int luaopen_ftlua_learner_core(lua_State *L); /* ft.learner_core: schedules, Ada
 int luaopen_ftlua_learner(lua_State *L);      /* ft.Learner, ft.metrics, ft.slice, ... */
 int luaopen_ftlua_plot(lua_State *L);
 int luaopen_ftlua_untar(lua_State *L); /* ft.untar_data, ft.URLs (weights/untar.c) */
+int luaopen_ftlua_dist(lua_State *L);  /* ft.dist: process groups over c10d (dist/dist.c) */
 
 /* T.save / T.load: safetensors files (tensor/tensor_io.c). */
 int ftl_tensor_save(lua_State *L);

@@ -13,6 +13,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "dist/dist.h"
 #include "ftlua.h"
 #include "repl.h"
 #include "report.h"
@@ -118,7 +119,11 @@ static int dochunk(lua_State *L, int status) {
  * --report FILE of later issues): add an OPT_ id and a row here, then a case in run_options()
  * or pmain(). Long options with a value accept both "--opt value" and "--opt=value". */
 
-enum { OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT, OPT_END };
+enum {
+    OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT,
+    OPT_NPROC, OPT_NNODES, OPT_NODE_RANK, OPT_MASTER_ADDR, OPT_MASTER_PORT, /* the launcher's */
+    OPT_END
+};
 
 typedef struct {
     const char *name, *alias; /* alias may be NULL */
@@ -133,6 +138,11 @@ static const option options[] = {
     {"-v", "--version", NULL, OPT_VERSION, "print the versions of ftlua, Lua, libtorch and the devices"},
     {"-h", "--help", NULL, OPT_HELP, "print this help"},
     {"--report", NULL, "file", OPT_REPORT, "run the script, write an HTML report of its cells"},
+    {"--nproc", NULL, "n", OPT_NPROC, "run n ranks of the script on this machine (data parallel)"},
+    {"--nnodes", NULL, "m", OPT_NNODES, "machines in the world (default 1)"},
+    {"--node-rank", NULL, "r", OPT_NODE_RANK, "this machine's index, 0..m-1 (default 0)"},
+    {"--master-addr", NULL, "host", OPT_MASTER_ADDR, "rank 0's machine (default 127.0.0.1)"},
+    {"--master-port", NULL, "port", OPT_MASTER_PORT, "its rendezvous port (default 29500)"},
     {"--", NULL, NULL, OPT_END, "stop handling options"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -147,7 +157,7 @@ static void usage(FILE *f) {
         char spec[64];
         snprintf(spec, sizeof spec, "%s%s%s%s%s", o->name, o->alias ? ", " : "",
                  o->alias ? o->alias : "", o->value ? " " : "", o->value ? o->value : "");
-        fprintf(f, "  %-18s %s\n", spec, o->help);
+        fprintf(f, "  %-20s %s\n", spec, o->help);
     }
 }
 
@@ -190,11 +200,22 @@ typedef struct {
     int has_exec;   /* some -e was given */
     int interactive, version, help;
     const char *report; /* --report FILE */
+    int launch;         /* some launcher option was given */
+    ftl_launch_opts lo;
 } cmdline;
+
+static int to_int(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end) return 0;
+    *out = (int)v;
+    return 1;
+}
 
 /* First pass: check every option and find the script. Returns 0 (after printing usage) on error. */
 static int parse_args(int argc, char **argv, cmdline *cl) {
     memset(cl, 0, sizeof *cl);
+    cl->lo = (ftl_launch_opts){.nproc = 1, .nnodes = 1, .master_addr = "127.0.0.1", .master_port = 29500};
     int i = 1;
     while (i < argc) {
         const char *a = argv[i];
@@ -214,6 +235,20 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
         case OPT_VERSION: cl->version = 1; break;
         case OPT_HELP: cl->help = 1; break;
         case OPT_REPORT: cl->report = value; break;
+        case OPT_NPROC: case OPT_NNODES: case OPT_NODE_RANK: case OPT_MASTER_PORT: {
+            int v = 0;
+            if (!to_int(value, &v)) {
+                fprintf(stderr, "%s: option '%s' needs an integer, got '%s'\n", ftl_progname, a, value);
+                return 0;
+            }
+            if (o->id == OPT_NPROC) cl->lo.nproc = v;
+            else if (o->id == OPT_NNODES) cl->lo.nnodes = v;
+            else if (o->id == OPT_NODE_RANK) cl->lo.node_rank = v;
+            else cl->lo.master_port = v;
+            cl->launch = 1;
+            break;
+        }
+        case OPT_MASTER_ADDR: cl->lo.master_addr = value; cl->launch = 1; break;
         case OPT_END:
             if (i < argc) cl->script = i;
             return 1;
@@ -301,6 +336,34 @@ static void banner(void) {
     fflush(stdout);
 }
 
+/* The launcher: each rank runs ftlua with the same arguments minus the launcher's options. */
+static int launch(int argc, char **argv, const cmdline *cl) {
+    if (!cl->script) {
+        fprintf(stderr, "%s: --nproc needs a script\n", ftl_progname);
+        return EXIT_FAILURE;
+    }
+    char **av = malloc(sizeof *av * (size_t)(argc + 1));
+    if (!av) return EXIT_FAILURE;
+    int n = 0, i = 1;
+    av[n++] = argv[0];
+    while (i < cl->script) {
+        int from = i;
+        const char *value, *err;
+        const option *o = next_option(argc, argv, &i, &value, &err);
+        if (o && o->id == OPT_END) break;
+        int ours = o && o->id >= OPT_NPROC && o->id <= OPT_MASTER_PORT;
+        for (int k = from; !ours && k < i; k++) av[n++] = argv[k];
+    }
+    av[n++] = "--";
+    for (i = cl->script; i < argc; i++) av[n++] = argv[i];
+    av[n] = NULL;
+    ftl_launch_opts lo = cl->lo;
+    lo.progname = ftl_progname;
+    int rc = ftl_launch(&lo, n, av);
+    free(av);
+    return rc;
+}
+
 /* Everything runs here, in protected mode, so a memory error is reported, not fatal. */
 static int pmain(lua_State *L) {
     int argc = (int)lua_tointeger(L, 1);
@@ -309,6 +372,8 @@ static int pmain(lua_State *L) {
     if (!parse_args(argc, argv, &cl)) return 0; /* result false: exit status 1 */
     if (cl.help) { usage(stdout); lua_pushboolean(L, 1); return 1; }
     if (cl.version) { print_version(); lua_pushboolean(L, 1); return 1; }
+    if (cl.launch) { lua_pushboolean(L, launch(argc, argv, &cl) == EXIT_SUCCESS); return 1; }
+    if (cl.report && ftl_env_int("RANK", 0) != 0) cl.report = NULL; /* data parallel: rank 0 reports */
 
     luaL_checkversion(L);
     luaL_openlibs(L);

@@ -15,19 +15,27 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 APT="-o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts=$DIR/sources -o Dir::State::Lists=$DIR/lists -o Dir::Cache=$DIR/cache"
-if ! ls "$DIR"/libtorch-dev_*.deb >/dev/null 2>&1; then
+if ! ls "$DIR"/libtorch-dev_*.deb "$DIR"/libgloo-dev_*.deb >/dev/null 2>&1; then
     # shellcheck disable=SC2086
     apt-get $APT update -qq
     # shellcheck disable=SC2086
-    (cd "$DIR" && apt-get $APT download libtorch-dev 2>/dev/null)
+    (cd "$DIR" && apt-get $APT download libtorch-dev libgloo-dev 2>/dev/null)
 fi
 deb=$(ls "$DIR"/libtorch-dev_*.deb | head -1)
 rm -rf "$DIR/root" && dpkg -x "$deb" "$DIR/root"
+gloo=$(ls "$DIR"/libgloo-dev_*.deb | head -1)
+dpkg -x "$gloo" "$DIR/root" # ProcessGroupGloo.hpp includes gloo's headers
 INC=$DIR/root/usr/include
 cd "$(dirname "$0")/.."
 g++ -std=c++17 -O0 -Wall -Wextra -Werror -fPIC -Iruntime -isystem "$INC" \
     -isystem "$INC/torch/csrc/api/include" -c runtime/torch/ft_torch.cpp -o "$DIR/ft_torch.o"
 echo "ok shim compiles against $(basename "$deb" .deb) ($(strings "$DIR/ft_torch.o" | grep -m1 -E '^2\.[0-9]+\.[0-9]+$'))"
+# The c10d shim, with Gloo (gloo's headers from trixie's libgloo-dev, found by __has_include).
+g++ -std=c++17 -O0 -Wall -Wextra -Werror -fPIC -Iruntime -isystem "$INC" \
+    -isystem "$INC/torch/csrc/api/include" -c runtime/torch/ft_dist.cpp -o "$DIR/ft_dist.o"
+nm -C "$DIR/ft_dist.o" | grep -q 'U c10d::ProcessGroupGloo::ProcessGroupGloo' ||
+    { echo "FAIL ft_dist.cpp compiled without Gloo"; exit 1; }
+echo "ok c10d shim (Gloo) compiles against $(basename "$deb" .deb) and $(basename "$gloo" .deb)"
 
 # Our own CUDA kernels: compile them with nvcc when this machine has it (no GPU needed to compile).
 NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)

@@ -3,7 +3,7 @@
 set -e
 PKGS="build-essential pkg-config libtorch-dev liblua5.4-dev lua5.4 libreadline-dev libstb-dev
 libturbojpeg0-dev python3-torch python3-torchvision gnuplot-nox tmux clang libclang-rt-14-dev
-dataset-fashion-mnist curl zlib1g-dev chromium"
+dataset-fashion-mnist curl zlib1g-dev chromium libgloo-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -136,7 +136,7 @@ function M.callbacks.SaveModelCallback(opts)
     if self.every_epoch then learn:save(("%s_%d"):format(self.fname, learn.epoch), { with_opt = self.with_opt }) return end
     local v = monitor_value(learn, self.monitor)
     if self.best == nil or cmp(v - (cmp(0, 1) and self.min_delta or -self.min_delta), self.best) then
-      if self.best ~= nil then
+      if self.best ~= nil and ft().dist.is_main() then
         print(("Better model found at epoch %d with %s value: %s."):format(learn.epoch, self.monitor, tostring(v)))
       end
       self.best = v
@@ -164,7 +164,9 @@ function M.callbacks.EarlyStoppingCallback(opts)
     else
       self.wait = self.wait + 1
       if self.wait >= self.patience then
-        print(("No improvement since epoch %d: early stopping"):format(learn.epoch - self.wait))
+        if ft().dist.is_main() then
+          print(("No improvement since epoch %d: early stopping"):format(learn.epoch - self.wait))
+        end
         return "cancel_fit"
       end
     end
@@ -182,6 +184,7 @@ function M.callbacks.CSVLogger(opts)
     for _, n in ipairs(learn:_metric_names()) do names[#names + 1] = n end
     names[#names + 1] = "time"
     self.path = (learn.path or ".") .. "/" .. self.fname
+    if not ft().dist.is_main() then return end -- data parallel: rank 0 writes
     self.log = core.CSVLogger(self.path, names, { append = self.append })
     self.t0 = ft().clock()
   end
@@ -190,7 +193,7 @@ function M.callbacks.CSVLogger(opts)
     local row = { learn.epoch }
     for _, v in ipairs(learn.final_record) do row[#row + 1] = v end
     row[#row + 1] = core.format_time(ft().clock() - self.t0)
-    self.log:write(row)
+    if self.log then self.log:write(row) end
   end
   function cb:after_fit() if self.log then self.log:close() self.log = nil end end
   return cb
@@ -236,9 +239,33 @@ function M.Learner(dls, model, opts)
   self._core = C.new(model, { lr = lr, wd = opts.wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
     metrics = self.metrics })
   for _, cb in ipairs(opts.cbs or {}) do self:add_cb(cb) end
+  -- Started by a launcher (ftlua --nproc, torchrun, Slurm): data parallel without asking.
+  if (tonumber(os.getenv("WORLD_SIZE")) or 1) > 1 then self:to_distributed() end
   return self
 end
 M.Adam = "Adam"
+
+-- learn:to_distributed(): data-parallel training over ft.dist's process group (made from the
+-- launcher's variables if there is none yet). Every rank starts from rank 0's weights, takes its
+-- part of every global batch, and all-reduces its gradients; validation numbers are all-reduced;
+-- only rank 0 prints, plots and writes files. Automatic when WORLD_SIZE > 1.
+function Learner:to_distributed()
+  local D = ft().dist
+  if not D.is_initialized() then D.init() end
+  self._core:set_dist(true)
+  self.distributed = true
+  return self
+end
+
+-- Data parallel: rank 0 writes; the others wait for it, so that a load right after finds the file.
+function Learner:_rank0_writes(fn)
+  local D = ft().dist
+  local ok, r = true, nil
+  if D.is_main() then ok, r = pcall(fn) end
+  if self.distributed then D.barrier() end
+  if not ok then error(r, 0) end
+  return r
+end
 
 function Learner:__tostring()
   return ("Learner: %s, %d parameter groups, lr %g"):format(self.model:type(), self._core:n_groups(), self.lr)
@@ -387,13 +414,13 @@ end
 function Learner:save(name, opts)
   opts = check_keys("save", opts, set { "with_opt" })
   local file = self:_file(name)
-  mkdir_p(file:match("^(.*)/[^/]*$") or ".")
+  if ft().dist.is_main() then mkdir_p(file:match("^(.*)/[^/]*$") or ".") end
   local out = {}
   for k, t in pairs(self.model:state_dict()) do out["model." .. k] = t end
   if opts.with_opt ~= false then
     for k, t in pairs(self._core:opt_state()) do out["opt." .. k] = t end
   end
-  T.save(file, out, { format = "ftlua.learner" })
+  self:_rank0_writes(function() T.save(file, out, { format = "ftlua.learner" }) end)
   return file
 end
 
@@ -590,9 +617,11 @@ function Learner:export(file, opts)
       data = data_desc(self.dls), loss = type(self.loss_func) == "table" and self.loss_func or nil }
   end)
   if not ok then error(desc, 2) end
-  mkdir_p(file:match("^(.*)/[^/]*$") or ".")
   local sd = self.model:state_dict()
-  T.save(file, sd, { format = EXPORT_FORMAT, learner = desc })
+  self:_rank0_writes(function()
+    mkdir_p(file:match("^(.*)/[^/]*$") or ".")
+    T.save(file, sd, { format = EXPORT_FORMAT, learner = desc })
+  end)
   return file
 end
 

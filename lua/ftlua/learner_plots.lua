@@ -35,6 +35,12 @@ local function plot_opts(o, extra, series)
   return extra
 end
 
+-- Data parallel: only rank 0 draws (every rank has the same numbers).
+local function draw(fn, ...)
+  if not ft().dist.is_main() then return end
+  return ft().plot[fn](...)
+end
+
 local function sub(t, i, j)
   local out = {}
   for k = i, j do out[#out + 1] = t[k] end
@@ -119,7 +125,7 @@ return function(M, Learner, Interp)
         end
       end
     end
-    ft().plot.plot(plot_opts(opts, { logx = true, xlabel = "Learning Rate",
+    draw("plot", plot_opts(opts, { logx = true, xlabel = "Learning Rate",
       ylabel = "Loss", title = opts.title }, series))
     return { lrs = lrs, losses = losses, points = points }
   end
@@ -148,7 +154,7 @@ return function(M, Learner, Interp)
       if #vx > 0 then series[2] = { x = vx, y = vy, title = "valid", style = "linespoints" } end
       out.valid_x, out.valid = vx, vy
     end
-    ft().plot.plot(plot_opts(opts, { xlabel = "iteration", ylabel = "loss",
+    draw("plot", plot_opts(opts, { xlabel = "iteration", ylabel = "loss",
       title = opts.title or "Loss" }, series))
     return out
   end
@@ -161,7 +167,7 @@ return function(M, Learner, Interp)
     if #lrs == 0 then fail("plot_sched: nothing recorded yet (fit first)") end
     local series = { { y = lrs, title = "lr" } }
     if #moms > 0 then series[2] = { y = moms, title = "mom" } end
-    ft().plot.plot(plot_opts(opts, { logy = true, xlabel = "iteration",
+    draw("plot", plot_opts(opts, { logy = true, xlabel = "iteration",
       ylabel = "lr, mom", title = opts.title or "Schedule (last group)" }, series))
     return { lr = lrs, mom = moms }
   end
@@ -181,7 +187,7 @@ return function(M, Learner, Interp)
       out[name] = y
       series[#series + 1] = { x = epochs, y = y, title = name:gsub("_", " "), style = "linespoints" }
     end
-    ft().plot.plot(plot_opts(opts, { xlabel = "epoch", ylabel = "value",
+    draw("plot", plot_opts(opts, { xlabel = "epoch", ylabel = "value",
       title = opts.title or "Metrics" }, series))
     return out
   end
@@ -202,7 +208,7 @@ return function(M, Learner, Interp)
     end
     local names = {}
     for i, v in ipairs(self.vocab) do names[i] = tostring(v) end
-    ft().plot.imagesc(cm, plot_opts(opts, { title = opts.title or "Confusion matrix", xlabels = names,
+    draw("imagesc", cm, plot_opts(opts, { title = opts.title or "Confusion matrix", xlabels = names,
       ylabels = names, xlabel = "Predicted", ylabel = "Actual" }))
     return cm
   end

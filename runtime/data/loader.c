@@ -349,7 +349,8 @@ struct ftl_loader {
     int64_t *items, n;
     ftl_loader_config cfg; /* as set; `run` is the copy the running epoch uses */
     ftl_loader_config run;
-    int64_t nbatches;
+    int64_t nbatches;             /* batches of the whole epoch, all ranks together */
+    int shard, shard_rank, shard_world; /* FTL_SHARD_*: this rank's part of each epoch */
     int out_h, out_w; /* x's spatial size */
     scratch scratch[MAX_WORKERS];
     /* the running epoch */
@@ -424,6 +425,7 @@ ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
     l->out_h = out_h;
     l->out_w = out_w;
     l->epoch = -1;
+    l->shard_world = 1;
     int nw = cfg->nworkers < 0 ? 0 : cfg->nworkers > MAX_WORKERS ? MAX_WORKERS : cfg->nworkers;
     l->cfg.nworkers = nw;
     l->nslots = cfg->prefetch >= 1 ? cfg->prefetch : (nw + 1 < 2 ? 2 : nw + 1);
@@ -484,7 +486,23 @@ void ftl_loader_free(ftl_loader *l) {
     free(l);
 }
 
-int64_t ftl_loader_len(const ftl_loader *l) { return l->nbatches; }
+/* Batches this rank takes. Split: every batch, but a last batch with fewer items than ranks
+ * is left out (a rank with no item could not join the step). Stride: every world-th batch. */
+int64_t ftl_loader_len(const ftl_loader *l) {
+    int64_t nb = l->nbatches, w = l->shard_world;
+    if (l->shard == FTL_SHARD_SPLIT && nb > 0 && l->n - (nb - 1) * l->cfg.bs < w) return nb - 1;
+    if (l->shard == FTL_SHARD_STRIDE) return nb > l->shard_rank ? (nb - l->shard_rank + w - 1) / w : 0;
+    return nb;
+}
+
+void ftl_loader_set_shard(ftl_loader *l, ftl_shard_mode mode, int rank, int world) {
+    if (world < 2 || rank < 0 || rank >= world) mode = FTL_SHARD_NONE;
+    l->shard = mode;
+    l->shard_rank = mode == FTL_SHARD_NONE ? 0 : rank;
+    l->shard_world = mode == FTL_SHARD_NONE ? 1 : world;
+}
+
+void ftl_loader_set_seed(ftl_loader *l, uint64_t seed) { l->cfg.seed = seed; }
 int64_t ftl_loader_items(const ftl_loader *l) { return l->n; }
 int64_t ftl_loader_epoch(const ftl_loader *l) { return l->epoch; }
 const ftl_loader_config *ftl_loader_config_of(const ftl_loader *l) { return &l->cfg; }
@@ -542,10 +560,21 @@ static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
     }
     int H = ds->item_h, W = ds->item_w;
     size_t isz = (size_t)H * W * 3;
-    int64_t first = b * c->bs;
-    int nb = (int)(l->n - first < c->bs ? l->n - first : c->bs);
+    /* Global batch gb; this rank takes its items [lo, hi). With a shard, the draws of the
+     * items before and after ours are made and dropped, so each item gets the draws it gets
+     * in one process: the ranks' batches together are the one-process batch. */
+    int64_t gb = l->shard == FTL_SHARD_STRIDE ? l->shard_rank + b * l->shard_world : b;
+    int64_t first = gb * c->bs;
+    int nb_g = (int)(l->n - first < c->bs ? l->n - first : c->bs), lo = 0, hi = nb_g;
+    if (l->shard == FTL_SHARD_SPLIT) {
+        lo = (int)((int64_t)nb_g * l->shard_rank / l->shard_world);
+        hi = (int)((int64_t)nb_g * (l->shard_rank + 1) / l->shard_world);
+    }
     ftl_aug_rng rng;
-    ftl_aug_rng_seed(&rng, l->epoch_seed, (uint64_t)b);
+    ftl_aug_rng_seed(&rng, l->epoch_seed, (uint64_t)gb);
+    for (int k = 0; k < 2 * lo; k++) ftl_aug_rng_uniform(&rng, 0, 1);
+    first += lo;
+    int nb = hi - lo;
     int kept = 0;
     char e[1024];
     for (int k = 0; k < nb; k++) {
@@ -562,6 +591,7 @@ static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
         }
         s->labels[kept++] = ds->labels ? ds->labels[idx] : -1;
     }
+    for (int k = 2 * hi; k < 2 * nb_g; k++) ftl_aug_rng_uniform(&rng, 0, 1);
     if (kept == 0) {
         set_err(err, errlen, "%s", "loader: no image of this batch could be loaded");
         return BATCH_FAILED;
@@ -575,7 +605,10 @@ static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
         }
     int S = l->out_h, C = c->channels;
     if (c->augment) {
-        if (c->train) ftl_aug_draw(&rng, &c->aug, kept, H, W, s->params);
+        if (c->train) { /* the draws of items [0, lo) too, then ours moved to the front */
+            ftl_aug_draw(&rng, &c->aug, lo + kept, H, W, s->params);
+            memmove(s->params, s->params + lo, (size_t)kept * sizeof *s->params);
+        }
         else
             for (int i = 0; i < kept; i++) s->params[i] = ftl_aug_valid_params(&c->aug, H, W);
     }
@@ -736,7 +769,8 @@ int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *er
             l->order[j] = t;
         }
     }
-    l->end = max_batches >= 0 && max_batches < l->nbatches ? max_batches : l->nbatches;
+    int64_t len = ftl_loader_len(l);
+    l->end = max_batches >= 0 && max_batches < len ? max_batches : len;
     l->next_build = l->next_take = 0;
     atomic_store(&l->stop, 0);
     int want = l->run.nworkers < l->end ? l->run.nworkers : (int)l->end;

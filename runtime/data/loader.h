@@ -107,12 +107,22 @@ ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
                            const ftl_loader_config *cfg, char *err, size_t errlen);
 void ftl_loader_free(ftl_loader *l); /* stops a running epoch first; NULL is fine */
 
-int64_t ftl_loader_len(const ftl_loader *l);   /* batches per epoch */
+int64_t ftl_loader_len(const ftl_loader *l);   /* batches per epoch (this rank's: see shards) */
 int64_t ftl_loader_items(const ftl_loader *l); /* items */
 const ftl_loader_config *ftl_loader_config_of(const ftl_loader *l);
 /* Change normalisation (e.g. the learner adding ImageNet stats); applies from the next epoch. */
 void ftl_loader_set_normalize(ftl_loader *l, int normalize, const float mean[3],
                               const float std[3]);
+
+/* Data parallel: which part of every epoch this rank takes (set before ftl_loader_start).
+ * SPLIT (training): every global batch, as one process makes it, is split into world nearly
+ * equal parts and this rank takes part `rank`; all ranks take the same number of steps.
+ * STRIDE (validation): whole batches rank, rank + world, ... NONE (or world < 2): everything.
+ * ftl_loader_len then counts this rank's batches. */
+typedef enum { FTL_SHARD_NONE = 0, FTL_SHARD_SPLIT, FTL_SHARD_STRIDE } ftl_shard_mode;
+void ftl_loader_set_shard(ftl_loader *l, ftl_shard_mode mode, int rank, int world);
+/* The seed of epoch 0's order and draws (ranks agree on rank 0's). */
+void ftl_loader_set_seed(ftl_loader *l, uint64_t seed);
 
 /* Start epoch `epoch` (its order and draws) and its workers; max_batches < 0: the whole epoch,
  * else at most that many batches (one_batch uses 1). Stops a running epoch first. */

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "data/data.h"
+#include "dist/dist.h"
 #include "learner/learner.h"
 #include "learner/lr_find.h"
 #include "learner/metrics.h"
@@ -178,6 +179,9 @@ static int collect_state(ftm_module *m, plist *p) {
     ftm_walk(m, "", 1, 1, plist_visit, p);
     return p->failed ? -1 : 0;
 }
+
+/* The group this learner trains over, or NULL (one process, or no learn:to_distributed()). */
+static ft_dist *dist_of(const ftl_learner *ln) { return ln->dist ? ftl_dist_group() : NULL; }
 
 /* ---------------------------------------------------------------- the core userdata */
 
@@ -377,6 +381,24 @@ static int l_core_set_amp(lua_State *L) {
     return 0;
 }
 
+/* core:set_dist(on): train data-parallel over ft.dist's group. Turning it on gives every rank
+ * rank 0's weights and buffers, so the ranks start identical. */
+static int l_core_set_dist(lua_State *L) {
+    ftl_learner *ln = check_core(L, 1);
+    ln->dist = lua_toboolean(L, 2);
+    ft_dist *d = dist_of(ln);
+    if (!d) return 0;
+    plist p = {0};
+    if (collect_state(ln->model, &p)) {
+        plist_free(&p);
+        return luaL_error(L, "to_distributed: out of memory");
+    }
+    ft_status st = ft_dist_broadcast(d, p.t, p.n, 0);
+    plist_free(&p);
+    ftl_check(L, st, "to_distributed");
+    return 0;
+}
+
 static int l_core_set_channels_last(lua_State *L) {
     check_core(L, 1)->channels_last = lua_toboolean(L, 2);
     return 0;
@@ -519,6 +541,8 @@ typedef struct {
     ftl_pbar bar;
     int bar_on;
     int grad_off; /* autograd was turned off by us */
+    ftl_loader *sharded[2]; /* data parallel: loaders given this rank's shard for the fit */
+    ft_dist_reducer *reducer; /* data parallel: all-reduce overlapped with backward, or NULL */
     char err[2048];
 } fit_state;
 
@@ -550,6 +574,12 @@ static void fs_clear(fit_state *fs) {
     fs->state = NULL;
     if (fs->grad_off) ft_set_grad_enabled(1);
     fs->grad_off = 0;
+    for (int i = 0; i < 2; i++) {
+        if (fs->sharded[i]) ftl_loader_set_shard(fs->sharded[i], FTL_SHARD_NONE, 0, 1);
+        fs->sharded[i] = NULL;
+    }
+    free_ft_dist_reducer(fs->reducer);
+    fs->reducer = NULL;
 }
 
 static int fs_gc(lua_State *L) {
@@ -660,6 +690,111 @@ static int run_event(lua_State *L, fit_state *fs, fit_lua *fl, int ev) {
         lua_settop(L, cb - 1);
     }
     return result;
+}
+
+/* ---------------------------------------------------------------- data parallel */
+
+/* After backward: every rank's gradients, and its batch loss, become their mean over the
+ * global batch, sum_r(n_r * g_r) / sum_r(n_r) with n_r the rank's items: what one process's
+ * mean loss over the whole batch gives. fs->loss becomes that (detached) global loss, so the
+ * smoothed loss, the recorder and lr_find's stop agree on every rank. */
+static int dist_reduce_grads(fit_state *fs, ft_dist *d) {
+    ftl_adam *o = fs->ln->opt;
+    ft_tensor **ts = calloc((size_t)o->n_params + 1, sizeof *ts);
+    if (!ts) return failf(fs, "all_reduce: out of memory", "", "");
+    int n = 0, r = GO;
+    ft_tensor *det = NULL, *loss = NULL;
+    ft_status st = ft_detach(fs->loss, &det);
+    if (st == FT_OK) st = ft_clone(det, &loss);
+    ft_free(det);
+    if (st == FT_OK && fs->reducer) { /* the buckets went out during backward */
+        free(ts);
+        if (ft_dist_reducer_finish(fs->reducer, loss, NULL) != FT_OK) {
+            ft_free(loss);
+            return shim_fail(fs, "data parallel step");
+        }
+        ft_free(fs->loss);
+        fs->loss = loss;
+        return GO;
+    }
+    for (int i = 0; st == FT_OK && i < o->n_params; i++) {
+        ft_tensor *g = NULL;
+        st = ft_grad(o->params[i].p, &g);
+        if (g) ts[n++] = g;
+    }
+    if (st != FT_OK) r = shim_fail(fs, "all_reduce");
+    else {
+        ts[n] = loss;
+        if (ft_dist_all_reduce_mean(d, ts, n + 1, (double)ft_size(fs->y, 0), 0, NULL) != FT_OK)
+            r = shim_fail(fs, "data parallel step");
+    }
+    for (int i = 0; i < n; i++) ft_free(ts[i]);
+    free(ts);
+    if (r == GO) {
+        ft_free(fs->loss);
+        fs->loss = loss;
+    } else {
+        ft_free(loss);
+    }
+    return r;
+}
+
+/* After validation: the sums and counts of the loss and every metric, added over the ranks
+ * (each validated its own batches), so every rank reports the same numbers. */
+static int dist_reduce_avgs(fit_state *fs, ft_dist *d) {
+    int k = 1 + fs->ln->n_metrics;
+    double v[2 * (FTL_MAX_METRICS + 1)];
+    for (int i = 0; i < k; i++) {
+        ftl_avg *a = i == 0 ? &fs->vloss : &fs->vmet[i - 1];
+        double t = 0;
+        if (a->total && ft_item(a->total, &t) != FT_OK) return shim_fail(fs, "valid");
+        v[2 * i] = a->dtotal + t;
+        v[2 * i + 1] = (double)a->count;
+    }
+    if (ft_dist_all_reduce_doubles(d, v, 2 * k, FT_DIST_SUM) != FT_OK) return shim_fail(fs, "valid");
+    for (int i = 0; i < k; i++) {
+        ftl_avg *a = i == 0 ? &fs->vloss : &fs->vmet[i - 1];
+        ftl_avg_reset(a);
+        a->dtotal = v[2 * i];
+        a->count = (int64_t)v[2 * i + 1];
+    }
+    return GO;
+}
+
+/* fit's data-parallel setup: the ranks agree on rank 0's shuffle seed, the train loader gives
+ * this rank its part of every global batch, the valid loader every world-th batch. */
+static int dist_shard(fit_state *fs, ft_dist *d, ftl_loader *train, ftl_loader *valid) {
+    int rank = ft_dist_rank(d), world = ft_dist_world(d);
+    if (ftl_loader_config_of(train)->bs < world) {
+        snprintf(fs->err, sizeof fs->err, "fit: the batch size (%d) is smaller than the number of ranks (%d)",
+                 ftl_loader_config_of(train)->bs, world);
+        return FAIL;
+    }
+    uint64_t seed = ftl_loader_config_of(train)->seed;
+    if (ft_dist_broadcast_bytes(d, &seed, sizeof seed, 0) != FT_OK) return shim_fail(fs, "fit");
+    ftl_loader_set_seed(train, seed);
+    ftl_loader_set_shard(train, FTL_SHARD_SPLIT, rank, world);
+    fs->sharded[0] = train;
+    if (valid && valid != train) {
+        ftl_loader_set_shard(valid, FTL_SHARD_STRIDE, rank, world);
+        fs->sharded[1] = valid;
+    }
+    /* Overlap the all-reduce with backward over the parameters this fit trains (freezing
+     * changes them between fits), unless FTLUA_DIST_OVERLAP=0. FTLUA_DIST_BUCKET_MB sets the
+     * bucket size (25, DDP's). */
+    const char *ov = getenv("FTLUA_DIST_OVERLAP");
+    if (ov && !strcmp(ov, "0")) return GO;
+    const char *mb = getenv("FTLUA_DIST_BUCKET_MB");
+    int64_t bucket = mb && atof(mb) > 0 ? (int64_t)(atof(mb) * 1048576.0) : 0;
+    ftl_adam *o = fs->ln->opt;
+    ft_tensor **ps = calloc((size_t)o->n_params + 1, sizeof *ps);
+    if (!ps) return failf(fs, "fit: out of memory", "", "");
+    int n = 0;
+    for (int i = 0; i < o->n_params; i++)
+        if (ft_requires_grad(o->params[i].p)) ps[n++] = o->params[i].p;
+    ft_status st = new_ft_dist_reducer(d, ps, n, bucket, &fs->reducer);
+    free(ps);
+    return st == FT_OK ? GO : shim_fail(fs, "fit");
 }
 
 /* ---------------------------------------------------------------- one batch */
@@ -924,7 +1059,7 @@ static int validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid,
     if (ftl_loader_start(valid, 0, -1, err, sizeof err)) return failf(fs, "valid loader: %s", err, "");
     fs->running = valid;
     int64_t total = ftl_loader_len(valid), v = 0;
-    if (!fl->has[EV_BEFORE_BATCH]) { /* a valid bar, as fastprogress draws one */
+    if (!fl->has[EV_BEFORE_BATCH] && ftl_dist_is_main()) { /* a valid bar, as fastprogress draws one */
         ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, (int)total, now_s());
         fs->bar_on = 1;
     }
@@ -954,6 +1089,7 @@ static int validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid,
     fs->running = NULL;
     if (fs->bar_on) ftl_pbar_finish(&fs->bar);
     fs->bar_on = 0;
+    if (r == GO && dist_of(ln)) r = dist_reduce_avgs(fs, dist_of(ln));
     if (r != GO) return r;
     return run_event(L, fs, fl, EV_AFTER_VALIDATE);
 }
@@ -1049,8 +1185,10 @@ static int train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, f
         return failf(fs, "train loader: %s", err, "");
     fs->running = train;
     int n_iter = (int)ftl_loader_len(train);
-    ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, n_iter, now_s());
-    fs->bar_on = 1;
+    if (ftl_dist_is_main()) { /* only rank 0 prints */
+        ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, n_iter, now_s());
+        fs->bar_on = 1;
+    }
     r = GO;
     for (int it = 0;; it++) {
         int got = next_batch(fs, ln, train, "training");
@@ -1105,16 +1243,25 @@ static int train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, f
         if (c != CANCEL_BATCH) {
             ft_status st;
             int skip = 0;
+            if (fs->reducer && ft_dist_reducer_prepare(fs->reducer, (double)ft_size(fs->y, 0)) != FT_OK) {
+                r = shim_fail(fs, "data parallel step");
+                break;
+            }
             if (ln->amp == FTL_AMP_FP16) {
                 ft_tensor *scaled = NULL;
                 st = ft_binary_scalar(FT_MUL, fs->loss, ln->loss_scale, &scaled);
                 if (st == FT_OK) st = ft_backward(scaled, NULL, 0);
                 ft_free(scaled);
                 if (st != FT_OK) { r = shim_fail(fs, "backward"); break; }
+                /* reduced before the check, so every rank skips the same steps */
+                if (dist_of(ln) && (r = dist_reduce_grads(fs, dist_of(ln))) != GO) break;
                 if ((r = unscale_grads(fs, &skip)) != GO) break;
-            } else if ((st = ft_backward(fs->loss, NULL, 0)) != FT_OK) {
-                r = shim_fail(fs, "backward");
-                break;
+            } else {
+                if ((st = ft_backward(fs->loss, NULL, 0)) != FT_OK) {
+                    r = shim_fail(fs, "backward");
+                    break;
+                }
+                if (dist_of(ln) && (r = dist_reduce_grads(fs, dist_of(ln))) != GO) break;
             }
             if (!skip && ftl_adam_step(ln->opt) != FT_OK) { r = learn_fail(fs, "optimizer step"); break; }
             if (ftl_adam_zero_grad(ln->opt, 1) != FT_OK) { r = learn_fail(fs, "zero_grad"); break; }
@@ -1195,6 +1342,10 @@ static int l_core_fit(lua_State *L) {
     }
     fit_state *fs = new_fit_state(L, ln);
     fl.fs = lua_gettop(L);
+    if (dist_of(ln)) {
+        if (dist_shard(fs, dist_of(ln), train, valid) != GO) return luaL_error(L, "%s", fs->err);
+        n_iter = ftl_loader_len(train);
+    }
     fit_spec sp;
     memset(&sp, 0, sizeof sp);
     n_epoch = build_spec(L, 4, fs, &sp, n_epoch);
@@ -1229,7 +1380,8 @@ static int l_core_fit(lua_State *L) {
     columns cols;
     make_columns(ln, &cols);
     char line[4096];
-    if (!sp.no_logging) {
+    int main_rank = ftl_dist_is_main(); /* data parallel: only rank 0 prints */
+    if (!sp.no_logging && main_rank) {
         ftl_table_header(line, sizeof line, cols.names, cols.k);
         printf("%s\n", line);
         fflush(stdout);
@@ -1277,7 +1429,7 @@ static int l_core_fit(lua_State *L) {
         cells[0] = (ftl_cell){.kind = FTL_CELL_INT, .i = epoch};
         for (int j = 0; j < nv; j++) cells[1 + j] = (ftl_cell){.kind = FTL_CELL_FLOAT, .f = vals[j]};
         cells[1 + nv] = (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(now_s() - t0, tbuf)};
-        if (!sp.no_logging) {
+        if (!sp.no_logging && main_rank) {
             ftl_table_row(line, sizeof line, cols.names, cells, cols.k);
             printf("%s\n", line);
             fflush(stdout);
@@ -1492,6 +1644,7 @@ int ftl_learner_core_class(lua_State *L) {
         {"set_hyper", l_core_set_hyper},
         {"set_amp", l_core_set_amp},
         {"set_channels_last", l_core_set_channels_last},
+        {"set_dist", l_core_set_dist},
         {"set_loss_metrics", l_core_set_loss_metrics},
         {"opt_state", l_core_opt_state},
         {"set_opt_state", l_core_set_opt_state},

@@ -57,6 +57,7 @@ typedef struct {
     double loss_scale; /* FTL_AMP_FP16: dynamic loss scaling */
     int good_steps;
     int64_t data_epoch; /* epochs started on train loaders: each gets new shuffles and draws */
+    int dist;           /* data parallel over ft.dist's group (learn:to_distributed()) */
     ftl_recorder rec;
 } ftl_learner;
 

@@ -29,11 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "torch/ft_torch.h"
-
-struct ft_tensor {
-    at::Tensor t;
-};
+#include "torch/ft_internal.hpp"
 
 namespace {
 
@@ -101,6 +97,16 @@ template <class Enum> int E(const Enum &e) {
     memcpy(&v, &e, sizeof v);
     return v;
 }
+
+} // namespace
+
+// ft_dist.cpp reports its errors through the same buffer.
+ft_status ft_internal::fail_current() noexcept { return ::fail_current(); }
+ft_status ft_internal::set_error(ft_status code, const char *msg) noexcept {
+    return ::set_error(code, msg);
+}
+
+namespace {
 
 // ---------------------------------------------------------------- handles
 

@@ -1,0 +1,163 @@
+/* launch.c: `ftlua --nproc N [--nnodes M --node-rank R --master-addr HOST --master-port P]
+ * script.lua`, a launcher like torchrun. It starts N copies of ftlua on this machine, each with
+ * RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (the script's
+ * ft.dist / Learner read them and do the TCPStore rendezvous), and watches them:
+ *
+ * - all exit 0: exit 0;
+ * - one exits non-zero or is killed: the others get a grace period to end on their own (their
+ *   collectives fail with a message of their own once the peer is gone), then SIGTERM, then
+ *   SIGKILL; the launcher names the first rank that failed and exits 1. Never a hang.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dist/dist.h"
+
+#define MAX_PROCS 256
+
+static pid_t g_pids[MAX_PROCS];
+static int g_n;
+
+static void forward_signal(int sig) {
+    for (int i = 0; i < g_n; i++)
+        if (g_pids[i] > 0) kill(g_pids[i], sig);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The master port must be free on the master's machine before rank 0 can serve it: say so
+ * now, in plain words, rather than through a child's error. */
+static int port_in_use(int port) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) return 0;
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as TCPStore does */
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    int busy = bind(s, (struct sockaddr *)&a, sizeof a) != 0 && errno == EADDRINUSE;
+    close(s);
+    return busy;
+}
+
+static void describe(int status, char *buf, size_t n) {
+    if (WIFSIGNALED(status))
+        snprintf(buf, n, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
+}
+
+int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
+    int world = o->nnodes * o->nproc;
+    if (o->nproc < 1 || o->nnodes < 1 || world > MAX_PROCS || o->node_rank < 0 ||
+        o->node_rank >= o->nnodes) {
+        fprintf(stderr, "%s: need --nproc >= 1, --nnodes >= 1 (at most %d processes) and "
+                        "0 <= --node-rank < --nnodes\n", o->progname, MAX_PROCS);
+        return EXIT_FAILURE;
+    }
+    if (o->master_port < 1 || o->master_port > 65535) {
+        fprintf(stderr, "%s: --master-port must be in [1, 65535], got %d\n", o->progname, o->master_port);
+        return EXIT_FAILURE;
+    }
+    if (o->node_rank == 0 && port_in_use(o->master_port)) {
+        fprintf(stderr, "%s: the master port %d is in use on this machine: choose another with "
+                        "--master-port\n", o->progname, o->master_port);
+        return EXIT_FAILURE;
+    }
+    char num[32];
+    setenv("MASTER_ADDR", o->master_addr, 1);
+    snprintf(num, sizeof num, "%d", o->master_port);
+    setenv("MASTER_PORT", num, 1);
+    snprintf(num, sizeof num, "%d", world);
+    setenv("WORLD_SIZE", num, 1);
+    snprintf(num, sizeof num, "%d", o->nproc);
+    setenv("LOCAL_WORLD_SIZE", num, 1);
+    snprintf(num, sizeof num, "%d", o->node_rank);
+    setenv("GROUP_RANK", num, 1);
+    fflush(NULL);
+
+    /* Ctrl-C on a terminal reaches every rank by itself (they share our process group): a
+     * second copy from us would be their "second Ctrl-C", which kills. kill -TERM is passed on. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, forward_signal);
+    g_n = 0;
+    for (int i = 0; i < o->nproc; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
+            forward_signal(SIGTERM);
+            break;
+        }
+        if (pid == 0) { /* the rank: ftlua again, without the launcher options */
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            snprintf(num, sizeof num, "%d", o->node_rank * o->nproc + i);
+            setenv("RANK", num, 1);
+            snprintf(num, sizeof num, "%d", i);
+            setenv("LOCAL_RANK", num, 1);
+            execv("/proc/self/exe", argv);
+            fprintf(stderr, "%s: cannot start rank %d: %s\n", o->progname, i, strerror(errno));
+            _exit(127);
+        }
+        g_pids[g_n++] = pid;
+    }
+    (void)argc;
+
+    /* Watch. The grace period lets the survivors report their own error first. */
+    double grace = 10;
+    const char *g = getenv("FTLUA_DIST_GRACE");
+    if (g && atof(g) > 0) grace = atof(g);
+    int alive = g_n, failed_rank = -1, failed_status = 0, termed = 0, killed = 0;
+    double failed_at = 0;
+    while (alive > 0) {
+        int status;
+        pid_t pid = waitpid(-1, &status, failed_rank >= 0 ? WNOHANG : 0);
+        if (pid < 0 && errno == EINTR) continue;
+        if (pid < 0) break;
+        if (pid == 0) { /* someone failed; the rest are still running */
+            double waited = now_s() - failed_at;
+            if (!termed && waited > grace) {
+                forward_signal(SIGTERM);
+                termed = 1;
+            } else if (!killed && waited > grace + 5) {
+                forward_signal(SIGKILL);
+                killed = 1;
+            }
+            usleep(50 * 1000);
+            continue;
+        }
+        for (int i = 0; i < g_n; i++) {
+            if (g_pids[i] != pid) continue;
+            g_pids[i] = 0;
+            alive--;
+            int bad = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            if (bad && failed_rank < 0) {
+                failed_rank = o->node_rank * o->nproc + i;
+                failed_status = status;
+                failed_at = now_s();
+            }
+        }
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (failed_rank < 0) return EXIT_SUCCESS;
+    char how[128];
+    describe(failed_status, how, sizeof how);
+    fprintf(stderr, "%s: rank %d %s; the world was stopped\n", o->progname, failed_rank, how);
+    return EXIT_FAILURE;
+}
