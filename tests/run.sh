@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.." || exit 2
 export FTLUA_ROOT="$PWD"
 export FTLUA_SHARED="${FTLUA_SHARED:-$PWD/../shared}"
 export LUA_PATH="$PWD/tests/lua/?.lua;;"
+# The tests compare training with float32 references (PyTorch, finite differences), so they pin
+# float32; the default precision policy (bf16 on CPUs with bf16 instructions) has its own test,
+# tests/lua/test_learner_amp.lua, which runs ftlua without this variable.
+export FTLUA_AMP=fp32
 passed=0; failed=0; skipped=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 

@@ -206,7 +206,38 @@ Learner.__index = Learner
 M.LearnerClass = Learner
 
 local LEARNER_KEYS = set { "loss_func", "opt_func", "lr", "wd", "metrics", "path", "model_dir", "cbs",
-  "splitter", "train_bn", "moms" }
+  "splitter", "train_bn", "moms", "amp" }
+
+-- Whether this CPU has bf16 instructions (AVX512-BF16 or AMX-BF16), from /proc/cpuinfo's flags
+-- (or the text given, for the tests).
+function M._cpu_has_bf16(cpuinfo)
+  if cpuinfo == nil then
+    local f = io.open("/proc/cpuinfo", "r")
+    cpuinfo = f and f:read("a") or ""
+    if f then f:close() end
+  end
+  local flags = " " .. (("\n" .. cpuinfo):match("\nflags%s*:([^\n]*)") or "") .. " "
+  return flags:find(" avx512_bf16 ", 1, true) ~= nil or flags:find(" amx_bf16 ", 1, true) ~= nil
+end
+
+-- The precision a new Learner trains in: bf16 autocast where it helps, float32 elsewhere. With
+-- bf16 instructions a convolutional model trains 1.1-1.9x faster under autocast, to float32's
+-- accuracy (docs/performance.md); without them libtorch emulates bf16, 20-30x slower. Models
+-- with no convolution (small MLPs) gain nothing. On CUDA fp16 stays a choice (to_fp16).
+-- FTLUA_AMP = fp32 | bf16 | auto, or opts.amp, decide instead.
+function M._default_amp(device, model, env, cpuinfo)
+  if env == nil then env = os.getenv("FTLUA_AMP") or "auto" end
+  if env == "fp32" or env == "bf16" then return env end
+  if env ~= "" and env ~= "auto" then
+    fail("FTLUA_AMP must be fp32, bf16 or auto, got '%s'", tostring(env))
+  end
+  if tostring(device or "cpu"):match("^cuda") then return "fp32" end
+  local conv = false
+  pcall(function()
+    for _, m in model:named_modules() do if m:type() == "Conv2d" then conv = true break end end
+  end)
+  return (conv and M._cpu_has_bf16(cpuinfo)) and "bf16" or "fp32"
+end
 
 local function check_lr(what, lr)
   if type(lr) ~= "number" or lr ~= lr or lr <= 0 or lr == math.huge then
@@ -239,6 +270,12 @@ function M.Learner(dls, model, opts)
   self._core = C.new(model, { lr = lr, wd = opts.wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
     metrics = self.metrics })
   for _, cb in ipairs(opts.cbs or {}) do self:add_cb(cb) end
+  local amp = opts.amp
+  if amp == nil or amp == "auto" then amp = M._default_amp(dls.device, model)
+  elseif amp ~= "fp32" and amp ~= "bf16" and amp ~= "fp16" then
+    fail("Learner: amp must be \"auto\", \"fp32\", \"bf16\" or \"fp16\", got '%s'", tostring(amp))
+  end
+  if amp == "bf16" then self:to_bf16() elseif amp == "fp16" then self:to_fp16() end
   -- Started by a launcher (ftlua --nproc, torchrun, Slurm): data parallel without asking.
   if (tonumber(os.getenv("WORLD_SIZE")) or 1) > 1 then self:to_distributed() end
   return self
@@ -837,7 +874,7 @@ end
 -- fastai's resnet splitter is set by create_cnn_model; cnn_learner adds ImageNet stats when
 -- pretrained and the data has none, and freezes a pretrained body.
 local CNN_KEYS = set { "metrics", "pretrained", "weights", "loss_func", "lr", "wd", "path", "model_dir",
-  "cbs", "train_bn", "moms", "n_out", "lin_ftrs", "ps", "concat_pool", "normalize", "opt_func" }
+  "cbs", "train_bn", "moms", "n_out", "lin_ftrs", "ps", "concat_pool", "normalize", "opt_func", "amp" }
 
 function M.cnn_learner(dls, arch, opts)
   opts = check_keys("cnn_learner", opts, CNN_KEYS)
@@ -851,7 +888,7 @@ function M.cnn_learner(dls, arch, opts)
     lin_ftrs = opts.lin_ftrs, ps = opts.ps, concat_pool = opts.concat_pool })
   local learn = M.Learner(dls, model, { metrics = opts.metrics, loss_func = opts.loss_func, lr = opts.lr,
     wd = opts.wd, path = opts.path, model_dir = opts.model_dir, cbs = opts.cbs, train_bn = opts.train_bn,
-    moms = opts.moms, opt_func = opts.opt_func })
+    moms = opts.moms, opt_func = opts.opt_func, amp = opts.amp })
   learn.arch = type(arch) == "string" and arch or nil
   if not learn.arch then
     for name, f in pairs(ft().models or {}) do if f == arch then learn.arch = name end end

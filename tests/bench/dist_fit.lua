@@ -26,7 +26,7 @@ for _, name in ipairs(arg) do
   local dls = ft.vision.FashionMNIST { n_train = N_TRAIN, n_valid = 8, bs = BS, seed = 0, verbose = false,
     channels = name == "small" and 1 or 3 }
   local model = name == "small" and small() or ft.models.resnet18 { num_classes = 10 }
-  local learn = ft.Learner(dls, model)
+  local learn = ft.Learner(dls, model, { amp = "fp32" }) -- the figures in docs/performance.md are float32
   learn:fit(1, LR, { cbs = { warmup } }) -- allocations, oneDNN primitives
   learn:fit(1, LR, { cbs = { timer } })
   if ft.dist.is_main() then print(("%s %.3f"):format(name, #dls.train * BS / timer.dt)) end

@@ -17,7 +17,7 @@ for _, dtype in ipairs(arg) do
   ft.tensor.manual_seed(0)
   local dls = ft.vision.FashionMNIST { n_train = N_TRAIN, n_valid = 8, bs = BS, seed = 0, verbose = false }
   local learn = ft.Learner(dls, ft.models.resnet18 { num_classes = 10 })
-  if dtype == "bf16" then learn:to_bf16() end
+  if dtype == "bf16" then learn:to_bf16() else learn:to_fp32() end
   learn:fit(1, LR, { cbs = { warmup } }) -- allocations, oneDNN primitives
   learn:fit(1, LR, { cbs = { timer } })
   print(("%s %.3f"):format(dtype, #dls.train * BS / timer.dt))
