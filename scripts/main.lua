@@ -144,7 +144,7 @@ dls:show_batch { nrows = 3, ncols = 3, path = out .. "/batch.png" }
 show("show_batch", "batch.png")
 
 -- 5. Transfer: cnn_learner from the cached backbone (its body frozen), lr_find, fit_one_cycle.
--- As the book reads 3e-3 off its plot, this job reads 1e-2 off its own (Minimum/10 is about 7e-3
+-- As the book reads 3e-3 off its plot, this job reads 1e-2 off its own (Minimum/10 is 7e-3 to 1.2e-2
 -- here); after unfreeze, the body's groups get 10x less than the head, as slice(lo, hi) spreads.
 T.manual_seed(42)
 local learn = V.cnn_learner(dls, resnet_fm, { weights = backbone, metrics = ft.metrics.error_rate,
