@@ -11,20 +11,9 @@ local nn = ft.nn
 
 T.set_num_threads(1)
 
--- Two classes of px x px grey images: class 1 bright on the left half, class 2 on the right,
--- plus noise. Returns uint8 [n, px, px] and labels [n] (1-based).
-local function synth(n, px, seed)
-  T.manual_seed(seed)
-  local y = T.randint(1, 3, { n })
-  local x = T.rand { n, px, px } * 60
-  local half = math.floor(px / 2)
-  local yt = y:totable()
-  for i = 1, n do
-    local lo = yt[i] == 1 and 1 or half + 1
-    x[i][{ {}, { lo, lo + half - 1 } }] = x[i][{ {}, { lo, lo + half - 1 } }] + 150
-  end
-  return x:to("uint8"), y:long()
-end
+-- Two classes of px x px grey images (tests/lua/synth.lua): class 1 bright on the left half,
+-- class 2 on the right, plus noise: uint8 [n, px, px] and labels [n] (1-based).
+local synth = require("synth").halves
 
 local function dls_synth(opts)
   opts = opts or {}

@@ -14,19 +14,8 @@ end
 
 T.set_num_threads(1)
 
--- From test_learner_more.lua: two classes of grey images (bright left half or right half).
-local function synth(n, px, seed)
-  T.manual_seed(seed)
-  local y = T.randint(1, 3, { n })
-  local x = T.rand { n, px, px } * 60
-  local half = math.floor(px / 2)
-  local yt = y:totable()
-  for i = 1, n do
-    local lo = yt[i] == 1 and 1 or half + 1
-    x[i][{ {}, { lo, lo + half - 1 } }] = x[i][{ {}, { lo, lo + half - 1 } }] + 150
-  end
-  return x:to("uint8"), y:long()
-end
+-- Two classes of grey images (bright left half or right half): tests/lua/synth.lua.
+local synth = require("synth").halves
 
 local function cnn(c_in, n_out)
   return nn.Sequential {
