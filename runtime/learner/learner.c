@@ -105,39 +105,22 @@ static void plist_free(plist *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* The parameters of m by group, following m->split ("a,b;c;d") as model_state.c does; with no
- * split, one group. Returns the group count, or -1 with err. */
+/* The parameters of one group's child path, in that group. */
+static void collect_path(ftm_module *sub, const char *path, int group, void *ud) {
+    plist *p = ud;
+    p->cur_group = group;
+    ftm_walk(sub, path, 1, 0, plist_visit, p);
+}
+
+/* The parameters of m by group, following m->split; with no split, one group. Returns the group
+ * count, or -1 with err. */
 static int collect_groups(ftm_module *m, plist *p, char *err, size_t errlen) {
-    if (!m->split) {
-        ftm_walk(m, "", 1, 0, plist_visit, p);
-        return p->failed ? (snprintf(err, errlen, "out of memory"), -1) : 1;
-    }
-    const char *s = m->split;
-    int g = 0;
-    for (;;) {
-        char path[FTM_PATH_MAX];
-        size_t n = strcspn(s, ",;");
-        if (n >= sizeof path) n = sizeof path - 1;
-        memcpy(path, s, n);
-        path[n] = '\0';
-        ftm_module *sub = ftm_find(m, path);
-        if (!sub) {
-            /* %.200s: the message fits any err buffer (the path is at most FTM_PATH_MAX) */
-            snprintf(err, errlen, "parameter groups: no submodule '%.200s'", path);
-            return -1;
-        }
-        p->cur_group = g;
-        ftm_walk(sub, path, 1, 0, plist_visit, p);
-        s += strcspn(s, ",;");
-        if (*s == '\0') break;
-        if (*s == ';') g++;
-        s++;
-    }
-    if (p->failed) {
+    int ng = ftm_each_group_path(m, collect_path, p, err, errlen);
+    if (ng > 0 && p->failed) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    return g + 1;
+    return ng;
 }
 
 /* fastai's create_opt: Adam over the splitter's groups, no wd on norm params and biases,

@@ -95,6 +95,11 @@ ftm_module *ftm_child_named(const ftm_module *m, const char *name);
 int ftm_child_index(const ftm_module *m, const char *name); /* -1 when absent */
 /* Resolves "layer1.0.conv1" below m (NULL when absent). */
 ftm_module *ftm_find(ftm_module *m, const char *path);
+/* Calls fn for every (group, child path) of m's parameter-group split ("a,b;c;d": groups split
+ * by ';', child paths by ','); without a split, once with m itself, path "", as group 0. Returns
+ * the group count, or -1 with err naming the first path that is not a submodule. */
+typedef void (*ftm_group_fn)(ftm_module *sub, const char *path, int group, void *ud);
+int ftm_each_group_path(ftm_module *m, ftm_group_fn fn, void *ud, char *err, size_t errlen);
 /* Does sub's tree contain m (so adding sub under m would make a cycle)? */
 int ftm_contains(const ftm_module *sub, const ftm_module *m);
 

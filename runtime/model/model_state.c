@@ -308,30 +308,25 @@ static int m_bfloat16(lua_State *L) { return convert(L, ftl_check_module(L, 1), 
 
 typedef void (*group_fn)(lua_State *L, ftm_module *sub, const char *path, int group, void *ud);
 
-/* Calls fn for every (group, path) of m's split ("a,b;c;d": groups split by ';', child paths
- * by ','); without a split, once with the whole model as group 0. Returns the group count. */
+/* ftm_each_group_path (module.c) with the Lua state passed on, and a missing submodule raised
+ * as a Lua error. Returns the group count. */
+typedef struct {
+    lua_State *L;
+    group_fn fn;
+    void *ud;
+} group_call;
+
+static void call_group_fn(ftm_module *sub, const char *path, int group, void *ud) {
+    group_call *c = ud;
+    if (c->fn) c->fn(c->L, sub, path, group, c->ud);
+}
+
 static int each_group_path(lua_State *L, ftm_module *m, group_fn fn, void *ud) {
-    if (!m->split) {
-        if (fn) fn(L, m, "", 0, ud);
-        return 1;
-    }
-    const char *s = m->split;
-    int g = 0;
-    for (;;) {
-        char path[FTM_PATH_MAX];
-        size_t n = strcspn(s, ",;");
-        if (n >= sizeof path) n = sizeof path - 1;
-        memcpy(path, s, n);
-        path[n] = '\0';
-        ftm_module *sub = ftm_find(m, path);
-        if (!sub) luaL_error(L, "parameter groups: %s has no submodule '%s'", m->type, path);
-        if (fn) fn(L, sub, path, g, ud);
-        s += strcspn(s, ",;");
-        if (*s == '\0') break;
-        if (*s == ';') g++;
-        s++;
-    }
-    return g + 1;
+    char err[512];
+    group_call c = {L, fn, ud};
+    int ng = ftm_each_group_path(m, call_group_fn, &c, err, sizeof err);
+    if (ng < 0) luaL_error(L, "%s", err);
+    return ng;
 }
 
 typedef struct {

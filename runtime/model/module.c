@@ -119,6 +119,34 @@ ftm_module *ftm_find(ftm_module *m, const char *path) {
     return m;
 }
 
+int ftm_each_group_path(ftm_module *m, ftm_group_fn fn, void *ud, char *err, size_t errlen) {
+    if (!m->split) {
+        if (fn) fn(m, "", 0, ud);
+        return 1;
+    }
+    const char *s = m->split;
+    int g = 0;
+    for (;;) {
+        char path[FTM_PATH_MAX];
+        size_t n = strcspn(s, ",;");
+        if (n >= sizeof path) n = sizeof path - 1;
+        memcpy(path, s, n);
+        path[n] = '\0';
+        ftm_module *sub = ftm_find(m, path);
+        if (!sub) {
+            /* %.200s: the message fits any err buffer (the path is at most FTM_PATH_MAX) */
+            snprintf(err, errlen, "parameter groups: %s has no submodule '%.200s'", m->type, path);
+            return -1;
+        }
+        if (fn) fn(sub, path, g, ud);
+        s += strcspn(s, ",;");
+        if (*s == '\0') break;
+        if (*s == ';') g++;
+        s++;
+    }
+    return g + 1;
+}
+
 int ftm_contains(const ftm_module *sub, const ftm_module *m) {
     if (sub == m) return 1;
     for (int i = 0; i < sub->nchildren; i++)
