@@ -251,7 +251,7 @@ function M.Learner(dls, model, opts)
   opts = check_keys("Learner", opts, LEARNER_KEYS)
   if type(dls) ~= "table" or not dls.train then fail("Learner: expected DataLoaders as the first argument") end
   if opts.opt_func ~= nil and opts.opt_func ~= "Adam" and opts.opt_func ~= M.Adam then
-    fail("Learner: only fastai's Adam is available (opt_func = ft.Adam)")
+    fail("Learner: only fastai's Adam is available (leave opt_func out, or give opt_func = ft.learner.Adam)")
   end
   local lr = opts.lr or 1e-3
   check_lr("Learner", lr)
