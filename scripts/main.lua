@@ -45,7 +45,6 @@ e1, e2 = math.tointeger(tonumber(e1)), math.tointeger(tonumber(e2))
 if not e1 then error("--epochs needs two counts, frozen,unfrozen (e.g. 3,12)", 0) end
 local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local out = opts.out
-assert(os.execute("mkdir -p " .. sh(out) .. " " .. sh(opts.cache)), "cannot create " .. out .. " or " .. opts.cache)
 local t_start = ft.clock()
 
 -- A figure written to `out` is also copied to REPORT_DIR when the job runs under
@@ -93,6 +92,10 @@ local function dataloaders(xt, yt, xv, yv, vocab, bs)
   return V.ImageDataLoaders.from_tensors(xt, yt, xv, yv, { vocab = vocab, bs = bs, val_bs = 256, channels = 1, seed = 42,
     normalize = stats, item_tfms = V.Resize(32),
     batch_tfms = V.aug_transforms { size = 28, min_scale = 0.75, max_warp = 0 } })
+end
+-- The folders, once the data is known to be there: a failed run leaves nothing behind.
+if not os.execute("mkdir -p " .. sh(out) .. " " .. sh(opts.cache)) then
+  error(("cannot create %s or %s: pass --out DIR and --cache DIR where you can write"):format(out, opts.cache), 0)
 end
 print(("Fashion-MNIST from %s: %d train, %d test images (%.1fs)"):format(opts.data, x_train:size(1),
   x_test:size(1), ft.clock() - t_start))

@@ -76,10 +76,12 @@ H.test("bad arguments name the option", function()
   local s = p:read("a")
   local ok = p:close()
   assert(not ok and s:find("--shots needs a positive integer", 1, true), s)
-  p = io.popen("./ftlua scripts/main.lua --data /nonexistent 2>&1")
+  local fresh = out .. "/fresh"
+  p = io.popen(("./ftlua scripts/main.lua --data /nonexistent --out '%s/out' --cache '%s/cache' 2>&1"):format(fresh, fresh))
   s = p:read("a")
   ok = p:close()
   assert(not ok and s:find("/nonexistent/train-images-idx3-ubyte.gz not found", 1, true), s)
+  H.eq(os.execute("test -e '" .. fresh .. "'"), nil, "a failed run creates no folder")
 end)
 
 os.execute("rm -rf '" .. out .. "'")
