@@ -5,14 +5,14 @@
 # same loop in PyTorch (torchvision's resnet18, AdamW(betas=(0.9, 0.99), eps=1e-5,
 # weight_decay=0.01), torch.autocast) in the same run, same threads (learner_fit.lua /
 # learner_fit.py). Each side does one warm-up batch first.
-# Training images: BENCH_N_FP32 (default 2048) and BENCH_N_BF16 (default 192: on a CPU without
-# bf16 instructions autocast is ~20x slower than float32, and 2048 images would take ~7 minutes
-# per side on 2 cores; set BENCH_N_BF16=2048 for the full workload). About 3 minutes on 2 cores.
+# Training images: BENCH_N_FP32 (default 2048) and BENCH_N_BF16 (default 2048 on a CPU with bf16
+# instructions, 192 without: there autocast is ~20x slower than float32, and 2048 images would
+# take ~7 minutes per side on 2 cores). About 3 minutes on 2 cores.
 PY=${FTLUA_PYTHON:-/usr/bin/python3}
 FTLUA=${FTLUA:-./ftlua}
 THREADS=${BENCH_THREADS:-$(nproc)}
 N_FP32=${BENCH_N_FP32:-2048}
-N_BF16=${BENCH_N_BF16:-192}
+if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo; then N_BF16=${BENCH_N_BF16:-2048}; else N_BF16=${BENCH_N_BF16:-192}; fi
 echo "## Learner: one epoch of fit, resnet18 on Fashion-MNIST (28 px, 3 channels, bs 64), images/s, $THREADS threads"
 echo
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then

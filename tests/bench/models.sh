@@ -2,8 +2,8 @@
 # Training-step speed of the resnet zoo: forward + cross entropy + backward, images/s, for
 # resnet18/34 at 64 and 224 px, float32 and bf16 autocast; ftlua against the same loop in
 # PyTorch with torchvision's models (models_step.lua / models_step.py), same batch, same
-# threads, same run. A few steps each (see models_step.lua: BENCH_MIN_SECONDS, default 2; the
-# fastest step is reported).
+# threads, same run. Steps for BENCH_MIN_SECONDS each (default 5; with 2 the ratios swung
+# 0.5-2.7x on a shared 2-core VM); the fastest step is reported.
 PY=${FTLUA_PYTHON:-/usr/bin/python3}
 THREADS=${BENCH_THREADS:-$(nproc)}
 # 224 px uses batch 1 so that the whole run stays within a few minutes on 2 cores.

@@ -3,7 +3,7 @@
 -- "arch size dtype batch images_per_second". The loop and the timing rule are the ones
 -- models_step.py has.
 local T, nn = ft.tensor, ft.nn
-local MIN_SECONDS = tonumber(os.getenv("BENCH_MIN_SECONDS") or "2")
+local MIN_SECONDS = tonumber(os.getenv("BENCH_MIN_SECONDS") or "5")
 
 for _, spec in ipairs(arg) do
   local arch, size, dtype, batch = spec:match("^(%w+):(%d+):(%w+):(%d+)$")

@@ -4,7 +4,7 @@ import os, sys, time
 import torch, torchvision
 
 torch.set_num_threads(int(sys.argv[1]))
-MIN_SECONDS = float(os.environ.get("BENCH_MIN_SECONDS", "2"))
+MIN_SECONDS = float(os.environ.get("BENCH_MIN_SECONDS", "5"))
 for spec in sys.argv[2:]:
     arch, size, dtype, batch = spec.split(":")
     size, batch = int(size), int(batch)
