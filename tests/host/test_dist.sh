@@ -3,21 +3,8 @@
 # ft.dist's collectives, and faults that must end in a clear error, never a hang (a rank killed
 # mid-run, the master port in use, an unreachable master).
 # Prints "ok <name>", "FAIL <name>: <why>", "skip <name>: <why>". FTLUA=path overrides ./ftlua.
-FTLUA=${FTLUA:-./ftlua}
-if [ ! -x "$FTLUA" ]; then
-    echo "FAIL dist_binary: $FTLUA is not built"
-    exit 1
-fi
-if ! "$FTLUA" -e 'os.exit(ft.dist.has_backend("gloo") and 0 or 1)' 2>/dev/null; then
-    echo "skip dist: this build has no Gloo backend (libgloo-dev)"
-    exit 0
-fi
-PY=${FTLUA_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
+test_name=dist; . tests/host/dist_preamble.sh
 out="$tmp/out" err="$tmp/err"
-export FTLUA_DIST_TIMEOUT=20 FTLUA_DIST_GRACE=5
 
 ok() { echo "ok $1"; }
 fail() {

@@ -8,19 +8,7 @@
 # Prints "ok <name>", "FAIL <name>: <why>", "skip <name>: <why>". FTLUA=path overrides ./ftlua.
 FTLUA=${FTLUA:-./ftlua}
 cd "$(dirname "$0")/../.." || exit 2
-if [ ! -x "$FTLUA" ]; then
-    echo "FAIL dist_learner_binary: $FTLUA is not built"
-    exit 1
-fi
-if ! "$FTLUA" -e 'os.exit(ft.dist.has_backend("gloo") and 0 or 1)' 2>/dev/null; then
-    echo "skip dist_learner: this build has no Gloo backend (libgloo-dev)"
-    exit 0
-fi
-PY=${FTLUA_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-export FTLUA_DIST_TIMEOUT=20 FTLUA_DIST_GRACE=5
+test_name=dist_learner; . tests/host/dist_preamble.sh
 export LUA_PATH="$PWD/tests/lua/?.lua;;"
 ok() { echo "ok $1"; }
 fail() {
