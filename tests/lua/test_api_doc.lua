@@ -57,6 +57,7 @@ end
 -- an entry documents (the last of its chain), `via` the tables named on the way.
 local sections = {}
 local section_of = {}  -- id -> the shared section table
+local section_list = {} -- each section table once, in the page's order
 do
   local current
   local ln = 0
@@ -65,6 +66,7 @@ do
     local ids = line:match("^<!%-%- api: (.-) %-%->")
     if ids then
       current = { entries = {}, via = {}, rows = {}, ids = ids }
+      section_list[#section_list + 1] = current
       for id in ids:gmatch("%S+") do
         assert(not section_of[id], "docs/api.md: section id " .. id .. " appears twice")
         section_of[id] = current
@@ -314,16 +316,11 @@ H.test("api_doc_no_stale", function()
     for _, o in ipairs(owners) do if o.id == id then found = true end end
     if not found then unknown_ids[#unknown_ids + 1] = id end
   end
-  local seen = {}
-  for _, id in ipairs(sections) do
-    local sec = section_of[id]
-    if not seen[sec] then
-      seen[sec] = true
-      local known = by_section[sec] or {}
-      for _, name in ipairs(sorted_keys(sec.entries)) do
-        if not known[name] then
-          stale[#stale + 1] = ("%s (line %d, section %s)"):format(name, sec.entries[name], sec.ids)
-        end
+  for _, sec in ipairs(section_list) do
+    local known = by_section[sec] or {}
+    for _, name in ipairs(sorted_keys(sec.entries)) do
+      if not known[name] then
+        stale[#stale + 1] = ("%s (line %d, section %s)"):format(name, sec.entries[name], sec.ids)
       end
     end
   end
@@ -380,20 +377,15 @@ H.test("api_doc_links", function()
       end
     end
   end
-  local seen = {}
-  for _, id in ipairs(sections) do
-    local sec = section_of[id]
-    if not seen[sec] then
-      seen[sec] = true
-      for _, row in ipairs(sec.rows) do
-        local last = row.cells[#row.cells] or ""
-        local target = last:match("%]%(([^)#]+)[^)]*%)")
-        if not target then
-          bad[#bad + 1] = ("line %d: no link to a topic doc in the last cell"):format(row.ln)
-        else
-          local fh = io.open(root .. "/docs/" .. target, "r")
-          if fh then fh:close() else bad[#bad + 1] = ("line %d: %s does not exist"):format(row.ln, target) end
-        end
+  for _, sec in ipairs(section_list) do
+    for _, row in ipairs(sec.rows) do
+      local last = row.cells[#row.cells] or ""
+      local target = last:match("%]%(([^)#]+)[^)]*%)")
+      if not target then
+        bad[#bad + 1] = ("line %d: no link to a topic doc in the last cell"):format(row.ln)
+      else
+        local fh = io.open(root .. "/docs/" .. target, "r")
+        if fh then fh:close() else bad[#bad + 1] = ("line %d: %s does not exist"):format(row.ln, target) end
       end
     end
   end
