@@ -17,6 +17,38 @@
 
 #include "report.h"
 
+/* ---------------------------------------------------------------- figures written elsewhere */
+
+void ftl_report_publish(lua_State *L, const char *path) {
+    if (lua_getglobal(L, "REPORT_DIR") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return;
+    }
+    char dest[1024];
+    const char *dir = lua_tostring(L, -1);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t dlen = strlen(dir);
+    int inside = strncmp(path, dir, dlen) == 0 && path[dlen] == '/' && strchr(path + dlen + 1, '/') == NULL;
+    int fits = snprintf(dest, sizeof dest, "%s/%s", dir, base) < (int)sizeof dest;
+    lua_pop(L, 1);
+    if (inside || !fits || !*base) return;
+    FILE *in = fopen(path, "rb");
+    if (!in) return;
+    char tmp[1040];
+    snprintf(tmp, sizeof tmp, "%s.part", dest);
+    FILE *out = fopen(tmp, "wb");
+    int ok = out != NULL;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (out && fclose(out) != 0) ok = 0;
+    /* whole or not at all: the cell's scan never sees half a PNG */
+    if (!ok || rename(tmp, dest) != 0) remove(tmp);
+}
+
 /* ---------------------------------------------------------------- growable buffers */
 
 typedef struct {

@@ -25,4 +25,11 @@ typedef int (*ftl_docall_fn)(lua_State *L, int narg, int nres);
 int ftl_report_run(lua_State *L, const char *html_path, const char *script, int nargs,
                    ftl_docall_fn docall);
 
+/* A figure the script wrote to a file of its own (ft.plot's `output`, show_batch's `path`,
+ * plot_top_losses) also belongs in the page: during a report run (the global REPORT_DIR is
+ * set) this copies it there, where the cell picks it up. Outside a report, or for a file
+ * already in REPORT_DIR, it does nothing; a copy that fails only leaves the figure out of the
+ * page, it never fails the plot. */
+void ftl_report_publish(lua_State *L, const char *path);
+
 #endif /* FTLUA_REPORT_H */

@@ -47,13 +47,9 @@ local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local out = opts.out
 local t_start = ft.clock()
 
--- A figure written to `out` is also copied to REPORT_DIR when the job runs under
--- `ftlua --report`, which puts it in the page, in the cell that made it.
-local function show(what, file)
-  local path = out .. "/" .. file
-  print(what .. ": " .. path)
-  if REPORT_DIR then os.execute(("cp %s %s/"):format(sh(path), sh(REPORT_DIR))) end
-end
+-- Under `ftlua --report`, every figure written to `out` also lands in the page, in the cell that
+-- made it.
+local function show(what, file) print(what .. ": " .. out .. "/" .. file) end
 
 -- 1. The data: Fashion-MNIST's IDX files, split by class into a source task (the five classes
 -- the backbone is pretrained on) and a target task (the five others), each with its own vocab.

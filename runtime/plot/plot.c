@@ -13,6 +13,7 @@
 
 #include "ftlua.h"
 #include "plot/gnuplot.h"
+#include "report.h"
 
 #define FIG_MT "ftlua.PlotFigure"
 #define CURRENT_KEY "ftlua.plot.current"
@@ -28,6 +29,7 @@ typedef struct {
     char title[256];
     char terms[1024]; /* GPVAL_TERMINALS, space-separated, with spaces around */
     int auto_out;     /* output is a default name under FTLUA_PLOT_DIR: a fresh file per plot */
+    char drawing[1024]; /* the PNG/SVG file the plot in progress writes ("" for other outputs) */
 } plot_fig;
 
 /* ---------------------------------------------------------------- helpers */
@@ -346,6 +348,8 @@ static int begin(lua_State *L, plot_fig *f, int o, luaL_Buffer *b) {
         else snprintf(output, sizeof output, "ftlua-fig%d.%s", f->number, KIND_NAMES[kind]);
     }
     if (kind == K_WINDOW) output[0] = '\0';
+    if (kind == K_PNG || kind == K_SVG) memcpy(f->drawing, output, sizeof output);
+    else f->drawing[0] = '\0';
     luaL_Buffer b1;
     luaL_buffinit(L, &b1);
     luaL_addstring(&b1, "reset\n");
@@ -385,6 +389,7 @@ static void finish(lua_State *L, plot_fig *f, luaL_Buffer *b, int to_stdout) {
     luaL_addstring(b, "unset output\n");
     luaL_pushresult(b);
     run(L, f, to_stdout);
+    if (f->drawing[0]) ftl_report_publish(L, f->drawing); /* complete now: `unset output` */
 }
 
 /* ---------------------------------------------------------------- plot */

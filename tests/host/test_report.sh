@@ -77,6 +77,35 @@ if [ -z "$(ls -A "$tmp/tmpdir")" ] && ! ls ./ftlua-fig*.png >/dev/null 2>&1; the
     ok report_no_litter
 else fail report_no_litter "plot files left behind"; fi
 
+# ---- figures the script writes to files of its own: each one lands in the cell that wrote it
+# (an ft.plot output, then a show_batch grid), and stays where the script put it
+if [ $have_gnuplot = 1 ]; then
+    mkdir -p "$tmp/own"
+    cat >"$tmp/own.lua" <<EOF
+print("nothing drawn")
+
+ft.plot.plot{ {y = {1, 4, 9}}, output = "$tmp/own/curve.png" }
+
+local x = ft.tensor.randint(0, 256, {4, 8, 8}):byte()
+local y = ft.tensor.tensor{1, 2, 1, 2}:long()
+local dls = ft.vision.ImageDataLoaders.from_tensors(x, y, x, y, {bs = 4, verbose = false})
+dls:show_batch{nrows = 2, ncols = 2, path = "$tmp/own/batch.png"}
+EOF
+    timeout 120 "$FTLUA" --report "$tmp/own.html" "$tmp/own.lua" >"$tmp/out" 2>"$tmp/err" </dev/null
+    rc=$?
+    counts=$(timeout 30 $PY - "$tmp/own.html" <<'EOF' 2>&1
+import re, sys
+cells = open(sys.argv[1]).read().split('<div class="cell')[1:]
+print(" ".join(str(len(re.findall(r'src="data:image/png;base64,', c))) for c in cells))
+EOF
+)
+    if [ $rc -eq 0 ] && [ "$counts" = "0 1 1" ] && [ -s "$tmp/own/curve.png" ] && [ -s "$tmp/own/batch.png" ]; then
+        ok report_own_files_inline
+    else fail report_own_files_inline "rc=$rc, images per cell: $counts"; fi
+else
+    echo "skip report_own_files_inline: no gnuplot"
+fi
+
 # ---- an error: exit 1, the page still written, the failing cell marked, later cells not run
 cat >"$tmp/bad.lua" <<'EOF'
 print("before")
