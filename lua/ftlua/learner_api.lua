@@ -856,10 +856,12 @@ function Interp:most_confused(opts)
   local out = {}
   for i = 1, #cm do
     for j = 1, #cm do
-      if i ~= j and cm[i][j] >= min_val then out[#out + 1] = { self.vocab[i], self.vocab[j], cm[i][j] } end
+      if i ~= j and cm[i][j] >= min_val then out[#out + 1] = { self.vocab[i], self.vocab[j], cm[i][j], #out + 1 } end
     end
   end
-  table.sort(out, function(a, b) return a[3] > b[3] end)
+  -- ties keep the matrix's row-major order, as fastai's stable sorted() does
+  table.sort(out, function(a, b) if a[3] ~= b[3] then return a[3] > b[3] end return a[4] < b[4] end)
+  for _, c in ipairs(out) do c[4] = nil end
   return out
 end
 
