@@ -270,3 +270,65 @@ def run(req):
     if "interp" in req: out["interp"] = interp(req["interp"])
     if "table" in req: out["table"] = table(req["table"])
     return out
+
+
+# ---------------------------------------------------------------- one item through fastai's pipeline
+
+def aug_item(req_path, out_txt, out_f32):
+    """For tests/c/test_parity_aug.c. The request (text): "N S", the path of a raw uint8
+    [N, N, 3] image, the number of cases, one line of 14 draws per case (flip rotate zoom
+    zoom_col zoom_row warp_x warp_y lighting brightness contrast crop_x crop_y crop_w crop_h),
+    the number of points, one "x y" output pixel per line. Per case, fastai's own transforms
+    with those draws (Flip, Warp, Rotate, Zoom composed by setup_aug_tfms into one
+    AffineCoordTfm at full size, RandomResizedCropGPU(S) with the given crop, Brightness,
+    Contrast, Normalize(imagenet_stats)) run on the image; out_f32 gets every output [3, S, S]
+    as float32, out_txt the source pixel of each point through the same AffineCoordTfm's matrix
+    and warp (and the crop), one "sx sy" line per point per case."""
+    from fastai.vision.augment import (Flip, Warp, Rotate, Zoom, Brightness, Contrast, RandomResizedCropGPU,
+                                       setup_aug_tfms, AffineCoordTfm)
+    from fastai.vision.core import TensorImage
+    from fastai.data.transforms import Normalize
+    from fastai.vision.all import imagenet_stats
+    lines = open(req_path).read().split("\n")
+    N, S = map(int, lines[0].split())
+    img = np.fromfile(lines[1], dtype=np.uint8).reshape(N, N, 3)
+    n_cases = int(lines[2])
+    cases = [[float(v) for v in lines[3 + i].split()] for i in range(n_cases)]
+    n_pts = int(lines[3 + n_cases])
+    pts = [[float(v) for v in lines[4 + n_cases + i].split()] for i in range(n_pts)]
+    norm = Normalize.from_stats(*imagenet_stats, cuda=False)
+    outs, txt = [], []
+    for (f, r, z, zc, zr, wx, wy, light, b, c, cx, cy, cw, ch) in cases:
+        x = TensorImage(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255)
+        tfms = [Flip(p=1., draw=[f]), Warp(magnitude=0.2, p=1., draw_x=[wx], draw_y=[wy]),
+                Rotate(max_deg=10, p=1., draw=[r]), Zoom(min_zoom=1., max_zoom=1.1, p=1., draw=[z], draw_x=[zc], draw_y=[zr])]
+        if light: tfms += [Brightness(max_lighting=0.2, p=1., draw=[b]), Contrast(max_lighting=0.2, p=1., draw=[c])]
+        rrc = RandomResizedCropGPU(S, min_scale=0.75, ratio=(1, 1))
+
+        def given_crop(b_, split_idx, rrc=rrc, cx=int(cx), cy=int(cy), cw=int(cw), ch=int(ch)):
+            rrc.do, rrc.cp_size, rrc.tl = True, (ch, cw), (cy, cx)
+        rrc.before_call = given_crop
+        tfms = sorted(setup_aug_tfms(tfms + [rrc]), key=lambda t: t.order)
+        for t in tfms:
+            x = t(x, split_idx=0)
+        outs.append(norm(x)[0].float().numpy())
+        aff = [t for t in tfms if isinstance(t, AffineCoordTfm)][0]
+        mat = aff.mat[0].double()
+        for (px, py) in pts:
+            qx = cx + px * (cw - 1) / (S - 1)
+            qy = cy + py * (ch - 1) / (S - 1)
+            u = torch.tensor([2 * qx / (N - 1) - 1, 2 * qy / (N - 1) - 1, 1.0], dtype=torch.float64)
+            coords = (mat[:2] @ u).float().view(1, 1, 1, 2)
+            for cf in aff.coord_fs: coords = cf(coords)
+            sx, sy = coords.view(2).double().tolist()
+            txt.append(f"{(sx + 1) / 2 * (N - 1)!r} {(sy + 1) / 2 * (N - 1)!r}")
+    np.stack(outs).astype(np.float32).tofile(out_f32)
+    with open(out_txt, "w") as fo: fo.write("\n".join(txt) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 5 and sys.argv[1] == "aug_item":
+        aug_item(*sys.argv[2:])
+    else:
+        sys.exit("usage: fastai_ref.py aug_item REQUEST OUT.txt OUT.f32")
