@@ -10,7 +10,7 @@
  * - The output of whole items: fastai resamples twice (the affine at full size, then the crop
  *   to S); ftlua once. The difference is measured and printed (mean and max, normalised units);
  *   the check only catches a wrong step (mean 0.15, as tests/c/test_image.c), and
- *   docs/data.md records the numbers. */
+ *   docs/learner.md records the numbers. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
