@@ -18,7 +18,7 @@ SEEDS=${BENCH_SEEDS:-1 2 3}
 export BENCH_EPOCHS=${BENCH_EPOCHS:-10}
 export FTLUA_NUM_THREADS=1 OMP_NUM_THREADS=1 FTLUA_AMP=${FTLUA_AMP:-fp32}
 FASTAI="$SHARED/reference/fastai-py"
-echo "## Accuracy: ftlua and fastai 2.7.12, the same recipes, 1 thread each, seeds $SEEDS"
+echo "## Accuracy: ftlua and fastai 2.7.12, the same recipes, 1 thread each, float32 (FTLUA_AMP=$FTLUA_AMP), seeds $SEEDS"
 echo
 if [ ! -d "$FASTAI/fastai" ] || ! PYTHONPATH="$FASTAI" "$PY" -c 'import fastai.vision.all' 2>/dev/null; then
     echo "(skipped: the real fastai at $FASTAI does not import with $PY; see its README and make deps)"
