@@ -1,11 +1,13 @@
-"""fastai_ref.py: the real fastai 2.7.12 as the oracle for tests/lua/test_parity_fastai.lua.
+"""fastai_ref.py: the real fastai 2.7.12 as the oracle for tests/lua/test_parity_fastai.lua
+and tests/c/test_parity_aug.c.
 
 Run with PYTHONPATH=../shared/reference/fastai-py and /usr/bin/python3 (Debian's torch 1.13).
 Nothing here re-implements fastai: every answer comes from calling fastai's own code (its
 Learner, ParamScheduler, lr_find, Adam, create_cnn_model, losses, metrics, augmentation
-matrices, ClassificationInterpretation and ProgressCallback) on the inputs the test gives.
+transforms, ClassificationInterpretation and ProgressCallback) on the inputs the tests give.
 
     import fastai_ref; fastai_ref.run(request) -> dict of answers, one key per area asked for
+    fastai_ref.py aug_item REQUEST OUT.txt OUT.f32   (tests/c/test_parity_aug.c; see aug_item)
 
 Areas (keys of the request):
   sched    [{name, kind: one_cycle|flat_cos|sgdr|fine_tune, n_iter, args, kwargs}]: the lr of
@@ -22,9 +24,6 @@ Areas (keys of the request):
            trainable, and per head parameter the mean and std of its values over the seeds
   loss     {logits, targs, eps}: CrossEntropyLossFlat, LabelSmoothingCrossEntropy(eps),
            error_rate, accuracy (targets 0-based)
-  aug      {size, min_scale, n, draws}: for given draws, fastai's affine matrices
-           (flip, rotate, zoom, warp via its own *_mat functions and Warp) and lighting
-           factors (Brightness, Contrast)
   interp   {probs, targs, losses, vocab, min_vals, ks}: ClassificationInterpretation's
            confusion_matrix, most_confused(min_val), top_losses(k)
   table    {names, rows}: what fastai's ProgressCallback prints for those rows
@@ -179,40 +178,6 @@ def loss(req):
             "decodes": CrossEntropyLossFlat().decodes(x).tolist()}
 
 
-# ---------------------------------------------------------------- augmentation
-
-def aug(req):
-    """fastai's matrices for given draws. Its coordinates map output to input in [-1, 1]
-    (x the column); each *_mat returns a [bs, 3, 3] batch, composed by AffineCoordTfm as
-    m = flip @ rotate @ zoom (left to right, in aug_transforms' order)."""
-    from fastai.vision.augment import flip_mat, rotate_mat, zoom_mat, Brightness, Contrast, _WarpCoord
-    from fastai.vision.core import TensorImage
-    d = req["draws"]
-    n = len(d["flip"])
-    x = TensorImage(torch.zeros(n, 3, 4, 4))
-    mf = flip_mat(x, p=1.0, draw=[float(v) for v in d["flip"]])  # draw: 1 flips (as the mask)
-    mr = rotate_mat(x, max_deg=10, p=1.0, draw=[float(v) for v in d["rotate"]], batch=False)
-    mz = zoom_mat(x, min_zoom=1.0, max_zoom=1.1, p=1.0, draw=[float(v) for v in d["zoom"]],
-                  draw_x=[float(v) for v in d["zoom_col"]], draw_y=[float(v) for v in d["zoom_row"]], batch=False)
-    m = mf @ mr @ mz
-    b = Brightness(max_lighting=0.2, p=1.0, draw=[float(v) for v in d["brightness"]])
-    c = Contrast(max_lighting=0.2, p=1.0, draw=[float(v) for v in d["contrast"]])
-    b.before_call(x, split_idx=0)
-    c.before_call(x, split_idx=0)
-    # Warp: fastai's _WarpCoord maps the coordinates of a grid; apply it to the four corners
-    # and the centre, so the test can compare the projective map it implies.
-    pts = torch.tensor([[-1., -1.], [1., -1.], [-1., 1.], [1., 1.], [0., 0.], [0.5, -0.25]])
-    warped = []
-    for i in range(n):
-        w = _WarpCoord(magnitude=0.2, p=1.0, draw_x=float(d["warp_x"][i]), draw_y=float(d["warp_y"][i]))
-        g = TensorImage(torch.zeros(1, 3, 4, 4))
-        w.before_call(g, split_idx=0)
-        coords = pts.clone()[None, None]  # [1, 1, 6, 2]: (x, y)
-        warped.append(w.encodes(coords.clone()).view(-1, 2).tolist())
-    return {"affine": m.tolist(), "brightness": b.change.view(-1).tolist(),
-            "contrast": c.change.view(-1).tolist(), "warp_points": pts.tolist(), "warped": warped}
-
-
 # ---------------------------------------------------------------- interpretation
 
 class _FakeLearn:
@@ -266,7 +231,6 @@ def run(req):
     if "adam" in req: out["adam"] = [adam(c) for c in req["adam"]]
     if "head" in req: out["head"] = head(req["head"])
     if "loss" in req: out["loss"] = loss(req["loss"])
-    if "aug" in req: out["aug"] = aug(req["aug"])
     if "interp" in req: out["interp"] = interp(req["interp"])
     if "table" in req: out["table"] = table(req["table"])
     return out
