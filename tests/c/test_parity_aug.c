@@ -126,7 +126,7 @@ int main(void) {
         fprintf(f, "%d\n", NPTS);
         for (int k = 0; k < NPTS; k++) fprintf(f, "%d %d\n", pts[k][0] * (out - 1) / (S - 1), pts[k][1] * (out - 1) / (S - 1));
         fclose(f);
-        snprintf(cmd, sizeof cmd, "PYTHONPATH='%s' '%s' -W ignore '%s/tests/py/fastai_ref.py' aug_item '%s' '%s' '%s' 2>&1",
+        snprintf(cmd, sizeof cmd, "PYTHONPATH='%s' '%s' -B -W ignore '%s/tests/py/fastai_ref.py' aug_item '%s' '%s' '%s' 2>&1",
                  fastai, py, root, req, txt, f32);
         int rc = system(cmd);
         size_t tl = 0, fl = 0;

@@ -218,7 +218,7 @@ do
   f:write(py(req))
   f:close()
 end
-local ok, want = pcall(H.python, ("import sys\nsys.path[:0] = [%s, %s]\nimport fastai_ref\nprint(lua(fastai_ref.run(%s)))")
+local ok, want = pcall(H.python, ("import sys\nsys.dont_write_bytecode = True\nsys.path[:0] = [%s, %s]\nimport fastai_ref\nprint(lua(fastai_ref.run(%s)))")
   :format(py(FASTAI), py(ROOT .. "/tests/py"), py(req_file)))
 os.remove(req_file)
 if not ok then
