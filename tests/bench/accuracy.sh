@@ -10,7 +10,8 @@
 #      backbone (ftlua's safetensors file, $BENCH_BACKBONE, made once by accuracy_fm.lua when
 #      absent), 10 images per class, fit_one_cycle(3, 1e-2), unfreeze,
 #      fit_one_cycle(12, slice(3e-4, 3e-3)).
-# About 40 minutes on 2 shared cores with the defaults.
+# Slow: about an hour with the defaults on a busy 2-core machine (2026-12-06), plus about 11
+# minutes the first time, to pretrain the backbone. docs/performance.md has the table.
 PY=${FTLUA_PYTHON:-/usr/bin/python3}
 FTLUA=${FTLUA:-./ftlua}
 SHARED=${FTLUA_SHARED:-../shared}
