@@ -64,7 +64,7 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     grep '^backbone' "$tmp/fm.all" >> "$tmp/split_note"
     grep '^ftlua ' "$tmp/fm.all" > "$tmp/fm"
     PYTHONPATH="$FASTAI" "$PY" -W ignore tests/bench/accuracy_fm.py $SEEDS >> "$tmp/fm" || exit 1
-    table "Fashion-MNIST transfer, 10 shots, 3 + 12 epochs" "$tmp/fm"
+    table "Fashion-MNIST transfer, 10 shots, $(echo "${BENCH_FM_EPOCHS:-3,12}" | sed 's/,/ + /') epochs" "$tmp/fm"
 else
     echo "(Fashion-MNIST skipped: apt install dataset-fashion-mnist)" >> "$tmp/split_note"
 fi
@@ -72,4 +72,5 @@ echo
 cat "$tmp/split_note"
 echo
 echo "per seed (tool seed error_rate valid_loss s/epoch):"
-cat "$tmp/pets" "$tmp/fm" 2>/dev/null | sed 's/^/    /'
+sed 's/^/    pets /' "$tmp/pets" 2>/dev/null
+sed 's/^/    fm   /' "$tmp/fm" 2>/dev/null
