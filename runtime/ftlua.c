@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/hooks.h"
 #include "ftlua.h"
 
 typedef struct {
@@ -97,6 +98,7 @@ int luaopen_ftlua(lua_State *L) {
         set_default_threads();
         threads_set = 1;
     }
+    ftl_hooks_attach(L); /* base/hooks.h: where lua.c's Ctrl-C hook lands */
     preload_embedded(L);
     lua_newtable(L);
     lua_pushliteral(L, FTLUA_VERSION);

@@ -156,7 +156,7 @@ typedef struct {
 #define PRINTF_LIKE(a, b)
 #endif
 
-static void vfail(P *p, const char *fmt, va_list ap) {
+PRINTF_LIKE(2, 0) static void vfail(P *p, const char *fmt, va_list ap) {
     if (p->failed) return; /* the first message is the one that explains */
     p->failed = 1;
     if (p->err && p->errlen) vsnprintf(p->err, p->errlen, fmt, ap);

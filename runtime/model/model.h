@@ -80,7 +80,7 @@ struct ftm_module {
 
 /* The last error of a constructor that returned NULL (thread-local). */
 const char *ftm_error(void);
-void ftm_set_error(const char *fmt, ...);
+void ftm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* New modules have one reference, owned by the caller. NULL on failure (see ftm_error). */
 ftm_module *ftm_new(ftm_kind kind, const char *type);
