@@ -18,7 +18,7 @@ CXXFLAGS += -std=c++17 $(OPT) -g $(WARN) -fPIC
 # -Wformat=2 only where the build is clean under it (issue 12: the rest follow as their
 # printf-style wrappers get __attribute__((format(printf, ...)))).
 WARN_STRICT = -Wformat=2
-LDLIBS   += -lturbojpeg -lz -lm -lpthread
+LDLIBS   += -lturbojpeg -ljansson -lz -lm -lpthread
 
 # ---------------------------------------------------------------- Lua 5.4
 LUA_CFLAGS ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)

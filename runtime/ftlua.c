@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/hooks.h"
+#include "base/json.h"
 #include "ftlua.h"
 
 typedef struct {
@@ -61,6 +62,7 @@ static const struct {
     lua_CFunction open;
 } SUBMODULES[] = {
     {"tensor", luaopen_ftlua_tensor},             /* tensor/tensor.c */
+    {"json", luaopen_ftlua_json},                 /* base/json.c: over jansson */
     {"learner_core", luaopen_ftlua_learner_core}, /* learner/learner_core.c: schedules, Adam, ... */
     {"learner", luaopen_ftlua_learner},           /* learner/learner_lua.c */
     {"data", luaopen_ftlua_data},                 /* data/data.c */

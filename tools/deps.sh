@@ -2,7 +2,7 @@
 # Install the Debian packages ftlua needs. Idempotent; silent when everything is present.
 set -e
 PKGS="build-essential pkg-config libtorch-dev liblua5.4-dev lua5.4 libreadline-dev libstb-dev
-libturbojpeg0-dev python3-torch python3-torchvision gnuplot-nox tmux clang libclang-rt-14-dev
+libturbojpeg0-dev libjansson-dev python3-torch python3-torchvision gnuplot-nox tmux clang libclang-rt-14-dev
 dataset-fashion-mnist curl zlib1g-dev chromium libgloo-dev"
 missing=""
 for p in $PKGS; do

@@ -138,31 +138,22 @@ void put2(ft_tensor **a, ft_tensor **b, const std::tuple<at::Tensor, at::Tensor>
 
 // ---------------------------------------------------------------- dtypes, devices, shapes
 
-struct dtype_info {
-    at::ScalarType st;
-    const char *name;
-    size_t size;
-    int floating;
-};
-
-// Indexed by ft_dtype; keep in the enum's order.
-const dtype_info kDtypes[FT_NDTYPES] = {
-    {at::kFloat, "float32", 4, 1}, {at::kDouble, "float64", 8, 1}, {at::kHalf, "float16", 2, 1},
-    {at::kBFloat16, "bfloat16", 2, 1}, {at::kLong, "int64", 8, 0},  {at::kInt, "int32", 4, 0},
-    {at::kShort, "int16", 2, 0},     {at::kChar, "int8", 1, 0},    {at::kByte, "uint8", 1, 0},
-    {at::kBool, "bool", 1, 0},
+// Indexed by ft_dtype (io/dtype.h, which also has the names and sizes); keep the enum's order.
+const at::ScalarType kScalarTypes[FT_NDTYPES] = {
+    at::kFloat, at::kDouble, at::kHalf, at::kBFloat16, at::kLong,
+    at::kInt,   at::kShort,  at::kChar, at::kByte,     at::kBool,
 };
 
 // The one reverse lookup: FT_NDTYPES when s is not one of ours (e.g. complex).
 ft_dtype dtype_of(at::ScalarType s) {
     for (int i = 0; i < FT_NDTYPES; i++)
-        if (kDtypes[i].st == s) return (ft_dtype)i;
+        if (kScalarTypes[i] == s) return (ft_dtype)i;
     return FT_NDTYPES;
 }
 
 at::ScalarType st(int d) {
     if (d < 0 || d >= FT_NDTYPES) bad_arg("dtype", "dtype", d);
-    return kDtypes[d].st;
+    return kScalarTypes[d];
 }
 
 at::Device dev(int d) {
@@ -367,19 +358,6 @@ extern "C" {
 
 const char *ft_last_error(void) noexcept { return g_err; }
 
-const char *ft_dtype_name(ft_dtype d) noexcept {
-    int i = E(d);
-    return (i >= 0 && i < FT_NDTYPES) ? kDtypes[i].name : "unknown";
-}
-size_t ft_dtype_size(ft_dtype d) noexcept {
-    int i = E(d);
-    return (i >= 0 && i < FT_NDTYPES) ? kDtypes[i].size : 0;
-}
-int ft_dtype_is_floating(ft_dtype d) noexcept {
-    int i = E(d);
-    return (i >= 0 && i < FT_NDTYPES) ? kDtypes[i].floating : 0;
-}
-
 // ---------------------------------------------------------------- runtime
 
 const char *ft_torch_version(void) noexcept { return TORCH_VERSION; }
@@ -481,7 +459,7 @@ ft_status ft_from_data(const void *data, ft_dtype dtype, const int64_t *shape, i
                        ft_tensor **out) noexcept {
     return guard([&] {
         at::Tensor r = at::empty(shape_ref(shape, ndim), opts(E(dtype), FT_CPU));
-        size_t nbytes = (size_t)r.numel() * kDtypes[E(dtype)].size;
+        size_t nbytes = (size_t)r.numel() * ft_dtype_size(dtype);
         if (nbytes > 0) {
             if (!data) throw std::invalid_argument("from_data: NULL data");
             // memcpy rather than from_blob: the source may not be aligned for its dtype.

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/dtype.h"
+
 #ifdef __cplusplus
 extern "C" {
 /* Nothing here throws: the shim catches every exception (see the rules above). */
@@ -33,27 +35,9 @@ typedef int ft_status;
 #define FT_ERR_OOM 2 /* an allocation failed (host or device): the caller may collect and retry */
 
 #define FT_CPU (-1)
-#define FT_MAX_DIMS 16
-
-/* Keep in sync with ft_dtype_name/ft_dtype_size and the shim's mapping table. */
-typedef enum {
-    FT_FLOAT32 = 0,
-    FT_FLOAT64,
-    FT_FLOAT16,
-    FT_BFLOAT16,
-    FT_INT64,
-    FT_INT32,
-    FT_INT16,
-    FT_INT8,
-    FT_UINT8,
-    FT_BOOL,
-    FT_NDTYPES
-} ft_dtype;
+/* ft_dtype, FT_MAX_DIMS, ft_dtype_name/_size/_is_floating: io/dtype.h (no libtorch needed) */
 
 const char *ft_last_error(void) FT_NOEXCEPT;
-const char *ft_dtype_name(ft_dtype dtype) FT_NOEXCEPT; /* "float32", "int64", ... */
-size_t ft_dtype_size(ft_dtype dtype) FT_NOEXCEPT;      /* bytes per element */
-int ft_dtype_is_floating(ft_dtype dtype) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- runtime */
 const char *ft_torch_version(void) FT_NOEXCEPT; /* e.g. "1.13.0" */
