@@ -92,7 +92,8 @@ static json_t *to_json(encoder *e, int idx, int depth) {
     case LUA_TNUMBER: {
         if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
         double d = lua_tonumber(L, idx);
-        if (!isfinite(d)) return enc_fail(e, "cannot store %s", isnan(d) ? "nan" : d > 0 ? "inf" : "-inf");
+        if (!isfinite(d))
+            return enc_fail(e, "cannot store %s", isnan(d) ? "nan" : d > 0 ? "inf" : "-inf");
         return json_real(d);
     }
     case LUA_TSTRING: {

@@ -14,6 +14,8 @@ static const struct {
 };
 
 /* Callers may pass any int (the enum comes from C and Lua), so check as unsigned. */
-const char *ft_dtype_name(ft_dtype d) { return (unsigned)d < FT_NDTYPES ? DTYPES[d].name : "unknown"; }
+const char *ft_dtype_name(ft_dtype d) {
+    return (unsigned)d < FT_NDTYPES ? DTYPES[d].name : "unknown";
+}
 size_t ft_dtype_size(ft_dtype d) { return (unsigned)d < FT_NDTYPES ? DTYPES[d].size : 0; }
 int ft_dtype_is_floating(ft_dtype d) { return (unsigned)d < FT_NDTYPES ? DTYPES[d].floating : 0; }

@@ -13,8 +13,8 @@ struct pk_block {
     _Alignas(16) unsigned char mem[];
 };
 
-static const char *kind_names[PK_HOST] = {"None", "bool", "int", "int", "float", "str", "bytes",
-                                          "tuple", "list", "dict", "global"};
+static const char *kind_names[PK_HOST] = {"None",  "bool",  "int",  "int",  "float", "str",
+                                          "bytes", "tuple", "list", "dict", "global"};
 
 const char *pk_kind_name(const pk_hooks *hooks, const pk_val *v) {
     if (v->kind < PK_HOST) return kind_names[v->kind];
@@ -82,8 +82,12 @@ void *pk_failp(pk_machine *m, const char *fmt, ...) {
 pk_shown pk_show(const uint8_t *s, size_t n) {
     pk_shown o;
     size_t k = 0;
-    for (size_t i = 0; i < n && k < 80; i++) o.s[k++] = (s[i] < 32 || s[i] == 127) ? '?' : (char)s[i];
-    if (n > 80) { memcpy(o.s + k, "...", 3); k += 3; }
+    for (size_t i = 0; i < n && k < 80; i++)
+        o.s[k++] = (s[i] < 32 || s[i] == 127) ? '?' : (char)s[i];
+    if (n > 80) {
+        memcpy(o.s + k, "...", 3);
+        k += 3;
+    }
     o.s[k] = 0;
     return o;
 }
@@ -94,7 +98,8 @@ pk_shown pk_show(const uint8_t *s, size_t n) {
 void *pk_alloc(pk_machine *m, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (n == 0 || n > m->arena_cap || m->arena_total > m->arena_cap - n)
-        return pk_failp(m, "checkpoint structure is too large to parse (over %zu MB of metadata)", m->arena_cap >> 20);
+        return pk_failp(m, "checkpoint structure is too large to parse (over %zu MB of metadata)",
+                        m->arena_cap >> 20);
     pk_block *b = m->blocks;
     if (!b || b->cap - b->used < n) {
         size_t cap = n > 65536 ? n : 65536;
@@ -114,7 +119,9 @@ void *pk_alloc(pk_machine *m, size_t n) {
 
 int pk_grow(pk_machine *m, void **arr, size_t *cap, size_t need, size_t elsize, size_t limit) {
     if (need <= *cap) return 0;
-    if (need > limit) return pk_fail(m, "checkpoint structure is too large (more than %zu items on one list)", limit);
+    if (need > limit)
+        return pk_fail(m, "checkpoint structure is too large (more than %zu items on one list)",
+                       limit);
     size_t c = *cap ? *cap : 16;
     while (c < need) c *= 2;
     if (c > limit) c = limit;
@@ -127,7 +134,10 @@ int pk_grow(pk_machine *m, void **arr, size_t *cap, size_t need, size_t elsize, 
 
 pk_val *pk_new_val(pk_machine *m, int kind) {
     pk_val *v = pk_alloc(m, sizeof(pk_val));
-    if (v) { v->kind = kind; m->nvals++; }
+    if (v) {
+        v->kind = kind;
+        m->nvals++;
+    }
     return v;
 }
 
@@ -164,7 +174,9 @@ static int seq_add(pk_machine *m, pk_val *v, pk_val **items, size_t n) {
 
 static int push(pk_machine *m, pk_val *v) {
     if (!v) return -1;
-    if (pk_grow(m, (void **)&m->stack, &m->stack_cap, m->sp + 1, sizeof(pk_val *), PK_MAX_STACK) < 0) return -1;
+    size_t need = m->sp + 1;
+    if (pk_grow(m, (void **)&m->stack, &m->stack_cap, need, sizeof(pk_val *), PK_MAX_STACK) < 0)
+        return -1;
     m->stack[m->sp++] = v;
     return 0;
 }
@@ -198,7 +210,8 @@ static int memo_put(pk_machine *m, size_t idx, size_t limit) {
     pk_val *v = top(m);
     if (!v) return -1;
     size_t old = m->memo_cap;
-    if (pk_grow(m, (void **)&m->memo, &m->memo_cap, idx + 1, sizeof(pk_val *), (size_t)1 << 40) < 0) return -1;
+    if (pk_grow(m, (void **)&m->memo, &m->memo_cap, idx + 1, sizeof(pk_val *), (size_t)1 << 40) < 0)
+        return -1;
     if (m->memo_cap > old) memset(m->memo + old, 0, (m->memo_cap - old) * sizeof(pk_val *));
     if (!m->memo[idx]) m->memo_count++;
     m->memo[idx] = v;
@@ -206,7 +219,8 @@ static int memo_put(pk_machine *m, size_t idx, size_t limit) {
 }
 
 static int memo_get(pk_machine *m, size_t idx) {
-    if (idx >= m->memo_cap || !m->memo[idx]) return pk_fail(m, "pickle: memo slot %zu was never set", idx);
+    if (idx >= m->memo_cap || !m->memo[idx])
+        return pk_fail(m, "pickle: memo slot %zu was never set", idx);
     return push(m, m->memo[idx]);
 }
 
@@ -215,15 +229,19 @@ static int is_str(const pk_val *v) { return v->kind == PK_STR; }
 pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
     size_t i = *pos, start = *pos;
     m->sp = m->nmarks = 0;
-    if (pk_grow(m, (void **)&m->stack, &m->stack_cap, 64, sizeof(pk_val *), PK_MAX_STACK) < 0) return NULL; /* never NULL below */
+    if (pk_grow(m, (void **)&m->stack, &m->stack_cap, 64, sizeof(pk_val *), PK_MAX_STACK) < 0)
+        return NULL; /* never NULL below */
     if (m->memo_cap) memset(m->memo, 0, m->memo_cap * sizeof(pk_val *));
     m->memo_count = 0;
-#define NEED(k)                                                                                     \
-    do {                                                                                            \
-        if ((uint64_t)(len - i) < (uint64_t)(k))                                                    \
-            return pk_failp(m, "pickle: truncated at byte %zu (opcode 0x%02x)", at - start, op);       \
+#define NEED(k)                                                                                    \
+    do {                                                                                           \
+        if ((uint64_t)(len - i) < (uint64_t)(k))                                                   \
+            return pk_failp(m, "pickle: truncated at byte %zu (opcode 0x%02x)", at - start, op);   \
     } while (0)
-#define TRY(x) do { if ((x) < 0) return NULL; } while (0)
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        if ((x) < 0) return NULL;                                                                  \
+    } while (0)
     for (;;) {
         if (i >= len) return pk_failp(m, "pickle: ran out of bytes before STOP (truncated file?)");
         size_t at = i, from = 0, n = 0;
@@ -244,16 +262,17 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
             *pos = i;
             return v;
         case '(': /* MARK */
-            TRY(pk_grow(m, (void **)&m->marks, &m->marks_cap, m->nmarks + 1, sizeof(size_t), PK_MAX_STACK));
+            TRY(pk_grow(m, (void **)&m->marks, &m->marks_cap, m->nmarks + 1, sizeof(size_t),
+                        PK_MAX_STACK));
             m->marks[m->nmarks++] = m->sp;
             break;
         case '0': /* POP */
-            if (m->sp > base(m)) m->sp--;
-            else TRY(pop_mark(m, &from, &n));
+            if (m->sp > base(m))
+                m->sp--;
+            else
+                TRY(pop_mark(m, &from, &n));
             break;
-        case '1': /* POP_MARK */
-            TRY(pop_mark(m, &from, &n));
-            break;
+        case '1': /* POP_MARK */ TRY(pop_mark(m, &from, &n)); break;
         case '2': /* DUP */
             if (!(v = top(m))) return NULL;
             TRY(push(m, v));
@@ -289,13 +308,21 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
         case 0x8b: /* LONG4 */
         {
             uint64_t k;
-            if (op == 0x8a) { NEED(1); k = buf[i++]; }
-            else { NEED(4); k = pk_le32(buf + i); i += 4; if (k > INT32_MAX) return pk_failp(m, "pickle: bad LONG4 length"); }
+            if (op == 0x8a) {
+                NEED(1);
+                k = buf[i++];
+            } else {
+                NEED(4);
+                k = pk_le32(buf + i);
+                i += 4;
+                if (k > INT32_MAX) return pk_failp(m, "pickle: bad LONG4 length");
+            }
             NEED(k);
             if (k <= 8) {
                 uint64_t u = 0;
                 for (uint64_t b = 0; b < k; b++) u |= (uint64_t)buf[i + b] << (8 * b);
-                if (k > 0 && k < 8 && (buf[i + k - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * k); /* sign-extend */
+                if (k > 0 && k < 8 && (buf[i + k - 1] & 0x80))
+                    u |= ~(uint64_t)0 << (8 * k); /* sign-extend */
                 if (!(v = pk_new_val(m, PK_INT))) return NULL;
                 memcpy(&v->i, &u, 8);
             } else { /* only the legacy magic number is this big */
@@ -318,16 +345,33 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
             TRY(push(m, v));
             break;
         }
-        case 'X': case 0x8c: case 0x8d: /* BINUNICODE, SHORT_BINUNICODE, BINUNICODE8 */
-        case 'T': case 'U':             /* BINSTRING, SHORT_BINSTRING (Python 2 str) */
-        case 'B': case 'C': case 0x8e:  /* BINBYTES, SHORT_BINBYTES, BINBYTES8 */
+        case 'X':
+        case 0x8c:
+        case 0x8d: /* BINUNICODE, SHORT_BINUNICODE, BINUNICODE8 */
+        case 'T':
+        case 'U': /* BINSTRING, SHORT_BINSTRING (Python 2 str) */
+        case 'B':
+        case 'C':
+        case 0x8e: /* BINBYTES, SHORT_BINBYTES, BINBYTES8 */
         {
             uint64_t k;
-            if (op == 0x8c || op == 'U' || op == 'C') { NEED(1); k = buf[i]; i += 1; }
-            else if (op == 0x8d || op == 0x8e) { NEED(8); k = pk_le64(buf + i); i += 8; }
-            else { NEED(4); k = pk_le32(buf + i); i += 4; if (op == 'T' && k > INT32_MAX) return pk_failp(m, "pickle: bad string length"); }
+            if (op == 0x8c || op == 'U' || op == 'C') {
+                NEED(1);
+                k = buf[i];
+                i += 1;
+            } else if (op == 0x8d || op == 0x8e) {
+                NEED(8);
+                k = pk_le64(buf + i);
+                i += 8;
+            } else {
+                NEED(4);
+                k = pk_le32(buf + i);
+                i += 4;
+                if (op == 'T' && k > INT32_MAX) return pk_failp(m, "pickle: bad string length");
+            }
             NEED(k); /* the length is checked against the bytes left before anything uses it */
-            if (!(v = pk_new_val(m, (op == 'B' || op == 'C' || op == 0x8e) ? PK_BYTES : PK_STR))) return NULL;
+            if (!(v = pk_new_val(m, (op == 'B' || op == 'C' || op == 0x8e) ? PK_BYTES : PK_STR)))
+                return NULL;
             v->s = buf + i;
             v->n = (size_t)k;
             i += (size_t)k;
@@ -337,12 +381,20 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
         case '}': TRY(push(m, pk_new_seq(m, PK_DICT, NULL, 0))); break;  /* EMPTY_DICT */
         case ']': TRY(push(m, pk_new_seq(m, PK_LIST, NULL, 0))); break;  /* EMPTY_LIST */
         case ')': TRY(push(m, pk_new_seq(m, PK_TUPLE, NULL, 0))); break; /* EMPTY_TUPLE */
-        case 't': case 'l': case 'd': /* TUPLE, LIST, DICT from the items above MARK */
+        case 't':
+        case 'l':
+        case 'd': /* TUPLE, LIST, DICT from the items above MARK */
             TRY(pop_mark(m, &from, &n));
             if (op == 'd' && n % 2) return pk_failp(m, "pickle: DICT with an odd number of items");
-            TRY(push(m, pk_new_seq(m, op == 't' ? PK_TUPLE : op == 'l' ? PK_LIST : PK_DICT, m->stack + from, n)));
+            TRY(push(m, pk_new_seq(m,
+                                   op == 't'   ? PK_TUPLE
+                                   : op == 'l' ? PK_LIST
+                                               : PK_DICT,
+                                   m->stack + from, n)));
             break;
-        case 0x85: case 0x86: case 0x87: /* TUPLE1, TUPLE2, TUPLE3 */
+        case 0x85:
+        case 0x86:
+        case 0x87: /* TUPLE1, TUPLE2, TUPLE3 */
             n = (size_t)(op - 0x84);
             if (m->sp - base(m) < n) return pk_failp(m, "pickle: stack underflow");
             m->sp -= n;
@@ -350,7 +402,8 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
             break;
         case 's': /* SETITEM */
             if (!(w = pop(m)) || !(v = pop(m)) || !(x = top(m))) return NULL;
-            if (x->kind != PK_DICT) return pk_failp(m, "pickle: SETITEM on a %s", pk_kind_name(m->hooks, x));
+            if (x->kind != PK_DICT)
+                return pk_failp(m, "pickle: SETITEM on a %s", pk_kind_name(m->hooks, x));
             {
                 pk_val *kv[2] = {v, w};
                 TRY(seq_add(m, x, kv, 2));
@@ -361,21 +414,40 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
             TRY(pop_mark(m, &from, &n));
             if (!(x = top(m))) return NULL;
             if (x->kind != (op == 'u' ? PK_DICT : PK_LIST))
-                return pk_failp(m, "pickle: %s on a %s", op == 'u' ? "SETITEMS" : "APPENDS", pk_kind_name(m->hooks, x));
-            if (op == 'u' && n % 2) return pk_failp(m, "pickle: SETITEMS with an odd number of items");
+                return pk_failp(m, "pickle: %s on a %s", op == 'u' ? "SETITEMS" : "APPENDS",
+                                pk_kind_name(m->hooks, x));
+            if (op == 'u' && n % 2)
+                return pk_failp(m, "pickle: SETITEMS with an odd number of items");
             TRY(seq_add(m, x, m->stack + from, n));
             break;
         case 'a': /* APPEND */
             if (!(v = pop(m)) || !(x = top(m))) return NULL;
-            if (x->kind != PK_LIST) return pk_failp(m, "pickle: APPEND on a %s", pk_kind_name(m->hooks, x));
+            if (x->kind != PK_LIST)
+                return pk_failp(m, "pickle: APPEND on a %s", pk_kind_name(m->hooks, x));
             TRY(seq_add(m, x, &v, 1));
             break;
-        case 'q': NEED(1); TRY(memo_put(m, buf[i], i - start)); i += 1; break;            /* BINPUT */
-        case 'r': NEED(4); TRY(memo_put(m, pk_le32(buf + i), i - start)); i += 4; break;     /* LONG_BINPUT */
-        case 0x94: TRY(memo_put(m, m->memo_count, i - start)); break;                     /* MEMOIZE */
-        case 'h': NEED(1); TRY(memo_get(m, buf[i])); i += 1; break;                       /* BINGET */
-        case 'j': NEED(4); TRY(memo_get(m, pk_le32(buf + i))); i += 4; break;                /* LONG_BINGET */
-        case 'c': /* GLOBAL "module\nname\n" */
+        case 'q':
+            NEED(1);
+            TRY(memo_put(m, buf[i], i - start));
+            i += 1;
+            break; /* BINPUT */
+        case 'r':
+            NEED(4);
+            TRY(memo_put(m, pk_le32(buf + i), i - start));
+            i += 4;
+            break;                                                    /* LONG_BINPUT */
+        case 0x94: TRY(memo_put(m, m->memo_count, i - start)); break; /* MEMOIZE */
+        case 'h':
+            NEED(1);
+            TRY(memo_get(m, buf[i]));
+            i += 1;
+            break; /* BINGET */
+        case 'j':
+            NEED(4);
+            TRY(memo_get(m, pk_le32(buf + i)));
+            i += 4;
+            break; /* LONG_BINGET */
+        case 'c':  /* GLOBAL "module\nname\n" */
         {
             const uint8_t *line[2];
             size_t llen[2];
@@ -395,7 +467,8 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
         case 0x93: /* STACK_GLOBAL: module and name strings on the stack */
         {
             if (!(w = pop(m)) || !(v = pop(m))) return NULL;
-            if (!is_str(v) || !is_str(w)) return pk_failp(m, "pickle: STACK_GLOBAL needs two strings");
+            if (!is_str(v) || !is_str(w))
+                return pk_failp(m, "pickle: STACK_GLOBAL needs two strings");
             int id = m->hooks->find_global(m, v->s, v->n, w->s, w->n);
             if (!id || !(x = pk_new_val(m, PK_GLOBAL))) return NULL;
             x->i = id;
@@ -420,11 +493,13 @@ pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos) {
             break;
         default:
             if (op >= 32 && op < 127)
-                return pk_failp(m, "pickle: opcode '%c' (0x%02x) at byte %zu is not supported in a state dict", op, op, at - start);
-            return pk_failp(m, "pickle: opcode 0x%02x at byte %zu is not supported in a state dict", op, at - start);
+                return pk_failp(
+                    m, "pickle: opcode '%c' (0x%02x) at byte %zu is not supported in a state dict",
+                    op, op, at - start);
+            return pk_failp(m, "pickle: opcode 0x%02x at byte %zu is not supported in a state dict",
+                            op, at - start);
         }
     }
 #undef NEED
 #undef TRY
 }
-

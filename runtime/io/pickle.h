@@ -18,20 +18,32 @@
 #define PK_MAX_STACK (1u << 20) /* stack and mark stack entries */
 
 /* The value kinds. The host's own kinds (a storage, a tensor) are PK_HOST + k, k < 4. */
-enum { PK_NONE, PK_BOOL, PK_INT, PK_BIGINT, PK_FLOAT, PK_STR, PK_BYTES, PK_TUPLE, PK_LIST, PK_DICT,
-       PK_GLOBAL, PK_HOST };
+enum {
+    PK_NONE,
+    PK_BOOL,
+    PK_INT,
+    PK_BIGINT,
+    PK_FLOAT,
+    PK_STR,
+    PK_BYTES,
+    PK_TUPLE,
+    PK_LIST,
+    PK_DICT,
+    PK_GLOBAL,
+    PK_HOST
+};
 #define PK_MAX_HOST_KINDS 4
 
 typedef struct pk_val pk_val;
 struct pk_val {
     int kind;
-    int64_t i;          /* PK_BOOL, PK_INT; PK_GLOBAL: the host's id for it */
-    double f;           /* PK_FLOAT */
-    const uint8_t *s;   /* PK_STR, PK_BYTES, PK_BIGINT: bytes inside the pickle */
-    size_t n;           /* bytes of s, or items of a container (a dict holds key, value, ...) */
+    int64_t i;        /* PK_BOOL, PK_INT; PK_GLOBAL: the host's id for it */
+    double f;         /* PK_FLOAT */
+    const uint8_t *s; /* PK_STR, PK_BYTES, PK_BIGINT: bytes inside the pickle */
+    size_t n;         /* bytes of s, or items of a container (a dict holds key, value, ...) */
     size_t cap;
     pk_val **items;
-    void *obj;          /* the host's kinds: its record */
+    void *obj; /* the host's kinds: its record */
 };
 
 typedef struct pk_machine pk_machine;
@@ -41,11 +53,11 @@ typedef struct {
     /* GLOBAL and STACK_GLOBAL: an id > 0 for an allowed module.name */
     int (*find_global)(pk_machine *m, const uint8_t *mod, size_t mlen, const uint8_t *name,
                        size_t nlen);
-    pk_val *(*reduce)(pk_machine *m, pk_val *f, pk_val *args);    /* REDUCE: f(*args) */
-    pk_val *(*newobj)(pk_machine *m, pk_val *cls, pk_val *args);  /* NEWOBJ */
-    int (*build)(pk_machine *m, pk_val *obj, pk_val *state);      /* BUILD: 0 or -1 */
-    pk_val *(*persistent_load)(pk_machine *m, pk_val *pid);       /* BINPERSID */
-    const char *host_kind_names[PK_MAX_HOST_KINDS];               /* for messages */
+    pk_val *(*reduce)(pk_machine *m, pk_val *f, pk_val *args);   /* REDUCE: f(*args) */
+    pk_val *(*newobj)(pk_machine *m, pk_val *cls, pk_val *args); /* NEWOBJ */
+    int (*build)(pk_machine *m, pk_val *obj, pk_val *state);     /* BUILD: 0 or -1 */
+    pk_val *(*persistent_load)(pk_machine *m, pk_val *pid);      /* BINPERSID */
+    const char *host_kind_names[PK_MAX_HOST_KINDS];              /* for messages */
 } pk_hooks;
 
 typedef struct pk_block pk_block;

@@ -1,11 +1,12 @@
-/* pth.c: PyTorch checkpoints (torch.save) in C, with a restricted unpickler. See pth.h and
- * docs/checkpoints.md.
+/* pth.c: PyTorch checkpoints (torch.save) in C: the PyTorch layer over the restricted
+ * unpickler of pickle.c. See pth.h and docs/checkpoints.md.
  *
  * How it goes:
  *   1. Recognise the format: zip ("PK\3\4"), legacy stream (a pickle first), tar (refused).
- *   2. Run the object pickle on a small stack machine. Values live in an arena freed at the
- *      end, so an error anywhere needs no cleanup. GLOBAL only resolves names from a fixed
- *      table; REDUCE only "calls" those, and calling means building a plain C record.
+ *   2. Run the object pickle on the pickle machine (pickle.c), whose values live in an arena
+ *      freed at the end, so an error anywhere needs no cleanup. Our hooks (torch_hooks): GLOBAL
+ *      only resolves names from a fixed table; REDUCE only "calls" those, and calling means
+ *      building a plain C record.
  *      Persistent ids become storage references; _rebuild_tensor_v2 becomes a tensor record
  *      whose view is checked against its storage's size right away.
  *   3. Merge storage references by key, then bind each storage to its bytes in the file
@@ -30,10 +31,9 @@
 #include "io/pickle.h"
 #include "io/zip.h"
 
-#define PK_MAX_STACK (1u << 20) /* pickle stack and mark stack entries */
-#define MAX_DEPTH 64         /* nesting the flattener and key listing follow */
-#define MAX_NAME 4096        /* bytes in one flattened tensor name */
-#define MAX_KEY 256          /* bytes in a storage key */
+#define MAX_DEPTH       64   /* nesting the flattener and key listing follow */
+#define MAX_NAME        4096 /* bytes in one flattened tensor name */
+#define MAX_KEY         256  /* bytes in a storage key */
 #define MAX_LISTED_KEYS 24   /* keys shown when key_path names a missing key */
 
 /* ---------------------------------------------------------------- values */
@@ -43,8 +43,15 @@ typedef pk_val val;
 enum { V_STORAGE = PK_HOST, V_TENSOR };
 
 /* The globals a state dict may name. Storage types carry their dtype: G_STORAGE + dtype. */
-enum { G_ORDERED_DICT = 1, G_REBUILD_TENSOR, G_REBUILD_TENSOR_V2, G_REBUILD_PARAMETER,
-       G_REBUILD_PARAMETER_STATE, G_SIZE, G_STORAGE = 100 };
+enum {
+    G_ORDERED_DICT = 1,
+    G_REBUILD_TENSOR,
+    G_REBUILD_TENSOR_V2,
+    G_REBUILD_PARAMETER,
+    G_REBUILD_PARAMETER_STATE,
+    G_SIZE,
+    G_STORAGE = 100
+};
 
 typedef struct sref sref;
 typedef struct tensor tensor;
@@ -54,12 +61,12 @@ struct sref {
     const uint8_t *key;
     size_t key_len;
     ft_dtype dtype;
-    int64_t numel;      /* elements */
-    sref *root;         /* legacy storage views: the storage this one is a slice of */
-    int64_t offset;     /* elements into root */
-    size_t seq;         /* creation order */
-    sref *leader;       /* the first reference with this key */
-    int index;          /* leader only: index in the public storages array */
+    int64_t numel;  /* elements */
+    sref *root;     /* legacy storage views: the storage this one is a slice of */
+    int64_t offset; /* elements into root */
+    size_t seq;     /* creation order */
+    sref *leader;   /* the first reference with this key */
+    int index;      /* leader only: index in the public storages array */
 };
 
 struct tensor {
@@ -115,10 +122,12 @@ static int add64(int64_t a, int64_t b, int64_t *r) { /* a, b >= 0 */
     return 1;
 }
 
-
 /* ---------------------------------------------------------------- globals */
 
-static const struct { const char *module, *name; int id; } allowed_globals[] = {
+static const struct {
+    const char *module, *name;
+    int id;
+} allowed_globals[] = {
     {"collections", "OrderedDict", G_ORDERED_DICT},
     {"torch._utils", "_rebuild_tensor", G_REBUILD_TENSOR},
     {"torch._utils", "_rebuild_tensor_v2", G_REBUILD_TENSOR_V2},
@@ -138,10 +147,13 @@ static const struct { const char *module, *name; int id; } allowed_globals[] = {
     {"torch", "UntypedStorage", G_STORAGE + FT_UINT8}, /* torch.load reads it as uint8 */
 };
 
-static int eq(const uint8_t *s, size_t n, const char *z) { return strlen(z) == n && memcmp(s, z, n) == 0; }
+static int eq(const uint8_t *s, size_t n, const char *z) {
+    return strlen(z) == n && memcmp(s, z, n) == 0;
+}
 
 /* The id of an allowed global, or 0 after fail() naming it. */
-static int find_global(pk_machine *m, const uint8_t *mod, size_t mlen, const uint8_t *name, size_t nlen) {
+static int find_global(pk_machine *m, const uint8_t *mod, size_t mlen, const uint8_t *name,
+                       size_t nlen) {
     P *p = as_p(m);
     /* Checkpoints written from CUDA by old torch versions name torch.cuda.FloatStorage etc. */
     int cuda = eq(mod, mlen, "torch.cuda");
@@ -152,7 +164,10 @@ static int find_global(pk_machine *m, const uint8_t *mod, size_t mlen, const uin
     }
     char full[300];
     snprintf(full, sizeof(full), "%s.%s", pk_show(mod, mlen).s, pk_show(name, nlen).s);
-    pk_fail(&p->m, "checkpoint refers to global '%s', which ftlua does not load (only state dicts are accepted)", full);
+    pk_fail(
+        &p->m,
+        "checkpoint refers to global '%s', which ftlua does not load (only state dicts are accepted)",
+        full);
     return 0;
 }
 
@@ -173,7 +188,9 @@ static sref *new_sref(P *p, const val *key, ft_dtype dtype, const val *numel) {
     int64_t nbytes;
     if (!mul64(numel->i, (int64_t)ft_dtype_size(dtype), &nbytes))
         return pk_failp(&p->m, "storage '%s' is impossibly large", pk_show(key->s, key->n).s);
-    if (pk_grow(&p->m, (void **)&p->refs, &p->refs_cap, p->nrefs + 1, sizeof(sref *), PK_MAX_STACK) < 0) return NULL;
+    if (pk_grow(&p->m, (void **)&p->refs, &p->refs_cap, p->nrefs + 1, sizeof(sref *),
+                PK_MAX_STACK) < 0)
+        return NULL;
     sref *r = pk_alloc(&p->m, sizeof(sref));
     if (!r) return NULL;
     r->key = key->s;
@@ -189,14 +206,21 @@ static sref *new_sref(P *p, const val *key, ft_dtype dtype, const val *numel) {
  * view_metadata (None or (view_key, offset, size)), in legacy files. */
 static val *persistent_load(pk_machine *m, val *pid) {
     P *p = as_p(m);
-    if (!pid || pid->kind != PK_TUPLE || pid->n < 1) return pk_failp(&p->m, "checkpoint has a persistent id that is not a tuple");
+    if (!pid || pid->kind != PK_TUPLE || pid->n < 1)
+        return pk_failp(&p->m, "checkpoint has a persistent id that is not a tuple");
     if (pk_str_is(pid->items[0], "module"))
-        return pk_failp(&p->m, "checkpoint holds a whole pickled nn.Module (torch.save(model)); save model.state_dict() instead");
-    if (!pk_str_is(pid->items[0], "storage")) return pk_failp(&p->m, "checkpoint has an unknown persistent id type");
+        return pk_failp(
+            &p->m,
+            "checkpoint holds a whole pickled nn.Module (torch.save(model)); save model.state_dict() instead");
+    if (!pk_str_is(pid->items[0], "storage"))
+        return pk_failp(&p->m, "checkpoint has an unknown persistent id type");
     size_t want = p->legacy ? 6 : 5;
-    if (pid->n != want) return pk_failp(&p->m, "checkpoint has a storage id with %zu fields (expected %zu)", pid->n, want);
+    if (pid->n != want)
+        return pk_failp(&p->m, "checkpoint has a storage id with %zu fields (expected %zu)", pid->n,
+                        want);
     ft_dtype dtype;
-    if (!storage_dtype_of(pid->items[1], &dtype)) return pk_failp(&p->m, "checkpoint has a storage id without a storage type");
+    if (!storage_dtype_of(pid->items[1], &dtype))
+        return pk_failp(&p->m, "checkpoint has a storage id without a storage type");
     if (pid->items[3]->kind != PK_STR && pid->items[3]->kind != PK_BYTES)
         return pk_failp(&p->m, "checkpoint has a storage id with a bad location");
     sref *r = new_sref(p, pid->items[2], dtype, pid->items[4]);
@@ -204,13 +228,15 @@ static val *persistent_load(pk_machine *m, val *pid) {
     if (p->legacy && pid->items[5]->kind != PK_NONE) {
         /* An old-style storage view: items[2] named the root; the view has its own key. */
         val *vm = pid->items[5];
-        if (vm->kind != PK_TUPLE || vm->n != 3 || vm->items[1]->kind != PK_INT || vm->items[1]->i < 0)
+        if (vm->kind != PK_TUPLE || vm->n != 3 || vm->items[1]->kind != PK_INT ||
+            vm->items[1]->i < 0)
             return pk_failp(&p->m, "checkpoint has a bad storage view");
         sref *view = new_sref(p, vm->items[0], dtype, vm->items[2]);
         if (!view) return NULL;
         int64_t end;
         if (!add64(vm->items[1]->i, view->numel, &end) || end > r->numel)
-            return pk_failp(&p->m, "storage view '%s' lies outside its storage", pk_show(view->key, view->key_len).s);
+            return pk_failp(&p->m, "storage view '%s' lies outside its storage",
+                            pk_show(view->key, view->key_len).s);
         view->root = r;
         view->offset = vm->items[1]->i;
         r = view;
@@ -222,10 +248,14 @@ static val *persistent_load(pk_machine *m, val *pid) {
 
 /* Reads a tuple of non-negative ints (sizes or strides). */
 static int int_tuple(P *p, const val *v, int64_t *out, int *n, const char *what) {
-    if (!v || (v->kind != PK_TUPLE && v->kind != PK_LIST)) return pk_fail(&p->m, "tensor %s is not a tuple", what);
-    if (v->n > FT_MAX_DIMS) return pk_fail(&p->m, "tensor has %zu dimensions (at most %d supported)", v->n, FT_MAX_DIMS);
+    if (!v || (v->kind != PK_TUPLE && v->kind != PK_LIST))
+        return pk_fail(&p->m, "tensor %s is not a tuple", what);
+    if (v->n > FT_MAX_DIMS)
+        return pk_fail(&p->m, "tensor has %zu dimensions (at most %d supported)", v->n,
+                       FT_MAX_DIMS);
     for (size_t k = 0; k < v->n; k++) {
-        if (v->items[k]->kind != PK_INT || v->items[k]->i < 0) return pk_fail(&p->m, "tensor %s holds a bad value", what);
+        if (v->items[k]->kind != PK_INT || v->items[k]->i < 0)
+            return pk_fail(&p->m, "tensor %s holds a bad value", what);
         out[k] = v->items[k]->i;
     }
     *n = (int)v->n;
@@ -235,13 +265,16 @@ static int int_tuple(P *p, const val *v, int64_t *out, int *n, const char *what)
 /* _rebuild_tensor(_v2)(storage, storage_offset, size, stride, ...): the view must stay inside. */
 static val *make_tensor(P *p, val **a, int requires_grad) {
     if (a[0]->kind != V_STORAGE) return pk_failp(&p->m, "tensor is not built from a storage");
-    if (a[1]->kind != PK_INT || a[1]->i < 0) return pk_failp(&p->m, "tensor has a bad storage offset");
+    if (a[1]->kind != PK_INT || a[1]->i < 0)
+        return pk_failp(&p->m, "tensor has a bad storage offset");
     tensor *t = pk_alloc(&p->m, sizeof(tensor));
     if (!t) return NULL;
     int nstride = 0;
-    if (int_tuple(p, a[2], t->size, &t->ndim, "size") < 0 || int_tuple(p, a[3], t->stride, &nstride, "stride") < 0)
+    if (int_tuple(p, a[2], t->size, &t->ndim, "size") < 0 ||
+        int_tuple(p, a[3], t->stride, &nstride, "stride") < 0)
         return NULL;
-    if (nstride != t->ndim) return pk_failp(&p->m, "tensor has %d sizes but %d strides", t->ndim, nstride);
+    if (nstride != t->ndim)
+        return pk_failp(&p->m, "tensor has %d sizes but %d strides", t->ndim, nstride);
     t->st = a[0]->obj;
     t->offset = a[1]->i;
     t->requires_grad = requires_grad;
@@ -256,8 +289,11 @@ static val *make_tensor(P *p, val **a, int requires_grad) {
         }
         int64_t end;
         if (!add64(t->offset, last, &end) || end >= t->st->numel)
-            return pk_failp(&p->m, "tensor view (offset %lld, %lld elements apart) lies outside its storage '%s' of %lld elements",
-                         (long long)t->offset, (long long)last, pk_show(t->st->key, t->st->key_len).s, (long long)t->st->numel);
+            return pk_failp(
+                &p->m,
+                "tensor view (offset %lld, %lld elements apart) lies outside its storage '%s' of %lld elements",
+                (long long)t->offset, (long long)last, pk_show(t->st->key, t->st->key_len).s,
+                (long long)t->st->numel);
     }
     t->numel = numel;
     val *v = pk_new_val(&p->m, V_TENSOR);
@@ -267,7 +303,8 @@ static val *make_tensor(P *p, val **a, int requires_grad) {
 
 static val *copy_tensor(P *p, const val *src, const val *requires_grad) {
     if (src->kind != V_TENSOR) return pk_failp(&p->m, "parameter does not wrap a tensor");
-    if (requires_grad->kind != PK_BOOL && requires_grad->kind != PK_INT) return pk_failp(&p->m, "parameter has a bad requires_grad");
+    if (requires_grad->kind != PK_BOOL && requires_grad->kind != PK_INT)
+        return pk_failp(&p->m, "parameter has a bad requires_grad");
     tensor *t = pk_alloc(&p->m, sizeof(tensor));
     val *v = t ? pk_new_val(&p->m, V_TENSOR) : NULL;
     if (!v) return NULL;
@@ -280,8 +317,10 @@ static val *copy_tensor(P *p, const val *src, const val *requires_grad) {
 /* REDUCE: applies one of the allowed callables. Nothing outside this file runs. */
 static val *call(pk_machine *m, val *f, val *args) {
     P *p = as_p(m);
-    if (f->kind != PK_GLOBAL) return pk_failp(&p->m, "pickle calls a %s, not a function", kind_of(f));
-    if (args->kind != PK_TUPLE) return pk_failp(&p->m, "pickle calls a function with %s arguments", kind_of(args));
+    if (f->kind != PK_GLOBAL)
+        return pk_failp(&p->m, "pickle calls a %s, not a function", kind_of(f));
+    if (args->kind != PK_TUPLE)
+        return pk_failp(&p->m, "pickle calls a function with %s arguments", kind_of(args));
     val **a = args->items;
     size_t n = args->n;
     switch (f->i) {
@@ -289,7 +328,8 @@ static val *call(pk_machine *m, val *f, val *args) {
         if (n != 0) return pk_failp(&p->m, "OrderedDict with arguments is not supported");
         return pk_new_seq(&p->m, PK_DICT, NULL, 0);
     case G_SIZE: /* torch.Size(tuple) is just the tuple */
-        if (n != 1 || (a[0]->kind != PK_TUPLE && a[0]->kind != PK_LIST)) return pk_failp(&p->m, "bad torch.Size");
+        if (n != 1 || (a[0]->kind != PK_TUPLE && a[0]->kind != PK_LIST))
+            return pk_failp(&p->m, "bad torch.Size");
         return pk_new_seq(&p->m, PK_TUPLE, a[0]->items, a[0]->n);
     case G_REBUILD_TENSOR:
         if (n != 4) return pk_failp(&p->m, "_rebuild_tensor takes 4 arguments, got %zu", n);
@@ -297,14 +337,17 @@ static val *call(pk_machine *m, val *f, val *args) {
     case G_REBUILD_TENSOR_V2:
         /* (storage, offset, size, stride, requires_grad, backward_hooks[, metadata]).
          * Hooks and metadata are dropped: they can only hold values this parser built. */
-        if (n != 6 && n != 7) return pk_failp(&p->m, "_rebuild_tensor_v2 takes 6 or 7 arguments, got %zu", n);
-        if (a[4]->kind != PK_BOOL && a[4]->kind != PK_INT) return pk_failp(&p->m, "tensor has a bad requires_grad");
+        if (n != 6 && n != 7)
+            return pk_failp(&p->m, "_rebuild_tensor_v2 takes 6 or 7 arguments, got %zu", n);
+        if (a[4]->kind != PK_BOOL && a[4]->kind != PK_INT)
+            return pk_failp(&p->m, "tensor has a bad requires_grad");
         return make_tensor(p, a, a[4]->i != 0);
     case G_REBUILD_PARAMETER: /* (data, requires_grad, backward_hooks) */
         if (n != 3) return pk_failp(&p->m, "_rebuild_parameter takes 3 arguments, got %zu", n);
         return copy_tensor(p, a[0], a[1]);
     case G_REBUILD_PARAMETER_STATE: /* (data, requires_grad, backward_hooks, state) */
-        if (n != 4) return pk_failp(&p->m, "_rebuild_parameter_with_state takes 4 arguments, got %zu", n);
+        if (n != 4)
+            return pk_failp(&p->m, "_rebuild_parameter_with_state takes 4 arguments, got %zu", n);
         return copy_tensor(p, a[0], a[1]);
     default:
         return pk_failp(&p->m, "pickle calls a storage type directly, which torch.save never does");
@@ -313,15 +356,18 @@ static val *call(pk_machine *m, val *f, val *args) {
 
 /* NEWOBJ: cls.__new__(cls, *args); only OrderedDict makes sense here. */
 static val *newobj(pk_machine *m, val *cls, val *args) {
-    if (cls->kind != PK_GLOBAL || cls->i != G_ORDERED_DICT || args->kind != PK_TUPLE || args->n != 0)
+    if (cls->kind != PK_GLOBAL || cls->i != G_ORDERED_DICT || args->kind != PK_TUPLE ||
+        args->n != 0)
         return pk_failp(m, "pickle: NEWOBJ is only supported for OrderedDict");
     return pk_new_seq(m, PK_DICT, NULL, 0);
 }
 
 /* BUILD: OrderedDict's state (its _metadata attribute) is dropped. */
 static int build(pk_machine *m, val *obj, val *state) {
-    if (obj->kind != PK_DICT) return pk_fail(m, "pickle: BUILD on a %s is not supported", kind_of(obj));
-    if (state->kind != PK_DICT && state->kind != PK_TUPLE && state->kind != PK_NONE) return pk_fail(m, "pickle: bad BUILD state");
+    if (obj->kind != PK_DICT)
+        return pk_fail(m, "pickle: BUILD on a %s is not supported", kind_of(obj));
+    if (state->kind != PK_DICT && state->kind != PK_TUPLE && state->kind != PK_NONE)
+        return pk_fail(m, "pickle: bad BUILD state");
     return 0;
 }
 
@@ -351,10 +397,13 @@ static sref *find_storage(P *p, const uint8_t *key, size_t n) {
     size_t lo = 0, hi = p->nrefs;
     while (lo < hi) { /* first reference whose key is >= key */
         size_t mid = lo + (hi - lo) / 2;
-        if (cmp_key(p->sorted[mid]->key, p->sorted[mid]->key_len, key, n) < 0) lo = mid + 1;
-        else hi = mid;
+        if (cmp_key(p->sorted[mid]->key, p->sorted[mid]->key_len, key, n) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (lo < p->nrefs && cmp_key(p->sorted[lo]->key, p->sorted[lo]->key_len, key, n) == 0) return p->sorted[lo];
+    if (lo < p->nrefs && cmp_key(p->sorted[lo]->key, p->sorted[lo]->key_len, key, n) == 0)
+        return p->sorted[lo];
     return NULL;
 }
 
@@ -370,10 +419,16 @@ static int merge_storages(P *p) {
         if (l && cmp_key(l->key, l->key_len, r->key, r->key_len) == 0) {
             r->leader = l;
             /* Views are compared through their roots' keys. */
-            int same_root = (!r->root && !l->root) ||
-                            (r->root && l->root && cmp_key(r->root->key, r->root->key_len, l->root->key, l->root->key_len) == 0);
-            if (r->dtype != l->dtype || r->numel != l->numel || !same_root || r->offset != l->offset)
-                return pk_fail(&p->m, "storage '%s' is described twice in different ways (dtype, size or view)", pk_show(r->key, r->key_len).s);
+            int same_root =
+                (!r->root && !l->root) ||
+                (r->root && l->root &&
+                 cmp_key(r->root->key, r->root->key_len, l->root->key, l->root->key_len) == 0);
+            if (r->dtype != l->dtype || r->numel != l->numel || !same_root ||
+                r->offset != l->offset)
+                return pk_fail(
+                    &p->m,
+                    "storage '%s' is described twice in different ways (dtype, size or view)",
+                    pk_show(r->key, r->key_len).s);
         } else {
             r->leader = r;
         }
@@ -386,7 +441,9 @@ static int merge_storages(P *p) {
         }
         if (r->root) { /* a view's root must itself be a root storage */
             sref *root = r->root->leader ? r->root->leader : r->root;
-            if (root->root) return pk_fail(&p->m, "storage '%s' is a view of a view", pk_show(r->key, r->key_len).s);
+            if (root->root)
+                return pk_fail(&p->m, "storage '%s' is a view of a view",
+                               pk_show(r->key, r->key_len).s);
         }
     }
     return 0;
@@ -394,7 +451,9 @@ static int merge_storages(P *p) {
 
 static int bind(P *p, sref *leader, const uint8_t *data) {
     store *s = &p->stores[leader->index];
-    if (s->bound) return pk_fail(&p->m, "storage '%s' has two data records", pk_show(leader->key, leader->key_len).s);
+    if (s->bound)
+        return pk_fail(&p->m, "storage '%s' has two data records",
+                       pk_show(leader->key, leader->key_len).s);
     s->bound = 1;
     s->data = leader->numel ? data : NULL;
     return 0;
@@ -408,16 +467,21 @@ static int finish_storages(P *p) {
         store *root = &p->stores[r->root->leader->index];
         if (!root->bound) continue;
         p->stores[k].bound = 1;
-        p->stores[k].data = r->numel ? root->data + (size_t)r->offset * ft_dtype_size(r->dtype) : NULL;
+        p->stores[k].data =
+            r->numel ? root->data + (size_t)r->offset * ft_dtype_size(r->dtype) : NULL;
     }
     for (size_t k = 0; k < p->nstores; k++) {
         sref *r = p->stores[k].ref;
-        if (!p->stores[k].bound) return pk_fail(&p->m, "storage '%s' has no data in the checkpoint", pk_show(r->key, r->key_len).s);
+        if (!p->stores[k].bound)
+            return pk_fail(&p->m, "storage '%s' has no data in the checkpoint",
+                           pk_show(r->key, r->key_len).s);
         /* A bool byte other than 0 or 1 is undefined behaviour in libtorch: refuse it here. */
         if (r->dtype == FT_BOOL && !r->root) {
             const uint8_t *d = p->stores[k].data;
             for (int64_t e = 0; e < r->numel; e++)
-                if (d[e] > 1) return pk_fail(&p->m, "bool storage '%s' holds the byte %d", pk_show(r->key, r->key_len).s, d[e]);
+                if (d[e] > 1)
+                    return pk_fail(&p->m, "bool storage '%s' holds the byte %d",
+                                   pk_show(r->key, r->key_len).s, d[e]);
         }
     }
     return 0;
@@ -461,7 +525,8 @@ static void list_keys(const val *d, char *out, size_t outlen) {
 }
 
 static int key_matches(const val *key, const char *s, size_t n) {
-    if (key->kind == PK_STR || key->kind == PK_BYTES) return key->n == n && memcmp(key->s, s, n) == 0;
+    if (key->kind == PK_STR || key->kind == PK_BYTES)
+        return key->n == n && memcmp(key->s, s, n) == 0;
     if (key->kind == PK_INT) {
         char num[32];
         int k = snprintf(num, sizeof(num), "%lld", (long long)key->i);
@@ -479,19 +544,25 @@ static val *choose(P *p, val *root, const char *path) {
         const char *e = strchr(s, '/');
         size_t n = e ? (size_t)(e - s) : strlen(s);
         where(here, sizeof(here), path, (size_t)(s - path));
-        if (n == 0) return pk_failp(&p->m, "empty key in key path '%s'", pk_show((const uint8_t *)path, strlen(path)).s);
-        if (cur->kind != PK_DICT) return pk_failp(&p->m, "%s is a %s, not a dict, so it has no key '%s'", here, kind_of(cur), pk_show((const uint8_t *)s, n).s);
+        if (n == 0)
+            return pk_failp(&p->m, "empty key in key path '%s'",
+                            pk_show((const uint8_t *)path, strlen(path)).s);
+        if (cur->kind != PK_DICT)
+            return pk_failp(&p->m, "%s is a %s, not a dict, so it has no key '%s'", here,
+                            kind_of(cur), pk_show((const uint8_t *)s, n).s);
         val *next = NULL;
         for (size_t j = 0; j < cur->n; j += 2)
             if (key_matches(cur->items[j], s, n)) next = cur->items[j + 1];
         if (!next) {
             list_keys(cur, keys, sizeof(keys));
-            return pk_failp(&p->m, "no key '%s' in %s; keys: %s", pk_show((const uint8_t *)s, n).s, here, keys);
+            return pk_failp(&p->m, "no key '%s' in %s; keys: %s", pk_show((const uint8_t *)s, n).s,
+                            here, keys);
         }
         cur = next;
         s += n + (e ? 1 : 0);
     }
-    if (cur->kind != PK_DICT && cur->kind != PK_LIST && cur->kind != PK_TUPLE && cur->kind != V_TENSOR) {
+    if (cur->kind != PK_DICT && cur->kind != PK_LIST && cur->kind != PK_TUPLE &&
+        cur->kind != V_TENSOR) {
         where(here, sizeof(here), path ? path : "", path ? strlen(path) : 0);
         return pk_failp(&p->m, "%s holds a value of type %s, not a state dict", here, kind_of(cur));
     }
@@ -499,7 +570,9 @@ static val *choose(P *p, val *root, const char *path) {
 }
 
 static int add_flat(P *p, tensor *t, size_t name_len) {
-    if (pk_grow(&p->m, (void **)&p->flats, &p->flats_cap, p->nflats + 1, sizeof(flat), (size_t)1 << 30) < 0) return -1;
+    if (pk_grow(&p->m, (void **)&p->flats, &p->flats_cap, p->nflats + 1, sizeof(flat),
+                (size_t)1 << 30) < 0)
+        return -1;
     char *name = pk_alloc(&p->m, name_len + 1);
     if (!name) return -1;
     memcpy(name, p->name, name_len);
@@ -510,7 +583,8 @@ static int add_flat(P *p, tensor *t, size_t name_len) {
 /* Appends ".key" (or "key" at the top) to p->name; returns the new length or -1. */
 static long append_name(P *p, size_t len, const char *s, size_t n) {
     size_t dot = len ? 1 : 0;
-    if (len + dot + n > MAX_NAME) return pk_fail(&p->m, "tensor name longer than %d bytes", MAX_NAME);
+    if (len + dot + n > MAX_NAME)
+        return pk_fail(&p->m, "tensor name longer than %d bytes", MAX_NAME);
     if (memchr(s, 0, n)) return pk_fail(&p->m, "tensor name with a NUL byte");
     if (dot) p->name[len] = '.';
     memcpy(p->name + len + dot, s, n);
@@ -520,17 +594,23 @@ static long append_name(P *p, size_t len, const char *s, size_t n) {
 
 static int flatten(P *p, const val *v, size_t len, int depth) {
     /* Shared sub-containers could make this walk exponential; the budget bounds it. */
-    if (p->visits_left-- == 0) return pk_fail(&p->m, "checkpoint structure shares containers too much to flatten");
-    if (depth > MAX_DEPTH) return pk_fail(&p->m, "checkpoint is nested more than %d levels deep", MAX_DEPTH);
+    if (p->visits_left-- == 0)
+        return pk_fail(&p->m, "checkpoint structure shares containers too much to flatten");
+    if (depth > MAX_DEPTH)
+        return pk_fail(&p->m, "checkpoint is nested more than %d levels deep", MAX_DEPTH);
     if (v->kind == V_TENSOR) return add_flat(p, v->obj, len);
     if (v->kind == PK_DICT) {
         for (size_t j = 0; j < v->n; j += 2) {
             const val *key = v->items[j];
             char num[32];
             long nl;
-            if (key->kind == PK_STR || key->kind == PK_BYTES) nl = append_name(p, len, (const char *)key->s, key->n);
-            else if (key->kind == PK_INT) nl = append_name(p, len, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)key->i));
-            else continue; /* keys of other types cannot name a parameter */
+            if (key->kind == PK_STR || key->kind == PK_BYTES)
+                nl = append_name(p, len, (const char *)key->s, key->n);
+            else if (key->kind == PK_INT)
+                nl = append_name(p, len, num,
+                                 (size_t)snprintf(num, sizeof(num), "%lld", (long long)key->i));
+            else
+                continue; /* keys of other types cannot name a parameter */
             if (nl < 0 || flatten(p, v->items[j + 1], (size_t)nl, depth + 1) < 0) return -1;
         }
     } else if (v->kind == PK_LIST || v->kind == PK_TUPLE) {
@@ -556,7 +636,8 @@ static int check_unique_names(P *p) {
     qsort(s, p->nflats, sizeof(flat *), cmp_flat_name);
     for (size_t k = 1; k < p->nflats; k++) {
         if (cmp_flat_name(&s[k - 1], &s[k]) == 0) {
-            pk_fail(&p->m, "checkpoint has two tensors named '%s'", pk_show((const uint8_t *)s[k]->name, s[k]->name_len).s);
+            pk_fail(&p->m, "checkpoint has two tensors named '%s'",
+                    pk_show((const uint8_t *)s[k]->name, s[k]->name_len).s);
             free(s);
             return -1;
         }
@@ -576,14 +657,19 @@ static int host_is_little(void) {
 static const zip_entry *record(P *p, const zip_archive *z, const char *name, int required) {
     const zip_entry *e = zip_find(z, name, strlen(name));
     if (!e) {
-        if (required) pk_fail(&p->m, "zip checkpoint has no '%s'", pk_show((const uint8_t *)name, strlen(name)).s);
+        if (required)
+            pk_fail(&p->m, "zip checkpoint has no '%s'",
+                    pk_show((const uint8_t *)name, strlen(name)).s);
         return NULL;
     }
     if (e->method != 0)
-        return pk_failp(&p->m, "zip entry '%s' is compressed (method %d); torch.save writes stored entries, so re-save the file with torch.save",
-                     pk_show((const uint8_t *)name, strlen(name)).s, e->method);
+        return pk_failp(
+            &p->m,
+            "zip entry '%s' is compressed (method %d); torch.save writes stored entries, so re-save the file with torch.save",
+            pk_show((const uint8_t *)name, strlen(name)).s, e->method);
     if (zip_crc32(e->data, (size_t)e->size) != e->crc32)
-        return pk_failp(&p->m, "zip entry '%s' is corrupt (CRC mismatch)", pk_show((const uint8_t *)name, strlen(name)).s);
+        return pk_failp(&p->m, "zip entry '%s' is corrupt (CRC mismatch)",
+                        pk_show((const uint8_t *)name, strlen(name)).s);
     return e;
 }
 
@@ -605,7 +691,9 @@ static val *load_zip(P *p, const uint8_t *buf, size_t len, int *swap) {
     prefix[plen] = 0;
     snprintf(name, sizeof(name), "%s/constants.pkl", prefix);
     if (zip_find(z, name, strlen(name))) {
-        pk_fail(&p->m, "this is a TorchScript archive (torch.jit.save); ftlua reads torch.save state dicts");
+        pk_fail(
+            &p->m,
+            "this is a TorchScript archive (torch.jit.save); ftlua reads torch.save state dicts");
         goto done;
     }
     snprintf(name, sizeof(name), "%s/byteorder", prefix);
@@ -626,58 +714,82 @@ static val *load_zip(P *p, const uint8_t *buf, size_t len, int *swap) {
     if (!pkl) goto done;
     size_t pos = 0;
     if (!(root = pk_run(&p->m, pkl->data, (size_t)pkl->size, &pos))) goto done;
-    if (merge_storages(p) < 0) { root = NULL; goto done; }
+    if (merge_storages(p) < 0) {
+        root = NULL;
+        goto done;
+    }
     for (size_t k = 0; k < p->nstores; k++) {
         sref *r = p->stores[k].ref;
         snprintf(name, sizeof(name), "%s/data/%.*s", prefix, (int)r->key_len, (const char *)r->key);
         const zip_entry *e = record(p, z, name, 1);
         uint64_t nbytes = (uint64_t)r->numel * ft_dtype_size(r->dtype);
-        if (!e) { root = NULL; goto done; }
-        if (e->size < nbytes) {
-            pk_fail(&p->m, "storage '%s' needs %llu bytes but its record has %llu", pk_show(r->key, r->key_len).s,
-                 (unsigned long long)nbytes, (unsigned long long)e->size);
+        if (!e) {
             root = NULL;
             goto done;
         }
-        if (bind(p, r, e->data) < 0) { root = NULL; goto done; }
+        if (e->size < nbytes) {
+            pk_fail(&p->m, "storage '%s' needs %llu bytes but its record has %llu",
+                    pk_show(r->key, r->key_len).s, (unsigned long long)nbytes,
+                    (unsigned long long)e->size);
+            root = NULL;
+            goto done;
+        }
+        if (bind(p, r, e->data) < 0) {
+            root = NULL;
+            goto done;
+        }
     }
 done:
     free_zip_archive(z);
     return root;
 }
 
-static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                         0x20, 0x6a, 0xa8, 0x50, 0x19};
 
 static val *load_legacy(P *p, const uint8_t *buf, size_t len) {
     size_t pos = 0;
     p->legacy = 1;
     val *v = pk_run(&p->m, buf, len, &pos);
     if (!v) return NULL;
-    if (v->kind != PK_BIGINT || v->n != sizeof(legacy_magic) || memcmp(v->s, legacy_magic, v->n) != 0)
+    if (v->kind != PK_BIGINT || v->n != sizeof(legacy_magic) ||
+        memcmp(v->s, legacy_magic, v->n) != 0)
         return pk_failp(&p->m, "not a PyTorch checkpoint (bad magic number)");
     if (!(v = pk_run(&p->m, buf, len, &pos))) return NULL;
-    if (v->kind != PK_INT || v->i != 1001) return pk_failp(&p->m, "legacy checkpoint has protocol version %lld (expected 1001)", v->kind == PK_INT ? (long long)v->i : -1LL);
-    if (!(v = pk_run(&p->m, buf, len, &pos))) return NULL; /* sys_info: the data is little-endian regardless */
+    if (v->kind != PK_INT || v->i != 1001)
+        return pk_failp(&p->m, "legacy checkpoint has protocol version %lld (expected 1001)",
+                        v->kind == PK_INT ? (long long)v->i : -1LL);
+    if (!(v = pk_run(&p->m, buf, len, &pos)))
+        return NULL; /* sys_info: the data is little-endian regardless */
     if (v->kind != PK_DICT) return pk_failp(&p->m, "legacy checkpoint has a bad sys_info record");
     val *root = pk_run(&p->m, buf, len, &pos);
     if (!root || merge_storages(p) < 0) return NULL;
     val *keys = pk_run(&p->m, buf, len, &pos);
     if (!keys) return NULL;
-    if (keys->kind != PK_LIST) return pk_failp(&p->m, "legacy checkpoint has a bad storage key list");
+    if (keys->kind != PK_LIST)
+        return pk_failp(&p->m, "legacy checkpoint has a bad storage key list");
     /* Then, for each key: the element count (u64, little-endian) and the raw bytes. */
     for (size_t k = 0; k < keys->n; k++) {
         val *key = keys->items[k];
-        if (key->kind != PK_STR && key->kind != PK_BYTES) return pk_failp(&p->m, "legacy checkpoint has a bad storage key");
+        if (key->kind != PK_STR && key->kind != PK_BYTES)
+            return pk_failp(&p->m, "legacy checkpoint has a bad storage key");
         sref *r = find_storage(p, key->s, key->n);
-        if (!r || r->root) return pk_failp(&p->m, "legacy checkpoint has data for unknown storage '%s'", pk_show(key->s, key->n).s);
-        if (len - pos < 8) return pk_failp(&p->m, "legacy checkpoint is truncated in storage '%s'", pk_show(key->s, key->n).s);
+        if (!r || r->root)
+            return pk_failp(&p->m, "legacy checkpoint has data for unknown storage '%s'",
+                            pk_show(key->s, key->n).s);
+        if (len - pos < 8)
+            return pk_failp(&p->m, "legacy checkpoint is truncated in storage '%s'",
+                            pk_show(key->s, key->n).s);
         uint64_t numel = pk_le64(buf + pos);
         pos += 8;
         if (numel != (uint64_t)r->numel)
-            return pk_failp(&p->m, "storage '%s' has %llu elements in its record but %lld in the pickle", pk_show(key->s, key->n).s,
-                         (unsigned long long)numel, (long long)r->numel);
+            return pk_failp(
+                &p->m, "storage '%s' has %llu elements in its record but %lld in the pickle",
+                pk_show(key->s, key->n).s, (unsigned long long)numel, (long long)r->numel);
         uint64_t nbytes = numel * ft_dtype_size(r->dtype); /* no overflow: checked in new_sref */
-        if (len - pos < nbytes) return pk_failp(&p->m, "legacy checkpoint is truncated in storage '%s'", pk_show(key->s, key->n).s);
+        if (len - pos < nbytes)
+            return pk_failp(&p->m, "legacy checkpoint is truncated in storage '%s'",
+                            pk_show(key->s, key->n).s);
         if (bind(p, r, buf + pos) < 0) return NULL;
         pos += (size_t)nbytes;
     }
@@ -700,7 +812,8 @@ static int build_result(P *p, pth_file *f, int swap) {
     size_t strbytes = 0;
     for (size_t k = 0; k < p->nflats; k++) strbytes += p->flats[k].name_len + 1;
     for (size_t k = 0; k < p->nstores; k++) strbytes += p->stores[k].ref->key_len + 1;
-    if (p->nflats > INT32_MAX || p->nstores > INT32_MAX) return pk_fail(&p->m, "checkpoint has too many tensors");
+    if (p->nflats > INT32_MAX || p->nstores > INT32_MAX)
+        return pk_fail(&p->m, "checkpoint has too many tensors");
     f->strings = malloc(strbytes ? strbytes : 1);
     f->storages = calloc(p->nstores ? p->nstores : 1, sizeof(pth_storage));
     f->entries = calloc(p->nflats ? p->nflats : 1, sizeof(pth_entry));
@@ -734,7 +847,8 @@ static int build_result(P *p, pth_file *f, int swap) {
     for (size_t k = 0; k < p->nstores; k++) {
         sref *r = p->stores[k].ref;
         if (r->root && f->storages[k].data)
-            f->storages[k].data = f->storages[r->root->leader->index].data + (size_t)r->offset * ft_dtype_size(r->dtype);
+            f->storages[k].data = f->storages[r->root->leader->index].data +
+                                  (size_t)r->offset * ft_dtype_size(r->dtype);
     }
     f->n_storages = (int)p->nstores;
     for (size_t k = 0; k < p->nflats; k++) {
@@ -754,7 +868,9 @@ static int build_result(P *p, pth_file *f, int swap) {
         e->numel = t->numel;
         e->storage_offset = t->offset;
         e->requires_grad = t->requires_grad;
-        e->data = t->numel ? f->storages[e->storage].data + (size_t)t->offset * ft_dtype_size(e->dtype) : NULL;
+        e->data = t->numel
+                      ? f->storages[e->storage].data + (size_t)t->offset * ft_dtype_size(e->dtype)
+                      : NULL;
     }
     f->n_entries = (int)p->nflats;
     return 0;
@@ -768,9 +884,11 @@ static void free_parser(P *p) {
     free(p->flats);
 }
 
-static pth_file *parse(const uint8_t *buf, size_t len, const char *key_path, char *err, size_t errlen) {
+static pth_file *parse(const uint8_t *buf, size_t len, const char *key_path, char *err,
+                       size_t errlen) {
     P p = {0};
-    size_t arena_cap = ((size_t)32 << 20) + (len < ((size_t)1 << 40) ? 32 * len : ((size_t)1 << 45));
+    size_t arena_cap =
+        ((size_t)32 << 20) + (len < ((size_t)1 << 40) ? 32 * len : ((size_t)1 << 45));
     pk_init(&p.m, &torch_hooks, arena_cap, err, errlen);
     pth_file *f = calloc(1, sizeof(pth_file));
     if (!f) {
@@ -790,14 +908,16 @@ static pth_file *parse(const uint8_t *buf, size_t len, const char *key_path, cha
         f->format = PTH_LEGACY;
         root = load_legacy(&p, buf, len);
     } else {
-        pk_fail(&p.m, "not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)");
+        pk_fail(&p.m,
+                "not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)");
     }
     val *chosen = NULL;
     if (root && finish_storages(&p) == 0) chosen = choose(&p, root, key_path);
     if (chosen) {
         p.visits_left = 8 * p.m.nvals + 65536;
         p.name[0] = 0;
-        if (flatten(&p, chosen, 0, 0) == 0 && check_unique_names(&p) == 0) build_result(&p, f, swap);
+        if (flatten(&p, chosen, 0, 0) == 0 && check_unique_names(&p) == 0)
+            build_result(&p, f, swap);
     }
     free_parser(&p);
     if (p.m.failed) {
@@ -807,7 +927,8 @@ static pth_file *parse(const uint8_t *buf, size_t len, const char *key_path, cha
     return f;
 }
 
-pth_file *new_pth_file_from_buffer(const void *buf, size_t len, const char *key_path, char *err, size_t errlen) {
+pth_file *new_pth_file_from_buffer(const void *buf, size_t len, const char *key_path, char *err,
+                                   size_t errlen) {
     return parse((const uint8_t *)buf, len, key_path, err, errlen);
 }
 

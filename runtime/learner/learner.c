@@ -1,4 +1,4 @@
-/* learner.c: the Learner's training loop in C (spec sections 0-6, 9) and the Lua class
+/* learner.c: the Learner's training loop in C (fastai's Learner.fit, callbacks) and the Lua class
  * "ftlua.LearnerCore" behind ft.Learner. See learner.h for the split with the Lua half.
  *
  * One batch, as fastai's _do_one_batch: pred = model(x); loss = loss_func(pred, y);

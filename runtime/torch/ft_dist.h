@@ -61,7 +61,8 @@ ft_status new_ft_dist_reducer(ft_dist *d, ft_tensor *const *params, int n, int64
                               ft_dist_reducer **out) FT_NOEXCEPT;
 void free_ft_dist_reducer(ft_dist_reducer *r) FT_NOEXCEPT; /* removes the hooks; NULL is fine */
 ft_status ft_dist_reducer_prepare(ft_dist_reducer *r, double weight) FT_NOEXCEPT;
-ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *total_weight) FT_NOEXCEPT;
+ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss,
+                                 double *total_weight) FT_NOEXCEPT;
 int ft_dist_reducer_buckets(const ft_dist_reducer *r) FT_NOEXCEPT;
 
 typedef enum { FT_DIST_SUM = 0, FT_DIST_MAX, FT_DIST_MIN } ft_dist_op;

@@ -197,8 +197,8 @@ at::Scalar lua_scalar(double v) {
 // tensor-tensor table serve ops that have no Scalar overload (maximum, atan2, logical_and, ...).
 at::Tensor wrapped(double v) {
     at::Scalar s = lua_scalar(v);
-    at::Tensor w = at::scalar_tensor(s, at::TensorOptions().dtype(s.isIntegral(false) ? at::kLong
-                                                                                    : at::kDouble));
+    at::Tensor w = at::scalar_tensor(
+        s, at::TensorOptions().dtype(s.isIntegral(false) ? at::kLong : at::kDouble));
     w.unsafeGetTensorImpl()->set_wrapped_number(true);
     return w;
 }
@@ -255,6 +255,7 @@ void binop_(int op, const at::Tensor &a, const at::Tensor &b) {
 }
 
 // Unary ops that are a plain method with an in-place twin: X(enum, method).
+// clang-format off
 #define FT_SIMPLE_UNOPS(X)                                                                         \
     X(FT_NEG, neg) X(FT_ABS, abs) X(FT_EXP, exp) X(FT_LOG, log) X(FT_LOG2, log2)                   \
     X(FT_LOG1P, log1p) X(FT_EXPM1, expm1) X(FT_SQRT, sqrt) X(FT_RSQRT, rsqrt) X(FT_SIN, sin)       \
@@ -262,6 +263,7 @@ void binop_(int op, const at::Tensor &a, const at::Tensor &b) {
     X(FT_FLOOR, floor) X(FT_CEIL, ceil) X(FT_ROUND, round) X(FT_TRUNC, trunc) X(FT_SIGN, sign)     \
     X(FT_RECIPROCAL, reciprocal) X(FT_SQUARE, square) X(FT_LOGICAL_NOT, logical_not)               \
     X(FT_ERF, erf)
+// clang-format on
 
 at::Tensor unop(int op, const at::Tensor &a) {
     switch (op) {
@@ -469,7 +471,8 @@ ft_status ft_from_data(const void *data, ft_dtype dtype, const int64_t *shape, i
     });
 }
 
-ft_status ft_empty(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) noexcept {
+ft_status ft_empty(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                   ft_tensor **out) noexcept {
     return guard([&] { put(out, at::empty(shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
@@ -480,19 +483,20 @@ ft_status ft_full(const int64_t *shape, int ndim, double value, ft_dtype dtype, 
     });
 }
 
-ft_status ft_rand(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) noexcept {
+ft_status ft_rand(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                  ft_tensor **out) noexcept {
     return guard([&] { put(out, at::rand(shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
-ft_status ft_randn(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) noexcept {
+ft_status ft_randn(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                   ft_tensor **out) noexcept {
     return guard([&] { put(out, at::randn(shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
 ft_status ft_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, ft_dtype dtype,
                      int device, ft_tensor **out) noexcept {
-    return guard([&] {
-        put(out, at::randint(low, high, shape_ref(shape, ndim), opts(E(dtype), device)));
-    });
+    return guard(
+        [&] { put(out, at::randint(low, high, shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
 ft_status ft_randperm(int64_t n, int device, ft_tensor **out) noexcept {
@@ -619,7 +623,8 @@ ft_status ft_transpose(const ft_tensor *t, int dim0, int dim1, ft_tensor **out) 
     return guard([&] { put(out, T(t).transpose((int64_t)dim0, (int64_t)dim1)); });
 }
 
-ft_status ft_narrow(const ft_tensor *t, int dim, int64_t start, int64_t length, ft_tensor **out) noexcept {
+ft_status ft_narrow(const ft_tensor *t, int dim, int64_t start, int64_t length,
+                    ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).narrow((int64_t)dim, start, length)); });
 }
 
@@ -643,7 +648,8 @@ ft_status ft_flatten(const ft_tensor *t, int start_dim, int end_dim, ft_tensor *
     return guard([&] { put(out, T(t).flatten((int64_t)start_dim, (int64_t)end_dim)); });
 }
 
-ft_status ft_index_select(const ft_tensor *t, int dim, const ft_tensor *index, ft_tensor **out) noexcept {
+ft_status ft_index_select(const ft_tensor *t, int dim, const ft_tensor *index,
+                          ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).index_select((int64_t)dim, T(index))); });
 }
 
@@ -730,7 +736,8 @@ ft_status ft_where(const ft_tensor *cond, const ft_tensor *a, const ft_tensor *b
     return guard([&] { put(out, at::where(T(cond), T(a), T(b))); });
 }
 
-ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, double atol, int *out) noexcept {
+ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, double atol,
+                      int *out) noexcept {
     return guard([&] {
         bool r = at::allclose(T(a), T(b), rtol, atol);
         if (!out) throw std::invalid_argument("allclose: NULL out parameter");
@@ -789,7 +796,8 @@ ft_status ft_bernoulli(const ft_tensor *p, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::bernoulli(T(p))); });
 }
 
-ft_status ft_kaiming_normal_(ft_tensor *t, double a, int fan_in_mode, int nonlinearity_relu) noexcept {
+ft_status ft_kaiming_normal_(ft_tensor *t, double a, int fan_in_mode,
+                             int nonlinearity_relu) noexcept {
     return guard([&] {
         // Assigning alternatives keeps us independent of c10::variant vs std::variant.
         torch::nn::init::FanModeType mode = torch::kFanIn;
@@ -831,8 +839,7 @@ ft_status ft_max_pool2d(const ft_tensor *x, const int64_t kernel[2], const int64
     return guard([&] {
         static const int64_t one[2] = {1, 1};
         put(out, at::max_pool2d(T(x), pair(kernel, "kernel"), pair(stride, "stride"),
-                                pair(padding, "padding"), at::IntArrayRef(one, 2),
-                                ceil_mode != 0));
+                                pair(padding, "padding"), at::IntArrayRef(one, 2), ceil_mode != 0));
     });
 }
 
@@ -845,14 +852,15 @@ ft_status ft_avg_pool2d(const ft_tensor *x, const int64_t kernel[2], const int64
     });
 }
 
-ft_status ft_adaptive_avg_pool2d(const ft_tensor *x, const int64_t out_hw[2], ft_tensor **out) noexcept {
+ft_status ft_adaptive_avg_pool2d(const ft_tensor *x, const int64_t out_hw[2],
+                                 ft_tensor **out) noexcept {
     return guard([&] { put(out, at::adaptive_avg_pool2d(T(x), pair(out_hw, "output size"))); });
 }
 
-ft_status ft_adaptive_max_pool2d(const ft_tensor *x, const int64_t out_hw[2], ft_tensor **out) noexcept {
-    return guard([&] {
-        put(out, std::get<0>(at::adaptive_max_pool2d(T(x), pair(out_hw, "output size"))));
-    });
+ft_status ft_adaptive_max_pool2d(const ft_tensor *x, const int64_t out_hw[2],
+                                 ft_tensor **out) noexcept {
+    return guard(
+        [&] { put(out, std::get<0>(at::adaptive_max_pool2d(T(x), pair(out_hw, "output size")))); });
 }
 
 ft_status ft_dropout(const ft_tensor *x, double p, int training, ft_tensor **out) noexcept {
@@ -868,12 +876,12 @@ ft_status ft_log_softmax(const ft_tensor *x, int dim, ft_tensor **out) noexcept 
 }
 
 ft_status ft_cross_entropy(const ft_tensor *logits, const ft_tensor *target,
-                           const ft_tensor *weight, ft_reduction reduction,
-                           double label_smoothing, ft_tensor **out) noexcept {
+                           const ft_tensor *weight, ft_reduction reduction, double label_smoothing,
+                           ft_tensor **out) noexcept {
     return guard([&] {
-        put(out, at::cross_entropy_loss(T(logits), T(target), opt(weight),
-                                        check_reduction(E(reduction)), /*ignore_index=*/-100,
-                                        label_smoothing));
+        put(out,
+            at::cross_entropy_loss(T(logits), T(target), opt(weight), check_reduction(E(reduction)),
+                                   /*ignore_index=*/-100, label_smoothing));
     });
 }
 
@@ -894,9 +902,9 @@ ft_status ft_bce_with_logits(const ft_tensor *logits, const ft_tensor *target,
                              const ft_tensor *weight, const ft_tensor *pos_weight,
                              ft_reduction reduction, ft_tensor **out) noexcept {
     return guard([&] {
-        put(out, at::binary_cross_entropy_with_logits(T(logits), T(target), opt(weight),
-                                                      opt(pos_weight),
-                                                      check_reduction(E(reduction))));
+        put(out,
+            at::binary_cross_entropy_with_logits(T(logits), T(target), opt(weight), opt(pos_weight),
+                                                 check_reduction(E(reduction))));
     });
 }
 
@@ -904,8 +912,8 @@ ft_status ft_layer_norm(const ft_tensor *x, const int64_t *normalized_shape, int
                         const ft_tensor *weight, const ft_tensor *bias, double eps,
                         ft_tensor **out) noexcept {
     return guard([&] {
-        put(out, at::layer_norm(T(x), shape_ref(normalized_shape, ndim), opt(weight), opt(bias),
-                                eps));
+        put(out,
+            at::layer_norm(T(x), shape_ref(normalized_shape, ndim), opt(weight), opt(bias), eps));
     });
 }
 
@@ -917,8 +925,7 @@ ft_status ft_grid_sample(const ft_tensor *x, const ft_tensor *grid, ft_interp mo
         int m = E(mode), p = E(padding);
         if (m < 0 || m > FT_INTERP_BICUBIC) bad_arg("grid_sample", "mode", m);
         if (p < 0 || p > FT_PAD_REFLECTION) bad_arg("grid_sample", "padding mode", p);
-        put(out, at::grid_sampler(T(x), T(grid), (int64_t)m, (int64_t)p,
-                                  align_corners != 0));
+        put(out, at::grid_sampler(T(x), T(grid), (int64_t)m, (int64_t)p, align_corners != 0));
     });
 }
 

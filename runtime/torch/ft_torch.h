@@ -5,8 +5,9 @@
  * - Every call that can fail returns ft_status. FT_OK is 0. On failure the call has written
  *   nothing to its out parameters and ft_last_error() holds libtorch's message, trimmed of its
  *   C++ backtrace. The message is thread-local and lives until the next failing call.
- * - No C++ exception ever leaves this API: every export is declared FT_NOEXCEPT (noexcept in C++). Callers (the Lua bindings) raise a Lua error only
- *   after the call returned, so a longjmp never crosses a C++ frame.
+ * - No C++ exception ever leaves this API: every export is FT_NOEXCEPT (noexcept in C++).
+ *   Callers (the Lua bindings) raise a Lua error only after the call returned, so a longjmp
+ *   never crosses a C++ frame.
  * - Metadata getters (ft_dim, ft_size, ...) cannot fail on a valid handle and return plain values.
  * - Dims and indices here are 0-based, as in libtorch; the Lua layer converts from 1-based.
  * - Devices are ints: FT_CPU (-1) or k >= 0 for cuda:k.
@@ -55,7 +56,8 @@ ft_status ft_synchronize(int device) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- lifetime */
 void ft_free(ft_tensor *t) FT_NOEXCEPT; /* NULL is fine */
-ft_status ft_shallow_copy(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT; /* new handle, same tensor */
+/* new handle, same tensor */
+ft_status ft_shallow_copy(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- metadata (no status) */
 int ft_defined(const ft_tensor *t) FT_NOEXCEPT;
@@ -70,17 +72,21 @@ int ft_is_contiguous(const ft_tensor *t) FT_NOEXCEPT;
 int ft_requires_grad(const ft_tensor *t) FT_NOEXCEPT;
 int ft_is_leaf(const ft_tensor *t) FT_NOEXCEPT;
 size_t ft_storage_nbytes(const ft_tensor *t) FT_NOEXCEPT; /* bytes of the underlying storage */
-const void *ft_storage_id(const ft_tensor *t) FT_NOEXCEPT; /* identity of the storage (for sharing checks) */
+/* identity of the storage (for sharing checks) */
+const void *ft_storage_id(const ft_tensor *t) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- creation */
 /* Copies numel(shape) elements of dtype from data (C order) into a new CPU tensor. */
 ft_status ft_from_data(const void *data, ft_dtype dtype, const int64_t *shape, int ndim,
                        ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_empty(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_empty(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                   ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_full(const int64_t *shape, int ndim, double value, ft_dtype dtype, int device,
                   ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_rand(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_randn(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_rand(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                  ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_randn(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                   ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, ft_dtype dtype,
                      int device, ft_tensor **out) FT_NOEXCEPT;      /* values in [low, high) */
 ft_status ft_randperm(int64_t n, int device, ft_tensor **out) FT_NOEXCEPT; /* int64 */
@@ -102,27 +108,37 @@ ft_status ft_item(const ft_tensor *t, double *out) FT_NOEXCEPT; /* exactly one e
 ft_status ft_to(const ft_tensor *t, ft_dtype dtype, int device, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_clone(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_contiguous(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_contiguous_channels_last(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT; /* 4-D only */
+/* 4-D only */
+ft_status ft_contiguous_channels_last(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_detach(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_copy_(ft_tensor *dst, const ft_tensor *src) FT_NOEXCEPT; /* in place, broadcasting src */
+/* in place, broadcasting src */
+ft_status ft_copy_(ft_tensor *dst, const ft_tensor *src) FT_NOEXCEPT;
 ft_status ft_fill_(ft_tensor *t, double value) FT_NOEXCEPT;
 ft_status ft_pin_memory(const ft_tensor *t, ft_tensor **out) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- views and indexing */
-ft_status ft_view(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) FT_NOEXCEPT; /* -1 infers */
-ft_status ft_reshape(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_permute(const ft_tensor *t, const int64_t *dims, int ndim, ft_tensor **out) FT_NOEXCEPT;
+/* -1 infers */
+ft_status ft_view(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_reshape(const ft_tensor *t, const int64_t *shape, int ndim,
+                     ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_permute(const ft_tensor *t, const int64_t *dims, int ndim,
+                     ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_transpose(const ft_tensor *t, int dim0, int dim1, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_narrow(const ft_tensor *t, int dim, int64_t start, int64_t length, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_narrow(const ft_tensor *t, int dim, int64_t start, int64_t length,
+                    ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_select(const ft_tensor *t, int dim, int64_t index, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_squeeze(const ft_tensor *t, int dim, ft_tensor **out) FT_NOEXCEPT;      /* dim < 0: all */
+/* dim < 0: all */
+ft_status ft_squeeze(const ft_tensor *t, int dim, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_unsqueeze(const ft_tensor *t, int dim, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_expand(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_expand(const ft_tensor *t, const int64_t *shape, int ndim,
+                    ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_flatten(const ft_tensor *t, int start_dim, int end_dim, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_index_select(const ft_tensor *t, int dim, const ft_tensor *index, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_index_select(const ft_tensor *t, int dim, const ft_tensor *index,
+                          ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_masked_select(const ft_tensor *t, const ft_tensor *mask, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_masked_fill_(ft_tensor *t, const ft_tensor *mask, double value) FT_NOEXCEPT;
-ft_status ft_gather(const ft_tensor *t, int dim, const ft_tensor *index, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_gather(const ft_tensor *t, int dim, const ft_tensor *index,
+                    ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_cat(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_stack(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) FT_NOEXCEPT;
 
@@ -141,23 +157,32 @@ typedef enum {
 } ft_unop;
 
 /* out = a op b, broadcasting; for FT_ADD/FT_SUB, alpha scales b (a + alpha*b). */
-ft_status ft_binary(ft_binop op, const ft_tensor *a, const ft_tensor *b, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_binary(ft_binop op, const ft_tensor *a, const ft_tensor *b,
+                    ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_binary_scalar(ft_binop op, const ft_tensor *a, double b, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_scalar_binary(ft_binop op, double a, const ft_tensor *b, ft_tensor **out) FT_NOEXCEPT; /* a op b */
-ft_status ft_binary_(ft_binop op, ft_tensor *a, const ft_tensor *b) FT_NOEXCEPT;   /* in place: a = a op b */
+/* a op b */
+ft_status ft_scalar_binary(ft_binop op, double a, const ft_tensor *b, ft_tensor **out) FT_NOEXCEPT;
+/* in place: a = a op b */
+ft_status ft_binary_(ft_binop op, ft_tensor *a, const ft_tensor *b) FT_NOEXCEPT;
 ft_status ft_binary_scalar_(ft_binop op, ft_tensor *a, double b) FT_NOEXCEPT;
-ft_status ft_add_scaled_(ft_tensor *a, const ft_tensor *b, double alpha) FT_NOEXCEPT;      /* a += alpha*b */
-ft_status ft_addcmul_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b, double value) FT_NOEXCEPT;
-ft_status ft_addcdiv_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b, double value) FT_NOEXCEPT;
+/* a += alpha*b */
+ft_status ft_add_scaled_(ft_tensor *a, const ft_tensor *b, double alpha) FT_NOEXCEPT;
+ft_status ft_addcmul_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b,
+                      double value) FT_NOEXCEPT;
+ft_status ft_addcdiv_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b,
+                      double value) FT_NOEXCEPT;
 ft_status ft_lerp_(ft_tensor *t, const ft_tensor *end, double weight) FT_NOEXCEPT;
 ft_status ft_unary(ft_unop op, const ft_tensor *a, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_unary_(ft_unop op, ft_tensor *a) FT_NOEXCEPT;
 /* has_min/has_max select which bounds apply. */
 ft_status ft_clamp(const ft_tensor *a, int has_min, double min, int has_max, double max,
                    ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_where(const ft_tensor *cond, const ft_tensor *a, const ft_tensor *b, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, double atol, int *out) FT_NOEXCEPT;
-ft_status ft_equal(const ft_tensor *a, const ft_tensor *b, int *out) FT_NOEXCEPT; /* same shape and values */
+ft_status ft_where(const ft_tensor *cond, const ft_tensor *a, const ft_tensor *b,
+                   ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, double atol,
+                      int *out) FT_NOEXCEPT;
+/* same shape and values */
+ft_status ft_equal(const ft_tensor *a, const ft_tensor *b, int *out) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- reductions */
 typedef enum {
@@ -169,7 +194,8 @@ typedef enum {
 /* Over all elements; result is 0-dim. FT_STD/FT_VAR are unbiased. FT_CUMSUM is not allowed. */
 ft_status ft_reduce_all(ft_reduceop op, const ft_tensor *a, ft_tensor **out) FT_NOEXCEPT;
 /* Over one dim. FT_MAX/FT_MIN give values; FT_ARGMAX/FT_ARGMIN give int64 indices. */
-ft_status ft_reduce_dim(ft_reduceop op, const ft_tensor *a, int dim, int keepdim, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_reduce_dim(ft_reduceop op, const ft_tensor *a, int dim, int keepdim,
+                        ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_topk(const ft_tensor *a, int64_t k, int dim, int largest, ft_tensor **values,
                   ft_tensor **indices) FT_NOEXCEPT;
 ft_status ft_sort(const ft_tensor *a, int dim, int descending, ft_tensor **values,
@@ -181,8 +207,10 @@ ft_status ft_matmul(const ft_tensor *a, const ft_tensor *b, ft_tensor **out) FT_
 /* ---------------------------------------------------------------- random, in place */
 ft_status ft_uniform_(ft_tensor *t, double low, double high) FT_NOEXCEPT;
 ft_status ft_normal_(ft_tensor *t, double mean, double std) FT_NOEXCEPT;
-ft_status ft_bernoulli(const ft_tensor *p, ft_tensor **out) FT_NOEXCEPT; /* p in [0,1], same shape */
-ft_status ft_kaiming_normal_(ft_tensor *t, double a, int fan_in_mode, int nonlinearity_relu) FT_NOEXCEPT;
+/* p in [0,1], same shape */
+ft_status ft_bernoulli(const ft_tensor *p, ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_kaiming_normal_(ft_tensor *t, double a, int fan_in_mode,
+                             int nonlinearity_relu) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- NN ops */
 /* Pairs are {h, w}. bias may be NULL. */
@@ -199,8 +227,10 @@ ft_status ft_max_pool2d(const ft_tensor *x, const int64_t kernel[2], const int64
                         const int64_t padding[2], int ceil_mode, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_avg_pool2d(const ft_tensor *x, const int64_t kernel[2], const int64_t stride[2],
                         const int64_t padding[2], int ceil_mode, ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_adaptive_avg_pool2d(const ft_tensor *x, const int64_t out_hw[2], ft_tensor **out) FT_NOEXCEPT;
-ft_status ft_adaptive_max_pool2d(const ft_tensor *x, const int64_t out_hw[2], ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_adaptive_avg_pool2d(const ft_tensor *x, const int64_t out_hw[2],
+                                 ft_tensor **out) FT_NOEXCEPT;
+ft_status ft_adaptive_max_pool2d(const ft_tensor *x, const int64_t out_hw[2],
+                                 ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_dropout(const ft_tensor *x, double p, int training, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_softmax(const ft_tensor *x, int dim, ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_log_softmax(const ft_tensor *x, int dim, ft_tensor **out) FT_NOEXCEPT;
