@@ -205,9 +205,12 @@ typedef struct {
     const char *path;
 } reader;
 
-__attribute__((format(printf, 2, 0))) static int bad(reader *r, const char *fmt, const char *k, const char *what) {
+__attribute__((format(printf, 2, 3))) static int bad(reader *r, const char *fmt, ...) {
     char msg[1200];
-    snprintf(msg, sizeof msg, fmt, k, what);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     return raise(r->L, "from_description: node '%s': %s", where(r->path), msg);
 }
 

@@ -28,8 +28,11 @@ void ftm_set_error(const char *fmt, ...) {
     va_end(ap);
 }
 
-static void *fail(const char *fmt, const char *arg) {
-    ftm_set_error(fmt, arg);
+__attribute__((format(printf, 1, 2))) static void *fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
     return NULL;
 }
 
