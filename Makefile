@@ -58,7 +58,9 @@ endif
 
 # ---------------------------------------------------------------- sources
 BUILD    ?= build
-HOST_SRC  = runtime/main.c runtime/repl.c
+HOST_SRC  = runtime/main.c runtime/repl.c $(wildcard runtime/kernel/*.c)
+# the Jupyter kernel (runtime/kernel/) links these into ./ftlua only; ftlua.so stays free of them
+KERNEL_LIBS ?= -lzmq -ljansson
 LIB_CSRC  = $(filter-out $(HOST_SRC),$(wildcard runtime/*.c runtime/*/*.c))
 LIB_CXXSRC = $(wildcard runtime/torch/*.cpp)
 LUA_SRC   = $(sort $(wildcard lua/ftlua/*.lua))
@@ -72,7 +74,7 @@ INC       = -Iruntime $(LUA_CFLAGS)
 all: ftlua ftlua.so
 
 ftlua: $(HOST_OBJ) $(LIB_OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 # The same modules as one C library; lua5.4 provides the Lua symbols, so don't link liblua.
 ftlua.so: $(LIB_OBJ)
@@ -125,7 +127,7 @@ asan:
 	cp build-asan/ftlua ftlua-asan
 
 build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 FUZZ_SECONDS ?= 30
 fuzz:

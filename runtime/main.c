@@ -15,6 +15,7 @@
 
 #include "dist/dist.h"
 #include "ftlua.h"
+#include "kernel/kernel.h"
 #include "repl.h"
 #include "report.h"
 
@@ -122,6 +123,7 @@ static int dochunk(lua_State *L, int status) {
 enum {
     OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT,
     OPT_NPROC, OPT_NNODES, OPT_NODE_RANK, OPT_MASTER_ADDR, OPT_MASTER_PORT, /* the launcher's */
+    OPT_KERNEL, OPT_INSTALL_KERNEL, OPT_USER, OPT_PREFIX, /* Jupyter (docs/jupyter.md) */
     OPT_END
 };
 
@@ -143,6 +145,10 @@ static const option options[] = {
     {"--node-rank", NULL, "r", OPT_NODE_RANK, "this machine's index, 0..m-1 (default 0)"},
     {"--master-addr", NULL, "host", OPT_MASTER_ADDR, "rank 0's machine (default 127.0.0.1)"},
     {"--master-port", NULL, "port", OPT_MASTER_PORT, "its rendezvous port (default 29500)"},
+    {"--kernel", NULL, "file", OPT_KERNEL, "run as a Jupyter kernel on the connection file"},
+    {"--install-kernel", NULL, NULL, OPT_INSTALL_KERNEL, "install the Jupyter kernelspec (system-wide)"},
+    {"--user", NULL, NULL, OPT_USER, "with --install-kernel: for this user only"},
+    {"--prefix", NULL, "dir", OPT_PREFIX, "with --install-kernel: under dir/share/jupyter"},
     {"--", NULL, NULL, OPT_END, "stop handling options"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -201,6 +207,9 @@ typedef struct {
     int interactive, version, help;
     const char *report; /* --report FILE */
     int launch;         /* some launcher option was given */
+    const char *kernel; /* --kernel CONNECTION_FILE */
+    int install_kernel, install_user;
+    const char *install_prefix;
     ftl_launch_opts lo;
 } cmdline;
 
@@ -249,6 +258,10 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
             break;
         }
         case OPT_MASTER_ADDR: cl->lo.master_addr = value; cl->launch = 1; break;
+        case OPT_KERNEL: cl->kernel = value; break;
+        case OPT_INSTALL_KERNEL: cl->install_kernel = 1; break;
+        case OPT_USER: cl->install_user = 1; break;
+        case OPT_PREFIX: cl->install_prefix = value; break;
         case OPT_END:
             if (i < argc) cl->script = i;
             return 1;
@@ -373,6 +386,10 @@ static int pmain(lua_State *L) {
     if (cl.help) { usage(stdout); lua_pushboolean(L, 1); return 1; }
     if (cl.version) { print_version(); lua_pushboolean(L, 1); return 1; }
     if (cl.launch) { lua_pushboolean(L, launch(argc, argv, &cl) == EXIT_SUCCESS); return 1; }
+    if (cl.install_kernel) {
+        lua_pushboolean(L, ftl_kernel_install(argv[0], cl.install_user, cl.install_prefix) == 0);
+        return 1;
+    }
     if (cl.report && ftl_env_int("RANK", 0) != 0) cl.report = NULL; /* data parallel: rank 0 reports */
 
     luaL_checkversion(L);
@@ -384,6 +401,7 @@ static int pmain(lua_State *L) {
     lua_gc(L, LUA_GCGEN, 0, 0); /* generational mode, as lua.c: most garbage dies young */
 
     if (!run_options(L, argc, argv, &cl)) return 0;
+    if (cl.kernel) { lua_pushboolean(L, ftl_kernel_run(L, cl.kernel) == 0); return 1; }
     if (cl.script && run_script(L, argc, argv, cl.script, cl.report) != LUA_OK) return 0;
     int tty = isatty(STDIN_FILENO);
     if (cl.interactive || (!cl.script && !cl.has_exec && tty)) {

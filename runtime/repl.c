@@ -197,6 +197,12 @@ static void push_table(lua_State *L, int idx) {
     lua_remove(L, keys);
 }
 
+void ftl_repl_push_shown(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (plain_table(L, idx)) push_table(L, idx);
+    else luaL_tolstring(L, idx, NULL);
+}
+
 /* Called (protected) with the command's results as arguments: shows them all with the global
  * print, like lua.c, so a user's own print still decides where output goes. */
 static int print_results(lua_State *L) {

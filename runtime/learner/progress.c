@@ -192,6 +192,17 @@ int ftl_table_row(char *buf, size_t n, const char *const *names, const ftl_cell 
     return (int)o.len;
 }
 
+const ftl_progress_hooks *ftl_progress_display;
+
+void ftl_table_emit(const char *line, const char *const *names, const ftl_cell *cells, int k) {
+    if (ftl_progress_display) {
+        ftl_progress_display->table(line, names, cells, k);
+        return;
+    }
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
 /* ---------------------------------------------------------------- CSVLogger */
 
 static int csv_line(ftl_csv *c, const char *line) {
@@ -294,6 +305,10 @@ static void draw(ftl_pbar *b, int val) {
     int chars = 0;
     ftl_pbar_text(b, val, buf, sizeof buf, &chars);
     if (chars > b->max_len) b->max_len = chars;
+    if (ftl_progress_display) {
+        ftl_progress_display->bar(b, val, buf + 1);
+        return;
+    }
     if (!b->display) return;
     fputs(buf, b->out);
     fputc('\r', b->out);
@@ -302,6 +317,10 @@ static void draw(ftl_pbar *b, int val) {
 
 static void clear(ftl_pbar *b) {
     b->done = 1;
+    if (ftl_progress_display) {
+        ftl_progress_display->bar(b, b->last_v, NULL);
+        return;
+    }
     if (!b->display) return;
     fprintf(b->out, "\r%s", b->prefix);
     for (int i = 1 + text_len(b->prefix); i < b->max_len; i++) fputc(' ', b->out);

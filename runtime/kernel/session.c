@@ -1,0 +1,294 @@
+/* session.c: see session.h. A small Lua lexer finds the top-level `local` statements. */
+#include <ctype.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "kernel/session.h"
+
+#define SESSION_KEY "ftlua.session" /* registry: the session table */
+
+typedef struct {
+    const char *s;
+    size_t n, i;
+} lexer;
+
+typedef struct {
+    size_t start, end; /* the token is s[start, end) */
+    int kind;          /* 'n' name or keyword, 's' string/number/comment-free other, or the char */
+} token;
+
+/* Level of a long bracket "[==[" at s[i] (its '=' count), or -1. */
+static int long_open(const lexer *x, size_t i) {
+    if (x->s[i] != '[') return -1;
+    size_t j = i + 1;
+    while (j < x->n && x->s[j] == '=') j++;
+    return j < x->n && x->s[j] == '[' ? (int)(j - i - 1) : -1;
+}
+
+/* Skips a long bracket of this level starting at s[i]; returns the index after it. */
+static size_t skip_long(const lexer *x, size_t i, int level) {
+    i += (size_t)level + 2;
+    while (i < x->n) {
+        if (x->s[i] == ']') {
+            size_t j = i + 1;
+            while (j < x->n && x->s[j] == '=') j++;
+            if (j < x->n && x->s[j] == ']' && (int)(j - i - 1) == level) return j + 1;
+        }
+        i++;
+    }
+    return x->n;
+}
+
+/* The next token, skipping spaces and comments. 0 at the end. */
+static int next_token(lexer *x, token *t) {
+    const char *s = x->s;
+    for (;;) {
+        while (x->i < x->n && isspace((unsigned char)s[x->i])) x->i++;
+        if (x->i + 1 < x->n && s[x->i] == '-' && s[x->i + 1] == '-') {
+            x->i += 2;
+            int level = x->i < x->n ? long_open(x, x->i) : -1;
+            if (level >= 0) x->i = skip_long(x, x->i, level);
+            else while (x->i < x->n && s[x->i] != '\n') x->i++;
+            continue;
+        }
+        break;
+    }
+    if (x->i >= x->n) return 0;
+    size_t b = x->i;
+    char c = s[b];
+    t->start = b;
+    if (isalpha((unsigned char)c) || c == '_') {
+        while (x->i < x->n && (isalnum((unsigned char)s[x->i]) || s[x->i] == '_')) x->i++;
+        t->kind = 'n';
+    } else if (isdigit((unsigned char)c) || (c == '.' && b + 1 < x->n && isdigit((unsigned char)s[b + 1]))) {
+        x->i++;
+        while (x->i < x->n) {
+            char d = s[x->i];
+            char prev = s[x->i - 1];
+            if (isalnum((unsigned char)d) || d == '.' || ((d == '+' || d == '-') && strchr("eEpP", prev))) x->i++;
+            else break;
+        }
+        t->kind = 's';
+    } else if (c == '"' || c == '\'') {
+        x->i++;
+        while (x->i < x->n && s[x->i] != c && s[x->i] != '\n') x->i += s[x->i] == '\\' ? 2 : 1;
+        if (x->i < x->n) x->i++;
+        if (x->i > x->n) x->i = x->n;
+        t->kind = 's';
+    } else if (long_open(x, b) >= 0) {
+        x->i = skip_long(x, b, long_open(x, b));
+        t->kind = 's';
+    } else {
+        x->i++;
+        t->kind = c;
+    }
+    t->end = x->i;
+    return 1;
+}
+
+static int is_word(const lexer *x, const token *t, const char *w) {
+    size_t n = strlen(w);
+    return t->kind == 'n' && t->end - t->start == n && memcmp(x->s + t->start, w, n) == 0;
+}
+
+/* Rewrites src into the buffer; adds each declared name to the table at index names. */
+static void rewrite(lua_State *L, const char *src, size_t len, luaL_Buffer *b, int names) {
+    lexer x = {src, len, 0};
+    token t;
+    size_t copied = 0; /* src[0, copied) is in b */
+    int depth = 0;
+    while (next_token(&x, &t)) {
+        if (is_word(&x, &t, "function") || is_word(&x, &t, "do") || is_word(&x, &t, "if") ||
+            is_word(&x, &t, "repeat")) depth++;
+        else if (is_word(&x, &t, "end") || is_word(&x, &t, "until")) depth--;
+        if (depth != 0 || !is_word(&x, &t, "local")) continue;
+        luaL_addlstring(b, src + copied, t.start - copied); /* drop "local" */
+        copied = t.end;
+        lexer save = x;
+        token u;
+        if (!next_token(&x, &u)) break;
+        if (is_word(&x, &u, "function")) {
+            depth++;
+            token nm;
+            if (next_token(&x, &nm) && nm.kind == 'n') {
+                lua_pushlstring(L, src + nm.start, nm.end - nm.start);
+                lua_pushboolean(L, 1);
+                lua_settable(L, names);
+            }
+            continue;
+        }
+        /* NAME [<attrib>] {, NAME [<attrib>]} [= ...] */
+        x = save;
+        size_t last_end = copied;
+        for (;;) {
+            token nm;
+            lexer before = x;
+            if (!next_token(&x, &nm) || nm.kind != 'n') { x = before; break; }
+            lua_pushlstring(L, src + nm.start, nm.end - nm.start);
+            lua_pushboolean(L, 1);
+            lua_settable(L, names);
+            last_end = nm.end;
+            before = x;
+            token a;
+            if (next_token(&x, &a) && a.kind == '<') { /* <const> / <close>: dropped */
+                token an, gt;
+                lexer in_attrib = x;
+                if (next_token(&x, &an) && an.kind == 'n' && next_token(&x, &gt) && gt.kind == '>') {
+                    luaL_addlstring(b, src + copied, a.start - copied);
+                    copied = gt.end;
+                    last_end = gt.end;
+                    before = x;
+                } else x = in_attrib;
+                if (!next_token(&x, &a)) { x = before; break; }
+            }
+            if (a.kind != ',') { x = before; break; }
+        }
+        lexer peek = x;
+        token eq;
+        int has_eq = next_token(&peek, &eq) && eq.kind == '=';
+        if (!has_eq) { /* `local x` declares x = nil */
+            luaL_addlstring(b, src + copied, last_end - copied);
+            luaL_addstring(b, " = nil;");
+            copied = last_end;
+        }
+    }
+    luaL_addlstring(b, src + copied, len - copied);
+}
+
+/* __newindex of the session table: names some cell declared local stay here, others go to _G. */
+static int session_newindex(lua_State *L) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
+        lua_settop(L, 3);
+        lua_rawset(L, 1);
+    } else {
+        lua_settop(L, 3);
+        lua_pushglobaltable(L);
+        lua_insert(L, 2);
+        lua_settable(L, 2);
+    }
+    return 0;
+}
+
+/* Pushes the session table and its declared-names set, creating them on first use. */
+static void push_session(lua_State *L) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, SESSION_KEY) == LUA_TTABLE) {
+        lua_getmetatable(L, -1);
+        lua_getfield(L, -1, "__newindex");
+        lua_getupvalue(L, -1, 1);
+        lua_replace(L, -3);
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);           /* session */
+    lua_newtable(L);           /* declared */
+    lua_createtable(L, 0, 2);  /* metatable */
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, session_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -3);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, SESSION_KEY);
+}
+
+int ftl_session_load(lua_State *L, const char *src, size_t len, const char *chunkname) {
+    lua_newtable(L); /* names this chunk declares */
+    int names = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    rewrite(L, src, len, &b, names);
+    luaL_pushresult(&b);
+    size_t n;
+    const char *text = lua_tolstring(L, -1, &n);
+    int status = luaL_loadbuffer(L, text, n, chunkname);
+    lua_remove(L, -2); /* the text */
+    if (status != LUA_OK) {
+        lua_remove(L, names);
+        return status;
+    }
+    push_session(L); /* fn, session, declared */
+    lua_pushnil(L);
+    while (lua_next(L, names)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+    if (lua_getupvalue(L, -2, 1) != NULL) { /* a main chunk's only upvalue is _ENV */
+        lua_pop(L, 1);
+        lua_setupvalue(L, -2, 1);
+    } else lua_pop(L, 1);
+    lua_remove(L, names);
+    return LUA_OK;
+}
+
+/* Starts of the top-level lines: the first token of a line at depth 0, outside strings. */
+static size_t line_starts(const char *src, size_t len, size_t *out, size_t max) {
+    lexer x = {src, len, 0};
+    token t;
+    size_t n = 0, last_line_start = (size_t)-1;
+    int depth = 0;
+    while (next_token(&x, &t)) {
+        size_t ls = t.start;
+        while (ls > 0 && src[ls - 1] != '\n') ls--;
+        if (depth == 0 && ls != last_line_start) {
+            if (n == max) memmove(out, out + 1, (--n) * sizeof *out);
+            out[n++] = t.start;
+        }
+        last_line_start = ls;
+        if (is_word(&x, &t, "function") || is_word(&x, &t, "do") || is_word(&x, &t, "if") ||
+            is_word(&x, &t, "repeat")) depth++;
+        else if (is_word(&x, &t, "end") || is_word(&x, &t, "until")) depth--;
+    }
+    return n;
+}
+
+int ftl_session_load_cell(lua_State *L, const char *src, size_t len, const char *chunkname,
+                          int *has_value) {
+    *has_value = 0;
+    size_t end = len;
+    while (end > 0 && isspace((unsigned char)src[end - 1])) end--;
+    if (end > 0 && src[end - 1] == ';') return ftl_session_load(L, src, len, chunkname);
+    /* the whole cell as an expression, then ever longer tails after a statement prefix */
+    enum { MAX_TRIES = 64 };
+    size_t starts[MAX_TRIES];
+    size_t n = line_starts(src, len, starts, MAX_TRIES);
+    if (n == 0 || starts[0] != 0) { /* the whole text first */
+        if (n == MAX_TRIES) n--;
+        memmove(starts + 1, starts, n * sizeof *starts);
+        starts[0] = 0;
+        n++;
+    }
+    for (size_t k = n; k-- > 0;) { /* the latest line first: the shortest tail */
+        size_t p = starts[k];
+        /* a tail that starts with '-', '(', '{', a string... could continue the line above
+         * ("y = 2\n- 1" is y = 1), so only the whole cell may start that way */
+        char c = src[p];
+        if (p > 0 && !(isalnum((unsigned char)c) || c == '_' || c == '#')) continue;
+        lua_pushlstring(L, src, p);
+        lua_pushliteral(L, "return ");
+        lua_pushlstring(L, src + p, len - p);
+        lua_concat(L, 3);
+        size_t tl;
+        const char *text = lua_tolstring(L, -1, &tl);
+        /* the tail must be an expression on its own, and the prefix statements */
+        int st = luaL_loadbuffer(L, text + p, tl - p, chunkname);
+        lua_pop(L, 1);
+        if (st != LUA_OK) {
+            lua_pop(L, 1);
+            continue;
+        }
+        st = ftl_session_load(L, text, tl, chunkname);
+        lua_remove(L, -2);
+        if (st == LUA_OK) {
+            *has_value = 1;
+            return st;
+        }
+        lua_pop(L, 1);
+    }
+    return ftl_session_load(L, src, len, chunkname);
+}
