@@ -15,6 +15,7 @@
 
 #include "dist/dist.h"
 #include "ftlua.h"
+#include "host.h"
 #include "kernel/kernel.h"
 #include "repl.h"
 #include "report.h"
@@ -60,22 +61,9 @@ static void on_sigint(int sig) {
 
 /* ---------------------------------------------------------------- errors */
 
-/* Message handler: turn the error into a string (honouring __tostring) and add a traceback. */
-static int msghandler(lua_State *L) {
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
-        else
-            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 int ftl_docall(lua_State *L, int narg, int nres) {
     int base = lua_gettop(L) - narg; /* the function's slot */
-    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, ftl_msghandler); /* host.c: at the user's line */
     lua_insert(L, base);
     globalL = L;
     interrupted = 0;
@@ -121,7 +109,7 @@ static int dochunk(lua_State *L, int status) {
  * or pmain(). Long options with a value accept both "--opt value" and "--opt=value". */
 
 enum {
-    OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT,
+    OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT, OPT_TRACEBACK,
     OPT_NPROC, OPT_NNODES, OPT_NODE_RANK, OPT_MASTER_ADDR, OPT_MASTER_PORT, /* the launcher's */
     OPT_KERNEL, OPT_INSTALL_KERNEL, OPT_USER, OPT_PREFIX, /* Jupyter (docs/jupyter.md) */
     OPT_END
@@ -140,6 +128,7 @@ static const option options[] = {
     {"-v", "--version", NULL, OPT_VERSION, "print the versions of ftlua, Lua, libtorch and the devices"},
     {"-h", "--help", NULL, OPT_HELP, "print this help"},
     {"--report", NULL, "file", OPT_REPORT, "run the script, write an HTML report of its cells"},
+    {"--traceback", NULL, NULL, OPT_TRACEBACK, "errors show Lua's full traceback (also FTLUA_TRACEBACK=1)"},
     {"--nproc", NULL, "n", OPT_NPROC, "run n ranks of the script on this machine (data parallel)"},
     {"--nnodes", NULL, "m", OPT_NNODES, "machines in the world (default 1)"},
     {"--node-rank", NULL, "r", OPT_NODE_RANK, "this machine's index, 0..m-1 (default 0)"},
@@ -244,6 +233,7 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
         case OPT_VERSION: cl->version = 1; break;
         case OPT_HELP: cl->help = 1; break;
         case OPT_REPORT: cl->report = value; break;
+        case OPT_TRACEBACK: ftl_full_traceback = 1; break;
         case OPT_NPROC: case OPT_NNODES: case OPT_NODE_RANK: case OPT_MASTER_PORT: {
             int v = 0;
             if (!to_int(value, &v)) {
@@ -319,6 +309,7 @@ static int open_ftlua(lua_State *L) {
     lua_pop(L, 1);
     luaL_requiref(L, "ftlua", luaopen_ftlua, 0);
     lua_setglobal(L, "ft");
+    ftl_open_host(L); /* help() */
     return 0;
 }
 
@@ -390,6 +381,7 @@ static int pmain(lua_State *L) {
         lua_pushboolean(L, ftl_kernel_install(argv[0], cl.install_user, cl.install_prefix) == 0);
         return 1;
     }
+    if (ftl_env_int("FTLUA_TRACEBACK", 0) > 0) ftl_full_traceback = 1;
     if (cl.report && ftl_env_int("RANK", 0) != 0) cl.report = NULL; /* data parallel: rank 0 reports */
 
     luaL_checkversion(L);

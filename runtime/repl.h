@@ -42,8 +42,4 @@ int ftl_report(lua_State *L, int status, int prefix);
  * (prompts, history, completion); otherwise it reads plain lines and prints no prompts. */
 void ftl_repl(lua_State *L);
 
-/* Pushes the text the REPL shows for the value at idx: a plain table one level deep, anything
- * else as tostring would. May raise (a failing __tostring): call it protected. */
-void ftl_repl_push_shown(lua_State *L, int idx);
-
 #endif /* FTLUA_REPL_H */

@@ -24,6 +24,7 @@
 #include <lualib.h>
 
 #include "ftlua.h"
+#include "host.h"
 #include "kernel/display.h"
 #include "kernel/introspect.h"
 #include "kernel/kernel.h"
@@ -180,7 +181,7 @@ static int show_results(lua_State *L) {
     luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
         if (i > 1) luaL_addchar(&b, '\t');
-        ftl_repl_push_shown(L, i);
+        ftl_push_shown(L, i);
         luaL_addvalue(&b);
         const char *kinds[2] = {"__html", "__png"};
         for (int k = 0; k < 2; k++) {

@@ -4,6 +4,7 @@
 
 #include <lauxlib.h>
 
+#include "host.h"
 #include "kernel/session.h"
 
 #define SESSION_KEY "ftlua.session" /* registry: the session table */
@@ -164,7 +165,7 @@ static int session_newindex(lua_State *L) {
         lua_rawset(L, 1);
     } else {
         lua_settop(L, 3);
-        lua_pushglobaltable(L);
+        lua_pushvalue(L, lua_upvalueindex(2)); /* _G (not the registry's: completion swaps it) */
         lua_insert(L, 2);
         lua_settable(L, 2);
     }
@@ -188,7 +189,8 @@ static void push_session(lua_State *L) {
     lua_pushglobaltable(L);
     lua_setfield(L, -2, "__index");
     lua_pushvalue(L, -2);
-    lua_pushcclosure(L, session_newindex, 1);
+    lua_pushglobaltable(L);
+    lua_pushcclosure(L, session_newindex, 2);
     lua_setfield(L, -2, "__newindex");
     lua_setmetatable(L, -3);
     lua_pushvalue(L, -2);
@@ -291,4 +293,40 @@ int ftl_session_load_cell(lua_State *L, const char *src, size_t len, const char 
         lua_pop(L, 1);
     }
     return ftl_session_load(L, src, len, chunkname);
+}
+
+int ftl_session_compile_input(lua_State *L, const char *src, size_t len, const char *chunkname) {
+    lua_pushliteral(L, "return ");
+    lua_pushlstring(L, src, len);
+    lua_concat(L, 2);
+    size_t n;
+    const char *ret = lua_tolstring(L, -1, &n);
+    int status = ftl_session_load(L, ret, n, chunkname);
+    lua_remove(L, -2);
+    if (status == LUA_OK) return status;
+    lua_pop(L, 1);
+    status = ftl_session_load(L, src, len, chunkname);
+    if (status == LUA_OK) return status;
+    lua_pop(L, 1);
+    return ftl_compile_input(L, src, len, chunkname); /* the error, or FTL_INCOMPLETE */
+}
+
+int ftl_session_swap_globals(lua_State *L, int on) {
+    if (on) {
+        if (lua_getfield(L, LUA_REGISTRYINDEX, SESSION_KEY) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+        return 1;
+    }
+    /* _G is the session table's __index */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, SESSION_KEY) != LUA_TTABLE || !lua_getmetatable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_getfield(L, -1, "__index");
+    lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_pop(L, 2);
+    return 1;
 }

@@ -29,4 +29,13 @@ int ftl_session_load(lua_State *L, const char *src, size_t len, const char *chun
 int ftl_session_load_cell(lua_State *L, const char *src, size_t len, const char *chunkname,
                           int *has_value);
 
+/* The REPL's input rule (host.h's ftl_compile_input: an expression to show, else statements,
+ * or FTL_INCOMPLETE) with the loading above. Same stack contract as ftl_compile_input. */
+int ftl_session_compile_input(lua_State *L, const char *src, size_t len, const char *chunkname);
+
+/* on: make the session table the globals table (LUA_RIDX_GLOBALS), so code that looks names
+ * up as globals (completion, help) sees the session's locals too; off: put _G back. Returns 0
+ * when there is no session table yet (nothing was swapped). */
+int ftl_session_swap_globals(lua_State *L, int on);
+
 #endif
