@@ -395,6 +395,10 @@ static int kernel_loop(lua_State *L) {
     /* the kernel's Lua: figures inline, io.read through the front end */
     lua_pushstring(L, getenv("FTLUA_PLOT_DIR"));
     lua_setglobal(L, "REPORT_DIR");
+    lua_createtable(L, 0, 1); /* arg: no script arguments in a notebook */
+    lua_pushstring(L, ftl_progname);
+    lua_rawseti(L, -2, 0);
+    lua_setglobal(L, "arg");
     lua_getglobal(L, "io");
     lua_pushcfunction(L, k_io_read);
     lua_setfield(L, -2, "read");
