@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@ static pthread_cond_t drained = PTHREAD_COND_INITIALIZER;
 static char *parent_header;  /* the current request's header, JSON */
 static unsigned long flush_asked, flush_done;
 static int stopping;
+static int reading; /* the output thread holds bytes it has read but not yet published */
 
 int ftk_display_log_fd(void) { return log_fd; }
 
@@ -130,8 +132,14 @@ static void *output_main(void *arg) {
             if (errno == EINTR) continue;
             break;
         }
+        pthread_mutex_lock(&lock);
+        reading = 1;
+        pthread_mutex_unlock(&lock);
         for (int i = 0; i < 2; i++)
             if (p[i].revents & (POLLIN | POLLHUP)) read_stream(&streams[i]);
+        pthread_mutex_lock(&lock);
+        reading = 0;
+        pthread_mutex_unlock(&lock);
         if (p[2].revents & POLLIN) {
             char c[64];
             if (read(wake_pipe[0], c, sizeof c) < 0) {}
@@ -162,6 +170,15 @@ void ftk_display_flush(void) {
     fflush(stderr);
     if (!thread_running) return;
     pthread_mutex_lock(&lock);
+    /* the common case, a cell that printed nothing: the pipes are empty and the thread holds
+     * nothing (it marks itself reading before it reads), so there is nothing to wait for */
+    int pending_out = 0, pending_err = 0;
+    ioctl(out_pipe[0], FIONREAD, &pending_out);
+    ioctl(err_pipe[0], FIONREAD, &pending_err);
+    if (!reading && !stopping && pending_out == 0 && pending_err == 0) {
+        pthread_mutex_unlock(&lock);
+        return;
+    }
     unsigned long want = ++flush_asked;
     pthread_mutex_unlock(&lock);
     if (write(wake_pipe[1], "f", 1) < 0) return;

@@ -303,7 +303,6 @@ static void execute(lua_State *L, ftk_msg *m) {
             ftk_send(&W, W.iopub, m, "execute_result",
                      json_pack("{s:i, s:o, s:{}}", "execution_count", count, "data", data, "metadata"));
         }
-        ftk_display_flush();
     }
     json_t *reply;
     if (status != LUA_OK) {
