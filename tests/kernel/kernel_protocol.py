@@ -179,6 +179,12 @@ def t_epoch_table():
     expect(len(ids) == 1, ids)
     last = tables[-1][1]["data"]["text/html"]
     expect(last.count("<tr>") == 2 and "<th>valid_loss</th>" in last, last)
+    reply, out2 = run(kc, "learn")  # the Learner's own __html: the summary and the last fit
+    html = [c for t, c in out2 if t == "execute_result"][0]["data"].get("text/html", "")
+    expect(html.count("<tr><td>") == 2 and "Learner:" in html, html)
+    reply, out2 = run(kc, "dls")
+    html = [c for t, c in out2 if t == "execute_result"][0]["data"].get("text/html", "")
+    expect("classes: a, b" in html, html)
     bars = [(t, c) for t, c in out if "<progress" in c.get("data", {}).get("text/html", "")]
     expect(bars and any(t == "update_display_data" for t, _ in bars), "no bar updates")
     expect("epoch" not in stdout_of(out), "the table was printed as text too: %r" % stdout_of(out))
