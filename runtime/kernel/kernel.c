@@ -48,6 +48,7 @@ static hist_entry *history;
 static size_t n_history, cap_history;
 static const ftk_msg *current; /* the execute_request being run (its idents reach stdin) */
 static int allow_stdin;
+static int abort_queued; /* a cell failed with stop_on_error: the queued cells are not run */
 
 static void klog(const char *fmt, const char *arg) {
     char line[512];
@@ -200,6 +201,43 @@ static int show_results(lua_State *L) {
     return 3;
 }
 
+static json_t *png_json(const char *s, size_t n);
+
+/* The mime bundle from show_results' three values at base, base+1, base+2. */
+static json_t *shown_data(lua_State *L, int base) {
+    size_t tl;
+    const char *text = lua_tolstring(L, base, &tl);
+    json_t *data = json_object();
+    json_object_set_new(data, "text/plain", json_stringn(text ? text : "", tl > MAX_SHOWN_TEXT ? MAX_SHOWN_TEXT : tl));
+    if (lua_isstring(L, base + 1)) json_object_set_new(data, "text/html", json_string(lua_tostring(L, base + 1)));
+    if (lua_isstring(L, base + 2)) {
+        size_t pl;
+        const char *png = lua_tolstring(L, base + 2, &pl);
+        json_t *pj = png_json(png, pl);
+        if (pj) json_object_set_new(data, "image/png", pj);
+    }
+    return data;
+}
+
+/* display(v, ...): show values now, as a cell's result would be shown, in the middle of a cell. */
+static int k_display(lua_State *L) {
+    int n = lua_gettop(L);
+    if (n == 0) return 0;
+    lua_pushcfunction(L, show_results);
+    lua_insert(L, 1);
+    lua_call(L, n, 3);
+    ftk_display_data(shown_data(L, 1), NULL, 0);
+    return 0;
+}
+
+/* clear_output([wait]): clear the cell's outputs (with wait, when the next output arrives). */
+static int k_clear_output(lua_State *L) {
+    int wait = lua_toboolean(L, 1);
+    ftk_display_flush();
+    ftk_send_iopub(&W, ftk_display_parent(), "clear_output", json_pack("{s:b}", "wait", wait));
+    return 0;
+}
+
 static json_t *png_json(const char *s, size_t n) {
     if (n >= 8 && memcmp(s, "\x89PNG", 4) == 0) return ftk_base64((const unsigned char *)s, n);
     FILE *f = fopen(s, "rb"); /* a path to a PNG file */
@@ -264,6 +302,8 @@ static void execute(lua_State *L, ftk_msg *m) {
     const char *code = json_string_value(json_object_get(c, "code"));
     if (!code) code = "";
     int silent = json_is_true(json_object_get(c, "silent"));
+    json_t *soe = json_object_get(c, "stop_on_error");
+    int stop_on_error = soe ? json_is_true(soe) : 1;
     json_t *sh = json_object_get(c, "store_history");
     int store = silent ? 0 : (sh ? json_is_true(sh) : 1);
     allow_stdin = json_is_true(json_object_get(c, "allow_stdin"));
@@ -289,17 +329,7 @@ static void execute(lua_State *L, ftk_msg *m) {
         lua_insert(L, 1);
         status = ftl_docall(L, lua_gettop(L) - 1, 3);
         if (status == LUA_OK) {
-            size_t tl;
-            const char *text = lua_tolstring(L, 1, &tl);
-            json_t *data = json_object();
-            json_object_set_new(data, "text/plain", json_stringn(text, tl > MAX_SHOWN_TEXT ? MAX_SHOWN_TEXT : tl));
-            if (lua_isstring(L, 2)) json_object_set_new(data, "text/html", json_string(lua_tostring(L, 2)));
-            if (lua_isstring(L, 3)) {
-                size_t pl;
-                const char *png = lua_tolstring(L, 3, &pl);
-                json_t *pj = png_json(png, pl);
-                if (pj) json_object_set_new(data, "image/png", pj);
-            }
+            json_t *data = shown_data(L, 1);
             ftk_send(&W, W.iopub, m, "execute_result",
                      json_pack("{s:i, s:o, s:{}}", "execution_count", count, "data", data, "metadata"));
         }
@@ -311,6 +341,7 @@ static void execute(lua_State *L, ftk_msg *m) {
         json_object_set_new(err, "status", json_string("error"));
         json_object_set_new(err, "execution_count", json_integer(count));
         reply = err;
+        abort_queued = stop_on_error && !silent;
     } else {
         reply = json_pack("{s:s, s:i, s:{}, s:[]}", "status", "ok", "execution_count", count,
                           "user_expressions", "payload");
@@ -346,7 +377,10 @@ static void history_reply(ftk_msg *m) {
 
 static void dispatch(lua_State *L, ftk_msg *m) {
     const char *t = m->type;
-    if (strcmp(t, "execute_request") == 0) execute(L, m);
+    if (strcmp(t, "execute_request") == 0 && abort_queued)
+        ftk_send(&W, W.shell, m, "execute_reply",
+                 json_pack("{s:s, s:i}", "status", "aborted", "execution_count", execution_count));
+    else if (strcmp(t, "execute_request") == 0) execute(L, m);
     else if (strcmp(t, "kernel_info_request") == 0) ftk_send(&W, W.shell, m, "kernel_info_reply", kernel_info());
     else if (strcmp(t, "complete_request") == 0) ftk_send(&W, W.shell, m, "complete_reply", ftk_complete(L, m->content));
     else if (strcmp(t, "inspect_request") == 0) ftk_send(&W, W.shell, m, "inspect_reply", ftk_inspect(L, m->content));
@@ -398,6 +432,10 @@ static int kernel_loop(lua_State *L) {
     lua_pushstring(L, ftl_progname);
     lua_rawseti(L, -2, 0);
     lua_setglobal(L, "arg");
+    lua_pushcfunction(L, k_display);
+    lua_setglobal(L, "display");
+    lua_pushcfunction(L, k_clear_output);
+    lua_setglobal(L, "clear_output");
     lua_getglobal(L, "io");
     lua_pushcfunction(L, k_io_read);
     lua_setfield(L, -2, "read");
@@ -416,6 +454,9 @@ static int kernel_loop(lua_State *L) {
         ftk_send(&W, W.iopub, &m, "status", json_pack("{s:s}", "execution_state", "idle"));
         ftk_display_set_parent(NULL);
         ftk_msg_free(&m);
+        /* after a failed cell, only the requests already queued are aborted, as ipykernel does */
+        zmq_pollitem_t more = {W.shell, 0, ZMQ_POLLIN, 0};
+        if (abort_queued && zmq_poll(&more, 1, 0) <= 0) abort_queued = 0;
     }
     main_leaving = 1;
     ftk_display_stop();

@@ -151,6 +151,29 @@ def t_result_display():
     expect(r.get("text/html") == "<b>hi</b>" and r["text/plain"] == "hi", r)
 
 
+def t_display_clear():
+    reply, out = run(kc, "display(ft.tensor.ones{2})\nclear_output(true)\nprint('after')")
+    types = [t for t, _ in out]
+    expect("display_data" in types and "clear_output" in types, types)
+    d = [c for t, c in out if t == "display_data"][0]["data"]["text/plain"]
+    expect(d.startswith("tensor([1., 1.])"), d)
+    expect([c for t, c in out if t == "clear_output"][0]["wait"] is True, out)
+
+
+def t_abort_queued():
+    # a failing cell with cells queued behind it: they are aborted, not run (stop_on_error)
+    ids = [kc.execute("error('first fails')"), kc.execute("queued_ran = true")]
+    replies = {}
+    while len(replies) < 2:
+        r = kc.get_shell_msg(timeout=30)
+        if r["parent_header"]["msg_id"] in ids:
+            replies[r["parent_header"]["msg_id"]] = r["content"]["status"]
+    expect([replies[i] for i in ids] == ["error", "aborted"], replies)
+    time.sleep(0.2)
+    reply, out = run(kc, "queued_ran")
+    expect(result_of(out) == "nil", "a queued cell ran after an error")
+
+
 def t_stdin():
     reply, out = run(kc, "line = io.read()\nline", allow_stdin=True,
                      stdin_hook=lambda msg: kc.input("typed here"))
@@ -353,7 +376,8 @@ def t_shutdown():
 for name, fn in [("kernel_info", t_kernel_info), ("execute_stream_result", t_execute),
                  ("stream_from_c", t_c_output), ("execute_error", t_error),
                  ("locals_carry", t_locals_carry), ("result_display", t_result_display),
-                 ("stdin_input_request", t_stdin), ("figure_inline", t_figures),
+                 ("stdin_input_request", t_stdin),
+                 ("display_and_clear_output", t_display_clear), ("abort_queued_after_error", t_abort_queued), ("figure_inline", t_figures),
                  ("epoch_table_html", t_epoch_table), ("interrupt_fit", t_interrupt_fit),
                  ("interrupt_loop", t_interrupt_loop), ("bad_input_cells", t_bad_input),
                  ("bad_signature_malformed_json", t_bad_messages), ("complete", t_complete),
