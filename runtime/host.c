@@ -417,7 +417,7 @@ static int compiles(lua_State *L, const char *prefix, const char *src, size_t le
 }
 
 /* "a = f(); a": statements, a ';', then an expression alone. Lua reads the expression as the
- * start of another statement and waits for the rest of it. */
+ * start of another statement: it waits for the rest of it ("a"), or fails ("#t", "x + 1"). */
 int ftl_input_hint(lua_State *L, const char *src, size_t len) {
     if (memchr(src, '\n', len)) return 0; /* a multi-line input is being written on purpose */
     for (size_t cut = len; cut-- > 0;) {
@@ -430,8 +430,8 @@ int ftl_input_hint(lua_State *L, const char *src, size_t len) {
         if (!compiles(L, "return ", tail, tlen) || !compiles(L, "", src, cut)) continue;
         const char *t = lua_pushlstring(L, tail, tlen);
         lua_pushfstring(L,
-            "`%s` alone is not a statement in Lua, so the line looks unfinished: to see its "
-            "value, type `= %s` or `print(%s)`, or end the line with `; return %s`",
+            "stdin:1: `%s` alone is not a statement in Lua. To see its value: `print(%s)`, or end "
+            "the line with `return %s` (a line of just `%s` works too)",
             t, t, t, t);
         lua_remove(L, -2);
         return 1;
