@@ -516,43 +516,46 @@ int ftl_push_suggestion(lua_State *L, int obj, const char *name, int methods) {
     return 0;
 }
 
-/* The text of line `line` of a chunk: from the inputs that ftl_compile_input saw, or from the
- * script's file. Pushes it and returns 1, or returns 0 with nothing pushed. */
-static int push_source_line(lua_State *L, const char *source, int line) {
-    if (line <= 0 || (source[0] != '=' && source[0] != '@')) return 0;
+int ftl_push_chunk_source(lua_State *L, const char *source) {
+    if (source[0] != '=' && source[0] != '@') return 0;
     int top = lua_gettop(L);
-    const char *text = NULL;
-    size_t len = 0;
     if (lua_getfield(L, LUA_REGISTRYINDEX, SOURCES_KEY) == LUA_TTABLE &&
         lua_getfield(L, -1, source + 1) == LUA_TSTRING) {
-        text = lua_tolstring(L, -1, &len);
-    } else if (source[0] == '@') {
-        FILE *f = fopen(source + 1, "rb");
-        if (f) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            char chunk[4096];
-            size_t n;
-            while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
-            fclose(f);
-            luaL_pushresult(&b);
-            text = lua_tolstring(L, -1, &len);
-        }
+        lua_remove(L, -2);
+        return 1;
     }
-    for (int i = 1; text; i++) {
+    lua_settop(L, top);
+    if (source[0] != '@') return 0;
+    FILE *f = fopen(source + 1, "rb");
+    if (!f) return 0;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
+    fclose(f);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* The text of line `line` of a chunk; pushes it and returns 1, or returns 0 with nothing pushed. */
+static int push_source_line(lua_State *L, const char *source, int line) {
+    if (line <= 0 || !ftl_push_chunk_source(L, source)) return 0;
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    for (int i = 1;; i++) {
         const char *nl = memchr(text, '\n', len);
         size_t n = nl ? (size_t)(nl - text) : len;
         if (i == line) {
             lua_pushlstring(L, text, n);
-            lua_replace(L, top + 1);
-            lua_settop(L, top + 1);
+            lua_remove(L, -2);
             return 1;
         }
         if (!nl) break;
         len -= n + 1;
         text = nl + 1;
     }
-    lua_settop(L, top);
+    lua_pop(L, 1);
     return 0;
 }
 

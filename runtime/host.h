@@ -90,6 +90,13 @@ int ftl_help(lua_State *L);
 /* Set the host's globals: help. */
 void ftl_open_host(lua_State *L);
 
+/* ---------------------------------------------------------------- source text */
+
+/* Push the text of the chunk named `source` (a lua_Debug's source: "=stdin" for the inputs that
+ * ftl_compile_input compiled, "@file" for a script, read again from its file); returns 0 and
+ * pushes nothing when there is none. nn.Module reads its caller's definition with it. */
+int ftl_push_chunk_source(lua_State *L, const char *source);
+
 /* ---------------------------------------------------------------- errors */
 
 /* The host's message handler (for lua_pcall): the error as a string (through __tostring), said
