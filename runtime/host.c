@@ -391,7 +391,30 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
     const char *ret = lua_tolstring(L, -1, &rlen);
     int status = luaL_loadbuffer(L, ret, rlen, chunkname);
     lua_remove(L, -2);
-    if (status == LUA_OK) return status;
+    if (status == LUA_OK) {
+        /* An expression: run it as an argument, not as "return f(x)", a tail call that would
+         * drop the input's own frame, so that errors could not be said at the user's line.
+         * The results are all kept (the vararg function returns them); "\n)" survives a
+         * trailing comment. */
+        lua_pop(L, 1);
+        lua_pushliteral(L, "return (function(...) return ... end)(");
+        lua_pushlstring(L, src, len);
+        lua_pushliteral(L, "\n)");
+        lua_concat(L, 3);
+        ret = lua_tolstring(L, -1, &rlen);
+        status = luaL_loadbuffer(L, ret, rlen, chunkname);
+        lua_remove(L, -2);
+        if (status == LUA_OK) return status;
+        lua_pop(L, 1);
+        luaL_buffinit(L, &b); /* cannot happen, but if it does: the plain form */
+        luaL_addstring(&b, "return ");
+        luaL_addlstring(&b, src, len);
+        luaL_pushresult(&b);
+        ret = lua_tolstring(L, -1, &rlen);
+        status = luaL_loadbuffer(L, ret, rlen, chunkname);
+        lua_remove(L, -2);
+        return status;
+    }
     int unfinished = at_eof(L, status);
     lua_pop(L, 1);
     status = luaL_loadbuffer(L, src, len, chunkname);
