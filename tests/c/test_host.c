@@ -56,7 +56,7 @@ int main(void) {
     luaL_requiref(L, "ftlua", luaopen_ftlua, 0);
     lua_setglobal(L, "ft");
     ftl_open_host(L);
-    luaL_dostring(L, "learn_like = setmetatable({}, {__index = {fit_one_cycle = function() end, "
+    (void)luaL_dostring(L, "learn_like = setmetatable({}, {__index = {fit_one_cycle = function() end, "
                      "lr_find = function() end}}) x = ft.tensor.zeros(2)");
     int top = lua_gettop(L);
 
@@ -106,7 +106,7 @@ int main(void) {
     CHECK("no_hint_for_multiline", !ftl_input_hint(L, "a = 1\n; a", 9) && lua_gettop(L) == top);
 
     /* ---- showing values */
-    luaL_dostring(L, "return {3, 4, name = 'x', sub = {1}}");
+    (void)luaL_dostring(L, "return {3, 4, name = 'x', sub = {1}}");
     ftl_push_shown(L, -1);
     CHECK("shown_table", strcmp(lua_tostring(L, -1), "{3, 4, name = \"x\", sub = {...}}") == 0);
     lua_settop(L, top);
