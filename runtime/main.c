@@ -327,7 +327,7 @@ static int run_script(lua_State *L, int argc, char **argv, int script, const cha
 }
 
 static void banner(void) {
-    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; Ctrl-D exits.\n", FTLUA_VERSION,
+    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; help(x) or ?x shows its reference; Ctrl-D exits.\n", FTLUA_VERSION,
            LUA_RELEASE, ft_torch_version());
     fflush(stdout);
 }
