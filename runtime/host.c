@@ -744,6 +744,30 @@ static void push_frame(lua_State *L, lua_Debug *ar) {
     lua_concat(L, 2);
 }
 
+/* The deepest level on the stack, by bisection (as lauxlib's traceback finds it): walking a
+ * stack overflow's 200000 levels one lua_getstack at a time would be quadratic. */
+static int last_level(lua_State *L) {
+    lua_Debug ar;
+    int li = 1, le = 1;
+    while (lua_getstack(L, le, &ar)) { li = le; le *= 2; }
+    while (li < le) {
+        int m = (li + le) / 2;
+        if (lua_getstack(L, m, &ar)) li = m + 1;
+        else le = m;
+    }
+    return le - 1;
+}
+
+#define TOP_LEVELS 20    /* levels looked at from the error up... */
+#define BOTTOM_LEVELS 10 /* ...and from the main chunk down; the middle of a deep stack is skipped */
+
+/* The next level to look at after `level`: all of them on a short stack, else the top and the
+ * bottom ones. */
+static int next_level(int level, int last) {
+    if (last > TOP_LEVELS + BOTTOM_LEVELS && level == TOP_LEVELS) return last - BOTTOM_LEVELS + 1;
+    return level + 1;
+}
+
 int ftl_msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
@@ -763,9 +787,9 @@ int ftl_msghandler(lua_State *L) {
         return 1;
     }
     lua_Debug ar, user;
-    int first_user = 0, n_user = 0, level;
-    for (level = 1; lua_getstack(L, level, &ar); level++) {
-        if (!lua_getinfo(L, "Slnt", &ar) || !user_frame(&ar)) continue;
+    int last = last_level(L), first_user = 0, n_user = 0, level;
+    for (level = 1; level <= last; level = next_level(level, last)) {
+        if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "Slnt", &ar) || !user_frame(&ar)) continue;
         if (n_user++ == 0) { first_user = level; user = ar; }
     }
     int base = lua_gettop(L);
@@ -787,12 +811,14 @@ int ftl_msghandler(lua_State *L) {
     /* the user's frames only, when there are more than the one the message names */
     if (n_user > 1) {
         lua_pushliteral(L, "\nstack traceback:");
-        for (level = 1; lua_getstack(L, level, &ar); level++) {
-            if (lua_getinfo(L, "Slnt", &ar) && user_frame(&ar)) {
-                luaL_checkstack(L, 4, NULL);
-                push_frame(L, &ar);
-                lua_concat(L, 2); /* the stack stays short however deep the recursion */
-            }
+        for (level = 1; level <= last; level = next_level(level, last)) {
+            if (level == last - BOTTOM_LEVELS + 1 && last > TOP_LEVELS + BOTTOM_LEVELS)
+                lua_pushfstring(L, "\n\t...\t(skipping %d levels)", last - BOTTOM_LEVELS - TOP_LEVELS);
+            else
+                lua_pushliteral(L, "");
+            if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Slnt", &ar) && user_frame(&ar)) push_frame(L, &ar);
+            else lua_pushliteral(L, "");
+            lua_concat(L, 3); /* the stack stays short however deep the recursion */
         }
     }
     lua_concat(L, lua_gettop(L) - base);

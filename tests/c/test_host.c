@@ -167,6 +167,10 @@ int main(void) {
     m = error_of(L, "local function f() error('boom') end\nf()", "=cell");
     CHECK("msg_user_traceback", strncmp(m, "cell:1: boom\nstack traceback:\n\tcell:1: in ", 40) == 0 &&
                                     strstr(m, "\n\tcell:2: in main chunk"));
+    /* a stack overflow: the deep middle of the stack is skipped, not walked level by level */
+    m = error_of(L, "local function f() return 1 + f() end\nf()", "=cell");
+    CHECK("msg_stack_overflow", strstr(m, "stack overflow") && strstr(m, "levels)\n") &&
+                                    strstr(m, "\n\tcell:2: in main chunk"));
     ftl_full_traceback = 1;
     m = error_of(L, "\nft.learner.LearnerClass.fit_one_cycle({}, 'x')", "=cell");
     CHECK("msg_full_traceback", strstr(m, "lua/ftlua/") && strstr(m, "stack traceback:"));
