@@ -646,6 +646,8 @@ static int push_help_argument(lua_State *L) {
         return 0;
     const char *line = lua_tostring(L, -1);
     const char *h = strstr(line, "help(");
+    while (h && h > line && (isalnum((unsigned char)h[-1]) || h[-1] == '_' || h[-1] == '.'))
+        h = strstr(h + 1, "help("); /* not xhelp( or t.help( */
     const char *s = h ? h + 5 : NULL, *e = s;
     while (e && *e && *e != ')' && *e != '(') e++;
     if (!e || *e != ')' || e == s) { lua_pop(L, 1); return 0; }
