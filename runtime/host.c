@@ -391,7 +391,30 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
     const char *ret = lua_tolstring(L, -1, &rlen);
     int status = luaL_loadbuffer(L, ret, rlen, chunkname);
     lua_remove(L, -2);
-    if (status == LUA_OK) return status;
+    if (status == LUA_OK) {
+        /* An expression: run it as an argument, not as "return f(x)", a tail call that would
+         * drop the input's own frame, so that errors could not be said at the user's line.
+         * The results are all kept (the vararg function returns them); "\n)" survives a
+         * trailing comment. */
+        lua_pop(L, 1);
+        lua_pushliteral(L, "return (function(...) return ... end)(");
+        lua_pushlstring(L, src, len);
+        lua_pushliteral(L, "\n)");
+        lua_concat(L, 3);
+        ret = lua_tolstring(L, -1, &rlen);
+        status = luaL_loadbuffer(L, ret, rlen, chunkname);
+        lua_remove(L, -2);
+        if (status == LUA_OK) return status;
+        lua_pop(L, 1);
+        luaL_buffinit(L, &b); /* cannot happen, but if it does: the plain form */
+        luaL_addstring(&b, "return ");
+        luaL_addlstring(&b, src, len);
+        luaL_pushresult(&b);
+        ret = lua_tolstring(L, -1, &rlen);
+        status = luaL_loadbuffer(L, ret, rlen, chunkname);
+        lua_remove(L, -2);
+        return status;
+    }
     int unfinished = at_eof(L, status);
     lua_pop(L, 1);
     status = luaL_loadbuffer(L, src, len, chunkname);
@@ -417,7 +440,7 @@ static int compiles(lua_State *L, const char *prefix, const char *src, size_t le
 }
 
 /* "a = f(); a": statements, a ';', then an expression alone. Lua reads the expression as the
- * start of another statement and waits for the rest of it. */
+ * start of another statement: it waits for the rest of it ("a"), or fails ("#t", "x + 1"). */
 int ftl_input_hint(lua_State *L, const char *src, size_t len) {
     if (memchr(src, '\n', len)) return 0; /* a multi-line input is being written on purpose */
     for (size_t cut = len; cut-- > 0;) {
@@ -430,8 +453,8 @@ int ftl_input_hint(lua_State *L, const char *src, size_t len) {
         if (!compiles(L, "return ", tail, tlen) || !compiles(L, "", src, cut)) continue;
         const char *t = lua_pushlstring(L, tail, tlen);
         lua_pushfstring(L,
-            "`%s` alone is not a statement in Lua, so the line looks unfinished: to see its "
-            "value, type `= %s` or `print(%s)`, or end the line with `; return %s`",
+            "stdin:1: `%s` alone is not a statement in Lua. To see its value: `print(%s)`, or end "
+            "the line with `return %s` (a line of just `%s` works too)",
             t, t, t, t);
         lua_remove(L, -2);
         return 1;
@@ -516,43 +539,46 @@ int ftl_push_suggestion(lua_State *L, int obj, const char *name, int methods) {
     return 0;
 }
 
-/* The text of line `line` of a chunk: from the inputs that ftl_compile_input saw, or from the
- * script's file. Pushes it and returns 1, or returns 0 with nothing pushed. */
-static int push_source_line(lua_State *L, const char *source, int line) {
-    if (line <= 0 || (source[0] != '=' && source[0] != '@')) return 0;
+int ftl_push_chunk_source(lua_State *L, const char *source) {
+    if (source[0] != '=' && source[0] != '@') return 0;
     int top = lua_gettop(L);
-    const char *text = NULL;
-    size_t len = 0;
     if (lua_getfield(L, LUA_REGISTRYINDEX, SOURCES_KEY) == LUA_TTABLE &&
         lua_getfield(L, -1, source + 1) == LUA_TSTRING) {
-        text = lua_tolstring(L, -1, &len);
-    } else if (source[0] == '@') {
-        FILE *f = fopen(source + 1, "rb");
-        if (f) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            char chunk[4096];
-            size_t n;
-            while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
-            fclose(f);
-            luaL_pushresult(&b);
-            text = lua_tolstring(L, -1, &len);
-        }
+        lua_remove(L, -2);
+        return 1;
     }
-    for (int i = 1; text; i++) {
+    lua_settop(L, top);
+    if (source[0] != '@') return 0;
+    FILE *f = fopen(source + 1, "rb");
+    if (!f) return 0;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
+    fclose(f);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* The text of line `line` of a chunk; pushes it and returns 1, or returns 0 with nothing pushed. */
+static int push_source_line(lua_State *L, const char *source, int line) {
+    if (line <= 0 || !ftl_push_chunk_source(L, source)) return 0;
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    for (int i = 1;; i++) {
         const char *nl = memchr(text, '\n', len);
         size_t n = nl ? (size_t)(nl - text) : len;
         if (i == line) {
             lua_pushlstring(L, text, n);
-            lua_replace(L, top + 1);
-            lua_settop(L, top + 1);
+            lua_remove(L, -2);
             return 1;
         }
         if (!nl) break;
         len -= n + 1;
         text = nl + 1;
     }
-    lua_settop(L, top);
+    lua_pop(L, 1);
     return 0;
 }
 
@@ -620,6 +646,8 @@ static int push_help_argument(lua_State *L) {
         return 0;
     const char *line = lua_tostring(L, -1);
     const char *h = strstr(line, "help(");
+    while (h && h > line && (isalnum((unsigned char)h[-1]) || h[-1] == '_' || h[-1] == '.'))
+        h = strstr(h + 1, "help("); /* not xhelp( or t.help( */
     const char *s = h ? h + 5 : NULL, *e = s;
     while (e && *e && *e != ')' && *e != '(') e++;
     if (!e || *e != ')' || e == s) { lua_pop(L, 1); return 0; }
@@ -718,6 +746,30 @@ static void push_frame(lua_State *L, lua_Debug *ar) {
     lua_concat(L, 2);
 }
 
+/* The deepest level on the stack, by bisection (as lauxlib's traceback finds it): walking a
+ * stack overflow's 200000 levels one lua_getstack at a time would be quadratic. */
+static int last_level(lua_State *L) {
+    lua_Debug ar;
+    int li = 1, le = 1;
+    while (lua_getstack(L, le, &ar)) { li = le; le *= 2; }
+    while (li < le) {
+        int m = (li + le) / 2;
+        if (lua_getstack(L, m, &ar)) li = m + 1;
+        else le = m;
+    }
+    return le - 1;
+}
+
+#define TOP_LEVELS 20    /* levels looked at from the error up... */
+#define BOTTOM_LEVELS 10 /* ...and from the main chunk down; the middle of a deep stack is skipped */
+
+/* The next level to look at after `level`: all of them on a short stack, else the top and the
+ * bottom ones. */
+static int next_level(int level, int last) {
+    if (last > TOP_LEVELS + BOTTOM_LEVELS && level == TOP_LEVELS) return last - BOTTOM_LEVELS + 1;
+    return level + 1;
+}
+
 int ftl_msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
@@ -737,9 +789,9 @@ int ftl_msghandler(lua_State *L) {
         return 1;
     }
     lua_Debug ar, user;
-    int first_user = 0, n_user = 0, level;
-    for (level = 1; lua_getstack(L, level, &ar); level++) {
-        if (!lua_getinfo(L, "Slnt", &ar) || !user_frame(&ar)) continue;
+    int last = last_level(L), first_user = 0, n_user = 0, level;
+    for (level = 1; level <= last; level = next_level(level, last)) {
+        if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "Slnt", &ar) || !user_frame(&ar)) continue;
         if (n_user++ == 0) { first_user = level; user = ar; }
     }
     int base = lua_gettop(L);
@@ -761,12 +813,14 @@ int ftl_msghandler(lua_State *L) {
     /* the user's frames only, when there are more than the one the message names */
     if (n_user > 1) {
         lua_pushliteral(L, "\nstack traceback:");
-        for (level = 1; lua_getstack(L, level, &ar); level++) {
-            if (lua_getinfo(L, "Slnt", &ar) && user_frame(&ar)) {
-                luaL_checkstack(L, 4, NULL);
-                push_frame(L, &ar);
-                lua_concat(L, 2); /* the stack stays short however deep the recursion */
-            }
+        for (level = 1; level <= last; level = next_level(level, last)) {
+            if (level == last - BOTTOM_LEVELS + 1 && last > TOP_LEVELS + BOTTOM_LEVELS)
+                lua_pushfstring(L, "\n\t...\t(skipping %d levels)", last - BOTTOM_LEVELS - TOP_LEVELS);
+            else
+                lua_pushliteral(L, "");
+            if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Slnt", &ar) && user_frame(&ar)) push_frame(L, &ar);
+            else lua_pushliteral(L, "");
+            lua_concat(L, 3); /* the stack stays short however deep the recursion */
         }
     }
     lua_concat(L, lua_gettop(L) - base);

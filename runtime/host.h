@@ -48,9 +48,10 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
 /* 1 when src is unfinished (ftl_compile_input would give FTL_INCOMPLETE), else 0. Pushes nothing. */
 int ftl_input_incomplete(lua_State *L, const char *src, size_t len);
 
-/* A Python habit that Lua reads as unfinished: "a = f(); a", "x = 1; #t". When src is one of
- * those, pushes a message saying what Lua expects and returns 1; else pushes nothing, returns 0.
- * Call it on an input that ftl_compile_input found incomplete, before reading more lines. */
+/* A Python habit: an expression alone after statements, "a = f(); a" (Lua waits for the rest of
+ * the statement) or "x = 1; #t" (a syntax error). When src (one line) is one of those, pushes a
+ * message saying what Lua expects and returns 1; else pushes nothing, returns 0. Call it on an
+ * input that ftl_compile_input found incomplete or wrong, before reading more lines. */
 int ftl_input_hint(lua_State *L, const char *src, size_t len);
 
 /* ---------------------------------------------------------------- showing values */
@@ -88,6 +89,13 @@ int ftl_help(lua_State *L);
 
 /* Set the host's globals: help. */
 void ftl_open_host(lua_State *L);
+
+/* ---------------------------------------------------------------- source text */
+
+/* Push the text of the chunk named `source` (a lua_Debug's source: "=stdin" for the inputs that
+ * ftl_compile_input compiled, "@file" for a script, read again from its file); returns 0 and
+ * pushes nothing when there is none. nn.Module reads its caller's definition with it. */
+int ftl_push_chunk_source(lua_State *L, const char *source);
 
 /* ---------------------------------------------------------------- errors */
 

@@ -29,6 +29,8 @@ const char *ftl_progname = "ftlua";
 
 static lua_State *globalL; /* the state the handler hooks */
 static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t sigint_in_call; /* Ctrl-C came during the current call */
+static int failed_by_sigint; /* the last call failed after a Ctrl-C: exit status 130 */
 
 int ftl_interrupt_requested(void) { return interrupted != 0; }
 
@@ -56,6 +58,7 @@ void ftl_interrupt_clear(void) {
 static void on_sigint(int sig) {
     set_signal(sig, SIG_DFL); /* a second Ctrl-C kills: the way out of a loop stuck in C */
     interrupted = 1;
+    sigint_in_call = 1;
     lua_sethook(globalL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
@@ -67,6 +70,7 @@ int ftl_docall(lua_State *L, int narg, int nres) {
     lua_insert(L, base);
     globalL = L;
     interrupted = 0;
+    sigint_in_call = 0;
     /* Catch Ctrl-C only during the call, and not when it is ignored: a shell starts background
      * jobs that way, so that Ctrl-C reaches only the foreground job. */
     struct sigaction prev;
@@ -77,6 +81,7 @@ int ftl_docall(lua_State *L, int narg, int nres) {
     if (catch) sigaction(SIGINT, &prev, NULL); /* outside calls Ctrl-C does what it did before */
     if (interrupted) lua_sethook(L, NULL, 0, 0); /* a hook set too late to fire must not leak */
     interrupted = 0;
+    failed_by_sigint = status != LUA_OK && sigint_in_call;
     lua_remove(L, base);
     return status;
 }
@@ -335,7 +340,7 @@ static int run_script(lua_State *L, int argc, char **argv, int script, const cha
 }
 
 static void banner(void) {
-    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; Ctrl-D exits.\n", FTLUA_VERSION,
+    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; help(x) or ?x shows its reference; Ctrl-D exits.\n", FTLUA_VERSION,
            LUA_RELEASE, ft_torch_version());
     fflush(stdout);
 }
@@ -424,5 +429,6 @@ int main(int argc, char **argv) {
     int ok = lua_toboolean(L, -1);
     ftl_report(L, status, 1);
     lua_close(L);
-    return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+    if (ok && status == LUA_OK) return EXIT_SUCCESS;
+    return failed_by_sigint ? 128 + SIGINT : EXIT_FAILURE; /* 130, as a shell reports Ctrl-C */
 }

@@ -279,12 +279,12 @@ static int load_chunk(lua_State *L, int *quiet) {
             const char *src = lua_tolstring(L, 1, &len);
             /* kernel/session.c: top-level locals carry to the next input, as in a notebook */
             status = ftl_session_compile_input(L, src, len, "=stdin"); /* the function or the error: 2 */
-            if (status != FTL_INCOMPLETE) break;
-            if (ftl_input_hint(L, src, len)) {
+            if (status != LUA_OK && ftl_input_hint(L, src, len)) { /* what Lua expects instead */
                 lua_remove(L, 2);
                 status = LUA_ERRSYNTAX;
                 break;
             }
+            if (status != FTL_INCOMPLETE) break;
             r = push_line(L, 0);
             if (r == READ_INTERRUPT) { lua_settop(L, 0); return CHUNK_INTERRUPT; }
             if (r == READ_EOF) { status = LUA_ERRSYNTAX; break; } /* report what is missing */

@@ -174,8 +174,12 @@ local function section_classes(sec)
   return r
 end
 
-local function is_namespace_section(sec)
-  for _, id in ipairs(sec.ids) do if id:match("^ft") and not id:match("^ftlua") then return true end end
+-- A section that documents a class of objects (ids `ftlua.Tensor`, `Learner`, ...), not only
+-- namespaces (`ft.plot`) or the command line (`ftlua`).
+local function is_class_section(sec)
+  for _, id in ipairs(sec.ids) do
+    if id ~= "ft" and id ~= "ftlua" and not id:match("^ft%.") then return true end
+  end
   return false
 end
 
@@ -196,7 +200,7 @@ local function class_section(v)
   local names = names_of(v)
   local best, best_n = nil, 1
   for _, sec in ipairs(doc.sections) do
-    if not is_namespace_section(sec) then
+    if is_class_section(sec) then
       local n = 0
       for _, name in ipairs(names) do if sec.entries[name] then n = n + 1 end end
       if n > best_n then best, best_n = sec, n end

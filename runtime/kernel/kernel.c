@@ -321,6 +321,7 @@ static void execute(lua_State *L, ftk_msg *m) {
     int has_value = 0;
     int status = ftl_session_load_cell(L, code, strlen(code), chunkname, &has_value);
     const char *ename = status == LUA_ERRSYNTAX ? "SyntaxError" : "LuaError";
+    if (status == LUA_ERRSYNTAX && ftl_input_hint(L, code, strlen(code))) lua_remove(L, -2); /* "a = f(); a" */
     if (status == LUA_OK) status = ftl_docall(L, 0, has_value ? LUA_MULTRET : 0);
     ftk_display_flush();
     ftk_display_figures();

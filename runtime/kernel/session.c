@@ -197,21 +197,19 @@ static void push_session(lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, SESSION_KEY);
 }
 
-int ftl_session_load(lua_State *L, const char *src, size_t len, const char *chunkname) {
-    lua_newtable(L); /* names this chunk declares */
+/* Pushes the rewritten text and, below it, the table of the names it declares. */
+static void push_rewritten(lua_State *L, const char *src, size_t len) {
+    lua_newtable(L);
     int names = lua_gettop(L);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     rewrite(L, src, len, &b, names);
     luaL_pushresult(&b);
-    size_t n;
-    const char *text = lua_tolstring(L, -1, &n);
-    int status = luaL_loadbuffer(L, text, n, chunkname);
-    lua_remove(L, -2); /* the text */
-    if (status != LUA_OK) {
-        lua_remove(L, names);
-        return status;
-    }
+}
+
+/* The compiled chunk on top, the declared names at `names`: declares them in the session and
+ * makes the session the chunk's _ENV. */
+static void bind_session(lua_State *L, int names) {
     push_session(L); /* fn, session, declared */
     lua_pushnil(L);
     while (lua_next(L, names)) {
@@ -224,8 +222,23 @@ int ftl_session_load(lua_State *L, const char *src, size_t len, const char *chun
         lua_pop(L, 1);
         lua_setupvalue(L, -2, 1);
     } else lua_pop(L, 1);
-    lua_remove(L, names);
-    return LUA_OK;
+}
+
+/* names, text on the stack; compiles text (with host.c's rule when input is set), binds on
+ * success, and leaves only the function or the error. */
+static int compile_bound(lua_State *L, int names, const char *text, size_t n, const char *chunkname, int input) {
+    int status = input ? ftl_compile_input(L, text, n, chunkname) : luaL_loadbuffer(L, text, n, chunkname);
+    if (status == LUA_OK) bind_session(L, names);
+    lua_replace(L, names); /* the function or the error, where the names were */
+    lua_settop(L, names);
+    return status;
+}
+
+int ftl_session_load(lua_State *L, const char *src, size_t len, const char *chunkname) {
+    push_rewritten(L, src, len);
+    size_t n;
+    const char *text = lua_tolstring(L, -1, &n);
+    return compile_bound(L, lua_gettop(L) - 1, text, n, chunkname, 0);
 }
 
 /* Starts of the top-level lines: the first token of a line at depth 0, outside strings. */
@@ -252,63 +265,68 @@ static size_t line_starts(const char *src, size_t len, size_t *out, size_t max) 
 int ftl_session_load_cell(lua_State *L, const char *src, size_t len, const char *chunkname,
                           int *has_value) {
     *has_value = 0;
-    size_t end = len;
-    while (end > 0 && isspace((unsigned char)src[end - 1])) end--;
-    if (end > 0 && src[end - 1] == ';') return ftl_session_load(L, src, len, chunkname);
-    /* the whole cell as an expression, then ever longer tails after a statement prefix */
+    push_rewritten(L, src, len);
+    int names = lua_gettop(L) - 1;
+    size_t n;
+    const char *text = lua_tolstring(L, -1, &n);
+    size_t end = n;
+    while (end > 0 && isspace((unsigned char)text[end - 1])) end--;
+    int quiet = end > 0 && text[end - 1] == ';';
+    /* the whole cell an expression: host.c's rule compiles it so (and records its source) */
+    lua_pushliteral(L, "return ");
+    lua_pushlstring(L, text, n);
+    lua_concat(L, 2);
+    size_t rl;
+    const char *ret = lua_tolstring(L, -1, &rl);
+    int whole = luaL_loadbuffer(L, ret, rl, chunkname) == LUA_OK;
+    lua_pop(L, 2);
+    if (whole || quiet) {
+        *has_value = whole && !quiet;
+        return compile_bound(L, names, text, n, chunkname, 1);
+    }
+    /* else the shortest tail that is an expression after a prefix of statements, run as an
+     * argument (not "return f(x)", a tail call that would lose the cell's frame for errors) */
     enum { MAX_TRIES = 64 };
     size_t starts[MAX_TRIES];
-    size_t n = line_starts(src, len, starts, MAX_TRIES);
-    if (n == 0 || starts[0] != 0) { /* the whole text first */
-        if (n == MAX_TRIES) n--;
-        memmove(starts + 1, starts, n * sizeof *starts);
-        starts[0] = 0;
-        n++;
-    }
-    for (size_t k = n; k-- > 0;) { /* the latest line first: the shortest tail */
+    size_t ns = line_starts(text, n, starts, MAX_TRIES);
+    for (size_t k = ns; k-- > 0;) {
         size_t p = starts[k];
         /* a tail that starts with '-', '(', '{', a string... could continue the line above
          * ("y = 2\n- 1" is y = 1), so only the whole cell may start that way */
-        char c = src[p];
-        if (p > 0 && !(isalnum((unsigned char)c) || c == '_' || c == '#')) continue;
-        lua_pushlstring(L, src, p);
+        char c = text[p];
+        if (p == 0 || !(isalnum((unsigned char)c) || c == '_' || c == '#')) continue;
         lua_pushliteral(L, "return ");
-        lua_pushlstring(L, src + p, len - p);
-        lua_concat(L, 3);
+        lua_pushlstring(L, text + p, n - p);
+        lua_concat(L, 2);
+        ret = lua_tolstring(L, -1, &rl);
+        int expr = luaL_loadbuffer(L, ret, rl, chunkname) == LUA_OK;
+        lua_pop(L, 2);
+        if (!expr) continue;
+        lua_pushlstring(L, text, p);
+        lua_pushliteral(L, "return (function(...) return ... end)(");
+        lua_pushlstring(L, text + p, n - p);
+        lua_pushliteral(L, "\n)");
+        lua_concat(L, 4);
         size_t tl;
-        const char *text = lua_tolstring(L, -1, &tl);
-        /* the tail must be an expression on its own, and the prefix statements */
-        int st = luaL_loadbuffer(L, text + p, tl - p, chunkname);
-        lua_pop(L, 1);
-        if (st != LUA_OK) {
-            lua_pop(L, 1);
+        const char *t = lua_tolstring(L, -1, &tl);
+        if (luaL_loadbuffer(L, t, tl, chunkname) != LUA_OK) {
+            lua_pop(L, 2);
             continue;
         }
-        st = ftl_session_load(L, text, tl, chunkname);
-        lua_remove(L, -2);
-        if (st == LUA_OK) {
-            *has_value = 1;
-            return st;
-        }
         lua_pop(L, 1);
+        lua_replace(L, names + 1); /* the text is now this one */
+        t = lua_tolstring(L, names + 1, &tl);
+        *has_value = 1;
+        return compile_bound(L, names, t, tl, chunkname, 1);
     }
-    return ftl_session_load(L, src, len, chunkname);
+    return compile_bound(L, names, text, n, chunkname, 1);
 }
 
 int ftl_session_compile_input(lua_State *L, const char *src, size_t len, const char *chunkname) {
-    lua_pushliteral(L, "return ");
-    lua_pushlstring(L, src, len);
-    lua_concat(L, 2);
+    push_rewritten(L, src, len);
     size_t n;
-    const char *ret = lua_tolstring(L, -1, &n);
-    int status = ftl_session_load(L, ret, n, chunkname);
-    lua_remove(L, -2);
-    if (status == LUA_OK) return status;
-    lua_pop(L, 1);
-    status = ftl_session_load(L, src, len, chunkname);
-    if (status == LUA_OK) return status;
-    lua_pop(L, 1);
-    return ftl_compile_input(L, src, len, chunkname); /* the error, or FTL_INCOMPLETE */
+    const char *text = lua_tolstring(L, -1, &n);
+    return compile_bound(L, lua_gettop(L) - 1, text, n, chunkname, 1);
 }
 
 int ftl_session_swap_globals(lua_State *L, int on) {

@@ -315,6 +315,8 @@ static void draw(ftl_pbar *b, int val) {
     fflush(b->out);
 }
 
+/* Blank the whole bar, prefix included: whatever is printed next starts on an empty line, so a
+ * shorter line ("[93.38s]", a prompt) leaves no "2 :" of "Epoch 2/2 :" behind. */
 static void clear(ftl_pbar *b) {
     b->done = 1;
     if (ftl_progress_display) {
@@ -322,8 +324,8 @@ static void clear(ftl_pbar *b) {
         return;
     }
     if (!b->display) return;
-    fprintf(b->out, "\r%s", b->prefix);
-    for (int i = 1 + text_len(b->prefix); i < b->max_len; i++) fputc(' ', b->out);
+    fputc('\r', b->out);
+    for (int i = 1; i < b->max_len; i++) fputc(' ', b->out); /* max_len counts the '\r' */
     fputc('\r', b->out);
     fflush(b->out);
 }

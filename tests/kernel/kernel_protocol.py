@@ -162,7 +162,8 @@ def t_display_clear():
 
 def t_abort_queued():
     # a failing cell with cells queued behind it: they are aborted, not run (stop_on_error)
-    ids = [kc.execute("error('first fails')"), kc.execute("queued_ran = true")]
+    ids = [kc.execute("local t0 = ft.clock() while ft.clock() - t0 < 1 do end error('first fails')"),
+           kc.execute("queued_ran = true")]
     replies = {}
     while len(replies) < 2:
         r = kc.get_shell_msg(timeout=30)
