@@ -44,8 +44,10 @@ int ftk_wire_open(ftk_wire *w, const char *conn_file, char *err, size_t errlen) 
     json_error_t je;
     json_t *conn = json_load_file(conn_file, 0, &je);
     if (!conn || !json_is_object(conn)) {
-        snprintf(err, errlen, "cannot read the connection file %s: %s (line %d)", conn_file,
-                 conn ? "not a JSON object" : je.text, je.line);
+        if (!conn && je.line > 0)
+            snprintf(err, errlen, "cannot read the connection file %s: %s (line %d)", conn_file, je.text, je.line);
+        else snprintf(err, errlen, "cannot read the connection file %s: %s", conn_file,
+                      conn ? "not a JSON object" : je.text);
         json_decref(conn);
         return -1;
     }
