@@ -113,7 +113,9 @@ static void *control_main(void *arg) {
             break;
         }
         if (strcmp(m.type, "interrupt_request") == 0) {
-            pthread_kill(main_thread, SIGINT);
+            /* once: a second SIGINT in the same cell would end the process (the REPL's way out
+             * of C code), and an impatient second click must not cost the notebook its state */
+            if (!ftl_interrupted()) pthread_kill(main_thread, SIGINT);
             ftk_send(&W, W.control, &m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
         } else if (strcmp(m.type, "kernel_info_request") == 0) {
             ftk_send(&W, W.control, &m, "kernel_info_reply", kernel_info());

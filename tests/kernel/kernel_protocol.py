@@ -239,6 +239,7 @@ def t_interrupt_fit():
     msg_id = kc.execute("learn:fit(1000, 1e-3)")
     wait_for_bar()
     km.interrupt_kernel()
+    km.interrupt_kernel()  # an impatient second click: the kernel must survive it
     reply = drain_reply(msg_id)
     expect(reply["status"] == "error" and "interrupted!" in reply["evalue"], reply)
     reply, out = run(kc, "preds = learn:get_preds{ds_idx = 2}\npreds:size(1), model[1].weight:isfinite():all():item()")
