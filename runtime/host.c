@@ -256,8 +256,7 @@ static void add_names(lua_State *L, int idx, const char *word, const char *prefi
 }
 
 /* Add the names of the value on top (its keys, then each __index table up its chain) that start
- * with word, each after prefix. Pops nothing it does not push... but leaves the stack changed:
- * call it on a copy of the value. */
+ * with word, each after prefix. It replaces the value with what it walks to: push a copy. */
 static void collect_names(lua_State *L, const char *word, const char *prefix, size_t plen, int methods,
                           ftl_strlist *out) {
     for (int depth = 0; depth < INDEX_DEPTH; depth++) {
@@ -402,16 +401,7 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
         lua_pushliteral(L, "\n)");
         lua_concat(L, 3);
         ret = lua_tolstring(L, -1, &rlen);
-        status = luaL_loadbuffer(L, ret, rlen, chunkname);
-        lua_remove(L, -2);
-        if (status == LUA_OK) return status;
-        lua_pop(L, 1);
-        luaL_buffinit(L, &b); /* cannot happen, but if it does: the plain form */
-        luaL_addstring(&b, "return ");
-        luaL_addlstring(&b, src, len);
-        luaL_pushresult(&b);
-        ret = lua_tolstring(L, -1, &rlen);
-        status = luaL_loadbuffer(L, ret, rlen, chunkname);
+        status = luaL_loadbuffer(L, ret, rlen, chunkname); /* compiles: E is an explist */
         lua_remove(L, -2);
         return status;
     }
@@ -423,7 +413,7 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
 }
 
 int ftl_input_incomplete(lua_State *L, const char *src, size_t len) {
-    int status = ftl_compile_input(L, src, len, "=stdin");
+    int status = ftl_compile_input(L, src, len, "=(check)"); /* not "=stdin": keep its source */
     lua_pop(L, 1);
     return status == FTL_INCOMPLETE;
 }
@@ -470,7 +460,11 @@ int ftl_input_hint(lua_State *L, const char *src, size_t len) {
 static void push_help_module(lua_State *L) {
     if (lua_getfield(L, LUA_REGISTRYINDEX, HELP_KEY) == LUA_TTABLE) return;
     lua_pop(L, 1);
-    lua_getglobal(L, "require");
+    /* from the preload table that luaopen_ftlua filled: a user's own `require` plays no part */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    if (lua_getfield(L, -1, "ftlua.help") != LUA_TFUNCTION)
+        luaL_error(L, "help: the ftlua library is not loaded");
+    lua_remove(L, -2);
     lua_pushliteral(L, "ftlua.help");
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "init");
