@@ -395,15 +395,21 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
          * drop the input's own frame, so that errors could not be said at the user's line.
          * The results are all kept (the vararg function returns them); "\n)" survives a
          * trailing comment. */
-        lua_pop(L, 1);
+        size_t elen = len; /* "return E;" is allowed, "(E;)" is not */
+        while (elen > 0 && isspace((unsigned char)src[elen - 1])) elen--;
+        if (elen > 0 && src[elen - 1] == ';') elen--;
         lua_pushliteral(L, "return (function(...) return ... end)(");
-        lua_pushlstring(L, src, len);
+        lua_pushlstring(L, src, elen);
         lua_pushliteral(L, "\n)");
         lua_concat(L, 3);
         ret = lua_tolstring(L, -1, &rlen);
-        status = luaL_loadbuffer(L, ret, rlen, chunkname); /* compiles: E is an explist */
-        lua_remove(L, -2);
-        return status;
+        if (luaL_loadbuffer(L, ret, rlen, chunkname) == LUA_OK) {
+            lua_remove(L, -2); /* the text */
+            lua_remove(L, -2); /* the plain function */
+        } else {
+            lua_pop(L, 2); /* "f(); -- note": the plain function, then */
+        }
+        return LUA_OK;
     }
     int unfinished = at_eof(L, status);
     lua_pop(L, 1);

@@ -60,6 +60,7 @@ int main(void) {
                      "lr_find = function() end}}) x = ft.tensor.zeros(2)");
     int top = lua_gettop(L);
 
+    const char *m;
     /* ---- completion at a cursor */
     ftl_strlist c = {0};
     const char *line = "y = ft.tensor.ze";
@@ -90,6 +91,17 @@ int main(void) {
     int ok = st == LUA_OK && lua_pcall(L, 0, 1, 0) == LUA_OK && lua_tointeger(L, -1) == 2;
     lua_settop(L, top);
     CHECK("compile_expression_returns", ok);
+    const char *forms[] = {"1, 2", "1, 2;", "1, 2 ; ", "1, 2 -- note", "1, 2; -- note"};
+    for (int i = 0; i < 5; i++) {
+        st = ftl_compile_input(L, forms[i], strlen(forms[i]), "=stdin");
+        ok = st == LUA_OK && lua_pcall(L, 0, LUA_MULTRET, 0) == LUA_OK && lua_gettop(L) == top + 2 &&
+             lua_tointeger(L, -1) == 2;
+        if (!ok) printf("# %s\n", forms[i]);
+        lua_settop(L, top);
+        CHECK("compile_expression_forms", ok);
+    }
+    m = error_of(L, "ft.learner.LearnerClass.fit_one_cycle({}, 'x');", "=stdin");
+    CHECK("expression_with_semicolon_not_a_tail_call", strncmp(m, "stdin:1: fit_one_cycle", 22) == 0);
     st = ftl_compile_input(L, "for i = 1, 2 do", 15, "=stdin");
     CHECK("compile_incomplete", st == FTL_INCOMPLETE && lua_isstring(L, -1));
     lua_settop(L, top);
@@ -151,7 +163,7 @@ int main(void) {
     lua_settop(L, top);
 
     /* ---- the message handler */
-    const char *m = error_of(L, "learn_like:fit_one_cyle()", "=stdin");
+    m = error_of(L, "learn_like:fit_one_cyle()", "=stdin");
     CHECK("msg_method_typo", strcmp(m, "stdin:1: attempt to call a nil value (method 'fit_one_cyle'); "
                                        "did you mean fit_one_cycle?") == 0);
     m = error_of(L, "prnt(1)", "=stdin");
