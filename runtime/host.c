@@ -527,6 +527,25 @@ int ftl_help_text(lua_State *L, const char *expr) {
     return 0;
 }
 
+static int path_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '.' || c == ':'; }
+
+int ftl_help_at(lua_State *L, const char *code, size_t cursor) {
+    size_t len = strlen(code);
+    if (cursor > len) cursor = len;
+    size_t start = cursor, end = cursor;
+    while (start > 0 && path_char(code[start - 1])) start--;
+    while (end < len && (isalnum((unsigned char)code[end]) || code[end] == '_')) end++; /* the rest of the name */
+    while (start < end && !(isalpha((unsigned char)code[start]) || code[start] == '_')) start++;
+    if (start == end) {
+        lua_pushliteral(L, "help: no name at the cursor");
+        return 0;
+    }
+    lua_pushlstring(L, code + start, end - start);
+    int found = ftl_help_text(L, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return found;
+}
+
 int ftl_push_suggestion(lua_State *L, int obj, const char *name, int methods) {
     obj = lua_absindex(L, obj);
     lua_pushvalue(L, obj);

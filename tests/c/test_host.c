@@ -151,6 +151,18 @@ int main(void) {
     CHECK("help_did_you_mean", !found && strstr(lua_tostring(L, -1), "has no method 'fit_one_cyle'") &&
                                    strstr(lua_tostring(L, -1), "did you mean fit_one_cycle?"));
     lua_settop(L, top);
+    line = "learn_like:fit_one_cycle(3)";
+    found = ftl_help_at(L, line, 14); /* in the middle of the method's name */
+    CHECK("help_at_cursor", found && strstr(lua_tostring(L, -1), "learn:fit_one_cycle(n, lr_max"));
+    lua_settop(L, top);
+    found = ftl_help_at(L, "y = ft.plot.imagesc(m)", 14);
+    CHECK("help_at_cursor_path", found && strncmp(lua_tostring(L, -1), "ft.plot.imagesc(", 16) == 0);
+    lua_settop(L, top);
+    CHECK("help_at_nothing", !ftl_help_at(L, "  (  ", 2) && lua_isstring(L, -1));
+    lua_settop(L, top);
+    found = ftl_help_at(L, "y = ft.plot.imagesc(m)", 9); /* in "plot": the path up to its end */
+    CHECK("help_at_namespace", found && strncmp(lua_tostring(L, -1), "ft.plot\n", 8) == 0);
+    lua_settop(L, top);
     lua_getglobal(L, "x");
     found = ftl_help_value(L, -1);
     CHECK("help_value_object", found && strncmp(lua_tostring(L, -1), "Tensor methods\n", 15) == 0);
