@@ -256,8 +256,7 @@ static void add_names(lua_State *L, int idx, const char *word, const char *prefi
 }
 
 /* Add the names of the value on top (its keys, then each __index table up its chain) that start
- * with word, each after prefix. Pops nothing it does not push... but leaves the stack changed:
- * call it on a copy of the value. */
+ * with word, each after prefix. It replaces the value with what it walks to: push a copy. */
 static void collect_names(lua_State *L, const char *word, const char *prefix, size_t plen, int methods,
                           ftl_strlist *out) {
     for (int depth = 0; depth < INDEX_DEPTH; depth++) {
@@ -396,24 +395,21 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
          * drop the input's own frame, so that errors could not be said at the user's line.
          * The results are all kept (the vararg function returns them); "\n)" survives a
          * trailing comment. */
-        lua_pop(L, 1);
+        size_t elen = len; /* "return E;" is allowed, "(E;)" is not */
+        while (elen > 0 && isspace((unsigned char)src[elen - 1])) elen--;
+        if (elen > 0 && src[elen - 1] == ';') elen--;
         lua_pushliteral(L, "return (function(...) return ... end)(");
-        lua_pushlstring(L, src, len);
+        lua_pushlstring(L, src, elen);
         lua_pushliteral(L, "\n)");
         lua_concat(L, 3);
         ret = lua_tolstring(L, -1, &rlen);
-        status = luaL_loadbuffer(L, ret, rlen, chunkname);
-        lua_remove(L, -2);
-        if (status == LUA_OK) return status;
-        lua_pop(L, 1);
-        luaL_buffinit(L, &b); /* cannot happen, but if it does: the plain form */
-        luaL_addstring(&b, "return ");
-        luaL_addlstring(&b, src, len);
-        luaL_pushresult(&b);
-        ret = lua_tolstring(L, -1, &rlen);
-        status = luaL_loadbuffer(L, ret, rlen, chunkname);
-        lua_remove(L, -2);
-        return status;
+        if (luaL_loadbuffer(L, ret, rlen, chunkname) == LUA_OK) {
+            lua_remove(L, -2); /* the text */
+            lua_remove(L, -2); /* the plain function */
+        } else {
+            lua_pop(L, 2); /* "f(); -- note": the plain function, then */
+        }
+        return LUA_OK;
     }
     int unfinished = at_eof(L, status);
     lua_pop(L, 1);
@@ -423,7 +419,7 @@ int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chu
 }
 
 int ftl_input_incomplete(lua_State *L, const char *src, size_t len) {
-    int status = ftl_compile_input(L, src, len, "=stdin");
+    int status = ftl_compile_input(L, src, len, "=(check)"); /* not "=stdin": keep its source */
     lua_pop(L, 1);
     return status == FTL_INCOMPLETE;
 }
@@ -470,7 +466,11 @@ int ftl_input_hint(lua_State *L, const char *src, size_t len) {
 static void push_help_module(lua_State *L) {
     if (lua_getfield(L, LUA_REGISTRYINDEX, HELP_KEY) == LUA_TTABLE) return;
     lua_pop(L, 1);
-    lua_getglobal(L, "require");
+    /* from the preload table that luaopen_ftlua filled: a user's own `require` plays no part */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    if (lua_getfield(L, -1, "ftlua.help") != LUA_TFUNCTION)
+        luaL_error(L, "help: the ftlua library is not loaded");
+    lua_remove(L, -2);
     lua_pushliteral(L, "ftlua.help");
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "init");
@@ -525,6 +525,25 @@ int ftl_help_text(lua_State *L, const char *expr) {
         lua_pushfstring(L, "help: no entry for '%s'", expr);
     }
     return 0;
+}
+
+static int path_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '.' || c == ':'; }
+
+int ftl_help_at(lua_State *L, const char *code, size_t cursor) {
+    size_t len = strlen(code);
+    if (cursor > len) cursor = len;
+    size_t start = cursor, end = cursor;
+    while (start > 0 && path_char(code[start - 1])) start--;
+    while (end < len && (isalnum((unsigned char)code[end]) || code[end] == '_')) end++; /* the rest of the name */
+    while (start < end && !(isalpha((unsigned char)code[start]) || code[start] == '_')) start++;
+    if (start == end) {
+        lua_pushliteral(L, "help: no name at the cursor");
+        return 0;
+    }
+    lua_pushlstring(L, code + start, end - start);
+    int found = ftl_help_text(L, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return found;
 }
 
 int ftl_push_suggestion(lua_State *L, int obj, const char *name, int methods) {

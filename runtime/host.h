@@ -78,6 +78,11 @@ int ftl_help_value(lua_State *L, int idx);
  * mean fit_one_cycle?"). */
 int ftl_help_text(lua_State *L, const char *expr);
 
+/* ftl_help_text for the name path around byte `cursor` of `code` (a notebook's inspect request:
+ * "learn:fit_one|_cycle(3)" looks up "learn:fit_one_cycle"). Returns as ftl_help_text; 0 with a
+ * message when there is no name at the cursor. */
+int ftl_help_at(lua_State *L, const char *code, size_t cursor);
+
 /* Push "did you mean fit_one_cycle?" for `name`, missing from the value at obj, using the names
  * that value has (only callable ones when methods is set); returns 0 and pushes nothing when no
  * name is close. */

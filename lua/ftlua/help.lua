@@ -193,7 +193,9 @@ local function class_section(v)
   if type(v) ~= "table" and type(v) ~= "userdata" then return nil end
   for _, sec in ipairs(doc.sections) do
     for _, c in ipairs(section_classes(sec)) do
-      if c == v or (type(mt) == "table" and (c == mt or c == rawget(mt, "__index"))) then return sec end
+      if rawequal(c, v) or (type(mt) == "table" and (rawequal(c, mt) or rawequal(c, rawget(mt, "__index")))) then
+        return sec
+      end
     end
   end
   if type(mt) ~= "table" then return nil end
@@ -213,7 +215,7 @@ end
 local function section_of(v)
   for _, sec in ipairs(doc.sections) do
     for _, id in ipairs(sec.ids) do
-      if type(v) == "table" and ft_path(id) == v then return sec end
+      if type(v) == "table" and rawequal(ft_path(id), v) then return sec end
     end
   end
   return class_section(v)
@@ -239,7 +241,7 @@ local function rows_for_value(v)
     for _, id in ipairs(sec.ids) do
       local ns = ft_path(id)
       if type(ns) == "table" then scan(ns, sec, 1) end
-      if ns == v and #rows == 0 and sec.entries[id:match("([%w_]+)$")] then
+      if rawequal(ns, v) and #rows == 0 and sec.entries[id:match("([%w_]+)$")] then
         for _, r in ipairs(sec.entries[id:match("([%w_]+)$")]) do rows[#rows + 1] = r end
       end
     end
@@ -318,7 +320,7 @@ function M.value(v)
   if v == nil then return nil end
   for _, sec in ipairs(doc.sections) do -- a namespace: its whole section
     for _, id in ipairs(sec.ids) do
-      if type(v) == "table" and ft_path(id) == v then return show_section(sec) end
+      if type(v) == "table" and rawequal(ft_path(id), v) then return show_section(sec) end
     end
   end
   local rows = rows_for_value(v)

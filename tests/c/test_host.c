@@ -60,6 +60,7 @@ int main(void) {
                      "lr_find = function() end}}) x = ft.tensor.zeros(2)");
     int top = lua_gettop(L);
 
+    const char *m;
     /* ---- completion at a cursor */
     ftl_strlist c = {0};
     const char *line = "y = ft.tensor.ze";
@@ -90,6 +91,17 @@ int main(void) {
     int ok = st == LUA_OK && lua_pcall(L, 0, 1, 0) == LUA_OK && lua_tointeger(L, -1) == 2;
     lua_settop(L, top);
     CHECK("compile_expression_returns", ok);
+    const char *forms[] = {"1, 2", "1, 2;", "1, 2 ; ", "1, 2 -- note", "1, 2; -- note"};
+    for (int i = 0; i < 5; i++) {
+        st = ftl_compile_input(L, forms[i], strlen(forms[i]), "=stdin");
+        ok = st == LUA_OK && lua_pcall(L, 0, LUA_MULTRET, 0) == LUA_OK && lua_gettop(L) == top + 2 &&
+             lua_tointeger(L, -1) == 2;
+        if (!ok) printf("# %s\n", forms[i]);
+        lua_settop(L, top);
+        CHECK("compile_expression_forms", ok);
+    }
+    m = error_of(L, "ft.learner.LearnerClass.fit_one_cycle({}, 'x');", "=stdin");
+    CHECK("expression_with_semicolon_not_a_tail_call", strncmp(m, "stdin:1: fit_one_cycle", 22) == 0);
     st = ftl_compile_input(L, "for i = 1, 2 do", 15, "=stdin");
     CHECK("compile_incomplete", st == FTL_INCOMPLETE && lua_isstring(L, -1));
     lua_settop(L, top);
@@ -139,6 +151,18 @@ int main(void) {
     CHECK("help_did_you_mean", !found && strstr(lua_tostring(L, -1), "has no method 'fit_one_cyle'") &&
                                    strstr(lua_tostring(L, -1), "did you mean fit_one_cycle?"));
     lua_settop(L, top);
+    line = "learn_like:fit_one_cycle(3)";
+    found = ftl_help_at(L, line, 14); /* in the middle of the method's name */
+    CHECK("help_at_cursor", found && strstr(lua_tostring(L, -1), "learn:fit_one_cycle(n, lr_max"));
+    lua_settop(L, top);
+    found = ftl_help_at(L, "y = ft.plot.imagesc(m)", 14);
+    CHECK("help_at_cursor_path", found && strncmp(lua_tostring(L, -1), "ft.plot.imagesc(", 16) == 0);
+    lua_settop(L, top);
+    CHECK("help_at_nothing", !ftl_help_at(L, "  (  ", 2) && lua_isstring(L, -1));
+    lua_settop(L, top);
+    found = ftl_help_at(L, "y = ft.plot.imagesc(m)", 9); /* in "plot": the path up to its end */
+    CHECK("help_at_namespace", found && strncmp(lua_tostring(L, -1), "ft.plot\n", 8) == 0);
+    lua_settop(L, top);
     lua_getglobal(L, "x");
     found = ftl_help_value(L, -1);
     CHECK("help_value_object", found && strncmp(lua_tostring(L, -1), "Tensor methods\n", 15) == 0);
@@ -151,7 +175,7 @@ int main(void) {
     lua_settop(L, top);
 
     /* ---- the message handler */
-    const char *m = error_of(L, "learn_like:fit_one_cyle()", "=stdin");
+    m = error_of(L, "learn_like:fit_one_cyle()", "=stdin");
     CHECK("msg_method_typo", strcmp(m, "stdin:1: attempt to call a nil value (method 'fit_one_cyle'); "
                                        "did you mean fit_one_cycle?") == 0);
     m = error_of(L, "prnt(1)", "=stdin");

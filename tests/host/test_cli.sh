@@ -161,6 +161,33 @@ else
     if [ $rc -eq 130 ] && [ "$(cat "$err")" = "$prog: interrupted!" ]; then ok cli_sigint; else fail cli_sigint "rc=$rc, stderr: $(cat "$err")"; fi
 fi
 
+# ---- ...and in the learner's C training loop too: 130, no position
+cat >"$tmp/fit.lua" <<EOF
+local T, nn = ft.tensor, ft.nn
+T.manual_seed(0)
+local x, y = (T.rand { 2048, 16, 16 } * 255):to("uint8"), T.randint(1, 3, { 2048 })
+local dls = ft.vision.ImageDataLoaders.from_tensors(x, y, x:narrow(1, 1, 64), y:narrow(1, 1, 64),
+  { bs = 16, channels = 1, verbose = false, seed = 1, vocab = { "a", "b" } })
+local learn = ft.Learner(dls, nn.Sequential { nn.Flatten(), nn.Linear(256, 2) })
+io.open("$tmp/fitting", "w"):close()
+learn:fit(1000, 1e-3)
+EOF
+env --default-signal=INT "$FTLUA" "$tmp/fit.lua" >"$out" 2>"$err" </dev/null &
+pid=$!
+tries=300
+while [ ! -f "$tmp/fitting" ] && [ $tries -gt 0 ]; do sleep 0.1; tries=$((tries - 1)); done
+sleep 1
+kill -INT "$pid" 2>/dev/null
+tries=300
+while kill -0 "$pid" 2>/dev/null && [ $tries -gt 0 ]; do sleep 0.1; tries=$((tries - 1)); done
+if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid"; wait "$pid" 2>/dev/null
+    fail cli_sigint_fit "still running 30 s after SIGINT"
+else
+    wait "$pid"; rc=$?
+    if [ $rc -eq 130 ] && [ "$(cat "$err")" = "$prog: interrupted!" ]; then ok cli_sigint_fit; else fail cli_sigint_fit "rc=$rc"; fi
+fi
+
 # ---- ...but an ignored SIGINT stays ignored (the shell's background jobs)
 rm -f "$tmp/started"
 "$FTLUA" -e "io.open('$tmp/started', 'w'):close() local t = os.clock() while os.clock() - t < 0.5 do end print('done')" \
