@@ -17,6 +17,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/nn/init.h>
@@ -362,7 +363,26 @@ const char *ft_last_error(void) noexcept { return g_err; }
 
 // ---------------------------------------------------------------- runtime
 
-const char *ft_torch_version(void) noexcept { return TORCH_VERSION; }
+// The version of the libtorch actually loaded (its build settings say TORCH_VERSION=...), not
+// that of the headers we compiled against; the headers' when the library does not say.
+const char *ft_torch_version(void) noexcept {
+    static char version[32];
+    if (version[0]) return version;
+    snprintf(version, sizeof version, "%s", TORCH_VERSION);
+    try {
+        std::string config = at::show_config();
+        size_t at = config.find("TORCH_VERSION=");
+        if (at != std::string::npos) {
+            at += strlen("TORCH_VERSION=");
+            size_t end = config.find_first_of(", \n", at);
+            std::string v =
+                config.substr(at, end == std::string::npos ? std::string::npos : end - at);
+            if (!v.empty() && v.size() < sizeof version)
+                snprintf(version, sizeof version, "%s", v.c_str());
+        }
+    } catch (...) {}
+    return version;
+}
 
 int ft_cuda_available(void) noexcept {
     try {
