@@ -227,6 +227,44 @@ static int png_chunks_fit(const uint8_t *b, size_t len, char *why, size_t whylen
     return 0; /* no IEND: let stb judge what is there */
 }
 
+/* stb reads missing BMP pixels as zeros; PIL says "image file is truncated". For the plain
+ * (uncompressed) layouts, the header says how many bytes the rows take: 0, or -1 with why[]. */
+static int bmp_truncated(const uint8_t *b, size_t len, char *why, size_t whylen) {
+    if (len < 34) return 0; /* too short for a size: stb judges it */
+    uint32_t offset = le32(b + 10), hsize = le32(b + 14);
+    if (hsize < 40) return 0;
+    int64_t w = (int32_t)le32(b + 18), h = (int32_t)le32(b + 22);
+    uint32_t bpp = le16(b + 28), comp = le32(b + 30);
+    if (h < 0) h = -h;
+    if (w <= 0 || (comp != 0 && comp != 3) || !bpp || bpp > 32) return 0; /* RLE: stb checks */
+    uint64_t need = offset + (uint64_t)((w * bpp + 31) / 32 * 4) * (uint64_t)h;
+    if (need <= len) return 0;
+    snprintf(why, whylen, "%zu bytes, the header needs %llu", len, (unsigned long long)need);
+    return -1;
+}
+
+/* stb decodes a GIF whose first frame's data is cut short, filling in the rest; PIL says "image
+ * file is truncated". Walk to the first frame and its data sub-blocks: 0, or -1 with why[]. */
+static int gif_truncated(const uint8_t *b, size_t len, char *why, size_t whylen) {
+    if (len < 13) return 0; /* stb judges it */
+    size_t i = 13 + ((b[10] & 0x80) ? 3 * (size_t)(2 << (b[10] & 7)) : 0);
+    while (i < len && b[i] == 0x21) { /* extensions: label, then sub-blocks up to a 0 */
+        i += 2;
+        while (i < len && b[i]) i += 1 + (size_t)b[i];
+        i++;
+    }
+    if (i < len && b[i] == 0x2C) { /* the first frame: descriptor, palette, LZW size, blocks */
+        if (i + 10 <= len && (b[i + 9] & 0x80)) i += 3 * (size_t)(2 << (b[i + 9] & 7));
+        i += 11;
+        while (i < len && b[i]) i += 1 + (size_t)b[i];
+        if (i < len) return 0; /* the frame's terminating 0 is there */
+    } else if (i < len) {
+        return 0; /* not a layout we follow: stb judges it */
+    }
+    snprintf(why, whylen, "%zu bytes, the first frame's data ends past them", len);
+    return -1;
+}
+
 /* stb path: PNG, GIF (first frame), BMP, CMYK JPEG. req_comp=3 replicates grey and drops alpha,
  * which is what PIL's convert('RGB') does for L, LA, P (with or without transparency) and RGBA. */
 static ftl_image *decode_stb(const uint8_t *buf, size_t len, const char *name, const char *kind,
@@ -245,12 +283,21 @@ static ftl_image *decode_stb(const uint8_t *buf, size_t len, const char *name, c
     int64_t hw, hh;
     if (header_size(kind, buf, len, &hw, &hh) == 0 && check_size(name, kind, hw, hh, err, errlen))
         return NULL;
+    if (!strcmp(kind, "BMP") && bmp_truncated(buf, len, why, sizeof why)) {
+        set_err(err, errlen, name, "truncated BMP (%s)", why);
+        return NULL;
+    }
+    if (!strcmp(kind, "GIF") && gif_truncated(buf, len, why, sizeof why)) {
+        set_err(err, errlen, name, "truncated GIF (%s)", why);
+        return NULL;
+    }
     if (!stbi_info_from_memory(buf, (int)len, &w, &h, &c)) {
         set_err(err, errlen, name, "corrupt %s header (%s)", kind, stbi_failure_reason());
         return NULL;
     }
     if (too_big(w, h)) { /* the header check above covers this; stb may read it differently */
-        check_size(name, kind, w, h, err, errlen);
+        if (!check_size(name, kind, w, h, err, errlen))
+            set_err(err, errlen, name, "corrupt %s header (size %dx%d)", kind, w, h);
         return NULL;
     }
     ftl_image *im = malloc(sizeof *im);

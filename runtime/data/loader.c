@@ -43,6 +43,7 @@ struct ftl_dataset {
     uint8_t *final;     /* [n] 1: cache[i] is the finished item, else the decoded image */
     char **errors;      /* [n] why item i failed, NULL when it is good */
     atomic_size_t cached;
+    int full_decode;    /* FTLUA_JPEG_DRAFT=0: no DCT scaling of big JPEGs (draft_side) */
 };
 
 static char OOM_TEXT[] = "(out of memory while recording an error)"; /* never freed */
@@ -70,6 +71,8 @@ static ftl_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_
     if (train) memcpy(ds->train, train, (size_t)n);
     ds->item_w = cfg->resize_w;
     ds->item_h = cfg->resize_h;
+    const char *draft = getenv("FTLUA_JPEG_DRAFT");
+    ds->full_decode = draft && !strcmp(draft, "0");
     return ds;
 }
 
@@ -153,7 +156,7 @@ static int position_free(const ftl_dataset *ds) {
  * twice the item's longer side (image.h); 0 (full size) without a resize. */
 static int draft_side(const ftl_dataset *ds) {
     int s = ds->cfg.resize_w > ds->cfg.resize_h ? ds->cfg.resize_w : ds->cfg.resize_h;
-    return 2 * s;
+    return ds->full_decode ? 0 : 2 * s;
 }
 
 /* A train item keeps its decoded image in the cache (its crop moves every epoch) only up to this
