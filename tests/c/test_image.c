@@ -21,6 +21,7 @@
 #include "check.h"
 #include "data/augment.h"
 #include "data/image.h"
+#include "data/loader.h"
 
 static char tmpdir[256];     /* mkdtemp, removed at the end */
 static char images_dir[1024]; /* pets-sample images, "" when absent */
@@ -1140,6 +1141,59 @@ static void test_threads(void) {
     free(o7);
 }
 
+/* A big JPEG through the dataset: decoded at a DCT scale that keeps twice the item size, and a
+ * train item cached only within 16 item sizes / 4 MP (FTLUA_JPEG_DRAFT=0: full size, and then
+ * too big to cache). The item equals Resize of that decode, so pixels stay PIL's draft + PIL's
+ * resize. */
+static void test_dataset_big_jpeg(void) {
+    enum { W = 2400, H = 1800, S = 64 }; /* 4.32 MP: over FTL_IMAGE_DRAFT_PIXELS */
+    uint8_t *pix = smooth_picture(H, W, 3);
+    tjhandle tj = tjInitCompress();
+    unsigned char *jpg = NULL;
+    unsigned long n = 0;
+    int rc = tj ? tjCompress2(tj, pix, W, 0, H, TJPF_RGB, &jpg, &n, TJSAMP_420, 90, 0) : -1;
+    if (tj) tjDestroy(tj);
+    free(pix);
+    if (rc) {
+        CHECK("dataset_big_jpeg_made", 0);
+        return;
+    }
+    char *path = tmp_path("big.jpg");
+    write_file(path, jpg, n);
+    tjFree(jpg);
+    const char *paths[1] = {path};
+    uint8_t train[1] = {1};
+    ftl_dataset_config cfg = {.resize_w = S, .resize_h = S, .method = FTL_RESIZE_CROP,
+                              .nworkers = 1, .cache_bytes = (size_t)1 << 30};
+    for (int full = 0; full < 2; full++) {
+        if (full) setenv("FTLUA_JPEG_DRAFT", "0", 1);
+        ftl_dataset *ds = ftl_dataset_new_files(paths, NULL, train, 1, &cfg);
+        char err[256] = "";
+        int ok = ds && ftl_dataset_scan(ds, err, sizeof err) == 0 && !ftl_dataset_item_error(ds, 0);
+        uint8_t got[S * S * 3];
+        ok = ok && ftl_dataset_get(ds, 0, 1, 0.3, 0.6, got, err, sizeof err) == 0;
+        /* The same by hand: decode at the scale (1/8 keeps 225 >= 2 x 64), then Resize. */
+        ftl_image *im = ftl_image_new_from_file(path, full ? 0 : 2 * S, NULL, 0);
+        ftl_image *r = im ? ftl_image_resize(im, S, S, FTL_RESIZE_CROP, 0.3, 0.6) : NULL;
+        size_t cached = ds ? ftl_dataset_cached_bytes(ds) : 0;
+        printf("# big JPEG %dx%d, %s: decoded %dx%d, cached %zu bytes\n", W, H,
+               full ? "FTLUA_JPEG_DRAFT=0" : "default", im ? im->w : 0, im ? im->h : 0, cached);
+        if (full) {
+            CHECK("dataset_big_jpeg_full_size_equals_resize", ok && r && !memcmp(got, r->rgb, sizeof got));
+            CHECK("dataset_big_jpeg_full_size_not_cached", cached == 0); /* 4.32 MP > 4 MP */
+        } else {
+            CHECK("dataset_big_jpeg_dct_scaled", im && im->w == W / 8 && im->h == H / 8);
+            CHECK("dataset_big_jpeg_item_equals_scaled_resize", ok && r && !memcmp(got, r->rgb, sizeof got));
+            CHECK("dataset_big_jpeg_cached_scaled", cached >= (size_t)(W / 8) * (H / 8) * 3 &&
+                                                        cached < (size_t)(W / 4) * (H / 4) * 3);
+        }
+        ftl_image_free(im);
+        ftl_image_free(r);
+        ftl_dataset_release(ds);
+    }
+    unsetenv("FTLUA_JPEG_DRAFT");
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(void) {
@@ -1162,6 +1216,7 @@ int main(void) {
 
     test_decode_errors();
     test_decode_bombs();
+    test_dataset_big_jpeg();
     test_decode_pets();
     test_decode_formats();
     test_decode_scaled();
