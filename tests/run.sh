@@ -6,8 +6,8 @@
 #
 # Environment: BUILD (the build tree, default build), FTLUA (the program the Lua tests run,
 # default ./ftlua; make test-asan gives ./ftlua-asan), FTLUA_TEST_ONLY (the kinds to run, any of
-# "c lua sh"; default all), FTLUA_TEST_FILTER (run only the test files whose name contains one of
-# these words), FTLUA_SHARED (../shared: the pets photos and fastai; tests that need it skip without).
+# "c lua sh"; default all), FTLUA_TEST_FILTER (run only the test files with one of these names,
+# without the extension: "test_image test_data"), FTLUA_SHARED (../shared: the pets photos and fastai; tests that need it skip without).
 #
 # References: where `make deps` installed python3-torch (dpkg says so), a test that skips for
 # want of PyTorch, torchvision or PIL means the reference is broken, not absent: such a skip
@@ -58,7 +58,8 @@ run_one() { # name, command...
 wanted() { # kind, file: in FTLUA_TEST_ONLY and matching FTLUA_TEST_FILTER
     case " $ONLY " in *" $1 "*) ;; *) return 1 ;; esac
     [ -z "$FILTER" ] && return 0
-    for w in $FILTER; do case "$2" in *"$w"*) return 0 ;; esac; done
+    base=${2##*/}; base=${base%.*}
+    for w in $FILTER; do [ "$w" = "$base" ] && return 0; done
     return 1
 }
 for t in "$BUILD"/tests/test_*; do

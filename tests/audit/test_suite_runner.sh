@@ -13,7 +13,7 @@ echo "skip fake_ref: no python3 with torch"
 echo "skip fake_photos: no pets sample (set FTLUA_SHARED)"
 SH
 chmod +x "$tmp/tests/test_fake"
-run() { BUILD=$tmp FTLUA_TEST_ONLY=c FTLUA_TEST_FILTER=fake "$@" sh tests/run.sh 2>&1 | tail -1; }
+run() { BUILD=$tmp FTLUA_TEST_ONLY=c FTLUA_TEST_FILTER=test_fake "$@" sh tests/run.sh 2>&1 | tail -1; }
 check() { if [ "$2" = "$3" ]; then echo "ok $1"; else echo "FAIL $1: got '$2', want '$3'"; fi; }
 check runner_refs_required "$(run env FTLUA_REQUIRE_REFS=1)" "1 passed, 1 failed, 1 skipped"
 check runner_refs_optional "$(run env FTLUA_REQUIRE_REFS=0)" "1 passed, 0 failed, 2 skipped"
