@@ -9,7 +9,7 @@ PY=${FTLUA_PYTHON:-/usr/bin/python3}
 FTLUA=${FTLUA:-./ftlua}
 SHARED=${FTLUA_SHARED:-../shared}
 DIR=$SHARED/data/pets-sample/images
-N=${BENCH_BIG_PHOTOS:-48}
+N=${BENCH_BIG_PHOTOS:-64}
 CORES=$(nproc)
 echo "## Vision data loader, $N photos of 4000x3000 (12 MP), Resize(460) + aug_transforms(224)"
 echo
@@ -32,14 +32,14 @@ for k, name in enumerate(names[::step][:n]):
     im = Image.open(os.path.join(src, name)).convert("RGB").resize((4000, 3000), Image.BICUBIC)
     im.save(os.path.join(dst, name), quality=90)
 PYEOF
-echo "Same pipeline as the pets table, $CORES workers, cache_mb=4096, one train epoch; RSS is the"
-echo "process's peak (libtorch alone is ~150 MB)."
+echo "Same pipeline as the pets table but bs 16, $CORES workers, cache_mb=4096, one train epoch (the"
+echo "photos the build cached, or decoded again); RSS is the process's peak (libtorch alone ~150 MB)."
 echo
 printf '| decode | build s | img/s | peak RSS MB |\n|---|---|---|---|\n'
 for draft in 0 1; do
     what="full size (FTLUA_JPEG_DRAFT=0)"
     [ "$draft" = 1 ] && what="DCT-scaled to >= 2x the item (default)"
-    r=$(FTLUA_JPEG_DRAFT=$draft FTLUA_NUM_THREADS=1 "$FTLUA" tests/bench/data_loader.lua "$tmp" "$CORES" 4096 rss 2>&1 | tail -1)
+    r=$(FTLUA_JPEG_DRAFT=$draft FTLUA_NUM_THREADS=1 "$FTLUA" tests/bench/data_loader.lua "$tmp" "$CORES" 4096 rss 16 2>&1 | tail -1)
     set -- $r
     printf '| %s | %s | %s | %s |\n' "$what" "$1" "$2" "$3"
 done
