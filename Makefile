@@ -132,11 +132,14 @@ build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 # The suite under the sanitizers: a report stops the program (halt_on_error), which run.sh
-# counts as a failure. Leak checking is off: libtorch's static state reads as leaks at exit.
-# The shell tests drive ./ftlua (not the sanitized one); the C tests and the Lua tests do not.
+# counts as a failure. The shell tests drive ./ftlua (not the sanitized one), so they are left
+# out. Leak checking is off unless ASAN_LEAKS=1: the whole suite has not been run with it (spot
+# checks of test_image, test_data_errors, test_tensor and test_model_layers found no leak).
+# On 2 busy cores the run takes about 40 minutes.
+ASAN_LEAKS ?= 0
 test-asan: asan
 	$(ASAN_MAKE) $(TEST_CSRC:tests/c/%.c=build-asan/tests/%)
-	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1 \
+	@ASAN_OPTIONS=detect_leaks=$(ASAN_LEAKS):abort_on_error=0:halt_on_error=1 \
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 BUILD=build-asan FTLUA=./ftlua-asan FTLUA_TEST_ONLY="c lua" sh tests/run.sh
 
