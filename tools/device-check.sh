@@ -5,7 +5,8 @@
 # carried (both ignored by git, never committed):
 #   here, once:  mkdir -p .deps && cd .deps && apt-get download liblua5.4-dev liblua5.4-0 \
 #                  libstb-dev libstb0 libturbojpeg0-dev libturbojpeg0 libreadline-dev libreadline8 \
-#                  libncurses-dev libtinfo6 && cd ..
+#                  libncurses-dev libtinfo6 libzmq3-dev libzmq5 libsodium23 libpgm-5.3-0 libnorm1 \
+#                  libjansson-dev libjansson4 && cd ..     (zmq and jansson: the Jupyter kernel)
 #                bash tools/device-check.sh --prepare   (copies the photos, below)
 #   device:      bash tools/device-check.sh        (carry: [".deps", ".device-data"], timeout ~540 s)
 #
