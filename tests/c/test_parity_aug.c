@@ -50,13 +50,15 @@ int main(void) {
     char fastai[1024], photo[1024], cmd[4096];
     snprintf(fastai, sizeof fastai, "%s/reference/fastai-py", shared);
     snprintf(photo, sizeof photo, "%s/data/pets-sample/images/Abyssinian_1.jpg", shared);
-    snprintf(cmd, sizeof cmd, "PYTHONPATH='%s' '%s' -c 'import fastai.vision.all' >/dev/null 2>&1", fastai, py);
+    snprintf(cmd, sizeof cmd, "PYTHONPATH='%s' '%s' -c 'import fastai.vision.all' >/dev/null 2>&1",
+             fastai, py);
     if (access(photo, R_OK) != 0) {
         SKIP("parity_aug", "no ../shared/data/pets-sample (FTLUA_SHARED)");
         return 0;
     }
     if (system(cmd) != 0) {
-        SKIP("parity_aug", "no python that imports the real fastai in ../shared/reference/fastai-py");
+        SKIP("parity_aug",
+             "no python that imports the real fastai in ../shared/reference/fastai-py");
         return 0;
     }
 
@@ -81,9 +83,20 @@ int main(void) {
     cases[n++] = (acase){"flip_rotate_zoom", v, S};
     v = full, v.lighting = 1, v.brightness = 0.5, v.contrast = 1, v.warp_x = 0.17, v.warp_y = -0.11;
     cases[n++] = (acase){"warp", v, S};
-    v = (ftl_aug_params){.flip = 1, .rotate = -9.1, .zoom = 1.06, .zoom_col = 0.8, .zoom_row = 0.25,
-                         .warp_x = -0.19, .warp_y = 0.07, .lighting = 1, .brightness = 0.45,
-                         .contrast = 1.15, .crop_x = 13, .crop_y = 7, .crop_w = 140, .crop_h = 140};
+    v = (ftl_aug_params){.flip = 1,
+                         .rotate = -9.1,
+                         .zoom = 1.06,
+                         .zoom_col = 0.8,
+                         .zoom_row = 0.25,
+                         .warp_x = -0.19,
+                         .warp_y = 0.07,
+                         .lighting = 1,
+                         .brightness = 0.45,
+                         .contrast = 1.15,
+                         .crop_x = 13,
+                         .crop_y = 7,
+                         .crop_w = 140,
+                         .crop_h = 140};
     cases[n++] = (acase){"all_with_crop", v, S};
     /* Draws from our RNG with aug_transforms(size, min_scale = 0.75)'s ranges. */
     ftl_aug_rng rng;
@@ -105,7 +118,8 @@ int main(void) {
     }
     close(fd);
     int pts[NPTS][2];
-    for (int k = 0; k < NPTS; k++) pts[k][0] = (k % 5) * (S - 1) / 4, pts[k][1] = (k / 5) * (S - 1) / 4;
+    for (int k = 0; k < NPTS; k++)
+        pts[k][0] = (k % 5) * (S - 1) / 4, pts[k][1] = (k / 5) * (S - 1) / 4;
 
     double worst_map = 0;
     for (int pass = 0; pass < 2; pass++) { /* 0: the output size N cases, 1: size S */
@@ -119,15 +133,19 @@ int main(void) {
         fprintf(f, "%d %d\n%s\n%d\n", N, out, src_path, m);
         for (int j = 0; j < m; j++) {
             const ftl_aug_params *p = &cases[idx[j]].p;
-            fprintf(f, "%d %.17g %.17g %.17g %.17g %.17g %.17g %d %.17g %.17g %d %d %d %d\n", p->flip, p->rotate,
-                    p->zoom, p->zoom_col, p->zoom_row, p->warp_x, p->warp_y, p->lighting, p->brightness,
-                    p->contrast, p->crop_x, p->crop_y, p->crop_w, p->crop_h);
+            fprintf(f, "%d %.17g %.17g %.17g %.17g %.17g %.17g %d %.17g %.17g %d %d %d %d\n",
+                    p->flip, p->rotate, p->zoom, p->zoom_col, p->zoom_row, p->warp_x, p->warp_y,
+                    p->lighting, p->brightness, p->contrast, p->crop_x, p->crop_y, p->crop_w,
+                    p->crop_h);
         }
         fprintf(f, "%d\n", NPTS);
-        for (int k = 0; k < NPTS; k++) fprintf(f, "%d %d\n", pts[k][0] * (out - 1) / (S - 1), pts[k][1] * (out - 1) / (S - 1));
+        for (int k = 0; k < NPTS; k++)
+            fprintf(f, "%d %d\n", pts[k][0] * (out - 1) / (S - 1), pts[k][1] * (out - 1) / (S - 1));
         fclose(f);
-        snprintf(cmd, sizeof cmd, "PYTHONPATH='%s' '%s' -B -W ignore '%s/tests/py/fastai_ref.py' aug_item '%s' '%s' '%s' 2>&1",
-                 fastai, py, root, req, txt, f32);
+        snprintf(
+            cmd, sizeof cmd,
+            "PYTHONPATH='%s' '%s' -B -W ignore '%s/tests/py/fastai_ref.py' aug_item '%s' '%s' '%s' 2>&1",
+            fastai, py, root, req, txt, f32);
         int rc = system(cmd);
         size_t tl = 0, fl = 0;
         char *t = read_all(txt, &tl), *fo = read_all(f32, &fl);
@@ -147,7 +165,8 @@ int main(void) {
             double map_err = 0;
             for (int k = 0; k < NPTS; k++) {
                 double x = pts[k][0] * (out - 1) / (S - 1), y = pts[k][1] * (out - 1) / (S - 1);
-                double X = plan.m[0] * x + plan.m[1] * y + plan.m[2], Y = plan.m[3] * x + plan.m[4] * y + plan.m[5];
+                double X = plan.m[0] * x + plan.m[1] * y + plan.m[2],
+                       Y = plan.m[3] * x + plan.m[4] * y + plan.m[5];
                 double Z = plan.m[6] * x + plan.m[7] * y + plan.m[8];
                 double fx = strtod(s, &s), fy = strtod(s, &s);
                 double e = fmax(fabs(X / Z - fx), fabs(Y / Z - fy));
@@ -163,14 +182,18 @@ int main(void) {
                 if (d > mx) mx = d;
             }
             double mean = sum / (3.0 * out * out);
-            printf("# %-16s coordinate map vs fastai: max %.2e px | output vs fastai's two passes: mean %.4f max %.3f "
-                   "(normalised units)\n", c->name, map_err, mean, mx);
+            printf(
+                "# %-16s coordinate map vs fastai: max %.2e px | output vs fastai's two passes: mean %.4f max %.3f "
+                "(normalised units)\n",
+                c->name, map_err, mean, mx);
             char name[128];
             snprintf(name, sizeof name, "parity_aug_map_%s", c->name);
             CHECK(name, map_err <= 1e-3);
             snprintf(name, sizeof name, "parity_aug_output_%s", c->name);
-            if (out == N) CHECK(name, mx <= 1e-4); /* no resampling: lighting alone, exact */
-            else CHECK(name, mean <= 0.15);
+            if (out == N)
+                CHECK(name, mx <= 1e-4); /* no resampling: lighting alone, exact */
+            else
+                CHECK(name, mean <= 0.15);
         }
         free(mine), free(t), free(fo);
     }
