@@ -179,7 +179,7 @@ function D.RegexLabeller(pattern)
     fail("RegexLabeller: pattern %q has no capture: put the label in parentheses, e.g. \"(.+)_%%d+%%.jpg$\" "
       .. "(the label is capture 1, as fastai's RegexLabeller takes group 1)", pattern)
   end
-  local ok, err = pcall(string.match, "", pattern)
+  local ok, err = pcall(function() return string.match("", pattern), string.match("a_1.jpg", pattern) end)
   if not ok then fail("RegexLabeller: %q is not a valid Lua pattern: %s", pattern, tostring(err):gsub("^[^:]*:%d+: ", "")) end
   return setmetatable({ kind = "RegexLabeller", pattern = pattern }, {
     __call = function(self, path) return (basename(path):match(self.pattern)) end,
