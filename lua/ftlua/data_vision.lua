@@ -549,7 +549,7 @@ function D.DataBlock(spec)
     get_items = spec.get_items or D.get_image_files,
     get_y = spec.get_y,
     splitter = spec.splitter or D.RandomSplitter(),
-    own_splitter = spec.splitter ~= nil,
+    _own_splitter = spec.splitter ~= nil,
     item_tfms = spec.item_tfms, batch_tfms = spec.batch_tfms,
   }, DataBlock)
 end
@@ -565,7 +565,7 @@ function DataBlock:_options(opts, what)
   if o.batch_tfms == nil then o.batch_tfms = self.batch_tfms end
   local splitter = self.splitter
   if o.valid_pct ~= nil then
-    if self.own_splitter then
+    if self._own_splitter then
       fail("%s: valid_pct = %s would be ignored: this DataBlock splits with its own splitter. Give the "
         .. "percentage to it, DataBlock{splitter = RandomSplitter{valid_pct = %s, seed = 42}, ...}, or leave "
         .. "the splitter out", what, tostring(o.valid_pct), tostring(o.valid_pct))
