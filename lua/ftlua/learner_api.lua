@@ -194,8 +194,9 @@ end
 local function loss_callable(lf)
   if lf == nil then return M.losses.CrossEntropyLossFlat() end
   if type(lf) == "table" and getmetatable(lf) == nil and lf.kind then
-    local l = setmetatable({ kind = lf.kind, name = lf.name or "CrossEntropyLossFlat", reduction = lf.reduction or "mean", eps = lf.eps }, Loss)
-    return l
+    local name = lf.name or (lf.kind == "label_smoothing" and "LabelSmoothingCrossEntropy" or "CrossEntropyLossFlat")
+    return setmetatable({ kind = lf.kind, name = name, reduction = lf.reduction or "mean",
+      eps = lf.kind == "label_smoothing" and (lf.eps or 0.1) or nil }, Loss)
   end
   return lf
 end

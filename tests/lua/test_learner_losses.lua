@@ -96,6 +96,13 @@ print(lua(out))
     H.close(losses:mean():item(), learn.loss_func(probs, targs):item(), 1e-5, "get_preds losses vs loss_func")
     local ls = ft.Learner(dls, model, { amp = "fp32", loss_func = ft.losses.LabelSmoothingCrossEntropy { eps = 0.1 } })
     close_list(ls.loss_func(logits, targ), ref.ls_mean, 1e-5, "label smoothing learner")
+    local dir = H.tmpdir()
+    ls.path = dir
+    ls:export("ls.safetensors")
+    local loaded = ft.load_learner(dir .. "/ls.safetensors")
+    os.execute("rm -rf '" .. dir .. "'")
+    H.eq(tostring(loaded.loss_func), "LabelSmoothingCrossEntropy(eps=0.1)", "the export keeps the loss")
+    close_list(loaded.loss_func(logits, targ), ref.ls_mean, 1e-5, "the loaded learner's loss")
     local plain = function(p, t, r) return F.cross_entropy(p, t, r) end
     local lf = ft.Learner(dls, model, { amp = "fp32", loss_func = plain })
     H.eq(lf.loss_func, plain, "a function stays the function")
