@@ -84,7 +84,7 @@ local function show(what, file) print(what .. ": " .. out .. "/" .. file) end
 local function read(name)
   local p = opts.data .. "/" .. name
   local f = io.open(p, "rb")
-  if not f then error(("%s not found: install Debian's dataset-fashion-mnist (make deps) or pass --data DIR"):format(p), 0) end
+  if not f then usage_error(("%s not found: install Debian's dataset-fashion-mnist (make deps) or pass --data DIR"):format(p)) end
   f:close()
   return V.read_idx(p)
 end
@@ -118,8 +118,8 @@ local function dataloaders(xt, yt, xv, yv, vocab, bs)
     batch_tfms = V.aug_transforms { size = 28, min_scale = 0.75, max_warp = 0 } })
 end
 -- The folders, once the data is known to be there: a failed run leaves nothing behind.
-if not os.execute("mkdir -p " .. sh(out) .. " " .. sh(opts.cache)) then
-  error(("cannot create %s or %s: pass --out DIR and --cache DIR where you can write"):format(out, opts.cache), 0)
+if not os.execute("mkdir -p " .. sh(out) .. " " .. sh(opts.cache) .. " 2>/dev/null") then
+  usage_error(("cannot create %s or %s: pass --out DIR and --cache DIR where you can write"):format(out, opts.cache))
 end
 print(("Fashion-MNIST from %s: %d train, %d test images (%.1fs)"):format(opts.data, x_train:size(1),
   x_test:size(1), ft.clock() - t_start))

@@ -71,9 +71,9 @@ local pretrained = opts.pretrained == "true"
 local arch = opts.arch
 if not ft.models[arch] then usage_error(("--arch: unknown model %q (resnet18, resnet34, resnet50)"):format(arch)) end
 local out = opts.out
-os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
-
 local function isdir(p) return os.execute("test -d '" .. p:gsub("'", "'\\''") .. "'") == true end
+if opts.data and not isdir(opts.data) then usage_error(("--data: no folder %q"):format(opts.data)) end
+if not os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "' 2>/dev/null") then usage_error(("--out: cannot create %q"):format(out)) end
 
 -- 1. The data: untar_data(URLs.PETS), or a folder with the dataset's layout.
 local path = opts.data

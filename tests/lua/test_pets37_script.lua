@@ -23,7 +23,7 @@ H.test("pets.lua --help lists every option and exits 0", function()
 end)
 
 H.test("pets.lua usage errors: one line, no traceback, status 2", function()
-  for _, args in ipairs { "--bogus 3", "--bs x", "--bs", "stray", "--epochs 3", "--pretrained maybe", "--arch vgg" } do
+  for _, args in ipairs { "--bogus 3", "--bs x", "--bs", "stray", "--epochs 3", "--pretrained maybe", "--arch vgg", "--data /nonexistent" } do
     local s, rc = run("./ftlua scripts/pets.lua " .. args)
     H.eq(rc, 2, args .. ": exit status")
     local _, lines = s:gsub("\n", "")
