@@ -183,7 +183,14 @@ M._functional = F
 -- becomes a Loss again.
 local function loss_spec(lf)
   if lf == nil then return "cross_entropy", 0.1 end
-  if type(lf) == "table" and (lf.kind == "cross_entropy" or lf.kind == "label_smoothing") then return lf.kind, lf.eps or 0.1 end
+  if type(lf) == "table" and (lf.kind == "cross_entropy" or lf.kind == "label_smoothing") then
+    -- a loss made with reduction = "sum" trains on the sum, as in fastai; per-item losses
+    -- (get_preds{with_loss}) still ask for "none"
+    if getmetatable(lf) == Loss and lf.reduction ~= "mean" then
+      return function(p, t, r) return lf(p, t, r == "none" and "none" or lf.reduction) end, 0.1
+    end
+    return lf.kind, lf.eps or 0.1
+  end
   if type(lf) == "function" then return lf, 0.1 end
   local mt = getmetatable(lf)
   if mt and mt.__call then return function(p, t, r) return lf(p, t, r) end, 0.1 end

@@ -103,6 +103,15 @@ print(lua(out))
     os.execute("rm -rf '" .. dir .. "'")
     H.eq(tostring(loaded.loss_func), "LabelSmoothingCrossEntropy(eps=0.1)", "the export keeps the loss")
     close_list(loaded.loss_func(logits, targ), ref.ls_mean, 1e-5, "the loaded learner's loss")
+    -- reduction = "sum" trains on the sum (fastai uses the loss as given); per-item losses stay per item
+    local sum = ft.Learner(dls, model, { amp = "fp32", loss_func = nn.CrossEntropyLoss { reduction = "sum" } })
+    local _, _, l_sum = sum:get_preds { with_loss = true, act = false }
+    assert((l_sum - losses):abs():max():item() <= 1e-6, "with_loss gives per-item losses under a sum loss")
+    local seen
+    local probe = { name = "probe", after_loss = function(_, l) seen = l.loss:item() end }
+    sum:fit(1, 1e-9, { cbs = { probe } })
+    local x1, y1 = dls.train:one_batch()
+    assert(seen and seen > 1.5 * learn.loss_func(model(x1:float()), y1):item(), "the training loss is a sum over the batch")
     local plain = function(p, t, r) return F.cross_entropy(p, t, r) end
     local lf = ft.Learner(dls, model, { amp = "fp32", loss_func = plain })
     H.eq(lf.loss_func, plain, "a function stays the function")
