@@ -919,6 +919,7 @@ function Learner:get_preds(opts)
   local dl = opts.dl
   if dl == nil then dl = opts.ds_idx == 0 and self.dls.train or self.dls.valid
   elseif type(dl) == "table" then
+    if dl.valid or dl.train then fail("get_preds: dl is a DataLoaders: give one of its loaders (dl = dls.valid), or ds_idx = 1 | 0") end
     if T.is_tensor(dl[1]) and T.is_tensor(dl[2]) and dl[2]:dim() <= 1 and dl[1]:dim() > 1 and #dl == 2 then
       fail("get_preds: dl must be a list of batches: write dl = {{x, y}}, not dl = {x, y}")
     end

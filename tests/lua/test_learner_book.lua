@@ -166,6 +166,7 @@ H.test("get_preds' bad arguments name get_preds, not predict", function()
   H.errors(function() learn:get_preds { dl = { x, y } } end, "get_preds", "dl = {{x, y}}")
   H.errors(function() learn:get_preds { dl = { { x, "y" } } } end, "get_preds", "batch 1", "targets")
   H.errors(function() learn:get_preds { dl = {} } end, "get_preds", "empty")
+  H.errors(function() learn:get_preds { dl = dls } end, "get_preds: dl is a DataLoaders", "dl = dls.valid")
   H.errors(function() learn:get_preds { ds_idx = 2 } end, "get_preds: ds_idx must be 1 (valid) or 0 (train), got 2")
 end)
 
