@@ -5,6 +5,9 @@
 #   make test            run every test; the last line is "N passed, N failed"
 #   make deps            install the Debian packages we need (idempotent, quiet when present)
 #   make asan            ./ftlua-asan, built with AddressSanitizer and UBSan
+#   make test-asan       the whole suite under ASan+UBSan (build-asan/: C tests, Lua tests
+#                        through ./ftlua-asan); slow, not part of make test
+#   make audit           the hostile-folder audit (also run by make test, as a test file)
 #   make fuzz            build and run the libFuzzer targets for a short while
 #   make bench           benchmarks, compared with PyTorch in the same run
 #   make LIBTORCH=DIR    build against another libtorch (DIR/include, DIR/lib), e.g. PyTorch's
@@ -12,9 +15,13 @@
 CC       ?= cc
 CXX      ?= g++
 OPT      ?= -O2
-CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -D_GNU_SOURCE
-CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -fPIC
-LDLIBS   += -lturbojpeg -lz -lm -lpthread
+WARN     = -Wall -Wextra -Wshadow -Wvla
+CFLAGS   += -std=c11 $(OPT) -g $(WARN) -Wmissing-prototypes -Wstrict-prototypes -fPIC -D_GNU_SOURCE
+CXXFLAGS += -std=c++17 $(OPT) -g $(WARN) -fPIC
+# -Wformat=2 only where the build is clean under it (issue 12: the rest follow as their
+# printf-style wrappers get __attribute__((format(printf, ...)))).
+WARN_STRICT = -Wformat=2
+LDLIBS   += -lturbojpeg -ljansson -lz -lm -lpthread
 
 # ---------------------------------------------------------------- Lua 5.4
 LUA_CFLAGS ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -71,7 +78,7 @@ LIB_OBJ  += $(CUDA_OBJ)
 HOST_OBJ  = $(HOST_SRC:%.c=$(BUILD)/%.o)
 INC       = -Iruntime $(LUA_CFLAGS)
 
-.PHONY: all run test test-bins deps asan fuzz bench clean
+.PHONY: all run test test-bins deps asan test-asan audit fuzz bench clean
 all: ftlua ftlua.so
 
 ftlua: $(HOST_OBJ) $(LIB_OBJ)
@@ -81,13 +88,24 @@ ftlua: $(HOST_OBJ) $(LIB_OBJ)
 ftlua.so: $(LIB_OBJ)
 	$(CXX) -shared -o $@ $^ $(LDFLAGS) $(TORCH_LIBS) $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard runtime/*.h runtime/*/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INC) -c $< -o $@
+# -MMD -MP: each compile writes the headers it read to a .d file next to the object, so an
+# object is rebuilt when one of its own headers changes (and a deleted header breaks nothing).
+# An object without its .d (built before this rule existed) is rebuilt once.
+DEPFLAGS  = -MMD -MP
+DEPFILES  = $(patsubst %.o,%.d,$(HOST_OBJ) $(filter-out $(BUILD)/lua_embed.o $(CUDA_OBJ),$(LIB_OBJ)))
+$(DEPFILES): ;
 
-$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp $(wildcard runtime/torch/*.h runtime/torch/*.hpp)
+STRICT_OBJ = $(BUILD)/runtime/base/%.o $(BUILD)/runtime/torch/%.o $(BUILD)/runtime/io/pth.o \
+             $(BUILD)/runtime/io/pickle.o $(BUILD)/runtime/io/dtype.o
+$(STRICT_OBJ): WARN += $(WARN_STRICT)
+
+$(BUILD)/%.o: %.c $(BUILD)/%.d
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(INC) -c $< -o $@
+
+$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp $(BUILD)/runtime/torch/%.d
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(DEPFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
 
 $(BUILD)/runtime/data/augment_cuda.o: runtime/data/augment_cuda.cu runtime/data/augment.h runtime/data/augment_cuda.h
 	@mkdir -p $(dir $@)
@@ -110,9 +128,9 @@ $(BUILD)/api_doc.o: $(BUILD)/api_doc.c
 TEST_CSRC = $(wildcard tests/c/test_*.c)
 TEST_BIN  = $(TEST_CSRC:tests/c/%.c=$(BUILD)/tests/%)
 
-$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ) $(wildcard tests/c/*.h)
+$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INC) -Itests/c -c $< -o $@.o
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MT $@ $(INC) -Itests/c -c $< -o $@.o
 	$(CXX) -o $@ $@.o $(LIB_OBJ) $(LDFLAGS) $(LUA_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 test: deps test-bins
@@ -128,13 +146,29 @@ run: deps all
 	./ftlua --report out/main/report.html scripts/main.lua --out out/main
 
 # ---------------------------------------------------------------- variants
+ASAN_MAKE = $(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	        LDFLAGS="-fsanitize=address,undefined"
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	        LDFLAGS="-fsanitize=address,undefined" build-asan/ftlua
+	$(ASAN_MAKE) build-asan/ftlua
 	cp build-asan/ftlua ftlua-asan
 
 build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
+
+# The suite under the sanitizers: a report stops the program (halt_on_error), which run.sh
+# counts as a failure. The shell tests drive ./ftlua (not the sanitized one), so they are left
+# out. Leak checking is off unless ASAN_LEAKS=1: the whole suite has not been run with it (spot
+# checks of test_image, test_data_errors, test_tensor and test_model_layers found no leak).
+# On 2 busy cores the run takes about 40 minutes.
+ASAN_LEAKS ?= 0
+test-asan: asan
+	$(ASAN_MAKE) $(TEST_CSRC:tests/c/%.c=build-asan/tests/%)
+	@ASAN_OPTIONS=detect_leaks=$(ASAN_LEAKS):abort_on_error=0:halt_on_error=1 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	 BUILD=build-asan FTLUA=./ftlua-asan FTLUA_TEST_ONLY="c lua" sh tests/run.sh
+
+audit: all
+	@sh tests/audit/test_hostile_folders.sh
 
 FUZZ_SECONDS ?= 30
 fuzz:
@@ -150,4 +184,7 @@ bench: deps all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh tests/bench/run.sh
 
 clean:
-	rm -rf build build-asan ftlua ftlua.so ftlua-asan
+	rm -rf $(BUILD) build-asan ftlua ftlua.so ftlua-asan
+
+# The generated header dependencies (absent before the first build).
+-include $(wildcard $(DEPFILES) $(TEST_BIN:=.d))
