@@ -175,7 +175,8 @@ function M.callbacks.EarlyStoppingCallback(opts)
 end
 
 -- CSVLogger{fname = "history.csv", append = false}: the table's rows, unrounded, under
--- learn.path; each line flushed and fsync'ed (core.CSVLogger).
+-- learn.path; the whole file is rewritten atomically after each epoch (core.CSVLogger): after
+-- a crash or a full disk it holds the lines up to the last good epoch, never a torn or empty file.
 function M.callbacks.CSVLogger(opts)
   opts = check_keys("CSVLogger", opts, set { "fname", "append" })
   local cb = { name = "CSVLogger", fname = opts.fname or "history.csv", append = opts.append }
