@@ -5,6 +5,7 @@
 #   make test            run every test; the last line is "N passed, N failed"
 #   make deps            install the Debian packages we need (idempotent, quiet when present)
 #   make asan            ./ftlua-asan, built with AddressSanitizer and UBSan
+#   make audit           kill -9 during every kind of write, and every writer on a full disk
 #   make fuzz            build and run the libFuzzer targets for a short while
 #   make bench           benchmarks, compared with PyTorch in the same run
 #   make LIBTORCH=DIR    build against another libtorch (DIR/include, DIR/lib), e.g. PyTorch's
@@ -68,7 +69,7 @@ LIB_OBJ  += $(CUDA_OBJ)
 HOST_OBJ  = $(HOST_SRC:%.c=$(BUILD)/%.o)
 INC       = -Iruntime $(LUA_CFLAGS)
 
-.PHONY: all run test test-bins deps asan fuzz bench clean
+.PHONY: all run test test-bins deps asan audit fuzz bench clean
 all: ftlua ftlua.so
 
 ftlua: $(HOST_OBJ) $(LIB_OBJ)
@@ -126,6 +127,10 @@ asan:
 
 build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+
+# The crash audit takes a few minutes (CRASH_KILLS=8 kills per writer): not part of make test.
+audit: all
+	@sh tests/audit/crash_writes.sh
 
 FUZZ_SECONDS ?= 30
 fuzz:

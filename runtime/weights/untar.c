@@ -130,12 +130,16 @@ static int run_tar(const char *const argv[], line_fn lines, void *ctx, char *why
         fclose(errf);
         return 0;
     }
-    /* tar's last non-empty stderr line says why. */
+    /* tar's first specific stderr line says why ("...: Cannot write: No space left on
+     * device"), not its closing "Exiting with failure status due to previous errors". */
     char last[512] = "", cur[512];
+    int specific = 0;
     rewind(errf);
     while (fgets(cur, sizeof cur, errf)) {
         cur[strcspn(cur, "\r\n")] = 0;
-        if (*cur) snprintf(last, sizeof last, "%s", cur);
+        if (!*cur || specific) continue;
+        specific = strstr(cur, "Exiting with failure status") == NULL;
+        snprintf(last, sizeof last, "%s", cur);
     }
     fclose(errf);
     if (*last) snprintf(why, whylen, "%s", last);
@@ -283,6 +287,11 @@ static int untar_data_c(const untar_opts *o, char *out, size_t outlen, char *err
     const char *x_argv[] = {"tar", "-xzf", archive, "-C", tmp, "--no-same-owner", NULL};
     if (run_tar(x_argv, NULL, NULL, why, sizeof why) != 0) {
         rm_tree(tmp);
+        if (strstr(why, strerror(ENOSPC))) { /* the archive is fine: keep it for the next try */
+            snprintf(err, errlen, "cannot extract %s into %s (%s): free some space and run again "
+                     "(the archive is kept)", archive, final, why);
+            return -1;
+        }
         unlink(archive);
         snprintf(err, errlen, "cannot extract %s (%s); it was deleted, run again to download it "
                  "again, or put the extracted folder at %s", archive, why, final);
