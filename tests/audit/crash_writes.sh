@@ -12,6 +12,7 @@
 cd "$(dirname "$0")/../.." || exit 2
 . tests/audit/crash_lib.sh
 KILLS=${CRASH_KILLS:-8}
+if [ ! -x "$PY" ]; then echo "skip crash_writes: no $PY to watch and kill the writers"; exit 0; fi
 if [ ! -x "$FTLUA" ]; then echo "FAIL crash_binary: $FTLUA is not built"; exit 1; fi
 make_archive "$tmp/audit_1.tgz" 1
 make_archive "$tmp/audit_2.tgz" 2
