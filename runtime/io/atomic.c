@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -353,8 +354,12 @@ int ftl_atomic_rename(const char *tmp, const char *path, char *err, size_t errle
         return -1;
     }
     if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-        set_err(err, errlen, "cannot write '%s': the writer produced %s", path,
-                S_ISREG(st.st_mode) ? "an empty file" : "something that is not a file");
+        /* the other process's errno is lost; a full file system is the usual cause: say so */
+        struct statvfs vfs;
+        int full = S_ISREG(st.st_mode) && fstatvfs(fd, &vfs) == 0 && vfs.f_bavail == 0;
+        set_err(err, errlen, "cannot write '%s': the writer produced %s%s", path,
+                S_ISREG(st.st_mode) ? "an empty file" : "something that is not a file",
+                full ? ": No space left on device" : "");
         close(fd);
         unlink(tmp);
         return -1;
