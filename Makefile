@@ -59,12 +59,15 @@ endif
 
 # ---------------------------------------------------------------- sources
 BUILD    ?= build
-HOST_SRC  = runtime/main.c runtime/repl.c
+HOST_SRC  = runtime/main.c runtime/repl.c $(wildcard runtime/kernel/*.c)
+# the Jupyter kernel (runtime/kernel/) links these into ./ftlua only; ftlua.so stays free of them
+KERNEL_LIBS ?= -lzmq -ljansson
 LIB_CSRC  = $(filter-out $(HOST_SRC),$(wildcard runtime/*.c runtime/*/*.c))
 LIB_CXXSRC = $(wildcard runtime/torch/*.cpp)
 LUA_SRC   = $(sort $(wildcard lua/ftlua/*.lua))
 
-LIB_OBJ   = $(LIB_CSRC:%.c=$(BUILD)/%.o) $(LIB_CXXSRC:%.cpp=$(BUILD)/%.o) $(BUILD)/lua_embed.o
+LIB_OBJ   = $(LIB_CSRC:%.c=$(BUILD)/%.o) $(LIB_CXXSRC:%.cpp=$(BUILD)/%.o) $(BUILD)/lua_embed.o \
+            $(BUILD)/api_doc.o
 LIB_OBJ  += $(CUDA_OBJ)
 HOST_OBJ  = $(HOST_SRC:%.c=$(BUILD)/%.o)
 INC       = -Iruntime $(LUA_CFLAGS)
@@ -73,7 +76,7 @@ INC       = -Iruntime $(LUA_CFLAGS)
 all: ftlua ftlua.so
 
 ftlua: $(HOST_OBJ) $(LIB_OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 # The same modules as one C library; lua5.4 provides the Lua symbols, so don't link liblua.
 ftlua.so: $(LIB_OBJ)
@@ -97,6 +100,12 @@ $(BUILD)/lua_embed.c: $(LUA_SRC) tools/embed_lua.sh
 	sh tools/embed_lua.sh $(LUA_SRC) > $@
 $(BUILD)/lua_embed.o: $(BUILD)/lua_embed.c
 	$(CC) $(CFLAGS) $(INC) -c $< -o $@
+# docs/api.md too: help(x) prints its entries (runtime/host.c, lua/ftlua/help.lua).
+$(BUILD)/api_doc.c: docs/api.md tools/embed_doc.sh
+	@mkdir -p $(BUILD)
+	sh tools/embed_doc.sh ftl_api_doc docs/api.md > $@
+$(BUILD)/api_doc.o: $(BUILD)/api_doc.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # ---------------------------------------------------------------- tests
 TEST_CSRC = $(wildcard tests/c/test_*.c)
@@ -126,7 +135,7 @@ asan:
 	cp build-asan/ftlua ftlua-asan
 
 build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 # The crash audit takes a few minutes (CRASH_KILLS=8 kills per writer): not part of make test.
 audit: all

@@ -20,6 +20,8 @@
 
 /* ---------------------------------------------------------------- figures written elsewhere */
 
+void (*ftl_report_on_figure)(const char *path);
+
 void ftl_report_publish(lua_State *L, const char *path) {
     if (lua_getglobal(L, "REPORT_DIR") != LUA_TSTRING) {
         lua_pop(L, 1);
@@ -33,6 +35,7 @@ void ftl_report_publish(lua_State *L, const char *path) {
     int inside = strncmp(path, dir, dlen) == 0 && path[dlen] == '/' && strchr(path + dlen + 1, '/') == NULL;
     int fits = snprintf(dest, sizeof dest, "%s/%s", dir, base) < (int)sizeof dest;
     lua_pop(L, 1);
+    if (inside && ftl_report_on_figure) ftl_report_on_figure(path);
     if (inside || !fits || !*base) return;
     FILE *in = fopen(path, "rb");
     if (!in) return;
@@ -45,8 +48,9 @@ void ftl_report_publish(lua_State *L, const char *path) {
     while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, af.f) == n;
     ok = ok && !ferror(in);
     fclose(in);
-    if (ok) ftl_atomic_commit(&af, err, sizeof err); /* a failed copy leaves the page without it */
-    else ftl_atomic_abort(&af);
+    if (!ok) ftl_atomic_abort(&af);
+    else if (ftl_atomic_commit(&af, err, sizeof err) == 0 && ftl_report_on_figure)
+        ftl_report_on_figure(dest); /* a failed copy leaves the page without it */
 }
 
 /* ---------------------------------------------------------------- growable buffers */

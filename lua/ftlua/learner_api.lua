@@ -331,6 +331,26 @@ function Learner:__tostring()
   return ("Learner: %s, %d parameter groups, lr %g"):format(self.model:type(), self._core:n_groups(), self.lr)
 end
 
+-- A notebook shows a Learner result as HTML (docs/jupyter.md): the summary, then the last
+-- fit's values per epoch.
+function Learner:__html()
+  local function esc(v) return (tostring(v):gsub("[<>&]", { ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;" })) end
+  local h = { "<p>" .. esc(self) .. "</p>" }
+  local rec = self.recorder
+  if rec and rec.values and #rec.values > 0 then
+    h[#h + 1] = "<table><thead><tr><th>epoch</th>"
+    for _, n in ipairs(rec.metric_names) do h[#h + 1] = "<th>" .. esc(n) .. "</th>" end
+    h[#h + 1] = "</tr></thead><tbody>"
+    for e, row in ipairs(rec.values) do
+      h[#h + 1] = "<tr><td>" .. (e - 1) .. "</td>"
+      for _, v in ipairs(row) do h[#h + 1] = ("<td>%.6f</td>"):format(v) end
+      h[#h + 1] = "</tr>"
+    end
+    h[#h + 1] = "</tbody></table>"
+  end
+  return table.concat(h)
+end
+
 function Learner:add_cb(cb)
   if type(cb) ~= "table" then fail("add_cb: a callback is a table of event methods") end
   self.cbs[#self.cbs + 1] = cb

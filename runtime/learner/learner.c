@@ -1366,8 +1366,7 @@ static int l_core_fit(lua_State *L) {
     int main_rank = ftl_dist_is_main(); /* data parallel: only rank 0 prints */
     if (!sp.no_logging && main_rank) {
         ftl_table_header(line, sizeof line, cols.names, cols.k);
-        printf("%s\n", line);
-        fflush(stdout);
+        ftl_table_emit(line, cols.names, NULL, cols.k);
     }
     rec_reset(&ln->rec);
     ftl_smooth_reset(&fs->smooth, 0.98);
@@ -1414,8 +1413,7 @@ static int l_core_fit(lua_State *L) {
         cells[1 + nv] = (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(now_s() - t0, tbuf)};
         if (!sp.no_logging && main_rank) {
             ftl_table_row(line, sizeof line, cols.names, cells, cols.k);
-            printf("%s\n", line);
-            fflush(stdout);
+            ftl_table_emit(line, cols.names, cells, cols.k);
         }
         if (fl.has[EV_AFTER_EPOCH]) {
             lua_createtable(L, nv, 0);

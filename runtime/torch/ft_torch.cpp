@@ -17,6 +17,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <torch/cuda.h>
 #include <torch/nn/init.h>
 #include <torch/version.h>
@@ -373,7 +374,25 @@ int ft_dtype_is_floating(ft_dtype d) {
 
 // ---------------------------------------------------------------- runtime
 
-const char *ft_torch_version(void) { return TORCH_VERSION; }
+// The version of the libtorch actually loaded (its build settings say TORCH_VERSION=...), not
+// that of the headers we compiled against; the headers' when the library does not say.
+const char *ft_torch_version(void) {
+    static char version[32];
+    if (version[0]) return version;
+    snprintf(version, sizeof version, "%s", TORCH_VERSION);
+    try {
+        std::string config = at::show_config();
+        size_t at = config.find("TORCH_VERSION=");
+        if (at != std::string::npos) {
+            at += strlen("TORCH_VERSION=");
+            size_t end = config.find_first_of(", \n", at);
+            std::string v = config.substr(at, end == std::string::npos ? std::string::npos : end - at);
+            if (!v.empty() && v.size() < sizeof version) snprintf(version, sizeof version, "%s", v.c_str());
+        }
+    } catch (...) {
+    }
+    return version;
+}
 
 int ft_cuda_available(void) {
     try {

@@ -390,7 +390,9 @@ def bar_output(c):
         on_update(val, f"{100 * val / total:.2f}% [{val}/{total} {format_time(elapsed)}<{remaining}{end}]")
 
     def clear():
-        out.append(f"\r{prefix}" + " " * (max_len - len(f"\r{prefix}")) + "\r")
+        # fastprogress writes "\r{prefix}" and spaces here, leaving "Epoch 2/2 :" for a shorter
+        # next line to half cover ("[93.38s]2 :"); ftlua blanks the whole bar, prefix included.
+        out.append("\r" + " " * (max_len - 1) + "\r")
 
     for val, t, com in c["events"]:
         if val == 0:
