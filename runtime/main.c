@@ -422,6 +422,8 @@ int main(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     lua_gc(L, LUA_GCSTOP); /* no collections while the libraries load */
+    ftl_set_interrupt_hook(ftl_interrupt_requested, ftl_interrupt_clear); /* base/hooks.h */
+    ftl_set_figure_hook(ftl_report_publish);
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);
     lua_pushlightuserdata(L, argv);

@@ -1,4 +1,4 @@
-/* learner.c: the Learner's training loop in C (spec sections 0-6, 9) and the Lua class
+/* learner.c: the Learner's training loop in C (fastai's Learner.fit, callbacks) and the Lua class
  * "ftlua.LearnerCore" behind ft.Learner. See learner.h for the split with the Lua half.
  *
  * One batch, as fastai's _do_one_batch: pred = model(x); loss = loss_func(pred, y);
@@ -24,7 +24,7 @@
 #include "learner/metrics.h"
 #include "learner/progress.h"
 #include "learner/schedule.h"
-#include "repl.h"
+#include "base/hooks.h"
 
 #define CORE_MT "ftlua.LearnerCore"
 #define FIT_MT "ftlua.FitState"
@@ -579,7 +579,7 @@ static fit_state *new_fit_state(lua_State *L, ftl_learner *ln) {
     return fs;
 }
 
-static int failf(fit_state *fs, const char *fmt, const char *a, const char *b) {
+__attribute__((format(printf, 2, 0))) static int failf(fit_state *fs, const char *fmt, const char *a, const char *b) {
     snprintf(fs->err, sizeof fs->err, fmt, a, b);
     return FAIL;
 }
@@ -1447,7 +1447,7 @@ static int l_core_fit(lua_State *L) {
     memcpy(msg, fs->err, sizeof msg);
     fs_clear(fs);
     ftm_set_training(ln->model, 0);
-    if (ftl_interrupted()) ftl_interrupt_clear();
+    if (ftl_interrupted()) ftl_interrupt_handled();
     push_recorder(L, ln, 2);
     if (failed) return luaL_error(L, "%s", msg);
     return 0;

@@ -1,4 +1,4 @@
-/* progress.h: what a fit prints, as fastprogress's console mode does (spec section 9): the
+/* progress.h: what a fit prints, as fastprogress's console mode does (callback/progress.py): the
  * epoch table, the live batch bar, format_time; and CSVLogger's file. Pure C (stdio).
  *
  * The table goes to stdout whether or not it is a terminal. The bar is drawn only on a

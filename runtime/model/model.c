@@ -943,7 +943,12 @@ static const luaL_Reg nn_funcs[] = {
 };
 
 /* Returns {nn = ..., models = ..., create_cnn_model = ..., create_head = ...}. */
+static void unref_module(lua_State *L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
+
 int luaopen_ftlua_model(lua_State *L) {
+    static const ftm_lua_callbacks lua_side = {ftl_forget_param, unref_module,
+                                               ftl_model_lua_forward};
+    ftm_set_lua_callbacks(&lua_side); /* module.c's way into Lua */
     lua_newtable(L); /* the weak cache */
     lua_newtable(L);
     lua_pushliteral(L, "v");

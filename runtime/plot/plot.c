@@ -13,7 +13,7 @@
 
 #include "ftlua.h"
 #include "plot/gnuplot.h"
-#include "report.h"
+#include "base/hooks.h"
 
 #define FIG_MT "ftlua.PlotFigure"
 #define CURRENT_KEY "ftlua.plot.current"
@@ -389,7 +389,7 @@ static void finish(lua_State *L, plot_fig *f, luaL_Buffer *b, int to_stdout) {
     luaL_addstring(b, "unset output\n");
     luaL_pushresult(b);
     run(L, f, to_stdout);
-    if (f->drawing[0]) ftl_report_publish(L, f->drawing); /* complete now: `unset output` */
+    if (f->drawing[0]) ftl_figure_written(L, f->drawing); /* complete now: `unset output` */
 }
 
 /* ---------------------------------------------------------------- plot */
