@@ -972,9 +972,9 @@ int st_write_fill(const char *path, const st_tensor_in *t, int n, const st_kv *m
     }
     /* a temp next to path, renamed over it at the end: path is the old file or the new one */
     ftl_atomic_file af;
-    char why[512];
-    if (ftl_atomic_open(&af, path, why, sizeof why) != 0) {
-        set_err(err, errlen, "%s", why);
+    char aerr[512];
+    if (ftl_atomic_open(&af, path, aerr, sizeof aerr) != 0) {
+        set_err(err, errlen, "%s", aerr);
         free(header);
         free(scratch);
         return -1;
@@ -1000,8 +1000,8 @@ int st_write_fill(const char *path, const st_tensor_in *t, int n, const st_kv *m
             rc = -1;
         }
     }
-    if (rc == 0 && ftl_atomic_commit(&af, why, sizeof why) != 0) {
-        set_err(err, errlen, "%s", why);
+    if (rc == 0 && ftl_atomic_commit(&af, aerr, sizeof aerr) != 0) {
+        set_err(err, errlen, "%s", aerr);
         rc = -1;
     }
     if (rc != 0) ftl_atomic_abort(&af);

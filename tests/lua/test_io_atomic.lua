@@ -1,4 +1,4 @@
--- test_io_atomic.lua: ft.io, the atomic writer for Lua code (runtime/io/atomic_lua.c over
+-- test_io_atomic.lua: ft.io, the atomic writer for Lua code (runtime/tensor/atomic_lua.c over
 -- runtime/io/atomic.c, whose C test is tests/c/test_atomic.c). Known values: the bytes written,
 -- the files left in the folder.
 local ft = require "ftlua"

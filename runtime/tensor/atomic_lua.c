@@ -1,4 +1,5 @@
-/* atomic_lua.c: ft.io, atomic writes for Lua code (io/atomic.h does the work).
+/* atomic_lua.c: ft.io, atomic writes for Lua code (io/atomic.h does the work; this binding
+ * lives with the modules, as the layer rule of docs/design.md wants).
  *
  *   ft.io.write_atomic(path, s)          -- path holds the old file or s, whole
  *   local w <close> = ft.io.open_atomic(path)
