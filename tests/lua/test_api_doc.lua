@@ -130,7 +130,7 @@ end
 local NAMESPACES = {
   { "ft", ft },
   { "ft.tensor", ft.tensor },
-  { "ft.nn", ft.nn }, { "ft.nn", ft.nn.init, "ft.nn.init" },
+  { "ft.nn", ft.nn }, { "ft.nn", ft.nn.init, "ft.nn.init" }, { "ft.nn", ft.nn.functional, "ft.nn.functional" },
   { "ft.models", ft.models },
   { "ft.vision", ft.vision }, { "ft.vision", ft.vision.ImageDataLoaders, "ft.vision.ImageDataLoaders" },
   { "ft.vision", ft.vision.Normalize, "ft.vision.Normalize" },
