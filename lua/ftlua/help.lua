@@ -85,13 +85,15 @@ local function slug(heading)
   return (heading:lower():gsub("[^%w%s_%-]", ""):gsub("%s", "-"))
 end
 
--- Markdown to plain text: code spans lose their backticks, links keep their text (a link to a
--- topic doc shows its file).
+-- Markdown to plain text: code spans lose their backticks, links keep their text; a link to
+-- another file shows where it goes: the file alone when the text is its name (the "see" column),
+-- else after the text in parentheses.
 local function plain(s)
   s = s:gsub("%[([^%]]*)%]%(([^)]*)%)", function(label, target)
     if target:match("^#") then return label end
-    if target:match("^%.%./") then return target:sub(4) end
-    return "docs/" .. target
+    local where = target:match("^%.%./") and target:sub(4) or "docs/" .. target
+    if target:find(label, 1, true) == 1 then return where end
+    return label .. " (" .. where .. ")"
   end)
   s = s:gsub("`", "")
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))

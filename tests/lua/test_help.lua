@@ -29,7 +29,8 @@ local f = assert(io.open(root .. "/docs/api.md"))
 local page = f:read("a")
 f:close()
 local function plain(s)
-  s = s:gsub("%[([^%]]*)%]%(([^)]*)%)", "%1"):gsub("`", "")
+  -- a link in a description reads "text (docs/file#anchor)" in help's output
+  s = s:gsub("%[([^%]]*)%]%(([^#)][^)]*)%)", "%1 (docs/%2)"):gsub("%[([^%]]*)%]%(([^)]*)%)", "%1"):gsub("`", "")
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 local rows, titles = {}, {}
