@@ -286,10 +286,10 @@ return function(M, Learner, Interp)
   ---------------------------------------------------------------- show_results
 
   -- learn:show_results{max_n = 9, ds_idx = 1, nrows =, ncols =, output =}: the first max_n items
-  -- of the valid (ds_idx = 1) or train (0, without augmentation draws... as its loader gives
-  -- them) loader's first batch, each with its actual label and, under it, the model's
-  -- prediction: green when right, red when wrong (in the terminal: "-> prediction", and
-  -- "(wrong)" after a wrong one). As fastai's, which shows one batch of the valid set.
+  -- of one batch of the valid (ds_idx = 1) or train (0, as its loader gives them) loader, each
+  -- with its actual label and, under it, the model's prediction: green when right, red when
+  -- wrong (in the terminal: "-> prediction", and "(wrong)" after a wrong one). As fastai's,
+  -- which shows one batch of the valid set (fastai's is shuffled; ours is the first batch).
   function Learner:show_results(opts)
     opts = check_keys("show_results", opts, set { "max_n", "ds_idx", "nrows", "ncols", "output" })
     local max_n = opts.max_n or 9
@@ -301,8 +301,7 @@ return function(M, Learner, Interp)
       fail("show_results: output must be a .png file, got %s", tostring(opts.output))
     end
     local dl = opts.ds_idx == 0 and self.dls.train or self.dls.valid
-    local x, y
-    for bx, by in dl:batches() do x, y = bx, by break end
+    local x, y = dl:one_batch()
     if not x then fail("show_results: the %s loader has no batch", opts.ds_idx == 0 and "train" or "valid") end
     if not y then fail("show_results: the loader has no labels to compare with") end
     local n = math.min(max_n, x:size(1))
@@ -316,7 +315,7 @@ return function(M, Learner, Interp)
     if not ft().dist.is_main() then return end
     local labels, text = {}, {}
     for i = 1, n do
-      local a, p = tostring(self.dls.vocab[yt[i] + 0]), tostring(self.dls.vocab[pt[i] + 0])
+      local a, p = tostring(self.dls.vocab[yt[i]]), tostring(self.dls.vocab[pt[i]])
       local right = yt[i] == pt[i]
       local colour = right and "\27[32m" or "\27[31m"
       labels[i] = a .. "\n" .. colour .. p .. "\27[0m"

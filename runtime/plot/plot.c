@@ -352,12 +352,17 @@ static int is_file_kind(int kind) { return kind == K_PNG || kind == K_SVG || kin
  * in FTLUA_PLOT_DIR (--report, the notebook kernel) and is an error without it (never a file
  * the user did not name); dumb goes to stdout, window to a window. Fills kind and output
  * ("" for stdout or a window). */
+/* The terminal of one plot: the call's term, else its output's extension, else the figure's. */
+static int kind_for(lua_State *L, plot_fig *f, int o) {
+    char term[32], output[1024];
+    if (opt_str(L, o, "term", term, sizeof term)) return parse_kind(L, term, "term");
+    if (opt_str(L, o, "output", output, sizeof output) && kind_of_path(output) >= 0) return kind_of_path(output);
+    return f->kind;
+}
+
 static void where(lua_State *L, plot_fig *f, int o, int *kind_out, char *output, size_t outsz) {
-    char term[32];
-    int kind = f->kind;
+    int kind = kind_for(L, f, o);
     int has_out = opt_str(L, o, "output", output, outsz);
-    if (opt_str(L, o, "term", term, sizeof term)) kind = parse_kind(L, term, "term");
-    else if (has_out && kind_of_path(output) >= 0) kind = kind_of_path(output);
     if (!has_out) {
         output[0] = '\0';
         if (f->output[0] && kind == f->kind && !f->auto_out) snprintf(output, outsz, "%s", f->output);
@@ -761,8 +766,8 @@ static int do_imagesc(lua_State *L, plot_fig *f, int m, int o) {
 
     int kind;
     char output[1024], title[256], err[1200];
-    where(L, f, o, &kind, output, sizeof output);
-    if (kind == K_DUMB) { /* a table, written by us: stdout, or the .txt file whole */
+    if (kind_for(L, f, o) == K_DUMB) { /* a table, written by us: stdout, or the .txt file whole */
+        where(L, f, o, &kind, output, sizeof output);
         if (!opt_str(L, o, "title", title, sizeof title)) memcpy(title, f->title, sizeof title);
         luaL_Buffer b;
         luaL_buffinit(L, &b);
