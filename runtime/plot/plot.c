@@ -310,6 +310,7 @@ static plot_fig *current(lua_State *L) {
 static int m_close(lua_State *L) {
     plot_fig *f = luaL_checkudata(L, 1, FIG_MT);
     gp_close(&f->gp);
+    discard(f); /* a plot stopped by an error between begin() and finish() */
     return 0;
 }
 
@@ -909,7 +910,7 @@ static int f_close(lua_State *L) {
     while (lua_next(L, -2)) {
         lua_pop(L, 1);
         plot_fig *f = luaL_testudata(L, -1, FIG_MT);
-        if (f) gp_close(&f->gp);
+        if (f) gp_close(&f->gp), discard(f);
     }
     lua_pop(L, 1);
     lua_newtable(L); /* forget them: a fresh weak set */

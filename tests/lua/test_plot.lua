@@ -209,10 +209,12 @@ H.test("a file is replaced whole: the old one stays when the new plot fails", fu
   local old = slurp(p)
   H.errors(function() P.plot{ {y = {1, 2}, style = "bogus"}, output = p } end, "cannot write '" .. p .. "'", "bogus")
   H.eq(slurp(p), old, "the old file")
+  H.errors(function() P.plot{ {y = {1, 2}, style = "Bad!"}, output = p } end, "bad style") -- after the temp was made
+  H.eq(slurp(p), old, "the old file")
+  P.close()
   local l = io.popen("ls -A '" .. dir .. "' | grep -c ftlua-tmp")
   H.eq(l:read("a"), "0\n", "temp files left")
   l:close()
-  P.close()
 end)
 
 os.execute("rm -rf " .. dir)
