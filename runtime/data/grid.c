@@ -99,7 +99,8 @@ static int wrap(const label_text *t, int maxw, int *starts, int *lens) {
         while (pos < t->n && t->c[pos] == ' ') pos++;
         if (pos >= t->n) break;
         int end = pos, best_soft = -1, best_us = -1;
-        while (end < t->n && t->c[end] != '\n' && text_w(t->c + pos, end - pos + 1) <= maxw) {
+        /* a space may pass the edge: it ends the line, and is not drawn */
+        while (end < t->n && t->c[end] != '\n' && (t->c[end] == ' ' || text_w(t->c + pos, end - pos + 1) <= maxw)) {
             end++;
             if (breaks_after(t->c[end - 1])) best_soft = end;
             else if (t->c[end - 1] == '_') best_us = end;
@@ -109,6 +110,7 @@ static int wrap(const label_text *t, int maxw, int *starts, int *lens) {
             cut = best_soft > pos ? best_soft : best_us > pos ? best_us : end > pos ? end : pos + 1;
         starts[nl] = pos;
         lens[nl] = cut - pos;
+        while (lens[nl] > 1 && t->c[pos + lens[nl] - 1] == ' ') lens[nl]--; /* centred without it */
         nl++;
         pos = cut < t->n && t->c[cut] == '\n' ? cut + 1 : cut;
     }
