@@ -2,9 +2,13 @@
  *
  * A figure is a full userdata owning one long-lived gnuplot process (gnuplot.c). Commands are
  * built in a luaL_Buffer (so a memory error cannot leak), sent in one batch followed by a marker,
- * and gnuplot's stderr up to the marker is turned into a Lua error naming the command. The
- * process is closed by fig:close(), ft.plot.close(), __gc and __close. File outputs are always
- * `set output` ... plot ... `unset output`, so the file is complete when the call returns.
+ * and gnuplot's stderr up to the marker is turned into a Lua error naming the command. While a
+ * buffer is open its box sits on top of the Lua stack: values read between its calls are
+ * pushed and popped before the next one, and tables that must stay (the rows, the tick names)
+ * are pushed before it is opened, with luaL_checkstack for as many as there are. The process is
+ * closed by fig:close(), ft.plot.close(), __gc and __close. Where a plot goes follows
+ * docs/plot.md ("Where figures go"): a file is drawn into a temp file next to it (`set output`
+ * ... plot ... `unset output`), checked and renamed into place (plot_file.c).
  */
 #include <math.h>
 #include <stdio.h>
