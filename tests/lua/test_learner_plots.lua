@@ -7,6 +7,13 @@
 local ft = require "ftlua"
 local T = ft.tensor
 local H = require "harness"
+-- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
+local function self_exe()
+  local e = arg[-1]
+  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
+  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
+  return e
+end
 local G = require "gplog"
 local nn = ft.nn
 
@@ -19,8 +26,9 @@ local root = os.getenv("FTLUA_ROOT") or "."
 local LOG = os.getenv("FTLUA_TEST_GP_LOG")
 if not LOG then -- gnuplot must be the logging one from the first figure on: run again with it
   LOG = os.tmpname()
-  local ok = os.execute(("env -u DISPLAY -u FTLUA_PLOT_DIR FTLUA_TEST_GP_LOG='%s' FTLUA_GNUPLOT='%s/tests/lua/gnuplot_log.sh' '%s/ftlua' '%s'")
-    :format(LOG, root, root, arg[0]))
+  local exe = self_exe()
+  local ok = os.execute(("env -u DISPLAY -u FTLUA_PLOT_DIR FTLUA_TEST_GP_LOG='%s' FTLUA_GNUPLOT='%s/tests/lua/gnuplot_log.sh' '%s' '%s'")
+    :format(LOG, root, exe, arg[0]))
   os.remove(LOG)
   os.exit(ok == true and 0 or 1)
 end

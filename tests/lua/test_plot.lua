@@ -1,5 +1,12 @@
 -- test_plot.lua: ft.plot over gnuplot (files complete, dumb text, errors, no leaked processes).
 local H = require "harness"
+-- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
+local function self_exe()
+  local e = arg[-1]
+  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
+  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
+  return e
+end
 local P = ft.plot
 
 if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
@@ -166,8 +173,8 @@ end)
 -- A child ftlua in a fresh folder, with env; returns its output and the folder's files.
 local function child(code, env)
   local cwd = H.tmpdir()
-  local p = io.popen(("cd '%s' && env -u DISPLAY -u FTLUA_PLOT_DIR -u FTLUA_PLOT %s '%s/ftlua' -e '%s' 2>&1"):format(
-    cwd, env or "", os.getenv("FTLUA_ROOT") or ".", code))
+  local p = io.popen(("cd '%s' && env -u DISPLAY -u FTLUA_PLOT_DIR -u FTLUA_PLOT %s '%s' -e '%s' 2>&1"):format(
+    cwd, env or "", self_exe(), code))
   local out = p:read("a")
   p:close()
   local files = {}

@@ -10,6 +10,13 @@
 -- under test. Also: a write that fails (a file size limit, as a full disk) is an error naming
 -- the file, and leaves neither the file nor a temp file.
 local H = require "harness"
+-- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
+local function self_exe()
+  local e = arg[-1]
+  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
+  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
+  return e
+end
 local G = require "gplog"
 
 if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
@@ -18,7 +25,7 @@ if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
 end
 
 local root = os.getenv("FTLUA_ROOT") or "."
-local FTLUA = root .. "/ftlua"
+local FTLUA = self_exe()
 local SESSION = root .. "/tests/lua/plots37.lua"
 local dir = H.tmpdir()
 
