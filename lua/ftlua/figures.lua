@@ -106,7 +106,7 @@ local function thumbnails(x, w, mean, std)
   end
   return out
 end
-F._thumbnails = thumbnails
+F.term_images = term_images
 
 -- Print labels as a grid of numbered cells: ncols per row (fewer when the terminal is narrow),
 -- each label wrapped to the cell's width, under its thumbnail when pics are given (lines of

@@ -272,15 +272,16 @@ return function(M, Learner, Interp)
     for i, r in ipairs(rows) do titles[i], idxs[i] = r.title, r.idx end
     local info = dl:info()
     local ncols = opts.ncols or (opts.nrows and math.ceil(k / opts.nrows)) or math.ceil(math.sqrt(k))
-    if not output and not figures.auto_path("top_losses") then -- the terminal: no images needed
-      local text = {}
-      for i, r in ipairs(rows) do text[i] = ("%s/%s\n%.2f / %.2f"):format(r.pred, r.actual, r.loss, r.prob) end
+    local text = {} -- in the terminal: the numbers on their own line
+    for i, r in ipairs(rows) do text[i] = ("%s/%s\n%.2f / %.2f"):format(r.pred, r.actual, r.loss, r.prob) end
+    if not output and not figures.auto_path("top_losses") and not figures.term_images() then -- no images needed
       figures.text_grid(text, ncols, "Prediction/Actual/Loss/Probability",
         "(the text of the grid: give output = \"top_losses.png\" for the picture)")
       return
     end
     figures.grid(images_at(dl, idxs, "plot_top_losses"), titles, { path = output, name = "top_losses", ncols = ncols,
-      mean = info.mean, std = info.std })
+      mean = info.mean, std = info.std, text_labels = text, title = "Prediction/Actual/Loss/Probability",
+      path_key = "output" })
   end
 
   ---------------------------------------------------------------- show_results

@@ -155,6 +155,23 @@ H.test("terminal: every figure as text on stdout, no file written, nothing retur
   H.eq(wrong, want_wrong, "items marked (wrong)")
 end)
 
+H.test("terminal with thumbnails (FTLUA_TERM_IMAGES=1): every grid draws its images, labels whole", function()
+  local cwd = dir .. "/thumbs"
+  os.execute("mkdir -p " .. q(cwd))
+  local s, ref = session("terminal", "FTLUA_TERM_IMAGES=1", cwd)
+  H.eq(#ls(cwd), 0, "files written")
+  for _, name in ipairs { "plot_top_losses", "show_batch", "show_results" } do
+    local text = table.concat(s[name], "\n")
+    local blocks = select(2, text:gsub("\u{2580}", ""))
+    H.eq(blocks, 9 * 20 * 10, name .. ": half blocks of 9 thumbnails, 20 x 10 each")
+  end
+  local top = table.concat(s.plot_top_losses, "\n"):gsub("\27%[[%d;]*m", "")
+  for r, t in ipairs(ref.top) do
+    assert(top:find(("%s/%s"):format(t.pred, t.actual), 1, true) and top:find(t.loss .. " / " .. t.prob, 1, true),
+      "top loss " .. r .. " not whole")
+  end
+end)
+
 H.test("files: complete PNGs at the paths given, the data sent equal the references", function()
   local cwd = dir .. "/files"
   os.execute("mkdir -p " .. q(cwd))
