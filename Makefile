@@ -12,9 +12,13 @@
 CC       ?= cc
 CXX      ?= g++
 OPT      ?= -O2
-CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -D_GNU_SOURCE
-CXXFLAGS += -std=c++17 $(OPT) -g -Wall -Wextra -fPIC
-LDLIBS   += -lturbojpeg -lz -lm -lpthread
+WARN     = -Wall -Wextra -Wshadow -Wvla
+CFLAGS   += -std=c11 $(OPT) -g $(WARN) -Wmissing-prototypes -Wstrict-prototypes -fPIC -D_GNU_SOURCE
+CXXFLAGS += -std=c++17 $(OPT) -g $(WARN) -fPIC
+# -Wformat=2 only where the build is clean under it (issue 12: the rest follow as their
+# printf-style wrappers get __attribute__((format(printf, ...)))).
+WARN_STRICT = -Wformat=2
+LDLIBS   += -lturbojpeg -ljansson -lz -lm -lpthread
 
 # ---------------------------------------------------------------- Lua 5.4
 LUA_CFLAGS ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -58,12 +62,15 @@ endif
 
 # ---------------------------------------------------------------- sources
 BUILD    ?= build
-HOST_SRC  = runtime/main.c runtime/repl.c
+HOST_SRC  = runtime/main.c runtime/repl.c $(wildcard runtime/kernel/*.c)
+# the Jupyter kernel (runtime/kernel/) links these into ./ftlua only; ftlua.so stays free of them
+KERNEL_LIBS ?= -lzmq -ljansson
 LIB_CSRC  = $(filter-out $(HOST_SRC),$(wildcard runtime/*.c runtime/*/*.c))
 LIB_CXXSRC = $(wildcard runtime/torch/*.cpp)
 LUA_SRC   = $(sort $(wildcard lua/ftlua/*.lua))
 
-LIB_OBJ   = $(LIB_CSRC:%.c=$(BUILD)/%.o) $(LIB_CXXSRC:%.cpp=$(BUILD)/%.o) $(BUILD)/lua_embed.o
+LIB_OBJ   = $(LIB_CSRC:%.c=$(BUILD)/%.o) $(LIB_CXXSRC:%.cpp=$(BUILD)/%.o) $(BUILD)/lua_embed.o \
+            $(BUILD)/api_doc.o
 LIB_OBJ  += $(CUDA_OBJ)
 HOST_OBJ  = $(HOST_SRC:%.c=$(BUILD)/%.o)
 INC       = -Iruntime $(LUA_CFLAGS)
@@ -72,19 +79,30 @@ INC       = -Iruntime $(LUA_CFLAGS)
 all: ftlua ftlua.so
 
 ftlua: $(HOST_OBJ) $(LIB_OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 # The same modules as one C library; lua5.4 provides the Lua symbols, so don't link liblua.
 ftlua.so: $(LIB_OBJ)
 	$(CXX) -shared -o $@ $^ $(LDFLAGS) $(TORCH_LIBS) $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard runtime/*.h runtime/*/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INC) -c $< -o $@
+# -MMD -MP: each compile writes the headers it read to a .d file next to the object, so an
+# object is rebuilt when one of its own headers changes (and a deleted header breaks nothing).
+# An object without its .d (built before this rule existed) is rebuilt once.
+DEPFLAGS  = -MMD -MP
+DEPFILES  = $(patsubst %.o,%.d,$(HOST_OBJ) $(filter-out $(BUILD)/lua_embed.o $(CUDA_OBJ),$(LIB_OBJ)))
+$(DEPFILES): ;
 
-$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp $(wildcard runtime/torch/*.h runtime/torch/*.hpp)
+STRICT_OBJ = $(BUILD)/runtime/base/%.o $(BUILD)/runtime/torch/%.o $(BUILD)/runtime/io/pth.o \
+             $(BUILD)/runtime/io/pickle.o $(BUILD)/runtime/io/dtype.o
+$(STRICT_OBJ): WARN += $(WARN_STRICT)
+
+$(BUILD)/%.o: %.c $(BUILD)/%.d
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(INC) -c $< -o $@
+
+$(BUILD)/runtime/torch/%.o: runtime/torch/%.cpp $(BUILD)/runtime/torch/%.d
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(DEPFLAGS) -Iruntime $(TORCH_CFLAGS) -c $< -o $@
 
 $(BUILD)/runtime/data/augment_cuda.o: runtime/data/augment_cuda.cu runtime/data/augment.h runtime/data/augment_cuda.h
 	@mkdir -p $(dir $@)
@@ -96,14 +114,20 @@ $(BUILD)/lua_embed.c: $(LUA_SRC) tools/embed_lua.sh
 	sh tools/embed_lua.sh $(LUA_SRC) > $@
 $(BUILD)/lua_embed.o: $(BUILD)/lua_embed.c
 	$(CC) $(CFLAGS) $(INC) -c $< -o $@
+# docs/api.md too: help(x) prints its entries (runtime/host.c, lua/ftlua/help.lua).
+$(BUILD)/api_doc.c: docs/api.md tools/embed_doc.sh
+	@mkdir -p $(BUILD)
+	sh tools/embed_doc.sh ftl_api_doc docs/api.md > $@
+$(BUILD)/api_doc.o: $(BUILD)/api_doc.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # ---------------------------------------------------------------- tests
 TEST_CSRC = $(wildcard tests/c/test_*.c)
 TEST_BIN  = $(TEST_CSRC:tests/c/%.c=$(BUILD)/tests/%)
 
-$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ) $(wildcard tests/c/*.h)
+$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INC) -Itests/c -c $< -o $@.o
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MT $@ $(INC) -Itests/c -c $< -o $@.o
 	$(CXX) -o $@ $@.o $(LIB_OBJ) $(LDFLAGS) $(LUA_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 test: deps test-bins
@@ -125,7 +149,7 @@ asan:
 	cp build-asan/ftlua ftlua-asan
 
 build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(TORCH_LIBS) $(LDLIBS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 FUZZ_SECONDS ?= 30
 fuzz:
@@ -141,4 +165,7 @@ bench: deps all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh tests/bench/run.sh
 
 clean:
-	rm -rf build build-asan ftlua ftlua.so ftlua-asan
+	rm -rf $(BUILD) build-asan ftlua ftlua.so ftlua-asan
+
+# The generated header dependencies (absent before the first build).
+-include $(wildcard $(DEPFILES) $(TEST_BIN:=.d))

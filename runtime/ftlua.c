@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/hooks.h"
+#include "base/json.h"
 #include "ftlua.h"
 
 typedef struct {
@@ -60,6 +62,7 @@ static const struct {
     lua_CFunction open;
 } SUBMODULES[] = {
     {"tensor", luaopen_ftlua_tensor},             /* tensor/tensor.c */
+    {"json", luaopen_ftlua_json},                 /* base/json.c: over jansson */
     {"learner_core", luaopen_ftlua_learner_core}, /* learner/learner_core.c: schedules, Adam, ... */
     {"learner", luaopen_ftlua_learner},           /* learner/learner_lua.c */
     {"data", luaopen_ftlua_data},                 /* data/data.c */
@@ -97,6 +100,7 @@ int luaopen_ftlua(lua_State *L) {
         set_default_threads();
         threads_set = 1;
     }
+    ftl_hooks_attach(L); /* base/hooks.h: where lua.c's Ctrl-C hook lands */
     preload_embedded(L);
     lua_newtable(L);
     lua_pushliteral(L, FTLUA_VERSION);

@@ -43,7 +43,8 @@ typedef struct {
 
 /* Raise a Lua error "what: <libtorch message>" if st is not FT_OK. */
 void ftl_check(lua_State *L, ft_status st, const char *what);
-/* Push a new tensor userdata owning h (h may not be NULL). On failure h is freed first. */
+/* Push a new tensor userdata owning h (h may not be NULL). If making the userdata raises a
+ * memory error, h is kept aside and freed by the next push (tensor.c): it never leaks. */
 void ftl_push_tensor(lua_State *L, ft_tensor *h);
 /* The handle at idx, or a Lua error naming the argument ("expected tensor, got nil"). */
 ft_tensor *ftl_check_tensor(lua_State *L, int idx);

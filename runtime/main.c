@@ -15,6 +15,8 @@
 
 #include "dist/dist.h"
 #include "ftlua.h"
+#include "host.h"
+#include "kernel/kernel.h"
 #include "repl.h"
 #include "report.h"
 
@@ -27,6 +29,8 @@ const char *ftl_progname = "ftlua";
 
 static lua_State *globalL; /* the state the handler hooks */
 static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t sigint_in_call; /* Ctrl-C came during the current call */
+static int failed_by_sigint; /* the last call failed after a Ctrl-C: exit status 130 */
 
 int ftl_interrupt_requested(void) { return interrupted != 0; }
 
@@ -54,30 +58,19 @@ void ftl_interrupt_clear(void) {
 static void on_sigint(int sig) {
     set_signal(sig, SIG_DFL); /* a second Ctrl-C kills: the way out of a loop stuck in C */
     interrupted = 1;
+    sigint_in_call = 1;
     lua_sethook(globalL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
 /* ---------------------------------------------------------------- errors */
 
-/* Message handler: turn the error into a string (honouring __tostring) and add a traceback. */
-static int msghandler(lua_State *L) {
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
-        else
-            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 int ftl_docall(lua_State *L, int narg, int nres) {
     int base = lua_gettop(L) - narg; /* the function's slot */
-    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, ftl_msghandler); /* host.c: at the user's line */
     lua_insert(L, base);
     globalL = L;
     interrupted = 0;
+    sigint_in_call = 0;
     /* Catch Ctrl-C only during the call, and not when it is ignored: a shell starts background
      * jobs that way, so that Ctrl-C reaches only the foreground job. */
     struct sigaction prev;
@@ -88,6 +81,7 @@ int ftl_docall(lua_State *L, int narg, int nres) {
     if (catch) sigaction(SIGINT, &prev, NULL); /* outside calls Ctrl-C does what it did before */
     if (interrupted) lua_sethook(L, NULL, 0, 0); /* a hook set too late to fire must not leak */
     interrupted = 0;
+    failed_by_sigint = status != LUA_OK && sigint_in_call;
     lua_remove(L, base);
     return status;
 }
@@ -120,8 +114,9 @@ static int dochunk(lua_State *L, int status) {
  * or pmain(). Long options with a value accept both "--opt value" and "--opt=value". */
 
 enum {
-    OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT,
+    OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT, OPT_TRACEBACK,
     OPT_NPROC, OPT_NNODES, OPT_NODE_RANK, OPT_MASTER_ADDR, OPT_MASTER_PORT, /* the launcher's */
+    OPT_KERNEL, OPT_INSTALL_KERNEL, OPT_USER, OPT_PREFIX, /* Jupyter (docs/jupyter.md) */
     OPT_END
 };
 
@@ -138,11 +133,16 @@ static const option options[] = {
     {"-v", "--version", NULL, OPT_VERSION, "print the versions of ftlua, Lua, libtorch and the devices"},
     {"-h", "--help", NULL, OPT_HELP, "print this help"},
     {"--report", NULL, "file", OPT_REPORT, "run the script, write an HTML report of its cells"},
+    {"--traceback", NULL, NULL, OPT_TRACEBACK, "errors show Lua's full traceback (also FTLUA_TRACEBACK=1)"},
     {"--nproc", NULL, "n", OPT_NPROC, "run n ranks of the script on this machine (data parallel)"},
     {"--nnodes", NULL, "m", OPT_NNODES, "machines in the world (default 1)"},
     {"--node-rank", NULL, "r", OPT_NODE_RANK, "this machine's index, 0..m-1 (default 0)"},
     {"--master-addr", NULL, "host", OPT_MASTER_ADDR, "rank 0's machine (default 127.0.0.1)"},
     {"--master-port", NULL, "port", OPT_MASTER_PORT, "its rendezvous port (default 29500)"},
+    {"--kernel", NULL, "file", OPT_KERNEL, "run as a Jupyter kernel on the connection file"},
+    {"--install-kernel", NULL, NULL, OPT_INSTALL_KERNEL, "install the Jupyter kernelspec (system-wide)"},
+    {"--user", NULL, NULL, OPT_USER, "with --install-kernel: for this user only"},
+    {"--prefix", NULL, "dir", OPT_PREFIX, "with --install-kernel: under dir/share/jupyter"},
     {"--", NULL, NULL, OPT_END, "stop handling options"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -201,6 +201,9 @@ typedef struct {
     int interactive, version, help;
     const char *report; /* --report FILE */
     int launch;         /* some launcher option was given */
+    const char *kernel; /* --kernel CONNECTION_FILE */
+    int install_kernel, install_user;
+    const char *install_prefix;
     ftl_launch_opts lo;
 } cmdline;
 
@@ -235,6 +238,7 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
         case OPT_VERSION: cl->version = 1; break;
         case OPT_HELP: cl->help = 1; break;
         case OPT_REPORT: cl->report = value; break;
+        case OPT_TRACEBACK: ftl_full_traceback = 1; break;
         case OPT_NPROC: case OPT_NNODES: case OPT_NODE_RANK: case OPT_MASTER_PORT: {
             int v = 0;
             if (!to_int(value, &v)) {
@@ -249,6 +253,10 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
             break;
         }
         case OPT_MASTER_ADDR: cl->lo.master_addr = value; cl->launch = 1; break;
+        case OPT_KERNEL: cl->kernel = value; break;
+        case OPT_INSTALL_KERNEL: cl->install_kernel = 1; break;
+        case OPT_USER: cl->install_user = 1; break;
+        case OPT_PREFIX: cl->install_prefix = value; break;
         case OPT_END:
             if (i < argc) cl->script = i;
             return 1;
@@ -306,6 +314,7 @@ static int open_ftlua(lua_State *L) {
     lua_pop(L, 1);
     luaL_requiref(L, "ftlua", luaopen_ftlua, 0);
     lua_setglobal(L, "ft");
+    ftl_open_host(L); /* help() */
     return 0;
 }
 
@@ -331,7 +340,7 @@ static int run_script(lua_State *L, int argc, char **argv, int script, const cha
 }
 
 static void banner(void) {
-    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; Ctrl-D exits.\n", FTLUA_VERSION,
+    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; help(x) or ?x shows its reference; Ctrl-D exits.\n", FTLUA_VERSION,
            LUA_RELEASE, ft_torch_version());
     fflush(stdout);
 }
@@ -373,6 +382,11 @@ static int pmain(lua_State *L) {
     if (cl.help) { usage(stdout); lua_pushboolean(L, 1); return 1; }
     if (cl.version) { print_version(); lua_pushboolean(L, 1); return 1; }
     if (cl.launch) { lua_pushboolean(L, launch(argc, argv, &cl) == EXIT_SUCCESS); return 1; }
+    if (cl.install_kernel) {
+        lua_pushboolean(L, ftl_kernel_install(argv[0], cl.install_user, cl.install_prefix) == 0);
+        return 1;
+    }
+    if (ftl_env_int("FTLUA_TRACEBACK", 0) > 0) ftl_full_traceback = 1;
     if (cl.report && ftl_env_int("RANK", 0) != 0) cl.report = NULL; /* data parallel: rank 0 reports */
 
     luaL_checkversion(L);
@@ -384,6 +398,7 @@ static int pmain(lua_State *L) {
     lua_gc(L, LUA_GCGEN, 0, 0); /* generational mode, as lua.c: most garbage dies young */
 
     if (!run_options(L, argc, argv, &cl)) return 0;
+    if (cl.kernel) { lua_pushboolean(L, ftl_kernel_run(L, cl.kernel) == 0); return 1; }
     if (cl.script && run_script(L, argc, argv, cl.script, cl.report) != LUA_OK) return 0;
     int tty = isatty(STDIN_FILENO);
     if (cl.interactive || (!cl.script && !cl.has_exec && tty)) {
@@ -407,6 +422,8 @@ int main(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     lua_gc(L, LUA_GCSTOP); /* no collections while the libraries load */
+    ftl_set_interrupt_hook(ftl_interrupt_requested, ftl_interrupt_clear); /* base/hooks.h */
+    ftl_set_figure_hook(ftl_report_publish);
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);
     lua_pushlightuserdata(L, argv);
@@ -414,5 +431,6 @@ int main(int argc, char **argv) {
     int ok = lua_toboolean(L, -1);
     ftl_report(L, status, 1);
     lua_close(L);
-    return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+    if (ok && status == LUA_OK) return EXIT_SUCCESS;
+    return failed_by_sigint ? 128 + SIGINT : EXIT_FAILURE; /* 130, as a shell reports Ctrl-C */
 }

@@ -23,6 +23,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "host.h"
+#include "kernel/session.h"
 #include "repl.h"
 
 #define PROMPT "> "
@@ -30,27 +32,6 @@
 #define HISTORY_FILE ".ftlua_history" /* in $HOME */
 #define HISTORY_MAX 1000              /* lines kept in the file */
 #define SLOW_SECONDS 0.1              /* commands slower than this print their time */
-#define SHOW_ITEMS 20                 /* table entries shown before "..." */
-#define SHOW_CHARS 60                 /* string length shown inside a table */
-#define INDEX_DEPTH 8                 /* __index links followed by completion */
-
-static const char *const keywords[] = {
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
-    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while", NULL};
-
-static int is_keyword(const char *s, size_t len) {
-    for (int i = 0; keywords[i]; i++)
-        if (strlen(keywords[i]) == len && memcmp(keywords[i], s, len) == 0) return 1;
-    return 0;
-}
-
-/* A name that can follow '.' or stand alone. */
-static int is_name(const char *s, size_t len) {
-    if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return 0;
-    for (size_t i = 1; i < len; i++)
-        if (!(isalnum((unsigned char)s[i]) || s[i] == '_')) return 0;
-    return !is_keyword(s, len);
-}
 
 static double now(void) {
     struct timespec ts;
@@ -58,276 +39,12 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---------------------------------------------------------------- showing values */
-
-/* Truncated string literal for values inside a table: "abc\n..." */
-static void push_quoted(lua_State *L, int idx) {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addchar(&b, '"');
-    for (size_t i = 0; i < len && i < SHOW_CHARS; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') { luaL_addchar(&b, '\\'); luaL_addchar(&b, (char)c); }
-        else if (c == '\n') luaL_addstring(&b, "\\n");
-        else if (c == '\t') luaL_addstring(&b, "\\t");
-        else if (c < 32 || c == 127) { char e[8]; snprintf(e, sizeof e, "\\%d", c); luaL_addstring(&b, e); }
-        else luaL_addchar(&b, (char)c);
-    }
-    luaL_addchar(&b, '"');
-    if (len > SHOW_CHARS) luaL_addstring(&b, "...");
-    luaL_pushresult(&b);
-}
-
-/* Tables with their own way of printing (__tostring, or __name) use it. */
-static int plain_table(lua_State *L, int idx) {
-    if (lua_type(L, idx) != LUA_TTABLE) return 0;
-    if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) { lua_pop(L, 1); return 0; }
-    if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) { lua_pop(L, 1); return 0; }
-    return 1;
-}
-
-/* One value inside a table: nested tables are not opened. */
-static void push_brief(lua_State *L, int idx) {
-    idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) push_quoted(L, idx);
-    else if (plain_table(L, idx)) {
-        lua_pushnil(L);
-        int empty = !lua_next(L, idx);
-        if (!empty) lua_pop(L, 2);
-        lua_pushstring(L, empty ? "{}" : "{...}");
-    } else {
-        /* a multi-line __tostring (a tensor) on one line, cut short */
-        size_t len;
-        const char *s = luaL_tolstring(L, idx, &len);
-        if (len <= SHOW_CHARS && !memchr(s, '\n', len)) return;
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        size_t i = 0;
-        for (size_t shown = 0; i < len && shown < SHOW_CHARS; i++, shown++) {
-            if (s[i] != '\n') { luaL_addchar(&b, s[i]); continue; }
-            while (i + 1 < len && isspace((unsigned char)s[i + 1])) i++;
-            luaL_addchar(&b, ' ');
-        }
-        if (i < len) luaL_addstring(&b, "...");
-        luaL_pushresult(&b);
-        lua_remove(L, -2);
-    }
-}
-
-/* Sort order of keys: numbers, strings, booleans, the rest (by address). */
-static int key_rank(lua_State *L, int i) {
-    switch (lua_type(L, i)) {
-    case LUA_TNUMBER: return 0;
-    case LUA_TSTRING: return 1;
-    case LUA_TBOOLEAN: return 2;
-    default: return 3;
-    }
-}
-
-static int key_less(lua_State *L) {
-    int ra = key_rank(L, 1), rb = key_rank(L, 2), less;
-    if (ra != rb) less = ra < rb;
-    else if (ra <= 1) less = lua_compare(L, 1, 2, LUA_OPLT);
-    else if (ra == 2) less = !lua_toboolean(L, 1) && lua_toboolean(L, 2);
-    else less = (uintptr_t)lua_topointer(L, 1) < (uintptr_t)lua_topointer(L, 2);
-    lua_pushboolean(L, less);
-    return 1;
-}
-
-/* {1, 2, name = "x", [10] = true, ... (5 more)}: the array part in order, then the other keys
- * sorted; one level deep. Pushes the string. */
-static void push_table(lua_State *L, int idx) {
-    idx = lua_absindex(L, idx);
-    lua_Integer n = 0; /* the array part: 1..n */
-    while (lua_rawgeti(L, idx, n + 1) != LUA_TNIL) { lua_pop(L, 1); n++; }
-    lua_pop(L, 1);
-
-    lua_newtable(L); /* the other keys */
-    int keys = lua_gettop(L);
-    lua_Integer nk = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n) continue;
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, keys, ++nk);
-    }
-    /* table.sort from the loaded library, so a user's global `table` cannot break printing */
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    if (nk > 1 && lua_getfield(L, -1, "table") == LUA_TTABLE &&
-        lua_getfield(L, -1, "sort") == LUA_TFUNCTION) {
-        lua_pushvalue(L, keys);
-        lua_pushcfunction(L, key_less);
-        if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1); /* unsorted, then */
-    }
-    lua_settop(L, keys);
-
-    /* the string grows on top of the stack: acc, then each ", item" is concatenated to it */
-    lua_pushliteral(L, "{");
-    lua_Integer shown = 0, total = n + nk;
-    for (lua_Integer i = 1; i <= total && shown < SHOW_ITEMS; i++, shown++) {
-        lua_pushstring(L, shown ? ", " : "");
-        if (i <= n) {
-            lua_rawgeti(L, idx, i);
-            push_brief(L, -1);
-            lua_remove(L, -2);
-        } else {
-            lua_rawgeti(L, keys, i - n);
-            int k = lua_gettop(L);
-            size_t len;
-            const char *s = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &len) : NULL;
-            if (s && is_name(s, len)) lua_pushvalue(L, k);
-            else { lua_pushliteral(L, "["); push_brief(L, k); lua_pushliteral(L, "]"); lua_concat(L, 3); }
-            lua_pushliteral(L, " = ");
-            lua_pushvalue(L, k);
-            lua_rawget(L, idx);
-            push_brief(L, -1);
-            lua_remove(L, -2);
-            lua_concat(L, 3);
-            lua_remove(L, k);
-        }
-        lua_concat(L, 3);
-    }
-    if (total > shown) lua_pushfstring(L, "%s... (%I more)", shown ? ", " : "", (LUA_INTEGER)(total - shown));
-    else lua_pushliteral(L, "");
-    lua_pushliteral(L, "}");
-    lua_concat(L, 3);
-    lua_remove(L, keys);
-}
-
-/* Called (protected) with the command's results as arguments: shows them all with the global
- * print, like lua.c, so a user's own print still decides where output goes. */
-static int print_results(lua_State *L) {
-    int n = lua_gettop(L);
-    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-    for (int i = 1; i <= n; i++) {
-        if (plain_table(L, i)) push_table(L, i);
-        else luaL_tolstring(L, i, NULL);
-        lua_replace(L, i);
-    }
-    lua_getglobal(L, "print");
-    lua_insert(L, 1);
-    lua_call(L, n, 0);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- completion
- * The word under the cursor is a path: "pri", "ft.tensor.ze", "x:ma". Everything before the last
- * '.' or ':' is looked up from the globals; the candidates are the names of that value's fields
- * (a table's keys) and those reachable through its metatables' __index tables. After ':' only
- * functions count. With no '.' or ':' the candidates are the globals and the keywords. */
+/* ---------------------------------------------------------------- completion (host.c) */
 
 static lua_State *complete_L;
 
-typedef struct {
-    char **v;
-    size_t n, cap;
-} strlist;
-
-static void strlist_add(strlist *l, const char *prefix, size_t plen, const char *name) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        char **v = realloc(l->v, cap * sizeof *v);
-        if (!v) return;
-        l->v = v;
-        l->cap = cap;
-    }
-    size_t nlen = strlen(name);
-    char *s = malloc(plen + nlen + 1);
-    if (!s) return;
-    memcpy(s, prefix, plen);
-    memcpy(s + plen, name, nlen + 1);
-    l->v[l->n++] = s;
-}
-
-typedef struct {
-    const char *text; /* the word being completed */
-    strlist *out;
-} complete_args;
-
-static int callable(lua_State *L, int idx) {
-    if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
-    if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
-    lua_pop(L, 1);
-    return 1;
-}
-
-/* Add the names among the keys of the table at idx that start with word. */
-static void add_names(lua_State *L, int idx, const char *word, const char *prefix, size_t plen,
-                      int methods, int skip_meta, strlist *out) {
-    size_t wlen = strlen(word);
-    idx = lua_absindex(L, idx);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        size_t len;
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
-        if (k && is_name(k, len) && strncmp(k, word, wlen) == 0 &&
-            !(skip_meta && strncmp(k, "__", 2) == 0) && (!methods || callable(L, -1)))
-            strlist_add(out, prefix, plen, k);
-        lua_pop(L, 1);
-    }
-}
-
-static int complete_protected(lua_State *L) {
-    complete_args *a = (complete_args *)lua_touserdata(L, 1);
-    const char *text = a->text;
-    const char *sep = NULL;
-    for (const char *p = text; *p; p++)
-        if (*p == '.' || *p == ':') sep = p;
-    if (sep == NULL) {
-        for (int i = 0; keywords[i]; i++)
-            if (strncmp(keywords[i], text, strlen(text)) == 0) strlist_add(a->out, "", 0, keywords[i]);
-        lua_pushglobaltable(L);
-        add_names(L, -1, text, "", 0, 0, 0, a->out);
-        return 0;
-    }
-    /* walk the path before sep: names separated by '.' */
-    lua_pushglobaltable(L);
-    const char *p = text;
-    while (p < sep) {
-        const char *dot = memchr(p, '.', (size_t)(sep - p));
-        const char *end = dot ? dot : sep;
-        if (!is_name(p, (size_t)(end - p))) return 0; /* "x:y.z", "a..b", "t[1].": no guess */
-        lua_pushlstring(L, p, (size_t)(end - p));
-        lua_gettable(L, -2); /* may run __index: we are protected */
-        lua_remove(L, -2);
-        p = end + 1;
-    }
-    int methods = *sep == ':';
-    size_t plen = (size_t)(sep - text) + 1;
-    /* the value, then each __index table up its chain */
-    for (int depth = 0; depth < INDEX_DEPTH; depth++) {
-        if (lua_type(L, -1) == LUA_TTABLE) add_names(L, -1, sep + 1, text, plen, methods, depth > 0, a->out);
-        if (!lua_getmetatable(L, -1)) break;
-        lua_pushliteral(L, "__index");
-        int kind = lua_rawget(L, -2);
-        if (kind == LUA_TTABLE) {
-            lua_remove(L, -2); /* the metatable */
-            lua_remove(L, -2); /* the previous value */
-            continue;
-        }
-        /* __index is a function: the methods usually live in a table it closes over, in
-         * metatable.__methods (ftlua's tensors), or in the metatable itself */
-        if (kind == LUA_TFUNCTION) {
-            for (int up = 1; lua_getupvalue(L, -1, up) != NULL; up++) {
-                if (lua_type(L, -1) == LUA_TTABLE) add_names(L, -1, sep + 1, text, plen, methods, 1, a->out);
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1); /* __index */
-            if (lua_getfield(L, -1, "__methods") == LUA_TTABLE)
-                add_names(L, -1, sep + 1, text, plen, methods, 1, a->out);
-            lua_pop(L, 1);
-            add_names(L, -1, sep + 1, text, plen, methods, 1, a->out);
-        }
-        break;
-    }
-    return 0;
-}
-
 /* readline hands out matches one at a time. */
-static strlist matches;
+static ftl_strlist matches;
 static size_t next_match;
 
 static char *match_generator(const char *text, int state) {
@@ -343,18 +60,10 @@ static char *match_generator(const char *text, int state) {
 
 static char **complete(const char *text, int start, int end) {
     (void)start;
-    (void)end;
     rl_attempted_completion_over = 1;   /* never fall back to file names */
     rl_completion_append_character = '\0'; /* "ft." is as likely next as "ft " */
-    for (size_t i = 0; i < matches.n; i++) free(matches.v[i]);
-    matches.n = 0;
-    lua_State *L = complete_L;
-    int top = lua_gettop(L);
-    complete_args a = {text, &matches};
-    lua_pushcfunction(L, complete_protected);
-    lua_pushlightuserdata(L, &a);
-    lua_pcall(L, 1, 0, 0); /* an error (a throwing __index) just means fewer matches */
-    lua_settop(L, top);
+    ftl_strlist_free(&matches);
+    ftl_complete(complete_L, rl_line_buffer, (size_t)end, &matches);
     return rl_completion_matches(text, match_generator);
 }
 
@@ -517,54 +226,80 @@ static void history_save(const char *entry) {
 
 /* ---------------------------------------------------------------- the loop */
 
-enum { CHUNK_EOF = -1, CHUNK_INTERRUPT = -2, CHUNK_INCOMPLETE = -3 };
+enum { CHUNK_EOF = -1, CHUNK_INTERRUPT = -2 };
 
-static int incomplete(lua_State *L, int status) {
-    if (status != LUA_ERRSYNTAX) return 0;
-    size_t len;
-    const char *msg = lua_tolstring(L, -1, &len);
-    return len >= 5 && strcmp(msg + len - 5, "<eof>") == 0;
+/* "?learn:fit" at the prompt: help("learn:fit"); "?expr" for any other expression: help(expr). */
+static int help_name(lua_State *L) {
+    lua_pushcfunction(L, ftl_help);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 1, 0);
+    return 0;
 }
 
-/* Compile the source at index 1: as "return <source>" if that works (so expressions print),
- * else as statements. Pushes the function or the error. An error at <eof> in either form means
- * the input is unfinished: returns CHUNK_INCOMPLETE. */
-static int compile(lua_State *L) {
-    size_t len;
-    const char *src = lua_tolstring(L, 1, &len);
-    const char *ret = lua_pushfstring(L, "return %s", src);
-    int status = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+static int is_path(const char *s, size_t len) {
+    if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return 0;
+    for (size_t i = 1; i < len; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '.' || s[i] == ':')) return 0;
+    return 1;
+}
+
+static int load_help(lua_State *L, const char *line) {
+    const char *s = line + 1;
+    while (isspace((unsigned char)*s)) s++;
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
+    if (len == 0 || is_path(s, len)) {
+        if (len == 0) lua_pushcfunction(L, ftl_help); /* "?" alone: how to use help */
+        else { lua_pushlstring(L, s, len); lua_pushcclosure(L, help_name, 1); }
+        return LUA_OK;
+    }
+    lua_pushfstring(L, "help(%s)", lua_pushlstring(L, s, len));
     lua_remove(L, -2);
-    if (status == LUA_OK) return status;
-    int unfinished = incomplete(L, status);
-    lua_pop(L, 1);
-    status = luaL_loadbuffer(L, src, len, "=stdin");
-    if (status == LUA_OK) return status;
-    return unfinished || incomplete(L, status) ? CHUNK_INCOMPLETE : status;
+    size_t n;
+    const char *code = lua_tolstring(L, -1, &n);
+    int status = luaL_loadbuffer(L, code, n, "=stdin");
+    lua_remove(L, -2);
+    return status;
 }
 
-/* Read lines until they form a chunk. Leaves the function (or the error) on top and returns a
- * Lua status, or CHUNK_EOF / CHUNK_INTERRUPT with nothing pushed. */
+/* Read lines until they form a chunk (host.c's rule: ftl_compile_input). Leaves the function (or
+ * the error) on top and returns a Lua status, or CHUNK_EOF / CHUNK_INTERRUPT with nothing
+ * pushed. A Python habit that reads as unfinished ("a = f(); a") is an error that says so. */
 static int load_chunk(lua_State *L, int *quiet) {
     lua_settop(L, 0);
     int r = push_line(L, 1);
     if (r != READ_LINE) return r == READ_EOF ? CHUNK_EOF : CHUNK_INTERRUPT;
     int status;
-    while ((status = compile(L)) == CHUNK_INCOMPLETE) {
-        r = push_line(L, 0);
-        if (r == READ_INTERRUPT) { lua_settop(L, 0); return CHUNK_INTERRUPT; }
-        if (r == READ_EOF) { status = LUA_ERRSYNTAX; break; } /* report what is missing */
-        lua_remove(L, -2);       /* the error */
-        lua_pushliteral(L, "\n");
-        lua_insert(L, -2);
-        lua_concat(L, 3);        /* source .. "\n" .. line */
+    *quiet = 0;
+    if (lua_tostring(L, 1)[0] == '?') {
+        status = load_help(L, lua_tostring(L, 1));
+    } else {
+        for (;;) {
+            size_t len;
+            const char *src = lua_tolstring(L, 1, &len);
+            /* kernel/session.c: top-level locals carry to the next input, as in a notebook */
+            status = ftl_session_compile_input(L, src, len, "=stdin"); /* the function or the error: 2 */
+            if (status != LUA_OK && ftl_input_hint(L, src, len)) { /* what Lua expects instead */
+                lua_remove(L, 2);
+                status = LUA_ERRSYNTAX;
+                break;
+            }
+            if (status != FTL_INCOMPLETE) break;
+            r = push_line(L, 0);
+            if (r == READ_INTERRUPT) { lua_settop(L, 0); return CHUNK_INTERRUPT; }
+            if (r == READ_EOF) { status = LUA_ERRSYNTAX; break; } /* report what is missing */
+            lua_remove(L, 2);        /* the error */
+            lua_pushliteral(L, "\n");
+            lua_insert(L, -2);
+            lua_concat(L, 3);        /* source .. "\n" .. line */
+        }
+        size_t len;
+        const char *src = lua_tolstring(L, 1, &len);
+        size_t end = len;
+        while (end > 0 && isspace((unsigned char)src[end - 1])) end--;
+        *quiet = end > 0 && src[end - 1] == ';';
     }
-    size_t len;
-    const char *src = lua_tolstring(L, 1, &len);
-    size_t end = len;
-    while (end > 0 && isspace((unsigned char)src[end - 1])) end--;
-    *quiet = end > 0 && src[end - 1] == ';';
-    history_save(src);
+    history_save(lua_tostring(L, 1));
     lua_remove(L, 1);
     return status;
 }
@@ -582,7 +317,7 @@ static int repl_loop(lua_State *L) {
         double t0 = now();
         if (status == LUA_OK) status = ftl_docall(L, 0, LUA_MULTRET);
         if (status == LUA_OK && !quiet && lua_gettop(L) > 0) {
-            lua_pushcfunction(L, print_results);
+            lua_pushcfunction(L, ftl_print_results);
             lua_insert(L, 1);
             status = ftl_docall(L, lua_gettop(L) - 1, 0);
         }
@@ -607,10 +342,7 @@ void ftl_repl(lua_State *L) {
     lua_pushcfunction(L, repl_loop);
     lua_call(L, 0, 0);
     if (use_readline) {
-        for (size_t i = 0; i < matches.n; i++) free(matches.v[i]);
-        free(matches.v);
-        matches.v = NULL;
-        matches.n = matches.cap = 0;
+        ftl_strlist_free(&matches);
         free(history_path);
         history_path = NULL;
     }

@@ -1,16 +1,9 @@
 /* repl.h: the ftlua host program (main.c) and its REPL (repl.c).
  *
- * The interrupt functions are for long-running C code, e.g. the learner's training loop.
- * Ctrl-C during a call sets a flag and asks Lua to raise "interrupted!" at its next hook, but a
- * loop that stays in C never reaches a hook. Such a loop checks the flag between steps:
- *
- *     if (ftl_interrupted()) { ftl_interrupt_clear(); return luaL_error(L, "interrupted!"); }
- *
- * (free what the step owns before raising). A second Ctrl-C in the same call kills the process,
- * as in lua.c, so a loop stuck in C can always be stopped.
- *
- * They live in main.c, which ftlua.so (the module for a stock lua5.4) and the C test programs do
- * not link. So they are weak: there they are NULL, and ftl_interrupted() is simply 0.
+ * Ctrl-C during a call sets a flag and asks Lua to raise "interrupted!" at its next hook. main()
+ * lends the flag to the library (base/hooks.h), whose C loops check it between steps. A second
+ * Ctrl-C in the same call kills the process, as in lua.c, so a loop stuck in C can always be
+ * stopped.
  */
 #ifndef FTLUA_REPL_H
 #define FTLUA_REPL_H
@@ -19,13 +12,10 @@
 
 #include <lua.h>
 
-__attribute__((weak)) int ftl_interrupt_requested(void); /* 1 after Ctrl-C in the current call */
-__attribute__((weak)) void ftl_interrupt_clear(void);
+#include "base/hooks.h"
 
-/* Safe in any binary: 0 where there is no ftlua host. */
-static inline int ftl_interrupted(void) {
-    return ftl_interrupt_requested != NULL && ftl_interrupt_requested();
-}
+int ftl_interrupt_requested(void); /* 1 after Ctrl-C in the current call */
+void ftl_interrupt_clear(void);    /* forget it, and the pending "interrupted!" hook */
 
 /* ---- host internals, shared by main.c and repl.c */
 

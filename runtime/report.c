@@ -19,6 +19,8 @@
 
 /* ---------------------------------------------------------------- figures written elsewhere */
 
+void (*ftl_report_on_figure)(const char *path);
+
 void ftl_report_publish(lua_State *L, const char *path) {
     if (lua_getglobal(L, "REPORT_DIR") != LUA_TSTRING) {
         lua_pop(L, 1);
@@ -32,6 +34,7 @@ void ftl_report_publish(lua_State *L, const char *path) {
     int inside = strncmp(path, dir, dlen) == 0 && path[dlen] == '/' && strchr(path + dlen + 1, '/') == NULL;
     int fits = snprintf(dest, sizeof dest, "%s/%s", dir, base) < (int)sizeof dest;
     lua_pop(L, 1);
+    if (inside && ftl_report_on_figure) ftl_report_on_figure(path);
     if (inside || !fits || !*base) return;
     FILE *in = fopen(path, "rb");
     if (!in) return;
@@ -47,6 +50,7 @@ void ftl_report_publish(lua_State *L, const char *path) {
     if (out && fclose(out) != 0) ok = 0;
     /* whole or not at all: the cell's scan never sees half a PNG */
     if (!ok || rename(tmp, dest) != 0) remove(tmp);
+    else if (ftl_report_on_figure) ftl_report_on_figure(dest);
 }
 
 /* ---------------------------------------------------------------- growable buffers */

@@ -32,4 +32,8 @@ int ftl_report_run(lua_State *L, const char *html_path, const char *script, int 
  * page, it never fails the plot. */
 void ftl_report_publish(lua_State *L, const char *path);
 
+/* Called with each figure ftl_report_publish sees complete, by its path in REPORT_DIR: the
+ * Jupyter kernel sets it to show the figure at once. NULL: nobody listens. */
+extern void (*ftl_report_on_figure)(const char *path);
+
 #endif /* FTLUA_REPORT_H */

@@ -3,7 +3,8 @@
 set -e
 PKGS="build-essential pkg-config libtorch-dev liblua5.4-dev lua5.4 libreadline-dev libstb-dev
 libturbojpeg0-dev python3-torch python3-torchvision gnuplot-nox tmux clang libclang-rt-14-dev
-dataset-fashion-mnist curl zlib1g-dev chromium libgloo-dev"
+dataset-fashion-mnist curl zlib1g-dev chromium libgloo-dev
+libzmq3-dev libjansson-dev python3-jupyter-client python3-nbclient jupyter-nbconvert jupyter-notebook"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

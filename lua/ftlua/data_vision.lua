@@ -438,6 +438,14 @@ function DataLoaders:__tostring()
     :format(self.c, self.train:info().n, self.valid:info().n, self.train:info().bs, self.device)
 end
 
+-- A notebook shows DataLoaders as HTML (docs/jupyter.md): the summary and the class names.
+function DataLoaders:__html()
+  local function esc(v) return (tostring(v):gsub("[<>&]", { ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;" })) end
+  local names = {}
+  for i = 1, math.min(#self.vocab, 40) do names[i] = esc(self.vocab[i]) end
+  return ("<p>%s</p><p>classes: %s%s</p>"):format(esc(self), table.concat(names, ", "), #self.vocab > 40 and ", ..." or "")
+end
+
 ---------------------------------------------------------------- constructors
 
 D.ImageDataLoaders = {}

@@ -308,6 +308,26 @@ function Learner:__tostring()
   return ("Learner: %s, %d parameter groups, lr %g"):format(self.model:type(), self._core:n_groups(), self.lr)
 end
 
+-- A notebook shows a Learner result as HTML (docs/jupyter.md): the summary, then the last
+-- fit's values per epoch.
+function Learner:__html()
+  local function esc(v) return (tostring(v):gsub("[<>&]", { ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;" })) end
+  local h = { "<p>" .. esc(self) .. "</p>" }
+  local rec = self.recorder
+  if rec and rec.values and #rec.values > 0 then
+    h[#h + 1] = "<table><thead><tr><th>epoch</th>"
+    for _, n in ipairs(rec.metric_names) do h[#h + 1] = "<th>" .. esc(n) .. "</th>" end
+    h[#h + 1] = "</tr></thead><tbody>"
+    for e, row in ipairs(rec.values) do
+      h[#h + 1] = "<tr><td>" .. (e - 1) .. "</td>"
+      for _, v in ipairs(row) do h[#h + 1] = ("<td>%.6f</td>"):format(v) end
+      h[#h + 1] = "</tr>"
+    end
+    h[#h + 1] = "</tbody></table>"
+  end
+  return table.concat(h)
+end
+
 function Learner:add_cb(cb)
   if type(cb) ~= "table" then fail("add_cb: a callback is a table of event methods") end
   self.cbs[#self.cbs + 1] = cb
@@ -485,119 +505,9 @@ end
 
 ---------------------------------------------------------------- export / load_learner
 
--- A small JSON writer and reader for the export description (numbers, strings, booleans,
--- arrays and objects with string keys; no Lua code is ever loaded from a file).
-local json = {}
-function json.encode(v)
-  local t = type(v)
-  if t == "nil" then return "null" end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then error("export: cannot store " .. tostring(v), 0) end
-    return math.type(v) == "integer" and tostring(v) or ("%.17g"):format(v)
-  end
-  if t == "string" then
-    return '"' .. v:gsub('[%c"\\]', function(c) return ("\\u%04x"):format(c:byte()) end) .. '"'
-  end
-  if t == "table" then
-    local n = #v
-    if n > 0 or next(v) == nil then
-      local out = {}
-      for i = 1, n do out[i] = json.encode(v[i]) end
-      return "[" .. table.concat(out, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do
-      if type(k) ~= "string" then error("export: cannot store a table with " .. type(k) .. " keys", 0) end
-      keys[#keys + 1] = k
-    end
-    table.sort(keys)
-    local out = {}
-    for i, k in ipairs(keys) do out[i] = json.encode(k) .. ":" .. json.encode(v[k]) end
-    return "{" .. table.concat(out, ",") .. "}"
-  end
-  error("export: cannot store a " .. t, 0)
-end
-
-function json.decode(s)
-  local pos = 1
-  local function err(what) error(("load_learner: bad description (%s at byte %d)"):format(what, pos), 0) end
-  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
-  local value
-  function value()
-    ws()
-    local c = s:sub(pos, pos)
-    if c == "{" then
-      local t = {}
-      pos = pos + 1
-      ws()
-      if s:sub(pos, pos) == "}" then pos = pos + 1 return t end
-      while true do
-        ws()
-        if s:sub(pos, pos) ~= '"' then err("expected a key") end
-        local k = value()
-        ws()
-        if s:sub(pos, pos) ~= ":" then err("expected ':'") end
-        pos = pos + 1
-        t[k] = value()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == "}" then return t end
-        if d ~= "," then err("expected ',' or '}'") end
-      end
-    elseif c == "[" then
-      local t = {}
-      pos = pos + 1
-      ws()
-      if s:sub(pos, pos) == "]" then pos = pos + 1 return t end
-      while true do
-        t[#t + 1] = value()
-        ws()
-        local d = s:sub(pos, pos)
-        pos = pos + 1
-        if d == "]" then return t end
-        if d ~= "," then err("expected ',' or ']'") end
-      end
-    elseif c == '"' then
-      local out, i = {}, pos + 1
-      while true do
-        local ch = s:sub(i, i)
-        if ch == "" then err("unterminated string") end
-        if ch == '"' then break end
-        if ch == "\\" then
-          local e = s:sub(i + 1, i + 1)
-          if e == "u" then
-            local code = tonumber(s:sub(i + 2, i + 5), 16) or err("bad escape")
-            out[#out + 1] = utf8.char(code)
-            i = i + 6
-          else
-            local map = { n = "\n", t = "\t", r = "\r", b = "\b", f = "\f", ["/"] = "/", ['"'] = '"', ["\\"] = "\\" }
-            out[#out + 1] = map[e] or err("bad escape")
-            i = i + 2
-          end
-        else
-          out[#out + 1] = ch
-          i = i + 1
-        end
-      end
-      pos = i + 1
-      return table.concat(out)
-    elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4 return true
-    elseif s:sub(pos, pos + 4) == "false" then pos = pos + 5 return false
-    elseif s:sub(pos, pos + 3) == "null" then pos = pos + 4 return nil
-    else
-      local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-      if not num or num == "" then err("unexpected character") end
-      pos = pos + #num
-      return math.tointeger(tonumber(num)) or tonumber(num) or err("bad number")
-    end
-  end
-  local v = value()
-  ws()
-  if pos <= #s then err("trailing bytes") end
-  return v
-end
+-- The export description is JSON (ft.json, runtime/base/json.c over jansson): numbers, strings,
+-- booleans, arrays and objects with string keys; no Lua code is ever loaded from a file.
+local json = require "ftlua.json"
 M._json = json
 
 -- Version 2 describes any model built from ft.nn layers (the module tree, m:describe());

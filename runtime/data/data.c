@@ -20,7 +20,7 @@
 #include "data/augment.h"
 #include "data/data.h"
 #include "data/image.h"
-#include "report.h"
+#include "base/hooks.h"
 
 #ifdef FT_WITH_CUDA
 #include "data/augment_cuda.h"
@@ -660,7 +660,7 @@ static int d_write_grid(lua_State *L) {
     char err[1024];
     if (ftl_grid_write_png(path, rgb, n, h, w, labels, ncols, &W, &H, err, sizeof err))
         return luaL_error(L, "%s", err);
-    ftl_report_publish(L, path);
+    ftl_figure_written(L, path);
     lua_pushinteger(L, W);
     lua_pushinteger(L, H);
     return 2;

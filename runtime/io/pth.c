@@ -1,11 +1,12 @@
-/* pth.c: PyTorch checkpoints (torch.save) in C, with a restricted unpickler. See pth.h and
- * docs/checkpoints.md.
+/* pth.c: PyTorch checkpoints (torch.save) in C: the PyTorch layer over the restricted
+ * unpickler of pickle.c. See pth.h and docs/checkpoints.md.
  *
  * How it goes:
  *   1. Recognise the format: zip ("PK\3\4"), legacy stream (a pickle first), tar (refused).
- *   2. Run the object pickle on a small stack machine. Values live in an arena freed at the
- *      end, so an error anywhere needs no cleanup. GLOBAL only resolves names from a fixed
- *      table; REDUCE only "calls" those, and calling means building a plain C record.
+ *   2. Run the object pickle on the pickle machine (pickle.c), whose values live in an arena
+ *      freed at the end, so an error anywhere needs no cleanup. Our hooks (torch_hooks): GLOBAL
+ *      only resolves names from a fixed table; REDUCE only "calls" those, and calling means
+ *      building a plain C record.
  *      Persistent ids become storage references; _rebuild_tensor_v2 becomes a tensor record
  *      whose view is checked against its storage's size right away.
  *   3. Merge storage references by key, then bind each storage to its bytes in the file
@@ -27,70 +28,45 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/pickle.h"
 #include "io/zip.h"
 
-#define MAX_STACK (1u << 20) /* pickle stack and mark stack entries */
-#define MAX_DEPTH 64         /* nesting the flattener and key listing follow */
-#define MAX_NAME 4096        /* bytes in one flattened tensor name */
-#define MAX_KEY 256          /* bytes in a storage key */
+#define MAX_DEPTH       64   /* nesting the flattener and key listing follow */
+#define MAX_NAME        4096 /* bytes in one flattened tensor name */
+#define MAX_KEY         256  /* bytes in a storage key */
 #define MAX_LISTED_KEYS 24   /* keys shown when key_path names a missing key */
-
-/* ---------------------------------------------------------------- dtypes */
-
-size_t pth_dtype_size(ft_dtype d) {
-    switch (d) {
-    case FT_FLOAT64: case FT_INT64: return 8;
-    case FT_FLOAT32: case FT_INT32: return 4;
-    case FT_FLOAT16: case FT_BFLOAT16: case FT_INT16: return 2;
-    case FT_INT8: case FT_UINT8: case FT_BOOL: return 1;
-    default: return 0;
-    }
-}
-
-const char *pth_dtype_name(ft_dtype d) {
-    static const char *names[] = {"float32", "float64", "float16", "bfloat16", "int64",
-                                  "int32",   "int16",   "int8",    "uint8",    "bool"};
-    return (unsigned)d < FT_NDTYPES ? names[d] : "?";
-}
 
 /* ---------------------------------------------------------------- values */
 
-enum { V_NONE, V_BOOL, V_INT, V_BIGINT, V_FLOAT, V_STR, V_BYTES, V_TUPLE, V_LIST, V_DICT,
-       V_GLOBAL, V_STORAGE, V_TENSOR };
-static const char *kind_name[] = {"None", "bool", "int", "int", "float", "str", "bytes",
-                                  "tuple", "list", "dict", "global", "storage", "tensor"};
+/* The pickle machine's values (pickle.h), plus two kinds of ours. */
+typedef pk_val val;
+enum { V_STORAGE = PK_HOST, V_TENSOR };
 
 /* The globals a state dict may name. Storage types carry their dtype: G_STORAGE + dtype. */
-enum { G_ORDERED_DICT = 1, G_REBUILD_TENSOR, G_REBUILD_TENSOR_V2, G_REBUILD_PARAMETER,
-       G_REBUILD_PARAMETER_STATE, G_SIZE, G_STORAGE = 100 };
+enum {
+    G_ORDERED_DICT = 1,
+    G_REBUILD_TENSOR,
+    G_REBUILD_TENSOR_V2,
+    G_REBUILD_PARAMETER,
+    G_REBUILD_PARAMETER_STATE,
+    G_SIZE,
+    G_STORAGE = 100
+};
 
 typedef struct sref sref;
 typedef struct tensor tensor;
-typedef struct val val;
-
-struct val {
-    int kind;
-    int64_t i;          /* V_BOOL, V_INT; V_GLOBAL: a G_ id */
-    double f;           /* V_FLOAT */
-    const uint8_t *s;   /* V_STR, V_BYTES, V_BIGINT: bytes inside the pickle */
-    size_t n;           /* bytes of s, or items of a container (a dict holds key, value, ...) */
-    size_t cap;
-    val **items;
-    sref *storage;      /* V_STORAGE */
-    tensor *t;          /* V_TENSOR */
-};
 
 /* One persistent id's storage, before references with the same key are merged. */
 struct sref {
     const uint8_t *key;
     size_t key_len;
     ft_dtype dtype;
-    int64_t numel;      /* elements */
-    sref *root;         /* legacy storage views: the storage this one is a slice of */
-    int64_t offset;     /* elements into root */
-    size_t seq;         /* creation order */
-    sref *leader;       /* the first reference with this key */
-    int index;          /* leader only: index in the public storages array */
+    int64_t numel;  /* elements */
+    sref *root;     /* legacy storage views: the storage this one is a slice of */
+    int64_t offset; /* elements into root */
+    size_t seq;     /* creation order */
+    sref *leader;   /* the first reference with this key */
+    int index;      /* leader only: index in the public storages array */
 };
 
 struct tensor {
@@ -107,12 +83,6 @@ typedef struct {
     int bound;
 } store;
 
-typedef struct block {
-    struct block *next;
-    size_t used, cap;
-    _Alignas(16) unsigned char mem[];
-} block;
-
 typedef struct {
     tensor *t;
     const char *name;
@@ -120,20 +90,7 @@ typedef struct {
 } flat;
 
 typedef struct {
-    char *err;
-    size_t errlen;
-    int failed;
-    /* arena: every val, sref, tensor and name */
-    block *blocks;
-    size_t arena_total, arena_cap;
-    /* the stack machine, reset for each pickle */
-    val **stack;
-    size_t sp, stack_cap;
-    size_t *marks;
-    size_t nmarks, marks_cap;
-    val **memo;
-    size_t memo_cap, memo_count;
-    size_t nvals;
+    pk_machine m; /* first: the hooks get &p->m and cast it back (as_p) */
     int legacy;
     /* storage references in creation order, then sorted by key */
     sref **refs;
@@ -148,117 +105,9 @@ typedef struct {
     size_t visits_left;
 } P;
 
-/* ---------------------------------------------------------------- errors */
-
-#if defined(__GNUC__)
-#define PRINTF_LIKE(a, b) __attribute__((format(printf, a, b)))
-#else
-#define PRINTF_LIKE(a, b)
-#endif
-
-static void vfail(P *p, const char *fmt, va_list ap) {
-    if (p->failed) return; /* the first message is the one that explains */
-    p->failed = 1;
-    if (p->err && p->errlen) vsnprintf(p->err, p->errlen, fmt, ap);
-}
-PRINTF_LIKE(2, 3) static int fail(P *p, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vfail(p, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-PRINTF_LIKE(2, 3) static void *failp(P *p, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vfail(p, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
-/* Text from the file, made safe to print: at most 80 bytes, control bytes as '?'. */
-typedef struct { char s[96]; } shown;
-static shown show(const uint8_t *s, size_t n) {
-    shown o;
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < 80; i++) o.s[k++] = (s[i] < 32 || s[i] == 127) ? '?' : (char)s[i];
-    if (n > 80) { memcpy(o.s + k, "...", 3); k += 3; }
-    o.s[k] = 0;
-    return o;
-}
-
-/* ---------------------------------------------------------------- memory */
-
-/* Zeroed memory from the arena; NULL (after fail) past the cap, which scales with input. */
-static void *alloc(P *p, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    if (n == 0 || n > p->arena_cap || p->arena_total > p->arena_cap - n)
-        return failp(p, "checkpoint structure is too large to parse (over %zu MB of metadata)", p->arena_cap >> 20);
-    block *b = p->blocks;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        b = malloc(sizeof(block) + cap);
-        if (!b) return failp(p, "out of memory");
-        b->next = p->blocks;
-        b->used = 0;
-        b->cap = cap;
-        p->blocks = b;
-    }
-    void *m = b->mem + b->used;
-    b->used += n;
-    p->arena_total += n;
-    memset(m, 0, n);
-    return m;
-}
-
-/* Makes room for need elements in a malloc'd array. */
-static int grow(P *p, void **arr, size_t *cap, size_t need, size_t elsize, size_t limit) {
-    if (need <= *cap) return 0;
-    if (need > limit) return fail(p, "checkpoint structure is too large (more than %zu items on one list)", limit);
-    size_t c = *cap ? *cap : 16;
-    while (c < need) c *= 2;
-    if (c > limit) c = limit;
-    void *a = realloc(*arr, c * elsize);
-    if (!a) return fail(p, "out of memory");
-    *arr = a;
-    *cap = c;
-    return 0;
-}
-
-static val *new_val(P *p, int kind) {
-    val *v = alloc(p, sizeof(val));
-    if (v) { v->kind = kind; p->nvals++; }
-    return v;
-}
-
-static val *new_seq(P *p, int kind, val **items, size_t n) {
-    val *v = new_val(p, kind);
-    if (!v) return NULL;
-    v->cap = n < 4 ? 4 : n;
-    if (!(v->items = alloc(p, v->cap * sizeof(val *)))) return NULL;
-    if (n) memcpy(v->items, items, n * sizeof(val *));
-    v->n = n;
-    return v;
-}
-
-/* Appends n values to a list or dict, doubling its items array inside the arena. */
-static int seq_add(P *p, val *v, val **items, size_t n) {
-    if (v->cap - v->n < n) {
-        size_t c = v->cap;
-        while (c - v->n < n) {
-            if (c > ((size_t)1 << 40)) return fail(p, "checkpoint structure is too large");
-            c *= 2;
-        }
-        val **a = alloc(p, c * sizeof(val *));
-        if (!a) return -1;
-        memcpy(a, v->items, v->n * sizeof(val *));
-        v->items = a;
-        v->cap = c;
-    }
-    memcpy(v->items + v->n, items, n * sizeof(val *));
-    v->n += n;
-    return 0;
-}
+static P *as_p(pk_machine *m) { return (P *)m; }
+static const pk_hooks torch_hooks; /* below, after the functions it names */
+static const char *kind_of(const val *v) { return pk_kind_name(&torch_hooks, v); }
 
 /* ---------------------------------------------------------------- checked arithmetic */
 
@@ -273,16 +122,12 @@ static int add64(int64_t a, int64_t b, int64_t *r) { /* a, b >= 0 */
     return 1;
 }
 
-static uint32_t le32(const uint8_t *b) { return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24; }
-static uint64_t le64(const uint8_t *b) { return (uint64_t)le32(b) | (uint64_t)le32(b + 4) << 32; }
-
-static int str_is(const val *v, const char *s) {
-    return v && (v->kind == V_STR || v->kind == V_BYTES) && v->n == strlen(s) && memcmp(v->s, s, v->n) == 0;
-}
-
 /* ---------------------------------------------------------------- globals */
 
-static const struct { const char *module, *name; int id; } allowed_globals[] = {
+static const struct {
+    const char *module, *name;
+    int id;
+} allowed_globals[] = {
     {"collections", "OrderedDict", G_ORDERED_DICT},
     {"torch._utils", "_rebuild_tensor", G_REBUILD_TENSOR},
     {"torch._utils", "_rebuild_tensor_v2", G_REBUILD_TENSOR_V2},
@@ -302,10 +147,14 @@ static const struct { const char *module, *name; int id; } allowed_globals[] = {
     {"torch", "UntypedStorage", G_STORAGE + FT_UINT8}, /* torch.load reads it as uint8 */
 };
 
-static int eq(const uint8_t *s, size_t n, const char *z) { return strlen(z) == n && memcmp(s, z, n) == 0; }
+static int eq(const uint8_t *s, size_t n, const char *z) {
+    return strlen(z) == n && memcmp(s, z, n) == 0;
+}
 
 /* The id of an allowed global, or 0 after fail() naming it. */
-static int find_global(P *p, const uint8_t *mod, size_t mlen, const uint8_t *name, size_t nlen) {
+static int find_global(pk_machine *m, const uint8_t *mod, size_t mlen, const uint8_t *name,
+                       size_t nlen) {
+    P *p = as_p(m);
     /* Checkpoints written from CUDA by old torch versions name torch.cuda.FloatStorage etc. */
     int cuda = eq(mod, mlen, "torch.cuda");
     for (size_t k = 0; k < sizeof(allowed_globals) / sizeof(allowed_globals[0]); k++) {
@@ -314,30 +163,35 @@ static int find_global(P *p, const uint8_t *mod, size_t mlen, const uint8_t *nam
         if (mod_ok && eq(name, nlen, allowed_globals[k].name)) return id;
     }
     char full[300];
-    snprintf(full, sizeof(full), "%s.%s", show(mod, mlen).s, show(name, nlen).s);
-    fail(p, "checkpoint refers to global '%s', which ftlua does not load (only state dicts are accepted)", full);
+    snprintf(full, sizeof(full), "%s.%s", pk_show(mod, mlen).s, pk_show(name, nlen).s);
+    pk_fail(
+        &p->m,
+        "checkpoint refers to global '%s', which ftlua does not load (only state dicts are accepted)",
+        full);
     return 0;
 }
 
 /* ---------------------------------------------------------------- storages and tensors */
 
 static int storage_dtype_of(const val *v, ft_dtype *d) {
-    if (!v || v->kind != V_GLOBAL || v->i < G_STORAGE || v->i >= G_STORAGE + FT_NDTYPES) return 0;
+    if (!v || v->kind != PK_GLOBAL || v->i < G_STORAGE || v->i >= G_STORAGE + FT_NDTYPES) return 0;
     *d = (ft_dtype)(v->i - G_STORAGE);
     return 1;
 }
 
 static sref *new_sref(P *p, const val *key, ft_dtype dtype, const val *numel) {
-    if (!key || (key->kind != V_STR && key->kind != V_BYTES) || key->n == 0 || key->n > MAX_KEY ||
+    if (!key || (key->kind != PK_STR && key->kind != PK_BYTES) || key->n == 0 || key->n > MAX_KEY ||
         memchr(key->s, 0, key->n) || memchr(key->s, '/', key->n))
-        return failp(p, "checkpoint has a bad storage key");
-    if (!numel || numel->kind != V_INT || numel->i < 0)
-        return failp(p, "storage '%s' has a bad element count", show(key->s, key->n).s);
+        return pk_failp(&p->m, "checkpoint has a bad storage key");
+    if (!numel || numel->kind != PK_INT || numel->i < 0)
+        return pk_failp(&p->m, "storage '%s' has a bad element count", pk_show(key->s, key->n).s);
     int64_t nbytes;
-    if (!mul64(numel->i, (int64_t)pth_dtype_size(dtype), &nbytes))
-        return failp(p, "storage '%s' is impossibly large", show(key->s, key->n).s);
-    if (grow(p, (void **)&p->refs, &p->refs_cap, p->nrefs + 1, sizeof(sref *), MAX_STACK) < 0) return NULL;
-    sref *r = alloc(p, sizeof(sref));
+    if (!mul64(numel->i, (int64_t)ft_dtype_size(dtype), &nbytes))
+        return pk_failp(&p->m, "storage '%s' is impossibly large", pk_show(key->s, key->n).s);
+    if (pk_grow(&p->m, (void **)&p->refs, &p->refs_cap, p->nrefs + 1, sizeof(sref *),
+                PK_MAX_STACK) < 0)
+        return NULL;
+    sref *r = pk_alloc(&p->m, sizeof(sref));
     if (!r) return NULL;
     r->key = key->s;
     r->key_len = key->n;
@@ -350,44 +204,58 @@ static sref *new_sref(P *p, const val *key, ft_dtype dtype, const val *numel) {
 
 /* BINPERSID: ('storage', storage_type, key, location, numel) in zip files, with a sixth item,
  * view_metadata (None or (view_key, offset, size)), in legacy files. */
-static val *persistent_load(P *p, val *pid) {
-    if (!pid || pid->kind != V_TUPLE || pid->n < 1) return failp(p, "checkpoint has a persistent id that is not a tuple");
-    if (str_is(pid->items[0], "module"))
-        return failp(p, "checkpoint holds a whole pickled nn.Module (torch.save(model)); save model.state_dict() instead");
-    if (!str_is(pid->items[0], "storage")) return failp(p, "checkpoint has an unknown persistent id type");
+static val *persistent_load(pk_machine *m, val *pid) {
+    P *p = as_p(m);
+    if (!pid || pid->kind != PK_TUPLE || pid->n < 1)
+        return pk_failp(&p->m, "checkpoint has a persistent id that is not a tuple");
+    if (pk_str_is(pid->items[0], "module"))
+        return pk_failp(
+            &p->m,
+            "checkpoint holds a whole pickled nn.Module (torch.save(model)); save model.state_dict() instead");
+    if (!pk_str_is(pid->items[0], "storage"))
+        return pk_failp(&p->m, "checkpoint has an unknown persistent id type");
     size_t want = p->legacy ? 6 : 5;
-    if (pid->n != want) return failp(p, "checkpoint has a storage id with %zu fields (expected %zu)", pid->n, want);
+    if (pid->n != want)
+        return pk_failp(&p->m, "checkpoint has a storage id with %zu fields (expected %zu)", pid->n,
+                        want);
     ft_dtype dtype;
-    if (!storage_dtype_of(pid->items[1], &dtype)) return failp(p, "checkpoint has a storage id without a storage type");
-    if (pid->items[3]->kind != V_STR && pid->items[3]->kind != V_BYTES)
-        return failp(p, "checkpoint has a storage id with a bad location");
+    if (!storage_dtype_of(pid->items[1], &dtype))
+        return pk_failp(&p->m, "checkpoint has a storage id without a storage type");
+    if (pid->items[3]->kind != PK_STR && pid->items[3]->kind != PK_BYTES)
+        return pk_failp(&p->m, "checkpoint has a storage id with a bad location");
     sref *r = new_sref(p, pid->items[2], dtype, pid->items[4]);
     if (!r) return NULL;
-    if (p->legacy && pid->items[5]->kind != V_NONE) {
+    if (p->legacy && pid->items[5]->kind != PK_NONE) {
         /* An old-style storage view: items[2] named the root; the view has its own key. */
         val *vm = pid->items[5];
-        if (vm->kind != V_TUPLE || vm->n != 3 || vm->items[1]->kind != V_INT || vm->items[1]->i < 0)
-            return failp(p, "checkpoint has a bad storage view");
+        if (vm->kind != PK_TUPLE || vm->n != 3 || vm->items[1]->kind != PK_INT ||
+            vm->items[1]->i < 0)
+            return pk_failp(&p->m, "checkpoint has a bad storage view");
         sref *view = new_sref(p, vm->items[0], dtype, vm->items[2]);
         if (!view) return NULL;
         int64_t end;
         if (!add64(vm->items[1]->i, view->numel, &end) || end > r->numel)
-            return failp(p, "storage view '%s' lies outside its storage", show(view->key, view->key_len).s);
+            return pk_failp(&p->m, "storage view '%s' lies outside its storage",
+                            pk_show(view->key, view->key_len).s);
         view->root = r;
         view->offset = vm->items[1]->i;
         r = view;
     }
-    val *v = new_val(p, V_STORAGE);
-    if (v) v->storage = r;
+    val *v = pk_new_val(&p->m, V_STORAGE);
+    if (v) v->obj = r;
     return v;
 }
 
 /* Reads a tuple of non-negative ints (sizes or strides). */
 static int int_tuple(P *p, const val *v, int64_t *out, int *n, const char *what) {
-    if (!v || (v->kind != V_TUPLE && v->kind != V_LIST)) return fail(p, "tensor %s is not a tuple", what);
-    if (v->n > FT_MAX_DIMS) return fail(p, "tensor has %zu dimensions (at most %d supported)", v->n, FT_MAX_DIMS);
+    if (!v || (v->kind != PK_TUPLE && v->kind != PK_LIST))
+        return pk_fail(&p->m, "tensor %s is not a tuple", what);
+    if (v->n > FT_MAX_DIMS)
+        return pk_fail(&p->m, "tensor has %zu dimensions (at most %d supported)", v->n,
+                       FT_MAX_DIMS);
     for (size_t k = 0; k < v->n; k++) {
-        if (v->items[k]->kind != V_INT || v->items[k]->i < 0) return fail(p, "tensor %s holds a bad value", what);
+        if (v->items[k]->kind != PK_INT || v->items[k]->i < 0)
+            return pk_fail(&p->m, "tensor %s holds a bad value", what);
         out[k] = v->items[k]->i;
     }
     *n = (int)v->n;
@@ -396,353 +264,121 @@ static int int_tuple(P *p, const val *v, int64_t *out, int *n, const char *what)
 
 /* _rebuild_tensor(_v2)(storage, storage_offset, size, stride, ...): the view must stay inside. */
 static val *make_tensor(P *p, val **a, int requires_grad) {
-    if (a[0]->kind != V_STORAGE) return failp(p, "tensor is not built from a storage");
-    if (a[1]->kind != V_INT || a[1]->i < 0) return failp(p, "tensor has a bad storage offset");
-    tensor *t = alloc(p, sizeof(tensor));
+    if (a[0]->kind != V_STORAGE) return pk_failp(&p->m, "tensor is not built from a storage");
+    if (a[1]->kind != PK_INT || a[1]->i < 0)
+        return pk_failp(&p->m, "tensor has a bad storage offset");
+    tensor *t = pk_alloc(&p->m, sizeof(tensor));
     if (!t) return NULL;
     int nstride = 0;
-    if (int_tuple(p, a[2], t->size, &t->ndim, "size") < 0 || int_tuple(p, a[3], t->stride, &nstride, "stride") < 0)
+    if (int_tuple(p, a[2], t->size, &t->ndim, "size") < 0 ||
+        int_tuple(p, a[3], t->stride, &nstride, "stride") < 0)
         return NULL;
-    if (nstride != t->ndim) return failp(p, "tensor has %d sizes but %d strides", t->ndim, nstride);
-    t->st = a[0]->storage;
+    if (nstride != t->ndim)
+        return pk_failp(&p->m, "tensor has %d sizes but %d strides", t->ndim, nstride);
+    t->st = a[0]->obj;
     t->offset = a[1]->i;
     t->requires_grad = requires_grad;
     int64_t numel = 1, last = 0; /* last: the farthest element from the first */
     for (int d = 0; d < t->ndim; d++)
-        if (!mul64(numel, t->size[d], &numel)) return failp(p, "tensor is impossibly large");
+        if (!mul64(numel, t->size[d], &numel)) return pk_failp(&p->m, "tensor is impossibly large");
     if (numel > 0) {
         for (int d = 0; d < t->ndim; d++) {
             int64_t reach;
             if (!mul64(t->size[d] - 1, t->stride[d], &reach) || !add64(last, reach, &last))
-                return failp(p, "tensor view is impossibly large");
+                return pk_failp(&p->m, "tensor view is impossibly large");
         }
         int64_t end;
         if (!add64(t->offset, last, &end) || end >= t->st->numel)
-            return failp(p, "tensor view (offset %lld, %lld elements apart) lies outside its storage '%s' of %lld elements",
-                         (long long)t->offset, (long long)last, show(t->st->key, t->st->key_len).s, (long long)t->st->numel);
+            return pk_failp(
+                &p->m,
+                "tensor view (offset %lld, %lld elements apart) lies outside its storage '%s' of %lld elements",
+                (long long)t->offset, (long long)last, pk_show(t->st->key, t->st->key_len).s,
+                (long long)t->st->numel);
     }
     t->numel = numel;
-    val *v = new_val(p, V_TENSOR);
-    if (v) v->t = t;
+    val *v = pk_new_val(&p->m, V_TENSOR);
+    if (v) v->obj = t;
     return v;
 }
 
 static val *copy_tensor(P *p, const val *src, const val *requires_grad) {
-    if (src->kind != V_TENSOR) return failp(p, "parameter does not wrap a tensor");
-    if (requires_grad->kind != V_BOOL && requires_grad->kind != V_INT) return failp(p, "parameter has a bad requires_grad");
-    tensor *t = alloc(p, sizeof(tensor));
-    val *v = t ? new_val(p, V_TENSOR) : NULL;
+    if (src->kind != V_TENSOR) return pk_failp(&p->m, "parameter does not wrap a tensor");
+    if (requires_grad->kind != PK_BOOL && requires_grad->kind != PK_INT)
+        return pk_failp(&p->m, "parameter has a bad requires_grad");
+    tensor *t = pk_alloc(&p->m, sizeof(tensor));
+    val *v = t ? pk_new_val(&p->m, V_TENSOR) : NULL;
     if (!v) return NULL;
-    *t = *src->t;
+    *t = *(const tensor *)src->obj;
     t->requires_grad = requires_grad->i != 0;
-    v->t = t;
+    v->obj = t;
     return v;
 }
 
 /* REDUCE: applies one of the allowed callables. Nothing outside this file runs. */
-static val *call(P *p, val *f, val *args) {
-    if (f->kind != V_GLOBAL) return failp(p, "pickle calls a %s, not a function", kind_name[f->kind]);
-    if (args->kind != V_TUPLE) return failp(p, "pickle calls a function with %s arguments", kind_name[args->kind]);
+static val *call(pk_machine *m, val *f, val *args) {
+    P *p = as_p(m);
+    if (f->kind != PK_GLOBAL)
+        return pk_failp(&p->m, "pickle calls a %s, not a function", kind_of(f));
+    if (args->kind != PK_TUPLE)
+        return pk_failp(&p->m, "pickle calls a function with %s arguments", kind_of(args));
     val **a = args->items;
     size_t n = args->n;
     switch (f->i) {
     case G_ORDERED_DICT:
-        if (n != 0) return failp(p, "OrderedDict with arguments is not supported");
-        return new_seq(p, V_DICT, NULL, 0);
+        if (n != 0) return pk_failp(&p->m, "OrderedDict with arguments is not supported");
+        return pk_new_seq(&p->m, PK_DICT, NULL, 0);
     case G_SIZE: /* torch.Size(tuple) is just the tuple */
-        if (n != 1 || (a[0]->kind != V_TUPLE && a[0]->kind != V_LIST)) return failp(p, "bad torch.Size");
-        return new_seq(p, V_TUPLE, a[0]->items, a[0]->n);
+        if (n != 1 || (a[0]->kind != PK_TUPLE && a[0]->kind != PK_LIST))
+            return pk_failp(&p->m, "bad torch.Size");
+        return pk_new_seq(&p->m, PK_TUPLE, a[0]->items, a[0]->n);
     case G_REBUILD_TENSOR:
-        if (n != 4) return failp(p, "_rebuild_tensor takes 4 arguments, got %zu", n);
+        if (n != 4) return pk_failp(&p->m, "_rebuild_tensor takes 4 arguments, got %zu", n);
         return make_tensor(p, a, 0);
     case G_REBUILD_TENSOR_V2:
         /* (storage, offset, size, stride, requires_grad, backward_hooks[, metadata]).
          * Hooks and metadata are dropped: they can only hold values this parser built. */
-        if (n != 6 && n != 7) return failp(p, "_rebuild_tensor_v2 takes 6 or 7 arguments, got %zu", n);
-        if (a[4]->kind != V_BOOL && a[4]->kind != V_INT) return failp(p, "tensor has a bad requires_grad");
+        if (n != 6 && n != 7)
+            return pk_failp(&p->m, "_rebuild_tensor_v2 takes 6 or 7 arguments, got %zu", n);
+        if (a[4]->kind != PK_BOOL && a[4]->kind != PK_INT)
+            return pk_failp(&p->m, "tensor has a bad requires_grad");
         return make_tensor(p, a, a[4]->i != 0);
     case G_REBUILD_PARAMETER: /* (data, requires_grad, backward_hooks) */
-        if (n != 3) return failp(p, "_rebuild_parameter takes 3 arguments, got %zu", n);
+        if (n != 3) return pk_failp(&p->m, "_rebuild_parameter takes 3 arguments, got %zu", n);
         return copy_tensor(p, a[0], a[1]);
     case G_REBUILD_PARAMETER_STATE: /* (data, requires_grad, backward_hooks, state) */
-        if (n != 4) return failp(p, "_rebuild_parameter_with_state takes 4 arguments, got %zu", n);
+        if (n != 4)
+            return pk_failp(&p->m, "_rebuild_parameter_with_state takes 4 arguments, got %zu", n);
         return copy_tensor(p, a[0], a[1]);
     default:
-        return failp(p, "pickle calls a storage type directly, which torch.save never does");
+        return pk_failp(&p->m, "pickle calls a storage type directly, which torch.save never does");
     }
 }
 
-/* ---------------------------------------------------------------- the unpickler */
+/* NEWOBJ: cls.__new__(cls, *args); only OrderedDict makes sense here. */
+static val *newobj(pk_machine *m, val *cls, val *args) {
+    if (cls->kind != PK_GLOBAL || cls->i != G_ORDERED_DICT || args->kind != PK_TUPLE ||
+        args->n != 0)
+        return pk_failp(m, "pickle: NEWOBJ is only supported for OrderedDict");
+    return pk_new_seq(m, PK_DICT, NULL, 0);
+}
 
-static int push(P *p, val *v) {
-    if (!v) return -1;
-    if (grow(p, (void **)&p->stack, &p->stack_cap, p->sp + 1, sizeof(val *), MAX_STACK) < 0) return -1;
-    p->stack[p->sp++] = v;
+/* BUILD: OrderedDict's state (its _metadata attribute) is dropped. */
+static int build(pk_machine *m, val *obj, val *state) {
+    if (obj->kind != PK_DICT)
+        return pk_fail(m, "pickle: BUILD on a %s is not supported", kind_of(obj));
+    if (state->kind != PK_DICT && state->kind != PK_TUPLE && state->kind != PK_NONE)
+        return pk_fail(m, "pickle: bad BUILD state");
     return 0;
 }
 
-/* The stack above the last MARK is all an opcode may touch, as in Python's unpickler. */
-static size_t base(const P *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
-
-static val *pop(P *p) {
-    if (p->sp <= base(p)) return failp(p, "pickle: stack underflow");
-    return p->stack[--p->sp];
-}
-
-static val *top(P *p) {
-    if (p->sp <= base(p)) return failp(p, "pickle: stack underflow");
-    return p->stack[p->sp - 1];
-}
-
-/* Pops to the last MARK; the popped items are stack[*from .. *from + *n). */
-static int pop_mark(P *p, size_t *from, size_t *n) {
-    if (!p->nmarks) return fail(p, "pickle: no MARK on the stack");
-    *from = p->marks[--p->nmarks];
-    *n = p->sp - *from;
-    p->sp = *from;
-    return 0;
-}
-
-static int memo_put(P *p, size_t idx, size_t limit) {
-    /* Python's pickler numbers memo slots 0, 1, 2, ... so a slot past the bytes read so far
-     * cannot come from it; the cap keeps the memo proportional to the pickle. */
-    if (idx >= limit) return fail(p, "pickle: memo index %zu is out of range", idx);
-    val *v = top(p);
-    if (!v) return -1;
-    size_t old = p->memo_cap;
-    if (grow(p, (void **)&p->memo, &p->memo_cap, idx + 1, sizeof(val *), (size_t)1 << 40) < 0) return -1;
-    if (p->memo_cap > old) memset(p->memo + old, 0, (p->memo_cap - old) * sizeof(val *));
-    if (!p->memo[idx]) p->memo_count++;
-    p->memo[idx] = v;
-    return 0;
-}
-
-static int memo_get(P *p, size_t idx) {
-    if (idx >= p->memo_cap || !p->memo[idx]) return fail(p, "pickle: memo slot %zu was never set", idx);
-    return push(p, p->memo[idx]);
-}
-
-static int is_str(const val *v) { return v->kind == V_STR; }
-
-/* Runs one pickle from buf[*pos]; returns what STOP leaves and moves *pos past it. */
-static val *unpickle(P *p, const uint8_t *buf, size_t len, size_t *pos) {
-    size_t i = *pos, start = *pos;
-    p->sp = p->nmarks = 0;
-    if (grow(p, (void **)&p->stack, &p->stack_cap, 64, sizeof(val *), MAX_STACK) < 0) return NULL; /* never NULL below */
-    if (p->memo_cap) memset(p->memo, 0, p->memo_cap * sizeof(val *));
-    p->memo_count = 0;
-#define NEED(k)                                                                                     \
-    do {                                                                                            \
-        if ((uint64_t)(len - i) < (uint64_t)(k))                                                    \
-            return failp(p, "pickle: truncated at byte %zu (opcode 0x%02x)", at - start, op);       \
-    } while (0)
-#define TRY(x) do { if ((x) < 0) return NULL; } while (0)
-    for (;;) {
-        if (i >= len) return failp(p, "pickle: ran out of bytes before STOP (truncated file?)");
-        size_t at = i, from = 0, n = 0;
-        uint8_t op = buf[i++];
-        val *v, *w, *x;
-        switch (op) {
-        case 0x80: /* PROTO */
-            NEED(1);
-            if (buf[i] > 5) return failp(p, "pickle: unknown protocol %d", buf[i]);
-            i += 1;
-            break;
-        case 0x95: /* FRAME: a length hint; the bytes follow inline */
-            NEED(8);
-            i += 8;
-            break;
-        case '.': /* STOP */
-            if (!(v = pop(p))) return NULL;
-            *pos = i;
-            return v;
-        case '(': /* MARK */
-            TRY(grow(p, (void **)&p->marks, &p->marks_cap, p->nmarks + 1, sizeof(size_t), MAX_STACK));
-            p->marks[p->nmarks++] = p->sp;
-            break;
-        case '0': /* POP */
-            if (p->sp > base(p)) p->sp--;
-            else TRY(pop_mark(p, &from, &n));
-            break;
-        case '1': /* POP_MARK */
-            TRY(pop_mark(p, &from, &n));
-            break;
-        case '2': /* DUP */
-            if (!(v = top(p))) return NULL;
-            TRY(push(p, v));
-            break;
-        case 'N': TRY(push(p, new_val(p, V_NONE))); break;
-        case 0x88: /* NEWTRUE */
-        case 0x89: /* NEWFALSE */
-            if (!(v = new_val(p, V_BOOL))) return NULL;
-            v->i = op == 0x88;
-            TRY(push(p, v));
-            break;
-        case 'J': /* BININT: signed 32-bit */
-            NEED(4);
-            if (!(v = new_val(p, V_INT))) return NULL;
-            v->i = (int32_t)le32(buf + i);
-            i += 4;
-            TRY(push(p, v));
-            break;
-        case 'K': /* BININT1 */
-            NEED(1);
-            if (!(v = new_val(p, V_INT))) return NULL;
-            v->i = buf[i++];
-            TRY(push(p, v));
-            break;
-        case 'M': /* BININT2 */
-            NEED(2);
-            if (!(v = new_val(p, V_INT))) return NULL;
-            v->i = buf[i] | buf[i + 1] << 8;
-            i += 2;
-            TRY(push(p, v));
-            break;
-        case 0x8a: /* LONG1: n little-endian two's-complement bytes */
-        case 0x8b: /* LONG4 */
-        {
-            uint64_t k;
-            if (op == 0x8a) { NEED(1); k = buf[i++]; }
-            else { NEED(4); k = le32(buf + i); i += 4; if (k > INT32_MAX) return failp(p, "pickle: bad LONG4 length"); }
-            NEED(k);
-            if (k <= 8) {
-                uint64_t u = 0;
-                for (uint64_t b = 0; b < k; b++) u |= (uint64_t)buf[i + b] << (8 * b);
-                if (k > 0 && k < 8 && (buf[i + k - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * k); /* sign-extend */
-                if (!(v = new_val(p, V_INT))) return NULL;
-                memcpy(&v->i, &u, 8);
-            } else { /* only the legacy magic number is this big */
-                if (!(v = new_val(p, V_BIGINT))) return NULL;
-                v->s = buf + i;
-                v->n = (size_t)k;
-            }
-            i += (size_t)k;
-            TRY(push(p, v));
-            break;
-        }
-        case 'G': /* BINFLOAT: big-endian IEEE double */
-        {
-            NEED(8);
-            uint64_t u = 0;
-            for (int b = 0; b < 8; b++) u = u << 8 | buf[i + b];
-            i += 8;
-            if (!(v = new_val(p, V_FLOAT))) return NULL;
-            memcpy(&v->f, &u, 8);
-            TRY(push(p, v));
-            break;
-        }
-        case 'X': case 0x8c: case 0x8d: /* BINUNICODE, SHORT_BINUNICODE, BINUNICODE8 */
-        case 'T': case 'U':             /* BINSTRING, SHORT_BINSTRING (Python 2 str) */
-        case 'B': case 'C': case 0x8e:  /* BINBYTES, SHORT_BINBYTES, BINBYTES8 */
-        {
-            uint64_t k;
-            if (op == 0x8c || op == 'U' || op == 'C') { NEED(1); k = buf[i]; i += 1; }
-            else if (op == 0x8d || op == 0x8e) { NEED(8); k = le64(buf + i); i += 8; }
-            else { NEED(4); k = le32(buf + i); i += 4; if (op == 'T' && k > INT32_MAX) return failp(p, "pickle: bad string length"); }
-            NEED(k); /* the length is checked against the bytes left before anything uses it */
-            if (!(v = new_val(p, (op == 'B' || op == 'C' || op == 0x8e) ? V_BYTES : V_STR))) return NULL;
-            v->s = buf + i;
-            v->n = (size_t)k;
-            i += (size_t)k;
-            TRY(push(p, v));
-            break;
-        }
-        case '}': TRY(push(p, new_seq(p, V_DICT, NULL, 0))); break;  /* EMPTY_DICT */
-        case ']': TRY(push(p, new_seq(p, V_LIST, NULL, 0))); break;  /* EMPTY_LIST */
-        case ')': TRY(push(p, new_seq(p, V_TUPLE, NULL, 0))); break; /* EMPTY_TUPLE */
-        case 't': case 'l': case 'd': /* TUPLE, LIST, DICT from the items above MARK */
-            TRY(pop_mark(p, &from, &n));
-            if (op == 'd' && n % 2) return failp(p, "pickle: DICT with an odd number of items");
-            TRY(push(p, new_seq(p, op == 't' ? V_TUPLE : op == 'l' ? V_LIST : V_DICT, p->stack + from, n)));
-            break;
-        case 0x85: case 0x86: case 0x87: /* TUPLE1, TUPLE2, TUPLE3 */
-            n = (size_t)(op - 0x84);
-            if (p->sp - base(p) < n) return failp(p, "pickle: stack underflow");
-            p->sp -= n;
-            TRY(push(p, new_seq(p, V_TUPLE, p->stack + p->sp, n)));
-            break;
-        case 's': /* SETITEM */
-            if (!(w = pop(p)) || !(v = pop(p)) || !(x = top(p))) return NULL;
-            if (x->kind != V_DICT) return failp(p, "pickle: SETITEM on a %s", kind_name[x->kind]);
-            {
-                val *kv[2] = {v, w};
-                TRY(seq_add(p, x, kv, 2));
-            }
-            break;
-        case 'u': /* SETITEMS */
-        case 'e': /* APPENDS */
-            TRY(pop_mark(p, &from, &n));
-            if (!(x = top(p))) return NULL;
-            if (x->kind != (op == 'u' ? V_DICT : V_LIST))
-                return failp(p, "pickle: %s on a %s", op == 'u' ? "SETITEMS" : "APPENDS", kind_name[x->kind]);
-            if (op == 'u' && n % 2) return failp(p, "pickle: SETITEMS with an odd number of items");
-            TRY(seq_add(p, x, p->stack + from, n));
-            break;
-        case 'a': /* APPEND */
-            if (!(v = pop(p)) || !(x = top(p))) return NULL;
-            if (x->kind != V_LIST) return failp(p, "pickle: APPEND on a %s", kind_name[x->kind]);
-            TRY(seq_add(p, x, &v, 1));
-            break;
-        case 'q': NEED(1); TRY(memo_put(p, buf[i], i - start)); i += 1; break;            /* BINPUT */
-        case 'r': NEED(4); TRY(memo_put(p, le32(buf + i), i - start)); i += 4; break;     /* LONG_BINPUT */
-        case 0x94: TRY(memo_put(p, p->memo_count, i - start)); break;                     /* MEMOIZE */
-        case 'h': NEED(1); TRY(memo_get(p, buf[i])); i += 1; break;                       /* BINGET */
-        case 'j': NEED(4); TRY(memo_get(p, le32(buf + i))); i += 4; break;                /* LONG_BINGET */
-        case 'c': /* GLOBAL "module\nname\n" */
-        {
-            const uint8_t *line[2];
-            size_t llen[2];
-            for (int k = 0; k < 2; k++) {
-                const uint8_t *nl = memchr(buf + i, '\n', (len - i) < 512 ? len - i : 512);
-                if (!nl) return failp(p, "pickle: bad GLOBAL at byte %zu", at - start);
-                line[k] = buf + i;
-                llen[k] = (size_t)(nl - (buf + i));
-                i += llen[k] + 1;
-            }
-            int id = find_global(p, line[0], llen[0], line[1], llen[1]);
-            if (!id || !(v = new_val(p, V_GLOBAL))) return NULL;
-            v->i = id;
-            TRY(push(p, v));
-            break;
-        }
-        case 0x93: /* STACK_GLOBAL: module and name strings on the stack */
-        {
-            if (!(w = pop(p)) || !(v = pop(p))) return NULL;
-            if (!is_str(v) || !is_str(w)) return failp(p, "pickle: STACK_GLOBAL needs two strings");
-            int id = find_global(p, v->s, v->n, w->s, w->n);
-            if (!id || !(x = new_val(p, V_GLOBAL))) return NULL;
-            x->i = id;
-            TRY(push(p, x));
-            break;
-        }
-        case 'R': /* REDUCE: f(*args) */
-            if (!(w = pop(p)) || !(v = pop(p))) return NULL;
-            TRY(push(p, call(p, v, w)));
-            break;
-        case 0x81: /* NEWOBJ: cls.__new__(cls, *args); only OrderedDict makes sense here */
-            if (!(w = pop(p)) || !(v = pop(p))) return NULL;
-            if (v->kind != V_GLOBAL || v->i != G_ORDERED_DICT || w->kind != V_TUPLE || w->n != 0)
-                return failp(p, "pickle: NEWOBJ is only supported for OrderedDict");
-            TRY(push(p, new_seq(p, V_DICT, NULL, 0)));
-            break;
-        case 'b': /* BUILD: OrderedDict's state (its _metadata attribute) is dropped */
-            if (!(w = pop(p)) || !(x = top(p))) return NULL;
-            if (x->kind != V_DICT) return failp(p, "pickle: BUILD on a %s is not supported", kind_name[x->kind]);
-            if (w->kind != V_DICT && w->kind != V_TUPLE && w->kind != V_NONE) return failp(p, "pickle: bad BUILD state");
-            break;
-        case 'Q': /* BINPERSID */
-            if (!(v = pop(p))) return NULL;
-            TRY(push(p, persistent_load(p, v)));
-            break;
-        default:
-            if (op >= 32 && op < 127)
-                return failp(p, "pickle: opcode '%c' (0x%02x) at byte %zu is not supported in a state dict", op, op, at - start);
-            return failp(p, "pickle: opcode 0x%02x at byte %zu is not supported in a state dict", op, at - start);
-        }
-    }
-#undef NEED
-#undef TRY
-}
+static const pk_hooks torch_hooks = {
+    .find_global = find_global,
+    .reduce = call,
+    .newobj = newobj,
+    .build = build,
+    .persistent_load = persistent_load,
+    .host_kind_names = {[V_STORAGE - PK_HOST] = "storage", [V_TENSOR - PK_HOST] = "tensor"},
+};
 
 /* ---------------------------------------------------------------- merging storages */
 
@@ -761,10 +397,13 @@ static sref *find_storage(P *p, const uint8_t *key, size_t n) {
     size_t lo = 0, hi = p->nrefs;
     while (lo < hi) { /* first reference whose key is >= key */
         size_t mid = lo + (hi - lo) / 2;
-        if (cmp_key(p->sorted[mid]->key, p->sorted[mid]->key_len, key, n) < 0) lo = mid + 1;
-        else hi = mid;
+        if (cmp_key(p->sorted[mid]->key, p->sorted[mid]->key_len, key, n) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (lo < p->nrefs && cmp_key(p->sorted[lo]->key, p->sorted[lo]->key_len, key, n) == 0) return p->sorted[lo];
+    if (lo < p->nrefs && cmp_key(p->sorted[lo]->key, p->sorted[lo]->key_len, key, n) == 0)
+        return p->sorted[lo];
     return NULL;
 }
 
@@ -772,7 +411,7 @@ static sref *find_storage(P *p, const uint8_t *key, size_t n) {
 static int merge_storages(P *p) {
     p->sorted = malloc((p->nrefs ? p->nrefs : 1) * sizeof(sref *));
     p->stores = calloc(p->nrefs ? p->nrefs : 1, sizeof(store));
-    if (!p->sorted || !p->stores) return fail(p, "out of memory");
+    if (!p->sorted || !p->stores) return pk_fail(&p->m, "out of memory");
     if (p->nrefs) memcpy(p->sorted, p->refs, p->nrefs * sizeof(sref *));
     qsort(p->sorted, p->nrefs, sizeof(sref *), cmp_sref);
     for (size_t k = 0; k < p->nrefs; k++) {
@@ -780,10 +419,16 @@ static int merge_storages(P *p) {
         if (l && cmp_key(l->key, l->key_len, r->key, r->key_len) == 0) {
             r->leader = l;
             /* Views are compared through their roots' keys. */
-            int same_root = (!r->root && !l->root) ||
-                            (r->root && l->root && cmp_key(r->root->key, r->root->key_len, l->root->key, l->root->key_len) == 0);
-            if (r->dtype != l->dtype || r->numel != l->numel || !same_root || r->offset != l->offset)
-                return fail(p, "storage '%s' is described twice in different ways (dtype, size or view)", show(r->key, r->key_len).s);
+            int same_root =
+                (!r->root && !l->root) ||
+                (r->root && l->root &&
+                 cmp_key(r->root->key, r->root->key_len, l->root->key, l->root->key_len) == 0);
+            if (r->dtype != l->dtype || r->numel != l->numel || !same_root ||
+                r->offset != l->offset)
+                return pk_fail(
+                    &p->m,
+                    "storage '%s' is described twice in different ways (dtype, size or view)",
+                    pk_show(r->key, r->key_len).s);
         } else {
             r->leader = r;
         }
@@ -796,7 +441,9 @@ static int merge_storages(P *p) {
         }
         if (r->root) { /* a view's root must itself be a root storage */
             sref *root = r->root->leader ? r->root->leader : r->root;
-            if (root->root) return fail(p, "storage '%s' is a view of a view", show(r->key, r->key_len).s);
+            if (root->root)
+                return pk_fail(&p->m, "storage '%s' is a view of a view",
+                               pk_show(r->key, r->key_len).s);
         }
     }
     return 0;
@@ -804,7 +451,9 @@ static int merge_storages(P *p) {
 
 static int bind(P *p, sref *leader, const uint8_t *data) {
     store *s = &p->stores[leader->index];
-    if (s->bound) return fail(p, "storage '%s' has two data records", show(leader->key, leader->key_len).s);
+    if (s->bound)
+        return pk_fail(&p->m, "storage '%s' has two data records",
+                       pk_show(leader->key, leader->key_len).s);
     s->bound = 1;
     s->data = leader->numel ? data : NULL;
     return 0;
@@ -818,24 +467,27 @@ static int finish_storages(P *p) {
         store *root = &p->stores[r->root->leader->index];
         if (!root->bound) continue;
         p->stores[k].bound = 1;
-        p->stores[k].data = r->numel ? root->data + (size_t)r->offset * pth_dtype_size(r->dtype) : NULL;
+        p->stores[k].data =
+            r->numel ? root->data + (size_t)r->offset * ft_dtype_size(r->dtype) : NULL;
     }
     for (size_t k = 0; k < p->nstores; k++) {
         sref *r = p->stores[k].ref;
-        if (!p->stores[k].bound) return fail(p, "storage '%s' has no data in the checkpoint", show(r->key, r->key_len).s);
+        if (!p->stores[k].bound)
+            return pk_fail(&p->m, "storage '%s' has no data in the checkpoint",
+                           pk_show(r->key, r->key_len).s);
         /* A bool byte other than 0 or 1 is undefined behaviour in libtorch: refuse it here. */
         if (r->dtype == FT_BOOL && !r->root) {
             const uint8_t *d = p->stores[k].data;
             for (int64_t e = 0; e < r->numel; e++)
-                if (d[e] > 1) return fail(p, "bool storage '%s' holds the byte %d", show(r->key, r->key_len).s, d[e]);
+                if (d[e] > 1)
+                    return pk_fail(&p->m, "bool storage '%s' holds the byte %d",
+                                   pk_show(r->key, r->key_len).s, d[e]);
         }
     }
     return 0;
 }
 
 /* ---------------------------------------------------------------- choosing and flattening */
-
-static const char *kind_of(const val *v) { return kind_name[v->kind]; }
 
 /* Writes "checkpoint['a']['b']" for the first depth components of the path. */
 static void where(char *out, size_t outlen, const char *path, size_t upto) {
@@ -845,7 +497,7 @@ static void where(char *out, size_t outlen, const char *path, size_t upto) {
         const char *e = strchr(s, '/');
         size_t n = e ? (size_t)(e - s) : strlen(s);
         if (s + n > path + upto) n = (size_t)(path + upto - s);
-        k += (size_t)snprintf(out + k, outlen - k, "['%s']", show((const uint8_t *)s, n).s);
+        k += (size_t)snprintf(out + k, outlen - k, "['%s']", pk_show((const uint8_t *)s, n).s);
         s += n + (e ? 1 : 0);
     }
 }
@@ -861,9 +513,9 @@ static void list_keys(const val *d, char *out, size_t outlen) {
             return;
         }
         const char *sep = shown_n ? ", " : "";
-        if (key->kind == V_STR || key->kind == V_BYTES)
-            k += (size_t)snprintf(out + k, outlen - k, "%s%s", sep, show(key->s, key->n).s);
-        else if (key->kind == V_INT)
+        if (key->kind == PK_STR || key->kind == PK_BYTES)
+            k += (size_t)snprintf(out + k, outlen - k, "%s%s", sep, pk_show(key->s, key->n).s);
+        else if (key->kind == PK_INT)
             k += (size_t)snprintf(out + k, outlen - k, "%s%lld", sep, (long long)key->i);
         else
             k += (size_t)snprintf(out + k, outlen - k, "%s<%s>", sep, kind_of(key));
@@ -873,8 +525,9 @@ static void list_keys(const val *d, char *out, size_t outlen) {
 }
 
 static int key_matches(const val *key, const char *s, size_t n) {
-    if (key->kind == V_STR || key->kind == V_BYTES) return key->n == n && memcmp(key->s, s, n) == 0;
-    if (key->kind == V_INT) {
+    if (key->kind == PK_STR || key->kind == PK_BYTES)
+        return key->n == n && memcmp(key->s, s, n) == 0;
+    if (key->kind == PK_INT) {
         char num[32];
         int k = snprintf(num, sizeof(num), "%lld", (long long)key->i);
         return (size_t)k == n && memcmp(num, s, n) == 0;
@@ -891,28 +544,36 @@ static val *choose(P *p, val *root, const char *path) {
         const char *e = strchr(s, '/');
         size_t n = e ? (size_t)(e - s) : strlen(s);
         where(here, sizeof(here), path, (size_t)(s - path));
-        if (n == 0) return failp(p, "empty key in key path '%s'", show((const uint8_t *)path, strlen(path)).s);
-        if (cur->kind != V_DICT) return failp(p, "%s is a %s, not a dict, so it has no key '%s'", here, kind_of(cur), show((const uint8_t *)s, n).s);
+        if (n == 0)
+            return pk_failp(&p->m, "empty key in key path '%s'",
+                            pk_show((const uint8_t *)path, strlen(path)).s);
+        if (cur->kind != PK_DICT)
+            return pk_failp(&p->m, "%s is a %s, not a dict, so it has no key '%s'", here,
+                            kind_of(cur), pk_show((const uint8_t *)s, n).s);
         val *next = NULL;
         for (size_t j = 0; j < cur->n; j += 2)
             if (key_matches(cur->items[j], s, n)) next = cur->items[j + 1];
         if (!next) {
             list_keys(cur, keys, sizeof(keys));
-            return failp(p, "no key '%s' in %s; keys: %s", show((const uint8_t *)s, n).s, here, keys);
+            return pk_failp(&p->m, "no key '%s' in %s; keys: %s", pk_show((const uint8_t *)s, n).s,
+                            here, keys);
         }
         cur = next;
         s += n + (e ? 1 : 0);
     }
-    if (cur->kind != V_DICT && cur->kind != V_LIST && cur->kind != V_TUPLE && cur->kind != V_TENSOR) {
+    if (cur->kind != PK_DICT && cur->kind != PK_LIST && cur->kind != PK_TUPLE &&
+        cur->kind != V_TENSOR) {
         where(here, sizeof(here), path ? path : "", path ? strlen(path) : 0);
-        return failp(p, "%s holds a value of type %s, not a state dict", here, kind_of(cur));
+        return pk_failp(&p->m, "%s holds a value of type %s, not a state dict", here, kind_of(cur));
     }
     return cur;
 }
 
 static int add_flat(P *p, tensor *t, size_t name_len) {
-    if (grow(p, (void **)&p->flats, &p->flats_cap, p->nflats + 1, sizeof(flat), (size_t)1 << 30) < 0) return -1;
-    char *name = alloc(p, name_len + 1);
+    if (pk_grow(&p->m, (void **)&p->flats, &p->flats_cap, p->nflats + 1, sizeof(flat),
+                (size_t)1 << 30) < 0)
+        return -1;
+    char *name = pk_alloc(&p->m, name_len + 1);
     if (!name) return -1;
     memcpy(name, p->name, name_len);
     p->flats[p->nflats++] = (flat){t, name, name_len};
@@ -922,8 +583,9 @@ static int add_flat(P *p, tensor *t, size_t name_len) {
 /* Appends ".key" (or "key" at the top) to p->name; returns the new length or -1. */
 static long append_name(P *p, size_t len, const char *s, size_t n) {
     size_t dot = len ? 1 : 0;
-    if (len + dot + n > MAX_NAME) return fail(p, "tensor name longer than %d bytes", MAX_NAME);
-    if (memchr(s, 0, n)) return fail(p, "tensor name with a NUL byte");
+    if (len + dot + n > MAX_NAME)
+        return pk_fail(&p->m, "tensor name longer than %d bytes", MAX_NAME);
+    if (memchr(s, 0, n)) return pk_fail(&p->m, "tensor name with a NUL byte");
     if (dot) p->name[len] = '.';
     memcpy(p->name + len + dot, s, n);
     p->name[len + dot + n] = 0;
@@ -932,20 +594,26 @@ static long append_name(P *p, size_t len, const char *s, size_t n) {
 
 static int flatten(P *p, const val *v, size_t len, int depth) {
     /* Shared sub-containers could make this walk exponential; the budget bounds it. */
-    if (p->visits_left-- == 0) return fail(p, "checkpoint structure shares containers too much to flatten");
-    if (depth > MAX_DEPTH) return fail(p, "checkpoint is nested more than %d levels deep", MAX_DEPTH);
-    if (v->kind == V_TENSOR) return add_flat(p, v->t, len);
-    if (v->kind == V_DICT) {
+    if (p->visits_left-- == 0)
+        return pk_fail(&p->m, "checkpoint structure shares containers too much to flatten");
+    if (depth > MAX_DEPTH)
+        return pk_fail(&p->m, "checkpoint is nested more than %d levels deep", MAX_DEPTH);
+    if (v->kind == V_TENSOR) return add_flat(p, v->obj, len);
+    if (v->kind == PK_DICT) {
         for (size_t j = 0; j < v->n; j += 2) {
             const val *key = v->items[j];
             char num[32];
             long nl;
-            if (key->kind == V_STR || key->kind == V_BYTES) nl = append_name(p, len, (const char *)key->s, key->n);
-            else if (key->kind == V_INT) nl = append_name(p, len, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)key->i));
-            else continue; /* keys of other types cannot name a parameter */
+            if (key->kind == PK_STR || key->kind == PK_BYTES)
+                nl = append_name(p, len, (const char *)key->s, key->n);
+            else if (key->kind == PK_INT)
+                nl = append_name(p, len, num,
+                                 (size_t)snprintf(num, sizeof(num), "%lld", (long long)key->i));
+            else
+                continue; /* keys of other types cannot name a parameter */
             if (nl < 0 || flatten(p, v->items[j + 1], (size_t)nl, depth + 1) < 0) return -1;
         }
-    } else if (v->kind == V_LIST || v->kind == V_TUPLE) {
+    } else if (v->kind == PK_LIST || v->kind == PK_TUPLE) {
         for (size_t j = 0; j < v->n; j++) {
             char num[32];
             long nl = append_name(p, len, num, (size_t)snprintf(num, sizeof(num), "%zu", j));
@@ -963,12 +631,13 @@ static int cmp_flat_name(const void *x, const void *y) {
 static int check_unique_names(P *p) {
     if (p->nflats < 2) return 0;
     const flat **s = malloc(p->nflats * sizeof(flat *));
-    if (!s) return fail(p, "out of memory");
+    if (!s) return pk_fail(&p->m, "out of memory");
     for (size_t k = 0; k < p->nflats; k++) s[k] = &p->flats[k];
     qsort(s, p->nflats, sizeof(flat *), cmp_flat_name);
     for (size_t k = 1; k < p->nflats; k++) {
         if (cmp_flat_name(&s[k - 1], &s[k]) == 0) {
-            fail(p, "checkpoint has two tensors named '%s'", show((const uint8_t *)s[k]->name, s[k]->name_len).s);
+            pk_fail(&p->m, "checkpoint has two tensors named '%s'",
+                    pk_show((const uint8_t *)s[k]->name, s[k]->name_len).s);
             free(s);
             return -1;
         }
@@ -988,28 +657,33 @@ static int host_is_little(void) {
 static const zip_entry *record(P *p, const zip_archive *z, const char *name, int required) {
     const zip_entry *e = zip_find(z, name, strlen(name));
     if (!e) {
-        if (required) fail(p, "zip checkpoint has no '%s'", show((const uint8_t *)name, strlen(name)).s);
+        if (required)
+            pk_fail(&p->m, "zip checkpoint has no '%s'",
+                    pk_show((const uint8_t *)name, strlen(name)).s);
         return NULL;
     }
     if (e->method != 0)
-        return failp(p, "zip entry '%s' is compressed (method %d); torch.save writes stored entries, so re-save the file with torch.save",
-                     show((const uint8_t *)name, strlen(name)).s, e->method);
+        return pk_failp(
+            &p->m,
+            "zip entry '%s' is compressed (method %d); torch.save writes stored entries, so re-save the file with torch.save",
+            pk_show((const uint8_t *)name, strlen(name)).s, e->method);
     if (zip_crc32(e->data, (size_t)e->size) != e->crc32)
-        return failp(p, "zip entry '%s' is corrupt (CRC mismatch)", show((const uint8_t *)name, strlen(name)).s);
+        return pk_failp(&p->m, "zip entry '%s' is corrupt (CRC mismatch)",
+                        pk_show((const uint8_t *)name, strlen(name)).s);
     return e;
 }
 
 static val *load_zip(P *p, const uint8_t *buf, size_t len, int *swap) {
     char ebuf[200];
     zip_archive *z = new_zip_archive(buf, len, ebuf, sizeof(ebuf));
-    if (!z) return failp(p, "%s", ebuf);
+    if (!z) return pk_failp(&p->m, "%s", ebuf);
     val *root = NULL;
     char name[MAX_KEY + 400];
     /* The top folder is whatever the first entry says (torch uses the file's stem). */
     const char *slash = z->n ? memchr(z->entries[0].name, '/', z->entries[0].name_len) : NULL;
     size_t plen = slash ? (size_t)(slash - z->entries[0].name) : 0;
     if (!slash || plen == 0 || plen > 256) {
-        fail(p, "zip file is not a torch.save checkpoint (no top folder)");
+        pk_fail(&p->m, "zip file is not a torch.save checkpoint (no top folder)");
         goto done;
     }
     char prefix[260];
@@ -1017,7 +691,9 @@ static val *load_zip(P *p, const uint8_t *buf, size_t len, int *swap) {
     prefix[plen] = 0;
     snprintf(name, sizeof(name), "%s/constants.pkl", prefix);
     if (zip_find(z, name, strlen(name))) {
-        fail(p, "this is a TorchScript archive (torch.jit.save); ftlua reads torch.save state dicts");
+        pk_fail(
+            &p->m,
+            "this is a TorchScript archive (torch.jit.save); ftlua reads torch.save state dicts");
         goto done;
     }
     snprintf(name, sizeof(name), "%s/byteorder", prefix);
@@ -1028,7 +704,7 @@ static val *load_zip(P *p, const uint8_t *buf, size_t len, int *swap) {
         int little = bo->size == 6 && memcmp(bo->data, "little", 6) == 0;
         int big = bo->size == 3 && memcmp(bo->data, "big", 3) == 0;
         if (!little && !big) {
-            fail(p, "zip checkpoint has a bad byteorder record");
+            pk_fail(&p->m, "zip checkpoint has a bad byteorder record");
             goto done;
         }
         *swap = little != host_is_little();
@@ -1037,59 +713,83 @@ static val *load_zip(P *p, const uint8_t *buf, size_t len, int *swap) {
     const zip_entry *pkl = record(p, z, name, 1);
     if (!pkl) goto done;
     size_t pos = 0;
-    if (!(root = unpickle(p, pkl->data, (size_t)pkl->size, &pos))) goto done;
-    if (merge_storages(p) < 0) { root = NULL; goto done; }
+    if (!(root = pk_run(&p->m, pkl->data, (size_t)pkl->size, &pos))) goto done;
+    if (merge_storages(p) < 0) {
+        root = NULL;
+        goto done;
+    }
     for (size_t k = 0; k < p->nstores; k++) {
         sref *r = p->stores[k].ref;
         snprintf(name, sizeof(name), "%s/data/%.*s", prefix, (int)r->key_len, (const char *)r->key);
         const zip_entry *e = record(p, z, name, 1);
-        uint64_t nbytes = (uint64_t)r->numel * pth_dtype_size(r->dtype);
-        if (!e) { root = NULL; goto done; }
-        if (e->size < nbytes) {
-            fail(p, "storage '%s' needs %llu bytes but its record has %llu", show(r->key, r->key_len).s,
-                 (unsigned long long)nbytes, (unsigned long long)e->size);
+        uint64_t nbytes = (uint64_t)r->numel * ft_dtype_size(r->dtype);
+        if (!e) {
             root = NULL;
             goto done;
         }
-        if (bind(p, r, e->data) < 0) { root = NULL; goto done; }
+        if (e->size < nbytes) {
+            pk_fail(&p->m, "storage '%s' needs %llu bytes but its record has %llu",
+                    pk_show(r->key, r->key_len).s, (unsigned long long)nbytes,
+                    (unsigned long long)e->size);
+            root = NULL;
+            goto done;
+        }
+        if (bind(p, r, e->data) < 0) {
+            root = NULL;
+            goto done;
+        }
     }
 done:
     free_zip_archive(z);
     return root;
 }
 
-static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                         0x20, 0x6a, 0xa8, 0x50, 0x19};
 
 static val *load_legacy(P *p, const uint8_t *buf, size_t len) {
     size_t pos = 0;
     p->legacy = 1;
-    val *v = unpickle(p, buf, len, &pos);
+    val *v = pk_run(&p->m, buf, len, &pos);
     if (!v) return NULL;
-    if (v->kind != V_BIGINT || v->n != sizeof(legacy_magic) || memcmp(v->s, legacy_magic, v->n) != 0)
-        return failp(p, "not a PyTorch checkpoint (bad magic number)");
-    if (!(v = unpickle(p, buf, len, &pos))) return NULL;
-    if (v->kind != V_INT || v->i != 1001) return failp(p, "legacy checkpoint has protocol version %lld (expected 1001)", v->kind == V_INT ? (long long)v->i : -1LL);
-    if (!(v = unpickle(p, buf, len, &pos))) return NULL; /* sys_info: the data is little-endian regardless */
-    if (v->kind != V_DICT) return failp(p, "legacy checkpoint has a bad sys_info record");
-    val *root = unpickle(p, buf, len, &pos);
+    if (v->kind != PK_BIGINT || v->n != sizeof(legacy_magic) ||
+        memcmp(v->s, legacy_magic, v->n) != 0)
+        return pk_failp(&p->m, "not a PyTorch checkpoint (bad magic number)");
+    if (!(v = pk_run(&p->m, buf, len, &pos))) return NULL;
+    if (v->kind != PK_INT || v->i != 1001)
+        return pk_failp(&p->m, "legacy checkpoint has protocol version %lld (expected 1001)",
+                        v->kind == PK_INT ? (long long)v->i : -1LL);
+    if (!(v = pk_run(&p->m, buf, len, &pos)))
+        return NULL; /* sys_info: the data is little-endian regardless */
+    if (v->kind != PK_DICT) return pk_failp(&p->m, "legacy checkpoint has a bad sys_info record");
+    val *root = pk_run(&p->m, buf, len, &pos);
     if (!root || merge_storages(p) < 0) return NULL;
-    val *keys = unpickle(p, buf, len, &pos);
+    val *keys = pk_run(&p->m, buf, len, &pos);
     if (!keys) return NULL;
-    if (keys->kind != V_LIST) return failp(p, "legacy checkpoint has a bad storage key list");
+    if (keys->kind != PK_LIST)
+        return pk_failp(&p->m, "legacy checkpoint has a bad storage key list");
     /* Then, for each key: the element count (u64, little-endian) and the raw bytes. */
     for (size_t k = 0; k < keys->n; k++) {
         val *key = keys->items[k];
-        if (key->kind != V_STR && key->kind != V_BYTES) return failp(p, "legacy checkpoint has a bad storage key");
+        if (key->kind != PK_STR && key->kind != PK_BYTES)
+            return pk_failp(&p->m, "legacy checkpoint has a bad storage key");
         sref *r = find_storage(p, key->s, key->n);
-        if (!r || r->root) return failp(p, "legacy checkpoint has data for unknown storage '%s'", show(key->s, key->n).s);
-        if (len - pos < 8) return failp(p, "legacy checkpoint is truncated in storage '%s'", show(key->s, key->n).s);
-        uint64_t numel = le64(buf + pos);
+        if (!r || r->root)
+            return pk_failp(&p->m, "legacy checkpoint has data for unknown storage '%s'",
+                            pk_show(key->s, key->n).s);
+        if (len - pos < 8)
+            return pk_failp(&p->m, "legacy checkpoint is truncated in storage '%s'",
+                            pk_show(key->s, key->n).s);
+        uint64_t numel = pk_le64(buf + pos);
         pos += 8;
         if (numel != (uint64_t)r->numel)
-            return failp(p, "storage '%s' has %llu elements in its record but %lld in the pickle", show(key->s, key->n).s,
-                         (unsigned long long)numel, (long long)r->numel);
-        uint64_t nbytes = numel * pth_dtype_size(r->dtype); /* no overflow: checked in new_sref */
-        if (len - pos < nbytes) return failp(p, "legacy checkpoint is truncated in storage '%s'", show(key->s, key->n).s);
+            return pk_failp(
+                &p->m, "storage '%s' has %llu elements in its record but %lld in the pickle",
+                pk_show(key->s, key->n).s, (unsigned long long)numel, (long long)r->numel);
+        uint64_t nbytes = numel * ft_dtype_size(r->dtype); /* no overflow: checked in new_sref */
+        if (len - pos < nbytes)
+            return pk_failp(&p->m, "legacy checkpoint is truncated in storage '%s'",
+                            pk_show(key->s, key->n).s);
         if (bind(p, r, buf + pos) < 0) return NULL;
         pos += (size_t)nbytes;
     }
@@ -1112,15 +812,16 @@ static int build_result(P *p, pth_file *f, int swap) {
     size_t strbytes = 0;
     for (size_t k = 0; k < p->nflats; k++) strbytes += p->flats[k].name_len + 1;
     for (size_t k = 0; k < p->nstores; k++) strbytes += p->stores[k].ref->key_len + 1;
-    if (p->nflats > INT32_MAX || p->nstores > INT32_MAX) return fail(p, "checkpoint has too many tensors");
+    if (p->nflats > INT32_MAX || p->nstores > INT32_MAX)
+        return pk_fail(&p->m, "checkpoint has too many tensors");
     f->strings = malloc(strbytes ? strbytes : 1);
     f->storages = calloc(p->nstores ? p->nstores : 1, sizeof(pth_storage));
     f->entries = calloc(p->nflats ? p->nflats : 1, sizeof(pth_entry));
-    if (!f->strings || !f->storages || !f->entries) return fail(p, "out of memory");
+    if (!f->strings || !f->storages || !f->entries) return pk_fail(&p->m, "out of memory");
     char *s = f->strings;
     if (swap) {
         f->owned = calloc(p->nstores ? p->nstores : 1, sizeof(uint8_t *));
-        if (!f->owned) return fail(p, "out of memory");
+        if (!f->owned) return pk_fail(&p->m, "out of memory");
     }
     for (size_t k = 0; k < p->nstores; k++) {
         sref *r = p->stores[k].ref;
@@ -1131,14 +832,14 @@ static int build_result(P *p, pth_file *f, int swap) {
         s += r->key_len + 1;
         ps->dtype = r->dtype;
         ps->numel = r->numel;
-        ps->nbytes = (size_t)r->numel * pth_dtype_size(r->dtype);
+        ps->nbytes = (size_t)r->numel * ft_dtype_size(r->dtype);
         ps->data = p->stores[k].data;
         /* A byte-swapped copy for roots; views of a swapped root are rebased below. */
-        if (swap && !r->root && ps->nbytes && pth_dtype_size(r->dtype) > 1) {
+        if (swap && !r->root && ps->nbytes && ft_dtype_size(r->dtype) > 1) {
             uint8_t *copy = malloc(ps->nbytes);
-            if (!copy) return fail(p, "out of memory");
+            if (!copy) return pk_fail(&p->m, "out of memory");
             memcpy(copy, ps->data, ps->nbytes);
-            swap_bytes(copy, ps->nbytes, pth_dtype_size(r->dtype));
+            swap_bytes(copy, ps->nbytes, ft_dtype_size(r->dtype));
             f->owned[f->n_owned++] = copy;
             ps->data = copy;
         }
@@ -1146,7 +847,8 @@ static int build_result(P *p, pth_file *f, int swap) {
     for (size_t k = 0; k < p->nstores; k++) {
         sref *r = p->stores[k].ref;
         if (r->root && f->storages[k].data)
-            f->storages[k].data = f->storages[r->root->leader->index].data + (size_t)r->offset * pth_dtype_size(r->dtype);
+            f->storages[k].data = f->storages[r->root->leader->index].data +
+                                  (size_t)r->offset * ft_dtype_size(r->dtype);
     }
     f->n_storages = (int)p->nstores;
     for (size_t k = 0; k < p->nflats; k++) {
@@ -1166,69 +868,67 @@ static int build_result(P *p, pth_file *f, int swap) {
         e->numel = t->numel;
         e->storage_offset = t->offset;
         e->requires_grad = t->requires_grad;
-        e->data = t->numel ? f->storages[e->storage].data + (size_t)t->offset * pth_dtype_size(e->dtype) : NULL;
+        e->data = t->numel
+                      ? f->storages[e->storage].data + (size_t)t->offset * ft_dtype_size(e->dtype)
+                      : NULL;
     }
     f->n_entries = (int)p->nflats;
     return 0;
 }
 
 static void free_parser(P *p) {
-    while (p->blocks) {
-        block *b = p->blocks;
-        p->blocks = b->next;
-        free(b);
-    }
-    free(p->stack);
-    free(p->marks);
-    free(p->memo);
+    pk_free(&p->m);
     free(p->refs);
     free(p->sorted);
     free(p->stores);
     free(p->flats);
 }
 
-static pth_file *parse(const uint8_t *buf, size_t len, const char *key_path, char *err, size_t errlen) {
+static pth_file *parse(const uint8_t *buf, size_t len, const char *key_path, char *err,
+                       size_t errlen) {
     P p = {0};
-    p.err = err;
-    p.errlen = errlen;
-    p.arena_cap = ((size_t)32 << 20) + (len < ((size_t)1 << 40) ? 32 * len : ((size_t)1 << 45));
-    if (err && errlen) err[0] = 0;
+    size_t arena_cap =
+        ((size_t)32 << 20) + (len < ((size_t)1 << 40) ? 32 * len : ((size_t)1 << 45));
+    pk_init(&p.m, &torch_hooks, arena_cap, err, errlen);
     pth_file *f = calloc(1, sizeof(pth_file));
     if (!f) {
-        fail(&p, "out of memory");
+        pk_fail(&p.m, "out of memory");
         return NULL;
     }
     val *root = NULL;
     int swap = 0;
     if (len == 0) {
-        fail(&p, "empty file");
+        pk_fail(&p.m, "empty file");
     } else if (zip_looks_like(buf, len)) {
         f->format = PTH_ZIP;
         root = load_zip(&p, buf, len, &swap);
     } else if (len >= 512 && memcmp(buf + 257, "ustar", 5) == 0) {
-        fail(&p, "legacy tar checkpoint: re-save it with torch.save");
+        pk_fail(&p.m, "legacy tar checkpoint: re-save it with torch.save");
     } else if (buf[0] == 0x80) {
         f->format = PTH_LEGACY;
         root = load_legacy(&p, buf, len);
     } else {
-        fail(&p, "not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)");
+        pk_fail(&p.m,
+                "not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)");
     }
     val *chosen = NULL;
     if (root && finish_storages(&p) == 0) chosen = choose(&p, root, key_path);
     if (chosen) {
-        p.visits_left = 8 * p.nvals + 65536;
+        p.visits_left = 8 * p.m.nvals + 65536;
         p.name[0] = 0;
-        if (flatten(&p, chosen, 0, 0) == 0 && check_unique_names(&p) == 0) build_result(&p, f, swap);
+        if (flatten(&p, chosen, 0, 0) == 0 && check_unique_names(&p) == 0)
+            build_result(&p, f, swap);
     }
     free_parser(&p);
-    if (p.failed) {
+    if (p.m.failed) {
         free_pth_file(f);
         return NULL;
     }
     return f;
 }
 
-pth_file *new_pth_file_from_buffer(const void *buf, size_t len, const char *key_path, char *err, size_t errlen) {
+pth_file *new_pth_file_from_buffer(const void *buf, size_t len, const char *key_path, char *err,
+                                   size_t errlen) {
     return parse((const uint8_t *)buf, len, key_path, err, errlen);
 }
 

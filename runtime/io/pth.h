@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "torch/ft_torch.h" /* ft_dtype and FT_MAX_DIMS only; nothing here links libtorch */
+#include "io/dtype.h"
 
 typedef enum { PTH_ZIP = 1, PTH_LEGACY = 2 } pth_format;
 
@@ -74,8 +74,5 @@ void free_pth_file(pth_file *f); /* NULL is fine */
 
 /* The entry with this exact name, or NULL. Linear search. */
 const pth_entry *pth_find(const pth_file *f, const char *name);
-
-size_t pth_dtype_size(ft_dtype dtype);      /* bytes per element; 0 for an unknown value */
-const char *pth_dtype_name(ft_dtype dtype); /* "float32", ... (same names as ft_dtype_name) */
 
 #endif

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "torch/ft_torch.h" /* only for ft_dtype and FT_MAX_DIMS: nothing here calls libtorch */
+#include "io/dtype.h"
 
 #define ST_MAX_HEADER 100000000u /* readers reject a larger header, as the format says */
 

@@ -1,4 +1,4 @@
-/* learner.c: the Learner's training loop in C (spec sections 0-6, 9) and the Lua class
+/* learner.c: the Learner's training loop in C (fastai's Learner.fit, callbacks) and the Lua class
  * "ftlua.LearnerCore" behind ft.Learner. See learner.h for the split with the Lua half.
  *
  * One batch, as fastai's _do_one_batch: pred = model(x); loss = loss_func(pred, y);
@@ -24,7 +24,7 @@
 #include "learner/metrics.h"
 #include "learner/progress.h"
 #include "learner/schedule.h"
-#include "repl.h"
+#include "base/hooks.h"
 
 #define CORE_MT "ftlua.LearnerCore"
 #define FIT_MT "ftlua.FitState"
@@ -579,7 +579,7 @@ static fit_state *new_fit_state(lua_State *L, ftl_learner *ln) {
     return fs;
 }
 
-static int failf(fit_state *fs, const char *fmt, const char *a, const char *b) {
+__attribute__((format(printf, 2, 0))) static int failf(fit_state *fs, const char *fmt, const char *a, const char *b) {
     snprintf(fs->err, sizeof fs->err, fmt, a, b);
     return FAIL;
 }
@@ -1366,8 +1366,7 @@ static int l_core_fit(lua_State *L) {
     int main_rank = ftl_dist_is_main(); /* data parallel: only rank 0 prints */
     if (!sp.no_logging && main_rank) {
         ftl_table_header(line, sizeof line, cols.names, cols.k);
-        printf("%s\n", line);
-        fflush(stdout);
+        ftl_table_emit(line, cols.names, NULL, cols.k);
     }
     rec_reset(&ln->rec);
     ftl_smooth_reset(&fs->smooth, 0.98);
@@ -1414,8 +1413,7 @@ static int l_core_fit(lua_State *L) {
         cells[1 + nv] = (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(now_s() - t0, tbuf)};
         if (!sp.no_logging && main_rank) {
             ftl_table_row(line, sizeof line, cols.names, cells, cols.k);
-            printf("%s\n", line);
-            fflush(stdout);
+            ftl_table_emit(line, cols.names, cells, cols.k);
         }
         if (fl.has[EV_AFTER_EPOCH]) {
             lua_createtable(L, nv, 0);
@@ -1449,7 +1447,7 @@ static int l_core_fit(lua_State *L) {
     memcpy(msg, fs->err, sizeof msg);
     fs_clear(fs);
     ftm_set_training(ln->model, 0);
-    if (ftl_interrupted()) ftl_interrupt_clear();
+    if (ftl_interrupted()) ftl_interrupt_handled();
     push_recorder(L, ln, 2);
     if (failed) return luaL_error(L, "%s", msg);
     return 0;

@@ -1,4 +1,4 @@
-/* lr_find.h: fastai's learning-rate finder (spec section 1): the exponential sweep, the stop
+/* lr_find.h: fastai's learning-rate finder (callback/schedule.py): the exponential sweep, the stop
  * rule and the four suggestions (minimum, steep, valley, slide).
  *
  * fastai turns the recorded lrs and smoothed losses into float32 tensors before suggesting,

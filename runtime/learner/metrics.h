@@ -1,5 +1,5 @@
 /* metrics.h: fastai's metrics, their accumulators and LabelSmoothingCrossEntropy over shim
- * tensors (spec sections 6 and 8).
+ * tensors (fastai's metrics.py, losses.py).
  *
  * Targets are class indices, 0-based int64 (the shim's convention; the Lua bindings take
  * 1-based ones). Metric results are 0-dim float32 tensors, as fastai's. The accumulators keep

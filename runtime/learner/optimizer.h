@@ -1,4 +1,4 @@
-/* optimizer.h: fastai's Adam over shim tensors (spec sections 4 and 5), and in-memory
+/* optimizer.h: fastai's Adam over shim tensors (fastai's optimizer.py), and in-memory
  * snapshots of its state and of tensor lists (what lr_find needs to restore exactly).
  *
  * Per parameter with a gradient, using its group's hypers, in this order:

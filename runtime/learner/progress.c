@@ -192,6 +192,17 @@ int ftl_table_row(char *buf, size_t n, const char *const *names, const ftl_cell 
     return (int)o.len;
 }
 
+const ftl_progress_hooks *ftl_progress_display;
+
+void ftl_table_emit(const char *line, const char *const *names, const ftl_cell *cells, int k) {
+    if (ftl_progress_display) {
+        ftl_progress_display->table(line, names, cells, k);
+        return;
+    }
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
 /* ---------------------------------------------------------------- CSVLogger */
 
 static int csv_line(ftl_csv *c, const char *line) {
@@ -294,17 +305,27 @@ static void draw(ftl_pbar *b, int val) {
     int chars = 0;
     ftl_pbar_text(b, val, buf, sizeof buf, &chars);
     if (chars > b->max_len) b->max_len = chars;
+    if (ftl_progress_display) {
+        ftl_progress_display->bar(b, val, buf + 1);
+        return;
+    }
     if (!b->display) return;
     fputs(buf, b->out);
     fputc('\r', b->out);
     fflush(b->out);
 }
 
+/* Blank the whole bar, prefix included: whatever is printed next starts on an empty line, so a
+ * shorter line ("[93.38s]", a prompt) leaves no "2 :" of "Epoch 2/2 :" behind. */
 static void clear(ftl_pbar *b) {
     b->done = 1;
+    if (ftl_progress_display) {
+        ftl_progress_display->bar(b, b->last_v, NULL);
+        return;
+    }
     if (!b->display) return;
-    fprintf(b->out, "\r%s", b->prefix);
-    for (int i = 1 + text_len(b->prefix); i < b->max_len; i++) fputc(' ', b->out);
+    fputc('\r', b->out);
+    for (int i = 1; i < b->max_len; i++) fputc(' ', b->out); /* max_len counts the '\r' */
     fputc('\r', b->out);
     fflush(b->out);
 }

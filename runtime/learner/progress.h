@@ -1,4 +1,4 @@
-/* progress.h: what a fit prints, as fastprogress's console mode does (spec section 9): the
+/* progress.h: what a fit prints, as fastprogress's console mode does (callback/progress.py): the
  * epoch table, the live batch bar, format_time; and CSVLogger's file. Pure C (stdio).
  *
  * The table goes to stdout whether or not it is a terminal. The bar is drawn only on a
@@ -78,5 +78,20 @@ void ftl_pbar_finish(ftl_pbar *b);
 /* The text one redraw writes, "\r" + prefix + " |" + bar + "| " + text, and its length in
  * characters (the bar's blocks are 3 bytes each). For tests. */
 int ftl_pbar_text(ftl_pbar *b, int val, char *buf, size_t n, int *chars);
+
+/* A front end that shows progress itself (the Jupyter kernel: an HTML table that grows, a bar
+ * updated in place) sets this; the library never calls the host otherwise. While it is set
+ * the table and the bar are handed to it instead of printed. */
+typedef struct {
+    /* a redraw of the bar after val batches (text as ftl_pbar_text, without the '\r'), or
+     * text NULL when its loop ended */
+    void (*bar)(const ftl_pbar *b, int val, const char *text);
+    /* a table line: the header when cells is NULL, else an epoch's row */
+    void (*table)(const char *line, const char *const *names, const ftl_cell *cells, int k);
+} ftl_progress_hooks;
+extern const ftl_progress_hooks *ftl_progress_display;
+
+/* Prints a table line to stdout (and flushes), or hands it to ftl_progress_display. */
+void ftl_table_emit(const char *line, const char *const *names, const ftl_cell *cells, int k);
 
 #endif /* FTL_PROGRESS_H */

@@ -1,4 +1,4 @@
-/* schedule.h: fastai's hyper-parameter schedules and the per-group lr rule (spec section 2).
+/* schedule.h: fastai's hyper-parameter schedules and the per-group lr rule (callback/schedule.py).
  * Pure C: no Lua, no libtorch.
  *
  * A schedule maps training progress pos in [0, 1) to one value per parameter group. fastai

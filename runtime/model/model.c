@@ -13,10 +13,13 @@
  * has state_dict/load_state_dict/to and the parameter groups; model_print.c the printout;
  * lua/ftlua/model_zoo.lua the zoo's weights, fastai's head and create_cnn_model.
  */
+#include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "host.h"
 #include "model/model.h"
 
 #define FTL_MODULE_MT "ftlua.Module"
@@ -718,13 +721,55 @@ static int block(lua_State *L, int basic) {
 static int nn_basic_block(lua_State *L) { return block(L, 1); }
 static int nn_bottleneck(lua_State *L) { return block(L, 0); }
 
-static int by_name(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+typedef struct {
+    const char *name;
+    size_t at; /* where the definition names it; SIZE_MAX when not found */
+} child_pos;
+
+static int by_position(const void *a, const void *b) {
+    const child_pos *x = a, *y = b;
+    if (x->at != y->at) return x->at < y->at ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Where `name = ` first appears as a key in text (not after '.', ':' or a name character). */
+static size_t key_position(const char *text, size_t len, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), name, n)) != NULL; p++) {
+        char before = p > text ? p[-1] : ' ';
+        if (isalnum((unsigned char)before) || strchr("_.:'\"", before)) continue;
+        const char *q = p + n;
+        while (q < text + len && (*q == ' ' || *q == '\t')) q++;
+        if (q + 1 < text + len && q[0] == '=' && q[1] != '=') return (size_t)(p - text);
+    }
+    return SIZE_MAX;
+}
+
+/* A Lua table forgets the order of its keys, but PyTorch registers children in the order the
+ * definition lists them, and prints them so. So the caller's source is read from the line of the
+ * call on (host.h), and each child goes where its "name =" first appears; names not found there
+ * (a definition built elsewhere) come last, by name. */
+static void definition_order(lua_State *L, child_pos *c, int n) {
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 &&
+        ftl_push_chunk_source(L, ar.source)) {
+        size_t len;
+        const char *text = lua_tolstring(L, -1, &len);
+        for (int line = 1; line < ar.currentline; line++) {
+            const char *nl = memchr(text, '\n', len);
+            if (!nl) { len = 0; break; }
+            len -= (size_t)(nl + 1 - text);
+            text = nl + 1;
+        }
+        for (int i = 0; i < n; i++) c[i].at = key_position(text, len, c[i].name);
+        lua_pop(L, 1);
+    }
+    qsort(c, (size_t)n, sizeof *c, by_position);
 }
 
 /* Module([type,] {forward = function(self, x) ... end, name = child, ..., other fields})
- * Module-valued fields become children, in the order of their names; the rest (forward
- * included) stay Lua fields of the module, reachable as self.field. */
+ * Module-valued fields become children, in the order the definition lists them; the rest
+ * (forward included) stay Lua fields of the module, reachable as self.field. */
 static int nn_module(lua_State *L) {
     const char *type = "Module";
     int def = 1;
@@ -754,18 +799,18 @@ static int nn_module(lua_State *L) {
             lua_rawset(L, def + 2);
         }
     }
-    const char **names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nchild ? nchild : 1), 0);
+    child_pos *names = lua_newuserdatauv(L, sizeof(child_pos) * (size_t)(nchild ? nchild : 1), 0);
     int n = 0;
     lua_pushnil(L);
     while (lua_next(L, def)) {
-        if (ftl_to_module(L, -1)) names[n++] = lua_tostring(L, -2); /* anchored by def */
+        if (ftl_to_module(L, -1)) names[n++] = (child_pos){lua_tostring(L, -2), SIZE_MAX}; /* anchored by def */
         lua_pop(L, 1);
     }
-    qsort(names, (size_t)n, sizeof *names, by_name);
+    definition_order(L, names, n);
     for (int i = 0; i < n; i++) {
-        lua_getfield(L, def, names[i]);
-        if (strchr(names[i], '.')) return luaL_error(L, "Module: child name '%s' has a '.'", names[i]);
-        if (ftm_add_child(ud->m, names[i], ftl_to_module(L, -1)) != 0)
+        lua_getfield(L, def, names[i].name);
+        if (strchr(names[i].name, '.')) return luaL_error(L, "Module: child name '%s' has a '.'", names[i].name);
+        if (ftm_add_child(ud->m, names[i].name, ftl_to_module(L, -1)) != 0)
             return luaL_error(L, "Module: %s", ftm_error());
         lua_pop(L, 1);
     }
@@ -898,7 +943,12 @@ static const luaL_Reg nn_funcs[] = {
 };
 
 /* Returns {nn = ..., models = ..., create_cnn_model = ..., create_head = ...}. */
+static void unref_module(lua_State *L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
+
 int luaopen_ftlua_model(lua_State *L) {
+    static const ftm_lua_callbacks lua_side = {ftl_forget_param, unref_module,
+                                               ftl_model_lua_forward};
+    ftm_set_lua_callbacks(&lua_side); /* module.c's way into Lua */
     lua_newtable(L); /* the weak cache */
     lua_newtable(L);
     lua_pushliteral(L, "v");

@@ -80,7 +80,7 @@ struct ftm_module {
 
 /* The last error of a constructor that returned NULL (thread-local). */
 const char *ftm_error(void);
-void ftm_set_error(const char *fmt, ...);
+void ftm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* New modules have one reference, owned by the caller. NULL on failure (see ftm_error). */
 ftm_module *ftm_new(ftm_kind kind, const char *type);
@@ -130,6 +130,17 @@ typedef struct {
     char msg[1024];
 } ftm_ctx;
 ft_status ftm_forward(ftm_ctx *c, ftm_module *m, const ft_tensor *x, ft_tensor **out);
+
+/* What the C core needs from the Lua side, which model.c installs (luaopen_ftlua_model): forget
+ * a freed parameter's cached Lua tensor, drop a Lua-defined module's registry reference, run its
+ * Lua forward. module.c calls no Lua code of its own; with nothing installed, a Lua-defined
+ * module refuses to run. */
+typedef struct {
+    void (*forget_param)(lua_State *L, ft_tensor *h);
+    void (*unref)(lua_State *L, int ref);
+    ft_status (*lua_forward)(ftm_ctx *c, ftm_module *m, const ft_tensor *x, ft_tensor **out);
+} ftm_lua_callbacks;
+void ftm_set_lua_callbacks(const ftm_lua_callbacks *cb);
 
 /* Visits every parameter (and buffer, when buffers is set) below m in torch's order: a
  * module's own tensors first, then its children's. name is the full dotted name. A visitor

@@ -59,7 +59,7 @@ static const char *kind_name(const ftm_module *m) {
 static const char *where(const char *path) { return path[0] ? path : "(the model itself)"; }
 
 /* A Lua error without a position: load_learner puts these behind its own prefix. */
-static int raise(lua_State *L, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int raise(lua_State *L, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);
@@ -205,9 +205,12 @@ typedef struct {
     const char *path;
 } reader;
 
-static int bad(reader *r, const char *fmt, const char *k, const char *what) {
+__attribute__((format(printf, 2, 3))) static int bad(reader *r, const char *fmt, ...) {
     char msg[1200];
-    snprintf(msg, sizeof msg, fmt, k, what);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     return raise(r->L, "from_description: node '%s': %s", where(r->path), msg);
 }
 

@@ -8,7 +8,10 @@
  *   11,689,512 params: 11,689,512 trainable, 0 frozen
  *
  * A module's count covers its whole tree; "N frozen" is added when some of it does not
- * require grad. Flatten's dims are shown 1-based, as ft.nn.Flatten takes them.
+ * require grad. Every index shown is the one a user types (docs/repl.md): the children of a
+ * Sequential are [1], [2], ... as m[1] reaches them (their names, and so the state dict's keys,
+ * stay torchvision's "0", "1", ...), and Flatten shows its 1-based dims the way
+ * nn.Flatten(2, -1) takes them.
  */
 #include <stdio.h>
 #include <string.h>
@@ -104,8 +107,8 @@ static void extra(char *s, size_t len, const ftm_module *m) {
         pair(a, sizeof a, m->size, m->size_is_pair);
         snprintf(s, len, "output_size=%s", a);
         break;
-    case FTM_FLATTEN:
-        snprintf(s, len, "start_dim=%d, end_dim=%d", m->start_dim >= 0 ? m->start_dim + 1 : m->start_dim,
+    case FTM_FLATTEN: /* not "start_dim=": that reads as PyTorch's 0-based dims */
+        snprintf(s, len, "%d, %d", m->start_dim >= 0 ? m->start_dim + 1 : m->start_dim,
                  m->end_dim >= 0 ? m->end_dim + 1 : m->end_dim);
         break;
     case FTM_DROPOUT: snprintf(s, len, "p=%g, inplace=False", m->p); break;
@@ -119,6 +122,13 @@ static void extra(char *s, size_t len, const ftm_module *m) {
 
 static void indent(luaL_Buffer *b, int depth) {
     for (int i = 0; i < depth; i++) luaL_addstring(b, "  ");
+}
+
+/* A child reached by its position: named by it, "0", "1", ... (0-based, as in torchvision). */
+static int positional(const ftm_module *m, int i) {
+    char want[16];
+    snprintf(want, sizeof want, "%d", i);
+    return strcmp(m->children[i].name, want) == 0;
 }
 
 static void repr(luaL_Buffer *b, ftm_module *m, int depth) {
@@ -136,9 +146,15 @@ static void repr(luaL_Buffer *b, ftm_module *m, int depth) {
     for (int i = 0; i < m->nchildren; i++) {
         luaL_addchar(b, '\n');
         indent(b, depth + 1);
-        luaL_addchar(b, '(');
-        luaL_addstring(b, m->children[i].name);
-        luaL_addstring(b, "): ");
+        char label[32];
+        if (positional(m, i)) {
+            snprintf(label, sizeof label, "[%d]: ", i + 1);
+            luaL_addstring(b, label);
+        } else {
+            luaL_addchar(b, '(');
+            luaL_addstring(b, m->children[i].name);
+            luaL_addstring(b, "): ");
+        }
         repr(b, m->children[i].m, depth + 1);
     }
     luaL_addchar(b, '\n');

@@ -1,7 +1,7 @@
 /* module.c: the module tree in C: lifetime, children, parameters, and the forward of every
- * layer kind, all over the shim. No Lua code runs here, except the forward of a Lua-defined
- * module, which model.c runs protected (so a Lua error never longjmps over the handles this
- * file owns).
+ * layer kind, all over the shim. No Lua code runs here: what touches Lua (a Lua-defined
+ * module's forward, which model.c runs protected so a Lua error never longjmps over the
+ * handles this file owns) goes through the callbacks model.c installs (ftm_lua_callbacks).
  *
  * Initialisation follows torch.nn: Conv2d and Linear weights and biases uniform in
  * [-1/sqrt(fan_in), 1/sqrt(fan_in)] (kaiming_uniform_ with a = sqrt(5)); BatchNorm weight 1,
@@ -28,8 +28,11 @@ void ftm_set_error(const char *fmt, ...) {
     va_end(ap);
 }
 
-static void *fail(const char *fmt, const char *arg) {
-    ftm_set_error(fmt, arg);
+__attribute__((format(printf, 1, 2))) static void *fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
     return NULL;
 }
 
@@ -46,13 +49,17 @@ ftm_module *ftm_new(ftm_kind kind, const char *type) {
     return m;
 }
 
+static ftm_lua_callbacks lua_side; /* model.c's; all NULL until it installs them */
+
+void ftm_set_lua_callbacks(const ftm_lua_callbacks *cb) { lua_side = *cb; }
+
 void ftm_retain(ftm_module *m) {
     if (m) m->refs++;
 }
 
 static void free_slot(lua_State *L, ftm_slot *s) {
     if (!s->t) return;
-    if (L) ftl_forget_param(L, s->t);
+    if (L && lua_side.forget_param) lua_side.forget_param(L, s->t);
     ft_free(s->t);
     s->t = NULL;
 }
@@ -64,7 +71,7 @@ void ftm_release(lua_State *L, ftm_module *m) {
     for (int i = 0; i < m->nchildren; i++) ftm_release(L, m->children[i].m);
     free(m->children);
     free(m->split);
-    if (m->lua_ref != LUA_NOREF && L) luaL_unref(L, LUA_REGISTRYINDEX, m->lua_ref);
+    if (m->lua_ref != LUA_NOREF && L && lua_side.unref) lua_side.unref(L, m->lua_ref);
     free(m);
 }
 
@@ -494,8 +501,9 @@ ft_status ftm_forward(ftm_ctx *c, ftm_module *m, const ft_tensor *x, ft_tensor *
     case FTM_BASICBLOCK:
     case FTM_BOTTLENECK: st = block(c, m, x, &r); break;
     case FTM_LUA:
-        if (!c->L) return refuse(c, m, "a Lua-defined module needs a Lua state to run");
-        st = ftl_model_lua_forward(c, m, x, &r);
+        if (!c->L || !lua_side.lua_forward)
+            return refuse(c, m, "a Lua-defined module needs a Lua state to run");
+        st = lua_side.lua_forward(c, m, x, &r);
         break;
     default: return refuse(c, m, "unknown module kind");
     }

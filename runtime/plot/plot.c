@@ -18,8 +18,8 @@
 
 #include "ftlua.h"
 #include "plot/gnuplot.h"
+#include "base/hooks.h"
 #include "plot/plot_file.h"
-#include "report.h"
 
 #define FIG_MT "ftlua.PlotFigure"
 #define CURRENT_KEY "ftlua.plot.current"
@@ -445,7 +445,7 @@ static void finish(lua_State *L, plot_fig *f, luaL_Buffer *b, int to_stdout) {
     int rc = ftl_fig_commit(f->tmp, path, check, err, sizeof err);
     f->tmp[0] = f->drawing[0] = '\0';
     if (rc != 0) luaL_error(L, "ft.plot: %s", err);
-    if (kind == K_PNG || kind == K_SVG) ftl_report_publish(L, path);
+    if (kind == K_PNG || kind == K_SVG) ftl_figure_written(L, path); /* whole, at its path */
 }
 
 /* ---------------------------------------------------------------- plot */

@@ -175,7 +175,7 @@ void unflatten(const bucket &b, double scale) {
 
 extern "C" {
 
-int ft_dist_has_backend(ft_dist_backend b) {
+int ft_dist_has_backend(ft_dist_backend b) noexcept {
 #ifdef FT_HAVE_GLOO
     if (b == FT_DIST_GLOO) return 1;
 #endif
@@ -186,10 +186,10 @@ int ft_dist_has_backend(ft_dist_backend b) {
     return 0;
 }
 
-const char *ft_dist_backend_name(ft_dist_backend b) { return b == FT_DIST_NCCL ? "nccl" : "gloo"; }
+const char *ft_dist_backend_name(ft_dist_backend b) noexcept { return b == FT_DIST_NCCL ? "nccl" : "gloo"; }
 
 ft_status new_ft_dist(const char *addr, int port, int rank, int world, ft_dist_backend backend,
-                      int device, double timeout_s, ft_dist **out) {
+                      int device, double timeout_s, ft_dist **out) noexcept {
     std::unique_ptr<ft_dist> d(new (std::nothrow) ft_dist());
     if (!d) return ft_internal::set_error(FT_ERR_OOM, "dist: out of memory");
     d->addr = addr ? addr : "";
@@ -259,7 +259,7 @@ ft_status new_ft_dist(const char *addr, int port, int rank, int world, ft_dist_b
     return FT_OK;
 }
 
-void free_ft_dist(ft_dist *d) {
+void free_ft_dist(ft_dist *d) noexcept {
     if (!d) return;
     if (d->broken) return; // see ft_dist.h: left to the process exit
     try {
@@ -268,11 +268,11 @@ void free_ft_dist(ft_dist *d) {
     }
 }
 
-int ft_dist_rank(const ft_dist *d) { return d->rank; }
-int ft_dist_world(const ft_dist *d) { return d->world; }
+int ft_dist_rank(const ft_dist *d) noexcept { return d->rank; }
+int ft_dist_world(const ft_dist *d) noexcept { return d->world; }
 
 ft_status ft_dist_all_reduce_mean(ft_dist *d, ft_tensor *const *ts, int n, double weight,
-                                  int64_t bucket_bytes, double *total_weight) {
+                                  int64_t bucket_bytes, double *total_weight) noexcept {
     return guard_dist(d, "all_reduce", [&] {
         at::NoGradGuard no_grad;
         if (bucket_bytes <= 0) bucket_bytes = 25 << 20;
@@ -358,7 +358,7 @@ struct ft_dist_reducer {
 };
 
 ft_status new_ft_dist_reducer(ft_dist *d, ft_tensor *const *params, int n, int64_t bucket_bytes,
-                              ft_dist_reducer **out) {
+                              ft_dist_reducer **out) noexcept {
     std::unique_ptr<ft_dist_reducer> r(new (std::nothrow) ft_dist_reducer());
     if (!r) return ft_internal::set_error(FT_ERR_OOM, "dist: out of memory");
     ft_status st = guard_dist(d, "reducer", [&] {
@@ -402,7 +402,7 @@ ft_status new_ft_dist_reducer(ft_dist *d, ft_tensor *const *params, int n, int64
     return FT_OK;
 }
 
-void free_ft_dist_reducer(ft_dist_reducer *r) {
+void free_ft_dist_reducer(ft_dist_reducer *r) noexcept {
     if (!r) return;
     try {
         for (size_t i = 0; i < r->hooks.size(); i++) r->ps[i].remove_hook(r->hooks[i]);
@@ -414,9 +414,9 @@ void free_ft_dist_reducer(ft_dist_reducer *r) {
     delete r;
 }
 
-int ft_dist_reducer_buckets(const ft_dist_reducer *r) { return (int)r->buckets.size(); }
+int ft_dist_reducer_buckets(const ft_dist_reducer *r) noexcept { return (int)r->buckets.size(); }
 
-ft_status ft_dist_reducer_prepare(ft_dist_reducer *r, double weight) {
+ft_status ft_dist_reducer_prepare(ft_dist_reducer *r, double weight) noexcept {
     return guard_dist(r->d, "all_reduce", [&] {
         std::lock_guard<std::mutex> lock(r->mu);
         for (auto &b : r->buckets) {
@@ -431,7 +431,7 @@ ft_status ft_dist_reducer_prepare(ft_dist_reducer *r, double weight) {
     });
 }
 
-ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *total_weight) {
+ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *total_weight) noexcept {
     return guard_dist(r->d, "all_reduce", [&] {
         if (!loss) throw std::invalid_argument("NULL loss handle");
         std::lock_guard<std::mutex> lock(r->mu);
@@ -472,7 +472,7 @@ ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *to
     });
 }
 
-ft_status ft_dist_all_reduce(ft_dist *d, ft_tensor *t, ft_dist_op op) {
+ft_status ft_dist_all_reduce(ft_dist *d, ft_tensor *t, ft_dist_op op) noexcept {
     return guard_dist(d, "all_reduce", [&] {
         if (!t) throw std::invalid_argument("NULL tensor handle");
         at::NoGradGuard no_grad;
@@ -488,7 +488,7 @@ ft_status ft_dist_all_reduce(ft_dist *d, ft_tensor *t, ft_dist_op op) {
     });
 }
 
-ft_status ft_dist_all_reduce_doubles(ft_dist *d, double *v, int n, ft_dist_op op) {
+ft_status ft_dist_all_reduce_doubles(ft_dist *d, double *v, int n, ft_dist_op op) noexcept {
     return guard_dist(d, "all_reduce", [&] {
         if (n <= 0) return;
         at::Tensor x = at::from_blob(v, {n}, at::kDouble).clone();
@@ -506,7 +506,7 @@ ft_status ft_dist_all_reduce_doubles(ft_dist *d, double *v, int n, ft_dist_op op
     });
 }
 
-ft_status ft_dist_broadcast(ft_dist *d, ft_tensor *const *ts, int n, int root) {
+ft_status ft_dist_broadcast(ft_dist *d, ft_tensor *const *ts, int n, int root) noexcept {
     return guard_dist(d, "broadcast", [&] {
         if (root < 0 || root >= d->world) throw std::invalid_argument("root rank out of range");
         at::NoGradGuard no_grad;
@@ -525,7 +525,7 @@ ft_status ft_dist_broadcast(ft_dist *d, ft_tensor *const *ts, int n, int root) {
     });
 }
 
-ft_status ft_dist_broadcast_bytes(ft_dist *d, void *buf, size_t nbytes, int root) {
+ft_status ft_dist_broadcast_bytes(ft_dist *d, void *buf, size_t nbytes, int root) noexcept {
     return guard_dist(d, "broadcast", [&] {
         if (root < 0 || root >= d->world) throw std::invalid_argument("root rank out of range");
         if (nbytes == 0) return;
@@ -544,7 +544,7 @@ ft_status ft_dist_broadcast_bytes(ft_dist *d, void *buf, size_t nbytes, int root
     });
 }
 
-ft_status ft_dist_barrier(ft_dist *d) {
+ft_status ft_dist_barrier(ft_dist *d) noexcept {
     return guard_dist(d, "barrier", [&] {
         c10::intrusive_ptr<c10d::Work> wk;
         with_pg(d, [&](auto &pg) { wk = pg.barrier(); });

@@ -17,6 +17,8 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/nn/init.h>
 #include <torch/version.h>
@@ -137,24 +139,22 @@ void put2(ft_tensor **a, ft_tensor **b, const std::tuple<at::Tensor, at::Tensor>
 
 // ---------------------------------------------------------------- dtypes, devices, shapes
 
-struct dtype_info {
-    at::ScalarType st;
-    const char *name;
-    size_t size;
-    int floating;
+// Indexed by ft_dtype (io/dtype.h, which also has the names and sizes); keep the enum's order.
+const at::ScalarType kScalarTypes[FT_NDTYPES] = {
+    at::kFloat, at::kDouble, at::kHalf, at::kBFloat16, at::kLong,
+    at::kInt,   at::kShort,  at::kChar, at::kByte,     at::kBool,
 };
 
-// Indexed by ft_dtype; keep in the enum's order.
-const dtype_info kDtypes[FT_NDTYPES] = {
-    {at::kFloat, "float32", 4, 1}, {at::kDouble, "float64", 8, 1}, {at::kHalf, "float16", 2, 1},
-    {at::kBFloat16, "bfloat16", 2, 1}, {at::kLong, "int64", 8, 0},  {at::kInt, "int32", 4, 0},
-    {at::kShort, "int16", 2, 0},     {at::kChar, "int8", 1, 0},    {at::kByte, "uint8", 1, 0},
-    {at::kBool, "bool", 1, 0},
-};
+// The one reverse lookup: FT_NDTYPES when s is not one of ours (e.g. complex).
+ft_dtype dtype_of(at::ScalarType s) {
+    for (int i = 0; i < FT_NDTYPES; i++)
+        if (kScalarTypes[i] == s) return (ft_dtype)i;
+    return FT_NDTYPES;
+}
 
 at::ScalarType st(int d) {
     if (d < 0 || d >= FT_NDTYPES) bad_arg("dtype", "dtype", d);
-    return kDtypes[d].st;
+    return kScalarTypes[d];
 }
 
 at::Device dev(int d) {
@@ -189,7 +189,8 @@ at::IntArrayRef pair(const int64_t *p, const char *what) {
 // A Lua number as a Python-like scalar: integral values stay integers, so int64 + 1 stays int64
 // and float32 + 1 stays float32, while 0.5 promotes an integer tensor to the default float type.
 at::Scalar lua_scalar(double v) {
-    if (v == (double)(int64_t)v && v >= -9.2e18 && v <= 9.2e18) return at::Scalar((int64_t)v);
+    // Range first: converting 1e300, inf or NaN to int64 is undefined behaviour.
+    if (v >= -9.2e18 && v <= 9.2e18 && v == (double)(int64_t)v) return at::Scalar((int64_t)v);
     return at::Scalar(v);
 }
 
@@ -197,8 +198,8 @@ at::Scalar lua_scalar(double v) {
 // tensor-tensor table serve ops that have no Scalar overload (maximum, atan2, logical_and, ...).
 at::Tensor wrapped(double v) {
     at::Scalar s = lua_scalar(v);
-    at::Tensor w = at::scalar_tensor(s, at::TensorOptions().dtype(s.isIntegral(false) ? at::kLong
-                                                                                    : at::kDouble));
+    at::Tensor w = at::scalar_tensor(
+        s, at::TensorOptions().dtype(s.isIntegral(false) ? at::kLong : at::kDouble));
     w.unsafeGetTensorImpl()->set_wrapped_number(true);
     return w;
 }
@@ -255,6 +256,7 @@ void binop_(int op, const at::Tensor &a, const at::Tensor &b) {
 }
 
 // Unary ops that are a plain method with an in-place twin: X(enum, method).
+// clang-format off
 #define FT_SIMPLE_UNOPS(X)                                                                         \
     X(FT_NEG, neg) X(FT_ABS, abs) X(FT_EXP, exp) X(FT_LOG, log) X(FT_LOG2, log2)                   \
     X(FT_LOG1P, log1p) X(FT_EXPM1, expm1) X(FT_SQRT, sqrt) X(FT_RSQRT, rsqrt) X(FT_SIN, sin)       \
@@ -262,6 +264,7 @@ void binop_(int op, const at::Tensor &a, const at::Tensor &b) {
     X(FT_FLOOR, floor) X(FT_CEIL, ceil) X(FT_ROUND, round) X(FT_TRUNC, trunc) X(FT_SIGN, sign)     \
     X(FT_RECIPROCAL, reciprocal) X(FT_SQUARE, square) X(FT_LOGICAL_NOT, logical_not)               \
     X(FT_ERF, erf)
+// clang-format on
 
 at::Tensor unop(int op, const at::Tensor &a) {
     switch (op) {
@@ -356,26 +359,32 @@ extern "C" {
 
 // ---------------------------------------------------------------- errors and dtypes
 
-const char *ft_last_error(void) { return g_err; }
-
-const char *ft_dtype_name(ft_dtype d) {
-    int i = E(d);
-    return (i >= 0 && i < FT_NDTYPES) ? kDtypes[i].name : "unknown";
-}
-size_t ft_dtype_size(ft_dtype d) {
-    int i = E(d);
-    return (i >= 0 && i < FT_NDTYPES) ? kDtypes[i].size : 0;
-}
-int ft_dtype_is_floating(ft_dtype d) {
-    int i = E(d);
-    return (i >= 0 && i < FT_NDTYPES) ? kDtypes[i].floating : 0;
-}
+const char *ft_last_error(void) noexcept { return g_err; }
 
 // ---------------------------------------------------------------- runtime
 
-const char *ft_torch_version(void) { return TORCH_VERSION; }
+// The version of the libtorch actually loaded (its build settings say TORCH_VERSION=...), not
+// that of the headers we compiled against; the headers' when the library does not say.
+const char *ft_torch_version(void) noexcept {
+    static char version[32];
+    if (version[0]) return version;
+    snprintf(version, sizeof version, "%s", TORCH_VERSION);
+    try {
+        std::string config = at::show_config();
+        size_t at = config.find("TORCH_VERSION=");
+        if (at != std::string::npos) {
+            at += strlen("TORCH_VERSION=");
+            size_t end = config.find_first_of(", \n", at);
+            std::string v =
+                config.substr(at, end == std::string::npos ? std::string::npos : end - at);
+            if (!v.empty() && v.size() < sizeof version)
+                snprintf(version, sizeof version, "%s", v.c_str());
+        }
+    } catch (...) {}
+    return version;
+}
 
-int ft_cuda_available(void) {
+int ft_cuda_available(void) noexcept {
     try {
         return torch::cuda::is_available() ? 1 : 0;
     } catch (...) {
@@ -383,7 +392,7 @@ int ft_cuda_available(void) {
     }
 }
 
-int ft_cuda_device_count(void) {
+int ft_cuda_device_count(void) noexcept {
     try {
         return (int)torch::cuda::device_count();
     } catch (...) {
@@ -391,25 +400,25 @@ int ft_cuda_device_count(void) {
     }
 }
 
-int ft_default_device(void) { return ft_cuda_available() ? 0 : FT_CPU; }
+int ft_default_device(void) noexcept { return ft_cuda_available() ? 0 : FT_CPU; }
 
 // at::manual_seed seeds the CPU generator and, when CUDA is present, every CUDA device.
-ft_status ft_manual_seed(uint64_t seed) {
+ft_status ft_manual_seed(uint64_t seed) noexcept {
     return guard([&] { at::manual_seed(seed); });
 }
 
-ft_status ft_set_num_threads(int n) {
+ft_status ft_set_num_threads(int n) noexcept {
     return guard([&] {
         if (n < 1) bad_arg("set_num_threads", "thread count", n);
         at::set_num_threads(n);
     });
 }
 
-int ft_get_num_threads(void) { return at::get_num_threads(); }
-int ft_grad_enabled(void) { return at::GradMode::is_enabled() ? 1 : 0; }
-void ft_set_grad_enabled(int enabled) { at::GradMode::set_enabled(enabled != 0); }
+int ft_get_num_threads(void) noexcept { return at::get_num_threads(); }
+int ft_grad_enabled(void) noexcept { return at::GradMode::is_enabled() ? 1 : 0; }
+void ft_set_grad_enabled(int enabled) noexcept { at::GradMode::set_enabled(enabled != 0); }
 
-ft_status ft_synchronize(int device) {
+ft_status ft_synchronize(int device) noexcept {
     return guard([&] {
         if (device == FT_CPU) return;
         dev(device); // validates the index
@@ -419,9 +428,9 @@ ft_status ft_synchronize(int device) {
 
 // ---------------------------------------------------------------- lifetime
 
-void ft_free(ft_tensor *t) { delete t; }
+void ft_free(ft_tensor *t) noexcept { delete t; }
 
-ft_status ft_shallow_copy(const ft_tensor *t, ft_tensor **out) {
+ft_status ft_shallow_copy(const ft_tensor *t, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t)); });
 }
 
@@ -429,54 +438,50 @@ ft_status ft_shallow_copy(const ft_tensor *t, ft_tensor **out) {
 // These cannot fail on a valid handle; on NULL/undefined handles or bad dims they return
 // 0 (or -1 for sizes and strides) instead of throwing.
 
-int ft_defined(const ft_tensor *t) { return t && t->t.defined(); }
-int ft_dim(const ft_tensor *t) { return ft_defined(t) ? (int)t->t.dim() : 0; }
+int ft_defined(const ft_tensor *t) noexcept { return t && t->t.defined(); }
+int ft_dim(const ft_tensor *t) noexcept { return ft_defined(t) ? (int)t->t.dim() : 0; }
 
-int64_t ft_size(const ft_tensor *t, int dim) {
+int64_t ft_size(const ft_tensor *t, int dim) noexcept {
     return (dim >= 0 && dim < ft_dim(t)) ? t->t.sizes()[dim] : -1;
 }
-int64_t ft_stride(const ft_tensor *t, int dim) {
+int64_t ft_stride(const ft_tensor *t, int dim) noexcept {
     return (dim >= 0 && dim < ft_dim(t)) ? t->t.strides()[dim] : -1;
 }
-int64_t ft_numel(const ft_tensor *t) { return ft_defined(t) ? t->t.numel() : 0; }
-int64_t ft_storage_offset(const ft_tensor *t) {
+int64_t ft_numel(const ft_tensor *t) noexcept { return ft_defined(t) ? t->t.numel() : 0; }
+int64_t ft_storage_offset(const ft_tensor *t) noexcept {
     return ft_defined(t) ? t->t.storage_offset() : 0;
 }
 
-ft_dtype ft_get_dtype(const ft_tensor *t) {
-    if (ft_defined(t)) {
-        at::ScalarType s = t->t.scalar_type();
-        for (int i = 0; i < FT_NDTYPES; i++)
-            if (kDtypes[i].st == s) return (ft_dtype)i;
-    }
-    return FT_NDTYPES; // not one of ours (e.g. complex): callers treat as unknown
+ft_dtype ft_get_dtype(const ft_tensor *t) noexcept {
+    // FT_NDTYPES when not one of ours (e.g. complex): callers treat it as unknown.
+    return ft_defined(t) ? dtype_of(t->t.scalar_type()) : FT_NDTYPES;
 }
 
-int ft_device(const ft_tensor *t) {
+int ft_device(const ft_tensor *t) noexcept {
     if (!ft_defined(t) || !t->t.is_cuda()) return FT_CPU;
     return t->t.device().index();
 }
 
-int ft_is_contiguous(const ft_tensor *t) { return ft_defined(t) && t->t.is_contiguous(); }
-int ft_requires_grad(const ft_tensor *t) { return ft_defined(t) && t->t.requires_grad(); }
-int ft_is_leaf(const ft_tensor *t) { return ft_defined(t) && t->t.is_leaf(); }
+int ft_is_contiguous(const ft_tensor *t) noexcept { return ft_defined(t) && t->t.is_contiguous(); }
+int ft_requires_grad(const ft_tensor *t) noexcept { return ft_defined(t) && t->t.requires_grad(); }
+int ft_is_leaf(const ft_tensor *t) noexcept { return ft_defined(t) && t->t.is_leaf(); }
 
-size_t ft_storage_nbytes(const ft_tensor *t) {
+size_t ft_storage_nbytes(const ft_tensor *t) noexcept {
     return (ft_defined(t) && t->t.has_storage()) ? t->t.storage().nbytes() : 0;
 }
 
 // The StorageImpl is shared by every view of a tensor, so its address identifies the storage.
-const void *ft_storage_id(const ft_tensor *t) {
+const void *ft_storage_id(const ft_tensor *t) noexcept {
     return (ft_defined(t) && t->t.has_storage()) ? t->t.storage().unsafeGetStorageImpl() : nullptr;
 }
 
 // ---------------------------------------------------------------- creation
 
 ft_status ft_from_data(const void *data, ft_dtype dtype, const int64_t *shape, int ndim,
-                       ft_tensor **out) {
+                       ft_tensor **out) noexcept {
     return guard([&] {
         at::Tensor r = at::empty(shape_ref(shape, ndim), opts(E(dtype), FT_CPU));
-        size_t nbytes = (size_t)r.numel() * kDtypes[E(dtype)].size;
+        size_t nbytes = (size_t)r.numel() * ft_dtype_size(dtype);
         if (nbytes > 0) {
             if (!data) throw std::invalid_argument("from_data: NULL data");
             // memcpy rather than from_blob: the source may not be aligned for its dtype.
@@ -486,38 +491,40 @@ ft_status ft_from_data(const void *data, ft_dtype dtype, const int64_t *shape, i
     });
 }
 
-ft_status ft_empty(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) {
+ft_status ft_empty(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                   ft_tensor **out) noexcept {
     return guard([&] { put(out, at::empty(shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
 ft_status ft_full(const int64_t *shape, int ndim, double value, ft_dtype dtype, int device,
-                  ft_tensor **out) {
+                  ft_tensor **out) noexcept {
     return guard([&] {
         put(out, at::full(shape_ref(shape, ndim), at::Scalar(value), opts(E(dtype), device)));
     });
 }
 
-ft_status ft_rand(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) {
+ft_status ft_rand(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                  ft_tensor **out) noexcept {
     return guard([&] { put(out, at::rand(shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
-ft_status ft_randn(const int64_t *shape, int ndim, ft_dtype dtype, int device, ft_tensor **out) {
+ft_status ft_randn(const int64_t *shape, int ndim, ft_dtype dtype, int device,
+                   ft_tensor **out) noexcept {
     return guard([&] { put(out, at::randn(shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
 ft_status ft_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, ft_dtype dtype,
-                     int device, ft_tensor **out) {
-    return guard([&] {
-        put(out, at::randint(low, high, shape_ref(shape, ndim), opts(E(dtype), device)));
-    });
+                     int device, ft_tensor **out) noexcept {
+    return guard(
+        [&] { put(out, at::randint(low, high, shape_ref(shape, ndim), opts(E(dtype), device))); });
 }
 
-ft_status ft_randperm(int64_t n, int device, ft_tensor **out) {
+ft_status ft_randperm(int64_t n, int device, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::randperm(n, opts(FT_INT64, device))); });
 }
 
 ft_status ft_arange(double start, double end, double step, ft_dtype dtype, int device,
-                    ft_tensor **out) {
+                    ft_tensor **out) noexcept {
     return guard([&] {
         put(out, at::arange(at::Scalar(start), at::Scalar(end), at::Scalar(step),
                             opts(E(dtype), device)));
@@ -525,19 +532,19 @@ ft_status ft_arange(double start, double end, double step, ft_dtype dtype, int d
 }
 
 ft_status ft_linspace(double start, double end, int64_t steps, ft_dtype dtype, int device,
-                      ft_tensor **out) {
+                      ft_tensor **out) noexcept {
     return guard([&] {
         put(out, at::linspace(at::Scalar(start), at::Scalar(end), steps, opts(E(dtype), device)));
     });
 }
 
-ft_status ft_eye(int64_t n, ft_dtype dtype, int device, ft_tensor **out) {
+ft_status ft_eye(int64_t n, ft_dtype dtype, int device, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::eye(n, opts(E(dtype), device))); });
 }
 
 // ---------------------------------------------------------------- data out
 
-ft_status ft_copy_to_buffer(const ft_tensor *t, void *dst, size_t nbytes) {
+ft_status ft_copy_to_buffer(const ft_tensor *t, void *dst, size_t nbytes) noexcept {
     return guard([&] {
         const at::Tensor &a = T(t);
         size_t need = (size_t)a.numel() * a.element_size();
@@ -550,7 +557,7 @@ ft_status ft_copy_to_buffer(const ft_tensor *t, void *dst, size_t nbytes) {
     });
 }
 
-ft_status ft_copy_to_doubles(const ft_tensor *t, double *dst, int64_t n) {
+ft_status ft_copy_to_doubles(const ft_tensor *t, double *dst, int64_t n) noexcept {
     return guard([&] {
         const at::Tensor &a = T(t);
         if (n != a.numel()) bad_arg("copy_to_doubles", "element count", (long long)n);
@@ -561,7 +568,7 @@ ft_status ft_copy_to_doubles(const ft_tensor *t, double *dst, int64_t n) {
     });
 }
 
-ft_status ft_item(const ft_tensor *t, double *out) {
+ft_status ft_item(const ft_tensor *t, double *out) noexcept {
     return guard([&] {
         const at::Tensor &a = T(t);
         if (a.numel() != 1) bad_arg("item", "element count (need exactly 1)", a.numel());
@@ -573,19 +580,19 @@ ft_status ft_item(const ft_tensor *t, double *out) {
 // ---------------------------------------------------------------- conversion and copies
 
 // Like torch's .to(): returns the same tensor when dtype and device already match.
-ft_status ft_to(const ft_tensor *t, ft_dtype dtype, int device, ft_tensor **out) {
+ft_status ft_to(const ft_tensor *t, ft_dtype dtype, int device, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).to(dev(device), st(E(dtype)))); });
 }
 
-ft_status ft_clone(const ft_tensor *t, ft_tensor **out) {
+ft_status ft_clone(const ft_tensor *t, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).clone()); });
 }
 
-ft_status ft_contiguous(const ft_tensor *t, ft_tensor **out) {
+ft_status ft_contiguous(const ft_tensor *t, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).contiguous()); });
 }
 
-ft_status ft_contiguous_channels_last(const ft_tensor *t, ft_tensor **out) {
+ft_status ft_contiguous_channels_last(const ft_tensor *t, ft_tensor **out) noexcept {
     return guard([&] {
         const at::Tensor &a = T(t);
         if (a.dim() != 4) bad_arg("contiguous_channels_last", "number of dims (need 4)", a.dim());
@@ -593,22 +600,22 @@ ft_status ft_contiguous_channels_last(const ft_tensor *t, ft_tensor **out) {
     });
 }
 
-ft_status ft_detach(const ft_tensor *t, ft_tensor **out) {
+ft_status ft_detach(const ft_tensor *t, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).detach()); });
 }
 
-ft_status ft_copy_(ft_tensor *dst, const ft_tensor *src) {
+ft_status ft_copy_(ft_tensor *dst, const ft_tensor *src) noexcept {
     return guard([&] { M(dst).copy_(T(src)); });
 }
 
-ft_status ft_fill_(ft_tensor *t, double value) {
+ft_status ft_fill_(ft_tensor *t, double value) noexcept {
     return guard([&] { M(t).fill_(lua_scalar(value)); });
 }
 
 // Pinned host memory only exists when CUDA does. Without CUDA (or for a tensor that is not on
 // the CPU) pinning is meaningless, so we return a new handle to the same tensor instead of an
 // error: callers can pin unconditionally.
-ft_status ft_pin_memory(const ft_tensor *t, ft_tensor **out) {
+ft_status ft_pin_memory(const ft_tensor *t, ft_tensor **out) noexcept {
     return guard([&] {
         const at::Tensor &a = T(t);
         if (!a.is_cpu() || !torch::cuda::is_available() || a.is_pinned())
@@ -620,118 +627,120 @@ ft_status ft_pin_memory(const ft_tensor *t, ft_tensor **out) {
 
 // ---------------------------------------------------------------- views and indexing
 
-ft_status ft_view(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) {
+ft_status ft_view(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).view(shape_ref(shape, ndim))); });
 }
 
-ft_status ft_reshape(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) {
+ft_status ft_reshape(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).reshape(shape_ref(shape, ndim))); });
 }
 
-ft_status ft_permute(const ft_tensor *t, const int64_t *dims, int ndim, ft_tensor **out) {
+ft_status ft_permute(const ft_tensor *t, const int64_t *dims, int ndim, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).permute(shape_ref(dims, ndim))); });
 }
 
-ft_status ft_transpose(const ft_tensor *t, int dim0, int dim1, ft_tensor **out) {
+ft_status ft_transpose(const ft_tensor *t, int dim0, int dim1, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).transpose((int64_t)dim0, (int64_t)dim1)); });
 }
 
-ft_status ft_narrow(const ft_tensor *t, int dim, int64_t start, int64_t length, ft_tensor **out) {
+ft_status ft_narrow(const ft_tensor *t, int dim, int64_t start, int64_t length,
+                    ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).narrow((int64_t)dim, start, length)); });
 }
 
-ft_status ft_select(const ft_tensor *t, int dim, int64_t index, ft_tensor **out) {
+ft_status ft_select(const ft_tensor *t, int dim, int64_t index, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).select((int64_t)dim, index)); });
 }
 
-ft_status ft_squeeze(const ft_tensor *t, int dim, ft_tensor **out) {
+ft_status ft_squeeze(const ft_tensor *t, int dim, ft_tensor **out) noexcept {
     return guard([&] { put(out, dim < 0 ? T(t).squeeze() : T(t).squeeze((int64_t)dim)); });
 }
 
-ft_status ft_unsqueeze(const ft_tensor *t, int dim, ft_tensor **out) {
+ft_status ft_unsqueeze(const ft_tensor *t, int dim, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).unsqueeze((int64_t)dim)); });
 }
 
-ft_status ft_expand(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) {
+ft_status ft_expand(const ft_tensor *t, const int64_t *shape, int ndim, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).expand(shape_ref(shape, ndim))); });
 }
 
-ft_status ft_flatten(const ft_tensor *t, int start_dim, int end_dim, ft_tensor **out) {
+ft_status ft_flatten(const ft_tensor *t, int start_dim, int end_dim, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).flatten((int64_t)start_dim, (int64_t)end_dim)); });
 }
 
-ft_status ft_index_select(const ft_tensor *t, int dim, const ft_tensor *index, ft_tensor **out) {
+ft_status ft_index_select(const ft_tensor *t, int dim, const ft_tensor *index,
+                          ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).index_select((int64_t)dim, T(index))); });
 }
 
-ft_status ft_masked_select(const ft_tensor *t, const ft_tensor *mask, ft_tensor **out) {
+ft_status ft_masked_select(const ft_tensor *t, const ft_tensor *mask, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).masked_select(T(mask))); });
 }
 
-ft_status ft_masked_fill_(ft_tensor *t, const ft_tensor *mask, double value) {
+ft_status ft_masked_fill_(ft_tensor *t, const ft_tensor *mask, double value) noexcept {
     return guard([&] { M(t).masked_fill_(T(mask), lua_scalar(value)); });
 }
 
-ft_status ft_gather(const ft_tensor *t, int dim, const ft_tensor *index, ft_tensor **out) {
+ft_status ft_gather(const ft_tensor *t, int dim, const ft_tensor *index, ft_tensor **out) noexcept {
     return guard([&] { put(out, T(t).gather((int64_t)dim, T(index))); });
 }
 
-ft_status ft_cat(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) {
+ft_status ft_cat(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::cat(tensor_list(ts, n), (int64_t)dim)); });
 }
 
-ft_status ft_stack(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) {
+ft_status ft_stack(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::stack(tensor_list(ts, n), (int64_t)dim)); });
 }
 
 // ---------------------------------------------------------------- elementwise maths
 
-ft_status ft_binary(ft_binop op, const ft_tensor *a, const ft_tensor *b, ft_tensor **out) {
+ft_status ft_binary(ft_binop op, const ft_tensor *a, const ft_tensor *b, ft_tensor **out) noexcept {
     return guard([&] { put(out, binop(E(op), T(a), T(b))); });
 }
 
-ft_status ft_binary_scalar(ft_binop op, const ft_tensor *a, double b, ft_tensor **out) {
+ft_status ft_binary_scalar(ft_binop op, const ft_tensor *a, double b, ft_tensor **out) noexcept {
     return guard([&] { put(out, binop(E(op), T(a), wrapped(b))); });
 }
 
-ft_status ft_scalar_binary(ft_binop op, double a, const ft_tensor *b, ft_tensor **out) {
+ft_status ft_scalar_binary(ft_binop op, double a, const ft_tensor *b, ft_tensor **out) noexcept {
     return guard([&] { put(out, binop(E(op), wrapped(a), T(b))); });
 }
 
-ft_status ft_binary_(ft_binop op, ft_tensor *a, const ft_tensor *b) {
+ft_status ft_binary_(ft_binop op, ft_tensor *a, const ft_tensor *b) noexcept {
     return guard([&] { binop_(E(op), M(a), T(b)); });
 }
 
-ft_status ft_binary_scalar_(ft_binop op, ft_tensor *a, double b) {
+ft_status ft_binary_scalar_(ft_binop op, ft_tensor *a, double b) noexcept {
     return guard([&] { binop_(E(op), M(a), wrapped(b)); });
 }
 
-ft_status ft_add_scaled_(ft_tensor *a, const ft_tensor *b, double alpha) {
+ft_status ft_add_scaled_(ft_tensor *a, const ft_tensor *b, double alpha) noexcept {
     return guard([&] { M(a).add_(T(b), lua_scalar(alpha)); });
 }
 
-ft_status ft_addcmul_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b, double value) {
+ft_status ft_addcmul_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b, double value) noexcept {
     return guard([&] { M(t).addcmul_(T(a), T(b), lua_scalar(value)); });
 }
 
-ft_status ft_addcdiv_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b, double value) {
+ft_status ft_addcdiv_(ft_tensor *t, const ft_tensor *a, const ft_tensor *b, double value) noexcept {
     return guard([&] { M(t).addcdiv_(T(a), T(b), lua_scalar(value)); });
 }
 
-ft_status ft_lerp_(ft_tensor *t, const ft_tensor *end, double weight) {
+ft_status ft_lerp_(ft_tensor *t, const ft_tensor *end, double weight) noexcept {
     return guard([&] { M(t).lerp_(T(end), at::Scalar(weight)); });
 }
 
-ft_status ft_unary(ft_unop op, const ft_tensor *a, ft_tensor **out) {
+ft_status ft_unary(ft_unop op, const ft_tensor *a, ft_tensor **out) noexcept {
     return guard([&] { put(out, unop(E(op), T(a))); });
 }
 
-ft_status ft_unary_(ft_unop op, ft_tensor *a) {
+ft_status ft_unary_(ft_unop op, ft_tensor *a) noexcept {
     return guard([&] { unop_(E(op), M(a)); });
 }
 
 ft_status ft_clamp(const ft_tensor *a, int has_min, double min, int has_max, double max,
-                   ft_tensor **out) {
+                   ft_tensor **out) noexcept {
     return guard([&] {
         if (!has_min && !has_max) throw std::invalid_argument("clamp: need a min or a max");
         // clamp_min then clamp_max equals torch.clamp, including min > max (all become max).
@@ -743,11 +752,12 @@ ft_status ft_clamp(const ft_tensor *a, int has_min, double min, int has_max, dou
 }
 
 ft_status ft_where(const ft_tensor *cond, const ft_tensor *a, const ft_tensor *b,
-                   ft_tensor **out) {
+                   ft_tensor **out) noexcept {
     return guard([&] { put(out, at::where(T(cond), T(a), T(b))); });
 }
 
-ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, double atol, int *out) {
+ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, double atol,
+                      int *out) noexcept {
     return guard([&] {
         bool r = at::allclose(T(a), T(b), rtol, atol);
         if (!out) throw std::invalid_argument("allclose: NULL out parameter");
@@ -755,7 +765,7 @@ ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, doubl
     });
 }
 
-ft_status ft_equal(const ft_tensor *a, const ft_tensor *b, int *out) {
+ft_status ft_equal(const ft_tensor *a, const ft_tensor *b, int *out) noexcept {
     return guard([&] {
         bool r = at::equal(T(a), T(b));
         if (!out) throw std::invalid_argument("equal: NULL out parameter");
@@ -765,48 +775,49 @@ ft_status ft_equal(const ft_tensor *a, const ft_tensor *b, int *out) {
 
 // ---------------------------------------------------------------- reductions
 
-ft_status ft_reduce_all(ft_reduceop op, const ft_tensor *a, ft_tensor **out) {
+ft_status ft_reduce_all(ft_reduceop op, const ft_tensor *a, ft_tensor **out) noexcept {
     return guard([&] { put(out, reduce_all(E(op), T(a))); });
 }
 
 ft_status ft_reduce_dim(ft_reduceop op, const ft_tensor *a, int dim, int keepdim,
-                        ft_tensor **out) {
+                        ft_tensor **out) noexcept {
     return guard([&] { put(out, reduce_dim(E(op), T(a), (int64_t)dim, keepdim != 0)); });
 }
 
 ft_status ft_topk(const ft_tensor *a, int64_t k, int dim, int largest, ft_tensor **values,
-                  ft_tensor **indices) {
+                  ft_tensor **indices) noexcept {
     return guard([&] {
         put2(values, indices, at::topk(T(a), k, (int64_t)dim, largest != 0, /*sorted=*/true));
     });
 }
 
 ft_status ft_sort(const ft_tensor *a, int dim, int descending, ft_tensor **values,
-                  ft_tensor **indices) {
+                  ft_tensor **indices) noexcept {
     return guard([&] { put2(values, indices, at::sort(T(a), (int64_t)dim, descending != 0)); });
 }
 
 // ---------------------------------------------------------------- linear algebra
 
-ft_status ft_matmul(const ft_tensor *a, const ft_tensor *b, ft_tensor **out) {
+ft_status ft_matmul(const ft_tensor *a, const ft_tensor *b, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::matmul(T(a), T(b))); });
 }
 
 // ---------------------------------------------------------------- random, in place
 
-ft_status ft_uniform_(ft_tensor *t, double low, double high) {
+ft_status ft_uniform_(ft_tensor *t, double low, double high) noexcept {
     return guard([&] { M(t).uniform_(low, high); });
 }
 
-ft_status ft_normal_(ft_tensor *t, double mean, double std) {
+ft_status ft_normal_(ft_tensor *t, double mean, double std) noexcept {
     return guard([&] { M(t).normal_(mean, std); });
 }
 
-ft_status ft_bernoulli(const ft_tensor *p, ft_tensor **out) {
+ft_status ft_bernoulli(const ft_tensor *p, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::bernoulli(T(p))); });
 }
 
-ft_status ft_kaiming_normal_(ft_tensor *t, double a, int fan_in_mode, int nonlinearity_relu) {
+ft_status ft_kaiming_normal_(ft_tensor *t, double a, int fan_in_mode,
+                             int nonlinearity_relu) noexcept {
     return guard([&] {
         // Assigning alternatives keeps us independent of c10::variant vs std::variant.
         torch::nn::init::FanModeType mode = torch::kFanIn;
@@ -821,7 +832,7 @@ ft_status ft_kaiming_normal_(ft_tensor *t, double a, int fan_in_mode, int nonlin
 
 ft_status ft_conv2d(const ft_tensor *x, const ft_tensor *weight, const ft_tensor *bias,
                     const int64_t stride[2], const int64_t padding[2], const int64_t dilation[2],
-                    int64_t groups, ft_tensor **out) {
+                    int64_t groups, ft_tensor **out) noexcept {
     return guard([&] {
         put(out, at::conv2d(T(x), T(weight), opt(bias), pair(stride, "stride"),
                             pair(padding, "padding"), pair(dilation, "dilation"), groups));
@@ -830,7 +841,7 @@ ft_status ft_conv2d(const ft_tensor *x, const ft_tensor *weight, const ft_tensor
 
 ft_status ft_batch_norm(const ft_tensor *x, const ft_tensor *weight, const ft_tensor *bias,
                         ft_tensor *running_mean, ft_tensor *running_var, int training,
-                        double momentum, double eps, ft_tensor **out) {
+                        double momentum, double eps, ft_tensor **out) noexcept {
     return guard([&] {
         // Running stats are updated in place through the shared TensorImpl.
         put(out, at::batch_norm(T(x), opt(weight), opt(bias), opt(running_mean), opt(running_var),
@@ -839,22 +850,21 @@ ft_status ft_batch_norm(const ft_tensor *x, const ft_tensor *weight, const ft_te
 }
 
 ft_status ft_linear(const ft_tensor *x, const ft_tensor *weight, const ft_tensor *bias,
-                    ft_tensor **out) {
+                    ft_tensor **out) noexcept {
     return guard([&] { put(out, at::linear(T(x), T(weight), opt(bias))); });
 }
 
 ft_status ft_max_pool2d(const ft_tensor *x, const int64_t kernel[2], const int64_t stride[2],
-                        const int64_t padding[2], int ceil_mode, ft_tensor **out) {
+                        const int64_t padding[2], int ceil_mode, ft_tensor **out) noexcept {
     return guard([&] {
         static const int64_t one[2] = {1, 1};
         put(out, at::max_pool2d(T(x), pair(kernel, "kernel"), pair(stride, "stride"),
-                                pair(padding, "padding"), at::IntArrayRef(one, 2),
-                                ceil_mode != 0));
+                                pair(padding, "padding"), at::IntArrayRef(one, 2), ceil_mode != 0));
     });
 }
 
 ft_status ft_avg_pool2d(const ft_tensor *x, const int64_t kernel[2], const int64_t stride[2],
-                        const int64_t padding[2], int ceil_mode, ft_tensor **out) {
+                        const int64_t padding[2], int ceil_mode, ft_tensor **out) noexcept {
     return guard([&] {
         put(out, at::avg_pool2d(T(x), pair(kernel, "kernel"), pair(stride, "stride"),
                                 pair(padding, "padding"), ceil_mode != 0,
@@ -862,40 +872,41 @@ ft_status ft_avg_pool2d(const ft_tensor *x, const int64_t kernel[2], const int64
     });
 }
 
-ft_status ft_adaptive_avg_pool2d(const ft_tensor *x, const int64_t out_hw[2], ft_tensor **out) {
+ft_status ft_adaptive_avg_pool2d(const ft_tensor *x, const int64_t out_hw[2],
+                                 ft_tensor **out) noexcept {
     return guard([&] { put(out, at::adaptive_avg_pool2d(T(x), pair(out_hw, "output size"))); });
 }
 
-ft_status ft_adaptive_max_pool2d(const ft_tensor *x, const int64_t out_hw[2], ft_tensor **out) {
-    return guard([&] {
-        put(out, std::get<0>(at::adaptive_max_pool2d(T(x), pair(out_hw, "output size"))));
-    });
+ft_status ft_adaptive_max_pool2d(const ft_tensor *x, const int64_t out_hw[2],
+                                 ft_tensor **out) noexcept {
+    return guard(
+        [&] { put(out, std::get<0>(at::adaptive_max_pool2d(T(x), pair(out_hw, "output size")))); });
 }
 
-ft_status ft_dropout(const ft_tensor *x, double p, int training, ft_tensor **out) {
+ft_status ft_dropout(const ft_tensor *x, double p, int training, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::dropout(T(x), p, training != 0)); });
 }
 
-ft_status ft_softmax(const ft_tensor *x, int dim, ft_tensor **out) {
+ft_status ft_softmax(const ft_tensor *x, int dim, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::softmax(T(x), (int64_t)dim)); });
 }
 
-ft_status ft_log_softmax(const ft_tensor *x, int dim, ft_tensor **out) {
+ft_status ft_log_softmax(const ft_tensor *x, int dim, ft_tensor **out) noexcept {
     return guard([&] { put(out, at::log_softmax(T(x), (int64_t)dim)); });
 }
 
 ft_status ft_cross_entropy(const ft_tensor *logits, const ft_tensor *target,
-                           const ft_tensor *weight, ft_reduction reduction,
-                           double label_smoothing, ft_tensor **out) {
+                           const ft_tensor *weight, ft_reduction reduction, double label_smoothing,
+                           ft_tensor **out) noexcept {
     return guard([&] {
-        put(out, at::cross_entropy_loss(T(logits), T(target), opt(weight),
-                                        check_reduction(E(reduction)), /*ignore_index=*/-100,
-                                        label_smoothing));
+        put(out,
+            at::cross_entropy_loss(T(logits), T(target), opt(weight), check_reduction(E(reduction)),
+                                   /*ignore_index=*/-100, label_smoothing));
     });
 }
 
 ft_status ft_nll_loss(const ft_tensor *logp, const ft_tensor *target, ft_reduction reduction,
-                      ft_tensor **out) {
+                      ft_tensor **out) noexcept {
     return guard([&] {
         put(out, at::nll_loss(T(logp), T(target), at::Tensor(), check_reduction(E(reduction)),
                               /*ignore_index=*/-100));
@@ -903,44 +914,43 @@ ft_status ft_nll_loss(const ft_tensor *logp, const ft_tensor *target, ft_reducti
 }
 
 ft_status ft_mse_loss(const ft_tensor *a, const ft_tensor *b, ft_reduction reduction,
-                      ft_tensor **out) {
+                      ft_tensor **out) noexcept {
     return guard([&] { put(out, at::mse_loss(T(a), T(b), check_reduction(E(reduction)))); });
 }
 
 ft_status ft_bce_with_logits(const ft_tensor *logits, const ft_tensor *target,
                              const ft_tensor *weight, const ft_tensor *pos_weight,
-                             ft_reduction reduction, ft_tensor **out) {
+                             ft_reduction reduction, ft_tensor **out) noexcept {
     return guard([&] {
-        put(out, at::binary_cross_entropy_with_logits(T(logits), T(target), opt(weight),
-                                                      opt(pos_weight),
-                                                      check_reduction(E(reduction))));
+        put(out,
+            at::binary_cross_entropy_with_logits(T(logits), T(target), opt(weight), opt(pos_weight),
+                                                 check_reduction(E(reduction))));
     });
 }
 
 ft_status ft_layer_norm(const ft_tensor *x, const int64_t *normalized_shape, int ndim,
                         const ft_tensor *weight, const ft_tensor *bias, double eps,
-                        ft_tensor **out) {
+                        ft_tensor **out) noexcept {
     return guard([&] {
-        put(out, at::layer_norm(T(x), shape_ref(normalized_shape, ndim), opt(weight), opt(bias),
-                                eps));
+        put(out,
+            at::layer_norm(T(x), shape_ref(normalized_shape, ndim), opt(weight), opt(bias), eps));
     });
 }
 
 // at::grid_sampler takes the same integer codes as our enums:
 // mode bilinear 0, nearest 1, bicubic 2; padding zeros 0, border 1, reflection 2.
 ft_status ft_grid_sample(const ft_tensor *x, const ft_tensor *grid, ft_interp mode,
-                         ft_padding_mode padding, int align_corners, ft_tensor **out) {
+                         ft_padding_mode padding, int align_corners, ft_tensor **out) noexcept {
     return guard([&] {
         int m = E(mode), p = E(padding);
         if (m < 0 || m > FT_INTERP_BICUBIC) bad_arg("grid_sample", "mode", m);
         if (p < 0 || p > FT_PAD_REFLECTION) bad_arg("grid_sample", "padding mode", p);
-        put(out, at::grid_sampler(T(x), T(grid), (int64_t)m, (int64_t)p,
-                                  align_corners != 0));
+        put(out, at::grid_sampler(T(x), T(grid), (int64_t)m, (int64_t)p, align_corners != 0));
     });
 }
 
 ft_status ft_affine_grid(const ft_tensor *theta, const int64_t size[4], int align_corners,
-                         ft_tensor **out) {
+                         ft_tensor **out) noexcept {
     return guard([&] {
         if (!size) throw std::invalid_argument("affine_grid: NULL size");
         put(out, at::affine_grid_generator(T(theta), at::IntArrayRef(size, 4), align_corners != 0));
@@ -950,7 +960,7 @@ ft_status ft_affine_grid(const ft_tensor *theta, const int64_t size[4], int alig
 // The same kernels F.interpolate(size=...) picks; antialias selects the _aa variants, which
 // only exist for bilinear and bicubic (nearest ignores the flag).
 ft_status ft_interpolate(const ft_tensor *x, const int64_t out_hw[2], ft_interp mode,
-                         int align_corners, int antialias, ft_tensor **out) {
+                         int align_corners, int antialias, ft_tensor **out) noexcept {
     return guard([&] {
         const at::Tensor &a = T(x);
         at::IntArrayRef hw = pair(out_hw, "output size");
@@ -974,11 +984,11 @@ ft_status ft_interpolate(const ft_tensor *x, const int64_t out_hw[2], ft_interp 
 
 // ---------------------------------------------------------------- autograd
 
-ft_status ft_set_requires_grad(ft_tensor *t, int requires_grad) {
+ft_status ft_set_requires_grad(ft_tensor *t, int requires_grad) noexcept {
     return guard([&] { M(t).set_requires_grad(requires_grad != 0); });
 }
 
-ft_status ft_grad(const ft_tensor *t, ft_tensor **out) {
+ft_status ft_grad(const ft_tensor *t, ft_tensor **out) noexcept {
     return guard([&] {
         if (!out) throw std::invalid_argument("grad: NULL out parameter");
         at::Tensor g = T(t).grad();
@@ -986,7 +996,7 @@ ft_status ft_grad(const ft_tensor *t, ft_tensor **out) {
     });
 }
 
-ft_status ft_set_grad(ft_tensor *t, const ft_tensor *grad) {
+ft_status ft_set_grad(ft_tensor *t, const ft_tensor *grad) noexcept {
     return guard([&] {
         at::Tensor &a = M(t);
         if (grad) {
@@ -1003,15 +1013,13 @@ ft_status ft_set_grad(ft_tensor *t, const ft_tensor *grad) {
     });
 }
 
-ft_status ft_backward(const ft_tensor *t, const ft_tensor *grad, int retain_graph) {
+ft_status ft_backward(const ft_tensor *t, const ft_tensor *grad, int retain_graph) noexcept {
     return guard([&] { T(t).backward(opt(grad), retain_graph != 0); });
 }
 
 } // extern "C"
 
 // ---------------------------------------------------------------- modules (runtime/model)
-
-#include <ATen/autocast_mode.h>
 
 // libtorch 2.4 replaced the per-device autocast functions (set_cpu_enabled,
 // set_autocast_cpu_dtype, ...) by ones taking a device type, and deprecated the old ones.
@@ -1054,17 +1062,11 @@ at::ScalarType autocast_dtype(bool cuda) {
 #endif
 }
 
-ft_dtype ft_dtype_of(at::ScalarType s) {
-    for (int i = 0; i < FT_NDTYPES; i++)
-        if (kDtypes[i].st == s) return (ft_dtype)i;
-    throw std::invalid_argument("autocast: unsupported dtype");
-}
-
 } // namespace
 
 extern "C" {
 
-ft_status ft_convert_(ft_tensor *t, int dtype, int device, int memory_format) {
+ft_status ft_convert_(ft_tensor *t, int dtype, int device, int memory_format) noexcept {
     return guard([&] {
         at::Tensor &a = M(t);
         if (memory_format < FT_KEEP_FORMAT || memory_format > FT_CHANNELS_LAST)
@@ -1087,7 +1089,7 @@ ft_status ft_convert_(ft_tensor *t, int dtype, int device, int memory_format) {
     });
 }
 
-ft_status ft_autocast_enter(int cuda, ft_dtype dtype, ft_autocast_state *saved) {
+ft_status ft_autocast_enter(int cuda, ft_dtype dtype, ft_autocast_state *saved) noexcept {
     return guard([&] {
         if (!saved) throw std::invalid_argument("autocast: NULL state");
         at::ScalarType s = st(E(dtype));
@@ -1095,15 +1097,16 @@ ft_status ft_autocast_enter(int cuda, ft_dtype dtype, ft_autocast_state *saved) 
             throw std::invalid_argument("autocast: dtype must be bfloat16 or float16");
         if (cuda && !torch::cuda::is_available())
             throw std::invalid_argument("autocast: CUDA is not available");
-        ft_autocast_state prev = {cuda != 0, autocast_on(cuda != 0) ? 1 : 0,
-                                  ft_dtype_of(autocast_dtype(cuda != 0))};
+        ft_dtype was = dtype_of(autocast_dtype(cuda != 0));
+        if (was == FT_NDTYPES) throw std::invalid_argument("autocast: unsupported dtype");
+        ft_autocast_state prev = {cuda != 0, autocast_on(cuda != 0) ? 1 : 0, was};
         autocast_set(cuda != 0, true, s);
         at::autocast::increment_nesting();
         *saved = prev;
     });
 }
 
-ft_status ft_autocast_exit(const ft_autocast_state *saved) {
+ft_status ft_autocast_exit(const ft_autocast_state *saved) noexcept {
     return guard([&] {
         if (!saved) throw std::invalid_argument("autocast: NULL state");
         // The cache holds the low-precision copies of weights made inside the region.
@@ -1112,7 +1115,7 @@ ft_status ft_autocast_exit(const ft_autocast_state *saved) {
     });
 }
 
-int ft_autocast_enabled(int cuda) {
+int ft_autocast_enabled(int cuda) noexcept {
     try {
         return autocast_on(cuda != 0) ? 1 : 0;
     } catch (...) {
@@ -1120,7 +1123,7 @@ int ft_autocast_enabled(int cuda) {
     }
 }
 
-void *ft_data_ptr(const ft_tensor *t) {
+void *ft_data_ptr(const ft_tensor *t) noexcept {
     try {
         return t && t->t.defined() ? t->t.data_ptr() : nullptr;
     } catch (...) {

@@ -155,7 +155,7 @@ static int check_budget(const pth_file *f, char *err, size_t errlen) {
     size_t total = 0;
     for (int i = 0; i < f->n_entries; i++) {
         const pth_entry *e = &f->entries[i];
-        size_t es = pth_dtype_size(e->dtype);
+        size_t es = ft_dtype_size(e->dtype);
         if (es == 0) continue; /* the reader hands out known dtypes only */
         if ((uint64_t)e->numel > (SIZE_MAX - total) / es || total + (size_t)e->numel * es > budget) {
             snprintf(err, errlen, "its tensors would take more than 4 times the file's size (at "
@@ -170,7 +170,7 @@ static int check_budget(const pth_file *f, char *err, size_t errlen) {
 /* Make tensor i of the checkpoint; on failure return NULL with the message in err. */
 static ft_tensor *pth_tensor(weights_box *box, int i, char *err, size_t errlen) {
     const pth_entry *e = &box->pth->entries[i];
-    size_t es = pth_dtype_size(e->dtype), nbytes = (size_t)e->numel * es;
+    size_t es = ft_dtype_size(e->dtype), nbytes = (size_t)e->numel * es;
     const void *src = e->data;
     if (e->numel > 0 && !is_contiguous(e)) {
         if (nbytes > box->scratch_cap) {

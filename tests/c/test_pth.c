@@ -57,7 +57,7 @@ static double element_at(const pth_entry *e, int64_t i) {
         off += (i % e->shape[d]) * e->stride[d];
         i /= e->shape[d];
     }
-    return element(e->data + off * (int64_t)pth_dtype_size(e->dtype), e->dtype);
+    return element(e->data + off * (int64_t)ft_dtype_size(e->dtype), e->dtype);
 }
 
 static double view_sum(const pth_entry *e) {
@@ -73,8 +73,8 @@ static double view_sum(const pth_entry *e) {
 static const char *invariants(const pth_file *f, const uint8_t *buf, size_t len) {
     for (int k = 0; k < f->n_storages; k++) {
         const pth_storage *s = &f->storages[k];
-        if (!s->key || pth_dtype_size(s->dtype) == 0) return "storage key or dtype";
-        if (s->nbytes != (size_t)s->numel * pth_dtype_size(s->dtype)) return "storage nbytes";
+        if (!s->key || ft_dtype_size(s->dtype) == 0) return "storage key or dtype";
+        if (s->nbytes != (size_t)s->numel * ft_dtype_size(s->dtype)) return "storage nbytes";
         if (s->nbytes && !s->data) return "storage without data";
         if (buf && s->nbytes && (s->data < buf || s->data + s->nbytes > buf + len)) return "storage outside the file";
     }
@@ -92,7 +92,7 @@ static const char *invariants(const pth_file *f, const uint8_t *buf, size_t len)
         if (numel != e->numel) return "numel";
         if (!numel) continue;
         for (int d = 0; d < e->ndim; d++) last += (e->shape[d] - 1) * e->stride[d];
-        size_t es = pth_dtype_size(e->dtype);
+        size_t es = ft_dtype_size(e->dtype);
         if (e->data != s->data + (size_t)e->storage_offset * es) return "data pointer";
         if ((size_t)(e->storage_offset + last + 1) * es > s->nbytes) return "view outside its storage";
     }
@@ -152,11 +152,11 @@ static void compare(const char *label, const pth_file *f, const expected *x, int
     snprintf(name, sizeof(name), "%s: dtypes, shapes, strides, offsets", label);
     for (int i = 0; i < n && !bad; i++) {
         const pth_entry *e = &f->entries[i];
-        int ok = !strcmp(pth_dtype_name(e->dtype), x[i].dtype) && e->ndim == x[i].ndim &&
+        int ok = !strcmp(ft_dtype_name(e->dtype), x[i].dtype) && e->ndim == x[i].ndim &&
                  e->storage_offset == x[i].offset && e->requires_grad == x[i].rg;
         for (int d = 0; ok && d < e->ndim; d++) ok = e->shape[d] == x[i].shape[d] && e->stride[d] == x[i].stride[d];
         if (!ok) { failf(name, "'%s': %s ndim %d offset %lld rg %d vs %s ndim %d offset %lld rg %d", e->name,
-                         pth_dtype_name(e->dtype), e->ndim, (long long)e->storage_offset, e->requires_grad,
+                         ft_dtype_name(e->dtype), e->ndim, (long long)e->storage_offset, e->requires_grad,
                          x[i].dtype, x[i].ndim, (long long)x[i].offset, x[i].rg); bad = 1; }
     }
     if (!bad) printf("ok %s\n", name);

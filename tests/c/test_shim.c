@@ -63,6 +63,14 @@ static double item(const ft_tensor *t) {
     return v;
 }
 
+/* Element i of a 1-D tensor, as a double. */
+static double item_at(const ft_tensor *t, int64_t i) {
+    double v[16];
+    if (ft_numel(t) > 16 || i >= ft_numel(t)) return NAN;
+    OK(ft_copy_to_doubles(t, v, ft_numel(t)));
+    return v[i];
+}
+
 /* numel(t) == n and every element within tol (relative above 1) of want. */
 static int close_to(const ft_tensor *t, const double *want, int64_t n, double tol) {
     if (ft_numel(t) != n) {
@@ -704,6 +712,41 @@ static void test_elementwise(void) {
     ft_free(t);
     OK(ft_binary_scalar(FT_MUL, fa, 0.1, &t));
     CHECK("scalar_keeps_float32_frac", ft_get_dtype(t) == FT_FLOAT32);
+    ft_free(t);
+
+    /* Scalars outside int64's range (1e300, +-inf, NaN) must stay floating point: the shim
+     * checks the range before converting (the conversion itself would be undefined). */
+    struct { const char *name; ft_binop op; double v, want; } huge[] = {
+        {"scalar_1e300_promotes", FT_ADD, 1e300, INFINITY},
+        {"scalar_minus_inf_promotes", FT_MUL, -INFINITY, -INFINITY},
+        {"scalar_nan_promotes", FT_ADD, NAN, NAN},
+        {"scalar_9.3e18_promotes", FT_SUB, 9.3e18, -9.3e18},
+    };
+    for (size_t k = 0; k < sizeof huge / sizeof huge[0]; k++) {
+        OK(ft_binary_scalar(huge[k].op, ia, huge[k].v, &t));
+        double got[3];
+        OK(ft_copy_to_doubles(t, got, 3));
+        int same = 1;
+        for (int i = 0; i < 3; i++)
+            same &= isnan(huge[k].want) ? isnan(got[i])
+                    : isinf(huge[k].want) ? got[i] == huge[k].want
+                                          : fabs(got[i] - huge[k].want) <= 1e-6 * 9.3e18;
+        CHECK(huge[k].name, ft_get_dtype(t) == FT_FLOAT32 && same);
+        ft_free(t);
+    }
+    double d3[3] = {1, 2, 3};
+    ft_tensor *da = f64(d3, s3, 1);
+    OK(ft_binary_scalar(FT_ADD, da, 1e300, &t));
+    CHECK("scalar_1e300_float64", ft_get_dtype(t) == FT_FLOAT64 && close_to(t, (double[]){1e300, 1e300, 1e300}, 3, 1e-15));
+    ft_free(t);
+    OK(ft_scalar_binary(FT_SUB, -INFINITY, da, &t));
+    CHECK("scalar_minus_inf_first", ft_get_dtype(t) == FT_FLOAT64 && isinf(item_at(t, 2)) && item_at(t, 2) < 0);
+    ft_free(t);
+    OK(ft_fill_(da, NAN));
+    CHECK("fill_nan", isnan(item_at(da, 0)) && isnan(item_at(da, 2)));
+    ft_free(da);
+    OK(ft_binary_scalar(FT_ADD, ia, 4611686018427387904.0, &t)); /* 2^62: exact, stays int64 */
+    CHECK("scalar_2p62_stays_int", ft_get_dtype(t) == FT_INT64);
     ft_free(t);
 
     /* In place */

@@ -58,7 +58,7 @@ static void touch(const pth_file *f) {
         if (!e->numel) continue;
         int64_t last = 0;
         for (int d = 0; d < e->ndim; d++) last += (e->shape[d] - 1) * e->stride[d];
-        size_t es = pth_dtype_size(e->dtype);
+        size_t es = ft_dtype_size(e->dtype);
         sink ^= e->data[0] ^ e->data[(size_t)last * es + es - 1];
     }
 }

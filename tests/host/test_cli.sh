@@ -1,5 +1,6 @@
 #!/bin/sh
-# test_cli.sh: the ftlua command line (arg table, -e, -, stdin, -i, errors, --version, --help).
+# test_cli.sh: the ftlua command line (arg table, -e, -, stdin, -i, errors and where they are
+# said, --traceback, help(), SIGINT, --version, --help).
 # Prints "ok <name>", "FAIL <name>: <why>" per check. FTLUA=path overrides ./ftlua.
 FTLUA=${FTLUA:-./ftlua}
 if [ ! -x "$FTLUA" ]; then
@@ -85,6 +86,50 @@ else
     fail cli_error_traceback "rc=$rc, want status 1 and a traceback naming err.lua:2 and :4"
 fi
 
+# ---- a mistake caught inside the library is said at the script's line, with no library frames
+cat >"$tmp/lib.lua" <<'EOF'
+local L = ft.learner.LearnerClass
+print("start")
+L.fit_one_cycle({}, "3")
+EOF
+run "$FTLUA" "$tmp/lib.lua" </dev/null
+if [ $rc -eq 1 ] && is "$err" "$prog: $tmp/lib.lua:3: fit_one_cycle: the number of epochs must be a positive integer"; then
+    ok cli_error_at_user_line
+else
+    fail cli_error_at_user_line "rc=$rc, want one line at lib.lua:3"
+fi
+# ...and --traceback (or FTLUA_TRACEBACK=1) gives Lua's full message and traceback
+run "$FTLUA" --traceback "$tmp/lib.lua" </dev/null
+a=$rc; has "$err" "lua/ftlua/learner_api.lua:" && has "$err" "stack traceback:" && has "$err" "$tmp/lib.lua:3: in main chunk"; b=$?
+run env FTLUA_TRACEBACK=1 "$FTLUA" "$tmp/lib.lua" </dev/null
+if [ $a -eq 1 ] && [ $b -eq 0 ] && [ $rc -eq 1 ] && has "$err" "lua/ftlua/learner_api.lua:" && has "$err" "stack traceback:"; then
+    ok cli_full_traceback
+else
+    fail cli_full_traceback "rc=$a/$rc, want library frames with --traceback and FTLUA_TRACEBACK=1"
+fi
+
+# ---- a misspelt name: did you mean, with the names the value has
+printf 'local T = ft.tensor\nlocal x = T.zeros(2)\nprint(x:sumx())\n' >"$tmp/typo.lua"
+run "$FTLUA" "$tmp/typo.lua" </dev/null
+a=$rc; is "$err" "$prog: $tmp/typo.lua:3: attempt to call a nil value (method 'sumx'); did you mean sum?"; b=$?
+printf 'local T = ft.tensor\nT.zerso(2)\n' >"$tmp/typo.lua"
+run "$FTLUA" "$tmp/typo.lua" </dev/null
+if [ $a -eq 1 ] && [ $b -eq 0 ] && [ $rc -eq 1 ] &&
+   is "$err" "$prog: $tmp/typo.lua:2: attempt to call a nil value (field 'zerso'); did you mean zeros?"; then
+    ok cli_did_you_mean
+else
+    fail cli_did_you_mean "rc=$a/$rc"
+fi
+
+# ---- help() from a script prints the entry of docs/api.md
+run "$FTLUA" -e 'help(ft.tensor.zeros) help("ft.nope")' </dev/null
+if [ $rc -eq 0 ] && has "$out" "T.zeros(shape), T.zeros(d1, d2, ...)" && has "$out" "see docs/tensor.md#creating-tensors" &&
+   has "$out" "help: ft has no field 'nope'"; then
+    ok cli_help_global
+else
+    fail cli_help_global "rc=$rc"
+fi
+
 # ---- a syntax error: status 1, file:line
 printf 'x = 1\nif then\n' >"$tmp/syn.lua"
 run "$FTLUA" "$tmp/syn.lua" </dev/null
@@ -98,7 +143,7 @@ if [ $rc -eq 1 ] && has "$err" "$prog: custom error"; then ok cli_error_tostring
 run "$FTLUA" "$tmp/no-such.lua" </dev/null
 if [ $rc -eq 1 ] && has "$err" "no-such.lua"; then ok cli_missing_script; else fail cli_missing_script "rc=$rc"; fi
 
-# ---- SIGINT stops a running script with "interrupted!" and status 1.
+# ---- SIGINT stops a running script with "interrupted!" (no position) and status 130, as a shell reports it.
 # sh starts background jobs with SIGINT ignored (and ftlua then leaves it so): undo that.
 rm -f "$tmp/started"
 env --default-signal=INT "$FTLUA" -e "io.open('$tmp/started', 'w'):close() while true do end" >"$out" 2>"$err" </dev/null &
@@ -113,7 +158,34 @@ if kill -0 "$pid" 2>/dev/null; then
     fail cli_sigint "still running 5 s after SIGINT"
 else
     wait "$pid"; rc=$?
-    if [ $rc -eq 1 ] && has "$err" "interrupted!"; then ok cli_sigint; else fail cli_sigint "rc=$rc"; fi
+    if [ $rc -eq 130 ] && [ "$(cat "$err")" = "$prog: interrupted!" ]; then ok cli_sigint; else fail cli_sigint "rc=$rc, stderr: $(cat "$err")"; fi
+fi
+
+# ---- ...and in the learner's C training loop too: 130, no position
+cat >"$tmp/fit.lua" <<EOF
+local T, nn = ft.tensor, ft.nn
+T.manual_seed(0)
+local x, y = (T.rand { 2048, 16, 16 } * 255):to("uint8"), T.randint(1, 3, { 2048 })
+local dls = ft.vision.ImageDataLoaders.from_tensors(x, y, x:narrow(1, 1, 64), y:narrow(1, 1, 64),
+  { bs = 16, channels = 1, verbose = false, seed = 1, vocab = { "a", "b" } })
+local learn = ft.Learner(dls, nn.Sequential { nn.Flatten(), nn.Linear(256, 2) })
+io.open("$tmp/fitting", "w"):close()
+learn:fit(1000, 1e-3)
+EOF
+env --default-signal=INT "$FTLUA" "$tmp/fit.lua" >"$out" 2>"$err" </dev/null &
+pid=$!
+tries=300
+while [ ! -f "$tmp/fitting" ] && [ $tries -gt 0 ]; do sleep 0.1; tries=$((tries - 1)); done
+sleep 1
+kill -INT "$pid" 2>/dev/null
+tries=300
+while kill -0 "$pid" 2>/dev/null && [ $tries -gt 0 ]; do sleep 0.1; tries=$((tries - 1)); done
+if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid"; wait "$pid" 2>/dev/null
+    fail cli_sigint_fit "still running 30 s after SIGINT"
+else
+    wait "$pid"; rc=$?
+    if [ $rc -eq 130 ] && [ "$(cat "$err")" = "$prog: interrupted!" ]; then ok cli_sigint_fit; else fail cli_sigint_fit "rc=$rc"; fi
 fi
 
 # ---- ...but an ignored SIGINT stays ignored (the shell's background jobs)

@@ -145,6 +145,7 @@ local NAMESPACES = {
   { "ft.untar_data", { untar_data = ft.untar_data, URLs = ft.URLs }, "ft" }, { "ft.untar_data", ft.URLs, "ft.URLs" },
   { "ft.learner_core", ft.learner_core },
   { "ft.dist", ft.dist },
+  { "ft.json", ft.json },
 }
 local namespace_tables = {}
 for _, n in ipairs(NAMESPACES) do

@@ -188,8 +188,11 @@ end
 
 H.test("Lua-defined modules: children, fields, errors", function()
   local _, names = Net:state_dict()
-  H.eq(names[1], "block.conv1.weight", "children sorted by name")
-  H.eq(names[#names], "stem.1.num_batches_tracked", "last")
+  H.eq(names[1], "stem.0.weight", "children in definition order: stem, block, head")
+  H.eq(names[#names], "head.2.bias", "last")
+  local order = {}
+  for name in Net:children() do order[#order + 1] = name end
+  H.eq(table.concat(order, " "), "stem block head", "children()")
   H.eq(Net.scale, 0.5, "plain field")
   H.eq(Net:type(), "Net", "type")
   H.eq(#Net:parameters(), 12, "parameters come from the children")

@@ -56,7 +56,7 @@ def r(x):
     return "nan" if math.isnan(x) else repr(x)
 
 
-# ---------------------------------------------------------------- schedules (spec section 2)
+# ---------------------------------------------------------------- schedules (fastai callback/schedule.py)
 
 def sched_cos(start, end, pos):
     return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
@@ -159,7 +159,7 @@ def mode_sched(req):
                 print(tag, " ".join(r(x) for x in lrs), r(mom))
 
 
-# ---------------------------------------------------------------- lr_find (spec section 1)
+# ---------------------------------------------------------------- lr_find (fastai callback/schedule.py)
 
 def mode_sweep(req):
     for c in req["cases"]:
@@ -243,7 +243,7 @@ def mode_suggest(req):
         print(" ".join(r(x) for x in suggestions(c["lrs"], losses, c["num_it"])))
 
 
-# ---------------------------------------------------------------- Adam (spec section 5)
+# ---------------------------------------------------------------- Adam (fastai optimizer.py)
 
 def fastai_adam_step(p, grad, st, lr, mom, sqr_mom, eps, wd, do_wd):
     """One step in the spec's order, with the ops fastai's callbacks use."""
@@ -303,7 +303,7 @@ def mode_adam(req):
                   " ".join(r(x) for x in st["sqr_avg"].reshape(-1).tolist()))
 
 
-# ---------------------------------------------------------------- printing (spec sections 6, 9)
+# ---------------------------------------------------------------- printing (fastai learner.py Recorder, callback/progress.py)
 
 def format_time(t):
     t = int(t)
@@ -390,7 +390,9 @@ def bar_output(c):
         on_update(val, f"{100 * val / total:.2f}% [{val}/{total} {format_time(elapsed)}<{remaining}{end}]")
 
     def clear():
-        out.append(f"\r{prefix}" + " " * (max_len - len(f"\r{prefix}")) + "\r")
+        # fastprogress writes "\r{prefix}" and spaces here, leaving "Epoch 2/2 :" for a shorter
+        # next line to half cover ("[93.38s]2 :"); ftlua blanks the whole bar, prefix included.
+        out.append("\r" + " " * (max_len - 1) + "\r")
 
     for val, t, com in c["events"]:
         if val == 0:

@@ -3,8 +3,10 @@
 # Prints "ok <name>", "FAIL <name>: <why>" or "skip <name>: <why>" per check.
 # FTLUA=path overrides the binary (default ./ftlua, run from the repository root).
 FTLUA=${FTLUA:-./ftlua}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CHECKS="repl_multiline repl_autoprint repl_semicolon_quiet repl_ctrl_c repl_ctrl_c_prompt repl_complete_field
-repl_complete_method repl_timing repl_history repl_eof"
+repl_complete_method repl_timing repl_history repl_help repl_help_typo repl_nothing_prints_nothing
+repl_error_at_user_line repl_method_typo repl_python_habit repl_bar_cleared repl_eof"
 
 if ! command -v tmux >/dev/null 2>&1; then
     for c in $CHECKS; do echo "skip $c: tmux is not installed"; done
@@ -169,6 +171,81 @@ if [ -f "$hist" ] && grep -q '^kept = 7$' "$hist" && grep -q '^function double(a
 else
     fail repl_history "$hist lacks the entries typed"
     [ -f "$hist" ] && sed 's/^/    | /' "$hist"
+fi
+
+# ---- help: ?name and help(value) print the entry of docs/api.md; help() says how
+row=$(grep -m1 '^| `ft.plot.imagesc(' "$ROOT/docs/api.md" | cut -d'|' -f3 | sed 's/^ *//; s/ *$//')
+fresh
+line '?ft.plot.imagesc'
+line 'help(ft.tensor.zeros)'
+line 'help()'
+if [ -n "$row" ] && wait_for 'help\(x\) shows the API reference' && screen | grep -q '^ft.plot.imagesc(matrix \[, opts\])$' &&
+   screen | grep -qF "    $row" && screen | grep -q '^T.zeros(shape), T.zeros(d1, d2, ...)$'; then
+    ok repl_help
+else
+    fail repl_help "?ft.plot.imagesc, help(ft.tensor.zeros) or help() did not print their entries ('$row')"; dump
+fi
+
+# ---- help on a misspelt name: the close names the value has
+fresh
+line 'hx = ft.tensor.zeros(2)'
+line '?hx:sumx'
+if wait_for "help: hx has no method 'sumx'; did you mean sum\?"; then
+    ok repl_help_typo
+else
+    fail repl_help_typo "?hx:sumx did not suggest sum"; dump
+fi
+
+# ---- a call that returns nothing prints nothing (and one that returns nil prints nil)
+fresh
+line 'function nothing() end'
+line 'nothing()'
+line 'print("mark" .. "3")'
+if wait_for '^mark3$' && screen | grep -A1 '^> nothing()$' | tail -1 | grep -q '^> print'; then
+    ok repl_nothing_prints_nothing
+else
+    fail repl_nothing_prints_nothing "nothing() printed something"; dump
+fi
+
+# ---- a mistake caught inside the library is reported at stdin:1, without library frames
+fresh
+line 'T, V = ft.tensor, ft.vision'
+line 'dls = V.ImageDataLoaders.from_tensors((T.rand{16, 8, 8} * 255):byte(), T.randint(1, 3, {16}), (T.rand{8, 8, 8} * 255):byte(), T.randint(1, 3, {8}), {bs = 8, vocab = {"a", "b"}, device = "cpu", num_workers = 0, channels = 1, verbose = false})'
+line 'learn = ft.Learner(dls, ft.nn.Sequential{ft.nn.Flatten(), ft.nn.Linear(64, 2)})'
+line 'learn:fit_one_cycle("3", 1e-3)'
+if wait_for '^stdin:1: fit_one_cycle: ' 20 && ! screen | grep -q 'lua/ftlua/' && ! screen | grep -q 'traceback'; then
+    ok repl_error_at_user_line
+else
+    fail repl_error_at_user_line "the error was not said at stdin:1, or showed library frames"; dump
+fi
+
+# ---- a misspelt method: did you mean
+fresh
+line 'learn:fit_one_cyle(1)'
+if wait_for "^stdin:1: attempt to call a nil value \(method 'fit_one_cyle'\); did you mean fit_one_cycle\?$"; then
+    ok repl_method_typo
+else
+    fail repl_method_typo "no 'did you mean fit_one_cycle?'"; dump
+fi
+
+# ---- Python habits: an expression alone after statements says what Lua expects
+fresh
+line 'a = 1; a'
+if wait_for '`a` alone is not a statement in Lua' && wait_for '^>$' && ! screen | grep -q '^>>'; then
+    ok repl_python_habit
+else
+    fail repl_python_habit "'a = 1; a' fell into the continuation prompt or gave no hint"; dump
+fi
+
+# ---- a finished batch bar leaves nothing on its line: the prompt (or the timing line) that
+# follows would show what is left, as "> och 2/2 :" or "[93.38s]2 :"
+fresh
+line 'bar = ft.learner_core.ProgressBar(1, 2, 4) for i = 0, 4 do bar:update(i) end bar:finish()'
+wait_for '^> ?$' 5
+if ! screen | grep -qE 'och [0-9]|[0-9]/2 :'; then
+    ok repl_bar_cleared
+else
+    fail repl_bar_cleared "text of the batch bar stayed on the screen"; dump
 fi
 
 # ---- Ctrl-D on an empty line ends the REPL (and so the tmux session)
