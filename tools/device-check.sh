@@ -1,16 +1,33 @@
 #!/bin/bash
 # tools/device-check.sh: build and test ftlua on the lent GPU machine (../shared/device/README.md).
 #
-# Run it through the device tool, from the repository root, with `.deps` carried:
+# Run it through the device tool, from the repository root, with `.deps` and `.device-data`
+# carried (both ignored by git, never committed):
 #   here, once:  mkdir -p .deps && cd .deps && apt-get download liblua5.4-dev liblua5.4-0 \
 #                  libstb-dev libstb0 libturbojpeg0-dev libturbojpeg0 libreadline-dev libreadline8 \
-#                  libncurses-dev libtinfo6 && cd ..
-#   device:      bash tools/device-check.sh        (carry: [".deps"], timeout ~540 s)
+#                  libncurses-dev libtinfo6 libzmq3-dev libzmq5 libsodium23 libpgm-5.3-0 libnorm1 \
+#                  libjansson-dev libjansson4 && cd ..     (zmq and jansson: the Jupyter kernel)
+#                bash tools/device-check.sh --prepare   (copies the photos, below)
+#   device:      bash tools/device-check.sh        (carry: [".deps", ".device-data"], timeout ~540 s)
+#
+# ../shared does not travel to the GPU machine, and it has PyTorch 2.x in its own python3 and no
+# gnuplot: the suite runs there with FTLUA_SHARED pointing nowhere, so the tests that need
+# ../shared, a gnuplot or Debian's PyTorch skip and say why. The six pets photos that
+# tests/c/test_image.c's augmentation checks use travel in .device-data/photos
+# (FTLUA_TEST_PHOTOS); --prepare copies them from ../shared.
 #
 # It builds against the PyTorch wheel's libtorch (CUDA), runs the test suite with CUDA as the
 # default device, runs the benchmarks, and prints a short table of results and timings last.
 # Logs go to $OUT (or ./out) for the record in docs/performance.md.
 set -u
+PHOTOS="Abyssinian_1.jpg Bengal_10.jpg american_bulldog_100.jpg Abyssinian_5.jpg Bengal_105.jpg american_bulldog_11.jpg"
+if [ "${1:-}" = --prepare ]; then
+    src=${FTLUA_SHARED:-../shared}/data/pets-sample/images
+    mkdir -p .device-data/photos
+    for p in $PHOTOS; do cp "$src/$p" .device-data/photos/ || exit 1; done
+    echo "copied $(ls .device-data/photos | wc -l) photos to .device-data/photos (git ignores it)"
+    exit 0
+fi
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -97,8 +114,11 @@ LUA
     t=$(date +%s)
     FTLUA_TEST_DEVICE=cuda make LIBTORCH="$TORCH_DIR" TORCH_CXX11_ABI="$ABI" LUA_CFLAGS="$LUA_CFLAGS" \
         LUA_LIBS="$LUA_LIBS" test-bins >"$OUT/test-build.log" 2>&1
-    FTLUA_PYTHON=$PY FTLUA_TEST_DEVICE=cuda BUILD=build FTLUA_SHARED=${FTLUA_SHARED:-$PWD/shared} \
-        sh tests/run.sh >"$OUT/tests.log" 2>&1
+    photos=""
+    [ -d .device-data/photos ] && photos=$PWD/.device-data/photos
+    [ -z "$photos" ] && row "photos carried" "skip" "no .device-data/photos: run --prepare here first"
+    FTLUA_PYTHON=$PY FTLUA_TEST_DEVICE=cuda BUILD=build FTLUA_SHARED=${FTLUA_SHARED:-/nonexistent/shared} \
+        FTLUA_TEST_PHOTOS=$photos FTLUA_REQUIRE_REFS=0 sh tests/run.sh >"$OUT/tests.log" 2>&1
     summary=$(tail -1 "$OUT/tests.log")
     row "tests (device cuda)" "$(echo "$summary" | grep -q ' 0 failed' && echo ok || echo FAIL)" "$summary, $(elapsed "$t")"
     grep -E '^ +FAIL' "$OUT/tests.log" | head -10

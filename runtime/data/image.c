@@ -9,6 +9,7 @@
 #include "data/image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 /* stb_image, compiled here only, all static so it can't clash with another copy in the library. */
 #if defined(__GNUC__)
@@ -58,14 +61,34 @@
 
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 
-static _Atomic uint64_t max_pixels = FTL_IMAGE_MAX_PIXELS;
+/* 0: not read yet from FTLUA_MAX_IMAGE_PIXELS. */
+static _Atomic uint64_t max_pixels = 0;
+
+static uint64_t default_max_pixels(void) {
+    const char *v = getenv("FTLUA_MAX_IMAGE_PIXELS");
+    if (!v || !*v) return FTL_IMAGE_MAX_PIXELS;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || n == 0 || v[0] == '-') {
+        fprintf(stderr, "warning: FTLUA_MAX_IMAGE_PIXELS='%s' is not a positive whole number of "
+                "pixels; using %llu\n", v, (unsigned long long)FTL_IMAGE_MAX_PIXELS);
+        return FTL_IMAGE_MAX_PIXELS;
+    }
+    return n;
+}
 
 void ftl_image_set_max_pixels(uint64_t n) {
-    atomic_store_explicit(&max_pixels, n ? n : FTL_IMAGE_MAX_PIXELS, memory_order_relaxed);
+    atomic_store_explicit(&max_pixels, n ? n : default_max_pixels(), memory_order_relaxed);
 }
 
 uint64_t ftl_image_max_pixels(void) {
-    return atomic_load_explicit(&max_pixels, memory_order_relaxed);
+    uint64_t n = atomic_load_explicit(&max_pixels, memory_order_relaxed);
+    if (!n) { /* first use: threads racing here all store the same value */
+        n = default_max_pixels();
+        atomic_store_explicit(&max_pixels, n, memory_order_relaxed);
+    }
+    return n;
 }
 
 static int too_big(int w, int h) {
@@ -103,6 +126,57 @@ static void set_err(char *err, size_t errlen, const char *name, const char *fmt,
 }
 
 /* ---------------------------------------------------------------- decoding */
+
+/* The size a header claims, checked against the cap before anything is allocated: over the cap,
+ * -1 and an error that says the size and the cap; over half of it, a warning (Pillow's
+ * DecompressionBombWarning) and 0. */
+static int check_size(const char *name, const char *kind, int64_t w, int64_t h, char *err,
+                      size_t errlen) {
+    uint64_t cap = ftl_image_max_pixels();
+    uint64_t pixels = w > 0 && h > 0 ? (uint64_t)w * (uint64_t)h : 0;
+    if (pixels > cap) {
+        set_err(err, errlen, name, "%s is %lldx%lld (%llu pixels), over the cap of %llu pixels "
+                "(a decompression bomb?); if the image is real, raise the cap with "
+                "FTLUA_MAX_IMAGE_PIXELS", kind, (long long)w, (long long)h,
+                (unsigned long long)pixels, (unsigned long long)cap);
+        return -1;
+    }
+    if (pixels > cap / 2)
+        fprintf(stderr, "warning: %s: %s is %lldx%lld (%llu pixels), over %llu: a decompression "
+                "bomb? (decoding it; over %llu pixels is refused, see FTLUA_MAX_IMAGE_PIXELS)\n",
+                name ? name : "(image)", kind, (long long)w, (long long)h,
+                (unsigned long long)pixels, (unsigned long long)(cap / 2),
+                (unsigned long long)cap);
+    return 0;
+}
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+static uint32_t le16(const uint8_t *p) { return (uint32_t)p[1] << 8 | p[0]; }
+
+/* The width and height the header of a PNG, GIF or BMP claims: 0, or -1 when it is too short to
+ * say (stb then names what is wrong). GIF: the logical screen, which is what stb decodes. */
+static int header_size(const char *kind, const uint8_t *b, size_t len, int64_t *w, int64_t *h) {
+    if (!strcmp(kind, "PNG") && len >= 24 && !memcmp(b + 12, "IHDR", 4)) {
+        *w = be32(b + 16), *h = be32(b + 20);
+    } else if (!strcmp(kind, "GIF") && len >= 10) {
+        *w = le16(b + 6), *h = le16(b + 8);
+    } else if (!strcmp(kind, "BMP") && len >= 26) {
+        if (le32(b + 14) == 12) { /* OS/2 BITMAPCOREHEADER: 16-bit sizes */
+            *w = le16(b + 18), *h = le16(b + 20);
+        } else {
+            *w = (int32_t)le32(b + 18), *h = (int32_t)le32(b + 22);
+            if (*h < 0) *h = -*h; /* top-down rows */
+        }
+    } else {
+        return -1;
+    }
+    return 0;
+}
 
 /* The colour PIL gives GIF pixels stb leaves transparent (alpha 0): PIL maps every pixel of the
  * first frame through its palette, including the transparent index, and fills the screen
@@ -153,6 +227,44 @@ static int png_chunks_fit(const uint8_t *b, size_t len, char *why, size_t whylen
     return 0; /* no IEND: let stb judge what is there */
 }
 
+/* stb reads missing BMP pixels as zeros; PIL says "image file is truncated". For the plain
+ * (uncompressed) layouts, the header says how many bytes the rows take: 0, or -1 with why[]. */
+static int bmp_truncated(const uint8_t *b, size_t len, char *why, size_t whylen) {
+    if (len < 34) return 0; /* too short for a size: stb judges it */
+    uint32_t offset = le32(b + 10), hsize = le32(b + 14);
+    if (hsize < 40) return 0;
+    int64_t w = (int32_t)le32(b + 18), h = (int32_t)le32(b + 22);
+    uint32_t bpp = le16(b + 28), comp = le32(b + 30);
+    if (h < 0) h = -h;
+    if (w <= 0 || (comp != 0 && comp != 3) || !bpp || bpp > 32) return 0; /* RLE: stb checks */
+    uint64_t need = offset + (uint64_t)((w * bpp + 31) / 32 * 4) * (uint64_t)h;
+    if (need <= len) return 0;
+    snprintf(why, whylen, "%zu bytes, the header needs %llu", len, (unsigned long long)need);
+    return -1;
+}
+
+/* stb decodes a GIF whose first frame's data is cut short, filling in the rest; PIL says "image
+ * file is truncated". Walk to the first frame and its data sub-blocks: 0, or -1 with why[]. */
+static int gif_truncated(const uint8_t *b, size_t len, char *why, size_t whylen) {
+    if (len < 13) return 0; /* stb judges it */
+    size_t i = 13 + ((b[10] & 0x80) ? 3 * (size_t)(2 << (b[10] & 7)) : 0);
+    while (i < len && b[i] == 0x21) { /* extensions: label, then sub-blocks up to a 0 */
+        i += 2;
+        while (i < len && b[i]) i += 1 + (size_t)b[i];
+        i++;
+    }
+    if (i < len && b[i] == 0x2C) { /* the first frame: descriptor, palette, LZW size, blocks */
+        if (i + 10 <= len && (b[i + 9] & 0x80)) i += 3 * (size_t)(2 << (b[i + 9] & 7));
+        i += 11;
+        while (i < len && b[i]) i += 1 + (size_t)b[i];
+        if (i < len) return 0; /* the frame's terminating 0 is there */
+    } else if (i < len) {
+        return 0; /* not a layout we follow: stb judges it */
+    }
+    snprintf(why, whylen, "%zu bytes, the first frame's data ends past them", len);
+    return -1;
+}
+
 /* stb path: PNG, GIF (first frame), BMP, CMYK JPEG. req_comp=3 replicates grey and drops alpha,
  * which is what PIL's convert('RGB') does for L, LA, P (with or without transparency) and RGBA. */
 static ftl_image *decode_stb(const uint8_t *buf, size_t len, const char *name, const char *kind,
@@ -167,13 +279,25 @@ static ftl_image *decode_stb(const uint8_t *buf, size_t len, const char *name, c
         set_err(err, errlen, name, "truncated or corrupt PNG (%s)", why);
         return NULL;
     }
+    /* The claimed size first: stb refuses big images as "unknown image type". */
+    int64_t hw, hh;
+    if (header_size(kind, buf, len, &hw, &hh) == 0 && check_size(name, kind, hw, hh, err, errlen))
+        return NULL;
+    if (!strcmp(kind, "BMP") && bmp_truncated(buf, len, why, sizeof why)) {
+        set_err(err, errlen, name, "truncated BMP (%s)", why);
+        return NULL;
+    }
+    if (!strcmp(kind, "GIF") && gif_truncated(buf, len, why, sizeof why)) {
+        set_err(err, errlen, name, "truncated GIF (%s)", why);
+        return NULL;
+    }
     if (!stbi_info_from_memory(buf, (int)len, &w, &h, &c)) {
         set_err(err, errlen, name, "corrupt %s header (%s)", kind, stbi_failure_reason());
         return NULL;
     }
-    if (too_big(w, h)) {
-        set_err(err, errlen, name, "%s is %dx%d, more than %llu pixels", kind, w, h,
-                (unsigned long long)ftl_image_max_pixels());
+    if (too_big(w, h)) { /* the header check above covers this; stb may read it differently */
+        if (!check_size(name, kind, w, h, err, errlen))
+            set_err(err, errlen, name, "corrupt %s header (size %dx%d)", kind, w, h);
         return NULL;
     }
     ftl_image *im = malloc(sizeof *im);
@@ -219,8 +343,9 @@ static int jpeg_denominator(int w, int h, int min_side) {
     return 1;
 }
 
+/* draft_above: DCT scaling only for images of more pixels than this. */
 static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, int min_side,
-                              char *err, size_t errlen) {
+                              uint64_t draft_above, char *err, size_t errlen) {
     tjhandle tj = tjInitDecompress();
     if (!tj) {
         set_err(err, errlen, name, "cannot start libjpeg-turbo (%s)", tjGetErrorStr2(NULL));
@@ -232,13 +357,13 @@ static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, 
         set_err(err, errlen, name, "corrupt JPEG header (%s)", tjGetErrorStr2(tj));
     } else if (w <= 0 || h <= 0 || cs < 0) { /* a header cut short can "succeed" without a frame */
         set_err(err, errlen, name, "corrupt or truncated JPEG header (no frame)");
-    } else if (too_big(w, h)) {
-        set_err(err, errlen, name, "JPEG is %dx%d, more than %llu pixels", w, h,
-                (unsigned long long)ftl_image_max_pixels());
+    } else if (check_size(name, "JPEG", w, h, err, errlen)) {
+        /* err says the size and the cap */
     } else if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
         im = decode_stb(buf, len, name, "CMYK JPEG", err, errlen); /* TurboJPEG: no CMYK->RGB */
     } else {
-        tjscalingfactor sf = {1, jpeg_denominator(w, h, min_side)};
+        int d = (uint64_t)w * h > draft_above ? jpeg_denominator(w, h, min_side) : 1;
+        tjscalingfactor sf = {1, d};
         im = ftl_image_new(TJSCALED(w, sf), TJSCALED(h, sf));
         if (!im) {
             set_err(err, errlen, name, "out of memory for a %dx%d image", w, h);
@@ -259,8 +384,8 @@ static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, 
     return im;
 }
 
-ftl_image *ftl_image_new_from_memory(const void *data, size_t len, const char *name, int min_side,
-                                     char *err, size_t errlen) {
+static ftl_image *decode_memory(const void *data, size_t len, const char *name, int min_side,
+                               uint64_t draft_above, char *err, size_t errlen) {
     const uint8_t *b = data;
     if (!name) name = "(memory)";
     if (!b || len == 0) {
@@ -269,7 +394,7 @@ ftl_image *ftl_image_new_from_memory(const void *data, size_t len, const char *n
     }
     /* By content: the pets data has a GIF and a PNG named .jpg. */
     if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
-        return decode_jpeg(b, len, name, min_side, err, errlen);
+        return decode_jpeg(b, len, name, min_side, draft_above, err, errlen);
     if (len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
         return decode_stb(b, len, name, "PNG", err, errlen);
     if (len >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6)))
@@ -280,13 +405,49 @@ ftl_image *ftl_image_new_from_memory(const void *data, size_t len, const char *n
     return NULL;
 }
 
-ftl_image *ftl_image_new_from_file(const char *path, int min_side, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+ftl_image *ftl_image_new_from_memory(const void *data, size_t len, const char *name, int min_side,
+                                     char *err, size_t errlen) {
+    return decode_memory(data, len, name, min_side, 0, err, errlen);
+}
+
+static ftl_image *decode_file(const char *path, int min_side, uint64_t draft_above, char *err,
+                              size_t errlen) {
+    /* O_NONBLOCK: opening a FIFO named x.jpg must not wait for a writer that never comes. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         set_err(err, errlen, path, "cannot open (%s)", strerror(errno));
         return NULL;
     }
-    /* Read to EOF in a growing buffer: works for pipes and /proc too, and a directory fails. */
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        set_err(err, errlen, path, "cannot read (%s)", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_err(err, errlen, path, "not a file but a %s",
+                S_ISDIR(st.st_mode)    ? "folder"
+                : S_ISFIFO(st.st_mode) ? "FIFO (named pipe)"
+                : S_ISSOCK(st.st_mode) ? "socket"
+                                       : "device");
+        close(fd);
+        return NULL;
+    }
+    if ((uint64_t)st.st_size >= MAX_FILE_BYTES) {
+        set_err(err, errlen, path, "file of %lld bytes, over the limit of %zu", (long long)st.st_size,
+                MAX_FILE_BYTES - 1);
+        close(fd);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        set_err(err, errlen, path, "cannot read (%s)", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    /* Read to EOF in a growing buffer: the size may change under us (/proc, a file being
+     * written); the cap still holds. */
     size_t cap = 1 << 16, len = 0;
     uint8_t *buf = malloc(cap);
     while (buf) {
@@ -309,11 +470,19 @@ ftl_image *ftl_image_new_from_file(const char *path, int min_side, char *err, si
     } else if (len == cap) {
         set_err(err, errlen, path, "file larger than %zu bytes", MAX_FILE_BYTES);
     } else {
-        im = ftl_image_new_from_memory(buf, len, path, min_side, err, errlen);
+        im = decode_memory(buf, len, path, min_side, draft_above, err, errlen);
     }
     free(buf);
     fclose(f);
     return im;
+}
+
+ftl_image *ftl_image_new_from_file(const char *path, int min_side, char *err, size_t errlen) {
+    return decode_file(path, min_side, 0, err, errlen);
+}
+
+ftl_image *ftl_image_new_item_from_file(const char *path, int min_side, char *err, size_t errlen) {
+    return decode_file(path, min_side, FTL_IMAGE_DRAFT_PIXELS, err, errlen);
 }
 
 /* ---------------------------------------------------------------- PIL bilinear resampling */

@@ -4,6 +4,7 @@
  * frame) and BMP (stb_image). Grey, grey+alpha, palette and RGBA all become RGB the way PIL's
  * Image.convert('RGB') does it: grey is replicated and alpha is dropped (not composited).
  * A bad file never crashes: the constructors return NULL and write "<name>: <reason>" to err.
+ * Only regular files are read: a FIFO or a device named x.jpg is refused, never waited on.
  *
  * Resize is fastai's Resize(size, method) for PIL images: pick a region (crop / squish / pad),
  * then resample it with PIL's Image.resize(BILINEAR), which is antialiased (the triangle filter
@@ -15,12 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A lying header must not make us allocate gigabytes: by default refuse more pixels than this
- * (768 MiB as RGB; decoding needs up to ~3x that for a while: PNG ~7 and GIF ~9 bytes a pixel).
- * ftl_image_set_max_pixels lowers or raises it for the whole process (a data loader with many
- * workers, or a fuzzer, wants it lower); set it before decoding threads start. */
-#define FTL_IMAGE_MAX_PIXELS (1u << 28)
-void ftl_image_set_max_pixels(uint64_t n); /* 0 restores the default */
+/* Decompression bombs: a header may claim any size (a 761-byte JPEG can claim 16000x16000, 768 MB
+ * decoded). Like Pillow (Image.MAX_IMAGE_PIXELS = 89478485), an image over half the cap decodes
+ * with a warning on stderr, and one over the cap is refused with an error that says its size and
+ * the cap, for every format, before anything is allocated. The default cap is 2 x 89478485
+ * pixels (512 MiB as RGB). The environment variable FTLUA_MAX_IMAGE_PIXELS sets it for a run;
+ * ftl_image_set_max_pixels sets it for the process (a fuzzer wants it lower); set either before
+ * decoding threads start. */
+#define FTL_IMAGE_WARN_PIXELS 89478485ull
+#define FTL_IMAGE_MAX_PIXELS (2 * FTL_IMAGE_WARN_PIXELS)
+void ftl_image_set_max_pixels(uint64_t n); /* 0 restores the default (or the environment's) */
 uint64_t ftl_image_max_pixels(void);
 
 typedef struct {
@@ -39,6 +44,11 @@ void ftl_image_free(ftl_image *im); /* NULL is fine */
  * same as PIL's Image.draft) when its shorter side stays >= min_side; 0 always decodes full size.
  * Other formats are always full size. Thread-safe (the pixel cap is the only shared setting). */
 ftl_image *ftl_image_new_from_file(const char *path, int min_side, char *err, size_t errlen);
+/* The same for a dataset item (loader.c): only a JPEG of more than FTL_IMAGE_DRAFT_PIXELS is
+ * decoded at a DCT scale (keeping its shorter side >= min_side), so photos of the usual sizes
+ * give PIL's pixels exactly, and a 12-megapixel camera photo costs a quarter of them. */
+#define FTL_IMAGE_DRAFT_PIXELS (1u << 22)
+ftl_image *ftl_image_new_item_from_file(const char *path, int min_side, char *err, size_t errlen);
 ftl_image *ftl_image_new_from_memory(const void *data, size_t len, const char *name, int min_side,
                                      char *err, size_t errlen);
 

@@ -43,6 +43,7 @@ struct ftl_dataset {
     uint8_t *final;     /* [n] 1: cache[i] is the finished item, else the decoded image */
     char **errors;      /* [n] why item i failed, NULL when it is good */
     atomic_size_t cached;
+    int full_decode;    /* FTLUA_JPEG_DRAFT=0: no DCT scaling of big JPEGs (draft_side) */
 };
 
 static char OOM_TEXT[] = "(out of memory while recording an error)"; /* never freed */
@@ -70,6 +71,8 @@ static ftl_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_
     if (train) memcpy(ds->train, train, (size_t)n);
     ds->item_w = cfg->resize_w;
     ds->item_h = cfg->resize_h;
+    const char *draft = getenv("FTLUA_JPEG_DRAFT");
+    ds->full_decode = draft && !strcmp(draft, "0");
     return ds;
 }
 
@@ -149,6 +152,22 @@ static int position_free(const ftl_dataset *ds) {
     return !ds->cfg.resize_w || ds->cfg.method == FTL_RESIZE_SQUISH;
 }
 
+/* JPEGs over FTL_IMAGE_DRAFT_PIXELS decode at a DCT scale that keeps their shorter side at least
+ * twice the item's longer side (image.h); 0 (full size) without a resize. */
+static int draft_side(const ftl_dataset *ds) {
+    int s = ds->cfg.resize_w > ds->cfg.resize_h ? ds->cfg.resize_w : ds->cfg.resize_h;
+    return ds->full_decode ? 0 : 2 * s;
+}
+
+/* A train item keeps its decoded image in the cache (its crop moves every epoch) only up to this
+ * many pixels: 16 items' worth, at least 4 megapixels (12 MB). A bigger one is decoded again
+ * each epoch, so a few huge images cannot take the RAM. */
+static int cacheable_train_image(const ftl_dataset *ds, const ftl_image *im) {
+    uint64_t item = (uint64_t)ds->item_w * ds->item_h, most = 16 * item;
+    if (most < (1u << 22)) most = 1u << 22;
+    return (uint64_t)im->w * im->h <= most;
+}
+
 static const char *item_name(const ftl_dataset *ds, int64_t i, char *buf, size_t len) {
     if (ds->paths) return ds->paths[i];
     snprintf(buf, len, "item %lld", (long long)i + 1);
@@ -157,7 +176,7 @@ static const char *item_name(const ftl_dataset *ds, int64_t i, char *buf, size_t
 
 /* Item i as a new RGB image: decoded from its file, or copied from memory (grey -> RGB). */
 static ftl_image *load_source(const ftl_dataset *ds, int64_t i, char *err, size_t errlen) {
-    if (ds->paths) return ftl_image_new_from_file(ds->paths[i], 0, err, errlen);
+    if (ds->paths) return ftl_image_new_item_from_file(ds->paths[i], draft_side(ds), err, errlen);
     ftl_image *im = ftl_image_new(ds->aw, ds->ah);
     if (!im) {
         snprintf(err, errlen, "item %lld: out of memory", (long long)i + 1);
@@ -250,7 +269,7 @@ static void *scan_worker(void *arg) {
     for (;;) {
         int64_t i = atomic_fetch_add(&job->next, 1);
         if (i >= ds->n) break;
-        ftl_image *im = ftl_image_new_from_file(ds->paths[i], 0, err, sizeof err);
+        ftl_image *im = ftl_image_new_item_from_file(ds->paths[i], draft_side(ds), err, sizeof err);
         if (!im) {
             record_error(ds, i, err);
             continue;
@@ -272,6 +291,10 @@ static void *scan_worker(void *arg) {
             }
             ftl_image_free(im);
             final = 1;
+        }
+        if (!final && !cacheable_train_image(ds, keep)) {
+            ftl_image_free(keep);
+            continue;
         }
         size_t bytes = sizeof *keep + (size_t)keep->w * keep->h * 3;
         if (atomic_fetch_add(&ds->cached, bytes) + bytes <= cfg->cache_bytes) {

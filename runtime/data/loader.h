@@ -5,8 +5,10 @@
  * once on worker threads ("the scan"): bad files are found before training starts, and what was
  * decoded stays in RAM across epochs within a memory budget (decoding is a real share of an
  * epoch on a CPU: ../shared/reference/decode-speed.md). Items of a train split keep the decoded
- * image (their crop position is drawn anew every epoch); the others keep their final, resized
- * pixels (deterministic).
+ * image (their crop position is drawn anew every epoch) up to 16 item sizes or 4 megapixels,
+ * a bigger one is decoded again each epoch; the others keep their final, resized pixels
+ * (deterministic). JPEGs over 4 megapixels decode at a DCT scale that keeps twice the item
+ * size (image.h, ftl_image_new_item_from_file; FTLUA_JPEG_DRAFT=0 turns that off).
  *
  * A LOADER walks a subset of a dataset in batches. Worker threads (pthreads) each build whole
  * batches: fetch and resize the items into a uint8 [N,H,W,3] buffer, then run the fused

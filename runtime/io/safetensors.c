@@ -527,6 +527,16 @@ static uint64_t read_u64le(const uint8_t *b) {
 
 st_file *new_st_file_from_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
+    /* A PyTorch checkpoint read by mistake: a zip (torch.save since 1.6) or a bare pickle
+     * (protocol 2..5, the legacy format) would otherwise read as an absurd header length. Those
+     * first bytes can also be a header length (0x0280 is 640), so only without the '{'. */
+    int json_at_8 = buf && len >= 9 && buf[8] == '{';
+    if (buf && !json_at_8 && ((len >= 4 && !memcmp(buf, "PK\x03\x04", 4)) ||
+                              (len >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5))) {
+        set_err(err, errlen, "not a safetensors file (this looks like a PyTorch .pth: use "
+                "ft.weights.load)");
+        return NULL;
+    }
     if (!buf || len < 8) {
         set_err(err, errlen, "file too small (%zu bytes) for the 8-byte header length", len);
         return NULL;

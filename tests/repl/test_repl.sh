@@ -176,8 +176,12 @@ fi
 # ---- help: ?name and help(value) print the entry of docs/api.md; help() says how
 row=$(grep -m1 '^| `ft.plot.imagesc(' "$ROOT/docs/api.md" | cut -d'|' -f3 | sed 's/^ *//; s/ *$//')
 fresh
+# each line waits for the answer before the next is typed (on a loaded machine typed-ahead
+# keys would land in the middle of the previous answer)
 line '?ft.plot.imagesc'
+wait_for '^ft.plot.imagesc\(matrix'
 line 'help(ft.tensor.zeros)'
+wait_for '^T.zeros\(shape\)'
 line 'help()'
 if [ -n "$row" ] && wait_for 'help\(x\) shows the API reference' && screen | grep -q '^ft.plot.imagesc(matrix \[, opts\])$' &&
    screen | grep -qF "    $row" && screen | grep -q '^T.zeros(shape), T.zeros(d1, d2, ...)$'; then
