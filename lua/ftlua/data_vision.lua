@@ -345,12 +345,13 @@ local function build_from_files(spec, opts)
   end
 
   local dls = setmetatable({
-    vocab = as_vocab(vocab), c = #vocab, dataset = ds, path = opts.path or source, _cfg = cfg,
+    vocab = vocab, c = #vocab, dataset = ds, path = opts.path or source, _cfg = cfg,
     train_items = train_idx, valid_items = valid_idx, items = items,
   }, DataLoaders)
   dls.train = ds:loader(train_idx, loader_opts(cfg, true, bs))
   dls.valid = ds:loader(valid_idx, loader_opts(cfg, false, cfg.val_bs))
   dls.device = dls.train:info().device
+  dls.vocab = as_vocab(vocab) -- prints every name
   if opts.verbose ~= false then summary(dls, #items, #bad, source and ("'" .. source .. "'")) end
   if #dls.train == 0 then
     io.stderr:write(("warning: the train split has %d items, fewer than bs = %d: no train batch (drop_last)\n"):format(#train_idx, bs))
