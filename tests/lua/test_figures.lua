@@ -83,4 +83,28 @@ H.test("FTLUA_TERM_IMAGES=1: thumbnails in the images' colours, 20 x 10 half blo
   assert(not plain:find("\27", 1, true), "no escape codes when off (or not a terminal)")
 end)
 
+H.test("dls.vocab of a folder dataset prints every name (37 of them)", function()
+  local names = {}
+  for i = 1, 37 do names[i] = ("breed_number_%02d_with_a_long_name"):format(i) end
+  local out
+  local d = H.tmpdir()
+  local code = ([[
+local d = %q
+local x = ft.tensor.zeros{1, 8, 8, 3}:to("uint8")
+for i = 1, 37 do for k = 1, 6 do
+  ft.vision.write_grid(x, nil, ("%%s/breed_number_%%02d_with_a_long_name_%%d.png"):format(d, i, k))
+end end
+local files = ft.vision.get_image_files(d)
+local dls = ft.vision.ImageDataLoaders.from_name_re(d, files, "^(.+)_%%d+%%.png$", {item_tfms = ft.vision.Resize(8),
+  bs = 4, valid_pct = 0.2, seed = 1, verbose = false, num_workers = 1})
+print(dls.vocab)
+]]):format(d)
+  out = child(code, "")
+  os.execute("rm -rf " .. q(d))
+  assert(out:match("^%(#37%) {"), out)
+  local got = {}
+  for name in out:gmatch('"([^"]+)"') do got[#got + 1] = name end
+  H.close(got, names, 0, "names printed")
+end)
+
 H.done()
