@@ -23,26 +23,54 @@
 local V, T, nn = ft.vision, ft.tensor, ft.nn
 
 local home = os.getenv("FTLUA_HOME") or ((os.getenv("HOME") or ".") .. "/.ftlua")
-local opts = { out = "out/main", cache = home .. "/models", shots = "10", pre_epochs = "3", epochs = "3,12",
-  data = "/usr/share/datasets/fashion-mnist", retrain = "false", source_n = "6000" }
-local usage = "usage: ftlua scripts/main.lua [--out DIR] [--cache DIR] [--shots N] [--pre_epochs N] "
-  .. "[--epochs 3,12] [--source_n N] [--data DIR] [--retrain true|false]"
+-- name, default, what it does (the --help text)
+local OPTIONS = {
+  { "out", "out/main", "where the plots, the tables and export.safetensors go" },
+  { "cache", home .. "/models", "where the pretrained backbone is kept ($FTLUA_HOME/models, else ~/.ftlua/models)" },
+  { "shots", "10", "target train images per class (the small transfer set)" },
+  { "pre_epochs", "3", "epochs of pretraining the backbone on the source classes" },
+  { "epochs", "3,12", "epochs frozen,unfrozen of the transfer (fit_one_cycle, then with discriminative lrs)" },
+  { "source_n", "6000", "pretrain on at most N images per source class (the tests use a few hundred)" },
+  { "data", "/usr/share/datasets/fashion-mnist", "the folder of Fashion-MNIST's IDX files (dataset-fashion-mnist)" },
+  { "retrain", "false", "true: pretrain again even when the cache has the backbone" },
+}
+
+local function usage_error(msg)
+  io.stderr:write("main.lua: ", msg, " (see --help)\n")
+  os.exit(2)
+end
+
+local opts, known = {}, {}
+for _, o in ipairs(OPTIONS) do opts[o[1]], known[o[1]] = o[2], true end
 local i = 1
 while arg and arg[i] do
-  local key = arg[i]:match("^%-%-(.+)$")
-  if not key or opts[key] == nil or arg[i + 1] == nil then error(("%s (bad argument %q)"):format(usage, arg[i]), 0) end
-  opts[key] = arg[i + 1]
-  i = i + 2
+  local a = arg[i]
+  if a == "--help" or a == "-h" then
+    print("usage: ftlua scripts/main.lua [--option value ...]")
+    print("The offline main job: the chapter's transfer-learning recipe on Fashion-MNIST (pretrain a resnet on")
+    print("five classes, transfer it to the five others with few images, compare with training from scratch).\n")
+    print("options:")
+    for _, o in ipairs(OPTIONS) do print(("  --%-11s %s (default %s)"):format(o[1], o[3], o[2])) end
+    print("  --help        this text")
+    os.exit(0)
+  end
+  local key, value = a:match("^%-%-([%w_]+)=(.*)$")
+  if not key then key, value = a:match("^%-%-([%w_]+)$"), arg[i + 1] i = i + 1 end
+  if not key then usage_error(("unexpected argument %q: options are --name value"):format(a)) end
+  if not known[key] then usage_error(("unknown option --%s"):format(key)) end
+  if value == nil then usage_error(("--%s needs a value"):format(key)) end
+  opts[key] = value
+  i = i + 1
 end
 local function int(name)
   local v = math.tointeger(tonumber(opts[name]))
-  if not v or v < 1 then error(("--%s needs a positive integer, got %q"):format(name, opts[name]), 0) end
+  if not v or v < 1 then usage_error(("--%s needs a positive integer, got %q"):format(name, opts[name])) end
   return v
 end
 local shots, pre_epochs, source_n = int("shots"), int("pre_epochs"), int("source_n")
 local e1, e2 = opts.epochs:match("^(%d+),(%d+)$")
 e1, e2 = math.tointeger(tonumber(e1)), math.tointeger(tonumber(e2))
-if not e1 then error("--epochs needs two counts, frozen,unfrozen (e.g. 3,12)", 0) end
+if not e1 then usage_error(("--epochs needs two counts, frozen,unfrozen (e.g. 3,12), got %q"):format(opts.epochs)) end
 local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local out = opts.out
 local t_start = ft.clock()
@@ -56,7 +84,7 @@ local function show(what, file) print(what .. ": " .. out .. "/" .. file) end
 local function read(name)
   local p = opts.data .. "/" .. name
   local f = io.open(p, "rb")
-  if not f then error(("%s not found: install Debian's dataset-fashion-mnist (make deps) or pass --data DIR"):format(p), 0) end
+  if not f then usage_error(("%s not found: install Debian's dataset-fashion-mnist (make deps) or pass --data DIR"):format(p)) end
   f:close()
   return V.read_idx(p)
 end
@@ -90,8 +118,8 @@ local function dataloaders(xt, yt, xv, yv, vocab, bs)
     batch_tfms = V.aug_transforms { size = 28, min_scale = 0.75, max_warp = 0 } })
 end
 -- The folders, once the data is known to be there: a failed run leaves nothing behind.
-if not os.execute("mkdir -p " .. sh(out) .. " " .. sh(opts.cache)) then
-  error(("cannot create %s or %s: pass --out DIR and --cache DIR where you can write"):format(out, opts.cache), 0)
+if not os.execute("mkdir -p " .. sh(out) .. " " .. sh(opts.cache) .. " 2>/dev/null") then
+  usage_error(("cannot create %s or %s: pass --out DIR and --cache DIR where you can write"):format(out, opts.cache))
 end
 print(("Fashion-MNIST from %s: %d train, %d test images (%.1fs)"):format(opts.data, x_train:size(1),
   x_test:size(1), ft.clock() - t_start))
@@ -191,5 +219,6 @@ print(("%-14s %-14s %s"):format("actual", "predicted", "count"))
 for _, c in ipairs(interp:most_confused { min_val = 5 }) do print(("%-14s %-14s %d"):format(c[1], c[2], c[3])) end
 
 -- 9. export, and the time the whole job took.
-print("exported: " .. learn:export("export.safetensors"))
+learn:export("export.safetensors") -- under learn.path, the --out folder
+print("exported: " .. out .. "/export.safetensors")
 print(("done in %.1fs"):format(ft.clock() - t_start))

@@ -1,48 +1,79 @@
 -- scripts/pets.lua: fastai's chapter 5 ("Pet breeds") end to end, with its printed tables.
 --
 --   ./ftlua scripts/pets.lua [--data DIR] [--arch resnet18|resnet34|resnet50] [--epochs 3,12]
---       [--bs 64] [--size 224] [--weights FILE] [--pretrained true|false] [--out DIR]
+--       [--bs 64] [--size 224] [--weights FILE] [--pretrained true|false] [--num_it 100] [--out DIR]
 --
--- --data: the dataset folder (its images/ subfolder is used when there is one). Without it,
--- ft.untar_data(ft.URLs.PETS) when available, else ../shared/data/pets-sample.
--- --size: the batch size of the images (presizing to size*460/224 first, as the book's 460/224).
--- --weights: a local torchvision checkpoint for the pretrained body (offline use).
--- --num_it: lr_find's iterations (100, the book's).
--- --out: where batch.png, lr_find.png, lr_find2.png, loss.png, confusion.png, top_losses.png
--- and export.safetensors go.
+-- `--help` lists the options and what they do (OPTIONS below). A usage error prints one line
+-- and exits with status 2.
 local V = ft.vision
 
-local opts = { data = nil, arch = "resnet34", epochs = "3,12", bs = "64", size = "224", weights = nil,
-  pretrained = "true", out = "pets-out", num_it = "100" }
-local known = { data = 1, arch = 1, epochs = 1, bs = 1, size = 1, weights = 1, pretrained = 1, out = 1, num_it = 1 }
-local usage = "usage: ftlua scripts/pets.lua [--data DIR] [--arch resnet18|resnet34|resnet50] [--epochs 3,12] "
-  .. "[--bs N] [--size N] [--weights FILE] [--pretrained true|false] [--out DIR] [--num_it 100]"
+-- name, default, what it does (the --help text)
+local OPTIONS = {
+  { "data", nil, "the dataset folder (its images/ subfolder is used when there is one); default: "
+    .. "untar_data(URLs.PETS) when available, else ../shared/data/pets-sample" },
+  { "arch", "resnet34", "the model: resnet18, resnet34 or resnet50" },
+  { "epochs", "3,12", "epochs frozen,unfrozen: fit_one_cycle with the body frozen, then unfrozen" },
+  { "bs", "64", "the batch size" },
+  { "size", "224", "the training image size (items are presized to size*460/224 first, as the book's 460/224)" },
+  { "weights", nil, "a local torchvision checkpoint for the pretrained body (offline use)" },
+  { "pretrained", "true", "true: start from ImageNet weights and freeze the body; false: from scratch" },
+  { "num_it", "100", "lr_find's iterations (the book's 100)" },
+  { "out", "pets-out", "where batch.png, lr_find.png, lr_find2.png, loss.png, confusion.png, "
+    .. "top_losses.png and export.safetensors go" },
+}
+
+local function usage_error(msg)
+  io.stderr:write("pets.lua: ", msg, " (see --help)\n")
+  os.exit(2)
+end
+
+local function help()
+  print("usage: ftlua scripts/pets.lua [--option value ...]")
+  print("Runs chapter 5 of the fastai book (Pet breeds): DataBlock with presizing, show_batch, cnn_learner,")
+  print("lr_find, fit_one_cycle, unfreeze, discriminative learning rates, plot_loss, the confusion matrix,")
+  print("most_confused, top losses and export.\n\noptions:")
+  for _, o in ipairs(OPTIONS) do
+    print(("  --%-11s %s%s"):format(o[1], o[3], o[2] and (" (default " .. o[2] .. ")") or ""))
+  end
+  print("  --help        this text")
+  os.exit(0)
+end
+
+local opts, known = {}, {}
+for _, o in ipairs(OPTIONS) do opts[o[1]], known[o[1]] = o[2], true end
 local i = 1
 while arg and arg[i] do
-  local key = arg[i]:match("^%-%-(.+)$")
-  if not key or not known[key] or arg[i + 1] == nil then error(("%s (bad argument %q)"):format(usage, arg[i]), 0) end
-  opts[key] = arg[i + 1]
-  i = i + 2
+  local a = arg[i]
+  if a == "--help" or a == "-h" then help() end
+  local key, value = a:match("^%-%-([%w_]+)=(.*)$")
+  if not key then key, value = a:match("^%-%-([%w_]+)$"), arg[i + 1] i = i + 1 end
+  if not key then usage_error(("unexpected argument %q: options are --name value"):format(a)) end
+  if not known[key] then usage_error(("unknown option --%s"):format(key)) end
+  if value == nil then usage_error(("--%s needs a value"):format(key)) end
+  opts[key] = value
+  i = i + 1
 end
 
 local function int(name)
   local v = math.tointeger(tonumber(opts[name]))
-  if not v or v < 1 then error(("--%s needs a positive integer, got %q"):format(name, tostring(opts[name])), 0) end
+  if not v or v < 1 then usage_error(("--%s needs a positive integer, got %q"):format(name, tostring(opts[name]))) end
   return v
 end
 local bs, size, num_it = int("bs"), int("size"), int("num_it")
 local presize = math.floor(size * 460 / 224 + 0.5)
 local e1, e2 = opts.epochs:match("^(%d+),(%d+)$")
 e1, e2 = math.tointeger(tonumber(e1)), math.tointeger(tonumber(e2))
-if not e1 then error("--epochs needs two counts, frozen,unfrozen (e.g. 3,12)", 0) end
-if opts.pretrained ~= "true" and opts.pretrained ~= "false" then error("--pretrained is true or false", 0) end
+if not e1 then usage_error(("--epochs needs two counts, frozen,unfrozen (e.g. 3,12), got %q"):format(opts.epochs)) end
+if opts.pretrained ~= "true" and opts.pretrained ~= "false" then
+  usage_error(("--pretrained is true or false, got %q"):format(opts.pretrained))
+end
 local pretrained = opts.pretrained == "true"
 local arch = opts.arch
-if not ft.models[arch] then error(("--arch: unknown model %q (resnet18, resnet34, resnet50)"):format(arch), 0) end
+if not ft.models[arch] then usage_error(("--arch: unknown model %q (resnet18, resnet34, resnet50)"):format(arch)) end
 local out = opts.out
-os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
-
 local function isdir(p) return os.execute("test -d '" .. p:gsub("'", "'\\''") .. "'") == true end
+if opts.data and not isdir(opts.data) then usage_error(("--data: no folder %q"):format(opts.data)) end
+if not os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "' 2>/dev/null") then usage_error(("--out: cannot create %q"):format(out)) end
 
 -- 1. The data: untar_data(URLs.PETS), or a folder with the dataset's layout.
 local path = opts.data
@@ -108,5 +139,6 @@ for _, c in ipairs(interp:most_confused { min_val = min_val }) do
 end
 
 -- 11. export
-local file = learn:export(out:find("^/") and out .. "/export.safetensors" or "export.safetensors")
-print("exported: " .. file)
+-- 11. export: a relative name goes under learn.path (here --out)
+learn:export("export.safetensors")
+print("exported: " .. out .. "/export.safetensors")

@@ -4,7 +4,11 @@ set -e
 PKGS="build-essential pkg-config libtorch-dev liblua5.4-dev lua5.4 libreadline-dev libstb-dev
 libturbojpeg0-dev python3-torch python3-torchvision gnuplot-nox tmux clang libclang-rt-14-dev
 dataset-fashion-mnist curl zlib1g-dev chromium libgloo-dev
-libzmq3-dev libjansson-dev python3-jupyter-client python3-nbclient jupyter-nbconvert jupyter-notebook"
+libzmq3-dev libjansson-dev python3-jupyter-client python3-nbclient jupyter-nbconvert jupyter-notebook
+python3-pandas python3-matplotlib python3-sklearn python3-scipy python3-packaging python3-pil
+python3-yaml python3-requests"
+# (python3-pandas to python3-requests: what the real fastai in ../shared/reference/fastai-py
+# imports, for the parity tests and make bench's accuracy table)
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -28,8 +28,32 @@ local function set(list)
   return s
 end
 
+-- A value as a message shows it: a string quoted and named ("the string \"96\""), a number as
+-- itself, anything else by its type.
+function D._describe(v)
+  if type(v) == "string" then return ("the string %q"):format(v) end
+  if type(v) == "number" then return tostring(v) end
+  return "a " .. type(v)
+end
+
 local function basename(path) return path:match("([^/]*)/*$") end
 local function parent_name(path) return path:match("([^/]*)/[^/]*$") end
+
+-- A file name printed on one line: control bytes (a newline in a hostile name could fake a
+-- line of output) are written as \ddd escapes.
+local function printable(path) return (path:gsub("%c", function(c) return ("\\%03d"):format(c:byte()) end)) end
+
+-- The files a dataset could not decode: an error (on_error = "error") or a warning each.
+-- Returns the set of their 1-based indices.
+local function skip_bad_files(bad, on_error)
+  local is_bad = {}
+  for _, b in ipairs(bad) do
+    if on_error == "error" then fail("cannot load %s", printable(b[2])) end
+    io.stderr:write("warning: skipping ", printable(b[2]), "\n")
+    is_bad[b[1]] = true
+  end
+  return is_bad
+end
 
 ---------------------------------------------------------------- stats and transforms
 
@@ -64,7 +88,9 @@ function D.Resize(size, opts)
   local h, w
   if type(size) == "table" then h, w = size[1], size[2] else h, w = size, size end
   if not (is_int(h) and is_int(w) and h > 0 and w > 0) then
-    fail("Resize: size must be a positive integer or {h, w}, got %s", type(size) == "table" and ("{" .. tostring(h) .. ", " .. tostring(w) .. "}") or tostring(size))
+    local got = type(size) == "table" and ("{" .. D._describe(h) .. ", " .. D._describe(w) .. "}") or D._describe(size)
+    fail("Resize: size must be a positive integer or {h, w}, got %s%s", got,
+      type(size) == "string" and tonumber(size) and (" (write Resize(%s), without quotes)"):format(size) or "")
   end
   local method = opts.method or "crop"
   if method ~= "crop" and method ~= "squish" and method ~= "pad" then
@@ -128,8 +154,49 @@ end
 -- RegexLabeller(pattern): a Lua pattern applied to the file NAME (fastai applies its regex to
 -- path.name through using_attr); capture 1 is the label. The chapter's r'(.+)_\d+.jpg$' is
 -- "(.+)_%d+%.jpg$" in Lua.
+-- Whether a Lua pattern has a capture: an unescaped "(" that is not a position capture "()".
+local function has_capture(pattern)
+  local i = 1
+  while i <= #pattern do
+    local c = pattern:sub(i, i)
+    if c == "%" then i = i + 2
+    elseif c == "[" then -- a set: skip to its closing bracket ("]" first in the set is literal)
+      i = i + 1
+      if pattern:sub(i, i) == "^" then i = i + 1 end
+      if pattern:sub(i, i) == "]" then i = i + 1 end
+      while i <= #pattern and pattern:sub(i, i) ~= "]" do i = i + (pattern:sub(i, i) == "%" and 2 or 1) end
+      i = i + 1
+    elseif c == "(" and pattern:sub(i + 1, i + 1) ~= ")" then return true
+    else i = i + 1 end
+  end
+  return false
+end
+
+-- What a regex habit in a Lua pattern probably meant, for the error when it matches nothing.
+local function pattern_hint(pattern)
+  local classes = {}
+  local seen = {}
+  for cls in pattern:gmatch("\\([dDwWsS])") do
+    if not seen[cls] then classes[#classes + 1] = "\\" .. cls .. " is %" .. cls end
+    seen[cls] = true
+  end
+  local hint = " (RegexLabeller takes a Lua pattern, not a Python regex"
+  if #classes > 0 then
+    hint = hint .. ": " .. table.concat(classes, ", ") .. ", and \\. is %."
+  elseif pattern:find("\\", 1, true) then
+    hint = hint .. ": the escape character is %, not \\"
+  end
+  return hint .. "; e.g. \"(.+)_%d+%.jpg$\")"
+end
+
 function D.RegexLabeller(pattern)
-  if type(pattern) ~= "string" then fail("RegexLabeller: pattern must be a string") end
+  if type(pattern) ~= "string" then fail("RegexLabeller: pattern must be a string, got %s", D._describe(pattern)) end
+  if not has_capture(pattern) then
+    fail("RegexLabeller: pattern %q has no capture: put the label in parentheses, e.g. \"(.+)_%%d+%%.jpg$\" "
+      .. "(the label is capture 1, as fastai's RegexLabeller takes group 1)", pattern)
+  end
+  local ok, err = pcall(function() return string.match("", pattern), string.match("a_1.jpg", pattern) end)
+  if not ok then fail("RegexLabeller: %q is not a valid Lua pattern: %s", pattern, tostring(err):gsub("^[^:]*:%d+: ", "")) end
   return setmetatable({ kind = "RegexLabeller", pattern = pattern }, {
     __call = function(self, path) return (basename(path):match(self.pattern)) end,
   })
@@ -206,7 +273,7 @@ D.DataLoaders = DataLoaders
 -- What every constructor accepts (fastai's keywords plus ours).
 local DLS_KEYS = set { "bs", "val_bs", "valid_pct", "seed", "item_tfms", "batch_tfms", "normalize",
   "device", "num_workers", "on_error", "cache_mb", "verbose", "channels", "prefetch", "vocab",
-  "train", "valid", "n_train", "n_valid", "path" }
+  "train", "valid", "n_train", "n_valid", "path", "_source" }
 
 -- Sort batch_tfms (one transform or a list) into the augmentation and the normalisation.
 local function read_tfms(opts)
@@ -263,6 +330,19 @@ local function summary(dls, found, skipped, source)
       #dls.train, #dls.valid, info_t.bs, cached > 0 and (", %.0f MiB cached"):format(cached / 2 ^ 20) or ""))
 end
 
+-- The error when get_y gives no label for some file names (missed: their base names).
+function D._missed_labels(get_y, missed, n)
+  local pat = type(get_y) == "table" and get_y.pattern
+  local shown = {}
+  for k = 1, math.min(3, #missed) do shown[k] = "'" .. missed[k] .. "'" end
+  local what = pat and ("pattern '" .. pat .. "'") or "get_y"
+  local hint = pat and pattern_hint(pat) or " (it returned nil)"
+  if #missed == n then
+    return ("%s matched none of the %d file names, e.g. %s%s"):format(what, n, table.concat(shown, ", "), hint)
+  end
+  return ("%s did not match %d of the %d file names, e.g. %s%s"):format(what, #missed, n, table.concat(shown, ", "), hint)
+end
+
 -- The common builder for file items: label, split, decode (skipping bad files), make loaders.
 -- spec: items, get_y, splitter, item_tfms/batch_tfms in opts, source (for messages).
 local function build_from_files(spec, opts)
@@ -283,11 +363,7 @@ local function build_from_files(spec, opts)
     local pat = type(spec.get_y) == "table" and spec.get_y.pattern
     local shown = {}
     for k = 1, math.min(3, #missed) do shown[k] = "'" .. missed[k] .. "'" end
-    local what = pat and ("pattern '" .. pat .. "'") or "get_y"
-    if #missed == #items then
-      fail("%s matched none of the %d file names, e.g. %s", what, #items, table.concat(shown, ", "))
-    end
-    fail("%s did not match %d of the %d file names, e.g. %s", what, #missed, #items, table.concat(shown, ", "))
+    fail("%s", D._missed_labels(spec.get_y, missed, #items))
   end
 
   -- split, then the vocab from the train split (fastai sets Categorize up on train)
@@ -296,6 +372,10 @@ local function build_from_files(spec, opts)
   local train_labels = {}
   for k, i in ipairs(train_idx) do train_labels[k] = raw[i] end
   local vocab = opts.vocab or make_vocab(train_labels)
+  if #vocab == 1 then
+    io.stderr:write(("warning: dataloaders: every item has the same label '%s': a single class (check get_y / the pattern)\n")
+      :format(tostring(vocab[1])))
+  end
   local class_of = {}
   for c, name in ipairs(vocab) do class_of[name] = c end
   local labels, is_train = {}, {}
@@ -321,12 +401,7 @@ local function build_from_files(spec, opts)
     resize_w = resize and resize.w, resize_h = resize and resize.h, method = resize and resize.method,
     num_workers = cfg.num_workers, cache_mb = opts.cache_mb,
   })
-  local is_bad = {}
-  for _, b in ipairs(bad) do
-    if cfg.on_error == "error" then fail("cannot load %s", b[2]) end
-    io.stderr:write("warning: skipping ", b[2], "\n")
-    is_bad[b[1]] = true
-  end
+  local is_bad = skip_bad_files(bad, cfg.on_error)
   if #bad > 0 then io.stderr:write(("warning: skipped %d of %d files that could not be loaded\n"):format(#bad, #items)) end
   local count = {}
   local function keep(list)
@@ -345,7 +420,7 @@ local function build_from_files(spec, opts)
   end
 
   local dls = setmetatable({
-    vocab = vocab, c = #vocab, dataset = ds, path = opts.path or source, _cfg = cfg,
+    vocab = vocab, c = #vocab, dataset = ds, path = opts.path or ".", _cfg = cfg,
     train_items = train_idx, valid_items = valid_idx, items = items,
   }, DataLoaders)
   dls.train = ds:loader(train_idx, loader_opts(cfg, true, bs))
@@ -395,12 +470,7 @@ function D.test_dataset(files, resize, opts)
     resize_w = r and r.w, resize_h = r and r.h, method = r and r.method,
     num_workers = opts.num_workers, cache_mb = opts.cache_mb,
   })
-  local is_bad = {}
-  for _, b in ipairs(bad) do
-    if opts.on_error == "error" then fail("cannot load %s", b[2]) end
-    io.stderr:write("warning: skipping ", b[2], "\n")
-    is_bad[b[1]] = true
-  end
+  local is_bad = skip_bad_files(bad, opts.on_error)
   local idx = {}
   for i = 1, #files do if not is_bad[i] then idx[#idx + 1] = i end end
   if #idx == 0 then fail("test_dl: none of the %d files could be loaded", #files) end
@@ -509,18 +579,160 @@ function D.DataBlock(spec)
     get_items = spec.get_items or D.get_image_files,
     get_y = spec.get_y,
     splitter = spec.splitter or D.RandomSplitter(),
+    _own_splitter = spec.splitter ~= nil,
     item_tfms = spec.item_tfms, batch_tfms = spec.batch_tfms,
   }, DataBlock)
 end
 
-function DataBlock:dataloaders(source, opts)
-  opts = opts or {}
+-- The options of dataloaders with the block's transforms, and the splitter to use: valid_pct
+-- (and seed) make the split when the block has no splitter of its own (fastai's default
+-- RandomSplitter); with one, valid_pct is an error rather than silently ignored.
+function DataBlock:_options(opts, what)
+  if opts ~= nil and type(opts) ~= "table" then fail("%s: options must be a table, got %s", what, D._describe(opts)) end
   local o = {}
-  for k, v in pairs(opts) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
   if o.item_tfms == nil then o.item_tfms = self.item_tfms end
   if o.batch_tfms == nil then o.batch_tfms = self.batch_tfms end
+  local splitter = self.splitter
+  if o.valid_pct ~= nil then
+    if self._own_splitter then
+      fail("%s: valid_pct = %s would be ignored: this DataBlock splits with its own splitter. Give the "
+        .. "percentage to it, DataBlock{splitter = RandomSplitter{valid_pct = %s, seed = 42}, ...}, or leave "
+        .. "the splitter out", what, tostring(o.valid_pct), tostring(o.valid_pct))
+    end
+    splitter = D.RandomSplitter { valid_pct = o.valid_pct, seed = o.seed }
+  end
+  return o, splitter
+end
+
+function DataBlock:dataloaders(source, opts)
+  local o, splitter = self:_options(opts, "dataloaders")
   local items = self.get_items(source)
-  return build_from_files({ items = items, get_y = self.get_y, splitter = self.splitter, source = source }, o)
+  return build_from_files({ items = items, get_y = self.get_y, splitter = splitter, source = source }, o)
+end
+
+local function shape_of(t)
+  local dims = {}
+  for d = 1, t:dim() do dims[d] = tostring(t:size(d)) end
+  return ("%s [%s]"):format(t:dtype(), table.concat(dims, ", "))
+end
+
+local function name_of(f, fallback)
+  if type(f) == "table" and f.kind == "RegexLabeller" then return ("RegexLabeller %q"):format(f.pattern) end
+  if f == D.parent_label then return "parent_label" end
+  if f == D.get_image_files then return "get_image_files" end
+  return fallback
+end
+
+-- DataBlock:summary(source [, opts]): fastai's tool for debugging a block. Prints what happens to
+-- one item at each step: the items found, get_y and the label, the split, the item transform
+-- (sizes before and after), the batch transform on that item, and the collated batch's shapes.
+-- A step that fails prints its error and the summary stops there, raising the error (as fastai
+-- does). opts are dataloaders' (bs, valid_pct, seed, ...).
+function DataBlock:summary(source, opts)
+  local o, splitter = self:_options(opts, "summary")
+  local step = 0
+  local function say(fmt, ...) print(fmt:format(...)) end
+  local function run(name, fn)
+    step = step + 1
+    local ok, a, b, c = pcall(fn)
+    if not ok then
+      local msg = tostring(a):gsub("^[^:]*%.lua:%d+: ", "")
+      say("%d. %s: FAILED: %s", step, name, msg)
+      say("The summary stops at step %d (%s).", step, name)
+      error(("DataBlock:summary: %s failed: %s"):format(name, msg), 0)
+    end
+    return a, b, c
+  end
+  say("DataBlock summary of %s", type(source) == "string" and ("'" .. source .. "'") or tostring(source))
+  -- 1. items
+  local items = run("get_items", function()
+    local items = self.get_items(source)
+    if type(items) ~= "table" then error(("get_items returned %s, expected a list of file paths"):format(D._describe(items)), 0) end
+    if #items == 0 then error(("no images found in '%s'"):format(tostring(source)), 0) end
+    return items
+  end)
+  say("%d. get_items (%s): %d items found; the first: %s", step, name_of(self.get_items, "a function"), #items, items[1])
+  -- 2. get_y over every item (dataloaders needs a label for each)
+  local raw = run("get_y", function()
+    local raw, missed = {}, {}
+    for i, p in ipairs(items) do
+      local v = self.get_y(p)
+      if v == nil then missed[#missed + 1] = basename(p) else raw[i] = v end
+    end
+    if #missed > 0 then error(D._missed_labels(self.get_y, missed, #items), 0) end
+    return raw
+  end)
+  say("%d. get_y (%s): '%s' for %s (every item has a label)", step, name_of(self.get_y, "a function"), tostring(raw[1]), basename(items[1]))
+  -- 3. split
+  local train_idx, valid_idx = run("splitter", function()
+    local t, v = splitter(items)
+    if type(t) ~= "table" or type(v) ~= "table" then error("the splitter must return two lists of item indices", 0) end
+    if #t == 0 then error(("the train split is empty (%d items)"):format(#items), 0) end
+    return t, v
+  end)
+  local where = "neither split"
+  for _, i in ipairs(train_idx) do if i == 1 then where = "the train split" end end
+  for _, i in ipairs(valid_idx) do if i == 1 then where = "the valid split" end end
+  say("%d. splitter: %d train / %d valid items; item 1 is in %s", step, #train_idx, #valid_idx, where)
+  -- 4. the label: the vocab from the train split, item 1's class index
+  local vocab, class = run("Categorize", function()
+    local labels = {}
+    for k, i in ipairs(train_idx) do labels[k] = raw[i] end
+    local vocab = o.vocab or make_vocab(labels)
+    for c, name in ipairs(vocab) do
+      if name == raw[1] or name == tostring(raw[1]) then return vocab, c end
+    end
+    error(("label '%s' of item 1 is not in the vocab made from the train split"):format(tostring(raw[1])), 0)
+  end)
+  local shown = {}
+  for k = 1, math.min(#vocab, 5) do shown[k] = tostring(vocab[k]) end
+  say("%d. Categorize: %d classes (%s%s); '%s' is class %d", step, #vocab, table.concat(shown, ", "),
+    #vocab > 5 and ", ..." or "", tostring(raw[1]), class)
+  if #vocab == 1 then say("   warning: a single class: every item has the same label") end
+  -- 5. item transform: decode, presize
+  local item = run("item_tfms", function()
+    local resize, aug, norm = read_tfms(o)
+    local img = D.load_image(items[1])
+    local ds, bad = D.new_file_dataset({ items[1] }, { class }, { true }, {
+      resize_w = resize and resize.w, resize_h = resize and resize.h, method = resize and resize.method, num_workers = 1 })
+    if #bad > 0 then error(("cannot load %s"):format(items[1]), 0) end
+    return { img = img, out = ds:item(1), resize = resize, aug = aug, norm = norm }
+  end)
+  local resize, aug, norm = item.resize, item.aug, item.norm
+  say("%d. item_tfms (%s): decoded %dx%d (w x h) -> %dx%d", step,
+    resize and ("Resize(%d, %d, %s)"):format(resize.h, resize.w, resize.method) or "none",
+    item.img:size(2), item.img:size(1), item.out:size(2), item.out:size(1))
+  -- 6. batch transforms on this item
+  local x1 = run("batch_tfms", function()
+    local a = {}
+    for k, v in pairs(aug or {}) do a[k] = v end
+    a.size = aug and aug.size or nil
+    if not a.size and item.out:size(1) ~= item.out:size(2) then
+      error(("the item is %dx%d, not square: give Resize a square size or aug_transforms{size = ...}"):format(
+        item.out:size(2), item.out:size(1)), 0)
+    end
+    a.train, a.seed = aug ~= nil, o.seed or 0
+    if norm then a.mean, a.std = norm.mean, norm.std end
+    return D.augment(item.out:unsqueeze(1), a)
+  end)
+  local parts = {}
+  if aug then parts[#parts + 1] = ("aug_transforms, size %s"):format(tostring(aug.size or item.out:size(1))) end
+  if norm then parts[#parts + 1] = "Normalize" end
+  say("%d. batch_tfms (%s): this item -> %s", step, #parts > 0 and table.concat(parts, "; ") or "to float, /255",
+    shape_of(x1:squeeze(1)))
+  -- 7. collate: a real train batch
+  local x, y = run("collate", function()
+    local q = {}
+    for k, v in pairs(o) do q[k] = v end
+    q.verbose, q.valid_pct = false, nil
+    local dls = build_from_files({ items = items, get_y = self.get_y, splitter = splitter, source = source }, q)
+    if #dls.train == 0 then
+      error(("no full train batch: %d train items, bs = %d (drop_last): lower bs"):format(#dls.train_items, dls._cfg.bs), 0)
+    end
+    return dls:one_batch()
+  end)
+  say("%d. collate: one train batch: x %s, y %s", step, shape_of(x), shape_of(y))
 end
 
 ---------------------------------------------------------------- images in memory: Fashion-MNIST
@@ -552,7 +764,7 @@ function D.ImageDataLoaders.from_tensors(x_train, y_train, x_valid, y_valid, opt
   dls.train = dtrain:loader(range(#dtrain), loader_opts(cfg, true, bs))
   dls.valid = dvalid:loader(range(#dvalid), loader_opts(cfg, false, cfg.val_bs))
   dls.device = dls.train:info().device
-  if opts.verbose ~= false then summary(dls, #dtrain + #dvalid, 0, opts.path and ("'" .. opts.path .. "'")) end
+  if opts.verbose ~= false then summary(dls, #dtrain + #dvalid, 0, (opts._source or opts.path) and ("'" .. (opts._source or opts.path) .. "'")) end
   return dls
 end
 
@@ -586,7 +798,7 @@ function D.FashionMNIST(opts)
   for k, v in pairs(opts) do o[k] = v end
   o.n_train, o.n_valid = nil, nil
   o.vocab = o.vocab or D.fashion_mnist_classes
-  o.path = dir
+  o._source = dir -- for the summary line; dls.path (where a learner writes) stays the current folder
   return D.ImageDataLoaders.from_tensors(xt, yt:long() + 1, xv, yv:long() + 1, o)
 end
 

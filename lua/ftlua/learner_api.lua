@@ -80,20 +80,132 @@ local function metric_specs(metrics)
   return out
 end
 
-M.losses = {}
-function M.losses.CrossEntropyLossFlat() return { kind = "cross_entropy" } end
-M.losses.CrossEntropyLoss = M.losses.CrossEntropyLossFlat
-function M.losses.LabelSmoothingCrossEntropy(opts)
-  opts = check_keys("LabelSmoothingCrossEntropy", opts, set { "eps" })
-  return { kind = "label_smoothing", eps = opts.eps or 0.1 }
-end
-M.losses.LabelSmoothingCrossEntropyFlat = M.losses.LabelSmoothingCrossEntropy
+-- Losses are callables, as PyTorch's modules and fastai's loss classes are:
+-- loss(pred [N, C], targ [N] (1-based classes)) -> a 0-dim tensor (or [N] with reduction =
+-- "none"). The C loop reads their kind (and eps) and computes the same loss without calling back.
+local Loss = { __name = "Loss" }
+Loss.__index = Loss
 
+local function check_targets(what, pred, targ)
+  local function fail(fmt, ...) error(fmt:format(...), 4) end -- at the caller of the loss
+  if not T.is_tensor(pred) then fail("%s: pred must be a tensor, got a %s", what, type(pred)) end
+  if not T.is_tensor(targ) then fail("%s: targ must be a tensor of 1-based class indices, got a %s", what, type(targ)) end
+  if pred:dim() < 2 then fail("%s: pred must be [N, C] (logits per class), got %d dims", what, pred:dim()) end
+  if targ:numel() > 0 then
+    local lo, hi, c = targ:min():item(), targ:max():item(), pred:size(2)
+    if lo < 1 or hi > c or math.type(lo) ~= "integer" and lo % 1 ~= 0 then
+      fail("%s: targets are 1-based class indices in 1..%d, got values in %s..%s", what, c, tostring(lo), tostring(hi))
+    end
+  end
+end
+
+local function reduction_of(what, r)
+  r = r or "mean"
+  if r ~= "mean" and r ~= "sum" and r ~= "none" then
+    fail("%s: reduction must be \"mean\", \"sum\" or \"none\", got %s", what, tostring(r))
+  end
+  return r
+end
+
+-- Flat: fastai's *Flat losses move the class axis last and flatten, so [N, C, H, W] logits and
+-- [N, H, W] targets work too.
+local function flatten(pred, targ)
+  if pred:dim() <= 2 then return pred, targ end
+  local c = pred:size(2)
+  return pred:transpose(2, pred:dim()):contiguous():view(-1, c), targ:reshape(-1)
+end
+
+function Loss:__call(pred, targ, reduction)
+  local what = self.name
+  check_targets(what, pred, targ)
+  pred, targ = flatten(pred, targ)
+  reduction = reduction_of(what, reduction or self.reduction)
+  if self.kind == "label_smoothing" then
+    return core.label_smoothing_ce(pred:float(), targ, { eps = self.eps, reduction = reduction })
+  end
+  return core.cross_entropy(pred:float(), targ, { reduction = reduction })
+end
+
+function Loss:__tostring()
+  local extra = self.kind == "label_smoothing" and ("eps=" .. tostring(self.eps)) or ""
+  if self.reduction ~= "mean" then extra = (extra ~= "" and extra .. ", " or "") .. "reduction='" .. self.reduction .. "'" end
+  return ("%s(%s)"):format(self.name, extra)
+end
+
+local function new_loss(name, kind, opts, keys)
+  opts = check_keys(name, opts, set(keys))
+  local l = setmetatable({ kind = kind, name = name, reduction = reduction_of(name, opts.reduction) }, Loss)
+  if kind == "label_smoothing" then
+    l.eps = opts.eps or 0.1
+    if type(l.eps) ~= "number" or not (l.eps >= 0 and l.eps < 1) then fail("%s: eps must be in [0, 1), got %s", name, tostring(l.eps)) end
+  end
+  return l
+end
+
+M.losses = {}
+-- CrossEntropyLoss{reduction = "mean"}: torch's nn.CrossEntropyLoss; CrossEntropyLossFlat (fastai)
+-- also flattens [N, C, ...] predictions. LabelSmoothingCrossEntropy{eps = 0.1, reduction}.
+function M.losses.CrossEntropyLoss(opts) return new_loss("CrossEntropyLoss", "cross_entropy", opts, { "reduction" }) end
+function M.losses.CrossEntropyLossFlat(opts) return new_loss("CrossEntropyLossFlat", "cross_entropy", opts, { "reduction", "axis", "flatten" }) end
+function M.losses.LabelSmoothingCrossEntropy(opts)
+  return new_loss("LabelSmoothingCrossEntropy", "label_smoothing", opts, { "eps", "reduction" })
+end
+function M.losses.LabelSmoothingCrossEntropyFlat(opts)
+  return new_loss("LabelSmoothingCrossEntropyFlat", "label_smoothing", opts, { "eps", "reduction", "axis", "flatten" })
+end
+M._Loss = Loss
+
+-- ft.nn.functional: torch.nn.functional's cross_entropy and nll_loss with 1-based targets;
+-- opts = {reduction = "mean"|"sum"|"none", label_smoothing = 0} or the reduction as a string.
+local F = {}
+local function fopts(what, opts, keys)
+  if type(opts) == "string" then opts = { reduction = opts } end
+  opts = check_keys(what, opts, set(keys))
+  reduction_of(what, opts.reduction)
+  return opts
+end
+function F.cross_entropy(input, target, opts)
+  opts = fopts("cross_entropy", opts, { "reduction", "label_smoothing" })
+  check_targets("cross_entropy", input, target)
+  return core.cross_entropy(input, target, opts)
+end
+function F.nll_loss(input, target, opts)
+  opts = fopts("nll_loss", opts, { "reduction" })
+  check_targets("nll_loss", input, target)
+  return core.nll_loss(input, target, opts)
+end
+function F.log_softmax(x, dim) return x:log_softmax(dim or -1) end
+function F.softmax(x, dim) return x:softmax(dim or -1) end
+M._functional = F
+
+-- A loss as the C loop takes it: a kind ("cross_entropy", "label_smoothing") or a Lua function
+-- called as fn(pred, targ, reduction). A table without a metatable (an export's description)
+-- becomes a Loss again.
 local function loss_spec(lf)
   if lf == nil then return "cross_entropy", 0.1 end
+  if type(lf) == "table" and (lf.kind == "cross_entropy" or lf.kind == "label_smoothing") then
+    -- a loss made with reduction = "sum" trains on the sum, as in fastai; per-item losses
+    -- (get_preds{with_loss}) still ask for "none"
+    if getmetatable(lf) == Loss and lf.reduction ~= "mean" then
+      return function(p, t, r) return lf(p, t, r == "none" and "none" or lf.reduction) end, 0.1
+    end
+    return lf.kind, lf.eps or 0.1
+  end
   if type(lf) == "function" then return lf, 0.1 end
-  if type(lf) == "table" and lf.kind then return lf.kind, lf.eps or 0.1 end
-  fail("loss_func: expected ft.losses.* or a function(pred, targ, reduction)")
+  local mt = getmetatable(lf)
+  if mt and mt.__call then return function(p, t, r) return lf(p, t, r) end, 0.1 end
+  fail("loss_func: expected ft.nn.CrossEntropyLossFlat() (or another ft.nn loss) or a function(pred, targ, reduction), got a %s", type(lf))
+end
+
+-- The callable for learn.loss_func: what was given, or the default CrossEntropyLossFlat().
+local function loss_callable(lf)
+  if lf == nil then return M.losses.CrossEntropyLossFlat() end
+  if type(lf) == "table" and getmetatable(lf) == nil and lf.kind then
+    local name = lf.name or (lf.kind == "label_smoothing" and "LabelSmoothingCrossEntropy" or "CrossEntropyLossFlat")
+    return setmetatable({ kind = lf.kind, name = name, reduction = lf.reduction or "mean",
+      eps = lf.kind == "label_smoothing" and (lf.eps or 0.1) or nil }, Loss)
+  end
+  return lf
 end
 
 ---------------------------------------------------------------- callbacks
@@ -126,25 +238,47 @@ end
 
 -- SaveModelCallback{monitor = "valid_loss", fname = "model", every_epoch = false,
 -- with_opt = false}: saves when the monitored value improves, loads the best at the end.
+-- A NaN is never best: an epoch whose value is NaN (or not a number at all, as valid_loss with
+-- no validation set) is skipped with a warning, and when no epoch had a value, nothing was
+-- saved, the end says so and the model keeps its last weights (a file from an earlier fit is
+-- not loaded).
 function M.callbacks.SaveModelCallback(opts)
   opts = check_keys("SaveModelCallback", opts, set { "monitor", "fname", "every_epoch", "with_opt", "comp", "min_delta", "reset_on_fit" })
   local cb = { name = "SaveModelCallback", monitor = opts.monitor or "valid_loss", fname = opts.fname or "model",
     every_epoch = opts.every_epoch, with_opt = opts.with_opt, min_delta = opts.min_delta or 0 }
   local cmp = better(cb.monitor, opts.comp)
-  function cb:before_fit() self.best = nil end
+  local function warn(fmt, ...)
+    if ft().dist.is_main() then io.stderr:write("warning: SaveModelCallback: ", fmt:format(...), "\n") end
+  end
+  function cb:before_fit() self.best, self.best_epoch, self.skipped = nil, nil, 0 end
   function cb:after_epoch(learn)
     if self.every_epoch then learn:save(("%s_%d"):format(self.fname, learn.epoch), { with_opt = self.with_opt }) return end
     local v = monitor_value(learn, self.monitor)
+    if type(v) ~= "number" or v ~= v then
+      self.skipped = self.skipped + 1
+      warn("%s is %s at epoch %d: not a better model, not saved", self.monitor,
+        type(v) == "number" and "NaN" or "missing", learn.epoch)
+      return
+    end
     if self.best == nil or cmp(v - (cmp(0, 1) and self.min_delta or -self.min_delta), self.best) then
       if self.best ~= nil and ft().dist.is_main() then
         print(("Better model found at epoch %d with %s value: %s."):format(learn.epoch, self.monitor, tostring(v)))
       end
-      self.best = v
+      self.best, self.best_epoch = v, learn.epoch
       learn:save(self.fname, { with_opt = self.with_opt })
     end
   end
   function cb:after_fit(learn)
-    if not self.every_epoch and self.best ~= nil then learn:load(self.fname, { with_opt = self.with_opt }) end
+    if self.every_epoch then return end
+    if self.best == nil then
+      if self.skipped > 0 then
+        warn("no epoch had a %s that is a number (%d NaN or missing%s): no model was saved, none is "
+          .. "loaded, the model keeps the weights of its last epoch", self.monitor, self.skipped,
+          self.monitor:find("^valid") and "; is the validation set empty (valid_pct = 0)?" or "")
+      end
+      return
+    end
+    learn:load(self.fname, { with_opt = self.with_opt })
   end
   return cb
 end
@@ -175,7 +309,8 @@ function M.callbacks.EarlyStoppingCallback(opts)
 end
 
 -- CSVLogger{fname = "history.csv", append = false}: the table's rows, unrounded, under
--- learn.path; each line flushed and fsync'ed (core.CSVLogger).
+-- learn.path; the whole file is rewritten atomically after each epoch (core.CSVLogger): after
+-- a crash or a full disk it holds the lines up to the last good epoch, never a torn or empty file.
 function M.callbacks.CSVLogger(opts)
   opts = check_keys("CSVLogger", opts, set { "fname", "append" })
   local cb = { name = "CSVLogger", fname = opts.fname or "history.csv", append = opts.append }
@@ -264,7 +399,7 @@ function M.Learner(dls, model, opts)
   local self = setmetatable({
     dls = dls, model = model, lr = lr, wd = opts.wd, path = opts.path or dls.path or ".",
     model_dir = opts.model_dir or "models", cbs = {}, moms = opts.moms or { 0.95, 0.85, 0.95 },
-    metrics = metric_specs(opts.metrics), loss_func = opts.loss_func,
+    metrics = metric_specs(opts.metrics), loss_func = loss_callable(opts.loss_func),
     recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} },
   }, Learner)
   self._core = C.new(model, { lr = lr, wd = opts.wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
@@ -304,8 +439,23 @@ function Learner:_rank0_writes(fn)
   return r
 end
 
+-- "Learner: Sequential, 3 parameter groups, ..., lr 0.003 (last fit_one_cycle)": the lr of the last
+-- fit (its maximum for a schedule; a slice shows its first and last groups), else the default lr.
 function Learner:__tostring()
-  return ("Learner: %s, %d parameter groups, lr %g"):format(self.model:type(), self._core:n_groups(), self.lr)
+  local lr
+  local last = self._last_fit
+  if last then
+    local lrs = last.lrs
+    lr = #lrs > 1 and lrs[1] ~= lrs[#lrs] and ("%g..%g"):format(lrs[1], lrs[#lrs]) or ("%g"):format(lrs[1])
+    lr = ("lr %s (last %s)"):format(lr, last.name)
+  else
+    lr = ("lr %g (default)"):format(self.lr)
+  end
+  local frozen = ""
+  local fz = self._frozen_idx
+  if fz and fz > 0 then frozen = (", groups 1-%d frozen"):format(fz) end
+  return ("Learner: %s, %d parameter groups%s, %s%s"):format(self.model:type(), self._core:n_groups(), frozen, lr,
+    self.amp and (", " .. self.amp) or "")
 end
 
 -- A notebook shows a Learner result as HTML (docs/jupyter.md): the summary, then the last
@@ -362,33 +512,46 @@ function Learner:_run(n_epoch, spec, cbs)
   for _, c in ipairs(cbs or {}) do all[#all + 1] = c end
   if spec.wd == nil then spec.wd = self.wd end
   self._core:fit(self, n_epoch, spec, all, self.dls.train, self.dls.valid)
-  return self
+end
+
+-- What the learner's __tostring shows of the last fit: its name and lr (per group).
+function Learner:_note_fit(name, lrs)
+  self._last_fit = { name = name, lrs = lrs }
 end
 
 local FIT_KEYS = set { "wd", "cbs" }
 local function epochs(what, n)
-  if math.type(n) ~= "integer" or n < 1 then fail("%s: the number of epochs must be a positive integer", what) end
+  if math.type(n) ~= "integer" or n < 1 then
+    local got = type(n) == "string" and ("the string %q"):format(n) or type(n) == "number" and tostring(n) or ("a " .. type(n))
+    fail("%s: the number of epochs must be a positive integer, got %s", what, got)
+  end
 end
 
 -- fit(n_epoch, lr, {wd, cbs}): a constant lr (per group).
 function Learner:fit(n_epoch, lr, opts)
   opts = check_keys("fit", opts, FIT_KEYS)
   epochs("fit", n_epoch)
-  return self:_run(n_epoch, { kind = "const", lrs = self:_lrs(lr, "fit"), wd = opts.wd }, opts.cbs)
+  local lrs = self:_lrs(lr, "fit")
+  self:_note_fit("fit", lrs)
+  self:_run(n_epoch, { kind = "const", lrs = lrs, wd = opts.wd }, opts.cbs)
 end
 
 local ONE_CYCLE_KEYS = set { "div", "div_final", "pct_start", "moms", "wd", "cbs" }
 function Learner:fit_one_cycle(n_epoch, lr_max, opts)
   opts = check_keys("fit_one_cycle", opts, ONE_CYCLE_KEYS)
   epochs("fit_one_cycle", n_epoch)
-  return self:_run(n_epoch, { kind = "one_cycle", lrs = self:_lrs(lr_max, "fit_one_cycle"), div = opts.div,
+  local lrs = self:_lrs(lr_max, "fit_one_cycle")
+  self:_note_fit("fit_one_cycle", lrs)
+  self:_run(n_epoch, { kind = "one_cycle", lrs = lrs, div = opts.div,
     div_final = opts.div_final, pct_start = opts.pct_start, moms = opts.moms or self.moms, wd = opts.wd }, opts.cbs)
 end
 
 function Learner:fit_flat_cos(n_epoch, lr, opts)
   opts = check_keys("fit_flat_cos", opts, set { "div_final", "pct_start", "wd", "cbs" })
   epochs("fit_flat_cos", n_epoch)
-  return self:_run(n_epoch, { kind = "flat_cos", lrs = self:_lrs(lr, "fit_flat_cos"), div_final = opts.div_final,
+  local lrs = self:_lrs(lr, "fit_flat_cos")
+  self:_note_fit("fit_flat_cos", lrs)
+  self:_run(n_epoch, { kind = "flat_cos", lrs = lrs, div_final = opts.div_final,
     pct_start = opts.pct_start, wd = opts.wd }, opts.cbs)
 end
 
@@ -396,17 +559,18 @@ function Learner:fit_sgdr(n_cycles, cycle_len, lr_max, opts)
   opts = check_keys("fit_sgdr", opts, set { "cycle_mult", "wd", "cbs" })
   epochs("fit_sgdr", n_cycles)
   epochs("fit_sgdr", cycle_len)
-  return self:_run(1, { kind = "sgdr", lrs = self:_lrs(lr_max, "fit_sgdr"), n_cycles = n_cycles,
+  local lrs = self:_lrs(lr_max, "fit_sgdr")
+  self:_note_fit("fit_sgdr", lrs)
+  self:_run(1, { kind = "sgdr", lrs = lrs, n_cycles = n_cycles,
     cycle_len = cycle_len, cycle_mult = opts.cycle_mult or 2, wd = opts.wd }, opts.cbs)
 end
 
 function Learner:freeze_to(n)
   if math.type(n) ~= "integer" then fail("freeze_to: n must be an integer") end
-  self._core:freeze_to(n)
-  return self
+  self._frozen_idx = self._core:freeze_to(n)
 end
-function Learner:freeze() return self:freeze_to(-1) end
-function Learner:unfreeze() return self:freeze_to(0) end
+function Learner:freeze() self:freeze_to(-1) end
+function Learner:unfreeze() self:freeze_to(0) end
 
 -- fine_tune(epochs, {base_lr = 2e-3, freeze_epochs = 1, lr_mult = 100, pct_start = 0.3,
 -- div = 5, wd, cbs}): fastai's recipe: one frozen cycle, then an unfrozen one.
@@ -420,7 +584,7 @@ function Learner:fine_tune(n_epoch, opts)
   if fe > 0 then self:fit_one_cycle(fe, M.slice(base_lr), { pct_start = 0.99, wd = opts.wd, cbs = opts.cbs }) end
   base_lr = base_lr / 2
   self:unfreeze()
-  return self:fit_one_cycle(n_epoch, M.slice(base_lr / (opts.lr_mult or 100), base_lr),
+  self:fit_one_cycle(n_epoch, M.slice(base_lr / (opts.lr_mult or 100), base_lr),
     { pct_start = opts.pct_start or 0.3, div = opts.div or 5.0, wd = opts.wd, cbs = opts.cbs })
 end
 
@@ -561,7 +725,9 @@ function Learner:export(file, opts)
   if not file:find("^/") then file = (self.path or ".") .. "/" .. file end
   local ok, desc = pcall(function()
     return json.encode { format = EXPORT_FORMAT, version = 2, model = model_desc(self, opts.describe_model),
-      data = data_desc(self.dls), loss = type(self.loss_func) == "table" and self.loss_func or nil }
+      data = data_desc(self.dls), loss = getmetatable(self.loss_func) == Loss and { kind = self.loss_func.kind,
+        name = self.loss_func.name, reduction = self.loss_func.reduction, eps = self.loss_func.eps } or nil,
+      amp = self.amp }
   end)
   if not ok then error(desc, 2) end
   local sd = self.model:state_dict()
@@ -569,7 +735,6 @@ function Learner:export(file, opts)
     mkdir_p(file:match("^(.*)/[^/]*$") or ".")
     T.save(file, sd, { format = EXPORT_FORMAT, learner = desc })
   end)
-  return file
 end
 
 -- What load_learner gives as dls: the vocab and a test_dl over image files with the exported
@@ -620,8 +785,14 @@ end
 -- get_preds{dl = learn.dls:test_dl(files)}). The model is rebuilt from the file's description
 -- (or is opts.model, built by the caller) and the exported weights are loaded strictly.
 function M.load_learner(file, opts)
-  opts = check_keys("load_learner", opts, set { "cpu", "model" })
-  if type(file) ~= "string" then fail_up("load_learner: the file name must be a string") end
+  opts = check_keys("load_learner", opts, set { "cpu", "model", "amp" })
+  if type(file) ~= "string" then fail_up("load_learner: the file name must be a string, got a %s", type(file)) end
+  local fh, why = io.open(file, "rb")
+  if not fh then
+    if not why:find("No such file", 1, true) then fail_up("load_learner: cannot open %s: %s", file, why) end
+    fail_up("load_learner: %s does not exist (learn:export(name) writes name under learn.path, the current folder by default)", file)
+  end
+  fh:close()
   local okr, tensors, meta = pcall(T.load, file)
   if not okr then
     fail_up("load_learner: cannot read %s: %s (a truncated or damaged file? export it again)", file,
@@ -645,13 +816,25 @@ function M.load_learner(file, opts)
     err = tostring(err):gsub("^[^:]*:%d+: ", ""):gsub(" %(strict = false[^)]*%)$", "")
     fail_up("load_learner: %s: the exported weights do not fit the model: %s", file, err)
   end
-  local dls = setmetatable({ vocab = dd.vocab, c = #dd.vocab, _desc = dd, path = file:match("^(.*)/[^/]*$") or "." }, Exported)
+  local dls = setmetatable({ vocab = dd.vocab, c = #dd.vocab, _desc = dd, path = "." }, Exported)
   local learn = setmetatable({ dls = dls, model = model, lr = 1e-3, path = dls.path, model_dir = "models", cbs = {},
-    moms = { 0.95, 0.85, 0.95 }, metrics = {}, loss_func = desc.loss,
+    moms = { 0.95, 0.85, 0.95 }, metrics = {}, loss_func = loss_callable(desc.loss),
     recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} },
     _cnn = type(md) == "table" and (md.kind == "cnn" and md or md.cnn) or nil }, Learner)
   local loss, eps = loss_spec(desc.loss)
   learn._core = C.new(model, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {} })
+  -- The precision policy it was trained (and validated) under, so that its predictions are the
+  -- exporting learner's: bf16 autocast stays bf16 (opts.amp overrides; "fp32" to leave it).
+  local amp = opts.amp
+  if amp == nil then amp = desc.amp or "fp32" end
+  if amp == "bf16" then learn:to_bf16()
+  elseif amp == "fp16" then
+    if not (dls.device or ""):match("^cuda") then
+      io.stderr:write(("warning: load_learner: %s was trained with fp16 autocast (CUDA); predicting in float32 on the CPU\n"):format(file))
+    else learn:to_fp16() end
+  elseif amp ~= "fp32" then
+    fail_up("load_learner: option amp must be \"fp32\", \"bf16\" or \"fp16\", got %s", tostring(amp))
+  end
   model:eval()
   return learn
 end
@@ -660,10 +843,29 @@ end
 
 -- get_preds{ds_idx = 1 (valid) | 0 (train), dl = loader, with_loss = false, act = true}
 -- -> probs, targets (1-based), losses (with_loss)
+-- dl may also be a list of batches {{x, y}, ...} (or {x, ...}), as the book's dl=[(x,y)].
 function Learner:get_preds(opts)
   opts = check_keys("get_preds", opts, set { "ds_idx", "dl", "with_loss", "act" })
-  local dl = opts.dl or (opts.ds_idx == 0 and self.dls.train or self.dls.valid)
-  return self._core:predict(dl, { with_loss = opts.with_loss, act = opts.act })
+  if opts.ds_idx ~= nil and opts.ds_idx ~= 0 and opts.ds_idx ~= 1 then
+    fail("get_preds: ds_idx must be 1 (valid) or 0 (train), got %s", tostring(opts.ds_idx))
+  end
+  local dl = opts.dl
+  if dl == nil then dl = opts.ds_idx == 0 and self.dls.train or self.dls.valid
+  elseif type(dl) == "table" then
+    if dl.valid or dl.train then fail("get_preds: dl is a DataLoaders: give one of its loaders (dl = dls.valid), or ds_idx = 1 | 0") end
+    if T.is_tensor(dl[1]) and T.is_tensor(dl[2]) and dl[2]:dim() <= 1 and dl[1]:dim() > 1 and #dl == 2 then
+      fail("get_preds: dl must be a list of batches: write dl = {{x, y}}, not dl = {x, y}")
+    end
+    if #dl == 0 then fail("get_preds: dl is an empty list (give {{x, y}, ...} batches or a loader)") end
+  elseif type(dl) ~= "userdata" then
+    fail("get_preds: dl must be a loader (dls.valid, dls:test_dl(files)) or a list of {x, y} batches, got a %s", type(dl))
+  end
+  local ok, p, t, l = pcall(self._core.predict, self._core, dl, { with_loss = opts.with_loss, act = opts.act })
+  if not ok then
+    error(("get_preds: %s"):format(tostring(p):gsub("^[^:]*:%d+: ", ""):gsub("^bad argument #1 to '[%w_]+'", "dl")
+      :gsub("^predict: ", "")), 2)
+  end
+  return p, t, l
 end
 
 -- predict(image_path) -> label, index (1-based), probs
@@ -758,6 +960,18 @@ function Interp:confusion_matrix()
   return T.tensor(cm, "int64")
 end
 
+-- most_confused's result prints as fastai's list of tuples does in Python (pprint: one tuple a
+-- line when it does not fit in 80 columns), e.g. [('Bengal', 'Egyptian_Mau', 2)].
+local MostConfused = { __name = "most_confused" }
+function MostConfused.__tostring(list)
+  local function q(v) return type(v) == "string" and "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'" or tostring(v) end
+  local items = {}
+  for i, t in ipairs(list) do items[i] = ("(%s, %s, %s)"):format(q(t[1]), q(t[2]), tostring(t[3])) end
+  local one = "[" .. table.concat(items, ", ") .. "]"
+  if #one <= 80 then return one end
+  return "[" .. table.concat(items, ",\n ") .. "]"
+end
+
 -- most_confused{min_val = 1} -> {{actual, predicted, count}, ...} by count, descending
 function Interp:most_confused(opts)
   opts = check_keys("most_confused", opts, set { "min_val" })
@@ -766,11 +980,13 @@ function Interp:most_confused(opts)
   local out = {}
   for i = 1, #cm do
     for j = 1, #cm do
-      if i ~= j and cm[i][j] >= min_val then out[#out + 1] = { self.vocab[i], self.vocab[j], cm[i][j] } end
+      if i ~= j and cm[i][j] >= min_val then out[#out + 1] = { self.vocab[i], self.vocab[j], cm[i][j], #out + 1 } end
     end
   end
-  table.sort(out, function(a, b) return a[3] > b[3] end)
-  return out
+  -- ties keep the matrix's row-major order, as fastai's stable sorted() does
+  table.sort(out, function(a, b) if a[3] ~= b[3] then return a[3] > b[3] end return a[4] < b[4] end)
+  for _, c in ipairs(out) do c[4] = nil end
+  return setmetatable(out, MostConfused)
 end
 
 -- top_losses(k [, largest = true]) -> losses, indices (1-based, into the valid set)

@@ -183,3 +183,11 @@ function M.create_cnn_model(arch, n_out, opts)
   return model
 end
 M.create_head = nn.create_head
+
+-- The losses live with the learner (which reads them); ft.nn holds them too, as torch.nn and
+-- torch.nn.functional do: ft.nn.CrossEntropyLoss(), ft.nn.functional.cross_entropy(...).
+local learner = package.loaded["ftlua.learner"]
+if type(learner) == "table" and learner.losses then
+  for name, ctor in pairs(learner.losses) do nn[name] = ctor end
+  nn.functional = learner._functional
+end

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +82,19 @@ static int parse_temp(const char *name, char *host, size_t hostlen, long *pid) {
 
 int ftl_atomic_is_temp_name(const char *name) { return name && parse_temp(name, NULL, 0, NULL) == 0; }
 
+/* ftlua before this writer wrote safetensors through "NAME.safetensors.tmp.<pid>" and left
+ * them behind when killed: those are removed too, when their pid is dead. */
+static long legacy_temp_pid(const char *name) {
+    static const char tag[] = ".safetensors.tmp.";
+    const char *t = strstr(name, tag);
+    if (!t || t == name) return -1;
+    const char *d = t + strlen(tag);
+    if (!*d || strlen(d) > 10) return -1;
+    for (const char *p = d; *p; p++)
+        if (*p < '0' || *p > '9') return -1;
+    return strtol(d, NULL, 10);
+}
+
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
     remove(p);
@@ -98,8 +112,12 @@ int ftl_atomic_reap(const char *path) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         long pid = 0;
-        if (parse_temp(e->d_name, host, sizeof host, &pid) != 0) continue;
-        if (strcmp(host, me) != 0 || pid <= 0 || pid == (long)getpid()) continue;
+        if (parse_temp(e->d_name, host, sizeof host, &pid) == 0) {
+            if (strcmp(host, me) != 0) continue;
+        } else if ((pid = legacy_temp_pid(e->d_name)) < 0) {
+            continue;
+        }
+        if (pid <= 0 || pid == (long)getpid()) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to ask) */
         char full[FTL_ATOMIC_PATH_MAX + 512];
         if (snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= (int)sizeof full) continue;
@@ -336,8 +354,12 @@ int ftl_atomic_rename(const char *tmp, const char *path, char *err, size_t errle
         return -1;
     }
     if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-        set_err(err, errlen, "cannot write '%s': the writer produced %s", path,
-                S_ISREG(st.st_mode) ? "an empty file" : "something that is not a file");
+        /* the other process's errno is lost; a full file system is the usual cause: say so */
+        struct statvfs vfs;
+        int full = S_ISREG(st.st_mode) && fstatvfs(fd, &vfs) == 0 && vfs.f_bavail == 0;
+        set_err(err, errlen, "cannot write '%s': the writer produced %s%s", path,
+                S_ISREG(st.st_mode) ? "an empty file" : "something that is not a file",
+                full ? ": No space left on device" : "");
         close(fd);
         unlink(tmp);
         return -1;

@@ -18,6 +18,7 @@
  * ftl_atomic_temp_name) first removes the temps of this pattern in that folder whose pid is
  * no longer alive on this host: orphans never outlive the next write to the same folder.
  * The host in the name keeps a folder shared over NFS from losing another machine's temps.
+ * The temps of older ftlua versions ("NAME.safetensors.tmp.<pid>") are removed the same way.
  *
  * The path is replaced, not written through: when it is a symlink, the link itself is
  * replaced by the new file. An existing file's permission bits are kept.

@@ -1511,12 +1511,54 @@ static ft_status cat_list(ft_tensor **ts, int n, ft_tensor **out) {
     return ft_cat((const ft_tensor *const *)ts, n, 0, out);
 }
 
-/* core:predict(loader [, {with_loss = false, epoch = 0, act = true}]) -> probs [N,C] (CPU
- * float32, softmax of the model's output unless act = false), targets (1-based int64, or nil
- * when the loader has no labels), losses per item (or nil). Eval mode, no autograd. */
+/* Batch i of a Lua list of batches (the table at idx): {x, y} with 1-based targets, or x alone.
+ * Fills fs->x and fs->y (0-based int64) as next_batch does. 1: a batch, 0: the end. */
+static int list_batch(lua_State *L, fit_state *fs, const ftl_learner *ln, int idx, lua_Integer i) {
+    int top = lua_gettop(L), r = 1;
+    int t = lua_geti(L, idx, i);
+    if (t == LUA_TNIL) return lua_settop(L, top), 0;
+    ft_tensor *x = NULL, *y = NULL;
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)i);
+    if (t == LUA_TTABLE) {
+        lua_geti(L, -1, 1);
+        x = ftl_to_tensor(L, -1);
+        if (lua_geti(L, -2, 2) != LUA_TNIL) {
+            y = ftl_to_tensor(L, -1);
+            if (!y) r = failf(fs, "batch %s: its second element (the targets) is not a tensor", num, "");
+        }
+    } else {
+        x = ftl_to_tensor(L, -1);
+    }
+    if (r == 1 && !x) r = failf(fs, "batch %s is not {x, y} (tensors) or a tensor x", num, "");
+    if (r == 1 && ft_shallow_copy(x, &fs->x) != FT_OK) r = shim_fail(fs, "batch");
+    if (r == 1 && y) {
+        ft_tensor *z = NULL;
+        ft_status st = ft_binary_scalar(FT_SUB, y, 1, &z);
+        if (st == FT_OK) st = ft_to(z, FT_INT64, ft_device(z), &fs->y);
+        ft_free(z);
+        if (st != FT_OK) r = shim_fail(fs, "targets");
+    }
+    if (r == 1 && ln->channels_last) {
+        ft_tensor *c = NULL;
+        if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) r = shim_fail(fs, "channels_last");
+        else {
+            ft_free(fs->x);
+            fs->x = c;
+        }
+    }
+    lua_settop(L, top);
+    return r;
+}
+
+/* core:predict(loader or {{x, y}, ...} [, {with_loss = false, epoch = 0, act = true}]) ->
+ * probs [N,C] (CPU float32, softmax of the model's output unless act = false), targets
+ * (1-based int64, or nil when the loader has no labels), losses per item (or nil). Eval mode,
+ * no autograd. */
 static int l_core_predict(lua_State *L) {
     ftl_learner *ln = check_core(L, 1);
-    ftl_loader *dl = ftl_check_loader(L, 2);
+    int is_list = lua_type(L, 2) == LUA_TTABLE;
+    ftl_loader *dl = is_list ? NULL : ftl_check_loader(L, 2);
     int with_loss = 0, act = 1;
     int64_t epoch = 0;
     if (lua_istable(L, 3)) {
@@ -1535,12 +1577,12 @@ static int l_core_predict(lua_State *L) {
     char err[512];
     int r = GO;
     ftm_set_training(ln->model, 0);
-    if (ftl_loader_start(dl, epoch, -1, err, sizeof err)) return luaL_error(L, "predict: %s", err);
+    if (dl && ftl_loader_start(dl, epoch, -1, err, sizeof err)) return luaL_error(L, "predict: %s", err);
     ps->running = dl;
     ft_set_grad_enabled(0);
     ps->grad_off = 1;
-    for (;;) {
-        int got = next_batch(fs, ln, dl, NULL);
+    for (lua_Integer bi = 1;; bi++) {
+        int got = dl ? next_batch(fs, ln, dl, NULL) : list_batch(L, fs, ln, 2, bi);
         if (got == 0) break;
         if (got != 1) {
             r = got;
@@ -1570,7 +1612,7 @@ static int l_core_predict(lua_State *L) {
         fs_batch_free(fs);
     }
     fs_batch_free(fs);
-    ftl_loader_stop(dl);
+    if (dl) ftl_loader_stop(dl);
     ps->running = NULL;
     ft_set_grad_enabled(1);
     ps->grad_off = 0;

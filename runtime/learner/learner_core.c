@@ -725,6 +725,56 @@ static int l_label_smoothing_ce(lua_State *L) {
     return 1;
 }
 
+/* The reduction named at opts.reduction (a table at idx), "mean" by default. */
+static ft_reduction opt_reduction(lua_State *L, int idx, const char *what) {
+    ft_reduction red = FT_REDUCE_MEAN;
+    if (lua_istable(L, idx) && lua_getfield(L, idx, "reduction") != LUA_TNIL) {
+        const char *r = lua_tostring(L, -1);
+        if (r && !strcmp(r, "sum")) red = FT_REDUCE_SUM;
+        else if (r && !strcmp(r, "none")) red = FT_REDUCE_NONE;
+        else if (!r || strcmp(r, "mean"))
+            luaL_error(L, "%s: reduction must be \"mean\", \"sum\" or \"none\", got %s", what,
+                       r ? r : luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    return red;
+}
+
+/* 1-based Lua targets as the shim's 0-based int64 classes. */
+static ft_tensor *zero_based_long(lua_State *L, int idx) {
+    ft_tensor *z = zero_based(L, idx), *l = NULL;
+    ft_status st = ft_to(z, FT_INT64, ft_device(z), &l);
+    ft_free(z);
+    ftl_check(L, st, "targets");
+    return l;
+}
+
+/* core.cross_entropy(logits [N,C,...], targ (1-based) [N,...], {reduction = "mean",
+ * label_smoothing = 0}): torch's F.cross_entropy. */
+static int l_cross_entropy(lua_State *L) {
+    ft_tensor *logits = ftl_check_tensor(L, 1);
+    ft_reduction red = opt_reduction(L, 3, "cross_entropy");
+    double ls = opt_number(L, 3, "label_smoothing", 0.0);
+    ft_tensor *targ = zero_based_long(L, 2), *out = NULL;
+    ft_status st = ft_cross_entropy(logits, targ, NULL, red, ls, &out);
+    ft_free(targ);
+    ftl_check(L, st, "cross_entropy");
+    ftl_push_tensor(L, out);
+    return 1;
+}
+
+/* core.nll_loss(log_probs [N,C], targ (1-based) [N], {reduction = "mean"}): torch's F.nll_loss. */
+static int l_nll_loss(lua_State *L) {
+    ft_tensor *lp = ftl_check_tensor(L, 1);
+    ft_reduction red = opt_reduction(L, 3, "nll_loss");
+    ft_tensor *targ = zero_based_long(L, 2), *out = NULL;
+    ft_status st = ft_nll_loss(lp, targ, red, &out);
+    ft_free(targ);
+    ftl_check(L, st, "nll_loss");
+    ftl_push_tensor(L, out);
+    return 1;
+}
+
 /* core.AvgMetric(): :accumulate(value (tensor or number), bs), :value(), :reset() */
 static int l_avg(lua_State *L) {
     ftl_avg *a = lua_newuserdatauv(L, sizeof *a, 0);
@@ -983,7 +1033,7 @@ int luaopen_ftlua_learner_core(lua_State *L) {
         {"Adam", l_adam}, {"tensor_snapshot", l_tensor_snapshot},
         {"LRFinder", l_lr_finder}, {"lr_suggestions", l_lr_suggestions},
         {"accuracy", l_accuracy}, {"error_rate", l_error_rate}, {"top_k_accuracy", l_top_k_accuracy},
-        {"label_smoothing_ce", l_label_smoothing_ce}, {"AvgMetric", l_avg}, {"AvgLoss", l_avg},
+        {"label_smoothing_ce", l_label_smoothing_ce}, {"cross_entropy", l_cross_entropy}, {"nll_loss", l_nll_loss}, {"AvgMetric", l_avg}, {"AvgLoss", l_avg},
         {"AvgSmoothLoss", l_smooth}, {"format_time", l_format_time}, {"repr", l_repr},
         {"table_header", l_table_header}, {"table_row", l_table_row}, {"ProgressBar", l_pbar},
         {"CSVLogger", l_csv}, {NULL, NULL}};

@@ -165,6 +165,11 @@ int main(void) {
         touch(live);
         touch(other);
         touch("model.pth.tmp.1"); /* not ours */
+        char legacy_dead[128], legacy_live[128];
+        snprintf(legacy_dead, sizeof legacy_dead, "model.safetensors.tmp.%ld", (long)d);
+        snprintf(legacy_live, sizeof legacy_live, "model.safetensors.tmp.%ld", (long)getppid());
+        touch(legacy_dead);
+        touch(legacy_live);
         char p[512];
         snprintf(p, sizeof p, "%s/%s", dir, dead_dir);
         mkdir(p, 0755);
@@ -183,6 +188,10 @@ int main(void) {
         CHECK("atomic keeps a live pid's temp", exists(live));
         CHECK("atomic keeps another host's temp", exists(other));
         CHECK("atomic keeps other files", exists("model.pth.tmp.1"));
+        CHECK("atomic removes an older ftlua's temp of a dead pid", !exists(legacy_dead));
+        CHECK("atomic keeps an older ftlua's temp of a live pid", exists(legacy_live));
+        snprintf(p, sizeof p, "%s/%s", dir, legacy_live);
+        unlink(p);
         snprintf(p, sizeof p, "%s/%s", dir, live);
         unlink(p);
         snprintf(p, sizeof p, "%s/%s", dir, other);

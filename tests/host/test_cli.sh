@@ -93,7 +93,7 @@ print("start")
 L.fit_one_cycle({}, "3")
 EOF
 run "$FTLUA" "$tmp/lib.lua" </dev/null
-if [ $rc -eq 1 ] && is "$err" "$prog: $tmp/lib.lua:3: fit_one_cycle: the number of epochs must be a positive integer"; then
+if [ $rc -eq 1 ] && is "$err" "$prog: $tmp/lib.lua:3: fit_one_cycle: the number of epochs must be a positive integer, got the string \"3\""; then
     ok cli_error_at_user_line
 else
     fail cli_error_at_user_line "rc=$rc, want one line at lib.lua:3"

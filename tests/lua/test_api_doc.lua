@@ -130,11 +130,12 @@ end
 local NAMESPACES = {
   { "ft", ft },
   { "ft.tensor", ft.tensor },
-  { "ft.nn", ft.nn }, { "ft.nn", ft.nn.init, "ft.nn.init" },
+  { "ft.nn", ft.nn }, { "ft.nn", ft.nn.init, "ft.nn.init" }, { "ft.nn", ft.nn.functional, "ft.nn.functional" },
   { "ft.models", ft.models },
   { "ft.vision", ft.vision }, { "ft.vision", ft.vision.ImageDataLoaders, "ft.vision.ImageDataLoaders" },
   { "ft.vision", ft.vision.Normalize, "ft.vision.Normalize" },
   { "ft.weights", ft.weights },
+  { "ft.io", ft.io },
   { "ft.Learner", { Learner = ft.Learner, load_learner = ft.load_learner, slice = ft.slice,
                     cnn_learner = ft.vision.cnn_learner, vision_learner = ft.vision.vision_learner }, "ft" },
   { "ft.metrics", ft.metrics },

@@ -13,8 +13,9 @@ local function roundtrip(dls, files, what)
   local dir = H.tmpdir()
   local learn = ft.vision.cnn_learner(dls, ft.models.resnet18, { pretrained = false, lin_ftrs = { 32 }, path = dir })
   learn:fit(1, 1e-3)
-  local file = learn:export("export.safetensors")
-  H.eq(file, dir .. "/export.safetensors", "export path")
+  H.eq(learn:export("export.safetensors"), nil, "export returns nothing (fastai's None)")
+  local file = dir .. "/export.safetensors"
+  assert(io.open(file, "rb"), "export path: under learn.path")
   local loaded = ft.load_learner(file)
   H.eq(#loaded.dls.vocab, #dls.vocab, "vocab size")
   for i, v in ipairs(dls.vocab) do H.eq(loaded.dls.vocab[i], tostring(v), "vocab " .. i) end
@@ -111,7 +112,8 @@ end
 
 -- Export, load, and compare the valid predictions (bit for bit: same weights, same batches).
 local function same_preds(learn, what, load_opts)
-  local file = learn:export("export.safetensors")
+  learn:export("export.safetensors")
+  local file = learn.path .. "/export.safetensors"
   local loaded = ft.load_learner(file, load_opts)
   local p1, t1 = learn:get_preds()
   local p2, t2 = loaded:get_preds { dl = learn.dls.valid }
@@ -177,7 +179,8 @@ H.test("export/load_learner: cnn_learner over a custom arch function", function(
   local zoo = ft.vision.cnn_learner(dls, ft.models.resnet18, { pretrained = false, lin_ftrs = { 16 }, path = dir })
   local _, l2 = same_preds(zoo, "zoo arch")
   H.eq(l2._cnn.arch, "resnet18", "arch name kept")
-  local again = l2:export(dir .. "/again.safetensors")
+  l2:export(dir .. "/again.safetensors")
+  local again = dir .. "/again.safetensors"
   local l3 = ft.load_learner(again)
   H.close(l3:get_preds { dl = dls.valid }, (zoo:get_preds()), 0, "export of a loaded learner")
 end) end)
@@ -209,7 +212,8 @@ H.test("export: a Lua-forward model is a clear error; describe_model = false + {
     "module '0' is a Lua-defined Residual", "describe_model = false", "ft.load_learner(file, {model = m})")
   learn = ft.Learner(dls, make(), { path = dir })
   learn:fit(1, 1e-2)
-  local file = learn:export("lua.safetensors", { describe_model = false })
+  learn:export("lua.safetensors", { describe_model = false })
+  local file = learn.path .. "/lua.safetensors"
   H.errors(function() ft.load_learner(file) end, "holds the weights of a Residual but not its structure",
     "{model = m}")
   H.errors(function() ft.load_learner(file, { model = 3 }) end, "option 'model' must be a module")
@@ -222,7 +226,8 @@ H.test("load_learner: truncated, damaged and mismatched exports are clear errors
   T.manual_seed(10)
   local dls = tensor_dls()
   local learn = ft.Learner(dls, nn.Sequential { nn.Flatten(), nn.Linear(256, 2) }, { path = dir })
-  local file = learn:export("good.safetensors")
+  learn:export("good.safetensors")
+  local file = learn.path .. "/good.safetensors"
   local f = assert(io.open(file, "rb"))
   local bytes = f:read("a")
   f:close()
@@ -237,7 +242,8 @@ H.test("load_learner: truncated, damaged and mismatched exports are clear errors
   H.errors(function() ft.load_learner(cut) end, "load_learner: cannot read " .. cut, "export it again")
   local head = write("head.safetensors", bytes:sub(1, 40))
   H.errors(function() ft.load_learner(head) end, "load_learner: cannot read " .. head)
-  H.errors(function() ft.load_learner(dir .. "/none.safetensors") end, "cannot read " .. dir .. "/none.safetensors")
+  local err = H.errors(function() ft.load_learner(dir .. "/none.safetensors") end, dir .. "/none.safetensors does not exist")
+  assert(not err:find("truncated or damaged", 1, true), "a missing file is not called damaged: " .. err)
   local sd = learn.model:state_dict()
   local meta = T.load(file) and select(2, T.load(file))
   local bad = dir .. "/bad.safetensors"

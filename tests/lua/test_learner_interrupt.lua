@@ -49,7 +49,7 @@ H.test("Ctrl-C during fit stops cleanly and keeps the model usable", function()
   for _, p in ipairs(model:parameters()) do
     assert(p:isfinite():all():item(), "a weight is not finite")
   end
-  local preds = learn:get_preds { ds_idx = 2 }
+  local preds = learn:get_preds { ds_idx = 1 }
   H.eq(preds:size(1), 64, "predictions after the interrupt")
   H.close(preds:sum(2), T.ones { 64 }, 1e-5, "probabilities")
 end)
