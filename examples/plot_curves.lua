@@ -1,7 +1,11 @@
 -- examples/plot_curves.lua: plot your own curves with ft.plot (gnuplot).
--- Run: ./ftlua examples/plot_curves.lua [out_dir]   (writes curves.png, hist.png, heat.txt)
+-- Run: ./ftlua examples/plot_curves.lua [out_dir]   (writes curves.png, hist.png, heat.txt;
+-- out_dir is made when it does not exist yet)
 local T, plot = ft.tensor, ft.plot
 local out = arg[1] or os.getenv("TMPDIR") or "/tmp"
+if os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'") ~= true then
+  error(("cannot make the folder '%s'"):format(out), 0)
+end
 
 local xs, sin, cos = {}, {}, {}
 for i = 0, 100 do
@@ -17,7 +21,7 @@ plot.plot {
 T.manual_seed(1)
 plot.hist(T.randn { 1000 }, { bins = 30, title = "1000 normal draws", output = out .. "/hist.png" })
 
--- A heat map as text, for a terminal without a display.
+-- A heat map as text (a table of the values), for a terminal without a display.
 plot.imagesc({ { 5, 1, 0 }, { 2, 7, 1 }, { 0, 1, 9 } },
   { title = "a confusion matrix", xlabels = { "a", "b", "c" }, ylabels = { "a", "b", "c" }, output = out .. "/heat.txt" })
 plot.close()

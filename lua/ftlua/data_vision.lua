@@ -253,6 +253,21 @@ end
 
 local DataLoaders = {}
 DataLoaders.__index = DataLoaders
+
+-- dls.vocab prints every name, as fastai's does: (#37) {"abyssinian", ...}, wrapped at 100
+-- columns (a plain table would be cut at 20 names by the REPL).
+local Vocab = { __tostring = function(v)
+  local lines, line = {}, ("(#%d) {"):format(#v)
+  for i, name in ipairs(v) do
+    local item = ("%q"):format(tostring(name)) .. (i < #v and "," or "}")
+    if #line + #item + 1 > 100 then lines[#lines + 1], line = line, " " .. item
+    else line = line .. ((line:sub(-1) == "{") and "" or " ") .. item end
+  end
+  if #v == 0 then line = line .. "}" end
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n")
+end }
+local function as_vocab(v) return setmetatable(table.move(v, 1, #v, 1, {}), Vocab) end
 D.DataLoaders = DataLoaders
 
 -- What every constructor accepts (fastai's keywords plus ours).
@@ -411,6 +426,7 @@ local function build_from_files(spec, opts)
   dls.train = ds:loader(train_idx, loader_opts(cfg, true, bs))
   dls.valid = ds:loader(valid_idx, loader_opts(cfg, false, cfg.val_bs))
   dls.device = dls.train:info().device
+  dls.vocab = as_vocab(vocab) -- prints every name
   if opts.verbose ~= false then summary(dls, #items, #bad, source and ("'" .. source .. "'")) end
   if #dls.train == 0 then
     io.stderr:write(("warning: the train split has %d items, fewer than bs = %d: no train batch (drop_last)\n"):format(#train_idx, bs))
@@ -420,8 +436,9 @@ end
 
 function DataLoaders:one_batch() return self.train:one_batch() end
 
--- dls:show_batch{nrows = 3, ncols = 3, path = "batch.png", split = "train"}: a PNG grid of the
--- first nrows*ncols images of a batch with their labels, de-normalised. Returns path, w, h.
+-- dls:show_batch{nrows = 3, ncols = 3, path =, split = "train"}: the first nrows*ncols images
+-- of a batch with their labels, de-normalised: a PNG at path, else where figures with no output
+-- go (lua/ftlua/figures.lua: FTLUA_PLOT_DIR, or the labels as text on the terminal).
 function DataLoaders:show_batch(opts)
   opts = opts or {}
   check_keys("show_batch", opts, set { "nrows", "ncols", "max_n", "path", "split", "batch" })
@@ -438,9 +455,8 @@ function DataLoaders:show_batch(opts)
     for i = 1, n do labels[i] = tostring(self.vocab[yt[i]]) end
   end
   local info = dl:info()
-  local path = opts.path or "batch.png"
-  local w, h = D.write_grid(x, labels, path, { ncols = ncols, mean = info.mean, std = info.std })
-  return path, w, h
+  require("ftlua.figures").grid(x, labels, { path = opts.path, name = "show_batch", ncols = ncols,
+    mean = info.mean, std = info.std })
 end
 
 -- D.test_dataset(files, resize, {on_error=, num_workers=, cache_mb=}) -> dataset, indices:
@@ -743,7 +759,7 @@ function D.ImageDataLoaders.from_tensors(x_train, y_train, x_valid, y_valid, opt
   }
   local function range(n) local t = {} for i = 1, n do t[i] = i end return t end
   -- The datasets stay reachable (learn:tta runs the valid items through the train transforms).
-  local dls = setmetatable({ vocab = vocab, c = #vocab, _cfg = cfg, path = opts.path,
+  local dls = setmetatable({ vocab = as_vocab(vocab), c = #vocab, _cfg = cfg, path = opts.path,
     train_ds = dtrain, valid_ds = dvalid }, DataLoaders)
   dls.train = dtrain:loader(range(#dtrain), loader_opts(cfg, true, bs))
   dls.valid = dvalid:loader(range(#dvalid), loader_opts(cfg, false, cfg.val_bs))

@@ -6,8 +6,11 @@
 --   learn.recorder:plot_metrics{output =}        (every recorded value, per epoch)
 --   interp:plot_confusion_matrix{normalize = false, output =}
 --   interp:plot_top_losses(k, {output =, ncols =})  (a PNG grid, or a text table for .txt)
--- Each returns the data it sent, so that tests and scripts can check them.
+--   learn:show_results{max_n = 9, ds_idx = 1, output =}   (actual / predicted under each image)
+-- Each draws where docs/plot.md's rule says (output, else FTLUA_PLOT_DIR, else the terminal) and
+-- returns nothing, so the REPL prints nothing after it.
 local T = require "ftlua.tensor"
+local figures = require "ftlua.figures"
 
 local function ft() return package.loaded.ftlua end
 
@@ -97,8 +100,8 @@ return function(M, Learner, Interp)
     return losses[#losses]
   end
 
-  -- learn:plot_lr_find{skip_end = 5, output =, term =, suggestions = true}
-  -- -> {lrs =, losses =, points = {{name =, lr =, loss =}, ...}}
+  -- learn:plot_lr_find{skip_end = 5, output =, term =, suggestions = true}: the curve without
+  -- its last skip_end points, each suggestion a named point.
   function Learner:plot_lr_find(opts)
     opts = check_keys("plot_lr_find", opts, set { "skip_end", "output", "term", "suggestions", "title" })
     local src = self._lr_find or self.recorder
@@ -127,12 +130,10 @@ return function(M, Learner, Interp)
     end
     draw("plot", plot_opts(opts, { logx = true, xlabel = "Learning Rate",
       ylabel = "Loss", title = opts.title }, series))
-    return { lrs = lrs, losses = losses, points = points }
   end
 
-  -- recorder:plot_loss{skip_start = 5, with_valid = true, output =}
-  -- -> {x =, train =, valid_x =, valid =}: train per iteration (0-based, as fastai), valid at
-  -- the cumulative iteration count of each epoch.
+  -- recorder:plot_loss{skip_start = 5, with_valid = true, output =}: train per iteration
+  -- (0-based, as fastai), valid at the cumulative iteration count of each epoch.
   function Recorder:plot_loss(opts)
     opts = check_keys("plot_loss", opts, set { "skip_start", "with_valid", "output", "term", "title" })
     local skip = opts.skip_start or 5
@@ -142,7 +143,6 @@ return function(M, Learner, Interp)
     local x, train = {}, {}
     for i = skip + 1, n do x[#x + 1] = i - 1 train[#train + 1] = self.losses[i] end
     local series = { { x = x, y = train, title = "train" } }
-    local out = { x = x, train = train }
     if opts.with_valid ~= false then
       local col
       for j, name in ipairs(self.metric_names or {}) do if name == "valid_loss" then col = j end end
@@ -152,15 +152,13 @@ return function(M, Learner, Interp)
         if it >= skip and v and v == v then vx[#vx + 1] = it vy[#vy + 1] = v end
       end
       if #vx > 0 then series[2] = { x = vx, y = vy, title = "valid", style = "linespoints" } end
-      out.valid_x, out.valid = vx, vy
     end
     draw("plot", plot_opts(opts, { xlabel = "iteration", ylabel = "loss",
       title = opts.title or "Loss" }, series))
-    return out
   end
 
   -- recorder:plot_sched{output =}: lr and mom of the last group per iteration, as two series
-  -- on a log y axis (their scales differ by ~3 decades). -> {lr =, mom =}
+  -- on a log y axis (their scales differ by ~3 decades).
   function Recorder:plot_sched(opts)
     opts = check_keys("plot_sched", opts, set { "output", "term", "title" })
     local lrs, moms = self.lrs or {}, self.moms or {}
@@ -169,35 +167,42 @@ return function(M, Learner, Interp)
     if #moms > 0 then series[2] = { y = moms, title = "mom" } end
     draw("plot", plot_opts(opts, { logy = true, xlabel = "iteration",
       ylabel = "lr, mom", title = opts.title or "Schedule (last group)" }, series))
-    return { lr = lrs, mom = moms }
   end
 
   -- recorder:plot_metrics{output =}: each recorded value (train_loss, valid_loss, metrics) per
-  -- epoch. -> {epochs =, [name] = values}
+  -- epoch (0-based, as the epoch table).
   function Recorder:plot_metrics(opts)
     opts = check_keys("plot_metrics", opts, set { "output", "term", "title" })
     local vals = self.values or {}
     if #vals == 0 then fail("plot_metrics: no epoch recorded yet (fit first)") end
-    local epochs, series, out = {}, {}, {}
+    local epochs, series = {}, {}
     for e = 1, #vals do epochs[e] = e - 1 end
-    out.epochs = epochs
     for j, name in ipairs(self.metric_names or {}) do
       local y = {}
       for e = 1, #vals do y[e] = vals[e][j] end
-      out[name] = y
       series[#series + 1] = { x = epochs, y = y, title = name:gsub("_", " "), style = "linespoints" }
     end
     draw("plot", plot_opts(opts, { xlabel = "epoch", ylabel = "value",
       title = opts.title or "Metrics" }, series))
-    return out
   end
 
   ---------------------------------------------------------------- interpretation
 
-  -- interp:plot_confusion_matrix{normalize = false, output =, title =} -> the matrix plotted
-  -- (rows actual, columns predicted, as confusion_matrix()).
+  -- The confusion matrix's size in pixels for n classes whose longest name has len characters:
+  -- fastai leaves figsize to the caller (the book passes figsize = (12, 12), dpi = 60 at 37
+  -- classes, 720 px); here the figure grows with the class count so that each cell holds its
+  -- count (24 px a cell, 9 pt tick labels) and the names have their margin (~7 px a character).
+  local function cm_size(n, len)
+    local cells = n * (n > 12 and 24 or 48)
+    local names = len * 7 + 60 -- the margins plot.c leaves: names + 60 left and below, 130 right, 50 on top
+    return math.max(640, names + cells + 130), math.max(480, names + cells + 50)
+  end
+
+  -- interp:plot_confusion_matrix{normalize = false, output =, title =, width =, height =}: rows
+  -- actual, columns predicted (as confusion_matrix()), each count in its cell; normalize divides
+  -- each row by its sum (2 decimals, as fastai's norm_dec). In the terminal: the counts as a table.
   function Interp:plot_confusion_matrix(opts)
-    opts = check_keys("plot_confusion_matrix", opts, set { "normalize", "output", "term", "title" })
+    opts = check_keys("plot_confusion_matrix", opts, set { "normalize", "output", "term", "title", "width", "height" })
     local cm = self:confusion_matrix():totable()
     if opts.normalize then
       for i = 1, #cm do
@@ -206,19 +211,39 @@ return function(M, Learner, Interp)
         for j = 1, #cm[i] do cm[i][j] = s > 0 and math.floor(cm[i][j] / s * 100 + 0.5) / 100 or 0 end
       end
     end
-    local names = {}
-    for i, v in ipairs(self.vocab) do names[i] = tostring(v) end
+    local names, len = {}, 0
+    for i, v in ipairs(self.vocab) do names[i] = tostring(v) len = math.max(len, #names[i]) end
+    local w, h = cm_size(#names, len)
     draw("imagesc", cm, plot_opts(opts, { title = opts.title or "Confusion matrix", xlabels = names,
-      ylabels = names, xlabel = "Predicted", ylabel = "Actual" }))
-    return cm
+      ylabels = names, xlabel = "Predicted", ylabel = "Actual", width = opts.width or w, height = opts.height or h }))
   end
 
-  -- interp:plot_top_losses(k = 9, {output = "top_losses.png", ncols =}): the k valid items
-  -- with the largest losses, titled prediction/actual / loss / probability (of the prediction),
-  -- as a PNG grid (the data module's writer) or, for a .txt output, a text table.
-  -- -> {{idx =, pred =, actual =, loss =, prob =, title =}, ...}
+  -- The images of items idx (1-based, in the loader's order) of a loader that is not shuffled:
+  -- a [k, C, H, W] tensor on the CPU, rows in the order of idx.
+  local function images_at(dl, idx, what)
+    local want, picked, seen, base = {}, {}, 0, 0
+    for i, j in ipairs(idx) do want[j] = want[j] or {} table.insert(want[j], i) end
+    for x in dl:batches() do
+      local n = x:size(1)
+      for j = base + 1, base + n do
+        for _, i in ipairs(want[j] or {}) do picked[i] = x[j - base]:cpu():clone() seen = seen + 1 end
+      end
+      base = base + n
+      if seen >= #idx then break end
+    end
+    for i = 1, #idx do if not picked[i] then fail("%s: valid item %d not found in the loader", what, idx[i]) end end
+    return T.stack(picked)
+  end
+
+  -- interp:plot_top_losses(k = 9, {output =, ncols =, largest = true}): the k valid items with
+  -- the largest losses, titled prediction/actual / loss / probability (of the prediction), as
+  -- fastai. A PNG grid at output (a .txt output: the table), else in FTLUA_PLOT_DIR, else the
+  -- titles as a text grid on the terminal.
   function Interp:plot_top_losses(k, opts)
     opts = check_keys("plot_top_losses", opts, set { "output", "ncols", "nrows", "largest" })
+    if k ~= nil and (math.type(k) ~= "integer" or k < 1) then
+      fail("plot_top_losses: k must be a positive integer, got %s", tostring(k))
+    end
     k = math.min(k or 9, self.losses:size(1))
     local losses, idx = self:top_losses(k, opts.largest)
     local lt, it = losses:totable(), idx:totable()
@@ -233,35 +258,73 @@ return function(M, Learner, Interp)
       r.title = ("%s/%s / %.2f / %.2f"):format(r.pred, r.actual, r.loss, r.prob)
       rows[i] = r
     end
-    local output = opts.output or "top_losses.png"
-    if output:match("%.txt$") then
-      local f = assert(io.open(output, "w"))
-      f:write("Prediction/Actual/Loss/Probability\n")
-      for i, r in ipairs(rows) do f:write(("%d\t%d\t%s\n"):format(i, r.idx, r.title)) end
-      f:close()
-      return rows
+    if not ft().dist.is_main() then return end
+    local output = opts.output
+    if output and output:match("%.txt$") then
+      local lines = { "Prediction/Actual/Loss/Probability" }
+      for i, r in ipairs(rows) do lines[#lines + 1] = ("%d\t%d\t%s"):format(i, r.idx, r.title) end
+      ft().plot._write_file(output, table.concat(lines, "\n") .. "\n")
+      return
     end
-    if not output:match("%.png$") then fail("plot_top_losses: the grid is a PNG (or .txt for a table): %s", output) end
-    -- The images: the valid loader is in order, so item j is row j of the concatenated batches.
+    if output and not output:match("%.png$") then fail("plot_top_losses: the grid is a PNG (or .txt for a table): %s", output) end
     local dl = self.learn.dls.valid
-    local want, pos = {}, {}
-    for i, r in ipairs(rows) do want[r.idx] = want[r.idx] or {} table.insert(want[r.idx], i) end
-    local picked, seen, base = {}, 0, 0
-    for x in dl:batches() do
-      local n = x:size(1)
-      for j = base + 1, base + n do
-        for _, i in ipairs(want[j] or {}) do picked[i] = x[j - base]:cpu():clone() seen = seen + 1 end
-      end
-      base = base + n
-      if seen >= k then break end
-    end
-    for i = 1, k do if not picked[i] then fail("plot_top_losses: valid item %d not found in the loader", rows[i].idx) end end
-    local imgs = T.stack(picked)
-    local titles = {}
-    for i, r in ipairs(rows) do titles[i] = r.title end
+    local titles, idxs = {}, {}
+    for i, r in ipairs(rows) do titles[i], idxs[i] = r.title, r.idx end
     local info = dl:info()
-    local ncols = opts.ncols or math.ceil(math.sqrt(k))
-    ft().vision.write_grid(imgs, titles, output, { ncols = ncols, mean = info.mean, std = info.std })
-    return rows, output
+    local ncols = opts.ncols or (opts.nrows and math.ceil(k / opts.nrows)) or math.ceil(math.sqrt(k))
+    local text = {} -- in the terminal: the numbers on their own line
+    for i, r in ipairs(rows) do text[i] = ("%s/%s\n%.2f / %.2f"):format(r.pred, r.actual, r.loss, r.prob) end
+    if not output and not figures.auto_path("top_losses") and not figures.term_images() then -- no images needed
+      figures.text_grid(text, ncols, "Prediction/Actual/Loss/Probability",
+        "(the text of the grid: give output = \"top_losses.png\" for the picture)")
+      return
+    end
+    figures.grid(images_at(dl, idxs, "plot_top_losses"), titles, { path = output, name = "top_losses", ncols = ncols,
+      mean = info.mean, std = info.std, text_labels = text, title = "Prediction/Actual/Loss/Probability",
+      path_key = "output" })
+  end
+
+  ---------------------------------------------------------------- show_results
+
+  -- learn:show_results{max_n = 9, ds_idx = 1, nrows =, ncols =, output =}: the first max_n items
+  -- of one batch of the valid (ds_idx = 1) or train (0, as its loader gives them) loader, each
+  -- with its actual label and, under it, the model's prediction: green when right, red when
+  -- wrong (in the terminal: "-> prediction", and "(wrong)" after a wrong one). As fastai's,
+  -- which shows one batch of the valid set (fastai's is shuffled; ours is the first batch).
+  function Learner:show_results(opts)
+    opts = check_keys("show_results", opts, set { "max_n", "ds_idx", "nrows", "ncols", "output" })
+    local max_n = opts.max_n or 9
+    if math.type(max_n) ~= "integer" or max_n < 1 then fail("show_results: max_n must be a positive integer, got %s", tostring(max_n)) end
+    if opts.ds_idx ~= nil and opts.ds_idx ~= 0 and opts.ds_idx ~= 1 then
+      fail("show_results: ds_idx must be 1 (valid) or 0 (train), got %s", tostring(opts.ds_idx))
+    end
+    if opts.output ~= nil and not tostring(opts.output):match("%.png$") then
+      fail("show_results: output must be a .png file, got %s", tostring(opts.output))
+    end
+    local dl = opts.ds_idx == 0 and self.dls.train or self.dls.valid
+    local x, y = dl:one_batch()
+    if not x then fail("show_results: the %s loader has no batch", opts.ds_idx == 0 and "train" or "valid") end
+    if not y then fail("show_results: the loader has no labels to compare with") end
+    local n = math.min(max_n, x:size(1))
+    x, y = x:narrow(1, 1, n), y:narrow(1, 1, n)
+    local out = T.no_grad(function()
+      self.model:eval()
+      return self.model(x)
+    end)
+    local _, pred = out:float():max(2)
+    local yt, pt = y:cpu():totable(), pred:cpu():totable()
+    if not ft().dist.is_main() then return end
+    local labels, text = {}, {}
+    for i = 1, n do
+      local a, p = tostring(self.dls.vocab[yt[i]]), tostring(self.dls.vocab[pt[i]])
+      local right = yt[i] == pt[i]
+      local colour = right and "\27[32m" or "\27[31m"
+      labels[i] = a .. "\n" .. colour .. p .. "\27[0m"
+      text[i] = a .. "\n" .. colour .. "-> " .. p .. (right and "" or " (wrong)") .. "\27[0m"
+    end
+    local info = dl:info()
+    local ncols = opts.ncols or (opts.nrows and math.ceil(n / opts.nrows)) or math.ceil(math.sqrt(n))
+    figures.grid(x, labels, { path = opts.output, name = "show_results", ncols = ncols, mean = info.mean,
+      std = info.std, text_labels = text, title = "show_results: actual, then predicted", path_key = "output" })
   end
 end

@@ -80,7 +80,10 @@ end)
 H.test("show_batch on small images scales them up so labels fit", function()
   local dls = V.FashionMNIST { n_train = 64, n_valid = 64, bs = 16, device = "cpu", verbose = false }
   local path = os.tmpname() .. ".png"
-  local _, w, h = dls:show_batch { nrows = 2, ncols = 4, path = path, split = "valid" }
+  dls:show_batch { nrows = 2, ncols = 4, path = path, split = "valid" }
+  local f = assert(io.open(path, "rb"))
+  local w, h = string.unpack(">I4I4", f:read(24), 17)
+  f:close()
   H.eq(w, 4 * (140 + 6) + 6, "width (28 px scaled 5x)")
   H.eq(h, 2 * (140 + 26 + 6) + 6, "height")
   os.remove(path)

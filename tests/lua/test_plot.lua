@@ -1,5 +1,12 @@
 -- test_plot.lua: ft.plot over gnuplot (files complete, dumb text, errors, no leaked processes).
 local H = require "harness"
+-- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
+local function self_exe()
+  local e = arg[-1]
+  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
+  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
+  return e
+end
 local P = ft.plot
 
 if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
@@ -76,7 +83,7 @@ end)
 H.test("gnuplot errors become Lua errors naming the command", function()
   local fig <close> = P.figure{term = "png", output = dir .. "/ok.png"}
   H.errors(function() fig:plot{ {y = {1, 2}}, output = dir .. "/missing/x.png" } end,
-           "cannot open file", "set output")
+           "cannot write '" .. dir .. "/missing/x.png'", "does not exist")
   H.errors(function() fig:send("set foo") end, "unrecognized option", "set foo")
   H.errors(function() fig:plot{ {y = {1, 2}, style = "bogus"} } end, "with bogus")
   fig:plot{ {y = {1, 2}} } -- the figure still works after errors
@@ -107,6 +114,114 @@ H.test("200 figures do not leak processes; close is idempotent", function()
   fig:close(); fig:close()
   H.eq(fig:pid(), nil, "pid after close")
   H.errors(function() fig:plot{ {y = {1}} } end, "closed")
+end)
+
+local NAMES = { "Abyssinian", "Bengal", "Birman", "Bombay", "British_Shorthair", "Egyptian_Mau",
+  "Maine_Coon", "Persian", "Ragdoll", "Russian_Blue", "Siamese", "Sphynx", "american_bulldog",
+  "american_pit_bull_terrier", "basset_hound", "beagle", "boxer", "chihuahua",
+  "english_cocker_spaniel", "english_setter", "german_shorthaired", "great_pyrenees", "havanese",
+  "japanese_chin", "keeshond", "leonberger", "miniature_pinscher", "newfoundland", "pomeranian",
+  "pug", "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "staffordshire_bull_terrier",
+  "wheaten_terrier", "yorkshire_terrier" }
+
+-- The luaL_Buffer bug: tick names were added with the names' table pushed above the buffer's
+-- box, so once the commands outgrew the buffer (about 30 long names) it broke with "attempt to
+-- index a _UBOX* value". 37 and 150 long names, PNG and text.
+H.test("imagesc with many long names (37, 150 rows): PNG and text table", function()
+  for _, n in ipairs { 37, 150 } do
+    local m, names = {}, {}
+    for i = 1, n do
+      names[i] = NAMES[(i - 1) % 37 + 1] .. (n > 37 and ("_" .. i) or "")
+      m[i] = {}
+      for j = 1, n do m[i][j] = (i == j) and 10 + i % 5 or ((i + 2 * j) % 11 == 0 and 1 or 0) end
+    end
+    local out = ("%s/m%d"):format(dir, n)
+    P.imagesc(m, { title = "cm", xlabels = names, ylabels = names, xlabel = "Predicted", ylabel = "Actual",
+      output = out .. ".png", width = 1400, height = 1300 })
+    local s = slurp(out .. ".png")
+    H.eq(s:sub(-8, -5), "IEND", "png complete")
+    P.imagesc(m, { title = "cm", xlabels = names, ylabels = names, xlabel = "Predicted", ylabel = "Actual", output = out .. ".txt" })
+    local t = slurp(out .. ".txt")
+    assert(t:find("rows: Actual, columns: Predicted (numbered as the rows)", 1, true), t:sub(1, 300))
+    local got = {}
+    for i, name, counts in t:gmatch("\n%s*(%d+) (%S+)%s+([%d. ]+)") do
+      H.eq(name, names[tonumber(i)], "row name")
+      local row = {}
+      for v in counts:gmatch("%S+") do row[#row + 1] = v == "." and 0 or tonumber(v) end
+      got[tonumber(i)] = row
+    end
+    H.close(got, m, 0, "table " .. n)
+  end
+  P.close()
+end)
+
+H.test("60 series in one plot (each kept on the Lua stack: checked, not overflowed)", function()
+  local t = { output = dir .. "/many.png" }
+  for i = 1, 60 do t[i] = { y = { i, i + 1 }, title = "s" .. i } end
+  P.plot(t)
+  H.eq(slurp(dir .. "/many.png"):sub(-8, -5), "IEND", "png complete")
+  P.close()
+end)
+
+H.test("imagesc without names: integer ticks; other columns than rows get a legend", function()
+  P.imagesc({ { 1.5, 2 }, { 0, 0.25 }, { 3, 1 } }, { xlabels = { "x1", "x2" }, output = dir .. "/leg.txt" })
+  local t = slurp(dir .. "/leg.txt")
+  assert(t:find("column 1: x1", 1, true) and t:find("column 2: x2", 1, true), t)
+  assert(t:find("0.25", 1, true) and t:find(" 0 ", 1, true), "non-integers shown as numbers:\n" .. t)
+end)
+
+-- A child ftlua in a fresh folder, with env; returns its output and the folder's files.
+local function child(code, env)
+  local cwd = H.tmpdir()
+  local p = io.popen(("cd '%s' && env -u DISPLAY -u FTLUA_PLOT_DIR -u FTLUA_PLOT %s '%s' -e '%s' 2>&1"):format(
+    cwd, env or "", self_exe(), code))
+  local out = p:read("a")
+  p:close()
+  local files = {}
+  local l = io.popen("ls -A '" .. cwd .. "'")
+  for f in l:read("a"):gmatch("[^\n]+") do files[#files + 1] = f end
+  l:close()
+  os.execute("rm -rf '" .. cwd .. "'")
+  return out, table.concat(files, " ")
+end
+
+H.test("where figures go: no output -> the terminal; never a file nobody named", function()
+  local out, files = child([[ft.plot.plot{ {y = {1, 4, 9}}, title = "OnTheTerminal" }]])
+  assert(out:find("OnTheTerminal", 1, true), out)
+  H.eq(files, "", "files written")
+  out, files = child([[local f = ft.plot.figure{term = "png"}; print(pcall(f.plot, f, { {y = {1, 2}} }))]])
+  assert(out:find("give output = 'name.png'", 1, true), out)
+  H.eq(files, "", "files written")
+  out, files = child([[print(pcall(ft.plot.plot, { {y = {1, 2}} }))]], "FTLUA_PLOT=svg")
+  assert(out:find("give output = 'name.svg'", 1, true), out)
+  H.eq(files, "", "files written")
+end)
+
+H.test("where figures go: FTLUA_PLOT_DIR -> a fresh PNG there per plot", function()
+  local pd = H.tmpdir()
+  local out, files = child([[ft.plot.plot{ {y = {1, 4, 9}} }; ft.plot.hist({1, 2, 2, 3}); print(ft.plot.gcf():term())]],
+    "FTLUA_PLOT_DIR='" .. pd .. "'")
+  H.eq(files, "", "files in the current folder")
+  local l = io.popen("ls '" .. pd .. "'")
+  local got = l:read("a")
+  l:close()
+  H.eq(got, "ftlua-fig1-1.png\nftlua-fig1-2.png\n", "files in FTLUA_PLOT_DIR")
+  assert(out:find("png\t" .. pd .. "/ftlua-fig1-2.png", 1, true), out)
+  os.execute("rm -rf '" .. pd .. "'")
+end)
+
+H.test("a file is replaced whole: the old one stays when the new plot fails", function()
+  local p = dir .. "/keep.png"
+  P.plot{ {y = {1, 2, 3}}, output = p }
+  local old = slurp(p)
+  H.errors(function() P.plot{ {y = {1, 2}, style = "bogus"}, output = p } end, "cannot write '" .. p .. "'", "bogus")
+  H.eq(slurp(p), old, "the old file")
+  H.errors(function() P.plot{ {y = {1, 2}, style = "Bad!"}, output = p } end, "bad style") -- after the temp was made
+  H.eq(slurp(p), old, "the old file")
+  P.close()
+  local l = io.popen("ls -A '" .. dir .. "' | grep -c ftlua-tmp")
+  H.eq(l:read("a"), "0\n", "temp files left")
+  l:close()
 end)
 
 os.execute("rm -rf " .. dir)
