@@ -334,6 +334,12 @@ static int l_core_freeze_to(lua_State *L) {
     return 1;
 }
 
+/* core:opt_kind() -> "Adam" or "SGD" */
+static int l_core_opt_kind(lua_State *L) {
+    lua_pushstring(L, ftl_opt_kind_name(check_core(L, 1)->opt->kind));
+    return 1;
+}
+
 static int l_core_hypers(lua_State *L) {
     ftl_learner *ln = check_core(L, 1);
     lua_createtable(L, ln->n_groups, 0);
@@ -1676,7 +1682,7 @@ int ftl_learner_core_class(lua_State *L) {
         {"predict", l_core_predict},
         {"freeze_to", l_core_freeze_to},
         {"n_groups", l_core_n_groups},
-        {"hypers", l_core_hypers},
+        {"hypers", l_core_hypers}, {"opt_kind", l_core_opt_kind},
         {"set_hyper", l_core_set_hyper},
         {"set_amp", l_core_set_amp},
         {"set_channels_last", l_core_set_channels_last},

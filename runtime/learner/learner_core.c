@@ -1,5 +1,5 @@
 /* learner_core.c: the Lua bindings of the learner's core (entry file of this part of the
- * learner): schedules and the per-group lr rule, fastai's Adam and state snapshots, the lr
+ * learner): schedules and the per-group lr rule, fastai's Adam and SGD and state snapshots, the lr
  * finder, metrics and losses, and what a fit prints. `luaopen_ftlua_learner_core` returns
  * the table; the C functions in schedule.h, optimizer.h, lr_find.h, metrics.h and progress.h
  * stay the source of truth (the C training loop calls them directly, no Lua per batch).
