@@ -7,7 +7,8 @@
 #   make asan            ./ftlua-asan, built with AddressSanitizer and UBSan
 #   make test-asan       the whole suite under ASan+UBSan (build-asan/: C tests, Lua tests
 #                        through ./ftlua-asan); slow, not part of make test
-#   make audit           the hostile-folder audit (also run by make test, as a test file)
+#   make audit           the hostile-folder audit (also run by make test, as a test file), and
+#                        kill -9 during every kind of write, every writer on a full disk
 #   make fuzz            build and run the libFuzzer targets for a short while
 #   make bench           benchmarks, compared with PyTorch in the same run
 #   make LIBTORCH=DIR    build against another libtorch (DIR/include, DIR/lib), e.g. PyTorch's
@@ -167,8 +168,10 @@ test-asan: asan
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 BUILD=build-asan FTLUA=./ftlua-asan FTLUA_TEST_ONLY="c lua" sh tests/run.sh
 
+# The crash audit takes a few minutes (CRASH_KILLS=8 kills per writer); make test runs its quick
+# form (tests/audit/test_crash_quick.sh).
 audit: all
-	@sh tests/audit/test_hostile_folders.sh
+	@sh tests/audit/test_hostile_folders.sh && sh tests/audit/crash_writes.sh
 
 FUZZ_SECONDS ?= 30
 fuzz:

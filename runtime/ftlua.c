@@ -71,6 +71,7 @@ static const struct {
     {"plot", luaopen_ftlua_plot},
     {"untar", luaopen_ftlua_untar},               /* weights/untar.c: untar_data, URLs */
     {"dist", luaopen_ftlua_dist},                 /* dist/dist.c: process groups over c10d */
+    {"io", luaopen_ftlua_io},                     /* tensor/atomic_lua.c: atomic writes */
 };
 
 /* Names that fastai users write at the top level (table NULL) or under ft.vision:

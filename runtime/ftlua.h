@@ -29,6 +29,7 @@ int luaopen_ftlua_learner(lua_State *L);      /* ft.Learner, ft.metrics, ft.slic
 int luaopen_ftlua_plot(lua_State *L);
 int luaopen_ftlua_untar(lua_State *L); /* ft.untar_data, ft.URLs (weights/untar.c) */
 int luaopen_ftlua_dist(lua_State *L);  /* ft.dist: process groups over c10d (dist/dist.c) */
+int luaopen_ftlua_io(lua_State *L);    /* ft.io: atomic writes (tensor/atomic_lua.c) */
 
 /* T.save / T.load: safetensors files (tensor/tensor_io.c). */
 int ftl_tensor_save(lua_State *L);

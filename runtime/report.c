@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "io/atomic.h"
 #include "report.h"
 
 /* ---------------------------------------------------------------- figures written elsewhere */
@@ -38,19 +39,18 @@ void ftl_report_publish(lua_State *L, const char *path) {
     if (inside || !fits || !*base) return;
     FILE *in = fopen(path, "rb");
     if (!in) return;
-    char tmp[1040];
-    snprintf(tmp, sizeof tmp, "%s.part", dest);
-    FILE *out = fopen(tmp, "wb");
-    int ok = out != NULL;
+    /* whole or not at all: the cell's scan never sees half a PNG */
+    ftl_atomic_file af;
+    char err[1200];
+    int ok = ftl_atomic_open(&af, dest, err, sizeof err) == 0;
     char buf[65536];
     size_t n;
-    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, af.f) == n;
     ok = ok && !ferror(in);
     fclose(in);
-    if (out && fclose(out) != 0) ok = 0;
-    /* whole or not at all: the cell's scan never sees half a PNG */
-    if (!ok || rename(tmp, dest) != 0) remove(tmp);
-    else if (ftl_report_on_figure) ftl_report_on_figure(dest);
+    if (!ok) ftl_atomic_abort(&af);
+    else if (ftl_atomic_commit(&af, err, sizeof err) == 0 && ftl_report_on_figure)
+        ftl_report_on_figure(dest); /* a failed copy leaves the page without it */
 }
 
 /* ---------------------------------------------------------------- growable buffers */
@@ -411,30 +411,18 @@ static int write_html(FILE *f, const char *script, const char *text, int nargs, 
 static int save_html(lua_State *L, const char *path, const char *script, const char *text,
                      int nargs, const char **args, const char *load_error, const char *run_error,
                      double seconds) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    if (tmp == NULL) return luaL_error(L, "not enough memory");
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmpXXXXXX", 11);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        lua_pushfstring(L, "--report: cannot write %s: %s", path, strerror(errno));
-        free(tmp);
+    ftl_atomic_file af;
+    char err[1200];
+    if (ftl_atomic_open(&af, path, err, sizeof err) != 0) {
+        lua_pushfstring(L, "--report: %s", err);
         return -1;
     }
-    fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "w");
-    int bad = f == NULL || write_html(f, script, text, nargs, args, load_error, run_error, seconds) != 0;
-    if (f) bad |= fclose(f) != 0;
-    else close(fd);
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        lua_pushfstring(L, "--report: cannot write %s: %s", path, strerror(e));
-        free(tmp);
+    /* a failed write is reported by commit, with its cause (ENOSPC) */
+    (void)write_html(af.f, script, text, nargs, args, load_error, run_error, seconds);
+    if (ftl_atomic_commit(&af, err, sizeof err) != 0) {
+        lua_pushfstring(L, "--report: %s", err);
         return -1;
     }
-    free(tmp);
     return 0;
 }
 

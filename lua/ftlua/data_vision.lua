@@ -39,6 +39,22 @@ end
 local function basename(path) return path:match("([^/]*)/*$") end
 local function parent_name(path) return path:match("([^/]*)/[^/]*$") end
 
+-- A file name printed on one line: control bytes (a newline in a hostile name could fake a
+-- line of output) are written as \ddd escapes.
+local function printable(path) return (path:gsub("%c", function(c) return ("\\%03d"):format(c:byte()) end)) end
+
+-- The files a dataset could not decode: an error (on_error = "error") or a warning each.
+-- Returns the set of their 1-based indices.
+local function skip_bad_files(bad, on_error)
+  local is_bad = {}
+  for _, b in ipairs(bad) do
+    if on_error == "error" then fail("cannot load %s", printable(b[2])) end
+    io.stderr:write("warning: skipping ", printable(b[2]), "\n")
+    is_bad[b[1]] = true
+  end
+  return is_bad
+end
+
 ---------------------------------------------------------------- stats and transforms
 
 D.imagenet_stats = { { 0.485, 0.456, 0.406 }, { 0.229, 0.224, 0.225 } }
@@ -370,12 +386,7 @@ local function build_from_files(spec, opts)
     resize_w = resize and resize.w, resize_h = resize and resize.h, method = resize and resize.method,
     num_workers = cfg.num_workers, cache_mb = opts.cache_mb,
   })
-  local is_bad = {}
-  for _, b in ipairs(bad) do
-    if cfg.on_error == "error" then fail("cannot load %s", b[2]) end
-    io.stderr:write("warning: skipping ", b[2], "\n")
-    is_bad[b[1]] = true
-  end
+  local is_bad = skip_bad_files(bad, cfg.on_error)
   if #bad > 0 then io.stderr:write(("warning: skipped %d of %d files that could not be loaded\n"):format(#bad, #items)) end
   local count = {}
   local function keep(list)
@@ -443,12 +454,7 @@ function D.test_dataset(files, resize, opts)
     resize_w = r and r.w, resize_h = r and r.h, method = r and r.method,
     num_workers = opts.num_workers, cache_mb = opts.cache_mb,
   })
-  local is_bad = {}
-  for _, b in ipairs(bad) do
-    if opts.on_error == "error" then fail("cannot load %s", b[2]) end
-    io.stderr:write("warning: skipping ", b[2], "\n")
-    is_bad[b[1]] = true
-  end
+  local is_bad = skip_bad_files(bad, opts.on_error)
   local idx = {}
   for i = 1, #files do if not is_bad[i] then idx[#idx + 1] = i end end
   if #idx == 0 then fail("test_dl: none of the %d files could be loaded", #files) end

@@ -238,25 +238,47 @@ end
 
 -- SaveModelCallback{monitor = "valid_loss", fname = "model", every_epoch = false,
 -- with_opt = false}: saves when the monitored value improves, loads the best at the end.
+-- A NaN is never best: an epoch whose value is NaN (or not a number at all, as valid_loss with
+-- no validation set) is skipped with a warning, and when no epoch had a value, nothing was
+-- saved, the end says so and the model keeps its last weights (a file from an earlier fit is
+-- not loaded).
 function M.callbacks.SaveModelCallback(opts)
   opts = check_keys("SaveModelCallback", opts, set { "monitor", "fname", "every_epoch", "with_opt", "comp", "min_delta", "reset_on_fit" })
   local cb = { name = "SaveModelCallback", monitor = opts.monitor or "valid_loss", fname = opts.fname or "model",
     every_epoch = opts.every_epoch, with_opt = opts.with_opt, min_delta = opts.min_delta or 0 }
   local cmp = better(cb.monitor, opts.comp)
-  function cb:before_fit() self.best = nil end
+  local function warn(fmt, ...)
+    if ft().dist.is_main() then io.stderr:write("warning: SaveModelCallback: ", fmt:format(...), "\n") end
+  end
+  function cb:before_fit() self.best, self.best_epoch, self.skipped = nil, nil, 0 end
   function cb:after_epoch(learn)
     if self.every_epoch then learn:save(("%s_%d"):format(self.fname, learn.epoch), { with_opt = self.with_opt }) return end
     local v = monitor_value(learn, self.monitor)
+    if type(v) ~= "number" or v ~= v then
+      self.skipped = self.skipped + 1
+      warn("%s is %s at epoch %d: not a better model, not saved", self.monitor,
+        type(v) == "number" and "NaN" or "missing", learn.epoch)
+      return
+    end
     if self.best == nil or cmp(v - (cmp(0, 1) and self.min_delta or -self.min_delta), self.best) then
       if self.best ~= nil and ft().dist.is_main() then
         print(("Better model found at epoch %d with %s value: %s."):format(learn.epoch, self.monitor, tostring(v)))
       end
-      self.best = v
+      self.best, self.best_epoch = v, learn.epoch
       learn:save(self.fname, { with_opt = self.with_opt })
     end
   end
   function cb:after_fit(learn)
-    if not self.every_epoch and self.best ~= nil then learn:load(self.fname, { with_opt = self.with_opt }) end
+    if self.every_epoch then return end
+    if self.best == nil then
+      if self.skipped > 0 then
+        warn("no epoch had a %s that is a number (%d NaN or missing%s): no model was saved, none is "
+          .. "loaded, the model keeps the weights of its last epoch", self.monitor, self.skipped,
+          self.monitor:find("^valid") and "; is the validation set empty (valid_pct = 0)?" or "")
+      end
+      return
+    end
+    learn:load(self.fname, { with_opt = self.with_opt })
   end
   return cb
 end
@@ -287,7 +309,8 @@ function M.callbacks.EarlyStoppingCallback(opts)
 end
 
 -- CSVLogger{fname = "history.csv", append = false}: the table's rows, unrounded, under
--- learn.path; each line flushed and fsync'ed (core.CSVLogger).
+-- learn.path; the whole file is rewritten atomically after each epoch (core.CSVLogger): after
+-- a crash or a full disk it holds the lines up to the last good epoch, never a torn or empty file.
 function M.callbacks.CSVLogger(opts)
   opts = check_keys("CSVLogger", opts, set { "fname", "append" })
   local cb = { name = "CSVLogger", fname = opts.fname or "history.csv", append = opts.append }

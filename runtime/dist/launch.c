@@ -5,8 +5,10 @@
  *
  * - all exit 0: exit 0;
  * - one exits non-zero or is killed: the others get a grace period to end on their own (their
- *   collectives fail with a message of their own once the peer is gone), then SIGTERM, then
- *   SIGKILL; the launcher names the first rank that failed and exits 1. Never a hang.
+ *   collectives fail with a message of their own once the peer is gone), then SIGTERM (with
+ *   SIGCONT, for a stopped rank), then SIGKILL 5 s later; the launcher names the first rank that
+ *   failed and exits 1. Never a hang: a rank that stops responding makes the others'
+ *   collectives time out (FTLUA_DIST_TIMEOUT), they exit non-zero, and the rule above ends it.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -132,7 +134,10 @@ int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
         if (pid == 0) { /* someone failed; the rest are still running */
             double waited = now_s() - failed_at;
             if (!termed && waited > grace) {
+                /* SIGCONT too: a stopped rank (SIGSTOP, a debugger let go) would keep a
+                 * SIGTERM pending forever and be ended only by the SIGKILL below */
                 forward_signal(SIGTERM);
+                forward_signal(SIGCONT);
                 termed = 1;
             } else if (!killed && waited > grace + 5) {
                 forward_signal(SIGKILL);

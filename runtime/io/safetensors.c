@@ -7,6 +7,8 @@
  */
 #include "io/safetensors.h"
 
+#include "io/atomic.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -947,20 +949,6 @@ static int write_all(int fd, const void *p, size_t n) {
     return 0;
 }
 
-/* fsync the directory holding path, so the rename itself survives a crash. Best effort. */
-static void sync_dir(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 int st_write_fill(const char *path, const st_tensor_in *t, int n, const st_kv *meta, int nmeta,
                   st_fill_fn fill, void *ctx, char *err, size_t errlen) {
     if (!path) {
@@ -986,32 +974,26 @@ int st_write_fill(const char *path, const st_tensor_in *t, int n, const st_kv *m
         }
         total += t[i].nbytes;
     }
-    char tmp[4096 + 32];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        free(header);
-        set_err(err, errlen, "path too long");
-        return -1;
-    }
     void *scratch = NULL;
     if (fill && most > 0 && !(scratch = malloc(most))) {
         free(header);
         set_err(err, errlen, "out of memory for a %zu-byte tensor", most);
         return -1;
     }
-    /* O_EXCL after unlink: a stale temporary from a crashed run with our pid is replaced, and
-     * a symlink planted at the temporary name is never followed. */
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        set_err(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
+    /* a temp next to path, renamed over it at the end: path is the old file or the new one */
+    ftl_atomic_file af;
+    char aerr[512];
+    if (ftl_atomic_open(&af, path, aerr, sizeof aerr) != 0) {
+        set_err(err, errlen, "%s", aerr);
         free(header);
         free(scratch);
         return -1;
     }
+    int fd = af.fd;
     uint8_t n8[8];
     for (int i = 0; i < 8; i++) n8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
     int rc = write_all(fd, n8, 8) || write_all(fd, header, hlen) ? -1 : 0;
-    if (rc) set_err(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+    if (rc) set_err(err, errlen, "cannot write '%s': %s", path, strerror(errno));
     for (int i = 0; i < n && rc == 0; i++) {
         const void *src = t[i].data;
         if (fill) {
@@ -1024,24 +1006,15 @@ int st_write_fill(const char *path, const st_tensor_in *t, int n, const st_kv *m
             src = scratch;
         }
         if (t[i].nbytes && write_all(fd, src, t[i].nbytes)) {
-            set_err(err, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+            set_err(err, errlen, "cannot write '%s': %s", path, strerror(errno));
             rc = -1;
         }
     }
-    if (rc == 0 && fsync(fd) != 0) {
-        set_err(err, errlen, "cannot sync '%s': %s", tmp, strerror(errno));
+    if (rc == 0 && ftl_atomic_commit(&af, aerr, sizeof aerr) != 0) {
+        set_err(err, errlen, "%s", aerr);
         rc = -1;
     }
-    if (close(fd) != 0 && rc == 0) {
-        set_err(err, errlen, "cannot close '%s': %s", tmp, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        set_err(err, errlen, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0) sync_dir(path);
-    else unlink(tmp);
+    if (rc != 0) ftl_atomic_abort(&af);
     free(header);
     free(scratch);
     return rc;

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "io/atomic.h"
 #include "learner/progress.h"
 #include "learner/schedule.h"
 
@@ -206,24 +207,61 @@ void ftl_table_emit(const char *line, const char *const *names, const ftl_cell *
 /* ---------------------------------------------------------------- CSVLogger */
 
 static int csv_line(ftl_csv *c, const char *line) {
-    if (fputs(line, c->f) < 0 || fputc('\n', c->f) < 0 || fflush(c->f) != 0 || fsync(fileno(c->f)) != 0) {
-        ftl_learn_set_error("CSVLogger: cannot write: %s", strerror(errno));
+    size_t n = strlen(line);
+    if (c->len + n + 2 > c->cap) {
+        size_t cap = (c->cap ? c->cap * 2 : 4096) + n + 2;
+        char *t = realloc(c->text, cap);
+        if (!t) {
+            ftl_learn_set_error("CSVLogger: out of memory for %s", c->path);
+            return -1;
+        }
+        c->text = t, c->cap = cap;
+    }
+    memcpy(c->text + c->len, line, n);
+    c->text[c->len + n] = '\n';
+    char err[1200];
+    if (ftl_atomic_write(c->path, c->text, c->len + n + 1, err, sizeof err) != 0) {
+        ftl_learn_set_error("CSVLogger: %s", err); /* the file keeps its previous lines */
         return -1;
     }
+    c->len += n + 1;
     return 0;
 }
 
 ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k) {
     ftl_csv *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || !(c->path = strdup(path))) {
+        free(c);
         ftl_learn_set_error("CSVLogger: out of memory");
         return NULL;
     }
-    c->f = fopen(path, append ? "a" : "w");
-    if (!c->f) {
-        ftl_learn_set_error("CSVLogger: cannot open %s: %s", path, strerror(errno));
-        free(c);
+    FILE *old = append ? fopen(path, "rb") : NULL;
+    if (append && !old && errno != ENOENT) {
+        ftl_learn_set_error("CSVLogger: cannot read %s to append to it: %s", path, strerror(errno));
+        free_ftl_csv(c);
         return NULL;
+    }
+    if (old) { /* append: the new lines follow the existing ones */
+        char buf[65536];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, old)) > 0) {
+            if (c->len + got + 1 > c->cap) {
+                size_t cap = (c->len + got + 1) * 2;
+                char *t = realloc(c->text, cap);
+                if (!t) break;
+                c->text = t, c->cap = cap;
+            }
+            memcpy(c->text + c->len, buf, got);
+            c->len += got;
+        }
+        int bad = ferror(old) || got > 0;
+        fclose(old);
+        if (bad) {
+            ftl_learn_set_error("CSVLogger: cannot read %s to append to it", path);
+            free_ftl_csv(c);
+            return NULL;
+        }
+        if (c->len && c->text[c->len - 1] != '\n') c->text[c->len++] = '\n';
     }
     char line[4096];
     outbuf o = {line, sizeof line, 0};
@@ -254,7 +292,8 @@ int ftl_csv_write(ftl_csv *c, const ftl_cell *cells, int k) {
 
 void free_ftl_csv(ftl_csv *c) {
     if (!c) return;
-    if (c->f) fclose(c->f);
+    free(c->path);
+    free(c->text);
     free(c);
 }
 

@@ -39,9 +39,13 @@ int ftl_table_header(char *buf, size_t n, const char *const *names, int k);
 int ftl_table_row(char *buf, size_t n, const char *const *names, const ftl_cell *cells, int k);
 
 /* CSVLogger: a header line of names, then one line per epoch with floats unrounded
- * (repr), flushed and fsync'ed line by line. */
+ * (repr). The lines are kept, and every line rewrites the whole file atomically (io/atomic.h):
+ * after a crash or a full disk the file is the one before or after that line, never torn or
+ * empty. With append, the existing file's lines come first. */
 typedef struct {
-    FILE *f;
+    char *path;
+    char *text; /* the whole file */
+    size_t len, cap;
 } ftl_csv;
 /* NULL on failure (ftl_learn_error names the file and the reason). */
 ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k);

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/atomic.h"
 #include "weights/sha256.h"
 
 extern char **environ;
@@ -236,26 +237,23 @@ static int run_curl(const char *url, const char *tmp, int progress, char *why, s
 
 /* ---------------------------------------------------------------- the download */
 
-static void fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd); /* best effort: the rename is already visible */
-        close(fd);
-    }
-}
-
 int weights_download(const char *url, const char *dir, const char *file, const char *sha_prefix,
                      int progress, char *err, size_t errlen) {
-    char tmp[4200], final[4200];
-    if (snprintf(final, sizeof final, "%s/%s", dir, file) >= (int)sizeof final ||
-        snprintf(tmp, sizeof tmp, "%s/%s.XXXXXX.part", dir, file) >= (int)sizeof tmp) {
+    char tmp[FTL_ATOMIC_PATH_MAX + 128], final[4200], why0[1200];
+    if (snprintf(final, sizeof final, "%s/%s", dir, file) >= (int)sizeof final) {
         snprintf(err, errlen, "path too long: %s/%s", dir, file);
         return -1;
     }
-    int fd = mkstemps(tmp, 5);
+    /* ftlua's temp pattern: a download cut off by kill -9 is removed at the next one */
+    if (ftl_atomic_temp_name(final, tmp, sizeof tmp, why0, sizeof why0) != 0) {
+        snprintf(err, errlen, "%s (set TORCH_HOME to a writable folder)", why0);
+        return -1;
+    }
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         snprintf(err, errlen, "cannot create a file in %s: %s (set TORCH_HOME to a writable folder)",
                  dir, strerror(errno));
+        unlink(tmp);
         return -1;
     }
     fprintf(stderr, "Downloading %s to %s\n", url, final);
@@ -290,18 +288,12 @@ int weights_download(const char *url, const char *dir, const char *file, const c
                  "%s; the download was deleted", file, url, sha_prefix, hex);
         goto fail;
     }
-    /* mkstemps made it 0600; a cache file is readable like any other. */
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        goto fail;
-    }
     close(fd);
-    fd = -1;
-    if (rename(tmp, final) != 0) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
-        goto fail;
+    /* fsync + rename; the temp is removed on failure */
+    if (ftl_atomic_rename(tmp, final, why0, sizeof why0) != 0) {
+        snprintf(err, errlen, "%s", why0);
+        return -1;
     }
-    fsync_dir(dir);
     return 0;
 fail:
     if (fd >= 0) close(fd);
@@ -322,15 +314,12 @@ static long long file_size(const char *path) {
 
 int weights_download_resume(const char *url, const char *path, int progress, char *err,
                             size_t errlen) {
-    char part[4200], dir[4200];
+    /* PATH.part keeps its name across runs on purpose: the next try resumes it */
+    char part[4200];
     if (snprintf(part, sizeof part, "%s.part", path) >= (int)sizeof part) {
         snprintf(err, errlen, "path too long: %s", path);
         return -1;
     }
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) *slash = 0;
-    else snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
     char why[512] = "";
     int restarted = 0;
     for (int attempt = 0; attempt < 6; attempt++) {
@@ -346,18 +335,11 @@ int weights_download_resume(const char *url, const char *path, int progress, cha
                 snprintf(why, sizeof why, "the server sent an empty file");
                 break;
             }
-            int fd = open(part, O_RDWR | O_CLOEXEC);
-            if (fd < 0 || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-                snprintf(err, errlen, "cannot write %s: %s", part, strerror(errno));
-                if (fd >= 0) close(fd);
+            char why1[1200];
+            if (ftl_atomic_rename(part, path, why1, sizeof why1) != 0) {
+                snprintf(err, errlen, "%s", why1);
                 return -1;
             }
-            close(fd);
-            if (rename(part, path) != 0) {
-                snprintf(err, errlen, "cannot rename %s to %s: %s", part, path, strerror(errno));
-                return -1;
-            }
-            fsync_dir(dir);
             return 0;
         }
         long long after = file_size(part);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "ftlua.h"
+#include "io/atomic.h"
 #include "weights/download.h"
 
 extern char **environ;
@@ -129,12 +130,16 @@ static int run_tar(const char *const argv[], line_fn lines, void *ctx, char *why
         fclose(errf);
         return 0;
     }
-    /* tar's last non-empty stderr line says why. */
+    /* tar's first specific stderr line says why ("...: Cannot write: No space left on
+     * device"), not its closing "Exiting with failure status due to previous errors". */
     char last[512] = "", cur[512];
+    int specific = 0;
     rewind(errf);
     while (fgets(cur, sizeof cur, errf)) {
         cur[strcspn(cur, "\r\n")] = 0;
-        if (*cur) snprintf(last, sizeof last, "%s", cur);
+        if (!*cur || specific) continue;
+        specific = strstr(cur, "Exiting with failure status") == NULL;
+        snprintf(last, sizeof last, "%s", cur);
     }
     fclose(errf);
     if (*last) snprintf(why, whylen, "%s", last);
@@ -272,16 +277,21 @@ static int untar_data_c(const untar_opts *o, char *out, size_t outlen, char *err
         return -1;
     }
 
-    char tmp[PATH_MAX_ + 300];
-    snprintf(tmp, sizeof tmp, "%s/.untar-%s-XXXXXX", data, stem);
-    if (!mkdtemp(tmp)) {
-        snprintf(err, errlen, "cannot create a folder in %s: %s", data, strerror(errno));
+    /* ftlua's temp pattern: a folder left by kill -9 is removed at the next write to data */
+    char tmp[FTL_ATOMIC_PATH_MAX + 128];
+    if (ftl_atomic_temp_dir(final, tmp, sizeof tmp, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s", why);
         return -1;
     }
     fprintf(stderr, "Extracting %s to %s\n", archive, final);
     const char *x_argv[] = {"tar", "-xzf", archive, "-C", tmp, "--no-same-owner", NULL};
     if (run_tar(x_argv, NULL, NULL, why, sizeof why) != 0) {
         rm_tree(tmp);
+        if (strstr(why, strerror(ENOSPC))) { /* the archive is fine: keep it for the next try */
+            snprintf(err, errlen, "cannot extract %s into %s (%s): free some space and run again "
+                     "(the archive is kept)", archive, final, why);
+            return -1;
+        }
         unlink(archive);
         snprintf(err, errlen, "cannot extract %s (%s); it was deleted, run again to download it "
                  "again, or put the extracted folder at %s", archive, why, final);
@@ -292,15 +302,28 @@ static int untar_data_c(const untar_opts *o, char *out, size_t outlen, char *err
     if (ls.tops == 1 && !ls.top_file) snprintf(src, sizeof src, "%s/%s", tmp, ls.top);
     else snprintf(src, sizeof src, "%s", tmp);
     if (!is_dir(src)) snprintf(src, sizeof src, "%s", tmp);
-    char old[PATH_MAX_ + 300] = "";
-    if (is_dir(final)) { /* force: move the old copy away first, delete it after */
-        snprintf(old, sizeof old, "%s/.untar-old-%s-XXXXXX", data, stem);
-        if (!mkdtemp(old) || rename(final, old) != 0) {
+    if (is_dir(final)) {
+        /* force: swap the new folder and the old one in one step, so final is always one of
+         * them, whole; then delete the old one (now inside tmp) */
+        if (renameat2(AT_FDCWD, src, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
+            rm_tree(tmp);
+            return 0;
+        }
+        /* no RENAME_EXCHANGE on this file system: move the old copy away first */
+        char old[FTL_ATOMIC_PATH_MAX + 128];
+        if (ftl_atomic_temp_dir(final, old, sizeof old, why, sizeof why) != 0 || rmdir(old) != 0 ||
+            rename(final, old) != 0) {
             snprintf(err, errlen, "cannot replace %s: %s", final, strerror(errno));
-            if (*old) rmdir(old);
             rm_tree(tmp);
             return -1;
         }
+        int rc = rename(src, final);
+        int e = errno;
+        if (rc != 0) rename(old, final); /* put the old one back */
+        else rm_tree(old);
+        rm_tree(tmp);
+        if (rc != 0) snprintf(err, errlen, "cannot rename %s to %s: %s", src, final, strerror(e));
+        return rc;
     }
     if (rename(src, final) != 0) {
         int e = errno;
@@ -310,7 +333,6 @@ static int untar_data_c(const untar_opts *o, char *out, size_t outlen, char *err
         return -1;
     }
     if (strcmp(src, tmp) != 0) rm_tree(tmp);
-    if (*old) rm_tree(old);
     return 0;
 }
 

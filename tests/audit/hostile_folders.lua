@@ -253,6 +253,20 @@ H.test("names with spaces, quotes, a newline and non-UTF-8 bytes are listed and 
   H.eq(next(bad), nil, "all load")
 end)
 
+H.test("a bad file whose name holds a newline is warned about on one line", function()
+  local d = tmp .. "/badname"
+  mkdir(d)
+  for i = 1, 4 do write(("%s/good%d.png"):format(d, i), PNG) end
+  write(d .. "/fake\nwarning: all is well.jpg", "not an image")
+  local rc, _, err = child(([[
+    ft.vision.ImageDataLoaders.from_name_func(%q, ft.vision.get_image_files(%q),
+      function(p) return "x" end, { valid_pct = 0.25, item_tfms = ft.vision.Resize(8), bs = 2, num_workers = 1 })]])
+    :format(d, d), 60)
+  H.eq(rc, 0, "exit status: " .. err)
+  assert(err:find("warning: skipping " .. d .. "/fake\\010warning: all is well.jpg", 1, true), err)
+  assert(not err:find("\nwarning: all is well", 1, true), "a faked line: " .. err)
+end)
+
 H.test("an empty file, a folder named x.jpg and a dangling link", function()
   local d = tmp .. "/odd"
   mkdir(d .. "/folder.jpg")

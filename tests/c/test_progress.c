@@ -278,7 +278,7 @@ static void test_table(void) {
     if (out && got && strcmp(got, out)) printf("# got:\n%s# want:\n%s", got, out);
     free(out);
     free(got);
-    CHECK("csv_bad_path", !new_ftl_csv("/nonexistent/dir/h.csv", 0, NAMES2, 6) && strstr(ftl_learn_error(), "cannot open"));
+    CHECK("csv_bad_path", !new_ftl_csv("/nonexistent/dir/h.csv", 0, NAMES2, 6) && strstr(ftl_learn_error(), "cannot write '/nonexistent/dir/h.csv'"));
 }
 
 /* ---------------------------------------------------------------- the bar */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "io/atomic.h"
 #include "io/safetensors.h"
 
 static char tdir[64];   /* this run's scratch directory */
@@ -195,7 +196,7 @@ static int count_tmp(void) {
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
+        if (ftl_atomic_is_temp_name(e->d_name)) n++;
     if (d) closedir(d);
     return n;
 }
@@ -356,7 +357,7 @@ static void test_write_errors(void) {
     CHECK("write_rejects_bad_utf8_meta", rc != 0 && strstr(err, "not valid UTF-8"));
     CHECK("write_errors_leave_nothing", access(tpath("bad.safetensors"), F_OK) != 0 && count_tmp() == 0);
     rc = st_write("/nonexistent-dir/x.safetensors", &a, 1, NULL, 0, err, sizeof err);
-    CHECK("write_to_missing_dir", rc != 0 && strstr(err, "cannot create '/nonexistent-dir/x.safetensors.tmp."));
+    CHECK("write_to_missing_dir", rc != 0 && strstr(err, "cannot write '/nonexistent-dir/x.safetensors': No such file"));
 }
 
 /* ---------------------------------------------------------------- hostile files */

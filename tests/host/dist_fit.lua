@@ -18,12 +18,17 @@ local dls = ft.vision.ImageDataLoaders.from_tensors(xt, yt, xv, yv, {
 local model = nn.Sequential { nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4) }
 model:set_param_groups { { "1" }, { "3" } }
 local learn = ft.Learner(dls, model, { metrics = { ft.metrics.accuracy }, path = out .. ".dir" })
-if os.getenv("DIST_FIT_DIE") then -- the fault test: rank 1 dies at its 4th training batch
+local lr_min = learn:lr_find { num_it = 6 }
+if os.getenv("DIST_FIT_DIE") then
+  -- the fault test: rank 1 dies at its 4th training batch of fine_tune (added after lr_find,
+  -- so lr_find's batches never trigger it); it notes where and when it dies in DIST_FIT_DIE
   learn:add_cb { name = "die", after_batch = function(_, l)
-    if D.rank() == 1 and l.train_iter == 3 then os.execute("kill -9 " .. io.popen("echo $PPID"):read("l")) end
+    if D.rank() == 1 and l.train_iter == 3 then
+      os.execute(("echo fine_tune epoch %d train_iter %d $(date +%%s.%%N) > %s; kill -9 %s"):format(
+        l.epoch, l.train_iter, os.getenv("DIST_FIT_DIE"), io.popen("echo $PPID"):read("l")))
+    end
   end }
 end
-local lr_min = learn:lr_find { num_it = 6 }
 learn:fine_tune(2, { base_lr = 0.1, freeze_epochs = 1 })
 learn:save("final")
 local res = {}

@@ -135,6 +135,7 @@ local NAMESPACES = {
   { "ft.vision", ft.vision }, { "ft.vision", ft.vision.ImageDataLoaders, "ft.vision.ImageDataLoaders" },
   { "ft.vision", ft.vision.Normalize, "ft.vision.Normalize" },
   { "ft.weights", ft.weights },
+  { "ft.io", ft.io },
   { "ft.Learner", { Learner = ft.Learner, load_learner = ft.load_learner, slice = ft.slice,
                     cnn_learner = ft.vision.cnn_learner, vision_learner = ft.vision.vision_learner }, "ft" },
   { "ft.metrics", ft.metrics },

@@ -352,7 +352,7 @@ H.test("table lines, format_time, repr and CSVLogger", function()
   f = assert(io.open(path)); text = f:read("a"); f:close()
   H.eq(text, "epoch,train_loss,valid_loss,error_rate,time\n", "{append = false} truncates")
   os.remove(path); os.remove(dir)
-  H.errors(function() core.CSVLogger("/nonexistent/x/h.csv", names) end, "cannot open")
+  H.errors(function() core.CSVLogger("/nonexistent/x/h.csv", names) end, "cannot write '/nonexistent/x/h.csv': No such file")
   local bar = core.ProgressBar(0, 1, 3) -- silent unless stdout is a terminal
   bar:update(1); bar:comment(0.5); bar:update(3); bar:finish()
 end)
