@@ -380,14 +380,39 @@ local function check_lr(what, lr)
   end
 end
 
--- ft.Learner(dls, model, {loss_func, opt_func, lr = 1e-3, wd, metrics, path, model_dir =
--- "models", cbs, splitter, train_bn = true, moms = {0.95, 0.85, 0.95}})
+-- opt_func: ft.learner.Adam (the default) or ft.learner.SGD, or a table {ft.learner.SGD, mom = 0.9,
+-- wd = 1e-4, decouple_wd = false} for fastai's partial(SGD, mom=0.9, ...) -> "Adam"|"SGD", settings.
+local OPT_KEYS = { Adam = set { "mom", "sqr_mom", "eps", "wd", "decouple_wd" }, SGD = set { "mom", "wd", "decouple_wd" } }
+local function opt_spec(opt_func)
+  local kind, settings = opt_func, {}
+  if type(opt_func) == "table" then kind, settings = opt_func[1], opt_func end
+  if kind == nil then kind = "Adam" end
+  if not OPT_KEYS[kind] then
+    fail("Learner: opt_func must be ft.learner.Adam or ft.learner.SGD (or {ft.learner.SGD, mom = 0.9} for "
+      .. "fastai's partial(SGD, mom=0.9)), got %s", type(kind) == "string" and "'" .. kind .. "'" or tostring(kind))
+  end
+  for k, v in pairs(settings) do
+    if k ~= 1 and not OPT_KEYS[kind][k] then
+      local names = {}
+      for n in pairs(OPT_KEYS[kind]) do names[#names + 1] = n end
+      table.sort(names)
+      fail("Learner: opt_func: %s has no setting '%s' (it takes %s)", kind, tostring(k), table.concat(names, ", "))
+    end
+    if k == "decouple_wd" then
+      if type(v) ~= "boolean" then fail("Learner: opt_func: decouple_wd must be true or false, got %s", tostring(v)) end
+    elseif k ~= 1 and (type(v) ~= "number" or v ~= v or math.abs(v) == math.huge) then
+      fail("Learner: opt_func: %s must be a finite number, got %s", k, tostring(v))
+    end
+  end
+  return kind, settings
+end
+
+-- ft.Learner(dls, model, {loss_func, opt_func = ft.learner.Adam, lr = 1e-3, wd, metrics, path,
+-- model_dir = "models", cbs, splitter, train_bn = true, moms = {0.95, 0.85, 0.95}})
 function M.Learner(dls, model, opts)
   opts = check_keys("Learner", opts, LEARNER_KEYS)
   if type(dls) ~= "table" or not dls.train then fail("Learner: expected DataLoaders as the first argument") end
-  if opts.opt_func ~= nil and opts.opt_func ~= "Adam" and opts.opt_func ~= M.Adam then
-    fail("Learner: only fastai's Adam is available (leave opt_func out, or give opt_func = ft.learner.Adam)")
-  end
+  local opt_kind, opt_settings = opt_spec(opts.opt_func)
   local lr = opts.lr or 1e-3
   check_lr("Learner", lr)
   if opts.splitter then
@@ -402,8 +427,12 @@ function M.Learner(dls, model, opts)
     metrics = metric_specs(opts.metrics), loss_func = loss_callable(opts.loss_func),
     recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} },
   }, Learner)
-  self._core = C.new(model, { lr = lr, wd = opts.wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
-    metrics = self.metrics })
+  -- The Learner's wd overrides opt_func's, as fastai's fit sets it when it is not None.
+  local wd = opts.wd
+  if wd == nil then wd = opt_settings.wd end
+  self._core = C.new(model, { lr = lr, wd = wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
+    metrics = self.metrics, opt = opt_kind, mom = opt_settings.mom, sqr_mom = opt_settings.sqr_mom,
+    eps = opt_settings.eps, decouple_wd = opt_settings.decouple_wd })
   for _, cb in ipairs(opts.cbs or {}) do self:add_cb(cb) end
   local amp = opts.amp
   if amp == nil or amp == "auto" then amp = M._default_amp(dls.device, model)
@@ -416,6 +445,7 @@ function M.Learner(dls, model, opts)
   return self
 end
 M.Adam = "Adam"
+M.SGD = "SGD"
 
 -- learn:to_distributed(): data-parallel training over ft.dist's process group (made from the
 -- launcher's variables if there is none yet). Every rank starts from rank 0's weights, takes its

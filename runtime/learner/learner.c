@@ -123,13 +123,14 @@ static int collect_groups(ftm_module *m, plist *p, char *err, size_t errlen) {
     return ng;
 }
 
-/* fastai's create_opt: Adam over the splitter's groups, no wd on norm params and biases,
- * norm params forced trainable when frozen (train_bn). */
-static ftl_adam *make_opt(ftm_module *m, const ftl_adam_hypers *h, int train_bn, int *n_groups,
-                          char *err, size_t errlen) {
+/* fastai's create_opt: Adam or SGD (kind, momentum, l2_wd: see optimizer.h) over the splitter's
+ * groups, no wd on norm params and biases, norm params forced trainable when frozen (train_bn). */
+static ftl_adam *make_opt(ftm_module *m, ftl_opt_kind kind, int momentum, int l2_wd, const ftl_adam_hypers *h,
+                          int train_bn, int *n_groups, char *err, size_t errlen) {
     plist p = {0};
     int ng = collect_groups(m, &p, err, errlen);
-    ftl_adam *o = ng > 0 ? new_ftl_adam() : NULL;
+    ftl_adam *o = ng <= 0 ? NULL : kind == FTL_OPT_SGD ? new_ftl_sgd(momentum, l2_wd) : new_ftl_adam();
+    if (o) o->l2_wd = l2_wd;
     if (ng > 0 && !o) snprintf(err, errlen, "out of memory");
     for (int g = 0; o && g < ng; g++) {
         ft_tensor **ts = malloc(sizeof *ts * (size_t)(p.n + 1));
@@ -277,14 +278,26 @@ static int l_core_new(lua_State *L) {
     ftm_retain(m);
     ln->model = m;
     b->ln = ln; /* owned by the userdata from here on */
-    ftl_adam_hypers h = ftl_adam_defaults();
+    /* opts.opt: "Adam" (default) or "SGD", with opt_func's mom, sqr_mom, eps, decouple_wd */
+    lua_getfield(L, 2, "opt");
+    const char *kname = luaL_optstring(L, -1, "Adam");
+    if (strcmp(kname, "Adam") && strcmp(kname, "SGD"))
+        return luaL_error(L, "Learner: unknown optimizer '%s' (Adam or SGD)", kname);
+    ftl_opt_kind kind = strcmp(kname, "SGD") ? FTL_OPT_ADAM : FTL_OPT_SGD;
+    lua_pop(L, 1);
+    ftl_adam_hypers h = kind == FTL_OPT_SGD ? ftl_sgd_defaults() : ftl_adam_defaults();
     h.lr = opt_num(L, 2, "lr", h.lr);
     h.wd = opt_num(L, 2, "wd", h.wd);
+    h.mom = opt_num(L, 2, "mom", h.mom);
+    h.sqr_mom = opt_num(L, 2, "sqr_mom", h.sqr_mom);
+    h.eps = opt_num(L, 2, "eps", h.eps);
     lua_getfield(L, 2, "train_bn");
     int train_bn = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, 2, "decouple_wd");
+    int l2_wd = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
+    lua_pop(L, 2);
     char err[512];
-    ln->opt = make_opt(m, &h, train_bn, &ln->n_groups, err, sizeof err);
+    ln->opt = make_opt(m, kind, h.mom != 0, l2_wd, &h, train_bn, &ln->n_groups, err, sizeof err);
     if (!ln->opt) return luaL_error(L, "Learner: %s", err);
     ln->loss_scale = 65536.0;
     set_loss_metrics(L, ln, 2);
@@ -318,6 +331,12 @@ static int l_core_freeze_to(lua_State *L) {
         ftl_model_warn(L, msg);
     }
     lua_pushinteger(L, idx);
+    return 1;
+}
+
+/* core:opt_kind() -> "Adam" or "SGD" */
+static int l_core_opt_kind(lua_State *L) {
+    lua_pushstring(L, ftl_opt_kind_name(check_core(L, 1)->opt->kind));
     return 1;
 }
 
@@ -1663,7 +1682,7 @@ int ftl_learner_core_class(lua_State *L) {
         {"predict", l_core_predict},
         {"freeze_to", l_core_freeze_to},
         {"n_groups", l_core_n_groups},
-        {"hypers", l_core_hypers},
+        {"hypers", l_core_hypers}, {"opt_kind", l_core_opt_kind},
         {"set_hyper", l_core_set_hyper},
         {"set_amp", l_core_set_amp},
         {"set_channels_last", l_core_set_channels_last},

@@ -1,5 +1,5 @@
 /* learner_core.c: the Lua bindings of the learner's core (entry file of this part of the
- * learner): schedules and the per-group lr rule, fastai's Adam and state snapshots, the lr
+ * learner): schedules and the per-group lr rule, fastai's Adam and SGD and state snapshots, the lr
  * finder, metrics and losses, and what a fit prints. `luaopen_ftlua_learner_core` returns
  * the table; the C functions in schedule.h, optimizer.h, lr_find.h, metrics.h and progress.h
  * stay the source of truth (the C training loop calls them directly, no Lua per batch).
@@ -417,37 +417,61 @@ static ftl_hyper check_hyper_name(lua_State *L, int idx) {
     return (ftl_hyper)k;
 }
 
-/* core.Adam(groups, {lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01}): groups is a list of
- * lists of tensors, or one list of tensors (one group). */
-static int l_adam(lua_State *L) {
+/* Shared by core.Adam and core.SGD: groups is a list of lists of tensors, or one list of
+ * tensors (one group); opts sets hypers (number, slice or one per group) and decouple_wd. */
+static int new_optimizer(lua_State *L, ftl_opt_kind kind) {
+    const char *what = ftl_opt_kind_name(kind);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 2);
+    if (!lua_isnil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     lua_geti(L, 1, 1);
     int nested = lua_istable(L, -1) && !ftl_to_tensor(L, -1);
     lua_pop(L, 1);
     int n_groups = nested ? (int)luaL_len(L, 1) : 1;
     luaL_argcheck(L, n_groups >= 1, 1, "needs at least one parameter group");
+    int l2_wd = 0, momentum = 0;
+    if (!lua_isnil(L, 2)) {
+        lua_getfield(L, 2, "decouple_wd");
+        l2_wd = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
+        lua_getfield(L, 2, "mom"); /* SGD keeps grad_avg when made with mom != 0, as fastai */
+        momentum = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) != 0 : !lua_isnil(L, -1);
+        lua_pop(L, 2);
+    }
     void **slot = new_box(L, ADAM_MT); /* index 3 */
-    ftl_adam *o = new_ftl_adam();
-    if (!o) luaL_error(L, "Adam: out of memory");
+    ftl_adam *o = kind == FTL_OPT_SGD ? new_ftl_sgd(momentum, l2_wd) : new_ftl_adam();
+    if (!o) luaL_error(L, "%s: out of memory", what);
     *slot = o;
-    ftl_adam_hypers h = ftl_adam_defaults();
+    o->l2_wd = l2_wd;
+    ftl_adam_hypers h = kind == FTL_OPT_SGD ? ftl_sgd_defaults() : ftl_adam_defaults();
+    char pname[32];
+    snprintf(pname, sizeof pname, "%s params", what);
     for (int g = 0; g < n_groups; g++) {
         int n;
         if (nested) lua_geti(L, 1, g + 1);
         else lua_pushvalue(L, 1);
-        ft_tensor **ts = tensor_list(L, -1, &n, "Adam params");
+        ft_tensor **ts = tensor_list(L, -1, &n, pname);
         check(L, ftl_adam_add_group(o, ts, n, &h));
         lua_pop(L, 2);
     }
     if (!lua_isnil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
         for (int k = 0; k < FTL_NHYPERS; k++) {
             if (lua_getfield(L, 2, ftl_hyper_name((ftl_hyper)k)) != LUA_TNIL)
                 ftl_adam_set_hyper(o, (ftl_hyper)k, hyper_values(L, -1, (ftl_hyper)k, n_groups));
             lua_settop(L, 3);
         }
     }
+    return 1;
+}
+
+/* core.Adam(groups, {lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=true}) */
+static int l_adam(lua_State *L) { return new_optimizer(L, FTL_OPT_ADAM); }
+
+/* core.SGD(groups, {lr=1e-3, mom=0, wd=0, decouple_wd=true}): momentum when mom != 0 here. */
+static int l_sgd(lua_State *L) { return new_optimizer(L, FTL_OPT_SGD); }
+
+/* opt:kind() -> "Adam" or "SGD" */
+static int adam_kind(lua_State *L) {
+    lua_pushstring(L, ftl_opt_kind_name(check_adam(L, 1)->kind));
     return 1;
 }
 
@@ -575,8 +599,9 @@ static int adam_restore(lua_State *L) {
 
 static int adam_tostring(lua_State *L) {
     box *b = luaL_checkudata(L, 1, ADAM_MT);
-    if (!b->p) lua_pushliteral(L, "Adam (freed)");
-    else lua_pushfstring(L, "Adam (%d groups, %d params)", ((ftl_adam *)b->p)->n_groups, ((ftl_adam *)b->p)->n_params);
+    const ftl_adam *o = b->p;
+    if (!o) lua_pushliteral(L, "optimizer (freed)");
+    else lua_pushfstring(L, "%s (%d groups, %d params)", ftl_opt_kind_name(o->kind), o->n_groups, o->n_params);
     return 1;
 }
 
@@ -1004,7 +1029,7 @@ int luaopen_ftlua_learner_core(lua_State *L) {
         {"set_hyper", adam_set_hyper}, {"hypers", adam_hypers}, {"n_groups", adam_n_groups},
         {"n_params", adam_n_params}, {"param_state", adam_param_state}, {"set_flags", adam_set_flags},
         {"freeze_to", adam_freeze_to}, {"state_snapshot", adam_snapshot}, {"restore", adam_restore},
-        {"free", adam_gc}, {NULL, NULL}};
+        {"kind", adam_kind}, {"free", adam_gc}, {NULL, NULL}};
     new_class(L, ADAM_MT, adam_methods, adam_gc);
     luaL_getmetatable(L, ADAM_MT);
     lua_pushcfunction(L, adam_tostring);
@@ -1030,7 +1055,7 @@ int luaopen_ftlua_learner_core(lua_State *L) {
         {"slice", l_slice}, {"is_slice", l_is_slice}, {"lr_per_group", l_lr_per_group},
         {"even_mults", l_even_mults}, {"sched_cos", l_sched_cos}, {"train_pos", l_train_pos},
         {"one_cycle", l_one_cycle}, {"flat_cos", l_flat_cos}, {"sgdr", l_sgdr},
-        {"Adam", l_adam}, {"tensor_snapshot", l_tensor_snapshot},
+        {"Adam", l_adam}, {"SGD", l_sgd}, {"tensor_snapshot", l_tensor_snapshot},
         {"LRFinder", l_lr_finder}, {"lr_suggestions", l_lr_suggestions},
         {"accuracy", l_accuracy}, {"error_rate", l_error_rate}, {"top_k_accuracy", l_top_k_accuracy},
         {"label_smoothing_ce", l_label_smoothing_ce}, {"cross_entropy", l_cross_entropy}, {"nll_loss", l_nll_loss}, {"AvgMetric", l_avg}, {"AvgLoss", l_avg},

@@ -1,4 +1,4 @@
-/* optimizer.c: fastai's Adam over shim tensors, and state snapshots. See optimizer.h. */
+/* optimizer.c: fastai's Adam and SGD over shim tensors, and state snapshots. See optimizer.h. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,15 @@ ftl_adam_hypers ftl_adam_defaults(void) {
     ftl_adam_hypers h = {1e-3, 0.9, 0.99, 1e-5, 0.01};
     return h;
 }
+
+ftl_adam_hypers ftl_sgd_defaults(void) {
+    ftl_adam_hypers h = ftl_adam_defaults();
+    h.mom = 0;
+    h.wd = 0;
+    return h;
+}
+
+const char *ftl_opt_kind_name(ftl_opt_kind kind) { return kind == FTL_OPT_SGD ? "SGD" : "Adam"; }
 
 static const char *const HYPER_NAMES[FTL_NHYPERS] = {"lr", "mom", "sqr_mom", "eps", "wd"};
 
@@ -50,6 +59,17 @@ ftl_adam *new_ftl_adam(void) {
     if (!o || !o->group_start) {
         free(o);
         return NULL;
+    }
+    o->momentum = 1; /* Adam's grad_avg */
+    return o;
+}
+
+ftl_adam *new_ftl_sgd(int momentum, int l2_wd) {
+    ftl_adam *o = new_ftl_adam();
+    if (o) {
+        o->kind = FTL_OPT_SGD;
+        o->momentum = momentum;
+        o->l2_wd = l2_wd;
     }
     return o;
 }
@@ -113,13 +133,18 @@ static ft_status zeros_like(const ft_tensor *t, ft_tensor **out) {
     return st;
 }
 
-static ft_status step_param(ftl_adam_param *q, const ftl_adam_hypers *h) {
-    ft_tensor *grad = NULL, *den = NULL;
-    ft_status st = ft_grad(q->p, &grad);
-    if (st != FT_OK || !grad) return st; /* no grad: frozen, skipped like fastai's with_grad */
+/* fastai's weight_decay (p *= 1 - lr*wd) or, with l2, its l2_reg (grad += wd*p, in place on
+ * the parameter's grad as fastai does). */
+static ft_status weight_decay(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad, int l2) {
+    if (!q->do_wd || h->wd == 0) return FT_OK;
+    return l2 ? ft_add_scaled_(grad, q->p, h->wd) : ft_binary_scalar_(FT_MUL, q->p, 1 - h->lr * h->wd);
+}
+
+static ft_status adam_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad) {
+    ft_tensor *den = NULL;
     double lr = h->lr, mom = h->mom, sqr_mom = h->sqr_mom;
-    if (q->do_wd && h->wd != 0) st = ft_binary_scalar_(FT_MUL, q->p, 1 - lr * h->wd);
-    if (st == FT_OK && !q->grad_avg) {
+    ft_status st = FT_OK;
+    if (!q->grad_avg) {
         st = zeros_like(grad, &q->grad_avg);
         if (st == FT_OK) st = zeros_like(grad, &q->sqr_avg);
         if (st != FT_OK) drop_state(q);
@@ -139,6 +164,26 @@ static ft_status step_param(ftl_adam_param *q, const ftl_adam_hypers *h) {
         if (st == FT_OK) st = ft_addcdiv_(q->p, q->grad_avg, den, -lr / debias1);
     }
     ft_free(den);
+    return st;
+}
+
+/* fastai's average_grad without dampening, then momentum_step; or sgd_step without momentum. */
+static ft_status sgd_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad, int momentum) {
+    if (!momentum) return ft_add_scaled_(q->p, grad, -h->lr);
+    ft_status st = q->grad_avg ? FT_OK : zeros_like(grad, &q->grad_avg);
+    if (st == FT_OK) st = ft_binary_scalar_(FT_MUL, q->grad_avg, h->mom);
+    if (st == FT_OK) st = ft_add_scaled_(q->grad_avg, grad, 1.0);
+    if (st == FT_OK) st = ft_add_scaled_(q->p, q->grad_avg, -h->lr);
+    return st;
+}
+
+static ft_status step_param(const ftl_adam *o, ftl_adam_param *q, const ftl_adam_hypers *h) {
+    ft_tensor *grad = NULL;
+    ft_status st = ft_grad(q->p, &grad);
+    if (st != FT_OK || !grad) return st; /* no grad: frozen, skipped like fastai's with_grad */
+    st = weight_decay(q, h, grad, o->l2_wd);
+    if (st == FT_OK)
+        st = o->kind == FTL_OPT_SGD ? sgd_step_param(q, h, grad, o->momentum) : adam_step_param(q, h, grad);
     ft_free(grad);
     return st;
 }
@@ -148,9 +193,9 @@ ft_status ftl_adam_step(ftl_adam *o) {
     ft_set_grad_enabled(0); /* in-place updates of leaves that require grad */
     ft_status st = FT_OK;
     for (int i = 0; i < o->n_params && st == FT_OK; i++)
-        st = step_param(&o->params[i], &o->hypers[o->params[i].group]);
+        st = step_param(o, &o->params[i], &o->hypers[o->params[i].group]);
     ft_set_grad_enabled(was);
-    return fail(st, "Adam step");
+    return fail(st, o->kind == FTL_OPT_SGD ? "SGD step" : "Adam step");
 }
 
 ft_status ftl_adam_zero_grad(ftl_adam *o, int set_to_none) {

@@ -1,15 +1,29 @@
-/* optimizer.h: fastai's Adam over shim tensors (fastai's optimizer.py), and in-memory
- * snapshots of its state and of tensor lists (what lr_find needs to restore exactly).
+/* optimizer.h: fastai's Adam and SGD over shim tensors (fastai's optimizer.py), and in-memory
+ * snapshots of their state and of tensor lists (what lr_find needs to restore exactly).
  *
- * Per parameter with a gradient, using its group's hypers, in this order:
- *     if do_wd and wd != 0:  p *= 1 - lr*wd                    (decoupled weight decay, first)
+ * One optimizer type, ftl_adam, with a kind: the groups, flags, freeze and snapshots are shared,
+ * only the per-parameter step differs. Both start with fastai's weight decay:
+ *     if do_wd and wd != 0:  p *= 1 - lr*wd                    (decoupled, decouple_wd=True)
+ *                       or:  grad += wd*p                      (l2_reg, decouple_wd=False)
+ *
+ * Adam, per parameter with a gradient, using its group's hypers, in this order:
+ *     weight decay, as above
  *     grad_avg = grad_avg*mom + grad*(1-mom)                    (mul_ then add_, as fastai)
  *     sqr_avg  = sqr_avg*sqr_mom + grad*grad*(1-sqr_mom)        (mul_ then addcmul_)
  *     step += 1
  *     debias1 = (1-mom)*(1-mom^step)/(1-mom), debias2 likewise with sqr_mom
  *     p += -lr/debias1 * grad_avg / (sqrt(sqr_avg/debias2) + eps)
  * The same libtorch ops in the same order as fastai's callbacks, so a step is bit-identical
- * to fastai's. A parameter whose grad is undefined (frozen) is skipped entirely: no decay, no
+ * to fastai's.
+ *
+ * SGD (fastai's SGD(params, lr, mom=0, wd=0, decouple_wd=True)):
+ *     weight decay, as above
+ *     if momentum:  grad_avg = grad_avg*mom + grad              (average_grad, no dampening)
+ *     p += -lr * (momentum ? grad_avg : grad)                   (momentum_step or sgd_step)
+ * Like fastai, whether SGD keeps grad_avg is decided once, when it is made (mom != 0); a
+ * scheduled mom then changes the average's coefficient, and one made with mom 0 ignores mom.
+ *
+ * A parameter whose grad is undefined (frozen) is skipped entirely: no decay, no
  * state change. The optimizer holds its own handles on the parameters (shim shallow copies:
  * the same tensors), so it never depends on a Lua value staying alive.
  *
@@ -44,14 +58,25 @@ typedef struct {
     int group;
 } ftl_adam_param;
 
+typedef enum { FTL_OPT_ADAM = 0, FTL_OPT_SGD } ftl_opt_kind;
+
+/* fastai's SGD defaults: lr 1e-3 (the Learner's), mom 0, wd 0 (sqr_mom and eps unused). */
+ftl_adam_hypers ftl_sgd_defaults(void);
+const char *ftl_opt_kind_name(ftl_opt_kind kind); /* "Adam", "SGD" */
+
 typedef struct {
+    ftl_opt_kind kind;
+    int l2_wd;    /* 1: fastai's decouple_wd=False (l2_reg into the grad); 0: decoupled */
+    int momentum; /* SGD: keeps grad_avg (fastai's mom != 0 at creation); Adam always does */
     int n_groups, n_params;
     ftl_adam_hypers *hypers; /* per group */
     int *group_start;        /* group g holds params [group_start[g], group_start[g+1]) */
     ftl_adam_param *params;
 } ftl_adam;
 
-ftl_adam *new_ftl_adam(void); /* NULL when out of memory */
+ftl_adam *new_ftl_adam(void); /* Adam, decoupled wd; NULL when out of memory */
+/* SGD; momentum as fastai's mom != 0 at creation, l2_wd as decouple_wd=False. */
+ftl_adam *new_ftl_sgd(int momentum, int l2_wd);
 void free_ftl_adam(ftl_adam *o);
 /* Appends a parameter group (do_wd 1, force_train 0 for each param). */
 ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n, const ftl_adam_hypers *h);

@@ -1,4 +1,5 @@
-/* test_optimizer.c: fastai's Adam (runtime/learner/optimizer.c) against tests/py/learner_ref.py.
+/* test_optimizer.c: fastai's Adam (runtime/learner/optimizer.c) against tests/py/learner_ref.py,
+ * and fastai's SGD against its formula (test_sgd).
  *
  * Five float32 params in two groups (weights with weight decay, a bias and a BatchNorm-like
  * param without, and one that never gets a grad) take six steps with seeded grads, per-group
@@ -75,13 +76,13 @@ static ft_tensor *from_doubles(const double *v, int i) {
 
 static void to_doubles(const ft_tensor *t, double *out) { ft_copy_to_doubles(t, out, ft_numel(t)); }
 
-/* Runs the steps in C; params[] get the leaf tensors (requires_grad). */
-static ftl_adam *run_c(ft_tensor *params[NP], int all_wd, int nsteps) {
+/* Runs the steps in C with optimizer o (new_ftl_adam or new_ftl_sgd); params[] get the leaf
+ * tensors (requires_grad). */
+static ftl_adam *run_opt(ftl_adam *o, ft_tensor *params[NP], int all_wd, int nsteps) {
     for (int i = 0; i < NP; i++) {
         params[i] = from_doubles(init[i], i);
         ft_set_requires_grad(params[i], 1);
     }
-    ftl_adam *o = new_ftl_adam();
     ftl_adam_hypers h = ftl_adam_defaults();
     ftl_adam_add_group(o, params, 2, &h);
     ftl_adam_add_group(o, params + 2, 3, &h);
@@ -101,6 +102,10 @@ static ftl_adam *run_c(ft_tensor *params[NP], int all_wd, int nsteps) {
         ftl_adam_zero_grad(o, 1);
     }
     return o;
+}
+
+static ftl_adam *run_c(ft_tensor *params[NP], int all_wd, int nsteps) {
+    return run_opt(new_ftl_adam(), params, all_wd, nsteps);
 }
 
 static char *request(const char *impl, int all_wd) {
@@ -327,10 +332,64 @@ static void test_behaviour(void) {
     CHECK("hyper_names", ftl_hyper_from_name("sqr_mom") == FTL_SQR_MOM && ftl_hyper_from_name("x") == -1);
 }
 
+/* fastai's SGD against its formula in doubles (the Lua parity test checks it against fastai
+ * itself): with and without momentum, decoupled or l2 decay, a param without grad. */
+static void test_sgd(void) {
+    for (int momentum = 0; momentum < 2; momentum++)
+        for (int l2 = 0; l2 < 2; l2++) {
+            ft_tensor *params[NP];
+            make_data(1);
+            ftl_adam *o = run_opt(new_ftl_sgd(momentum, l2), params, 0, NSTEPS);
+            double p[NP][12], buf[NP][12] = {{0}}, got[12], worst = 0;
+            memcpy(p, init, sizeof p);
+            for (int s = 0; s < NSTEPS; s++)
+                for (int i = 0; i < NP; i++) {
+                    if (!has_grad[s][i]) continue;
+                    const double *h = hyp[s][GROUP[i]]; /* lr mom sqr_mom eps wd */
+                    for (int k = 0; k < numel(i); k++) {
+                        double g = (float)grads[s][i][k];
+                        if (DO_WD[i] && l2) g += h[4] * p[i][k];
+                        if (DO_WD[i] && !l2) p[i][k] *= 1 - h[0] * h[4];
+                        if (momentum) g = buf[i][k] = h[1] * buf[i][k] + g;
+                        p[i][k] -= h[0] * g;
+                    }
+                }
+            for (int i = 0; i < NP; i++) {
+                to_doubles(params[i], got);
+                for (int k = 0; k < numel(i); k++) worst = fmax(worst, fabs(got[k] - p[i][k]));
+            }
+            char nm[64];
+            snprintf(nm, sizeof nm, "sgd_mom%d_%s_vs_formula", momentum, l2 ? "l2" : "decoupled");
+            if (worst > 1e-5) printf("# %s: max |diff| %g\n", nm, worst);
+            CHECK(nm, worst <= 1e-5);
+            int state_ok = o->kind == FTL_OPT_SGD && o->params[4].grad_avg == NULL;
+            for (int i = 0; i < NP; i++) state_ok &= o->params[i].step == 0 && !o->params[i].sqr_avg;
+            state_ok &= momentum ? o->params[0].grad_avg != NULL : o->params[0].grad_avg == NULL;
+            snprintf(nm, sizeof nm, "sgd_mom%d_%s_state", momentum, l2 ? "l2" : "decoupled");
+            CHECK(nm, state_ok);
+            if (momentum && !l2) { /* snapshot/restore keeps grad_avg bit for bit */
+                ftl_adam_snapshot *snap = NULL;
+                ft_tensor *avg = NULL;
+                ft_clone(o->params[0].grad_avg, &avg);
+                new_ftl_adam_snapshot(o, &snap);
+                ftl_adam_clear_state(o);
+                CHECK("sgd_restore", ftl_adam_restore(o, snap) == FT_OK && o->params[0].grad_avg &&
+                                         same_bits(o->params[0].grad_avg, avg));
+                ft_free(avg);
+                free_ftl_adam_snapshot(snap);
+            }
+            free_ftl_adam(o);
+            free_params(params);
+        }
+    ftl_adam_hypers d = ftl_sgd_defaults();
+    CHECK("sgd_defaults", d.mom == 0 && d.wd == 0 && d.lr == 1e-3 && !strcmp(ftl_opt_kind_name(FTL_OPT_SGD), "SGD"));
+}
+
 int main(void) {
     ref_init();
     if (!have_ref) printf("# no reference: %s with torch and numpy, or %s, missing\n", py, script);
     test_behaviour();
+    test_sgd();
     test_against_reference();
     return check_exit();
 }

@@ -98,6 +98,38 @@ H.test("lr_find restores weights, BN stats and optimizer state bit for bit", fun
   for key, t in pairs(opt_before) do assert(t:equal(opt_after[key]), "optimizer state changed: " .. key) end
 end)
 
+H.test("SGD: fit_one_cycle trains, its mom follows the schedule, lr_find restores its state", function()
+  T.manual_seed(3)
+  local learn = ft.Learner(fm(640, 128, 64), cnn(1, 10), { opt_func = { ft.learner.SGD, mom = 0.9 } })
+  H.eq(learn._core:opt_kind(), "SGD", "optimizer kind")
+  local function valid_loss() local _, _, l = learn:get_preds { with_loss = true } return l:mean():item() end
+  local before = valid_loss()
+  learn:fit_one_cycle(2, 0.1)
+  local after = valid_loss()
+  assert(after < 0.8 * before, ("valid loss %.4f -> %.4f: SGD did not train"):format(before, after))
+  local l = learn.recorder.losses
+  assert(l[#l] < l[1], ("train loss %.4f -> %.4f did not decrease"):format(l[1], l[#l]))
+  -- the optimizer's own mom, read back from it every batch, is fit_one_cycle's (0.95 -> 0.85 -> 0.95)
+  local want = ft.learner_core.one_cycle(0.1, { n_groups = 3 }):values(2, 10).moms
+  local hps, n = learn.recorder.hps, #learn.recorder.hps.mom
+  H.eq(n, 20, "batches (2 epochs x 10)")
+  for i = 1, n do
+    for g = 1, 3 do H.close(hps.mom[i][g], want[i], 1e-12, "mom batch " .. i) end
+  end
+  assert(hps.mom[1][1] > 0.94 and hps.mom[n // 4 + 1][1] < 0.86, "mom went down to 0.85")
+  -- lr_find snapshots and restores SGD's grad_avg
+  local opt_before = learn._core:opt_state()
+  assert(opt_before["1.grad_avg"] and not opt_before["1.sqr_avg"], "SGD with momentum keeps grad_avg only")
+  learn:lr_find { num_it = 8 }
+  local opt_after = learn._core:opt_state()
+  for key, t in pairs(opt_before) do assert(t:equal(opt_after[key]), "optimizer state changed: " .. key) end
+  -- plain SGD (fastai's default mom=0) keeps no state, and the Learner's default wd is SGD's 0
+  local plain = ft.Learner(fm(128, 64, 64), cnn(1, 10), { opt_func = ft.learner.SGD })
+  plain:fit(1, 1e-2)
+  H.eq(plain._core:opt_state()["1.grad_avg"], nil, "no grad_avg without momentum")
+  H.eq(plain._core:hypers()[1].wd, 0, "SGD's default wd")
+end)
+
 H.test("lr_find stops at 4x the best smoothed loss", function()
   T.manual_seed(2)
   local learn = ft.Learner(fm(6400, 64, 64), cnn(1, 10))
@@ -131,8 +163,12 @@ H.test("bad input gives clear errors", function()
   H.errors(function() learn:fit_one_cycle(1, ft.slice(1e-2, 1e-4)) end)
   H.errors(function() learn:fit_one_cycle(1, { 1e-3, 1e-3 }) end)
   H.errors(function() ft.Learner(fm(256, 64, 64), cnn(1, 10), { lr = 0 }) end, "positive")
-  H.errors(function() ft.Learner(fm(256, 64, 64), cnn(1, 10), { opt_func = "SGD" }) end, "only fastai's Adam",
-    "ft.learner.Adam")
+  H.errors(function() ft.Learner(fm(256, 64, 64), cnn(1, 10), { opt_func = "RMSProp" }) end, "'RMSProp'",
+    "ft.learner.Adam or ft.learner.SGD")
+  H.errors(function() ft.Learner(fm(256, 64, 64), cnn(1, 10), { opt_func = { ft.learner.SGD, sqr_mom = 0.9 } }) end,
+    "SGD has no setting 'sqr_mom'", "decouple_wd, mom, wd")
+  H.errors(function() ft.Learner(fm(256, 64, 64), cnn(1, 10), { opt_func = { ft.learner.SGD, mom = "0.9" } }) end,
+    "mom must be a finite number")
   assert(ft.Learner(fm(256, 64, 64), cnn(1, 10), { opt_func = ft.learner.Adam }), "the name the error gives works")
   local empty = ft.Learner(fm(32, 64, 64), cnn(1, 10))
   H.errors(function() empty:fit(1, 1e-3) end, "training set is empty")

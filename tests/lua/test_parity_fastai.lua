@@ -2,7 +2,8 @@
 -- run once through tests/py/fastai_ref.py with every case batched: schedules (fit_one_cycle with
 -- a slice, fit_flat_cos, fit_sgdr, fine_tune's two phases: every group's lr and the mom per batch,
 -- float32 exact), lr_find's four suggestions (smooth, NaN, short and a real ftlua series), the cnn
--- head (modules, parameter names, groups, freeze, init statistics over seeds), fastai's Adam (1e-6),
+-- head (modules, parameter names, groups, freeze, init statistics over seeds), fastai's Adam and SGD
+-- with and without momentum, decoupled or l2 weight decay (1e-6), a one-cycle fit with SGD,
 -- the losses and metrics, ClassificationInterpretation and the printed epoch table.
 -- Skips, saying why, without ../shared or without a Python that imports fastai.
 local H = require "harness"
@@ -12,7 +13,7 @@ local T, V, nn, core = ft.tensor, ft.vision, ft.nn, ft.learner_core
 local FASTAI = H.shared("reference/fastai-py/fastai/__init__.py")
 local PY = os.getenv("FTLUA_PYTHON") or "/usr/bin/python3"
 local ROOT = os.getenv("FTLUA_ROOT") or "."
-local AREAS = { "schedules", "lr_find suggestions", "cnn head", "Adam", "losses and metrics",
+local AREAS = { "schedules", "lr_find suggestions", "cnn head", "optimizers (Adam, SGD)", "losses and metrics",
   "interpretation", "epoch table" }
 if not FASTAI then
   for _, a in ipairs(AREAS) do H.skip("parity " .. a, "no ../shared/reference/fastai-py (FTLUA_SHARED)") end
@@ -58,14 +59,14 @@ end
 
 -- A tiny learner on synthetic 8x8 grey images: 3 linear layers in 3 parameter groups, n_iter
 -- batches of 4 per epoch (the shape of fastai_ref.py's dummy learner).
-local function tiny_learner(n_iter, seed)
+local function tiny_learner(n_iter, seed, opt_func)
   local x, y = S.halves(n_iter * 4 + 8, 8, seed or 1)
   local n = n_iter * 4
   local dls = V.ImageDataLoaders.from_tensors(x:narrow(1, 1, n), y:narrow(1, 1, n), x:narrow(1, n + 1, 8),
     y:narrow(1, n + 1, 8), { bs = 4, channels = 1, seed = 1, verbose = false })
   T.manual_seed(seed or 1)
   local model = nn.Sequential { nn.Flatten(), nn.Linear(64, 4), nn.Linear(4, 4), nn.Linear(4, 2) }
-  return ft.Learner(dls, model, { splitter = { { "0", "1" }, { "2" }, { "3" } }, amp = "fp32" })
+  return ft.Learner(dls, model, { splitter = { { "0", "1" }, { "2" }, { "3" } }, amp = "fp32", opt_func = opt_func })
 end
 
 ------------------------------------------------------------------ the ftlua side of every case
@@ -84,10 +85,16 @@ local SCHED = {
   { name = "sgdr_3_cycles", kind = "sgdr", n_iter = 3, args = { 3, 1, { lo = 1e-4, hi = 1e-2 } },
     run = function(l) l:fit_sgdr(3, 1, ft.slice(1e-4, 1e-2)) end },
   { name = "fine_tune_2", kind = "fine_tune", n_iter = 5, args = { 2 }, run = function(l) l:fine_tune(2) end },
+  -- SGD's mom is scheduled like Adam's (recorder.hps.mom reads the optimizer's own hyper)
+  { name = "one_cycle_sgd_momentum", kind = "one_cycle", n_iter = 5, args = { 2, 1e-2 },
+    opt = { kind = "SGD", mom = 0.9 }, run = function(l) l:fit_one_cycle(2, 1e-2) end },
+  { name = "one_cycle_sgd_plain", kind = "one_cycle", n_iter = 4, args = { 2, 1e-2 }, opt = { kind = "SGD" },
+    run = function(l) l:fit_one_cycle(2, 1e-2) end },
 }
 local sched_got = {}
 for _, c in ipairs(SCHED) do
-  local learn = tiny_learner(c.n_iter)
+  local opt_func = c.opt and { c.opt.kind, mom = c.opt.mom } or nil
+  local learn = tiny_learner(c.n_iter, nil, opt_func)
   local phases = {}
   local fit_one_cycle = learn.fit_one_cycle
   local function capture(self) phases[#phases + 1] = { lr = self.recorder.hps.lr, mom = self.recorder.hps.mom } end
@@ -98,7 +105,8 @@ for _, c in ipairs(SCHED) do
 end
 req.sched = {}
 for _, c in ipairs(SCHED) do
-  req.sched[#req.sched + 1] = { name = c.name, kind = c.kind, n_iter = c.n_iter, args = c.args, kwargs = c.kwargs or {} }
+  req.sched[#req.sched + 1] = { name = c.name, kind = c.kind, n_iter = c.n_iter, args = c.args, kwargs = c.kwargs or {},
+    opt = c.opt or {} }
 end
 
 -- lr_find: series with a valley, a NaN, short ones, and a real one from an ftlua run.
@@ -129,11 +137,23 @@ for i, c in ipairs(SUGGEST) do suggest_got[i] = core.lr_suggestions(c.lrs, c.los
 req.suggest = {}
 for _, c in ipairs(SUGGEST) do req.suggest[#req.suggest + 1] = { lrs = c.lrs, losses = c.losses, num_it = c.num_it } end
 
--- Adam: 3 params in 2 groups, 4 steps of given grads (param 3 has none in steps 2 and 3).
+-- The optimizers: 3 params in 2 groups, 4 steps of given grads (param 3 has none in steps 2 and 3).
+-- kind "SGD" is made with its mom, as fastai decides at creation whether SGD keeps grad_avg.
 local function vals(n, a, b) local t = {} for i = 1, n do t[i] = math.sin(a * i + b) end return t end
-local ADAM = {
-  { name = "wd_on_per_group_lr", hypers = { lr = { 1e-2, 3e-2 }, mom = 0.9, sqr_mom = 0.99, eps = 1e-5, wd = { 0.01, 0.1 } } },
-  { name = "wd_off", hypers = { lr = 5e-2, mom = 0.8, sqr_mom = 0.95, eps = 1e-8, wd = 0.0 } },
+local OPTS = {
+  { name = "Adam wd_on_per_group_lr", kind = "Adam", hypers = { lr = { 1e-2, 3e-2 }, mom = 0.9, sqr_mom = 0.99, eps = 1e-5, wd = { 0.01, 0.1 } } },
+  { name = "Adam wd_off", kind = "Adam", hypers = { lr = 5e-2, mom = 0.8, sqr_mom = 0.95, eps = 1e-8, wd = 0.0 } },
+  { name = "Adam l2 (decouple_wd false)", kind = "Adam", decouple_wd = false,
+    hypers = { lr = 2e-2, mom = 0.9, sqr_mom = 0.99, eps = 1e-5, wd = { 0.05, 0.2 } } },
+  { name = "SGD mom 0, wd off", kind = "SGD", mom = 0.0, hypers = { lr = { 1e-1, 3e-2 }, mom = 0.0, wd = 0.0 } },
+  { name = "SGD mom 0, decoupled wd", kind = "SGD", mom = 0.0, hypers = { lr = 5e-2, mom = 0.0, wd = { 0.1, 0.3 } } },
+  { name = "SGD mom 0.9, wd off", kind = "SGD", mom = 0.9, hypers = { lr = { 1e-1, 3e-2 }, mom = 0.9, wd = 0.0 } },
+  { name = "SGD mom 0.9, decoupled wd, per-group mom", kind = "SGD", mom = 0.9,
+    hypers = { lr = 5e-2, mom = { 0.9, 0.85 }, wd = { 0.01, 0.2 } } },
+  { name = "SGD mom 0.9, l2 (decouple_wd false)", kind = "SGD", mom = 0.9, decouple_wd = false,
+    hypers = { lr = 5e-2, mom = 0.9, wd = { 0.05, 0.2 } } },
+  { name = "SGD mom 0, l2 (decouple_wd false)", kind = "SGD", mom = 0.0, decouple_wd = false,
+    hypers = { lr = 1e-1, mom = 0.0, wd = 0.1 } },
 }
 local adam_params = { vals(6, 1.3, 0.2), vals(4, 0.7, 1.1), vals(2, 2.1, -0.4) }
 local adam_shapes = { { 3, 2 }, { 4 }, { 2 } }
@@ -142,15 +162,13 @@ for s = 1, 4 do
   adam_grads[s] = { vals(6, 0.9 * s, s), vals(4, 1.7, 0.3 * s) }
   if s ~= 2 and s ~= 3 then adam_grads[s][3] = vals(2, s, 0.5) end
 end
-local adam_got = {}
-for k, c in ipairs(ADAM) do
+local opt_got = {}
+for k, c in ipairs(OPTS) do
   local ps = {}
   for i, v in ipairs(adam_params) do ps[i] = T.tensor(v):view(table.unpack(adam_shapes[i])):requires_grad() end
-  local opt = core.Adam({ { ps[1], ps[2] }, { ps[3] } })
-  for _, h in ipairs { "lr", "mom", "sqr_mom", "eps", "wd" } do
-    local v = c.hypers[h]
-    opt:set_hyper(h, type(v) == "table" and v or { v, v })
-  end
+  local opt = core[c.kind]({ { ps[1], ps[2] }, { ps[3] } }, { mom = c.mom, decouple_wd = c.decouple_wd })
+  assert(opt:kind() == c.kind, c.name .. ": made a " .. opt:kind())
+  for h, v in pairs(c.hypers) do opt:set_hyper(h, type(v) == "table" and v or { v, v }) end
   for s = 1, 4 do
     local loss
     for i = 1, 3 do
@@ -164,14 +182,15 @@ for k, c in ipairs(ADAM) do
     opt:step()
     opt:zero_grad()
   end
-  adam_got[k] = {}
-  for i = 1, 3 do adam_got[k][i] = ps[i]:view(-1):totable() end
+  opt_got[k] = {}
+  for i = 1, 3 do opt_got[k][i] = ps[i]:view(-1):totable() end
 end
-req.adam = {}
-for _, c in ipairs(ADAM) do
+req.opt = {}
+for _, c in ipairs(OPTS) do
   local grads = {}
   for s = 1, 4 do grads[s] = { adam_grads[s][1], adam_grads[s][2], adam_grads[s][3] or "None" } end
-  req.adam[#req.adam + 1] = { params = adam_params, groups = { { 0, 1 }, { 2 } }, grads = grads, hypers = c.hypers }
+  req.opt[#req.opt + 1] = { kind = c.kind, mom = c.mom or 0.0, decouple_wd = c.decouple_wd ~= false,
+    params = adam_params, groups = { { 0, 1 }, { 2 } }, grads = grads, hypers = c.hypers }
 end
 
 -- The head: names, groups, freeze on one model; init statistics over seeds.
@@ -264,9 +283,9 @@ H.test("parity lr_find suggestions: minimum, steep, valley, slide on identical s
   H.eq(equal >= 20, true, "enough suggestions compared")
 end)
 
-for k, c in ipairs(ADAM) do
-  H.test("parity Adam: " .. c.name .. " (4 steps, a param without grad, 1e-6)", function()
-    H.close(adam_got[k], want.adam[k], 1e-6, "params")
+for k, c in ipairs(OPTS) do
+  H.test("parity optimizer " .. c.name .. " (4 steps, a param without grad, 1e-6)", function()
+    H.close(opt_got[k], want.opt[k], 1e-6, "params")
   end)
 end
 

@@ -3,22 +3,25 @@ and tests/c/test_parity_aug.c.
 
 Run with PYTHONPATH=../shared/reference/fastai-py and /usr/bin/python3 (Debian's torch 1.13).
 Nothing here re-implements fastai: every answer comes from calling fastai's own code (its
-Learner, ParamScheduler, lr_find, Adam, create_cnn_model, losses, metrics, augmentation
+Learner, ParamScheduler, lr_find, Adam, SGD, create_cnn_model, losses, metrics, augmentation
 transforms, ClassificationInterpretation and ProgressCallback) on the inputs the tests give.
 
     import fastai_ref; fastai_ref.run(request) -> dict of answers, one key per area asked for
     fastai_ref.py aug_item REQUEST OUT.txt OUT.f32   (tests/c/test_parity_aug.c; see aug_item)
 
 Areas (keys of the request):
-  sched    [{name, kind: one_cycle|flat_cos|sgdr|fine_tune, n_iter, args, kwargs}]: the lr of
-           every parameter group and the mom, per training batch, from fastai's ParamScheduler on
-           a dummy Learner (3 linear layers, 3 groups, n_iter batches per epoch); fine_tune
+  sched    [{name, kind: one_cycle|flat_cos|sgdr|fine_tune, n_iter, args, kwargs, opt}]: the lr
+           of every parameter group and the mom, per training batch, from fastai's ParamScheduler
+           on a dummy Learner (3 linear layers, 3 groups, n_iter batches per epoch; opt_func Adam,
+           or partial(SGD, mom=opt.mom) when opt = {kind = "SGD", mom}: the optimizer's own
+           hypers, as ParamScheduler set them); fine_tune
            gives its two phases ("phases": [{lr, mom}, {lr, mom}])
   suggest  [{lrs, losses, num_it}]: fastai's lr_find run on that recorded series (the fit
            itself skipped): minimum, steep, valley, slide (nan where fastai raises)
-  adam     [{params: [[flat...]...], groups: [[i...]...], grads: [[flat or None per param]
-           per step], hypers: {lr, mom, sqr_mom, eps, wd} or per group lists}]: the params
-           after the steps, fastai's Adam (decoupled weight decay)
+  opt      [{kind: Adam|SGD, mom, decouple_wd, params: [[flat...]...], groups: [[i...]...],
+           grads: [[flat or None per param] per step], hypers: {lr, mom, wd, (Adam) sqr_mom, eps}
+           or per group lists}]: the params after the steps, fastai's Adam or SGD made with
+           that mom (SGD keeps grad_avg only when it is not 0) and decouple_wd
   head     {n_out, seeds}: create_cnn_model(resnet18, n_out, pretrained=False): the head's
            modules, every parameter name in order, the three groups, what freeze leaves
            trainable, and per head parameter the mean and std of its values over the seeds
@@ -32,6 +35,7 @@ import contextlib
 import io
 import math
 import warnings
+from functools import partial
 
 warnings.filterwarnings("ignore")
 
@@ -41,7 +45,7 @@ from torch import nn
 
 from fastai.vision.all import (Learner, DataLoaders, DataLoader, Callback, ParamScheduler, params,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropy, error_rate, accuracy,
-                               create_cnn_model, resnet18, minimum, steep, valley, slide, Adam)
+                               create_cnn_model, resnet18, minimum, steep, valley, slide, Adam, SGD)
 
 torch.set_num_threads(1)
 
@@ -66,13 +70,13 @@ class HyperRecorder(Callback):
         self.phases[-1]["mom"].append(self.opt.hypers[-1]["mom"])
 
 
-def dummy_learner(n_iter, bs=4):
+def dummy_learner(n_iter, bs=4, opt_func=Adam):
     torch.manual_seed(0)
     x, y = torch.randn(n_iter * bs, 2), torch.randn(n_iter * bs, 1)
     ds = list(zip(x, y))
     dls = DataLoaders(DataLoader(ds, bs=bs, shuffle=True, drop_last=True), DataLoader(ds[:bs], bs=bs))
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 1))
-    learn = Learner(dls, model, loss_func=nn.MSELoss(),
+    learn = Learner(dls, model, loss_func=nn.MSELoss(), opt_func=opt_func,
                     splitter=lambda m: [params(m[0]), params(m[1]), params(m[2])])
     rec = HyperRecorder()
     learn.add_cb(rec)
@@ -85,7 +89,9 @@ def lr_arg(v):
 
 
 def sched(case):
-    learn, rec = dummy_learner(case["n_iter"])
+    opt = case.get("opt") or {}
+    opt_func = Adam if opt.get("kind", "Adam") == "Adam" else partial(SGD, mom=opt.get("mom", 0.))
+    learn, rec = dummy_learner(case["n_iter"], opt_func=opt_func)
     args = [lr_arg(a) for a in case.get("args", [])]
     kw = {k: tuple(v) if isinstance(v, list) else lr_arg(v) for k, v in (case.get("kwargs") or {}).items()}
     with learn.no_bar(), learn.no_logging():
@@ -111,16 +117,19 @@ def suggest(case):
     return out
 
 
-# ---------------------------------------------------------------- Adam
+# ---------------------------------------------------------------- Adam and SGD
 
-def adam(case):
+def optimizer(case):
     ps = [torch.tensor(p, dtype=torch.float32) for p in case["params"]]
     ps = [nn.Parameter(p) for p in ps]
     groups = [[ps[i] for i in g] for g in case["groups"]]
     h = case["hypers"]
-    opt = Adam(groups, lr=1e-3)
-    for k in ("lr", "mom", "sqr_mom", "eps", "wd"):
-        opt.set_hyper(k, h[k])
+    if case["kind"] == "SGD":
+        opt = SGD(groups, lr=1e-3, mom=case["mom"], decouple_wd=case["decouple_wd"])
+    else:
+        opt = Adam(groups, lr=1e-3, decouple_wd=case["decouple_wd"])
+    for k, v in h.items():
+        opt.set_hyper(k, v)
     for step in case["grads"]:
         for p, g in zip(ps, step):
             p.grad = None if g in (None, "None") else torch.tensor(g, dtype=torch.float32)
@@ -228,7 +237,7 @@ def run(req):
     out = {}
     if "sched" in req: out["sched"] = {c["name"]: sched(c) for c in req["sched"]}
     if "suggest" in req: out["suggest"] = [suggest(c) for c in req["suggest"]]
-    if "adam" in req: out["adam"] = [adam(c) for c in req["adam"]]
+    if "opt" in req: out["opt"] = [optimizer(c) for c in req["opt"]]
     if "head" in req: out["head"] = head(req["head"])
     if "loss" in req: out["loss"] = loss(req["loss"])
     if "interp" in req: out["interp"] = interp(req["interp"])
