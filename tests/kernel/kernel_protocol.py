@@ -242,7 +242,7 @@ def t_interrupt_fit():
     km.interrupt_kernel()  # an impatient second click: the kernel must survive it
     reply = drain_reply(msg_id)
     expect(reply["status"] == "error" and "interrupted!" in reply["evalue"], reply)
-    reply, out = run(kc, "preds = learn:get_preds{ds_idx = 2}\npreds:size(1), model[1].weight:isfinite():all():item()")
+    reply, out = run(kc, "preds = learn:get_preds{ds_idx = 1}\npreds:size(1), model[1].weight:isfinite():all():item()")
     expect(result_of(out) == "64\ttrue", result_of(out))
 
 

@@ -63,7 +63,7 @@ one (exponentiate, then divide by the sum); the loss of an item is minus the log
 probability given to its true class. Below we compute exactly that from the raw activations of
 an untrained learner, and compare it with the loss the library reports for the same items."""),
 ("code", """learn = V.cnn_learner(dls, ft.models[ARCH], { metrics = ft.metrics.error_rate, pretrained = PRETRAINED })
-local acts, targs, losses = learn:get_preds { ds_idx = 2, with_loss = true, act = false }
+local acts, targs, losses = learn:get_preds { ds_idx = 1, with_loss = true, act = false }
 local e = (acts - acts:max(2, true)):exp()          -- shifting by the max changes nothing but avoids overflow
 local probs = e / e:sum(2, true)
 local by_hand = -probs:gather(2, targs:view(-1, 1)):view(-1):log()

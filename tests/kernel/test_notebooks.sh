@@ -7,6 +7,16 @@ if ! $PY -c "import nbclient" 2>/dev/null; then echo "skip notebooks: python3-nb
 export FTLUA_NOTEBOOK_TINY=1 FTLUA_NUM_THREADS=1
 export FTLUA_SHARED="$(cd "${FTLUA_SHARED:-../shared}" 2>/dev/null && pwd)"
 rc=0
+# The notebooks are generated (scripts/main.ipynb from scripts/main.lua): a stale one fails here.
+for nb in pets main; do
+    $PY tests/kernel/make_${nb}_notebook.py "$KTMP/$nb-fresh.ipynb"
+    if cmp -s "$KTMP/$nb-fresh.ipynb" scripts/$nb.ipynb; then
+        echo "ok ${nb}_ipynb_up_to_date"
+    else
+        echo "FAIL ${nb}_ipynb_up_to_date: scripts/$nb.ipynb differs from what tests/kernel/make_${nb}_notebook.py makes; rerun it"
+        rc=1
+    fi
+done
 if [ -d "$FTLUA_SHARED/data/pets-sample" ]; then
     # a copy in a temporary folder: the notebook's cwd, where figures with a default file name land
     mkdir -p "$KTMP/pets" && cp scripts/pets.ipynb "$KTMP/pets/"
