@@ -1,8 +1,9 @@
 /* learner.h: the Learner's C side: the training loop, validation and prediction over a model
  * (runtime/model), loaders (runtime/data) and fastai's Adam (optimizer.h).
  *
- *   learner.c        the loop: fit (every schedule and lr_find), validate, predict; the
- *                    Lua class "ftlua.LearnerCore" that lua/ftlua/learner_api.lua drives
+ *   learner.c        the Lua class "ftlua.LearnerCore" that lua/ftlua/learner_api.lua drives;
+ *                    the loop (fit, validate, predict) is in learner_fit.c, learner_step.c,
+ *                    learner_dist.c and learner_predict.c (map in learner_internal.h)
  *   learner_lua.c    the entry: luaopen_ftlua_learner (ft.Learner, ft.metrics, ft.slice, ...)
  *   ../../lua/ftlua/learner_api.lua   the Lua half: options, fit_one_cycle/fine_tune/lr_find
  *                    wiring, callbacks, save/load/export, predict, interpretation
