@@ -6,35 +6,18 @@
 local D = ...
 assert(type(D) == "table", "ftlua.data_vision is loaded by ftlua.data")
 
-local function fail(fmt, ...) error(fmt:format(...), 0) end
+-- Its errors carry no position (ftlua.args' raise): DataBlock:summary shows them in its steps.
+local A = require "ftlua.args"
+local fail, set = A.raise, A.set
 
 local function is_int(v) return math.type(v) == "integer" end
 
 -- The keywords a constructor accepts; anything else is a typo we should report.
-local function check_keys(what, opts, allowed)
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for name in pairs(allowed) do names[#names + 1] = name end
-      table.sort(names)
-      fail("%s: unknown option '%s' (known: %s)", what, tostring(k), table.concat(names, ", "))
-    end
-  end
-end
-
-local function set(list)
-  local s = {}
-  for _, k in ipairs(list) do s[k] = true end
-  return s
-end
+local function check_keys(what, opts, allowed) return A.check_keys(what, opts, allowed, 0) end
 
 -- A value as a message shows it: a string quoted and named ("the string \"96\""), a number as
 -- itself, anything else by its type.
-function D._describe(v)
-  if type(v) == "string" then return ("the string %q"):format(v) end
-  if type(v) == "number" then return tostring(v) end
-  return "a " .. type(v)
-end
+D._describe = A.describe
 
 local function basename(path) return path:match("([^/]*)/*$") end
 local function parent_name(path) return path:match("([^/]*)/[^/]*$") end
@@ -215,7 +198,7 @@ function D.RandomSplitter(opts)
   if type(pct) ~= "number" or not (pct >= 0 and pct < 1) then
     fail("RandomSplitter: valid_pct must be in [0, 1), got %s", tostring(pct))
   end
-  if opts.seed ~= nil and not is_int(opts.seed) then fail("RandomSplitter: seed must be an integer") end
+  if opts.seed ~= nil and not is_int(opts.seed) then fail("RandomSplitter: seed must be an integer, got %s", D._describe(opts.seed)) end
   return function(items) return D.random_split(#items, pct, opts.seed) end
 end
 
@@ -302,7 +285,7 @@ end
 local function check_common(opts)
   local bs = opts.bs or 64
   if not (is_int(bs) and bs >= 1) then fail("bs must be a positive integer, got %s", tostring(bs)) end
-  if opts.val_bs ~= nil and not (is_int(opts.val_bs) and opts.val_bs >= 1) then fail("val_bs must be a positive integer") end
+  if opts.val_bs ~= nil and not (is_int(opts.val_bs) and opts.val_bs >= 1) then fail("val_bs must be a positive integer, got %s", D._describe(opts.val_bs)) end
   if opts.on_error ~= nil and opts.on_error ~= "skip" and opts.on_error ~= "error" then
     fail("on_error must be \"skip\" or \"error\", got '%s'", tostring(opts.on_error))
   end

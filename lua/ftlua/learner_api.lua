@@ -1,37 +1,22 @@
--- learner_api.lua: the Lua half of the learner module (runtime/learner/learner_lua.c runs it
--- once with the C core class and ft.learner_core; it is not meant for require).
+-- learner_api.lua: the entry of the learner module's Lua half (runtime/learner/learner_lua.c
+-- runs it once with the C core class and ft.learner_core; it is not meant for require): the
+-- Learner class.
 --
 -- The training loop, validation and prediction are C (runtime/learner/learner.c). This file
 -- checks options, turns fastai's fit methods into schedule specs for the C loop, and holds
--- what runs once per fit or per epoch: fine_tune, lr_find's suggestions, callbacks written in
--- Lua, save/load/export, predict, get_preds, tta and ClassificationInterpretation.
+-- what runs once per fit or per epoch: fine_tune, lr_find's suggestions, predict, get_preds
+-- and tta. Its parts, each loaded once from here:
+--   learner_callbacks.lua  ft.callbacks (SaveModelCallback, EarlyStoppingCallback, CSVLogger)
+--   learner_export.lua     learn:save/load/export, ft.load_learner
+--   learner_interp.lua     ft.ClassificationInterpretation
+--   learner_plots.lua      the plots (plot_lr_find, recorder:plot_loss, ...)
 local C, core = ...
 if type(C) ~= "table" then error("ftlua.learner_api is loaded by ftlua.learner; use ft.Learner", 2) end
 local T = require "ftlua.tensor"
+local A = require "ftlua.args"
+local fail, check_keys, set = A.fail, A.check_keys, A.set
 
 local M = {}
-
-local function fail(fmt, ...) error(fmt:format(...), 3) end
-
-local function set(list)
-  local s = {}
-  for _, k in ipairs(list) do s[k] = true end
-  return s
-end
-
-local function check_keys(what, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then fail("%s: options must be a table", what) end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      fail("%s: unknown option '%s' (known: %s)", what, tostring(k), table.concat(names, ", "))
-    end
-  end
-  return opts
-end
 
 local function ft() return package.loaded.ftlua end
 
@@ -55,7 +40,7 @@ M.metrics = {
 }
 -- top_k(k): top_k_accuracy with another k.
 function M.metrics.top_k(k)
-  if math.type(k) ~= "integer" or k < 1 then fail("top_k: k must be a positive integer") end
+  if math.type(k) ~= "integer" or k < 1 then fail("top_k: k must be a positive integer, got %s", A.describe(k)) end
   return builtin("top_k_accuracy", core.top_k_accuracy, k)
 end
 -- Metric(name, fn): a Lua function fn(pred, targ) -> number or 0-dim tensor, shown as name.
@@ -87,7 +72,7 @@ local Loss = { __name = "Loss" }
 Loss.__index = Loss
 
 local function check_targets(what, pred, targ)
-  local function fail(fmt, ...) error(fmt:format(...), 4) end -- at the caller of the loss
+  local function fail(fmt, ...) A.fail_at(3, fmt, ...) end -- at the caller of the loss
   if not T.is_tensor(pred) then fail("%s: pred must be a tensor, got a %s", what, type(pred)) end
   if not T.is_tensor(targ) then fail("%s: targ must be a tensor of 1-based class indices, got a %s", what, type(targ)) end
   if pred:dim() < 2 then fail("%s: pred must be [N, C] (logits per class), got %d dims", what, pred:dim()) end
@@ -210,135 +195,27 @@ end
 
 ---------------------------------------------------------------- callbacks
 
-M.callbacks = {}
-
--- Callback{name = "...", after_epoch = function(self, learn) ... end, ...}: a table with
--- methods named after fastai's events; returning "cancel_batch", "cancel_train",
--- "cancel_valid", "cancel_epoch" or "cancel_fit" cancels as fastai's exceptions do.
-function M.callbacks.Callback(t)
-  t = t or {}
-  t.name = t.name or "Callback"
-  return t
-end
-
-local function monitor_value(learn, monitor)
-  local rec = learn.recorder
-  local names = rec.metric_names
-  for i, n in ipairs(names) do
-    if n == monitor then return learn.final_record[i] end
-  end
-  error(("monitor '%s' is not among the recorded values (%s)"):format(monitor, table.concat(names, ", ")), 0)
-end
-
-local function better(monitor, comp)
-  if comp then return comp end
-  local lower = monitor:find("loss") or monitor:find("error")
-  return lower and function(a, b) return a < b end or function(a, b) return a > b end
-end
-
--- SaveModelCallback{monitor = "valid_loss", fname = "model", every_epoch = false,
--- with_opt = false}: saves when the monitored value improves, loads the best at the end.
--- A NaN is never best: an epoch whose value is NaN (or not a number at all, as valid_loss with
--- no validation set) is skipped with a warning, and when no epoch had a value, nothing was
--- saved, the end says so and the model keeps its last weights (a file from an earlier fit is
--- not loaded).
-function M.callbacks.SaveModelCallback(opts)
-  opts = check_keys("SaveModelCallback", opts, set { "monitor", "fname", "every_epoch", "with_opt", "comp", "min_delta", "reset_on_fit" })
-  local cb = { name = "SaveModelCallback", monitor = opts.monitor or "valid_loss", fname = opts.fname or "model",
-    every_epoch = opts.every_epoch, with_opt = opts.with_opt, min_delta = opts.min_delta or 0 }
-  local cmp = better(cb.monitor, opts.comp)
-  local function warn(fmt, ...)
-    if ft().dist.is_main() then io.stderr:write("warning: SaveModelCallback: ", fmt:format(...), "\n") end
-  end
-  function cb:before_fit() self.best, self.best_epoch, self.skipped = nil, nil, 0 end
-  function cb:after_epoch(learn)
-    if self.every_epoch then learn:save(("%s_%d"):format(self.fname, learn.epoch), { with_opt = self.with_opt }) return end
-    local v = monitor_value(learn, self.monitor)
-    if type(v) ~= "number" or v ~= v then
-      self.skipped = self.skipped + 1
-      warn("%s is %s at epoch %d: not a better model, not saved", self.monitor,
-        type(v) == "number" and "NaN" or "missing", learn.epoch)
-      return
-    end
-    if self.best == nil or cmp(v - (cmp(0, 1) and self.min_delta or -self.min_delta), self.best) then
-      if self.best ~= nil and ft().dist.is_main() then
-        print(("Better model found at epoch %d with %s value: %s."):format(learn.epoch, self.monitor, tostring(v)))
-      end
-      self.best, self.best_epoch = v, learn.epoch
-      learn:save(self.fname, { with_opt = self.with_opt })
-    end
-  end
-  function cb:after_fit(learn)
-    if self.every_epoch then return end
-    if self.best == nil then
-      if self.skipped > 0 then
-        warn("no epoch had a %s that is a number (%d NaN or missing%s): no model was saved, none is "
-          .. "loaded, the model keeps the weights of its last epoch", self.monitor, self.skipped,
-          self.monitor:find("^valid") and "; is the validation set empty (valid_pct = 0)?" or "")
-      end
-      return
-    end
-    learn:load(self.fname, { with_opt = self.with_opt })
-  end
-  return cb
-end
-
--- EarlyStoppingCallback{monitor = "valid_loss", min_delta = 0, patience = 1}
-function M.callbacks.EarlyStoppingCallback(opts)
-  opts = check_keys("EarlyStoppingCallback", opts, set { "monitor", "min_delta", "patience", "comp" })
-  local cb = { name = "EarlyStoppingCallback", monitor = opts.monitor or "valid_loss",
-    min_delta = opts.min_delta or 0, patience = opts.patience or 1 }
-  local cmp = better(cb.monitor, opts.comp)
-  local sign = cmp(0, 1) and 1 or -1
-  function cb:before_fit() self.best, self.wait = nil, 0 end
-  function cb:after_epoch(learn)
-    local v = monitor_value(learn, self.monitor)
-    if self.best == nil or cmp(v + sign * self.min_delta, self.best) then
-      self.best, self.wait = v, 0
-    else
-      self.wait = self.wait + 1
-      if self.wait >= self.patience then
-        if ft().dist.is_main() then
-          print(("No improvement since epoch %d: early stopping"):format(learn.epoch - self.wait))
-        end
-        return "cancel_fit"
-      end
-    end
-  end
-  return cb
-end
-
--- CSVLogger{fname = "history.csv", append = false}: the table's rows, unrounded, under
--- learn.path; the whole file is rewritten atomically after each epoch (core.CSVLogger): after
--- a crash or a full disk it holds the lines up to the last good epoch, never a torn or empty file.
-function M.callbacks.CSVLogger(opts)
-  opts = check_keys("CSVLogger", opts, set { "fname", "append" })
-  local cb = { name = "CSVLogger", fname = opts.fname or "history.csv", append = opts.append }
-  function cb:before_fit(learn)
-    local names = { "epoch" }
-    for _, n in ipairs(learn:_metric_names()) do names[#names + 1] = n end
-    names[#names + 1] = "time"
-    self.path = (learn.path or ".") .. "/" .. self.fname
-    if not ft().dist.is_main() then return end -- data parallel: rank 0 writes
-    self.log = core.CSVLogger(self.path, names, { append = self.append })
-    self.t0 = ft().clock()
-  end
-  function cb:before_epoch() self.t0 = ft().clock() end
-  function cb:after_epoch(learn)
-    local row = { learn.epoch }
-    for _, v in ipairs(learn.final_record) do row[#row + 1] = v end
-    row[#row + 1] = core.format_time(ft().clock() - self.t0)
-    if self.log then self.log:write(row) end
-  end
-  function cb:after_fit() if self.log then self.log:close() self.log = nil end end
-  return cb
-end
+require("ftlua.learner_callbacks")(M, core)
 
 ---------------------------------------------------------------- Learner
 
 local Learner = {}
 Learner.__index = Learner
 M.LearnerClass = Learner
+
+-- The recorder's class; its methods (plot_loss, plot_sched, plot_metrics) are learner_plots.lua's.
+local Recorder = {}
+Recorder.__index = Recorder
+M.RecorderClass = Recorder
+
+-- Give learn.recorder its methods: a new Learner's, and the one the C loop puts in place at
+-- every fit.
+local function with_recorder(learn)
+  if type(learn.recorder) == "table" and getmetatable(learn.recorder) == nil then
+    setmetatable(learn.recorder, Recorder)
+  end
+  return learn
+end
 
 local LEARNER_KEYS = set { "loss_func", "opt_func", "lr", "wd", "metrics", "path", "model_dir", "cbs",
   "splitter", "train_bn", "moms", "amp" }
@@ -442,7 +319,7 @@ function M.Learner(dls, model, opts)
   if amp == "bf16" then self:to_bf16() elseif amp == "fp16" then self:to_fp16() end
   -- Started by a launcher (ftlua --nproc, torchrun, Slurm): data parallel without asking.
   if (tonumber(os.getenv("WORLD_SIZE")) or 1) > 1 then self:to_distributed() end
-  return self
+  return with_recorder(self)
 end
 M.Adam = "Adam"
 M.SGD = "SGD"
@@ -541,7 +418,11 @@ function Learner:_run(n_epoch, spec, cbs)
   for _, c in ipairs(self.cbs) do all[#all + 1] = c end
   for _, c in ipairs(cbs or {}) do all[#all + 1] = c end
   if spec.wd == nil then spec.wd = self.wd end
-  self._core:fit(self, n_epoch, spec, all, self.dls.train, self.dls.valid)
+  -- the recorder gets its methods even when the fit stopped with an error
+  local ok, err = pcall(self._core.fit, self._core, self, n_epoch, spec, all, self.dls.train, self.dls.valid)
+  with_recorder(self)
+  if not ok then error(err, 0) end
+  return self
 end
 
 -- What the learner's __tostring shows of the last fit: its name and lr (per group).
@@ -596,7 +477,7 @@ function Learner:fit_sgdr(n_cycles, cycle_len, lr_max, opts)
 end
 
 function Learner:freeze_to(n)
-  if math.type(n) ~= "integer" then fail("freeze_to: n must be an integer") end
+  A.check_type("freeze_to", "n", n, "integer")
   self._frozen_idx = self._core:freeze_to(n)
 end
 function Learner:freeze() self:freeze_to(-1) end
@@ -626,10 +507,14 @@ function Learner:lr_find(opts)
   local s, e, n = opts.start_lr or 1e-7, opts.end_lr or 10, opts.num_it or 100
   check_lr("lr_find", s)
   check_lr("lr_find", e)
-  if math.type(n) ~= "integer" or n < 1 then fail("lr_find: num_it must be a positive integer") end
+  if math.type(n) ~= "integer" or n < 1 then fail("lr_find: num_it must be a positive integer, got %s", A.describe(n)) end
   self:_run(1, { kind = "lr_find", start_lr = s, end_lr = e, num_it = n, stop_div = opts.stop_div ~= false,
     no_logging = true }, opts.cbs)
-  local sg = core.lr_suggestions(self.recorder.lrs, self.recorder.losses, n)
+  local rec = self.recorder
+  local sg = core.lr_suggestions(rec.lrs, rec.losses, n)
+  -- kept for plot_lr_find (a later fit replaces the recorder)
+  self._lr_find = { lrs = table.move(rec.lrs, 1, #rec.lrs, 1, {}), losses = table.move(rec.losses, 1, #rec.losses, 1, {}),
+    suggestions = sg }
   return sg.minimum, sg.steep, sg
 end
 
@@ -653,221 +538,8 @@ end
 
 ---------------------------------------------------------------- persistence
 
-local function mkdir_p(dir) os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") end
-
-function Learner:_file(name)
-  if name:match("%.safetensors$") or name:find("/") then return name end
-  return ("%s/%s/%s.safetensors"):format(self.path, self.model_dir, name)
-end
-
--- learn:save(name [, {with_opt = true}]): model and optimizer state in one safetensors file
--- (written atomically) at path/model_dir/name.safetensors. Returns the file name.
-function Learner:save(name, opts)
-  opts = check_keys("save", opts, set { "with_opt" })
-  local file = self:_file(name)
-  if ft().dist.is_main() then mkdir_p(file:match("^(.*)/[^/]*$") or ".") end
-  local out = {}
-  for k, t in pairs(self.model:state_dict()) do out["model." .. k] = t end
-  if opts.with_opt ~= false then
-    for k, t in pairs(self._core:opt_state()) do out["opt." .. k] = t end
-  end
-  self:_rank0_writes(function() T.save(file, out, { format = "ftlua.learner" }) end)
-  return file
-end
-
--- learn:load(name [, {with_opt = true}])
-function Learner:load(name, opts)
-  opts = check_keys("load", opts, set { "with_opt" })
-  local file = self:_file(name)
-  local all = T.load(file)
-  local model, optst, has_opt = {}, {}, false
-  for k, t in pairs(all) do
-    local m = k:match("^model%.(.*)$")
-    if m then model[m] = t else
-      local o = k:match("^opt%.(.*)$")
-      if o then optst[o] = t has_opt = true end
-    end
-  end
-  if next(model) == nil then model = all end -- a plain state dict
-  self.model:load_state_dict(model)
-  if opts.with_opt ~= false then
-    if has_opt then self._core:set_opt_state(optst)
-    else io.stderr:write("warning: Saved file doesn't contain an optimizer state.\n") end
-  end
-  return self
-end
-
----------------------------------------------------------------- export / load_learner
-
--- The export description is JSON (ft.json, runtime/base/json.c over jansson): numbers, strings,
--- booleans, arrays and objects with string keys; no Lua code is ever loaded from a file.
-local json = require "ftlua.json"
-M._json = json
-
--- Version 2 describes any model built from ft.nn layers (the module tree, m:describe());
--- version 1 (ftlua before it) described cnn_learner models only, by arch name. load_learner
--- reads both.
-local EXPORT_FORMAT = "ftlua.learner.export/2"
-local EXPORT_FORMATS = { ["ftlua.learner.export/1"] = 1, ["ftlua.learner.export/2"] = 2 }
-
--- The description of the model that load_learner rebuilds: the module tree (kind, constructor
--- arguments, children, parameter groups), plus cnn_learner's arch and head options when known
--- (for people reading the file). A model with a Lua forward cannot be described.
-local function model_desc(self, describe)
-  if describe == false then return { kind = "none", type = self.model:type() } end
-  local ok, tree = pcall(self.model.describe, self.model)
-  if not ok then
-    error(("export: cannot describe this model: %s. Export it without the structure, "
-      .. "learn:export(file, {describe_model = false}), and load it with "
-      .. "ft.load_learner(file, {model = m}), m built by your Lua code (or save the weights with "
-      .. "learn:save(name) and load them into the rebuilt model)"):format(tostring(tree):gsub("^describe: ", "")), 0)
-  end
-  return { kind = "tree", tree = tree, cnn = self._cnn }
-end
-
--- The transforms the DataLoaders apply to new items (item Resize, aug params, normalisation),
--- the vocab and the channel count.
-local function data_desc(dls)
-  if dls._desc then return dls._desc end -- a loaded learner's: what its export held
-  local cfg = dls._cfg or {}
-  local info = dls.valid:info()
-  local aug
-  if cfg.aug then
-    aug = {}
-    for k, v in pairs(cfg.aug) do aug[k] = v end
-  end
-  local vocab = {}
-  for i, v in ipairs(dls.vocab or {}) do vocab[i] = tostring(v) end
-  return { vocab = vocab, channels = cfg.channels or info.channels or 3, resize = cfg.resize, aug = aug,
-    mean = info.mean, std = info.std, val_bs = cfg.val_bs or info.bs, array = cfg.array or false }
-end
-
--- learn:export(file = "export.safetensors" [, {describe_model = true}]): the model's weights
--- and buffers and a JSON description (model, vocab, transforms) in the safetensors metadata,
--- written atomically. A relative file goes under learn.path, as in fastai. describe_model =
--- false leaves the model's structure out (for models with a Lua forward): load_learner then
--- needs {model = m}.
-function Learner:export(file, opts)
-  if type(file) == "table" and opts == nil then file, opts = nil, file end
-  opts = check_keys("export", opts, set { "describe_model" })
-  file = file or "export.safetensors"
-  if type(file) ~= "string" then fail("export: the file name must be a string") end
-  if not file:find("^/") then file = (self.path or ".") .. "/" .. file end
-  local ok, desc = pcall(function()
-    return json.encode { format = EXPORT_FORMAT, version = 2, model = model_desc(self, opts.describe_model),
-      data = data_desc(self.dls), loss = getmetatable(self.loss_func) == Loss and { kind = self.loss_func.kind,
-        name = self.loss_func.name, reduction = self.loss_func.reduction, eps = self.loss_func.eps } or nil,
-      amp = self.amp }
-  end)
-  if not ok then error(desc, 2) end
-  local sd = self.model:state_dict()
-  self:_rank0_writes(function()
-    mkdir_p(file:match("^(.*)/[^/]*$") or ".")
-    T.save(file, sd, { format = EXPORT_FORMAT, learner = desc })
-  end)
-end
-
--- What load_learner gives as dls: the vocab and a test_dl over image files with the exported
--- valid-split transforms (enough for predict and get_preds{dl = ...}).
-local Exported = {}
-Exported.__index = Exported
-
-function Exported:test_dl(files, opts)
-  opts = check_keys("test_dl", opts, set { "bs", "on_error", "num_workers" })
-  local d = self._desc
-  local ds, idx = ft().vision.test_dataset(files, d.resize,
-    { on_error = opts.on_error or "skip", num_workers = opts.num_workers })
-  return ds:loader(idx, { bs = opts.bs or d.val_bs or 64, shuffle = false, drop_last = false, train = false,
-    aug = d.aug, size = d.aug and d.aug.size or nil, mean = d.mean, std = d.std, channels = d.channels,
-    num_workers = opts.num_workers })
-end
-
--- The model of an export: rebuilt from its description, or the caller's (opts.model).
--- load_learner's errors carry no position (it is wrapped by learner_plots.lua, so a level
--- would point into the library); each names the file.
-local function fail_up(fmt, ...) error(fmt:format(...), 0) end
-
-local function exported_model(file, md, given)
-  if given ~= nil then
-    if not ft().nn.is_module(given) then fail_up("load_learner: option 'model' must be a module (ft.nn.*), got a %s", type(given)) end
-    return given
-  end
-  if type(md) ~= "table" then fail_up("load_learner: %s: the description has no model; export it again", file) end
-  if md.kind == "cnn" then -- version 1
-    local ok, m = pcall(ft().vision.create_cnn_model, md.arch, md.n_out, { pretrained = false,
-      lin_ftrs = md.lin_ftrs, ps = md.ps, concat_pool = md.concat_pool })
-    if not ok then fail_up("load_learner: %s: cannot rebuild its cnn model: %s", file, tostring(m)) end
-    return m
-  elseif md.kind == "tree" then
-    if type(md.tree) ~= "table" then fail_up("load_learner: %s: the model description is damaged (no tree); export it again", file) end
-    local ok, m = pcall(ft().nn.from_description, md.tree)
-    if not ok then fail_up("load_learner: %s: cannot rebuild the model: %s", file, tostring(m)) end
-    return m
-  elseif md.kind == "none" then
-    fail_up("load_learner: %s holds the weights of a %s but not its structure (exported with "
-      .. "describe_model = false): build the model in Lua and pass it, ft.load_learner(file, {model = m})",
-      file, tostring(md.type))
-  end
-  fail_up("load_learner: %s: unknown model description '%s' (written by a newer ftlua?)", file, tostring(md.kind))
-end
-
--- ft.load_learner(file [, {model = m}]) -> a Learner for inference (predict,
--- get_preds{dl = learn.dls:test_dl(files)}). The model is rebuilt from the file's description
--- (or is opts.model, built by the caller) and the exported weights are loaded strictly.
-function M.load_learner(file, opts)
-  opts = check_keys("load_learner", opts, set { "cpu", "model", "amp" })
-  if type(file) ~= "string" then fail_up("load_learner: the file name must be a string, got a %s", type(file)) end
-  local fh, why = io.open(file, "rb")
-  if not fh then
-    if not why:find("No such file", 1, true) then fail_up("load_learner: cannot open %s: %s", file, why) end
-    fail_up("load_learner: %s does not exist (learn:export(name) writes name under learn.path, the current folder by default)", file)
-  end
-  fh:close()
-  local okr, tensors, meta = pcall(T.load, file)
-  if not okr then
-    fail_up("load_learner: cannot read %s: %s (a truncated or damaged file? export it again)", file,
-      tostring(tensors):gsub("^[^:]*:%d+: ", ""))
-  end
-  if not meta or not EXPORT_FORMATS[meta.format] or not meta.learner then
-    fail_up("load_learner: %s is not a file written by learn:export (no '%s' description)", file, EXPORT_FORMAT)
-  end
-  local okd, desc = pcall(json.decode, meta.learner)
-  if not okd or type(desc) ~= "table" then
-    fail_up("load_learner: %s: the learner description is damaged (%s); export it again", file,
-      okd and "not an object" or tostring(desc):gsub("^load_learner: ", ""))
-  end
-  local md, dd = desc.model, desc.data
-  if type(dd) ~= "table" or type(dd.vocab) ~= "table" then
-    fail_up("load_learner: %s: the description has no data part (vocab, transforms); export it again", file)
-  end
-  local model = exported_model(file, md, opts.model)
-  local okl, err = pcall(model.load_state_dict, model, tensors)
-  if not okl then
-    err = tostring(err):gsub("^[^:]*:%d+: ", ""):gsub(" %(strict = false[^)]*%)$", "")
-    fail_up("load_learner: %s: the exported weights do not fit the model: %s", file, err)
-  end
-  local dls = setmetatable({ vocab = dd.vocab, c = #dd.vocab, _desc = dd, path = "." }, Exported)
-  local learn = setmetatable({ dls = dls, model = model, lr = 1e-3, path = dls.path, model_dir = "models", cbs = {},
-    moms = { 0.95, 0.85, 0.95 }, metrics = {}, loss_func = loss_callable(desc.loss),
-    recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} },
-    _cnn = type(md) == "table" and (md.kind == "cnn" and md or md.cnn) or nil }, Learner)
-  local loss, eps = loss_spec(desc.loss)
-  learn._core = C.new(model, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {} })
-  -- The precision policy it was trained (and validated) under, so that its predictions are the
-  -- exporting learner's: bf16 autocast stays bf16 (opts.amp overrides; "fp32" to leave it).
-  local amp = opts.amp
-  if amp == nil then amp = desc.amp or "fp32" end
-  if amp == "bf16" then learn:to_bf16()
-  elseif amp == "fp16" then
-    if not (dls.device or ""):match("^cuda") then
-      io.stderr:write(("warning: load_learner: %s was trained with fp16 autocast (CUDA); predicting in float32 on the CPU\n"):format(file))
-    else learn:to_fp16() end
-  elseif amp ~= "fp32" then
-    fail_up("load_learner: option amp must be \"fp32\", \"bf16\" or \"fp16\", got %s", tostring(amp))
-  end
-  model:eval()
-  return learn
-end
+require("ftlua.learner_export")(M, Learner, C,
+  { Loss = Loss, loss_spec = loss_spec, loss_callable = loss_callable, with_recorder = with_recorder })
 
 ---------------------------------------------------------------- predictions
 
@@ -968,62 +640,7 @@ end
 
 ---------------------------------------------------------------- interpretation
 
-local Interp = {}
-Interp.__index = Interp
-M.ClassificationInterpretation = {}
-
--- ClassificationInterpretation.from_learner(learn [, ds_idx = 1])
-function M.ClassificationInterpretation.from_learner(learn, ds_idx)
-  local probs, targs, losses = learn:get_preds { ds_idx = ds_idx or 1, with_loss = true }
-  local _, decoded = probs:max(2)
-  return setmetatable({ learn = learn, vocab = learn.dls.vocab, probs = probs, targs = targs,
-    decoded = decoded, losses = losses }, Interp)
-end
-
--- confusion_matrix() -> int64 [c, c] tensor, cm[actual][predicted]
-function Interp:confusion_matrix()
-  local c = #self.vocab
-  local t, d = self.targs:totable(), self.decoded:totable()
-  local cm = {}
-  for i = 1, c do cm[i] = {} for j = 1, c do cm[i][j] = 0 end end
-  for i = 1, #t do cm[t[i]][d[i]] = cm[t[i]][d[i]] + 1 end
-  return T.tensor(cm, "int64")
-end
-
--- most_confused's result prints as fastai's list of tuples does in Python (pprint: one tuple a
--- line when it does not fit in 80 columns), e.g. [('Bengal', 'Egyptian_Mau', 2)].
-local MostConfused = { __name = "most_confused" }
-function MostConfused.__tostring(list)
-  local function q(v) return type(v) == "string" and "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'" or tostring(v) end
-  local items = {}
-  for i, t in ipairs(list) do items[i] = ("(%s, %s, %s)"):format(q(t[1]), q(t[2]), tostring(t[3])) end
-  local one = "[" .. table.concat(items, ", ") .. "]"
-  if #one <= 80 then return one end
-  return "[" .. table.concat(items, ",\n ") .. "]"
-end
-
--- most_confused{min_val = 1} -> {{actual, predicted, count}, ...} by count, descending
-function Interp:most_confused(opts)
-  opts = check_keys("most_confused", opts, set { "min_val" })
-  local min_val = opts.min_val or 1
-  local cm = self:confusion_matrix():totable()
-  local out = {}
-  for i = 1, #cm do
-    for j = 1, #cm do
-      if i ~= j and cm[i][j] >= min_val then out[#out + 1] = { self.vocab[i], self.vocab[j], cm[i][j], #out + 1 } end
-    end
-  end
-  -- ties keep the matrix's row-major order, as fastai's stable sorted() does
-  table.sort(out, function(a, b) if a[3] ~= b[3] then return a[3] > b[3] end return a[4] < b[4] end)
-  for _, c in ipairs(out) do c[4] = nil end
-  return setmetatable(out, MostConfused)
-end
-
--- top_losses(k [, largest = true]) -> losses, indices (1-based, into the valid set)
-function Interp:top_losses(k, largest)
-  k = k or self.losses:size(1)
-  return self.losses:topk(k, 1, largest ~= false)
-end
+local Interp = require("ftlua.learner_interp")(M)
 
 ---------------------------------------------------------------- vision_learner
 
@@ -1060,6 +677,6 @@ M.vision_learner = M.cnn_learner
 
 -- The learner's plots over ft.plot (plot_lr_find, recorder:plot_loss/plot_sched/plot_metrics,
 -- interp:plot_confusion_matrix/plot_top_losses): lua/ftlua/learner_plots.lua.
-require("ftlua.learner_plots")(M, Learner, Interp)
+require("ftlua.learner_plots")(M, Learner, Interp, Recorder)
 
 return M

@@ -1,5 +1,6 @@
 -- learner_plots.lua: fastai's plots of the Learner over ft.plot (gnuplot). Loaded once by
--- learner_api.lua, which calls the returned function with (M, Learner, Interp):
+-- learner_api.lua, which calls the returned function with (M, Learner, Interp, Recorder) to add
+-- these methods to the classes (the constructors stay learner_api's):
 --   learn:plot_lr_find{skip_end = 5, output =}
 --   learn.recorder:plot_loss{skip_start = 5, with_valid = true, output =}
 --   learn.recorder:plot_sched{output =}          (lr and mom of the last group, per iteration)
@@ -14,22 +15,8 @@ local figures = require "ftlua.figures"
 
 local function ft() return package.loaded.ftlua end
 
-local function fail(fmt, ...) error(fmt:format(...), 3) end
-
-local function check_keys(what, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then fail("%s: options must be a table", what) end
-  for k in pairs(opts) do
-    if not allowed[k] then fail("%s: unknown option '%s'", what, tostring(k)) end
-  end
-  return opts
-end
-
-local function set(list)
-  local s = {}
-  for _, k in ipairs(list) do s[k] = true end
-  return s
-end
+local A = require "ftlua.args"
+local fail, check_keys, set = A.fail, A.check_keys, A.set
 
 -- ft.plot's options: the series (if any) in the array part, the fields, output and term.
 local function plot_opts(o, extra, series)
@@ -50,42 +37,7 @@ local function sub(t, i, j)
   return out
 end
 
-return function(M, Learner, Interp)
-  ---------------------------------------------------------------- the recorder
-  local Recorder = {}
-  Recorder.__index = Recorder
-  M.RecorderClass = Recorder
-
-  local function attach(learn)
-    if type(learn) == "table" and type(learn.recorder) == "table" and getmetatable(learn.recorder) == nil then
-      setmetatable(learn.recorder, Recorder)
-    end
-    return learn
-  end
-
-  -- The C loop replaces learn.recorder at every fit: give the new one its methods, even when
-  -- the fit stopped with an error.
-  local run = Learner._run
-  function Learner:_run(...)
-    local ok, err = pcall(run, self, ...)
-    attach(self)
-    if not ok then error(err, 0) end
-    return self
-  end
-
-  local new_learner, load_learner = M.Learner, M.load_learner
-  M.Learner = function(...) return attach(new_learner(...)) end
-  M.load_learner = function(...) return attach(load_learner(...)) end
-
-  -- lr_find keeps its curve and suggestions for plot_lr_find (a later fit replaces the recorder).
-  local lr_find = Learner.lr_find
-  function Learner:lr_find(...)
-    local lr_min, lr_steep, sg = lr_find(self, ...)
-    local rec = self.recorder
-    self._lr_find = { lrs = sub(rec.lrs, 1, #rec.lrs), losses = sub(rec.losses, 1, #rec.losses), suggestions = sg }
-    return lr_min, lr_steep, sg
-  end
-
+return function(M, Learner, Interp, Recorder)
   -- The loss at lr on the curve (linear in log lr between the two nearest points).
   local function loss_at(lrs, losses, lr)
     if #lrs == 0 then return nil end

@@ -13,20 +13,10 @@ if type(nn) ~= "table" then
 end
 local T = require "ftlua.tensor"
 
--- Options are checked by name, so a typo (num_class = 10) is an error, not a silent default.
-local function check_opts(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then error(fname .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(("%s: unknown option '%s' (known: %s)"):format(fname, tostring(k), table.concat(names, ", ")), 3)
-    end
-  end
-  return opts
-end
+-- Options are checked by name (ftlua.args), so a typo (num_class = 10) is an error, not a
+-- silent default.
+local A = require "ftlua.args"
+local check_opts, fail = A.check_keys, A.fail
 
 -- ft.weights is another module of the library; look it up when needed, not at load time.
 local function weights_module()
@@ -41,15 +31,15 @@ local function read_weights(source)
   local W = weights_module()
   if W and W.load then return (W.load(source)) end
   if tostring(source):match("%.safetensors$") then return (T.load(source)) end
-  error(("reading %s needs ft.weights, which this build lacks (safetensors files work without it)")
-    :format(tostring(source)), 3)
+  A.fail_at(2, "reading %s needs ft.weights, which this build lacks (safetensors files work without it)",
+    tostring(source))
 end
 
 local function pretrained_path(arch)
   local W = weights_module()
   if not (W and W.pretrained) then
-    error(("pretrained = true needs ft.weights.pretrained to find torchvision's %s file, and this "
-      .. "build has no ft.weights; pass weights = FILE instead"):format(arch), 3)
+    A.fail_at(2, "pretrained = true needs ft.weights.pretrained to find torchvision's %s file, and this "
+      .. "build has no ft.weights; pass weights = FILE instead", arch)
   end
   return W.pretrained(arch)
 end
@@ -101,7 +91,7 @@ function nn.create_head(nf, n_out, opts)
     ps[#lin - 1] = p
   end
   if #ps ~= #lin - 1 then
-    error(("create_head: %d dropout values for %d linear layers"):format(#ps, #lin - 1), 2)
+    fail("create_head: %d dropout values for %d linear layers", #ps, #lin - 1)
   end
   local layers = {}
   local function add(m) layers[#layers + 1] = m end
@@ -133,7 +123,7 @@ local function num_features(body)
     local t = m:type()
     if t == "Conv2d" or t == "BatchNorm2d" then nf = m.weight:size(1) end
   end
-  if not nf then error("create_cnn_model: cannot find the body's number of features", 3) end
+  if not nf then A.fail_at(2, "create_cnn_model: cannot find the body's number of features") end
   return nf
 end
 
@@ -149,10 +139,10 @@ function M.create_cnn_model(arch, n_out, opts)
   opts = check_opts("create_cnn_model", opts, CNN_OPTS)
   local make = type(arch) == "string" and models[arch] or arch
   if type(make) ~= "function" then
-    error(("create_cnn_model: unknown arch %s (use \"resnet34\" or ft.models.resnet34)"):format(tostring(arch)), 2)
+    fail("create_cnn_model: unknown arch %s (use \"resnet34\" or ft.models.resnet34)", tostring(arch))
   end
   if math.type(n_out) ~= "integer" or n_out < 1 then
-    error("create_cnn_model: n_out must be a positive integer", 2)
+    fail("create_cnn_model: n_out must be a positive integer, got %s", A.describe(n_out))
   end
   local pretrained = opts.pretrained
   if pretrained == nil then pretrained = true end
@@ -163,7 +153,7 @@ function M.create_cnn_model(arch, n_out, opts)
     for i, c in ipairs(children) do
       if c[1] == "avgpool" then cut = i - 1 end
     end
-    if not cut then error("create_cnn_model: no 'avgpool' child to cut at; pass cut = N", 2) end
+    if not cut then fail("create_cnn_model: no 'avgpool' child to cut at; pass cut = N") end
   elseif cut < 0 then
     cut = #children + cut
   end
