@@ -24,8 +24,8 @@ static int fill_from_tensor(void *ctx, int i, void *dst, size_t nbytes, char *er
     return 1;
 }
 
-int st_write_tensors(const char *path, st_named_tensor *ts, int n, int sort, st_kv *meta,
-                     int nmeta, char *err, size_t errlen) {
+int st_write_tensors(const char *path, st_named_tensor *ts, int n, int sort, st_kv *meta, int nmeta,
+                     char *err, size_t errlen) {
     if (sort) qsort(ts, (size_t)n, sizeof *ts, by_size_then_name);
     if (nmeta > 0) qsort(meta, (size_t)nmeta, sizeof *meta, by_key);
     st_tensor_in *in = calloc((size_t)n + 1, sizeof *in);

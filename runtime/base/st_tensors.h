@@ -22,7 +22,7 @@ typedef struct {
  * does not depend on the order given. Otherwise the tensors are laid out in the order given.
  * meta[0..nmeta) is sorted by key in place. Returns 0, or -1 with a message in err (and no file
  * left behind). */
-int st_write_tensors(const char *path, st_named_tensor *ts, int n, int sort, st_kv *meta,
-                     int nmeta, char *err, size_t errlen);
+int st_write_tensors(const char *path, st_named_tensor *ts, int n, int sort, st_kv *meta, int nmeta,
+                     char *err, size_t errlen);
 
 #endif /* FTLUA_BASE_ST_TENSORS_H */
