@@ -86,7 +86,7 @@ int ftl_docall(lua_State *L, int narg, int nres) {
     return status;
 }
 
-int ftl_report(lua_State *L, int status, int prefix) {
+int ftl_print_error(lua_State *L, int status, int prefix) {
     if (status == LUA_OK) return status;
     const char *msg = lua_tostring(L, -1);
     if (msg == NULL) msg = "(error object is not a string)";
@@ -105,7 +105,7 @@ int ftl_report(lua_State *L, int status, int prefix) {
 /* Run the chunk on top of the stack (or its load error) with no arguments. */
 static int dochunk(lua_State *L, int status) {
     if (status == LUA_OK) status = ftl_docall(L, 0, 0);
-    return ftl_report(L, status, 1);
+    return ftl_print_error(L, status, 1);
 }
 
 /* ---------------------------------------------------------------- options
@@ -162,7 +162,7 @@ static void usage(FILE *f) {
 }
 
 /* Look up argv[*i] as an option; advance *i past it and its value (*value, or NULL).
- * Returns NULL with *err set (a format for the option's name) when it is not valid. */
+ * Returns NULL with *err set (what is wrong, said after the option's name) when it is not valid. */
 static const option *next_option(int argc, char **argv, int *i, const char **value,
                                  const char **err) {
     const char *a = argv[*i];
@@ -177,7 +177,7 @@ static const option *next_option(int argc, char **argv, int *i, const char **val
             if (strncmp(a, nm, len) != 0) continue;
             if (a[len] == '\0') { /* exact: "-e code", "--help" */
                 if (o->value) {
-                    if (*i + 1 >= argc) { *err = "option '%s' needs an argument"; return NULL; }
+                    if (*i + 1 >= argc) { *err = "needs an argument"; return NULL; }
                     *value = argv[++*i];
                 }
                 (*i)++;
@@ -191,7 +191,7 @@ static const option *next_option(int argc, char **argv, int *i, const char **val
             }
         }
     }
-    *err = "unrecognized option '%s'";
+    *err = NULL; /* not an option at all */
     return NULL;
 }
 
@@ -226,9 +226,8 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
         const char *value, *err = NULL;
         const option *o = next_option(argc, argv, &i, &value, &err);
         if (o == NULL) {
-            fprintf(stderr, "%s: ", ftl_progname);
-            fprintf(stderr, err, a);
-            fprintf(stderr, "\n");
+            if (err) fprintf(stderr, "%s: option '%s' %s\n", ftl_progname, a, err);
+            else fprintf(stderr, "%s: unrecognized option '%s'\n", ftl_progname, a);
             usage(stderr);
             return 0;
         }
@@ -327,7 +326,7 @@ static int run_script(lua_State *L, int argc, char **argv, int script, const cha
         int n = argc - script - 1;
         luaL_checkstack(L, n + 3, "too many arguments to script");
         for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-        return ftl_report(L, ftl_report_run(L, report, fname, n, ftl_docall), 1);
+        return ftl_print_error(L, ftl_report_run(L, report, fname, n, ftl_docall), 1);
     }
     int status = luaL_loadfile(L, fname);
     if (status == LUA_OK) {
@@ -336,7 +335,7 @@ static int run_script(lua_State *L, int argc, char **argv, int script, const cha
         for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
         status = ftl_docall(L, n, 0);
     }
-    return ftl_report(L, status, 1);
+    return ftl_print_error(L, status, 1);
 }
 
 static void banner(void) {
@@ -429,7 +428,7 @@ int main(int argc, char **argv) {
     lua_pushlightuserdata(L, argv);
     int status = lua_pcall(L, 2, 1, 0);
     int ok = lua_toboolean(L, -1);
-    ftl_report(L, status, 1);
+    ftl_print_error(L, status, 1);
     lua_close(L);
     if (ok && status == LUA_OK) return EXIT_SUCCESS;
     return failed_by_sigint ? 128 + SIGINT : EXIT_FAILURE; /* 130, as a shell reports Ctrl-C */

@@ -321,7 +321,7 @@ static int repl_loop(lua_State *L) {
             lua_insert(L, 1);
             status = ftl_docall(L, lua_gettop(L) - 1, 0);
         }
-        ftl_report(L, status, 0);
+        ftl_print_error(L, status, 0);
         double dt = now() - t0;
         if (dt > SLOW_SECONDS) print_time(dt);
         lua_settop(L, 0);

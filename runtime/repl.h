@@ -26,7 +26,7 @@ extern const char *ftl_progname; /* "ftlua": prefixes error messages */
 int ftl_docall(lua_State *L, int narg, int nres);
 /* If status is not LUA_OK, print the message on top of the stack to stderr (prefixed with
  * ftl_progname when prefix is set) and pop it. Returns status. */
-int ftl_report(lua_State *L, int status, int prefix);
+int ftl_print_error(lua_State *L, int status, int prefix);
 
 /* The read-eval-print loop: reads from stdin until EOF. With a terminal it uses readline
  * (prompts, history, completion); otherwise it reads plain lines and prints no prompts. */

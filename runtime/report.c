@@ -15,7 +15,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base/clock.h"
 #include "io/atomic.h"
+#include "io/strbuf.h"
 #include "report.h"
 
 /* ---------------------------------------------------------------- figures written elsewhere */
@@ -53,41 +55,13 @@ void ftl_report_publish(lua_State *L, const char *path) {
         ftl_report_on_figure(dest); /* a failed copy leaves the page without it */
 }
 
-/* ---------------------------------------------------------------- growable buffers */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (n == 0) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (q == NULL) return; /* out of memory: the page loses this text, nothing worse */
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-static void sb_free(sbuf *b) {
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-}
-
 /* ---------------------------------------------------------------- state (one report at a time) */
 
 typedef struct {
     size_t off, len; /* the cell's code in the script text */
     int line;        /* its first line (1-based) */
     int ran, failed;
-    sbuf out, err, imgs; /* captured stdout, stderr; <img> tags */
+    strbuf out, err, imgs; /* captured stdout, stderr; <img> tags */
 } cell;
 
 typedef struct {
@@ -165,14 +139,14 @@ static int cell_of_line(int line) {
 
 /* ---------------------------------------------------------------- capture */
 
-static void drain(int fd, int echo_fd, sbuf *into) {
+static void drain(int fd, int echo_fd, strbuf *into) {
     char buf[8192];
     if (lseek(fd, 0, SEEK_SET) < 0) return;
     for (;;) {
         ssize_t r = read(fd, buf, sizeof buf);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
-        sb_add(into, buf, (size_t)r);
+        sb_put(into, buf, (size_t)r);
         for (ssize_t w = 0; w < r;) { /* echo: the user still sees the run, cell by cell */
             ssize_t k = write(echo_fd, buf + w, (size_t)(r - w));
             if (k < 0 && errno == EINTR) continue;
@@ -190,13 +164,13 @@ static int cmp_seen(const void *a, const void *b) {
     return strcmp(x->name, y->name);
 }
 
-static void add_image(sbuf *html, const char *path, const char *mime) {
+static void add_image(strbuf *html, const char *path, const char *mime) {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     FILE *f = fopen(path, "rb");
     if (f == NULL) return;
-    sb_str(html, "<img alt=\"plot\" src=\"data:");
-    sb_str(html, mime);
-    sb_str(html, ";base64,");
+    sb_puts(html, "<img alt=\"plot\" src=\"data:");
+    sb_puts(html, mime);
+    sb_puts(html, ";base64,");
     unsigned char in[3 * 1024];
     char out[4 * 1024];
     size_t r;
@@ -211,15 +185,15 @@ static void add_image(sbuf *html, const char *path, const char *mime) {
             out[o++] = i + 1 < r ? b64[(v >> 6) & 63] : '=';
             out[o++] = i + 2 < r ? b64[v & 63] : '=';
         }
-        sb_add(html, out, o); /* r is a multiple of 3 except at the end of the file */
+        sb_put(html, out, o); /* r is a multiple of 3 except at the end of the file */
         if (r < sizeof in) break;
     }
     fclose(f);
-    sb_str(html, "\">\n");
+    sb_puts(html, "\">\n");
 }
 
 /* Every .png/.svg in the folder that is new or changed since the last scan, oldest first. */
-static void scan_images(sbuf *html) {
+static void scan_images(strbuf *html) {
     DIR *d = opendir(R.dir);
     if (d == NULL) return;
     seen_file *fresh = NULL;
@@ -377,17 +351,17 @@ static int write_html(FILE *f, const char *script, const char *text, int nargs, 
         fputs("<pre class=\"code\">", f);
         put_text(f, text + c->off, c->len, 0);
         fputs("</pre>\n", f);
-        if (c->out.n) {
+        if (c->out.len) {
             fputs("<pre class=\"stdout\">", f);
-            put_text(f, c->out.p, c->out.n, 1);
+            put_text(f, c->out.p, c->out.len, 1);
             fputs("</pre>\n", f);
         }
-        if (c->err.n) {
+        if (c->err.len) {
             fputs("<pre class=\"stderr\">", f);
-            put_text(f, c->err.p, c->err.n, 1);
+            put_text(f, c->err.p, c->err.len, 1);
             fputs("</pre>\n", f);
         }
-        if (c->imgs.n) fwrite(c->imgs.p, 1, c->imgs.n, f);
+        if (c->imgs.len) fwrite(c->imgs.p, 1, c->imgs.len, f);
         if (c->failed && run_error) {
             fputs("<pre class=\"error\">", f);
             put_str(f, run_error);
@@ -431,10 +405,10 @@ static int save_html(lua_State *L, const char *path, const char *script, const c
 static char *read_all(const char *script, size_t *n) {
     FILE *f = script ? fopen(script, "rb") : stdin;
     if (f == NULL) return NULL;
-    sbuf b = {0};
+    strbuf b = {0};
     char buf[8192];
     size_t r;
-    while ((r = fread(buf, 1, sizeof buf, f)) > 0) sb_add(&b, buf, r);
+    while ((r = fread(buf, 1, sizeof buf, f)) > 0) sb_put(&b, buf, r);
     int bad = ferror(f);
     if (f != stdin) fclose(f);
     if (bad) {
@@ -442,7 +416,7 @@ static char *read_all(const char *script, size_t *n) {
         return NULL;
     }
     if (b.p == NULL) b.p = calloc(1, 1);
-    *n = b.n;
+    *n = b.len;
     return b.p;
 }
 
@@ -476,115 +450,93 @@ static void free_args(const char **args, int n) {
     free((void *)args);
 }
 
-int ftl_report_run(lua_State *L, const char *html_path, const char *script, int nargs,
-                   ftl_docall_fn docall) {
-    const char *shown = script ? script : "stdin";
-    int argbase = lua_gettop(L) - nargs + 1;
+/* Copies of the script's arguments (the call consumes the values), or NULL. */
+static const char **copy_args(lua_State *L, int argbase, int nargs) {
     const char **args = calloc((size_t)nargs + 1, sizeof *args);
-    for (int i = 0; args && i < nargs; i++) { /* copies: the call consumes the arguments */
+    for (int i = 0; args && i < nargs; i++) {
         const char *a = lua_tostring(L, argbase + i);
         args[i] = strdup(a ? a : "");
     }
-    size_t n = 0;
-    char *text = read_all(script, &n);
-    if (text == NULL || args == NULL) {
-        free(text);
-        free_args(args, nargs);
-        lua_pop(L, nargs);
-        lua_pushfstring(L, "cannot open %s", shown);
-        return LUA_ERRFILE;
-    }
-    memset(&R, 0, sizeof R);
-    R.cur = -1;
-    R.cap_out = R.cap_err = R.saved_out = R.saved_err = -1;
-    /* the source as luaL_loadfile sees it: a first line starting with '#' is blanked */
+    return args;
+}
+
+/* The source as luaL_loadfile sees it: a first line starting with '#' is blanked. */
+static char *loadable_source(const char *text, size_t n) {
     char *src = malloc(n + 1);
-    if (src == NULL) {
-        free(text);
-        free_args(args, nargs);
-        return luaL_error(L, "not enough memory");
-    }
+    if (src == NULL) return NULL;
     memcpy(src, text, n + 1);
     if (n && src[0] == '#')
         for (size_t i = 0; i < n && src[i] != '\n'; i++) src[i] = ' ';
-    lua_pushfstring(L, "@%s", shown);
-    lua_insert(L, argbase); /* below the arguments: [chunkname args...] */
-    int chunk_idx = argbase++;
-    R.chunkname = lua_tostring(L, -1);
-    split_cells(L, src, n);
+    return src;
+}
 
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    const char *load_error = NULL, *run_error = NULL;
-    int status = luaL_loadbuffer(L, src, n, R.chunkname);
-    int err_idx = 0;
-    if (status != LUA_OK) {
-        load_error = lua_tostring(L, -1);
-        err_idx = lua_gettop(L);
-    } else {
-        /* REPORT_DIR and FTLUA_PLOT_DIR: where plots go; fd 1 and 2: temp files */
-        const char *tdir = getenv("TMPDIR");
-        snprintf(R.dir, sizeof R.dir, "%s/ftlua-report-XXXXXX", tdir && *tdir ? tdir : "/tmp");
-        if (mkdtemp(R.dir) == NULL) {
-            int e = errno;
-            lua_settop(L, chunk_idx - 1);
-            lua_pushfstring(L, "--report: cannot make a temporary folder: %s", strerror(e));
-            free(text);
-            free(src);
-            free_args(args, nargs);
-            memset(&R, 0, sizeof R);
-            return LUA_ERRFILE;
-        }
-        char path[600];
-        snprintf(path, sizeof path, "%s/.stdout", R.dir);
-        R.cap_out = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        snprintf(path, sizeof path, "%s/.stderr", R.dir);
-        R.cap_err = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        char *old_plot_dir = getenv("FTLUA_PLOT_DIR") ? strdup(getenv("FTLUA_PLOT_DIR")) : NULL;
-        setenv("FTLUA_PLOT_DIR", R.dir, 1);
-        lua_pushstring(L, R.dir);
-        lua_setglobal(L, "REPORT_DIR");
-        scan_images(&(sbuf){0}); /* nothing there yet; keeps the logic uniform */
-        fflush(NULL);
-        R.saved_out = dup(1);
-        R.saved_err = dup(2);
-        int capturing = R.cap_out >= 0 && R.cap_err >= 0 && R.saved_out >= 0 && R.saved_err >= 0 &&
-                        dup2(R.cap_out, 1) >= 0 && dup2(R.cap_err, 2) >= 0;
-        /* the chunk, then its arguments */
-        lua_insert(L, argbase);
-        if (R.ncells > 0) {
-            R.cur = 0;
-            R.cells[0].ran = 1;
-        }
-        lua_sethook(L, hook, LUA_MASKLINE, 0);
-        status = docall(L, nargs, 0);
-        lua_sethook(L, NULL, 0, 0);
-        if (capturing) {
-            end_cell();
-            fflush(NULL);
-        }
-        if (R.saved_out >= 0) dup2(R.saved_out, 1);
-        if (R.saved_err >= 0) dup2(R.saved_err, 2);
-        if (!capturing && R.cur >= 0) scan_images(&R.cells[R.cur].imgs);
-        if (status != LUA_OK) {
-            const char *m = lua_tostring(L, -1);
-            trim_trace(L, m ? m : "(error object is not a string)");
-            lua_replace(L, -2);
-            run_error = lua_tostring(L, -1);
-            err_idx = lua_gettop(L);
-            if (R.cur >= 0 && R.cur < R.ncells) R.cells[R.cur].failed = 1;
-        }
-        if (old_plot_dir) setenv("FTLUA_PLOT_DIR", old_plot_dir, 1);
-        else unsetenv("FTLUA_PLOT_DIR");
-        free(old_plot_dir);
-        lua_pushnil(L);
-        lua_setglobal(L, "REPORT_DIR");
+/* The report's temporary folder (REPORT_DIR and FTLUA_PLOT_DIR: where plots go) and the files
+ * fd 1 and 2 will point to. Returns 0, or -1 with a message pushed. *old_plot_dir: the
+ * FTLUA_PLOT_DIR to restore (malloc'd, or NULL). */
+static int open_capture(lua_State *L, char **old_plot_dir) {
+    const char *tdir = getenv("TMPDIR");
+    snprintf(R.dir, sizeof R.dir, "%s/ftlua-report-XXXXXX", tdir && *tdir ? tdir : "/tmp");
+    if (mkdtemp(R.dir) == NULL) {
+        int e = errno;
+        R.dir[0] = '\0';
+        lua_pushfstring(L, "--report: cannot make a temporary folder: %s", strerror(e));
+        return -1;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    int saved = save_html(L, html_path, shown, text, nargs, args, load_error, run_error, secs);
+    char path[600];
+    snprintf(path, sizeof path, "%s/.stdout", R.dir);
+    R.cap_out = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    snprintf(path, sizeof path, "%s/.stderr", R.dir);
+    R.cap_err = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    *old_plot_dir = getenv("FTLUA_PLOT_DIR") ? strdup(getenv("FTLUA_PLOT_DIR")) : NULL;
+    setenv("FTLUA_PLOT_DIR", R.dir, 1);
+    lua_pushstring(L, R.dir);
+    lua_setglobal(L, "REPORT_DIR");
+    return 0;
+}
 
-    /* clean up */
+static void close_capture(lua_State *L, char *old_plot_dir) {
+    if (old_plot_dir) setenv("FTLUA_PLOT_DIR", old_plot_dir, 1);
+    else unsetenv("FTLUA_PLOT_DIR");
+    free(old_plot_dir);
+    lua_pushnil(L);
+    lua_setglobal(L, "REPORT_DIR");
+}
+
+/* Run the loaded chunk (below its nargs arguments) with fd 1 and 2 going to the capture files
+ * and the line hook moving between cells. Returns the call's status; on an error the trimmed
+ * message is on top. */
+static int run_cells(lua_State *L, int nargs, ftl_docall_fn docall) {
+    scan_images(&(strbuf){0}); /* nothing there yet; keeps the logic uniform */
+    fflush(NULL);
+    R.saved_out = dup(1);
+    R.saved_err = dup(2);
+    int capturing = R.cap_out >= 0 && R.cap_err >= 0 && R.saved_out >= 0 && R.saved_err >= 0 &&
+                    dup2(R.cap_out, 1) >= 0 && dup2(R.cap_err, 2) >= 0;
+    if (R.ncells > 0) {
+        R.cur = 0;
+        R.cells[0].ran = 1;
+    }
+    lua_sethook(L, hook, LUA_MASKLINE, 0);
+    int status = docall(L, nargs, 0);
+    lua_sethook(L, NULL, 0, 0);
+    if (capturing) {
+        end_cell();
+        fflush(NULL);
+    }
+    if (R.saved_out >= 0) dup2(R.saved_out, 1);
+    if (R.saved_err >= 0) dup2(R.saved_err, 2);
+    if (!capturing && R.cur >= 0) scan_images(&R.cells[R.cur].imgs);
+    if (status != LUA_OK) {
+        const char *m = lua_tostring(L, -1);
+        trim_trace(L, m ? m : "(error object is not a string)");
+        lua_replace(L, -2);
+        if (R.cur >= 0 && R.cur < R.ncells) R.cells[R.cur].failed = 1;
+    }
+    return status;
+}
+
+/* Free the cells, close the capture files, remove the temporary folder: R back to zero. */
+static void free_report_state(void) {
     for (int i = 0; i < R.ncells; i++) {
         sb_free(&R.cells[i].out);
         sb_free(&R.cells[i].err);
@@ -597,10 +549,70 @@ int ftl_report_run(lua_State *L, const char *html_path, const char *script, int 
     if (R.saved_out >= 0) close(R.saved_out);
     if (R.saved_err >= 0) close(R.saved_err);
     if (R.dir[0]) remove_dir(R.dir);
+    memset(&R, 0, sizeof R);
+}
+
+int ftl_report_run(lua_State *L, const char *html_path, const char *script, int nargs,
+                   ftl_docall_fn docall) {
+    const char *shown = script ? script : "stdin";
+    int argbase = lua_gettop(L) - nargs + 1;
+    const char **args = copy_args(L, argbase, nargs);
+    size_t n = 0;
+    char *text = read_all(script, &n);
+    if (text == NULL || args == NULL) {
+        free(text);
+        free_args(args, nargs);
+        lua_pop(L, nargs);
+        lua_pushfstring(L, "cannot open %s", shown);
+        return LUA_ERRFILE;
+    }
+    memset(&R, 0, sizeof R);
+    R.cur = -1;
+    R.cap_out = R.cap_err = R.saved_out = R.saved_err = -1;
+    char *src = loadable_source(text, n);
+    if (src == NULL) {
+        free(text);
+        free_args(args, nargs);
+        return luaL_error(L, "not enough memory");
+    }
+    lua_pushfstring(L, "@%s", shown);
+    lua_insert(L, argbase); /* below the arguments: [chunkname args...] */
+    int chunk_idx = argbase++;
+    R.chunkname = lua_tostring(L, -1);
+    split_cells(L, src, n);
+
+    double t0 = monotonic_seconds();
+    const char *load_error = NULL, *run_error = NULL;
+    int status = luaL_loadbuffer(L, src, n, R.chunkname);
+    int err_idx = 0;
+    if (status != LUA_OK) {
+        load_error = lua_tostring(L, -1);
+        err_idx = lua_gettop(L);
+    } else {
+        char *old_plot_dir = NULL;
+        if (open_capture(L, &old_plot_dir) != 0) {
+            lua_replace(L, chunk_idx); /* the message, alone above the caller's values */
+            lua_settop(L, chunk_idx);
+            free(text);
+            free(src);
+            free_args(args, nargs);
+            free_report_state();
+            return LUA_ERRFILE;
+        }
+        lua_insert(L, argbase); /* the chunk, then its arguments */
+        status = run_cells(L, nargs, docall);
+        if (status != LUA_OK) {
+            run_error = lua_tostring(L, -1);
+            err_idx = lua_gettop(L);
+        }
+        close_capture(L, old_plot_dir);
+    }
+    double secs = monotonic_seconds() - t0;
+    int saved = save_html(L, html_path, shown, text, nargs, args, load_error, run_error, secs);
+    free_report_state();
     free(text);
     free(src);
     free_args(args, nargs);
-    memset(&R, 0, sizeof R);
 
     if (saved != 0) { /* the write error is on top; keep it, drop the rest */
         lua_replace(L, chunk_idx);

@@ -10,22 +10,12 @@
 #include "data/data.h"
 #include "plot/plot_file.h"
 
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
+#include "base/stb_begin.h"
 #define STB_IMAGE_WRITE_STATIC /* private copy: no clash with another user in the library */
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
 #include <stb/stb_easy_font.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+#include "base/stb_end.h"
 
 #define PAD 6        /* pixels around and between cells */
 #define FONT_SCALE 2 /* stb_easy_font's glyphs are ~7 px tall: too small for a photo grid */

@@ -22,14 +22,7 @@
 #include <unistd.h>
 
 /* stb_image, compiled here only, all static so it can't clash with another copy in the library. */
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#endif
+#include "base/stb_begin.h"
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_STDIO /* we read files ourselves, to name them in errors */
@@ -52,8 +45,8 @@
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
+#include "base/stb_end.h"
 #if defined(__GNUC__)
-#pragma GCC diagnostic pop
 /* This stb version declares a static function it never defines; GCC reports that at the end of
  * the file, after the pop, so this one warning stays off for the file. */
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -115,7 +108,8 @@ void ftl_image_free(ftl_image *im) {
     free(im);
 }
 
-static void set_err(char *err, size_t errlen, const char *name, const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static void set_err(char *err, size_t errlen,
+                                                          const char *name, const char *fmt, ...) {
     if (!err || errlen == 0) return;
     int n = snprintf(err, errlen, "%s: ", name ? name : "(image)");
     if (n < 0 || (size_t)n >= errlen) return;

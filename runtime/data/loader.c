@@ -3,6 +3,7 @@
 #include "data/loader.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,13 @@ int ftl_num_cores(void) {
     return n > 0 ? (int)(n > MAX_WORKERS ? MAX_WORKERS : n) : 1;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, const char *arg) {
-    if (err && errlen) snprintf(err, errlen, fmt, arg);
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }
 
 /* ================================================================ datasets */
@@ -570,40 +576,45 @@ static int scratch_ready(scratch *s, const ftl_loader *l) {
 
 enum { BATCH_OK = 0, BATCH_FAILED = -1, BATCH_STOPPED = -2 };
 
-/* Batch b of the running epoch, made with scratch s: *x float32 [N,C,S,S] and *y int64 [N] (or
- * NULL) on the loader's device. */
-static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y,
+/* Batch b's items on this rank. Global batch gb; this rank takes its items [lo, hi) of the
+ * nb_g there, from l->order[first]. With a shard, the draws of the items before and after ours
+ * are made and dropped, so each item gets the draws it gets in one process: the ranks' batches
+ * together are the one-process batch. */
+typedef struct {
+    int64_t gb, first;
+    int nb_g, lo, hi;
+} batch_span;
+
+static batch_span span_of(const ftl_loader *l, int64_t b) {
+    batch_span sp;
+    sp.gb = l->shard == FTL_SHARD_STRIDE ? l->shard_rank + b * l->shard_world : b;
+    int64_t first = sp.gb * l->run.bs;
+    sp.nb_g = (int)(l->n - first < l->run.bs ? l->n - first : l->run.bs);
+    sp.lo = 0;
+    sp.hi = sp.nb_g;
+    if (l->shard == FTL_SHARD_SPLIT) {
+        sp.lo = (int)((int64_t)sp.nb_g * l->shard_rank / l->shard_world);
+        sp.hi = (int)((int64_t)sp.nb_g * (l->shard_rank + 1) / l->shard_world);
+    }
+    sp.first = first + sp.lo;
+    return sp;
+}
+
+/* Decode this rank's items into s->u8 and s->labels, two draws of rng each (their crop
+ * position), the other ranks' items' draws dropped. Returns how many were kept (items that
+ * fail are skipped with a warning under skip_errors), or BATCH_FAILED / BATCH_STOPPED. */
+static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_rng *rng,
                       char *err, size_t errlen) {
     const ftl_loader_config *c = &l->run;
     const ftl_dataset *ds = l->ds;
-    *x = *y = NULL;
-    if (scratch_ready(s, l)) {
-        set_err(err, errlen, "%s", "loader: out of memory for a batch");
-        return BATCH_FAILED;
-    }
-    int H = ds->item_h, W = ds->item_w;
-    size_t isz = (size_t)H * W * 3;
-    /* Global batch gb; this rank takes its items [lo, hi). With a shard, the draws of the
-     * items before and after ours are made and dropped, so each item gets the draws it gets
-     * in one process: the ranks' batches together are the one-process batch. */
-    int64_t gb = l->shard == FTL_SHARD_STRIDE ? l->shard_rank + b * l->shard_world : b;
-    int64_t first = gb * c->bs;
-    int nb_g = (int)(l->n - first < c->bs ? l->n - first : c->bs), lo = 0, hi = nb_g;
-    if (l->shard == FTL_SHARD_SPLIT) {
-        lo = (int)((int64_t)nb_g * l->shard_rank / l->shard_world);
-        hi = (int)((int64_t)nb_g * (l->shard_rank + 1) / l->shard_world);
-    }
-    ftl_aug_rng rng;
-    ftl_aug_rng_seed(&rng, l->epoch_seed, (uint64_t)gb);
-    for (int k = 0; k < 2 * lo; k++) ftl_aug_rng_uniform(&rng, 0, 1);
-    first += lo;
-    int nb = hi - lo;
+    size_t isz = (size_t)ds->item_h * ds->item_w * 3;
+    for (int k = 0; k < 2 * sp->lo; k++) ftl_aug_rng_uniform(rng, 0, 1);
     int kept = 0;
     char e[1024];
-    for (int k = 0; k < nb; k++) {
+    for (int k = 0; k < sp->hi - sp->lo; k++) {
         if (atomic_load(&l->stop)) return BATCH_STOPPED;
-        int64_t idx = l->order[first + k];
-        double px = ftl_aug_rng_uniform(&rng, 0, 1), py = ftl_aug_rng_uniform(&rng, 0, 1);
+        int64_t idx = l->order[sp->first + k];
+        double px = ftl_aug_rng_uniform(rng, 0, 1), py = ftl_aug_rng_uniform(rng, 0, 1);
         if (ftl_dataset_get(ds, idx, c->train, px, py, s->u8 + kept * isz, e, sizeof e)) {
             if (!c->skip_errors) {
                 set_err(err, errlen, "%s", e);
@@ -614,65 +625,74 @@ static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
         }
         s->labels[kept++] = ds->labels ? ds->labels[idx] : -1;
     }
-    for (int k = 2 * hi; k < 2 * nb_g; k++) ftl_aug_rng_uniform(&rng, 0, 1);
+    for (int k = 2 * sp->hi; k < 2 * sp->nb_g; k++) ftl_aug_rng_uniform(rng, 0, 1);
     if (kept == 0) {
         set_err(err, errlen, "%s", "loader: no image of this batch could be loaded");
         return BATCH_FAILED;
     }
+    return kept;
+}
 
-    float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
-    if (c->normalize)
-        for (int ch = 0; ch < 3; ch++) {
-            mean[ch] = c->mean[ch];
-            std[ch] = c->std[ch];
-        }
-    int S = l->out_h, C = c->channels;
-    if (c->augment) {
-        if (c->train) { /* the draws of items [0, lo) too, then ours moved to the front */
-            ftl_aug_draw(&rng, &c->aug, lo + kept, H, W, s->params);
-            memmove(s->params, s->params + lo, (size_t)kept * sizeof *s->params);
-        }
-        else
-            for (int i = 0; i < kept; i++) s->params[i] = ftl_aug_valid_params(&c->aug, H, W);
+/* s->params for the kept items: random (the draws of items [0, lo) too, then ours moved to the
+ * front) when training, the centre crop otherwise. */
+static void draw_params(const ftl_loader *l, scratch *s, ftl_aug_rng *rng, int lo, int kept) {
+    const ftl_loader_config *c = &l->run;
+    int H = l->ds->item_h, W = l->ds->item_w;
+    if (c->train) {
+        ftl_aug_draw(rng, &c->aug, lo + kept, H, W, s->params);
+        memmove(s->params, s->params + lo, (size_t)kept * sizeof *s->params);
+    } else {
+        for (int i = 0; i < kept; i++) s->params[i] = ftl_aug_valid_params(&c->aug, H, W);
     }
-    int64_t shape[4] = {kept, C, l->out_h, l->out_w};
-    ft_status st = FT_OK;
+}
 
 #ifdef FT_WITH_CUDA
-    if (c->augment && c->device != FT_CPU && !s->cuda_failed) { /* the kernel writes the batch in place */
-        if (!s->cuda && !(s->cuda = ftl_aug_cuda_new(c->device, e, sizeof e))) {
-            fprintf(stderr, "warning: augmenting on the CPU: %s\n", e);
-            s->cuda_failed = 1;
-        }
-        if (s->cuda) {
-            int64_t shape3[4] = {kept, 3, S, S};
-            ft_tensor *x3 = NULL, *x1 = NULL;
-            st = ft_empty(shape3, 4, FT_FLOAT32, c->device, &x3);
-            if (st != FT_OK) {
-                set_err(err, errlen, "loader: %s", ft_last_error());
-                return BATCH_FAILED;
-            }
-            if (ftl_aug_cuda_batch(s->cuda, s->u8, kept, H, W, s->params, S, mean, std,
-                                   ft_data_ptr(x3), err, errlen)) {
-                ft_free(x3);
-                return BATCH_FAILED;
-            }
-            if (C == 1) { /* grey: the first plane */
-                st = ft_narrow(x3, 1, 0, 1, &x1);
-                if (st == FT_OK) st = ft_contiguous(x1, x);
-                ft_free(x1);
-                ft_free(x3);
-            } else {
-                *x = x3;
-            }
-            if (st != FT_OK) {
-                set_err(err, errlen, "loader: %s", ft_last_error());
-                return BATCH_FAILED;
-            }
-            goto labels;
-        }
+/* The images as *x, augmented by the CUDA kernel in place on the device. Returns BATCH_OK, 1
+ * when the kernel is not available (augment on the CPU instead), or BATCH_FAILED. */
+static int images_on_gpu(const ftl_loader *l, scratch *s, int kept, const float mean[3],
+                         const float std[3], ft_tensor **x, char *err, size_t errlen) {
+    const ftl_loader_config *c = &l->run;
+    int H = l->ds->item_h, W = l->ds->item_w, S = l->out_h;
+    char e[1024];
+    if (!s->cuda && !(s->cuda = ftl_aug_cuda_new(c->device, e, sizeof e))) {
+        fprintf(stderr, "warning: augmenting on the CPU: %s\n", e);
+        s->cuda_failed = 1;
+        return 1;
     }
+    int64_t shape3[4] = {kept, 3, S, S};
+    ft_tensor *x3 = NULL, *x1 = NULL;
+    ft_status st = ft_empty(shape3, 4, FT_FLOAT32, c->device, &x3);
+    if (st != FT_OK) {
+        set_err(err, errlen, "loader: %s", ft_last_error());
+        return BATCH_FAILED;
+    }
+    if (ftl_aug_cuda_batch(s->cuda, s->u8, kept, H, W, s->params, S, mean, std, ft_data_ptr(x3),
+                           err, errlen)) {
+        ft_free(x3);
+        return BATCH_FAILED;
+    }
+    if (c->channels == 1) { /* grey: the first plane */
+        st = ft_narrow(x3, 1, 0, 1, &x1);
+        if (st == FT_OK) st = ft_contiguous(x1, x);
+        ft_free(x1);
+        ft_free(x3);
+    } else {
+        *x = x3;
+    }
+    if (st != FT_OK) {
+        set_err(err, errlen, "loader: %s", ft_last_error());
+        return BATCH_FAILED;
+    }
+    return BATCH_OK;
+}
 #endif
+
+/* The images as *x, float32 [kept,C,S,S] made on the CPU, then copied to the loader's device
+ * through pinned memory (a faster copy). Returns BATCH_OK or BATCH_FAILED. */
+static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float mean[3],
+                         const float std[3], ft_tensor **x, char *err, size_t errlen) {
+    const ftl_loader_config *c = &l->run;
+    int H = l->ds->item_h, W = l->ds->item_w, S = l->out_h, C = c->channels;
     if (c->augment) {
         if (ftl_aug_batch(s->u8, kept, H, W, s->params, S, mean, std, s->f32, 1)) {
             set_err(err, errlen, "%s", "loader: augmentation failed (bad crop or size)");
@@ -685,41 +705,77 @@ static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
     } else {
         convert(s->u8, kept, H, W, C, mean, std, s->f32);
     }
-    {
-        ft_tensor *cpu = NULL, *pinned = NULL;
-        st = ft_from_data(s->f32, FT_FLOAT32, shape, 4, &cpu);
-        if (st == FT_OK && c->device != FT_CPU) { /* through pinned memory: a faster copy */
-            st = ft_pin_memory(cpu, &pinned);
-            if (st == FT_OK) st = ft_to(pinned, FT_FLOAT32, c->device, x);
-            ft_free(pinned);
-            ft_free(cpu);
-        } else if (st == FT_OK) {
-            *x = cpu;
-        }
-        if (st != FT_OK) {
-            set_err(err, errlen, "loader: %s", ft_last_error());
-            return BATCH_FAILED;
-        }
+    int64_t shape[4] = {kept, C, l->out_h, l->out_w};
+    ft_tensor *cpu = NULL, *pinned = NULL;
+    ft_status st = ft_from_data(s->f32, FT_FLOAT32, shape, 4, &cpu);
+    if (st == FT_OK && c->device != FT_CPU) {
+        st = ft_pin_memory(cpu, &pinned);
+        if (st == FT_OK) st = ft_to(pinned, FT_FLOAT32, c->device, x);
+        ft_free(pinned);
+        ft_free(cpu);
+    } else if (st == FT_OK) {
+        *x = cpu;
     }
+    if (st != FT_OK) {
+        set_err(err, errlen, "loader: %s", ft_last_error());
+        return BATCH_FAILED;
+    }
+    return BATCH_OK;
+}
+
+/* The labels as *y, int64 [kept] on the loader's device. Returns BATCH_OK or BATCH_FAILED. */
+static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_tensor **y,
+                         char *err, size_t errlen) {
+    int64_t n1 = kept;
+    ft_tensor *cpu = NULL;
+    ft_status st = ft_from_data(s->labels, FT_INT64, &n1, 1, &cpu);
+    if (st == FT_OK && l->run.device != FT_CPU) {
+        st = ft_to(cpu, FT_INT64, l->run.device, y);
+        ft_free(cpu);
+    } else if (st == FT_OK) {
+        *y = cpu;
+    }
+    if (st != FT_OK) {
+        set_err(err, errlen, "loader: %s", ft_last_error());
+        return BATCH_FAILED;
+    }
+    return BATCH_OK;
+}
+
+/* Batch b of the running epoch, made with scratch s: *x float32 [N,C,S,S] and *y int64 [N] (or
+ * NULL) on the loader's device. */
+static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y,
+                      char *err, size_t errlen) {
+    const ftl_loader_config *c = &l->run;
+    *x = *y = NULL;
+    if (scratch_ready(s, l)) {
+        set_err(err, errlen, "%s", "loader: out of memory for a batch");
+        return BATCH_FAILED;
+    }
+    batch_span sp = span_of(l, b);
+    ftl_aug_rng rng;
+    ftl_aug_rng_seed(&rng, l->epoch_seed, (uint64_t)sp.gb);
+    int kept = load_items(l, s, &sp, &rng, err, errlen);
+    if (kept < 0) return kept;
+
+    float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+    if (c->normalize)
+        for (int ch = 0; ch < 3; ch++) {
+            mean[ch] = c->mean[ch];
+            std[ch] = c->std[ch];
+        }
+    if (c->augment) draw_params(l, s, &rng, sp.lo, kept);
+    int rc = 1; /* not made yet */
 #ifdef FT_WITH_CUDA
-labels:
+    if (c->augment && c->device != FT_CPU && !s->cuda_failed)
+        rc = images_on_gpu(l, s, kept, mean, std, x, err, errlen);
 #endif
-    if (ds->labels) {
-        int64_t n1 = kept;
-        ft_tensor *cpu = NULL;
-        st = ft_from_data(s->labels, FT_INT64, &n1, 1, &cpu);
-        if (st == FT_OK && c->device != FT_CPU) {
-            st = ft_to(cpu, FT_INT64, c->device, y);
-            ft_free(cpu);
-        } else if (st == FT_OK) {
-            *y = cpu;
-        }
-        if (st != FT_OK) {
-            set_err(err, errlen, "loader: %s", ft_last_error());
-            ft_free(*x);
-            *x = NULL;
-            return BATCH_FAILED;
-        }
+    if (rc == 1) rc = images_on_cpu(l, s, kept, mean, std, x, err, errlen);
+    if (rc != BATCH_OK) return rc;
+    if (l->ds->labels && labels_tensor(l, s, kept, y, err, errlen) != BATCH_OK) {
+        ft_free(*x);
+        *x = NULL;
+        return BATCH_FAILED;
     }
     return BATCH_OK;
 }

@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 
 #include "io/atomic.h"
+#include "io/strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,7 +52,8 @@ size_t st_dtype_size(ft_dtype dtype) {
 
 /* ---------------------------------------------------------------- messages */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...) {
     if (!err || errlen == 0) return;
     int n = snprintf(err, errlen, "safetensors: ");
     if (n < 0 || (size_t)n >= errlen) return;
@@ -95,7 +97,7 @@ typedef struct {
     size_t at; /* header byte where the entry starts, for messages */
 } raw_entry;
 
-static int fail(parser *p, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int fail(parser *p, const char *fmt, ...) {
     char msg[200];
     va_list ap;
     va_start(ap, fmt);
@@ -744,49 +746,9 @@ const char *st_meta_get(const st_file *f, const char *key) {
 
 /* ---------------------------------------------------------------- writing */
 
-typedef struct {
-    char *b;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *s, const char *p, size_t n) {
-    if (s->oom) return;
-    if (n > s->cap - s->len) {
-        size_t ncap = s->cap ? s->cap : 256;
-        while (ncap - s->len < n) {
-            if (ncap > SIZE_MAX / 2) {
-                s->oom = 1;
-                return;
-            }
-            ncap *= 2;
-        }
-        char *nb = realloc(s->b, ncap);
-        if (!nb) {
-            s->oom = 1;
-            return;
-        }
-        s->b = nb;
-        s->cap = ncap;
-    }
-    memcpy(s->b + s->len, p, n);
-    s->len += n;
-}
-
-static void sb_puts(sbuf *s, const char *p) { sb_put(s, p, strlen(p)); }
-
-static void sb_printf(sbuf *s, const char *fmt, ...) {
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) sb_put(s, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* A JSON string, escaped the way Python's json.dumps(ensure_ascii=False) does it, so that our
  * files and the reference writer's match byte for byte. */
-static void sb_json_string(sbuf *s, const char *str) {
+static void sb_json_string(strbuf *s, const char *str) {
     sb_put(s, "\"", 1);
     for (const unsigned char *c = (const unsigned char *)str; *c; c++) {
         switch (*c) {
@@ -898,7 +860,7 @@ char *new_st_header(const st_tensor_in *t, int n, const st_kv *meta, int nmeta, 
                     char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     if (check_inputs(t, n, meta, nmeta, err, errlen)) return NULL;
-    sbuf s = {0};
+    strbuf s = {0};
     sb_puts(&s, "{");
     if (nmeta > 0) {
         sb_puts(&s, "\"__metadata__\":{");
@@ -923,18 +885,18 @@ char *new_st_header(const st_tensor_in *t, int n, const st_kv *meta, int nmeta, 
     sb_puts(&s, "}");
     while (!s.oom && s.len % 8) sb_puts(&s, " "); /* so the data buffer starts 8-aligned */
     if (s.oom) {
-        free(s.b);
+        sb_free(&s);
         set_err(err, errlen, "out of memory building the header");
         return NULL;
     }
     if (s.len > ST_MAX_HEADER) {
-        free(s.b);
+        sb_free(&s);
         set_err(err, errlen, "header of %zu bytes exceeds the limit of %u bytes", s.len,
                 ST_MAX_HEADER);
         return NULL;
     }
     *len = s.len;
-    return s.b;
+    return s.p;
 }
 
 static int write_all(int fd, const void *p, size_t n) {

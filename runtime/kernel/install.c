@@ -11,19 +11,11 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#endif
+#include "base/stb_begin.h"
 #define STB_IMAGE_WRITE_STATIC /* a private copy, as data/grid.c has its own */
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+#include "base/stb_end.h"
 
 #include "kernel/kernel.h"
 #include "repl.h"

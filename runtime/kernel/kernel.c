@@ -50,10 +50,9 @@ static const ftk_msg *current; /* the execute_request being run (its idents reac
 static int allow_stdin;
 static int abort_queued; /* a cell failed with stop_on_error: the queued cells are not run */
 
-static void klog(const char *fmt, const char *arg) {
+static void klog(const char *what, const char *arg) { /* "ftlua kernel: <what><arg>" */
     char line[512];
-    int n = snprintf(line, sizeof line, "ftlua kernel: ");
-    n += snprintf(line + n, sizeof line - (size_t)n, fmt, arg ? arg : "");
+    int n = snprintf(line, sizeof line, "ftlua kernel: %s%s", what, arg ? arg : "");
     if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
     line[n++] = '\n';
     if (write(ftk_display_log_fd(), line, (size_t)n) < 0) {}
@@ -120,7 +119,7 @@ static void *control_main(void *arg) {
         } else if (strcmp(m.type, "kernel_info_request") == 0) {
             ftk_send(&W, W.control, &m, "kernel_info_reply", kernel_info());
         } else {
-            klog("control: ignored a %s", m.type);
+            klog("control: ignored a ", m.type);
         }
         ftk_msg_free(&m);
     }
@@ -395,7 +394,7 @@ static void dispatch(lua_State *L, ftk_msg *m) {
         int restart = json_is_true(json_object_get(m->content, "restart"));
         ftk_send(&W, W.shell, m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
         shutting_down = 1;
-    } else klog("shell: ignored a %s", t);
+    } else klog("shell: ignored a ", t);
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -425,7 +424,7 @@ static int kernel_loop(lua_State *L) {
     ok = ok && pthread_create(&control_thread, NULL, control_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!ok) {
-        klog("cannot start: %s", err);
+        klog("cannot start: ", err);
         _exit(1); /* threads may be half started: nothing to clean up safely */
     }
     /* the kernel's Lua: figures inline, io.read through the front end */

@@ -11,6 +11,7 @@
  * ... plot ... `unset output`), checked and renamed into place (plot_file.c).
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,9 +93,12 @@ static void add_quoted(luaL_Buffer *b, const char *s) {
     luaL_addchar(b, '\'');
 }
 
-static void addf(luaL_Buffer *b, const char *fmt, double v) {
+__attribute__((format(printf, 2, 3))) static void addf(luaL_Buffer *b, const char *fmt, ...) {
     char tmp[64];
-    snprintf(tmp, sizeof tmp, fmt, v);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
     luaL_addstring(b, tmp);
 }
 
@@ -226,14 +230,14 @@ static void add_term(lua_State *L, luaL_Buffer *b, plot_fig *f, int kind, int w,
     luaL_addstring(b, t);
     luaL_addstring(b, " noenhanced");
     if (kind == K_DUMB) {
-        addf(b, " size %.0f", w ? w : 79);
-        addf(b, ",%.0f", h ? h : 24);
+        addf(b, " size %.0f", (double)(w ? w : 79));
+        addf(b, ",%.0f", (double)(h ? h : 24));
     } else if (kind == K_PDF) {
         addf(b, " size %gin", (w ? w : 640) / 100.0);
         addf(b, ",%gin", (h ? h : 480) / 100.0);
     } else {
-        addf(b, " size %.0f", w ? w : 640);
-        addf(b, ",%.0f", h ? h : 480);
+        addf(b, " size %.0f", (double)(w ? w : 640));
+        addf(b, ",%.0f", (double)(h ? h : 480));
     }
     luaL_addchar(b, '\n');
 }

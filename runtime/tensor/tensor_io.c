@@ -13,36 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/st_tensors.h"
 #include "ftlua.h"
 #include "io/safetensors.h"
 
 #define ST_BOX_MT "ftlua.SafetensorsFile"
 
 /* ---------------------------------------------------------------- T.save */
-
-typedef struct {
-    st_tensor_in in;
-    ft_tensor *t;
-} save_item;
-
-static int by_size_then_name(const void *a, const void *b) {
-    const save_item *x = a, *y = b;
-    size_t sx = st_dtype_size(x->in.dtype), sy = st_dtype_size(y->in.dtype);
-    if (sx != sy) return sx > sy ? -1 : 1;
-    return strcmp(x->in.name, y->in.name);
-}
-
-static int by_key(const void *a, const void *b) {
-    return strcmp(((const st_kv *)a)->key, ((const st_kv *)b)->key);
-}
-
-/* Tensor i's bytes, contiguous and on the CPU; ctx is the ft_tensor* array. */
-static int fill_from_tensor(void *ctx, int i, void *dst, size_t nbytes, char *err, size_t errlen) {
-    ft_tensor **ts = ctx;
-    if (ft_copy_to_buffer(ts[i], dst, nbytes) == FT_OK) return 0;
-    snprintf(err, errlen, "%s", ft_last_error());
-    return 1;
-}
 
 /* A string key at the top of a lua_next loop, checked without converting it in place (which
  * would confuse lua_next). Names with NUL bytes cannot be stored: the format's names are C
@@ -93,30 +70,16 @@ int ftl_tensor_save(lua_State *L) {
 
     /* Pass 2: fill arrays in a userdata, so a Lua error cannot leak them. The strings they
      * point to stay alive in the argument tables until we return. */
-    size_t bytes = (size_t)n * (sizeof(save_item) + sizeof(st_tensor_in) + sizeof(ft_tensor *)) +
-                   (size_t)nmeta * sizeof(st_kv) + 1;
-    save_item *items = lua_newuserdatauv(L, bytes, 0);
-    st_tensor_in *in = (st_tensor_in *)(items + n);
-    ft_tensor **handles = (ft_tensor **)(in + n);
-    st_kv *meta = (st_kv *)(handles + n);
+    st_named_tensor *items =
+        lua_newuserdatauv(L, (size_t)n * sizeof *items + (size_t)nmeta * sizeof(st_kv) + 1, 0);
+    st_kv *meta = (st_kv *)(items + n);
     int k = 0;
     lua_pushnil(L);
     while (lua_next(L, 2) && k < n) {
-        save_item *it = &items[k++];
-        ft_tensor *t = ftl_to_tensor(L, -1);
-        memset(it, 0, sizeof *it);
-        it->t = t;
-        it->in.name = lua_tostring(L, -2);
-        it->in.dtype = ft_get_dtype(t);
-        it->in.ndim = ft_dim(t);
-        for (int d = 0; d < it->in.ndim; d++) it->in.shape[d] = ft_size(t, d);
-        it->in.nbytes = (size_t)ft_numel(t) * st_dtype_size(it->in.dtype);
+        items[k].name = lua_tostring(L, -2);
+        items[k].t = ftl_to_tensor(L, -1);
+        k++;
         lua_pop(L, 1);
-    }
-    qsort(items, (size_t)n, sizeof *items, by_size_then_name);
-    for (int i = 0; i < n; i++) {
-        in[i] = items[i].in;
-        handles[i] = items[i].t;
     }
     k = 0;
     if (has_meta) {
@@ -127,12 +90,11 @@ int ftl_tensor_save(lua_State *L) {
             k++;
             lua_pop(L, 1);
         }
-        qsort(meta, (size_t)nmeta, sizeof *meta, by_key);
     }
 
     char err[1024];
-    if (st_write_fill(path, in, n, meta, nmeta, fill_from_tensor, handles, err, sizeof err) != 0)
-        return luaL_error(L, "T.save: %s", err); /* st_write_fill freed all it had */
+    if (st_write_tensors(path, items, n, 1, meta, nmeta, err, sizeof err) != 0)
+        return luaL_error(L, "T.save: %s", err); /* it freed all it had */
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/st_tensors.h"
 #include "ftlua.h"
 #include "io/pth.h"
 #include "io/safetensors.h"
@@ -264,25 +265,6 @@ static int w_load(lua_State *L) {
 
 /* ---------------------------------------------------------------- save */
 
-typedef struct {
-    st_tensor_in in;
-    ft_tensor *t;
-} save_item;
-
-static int by_size_then_name(const void *a, const void *b) {
-    const save_item *x = a, *y = b;
-    size_t sx = st_dtype_size(x->in.dtype), sy = st_dtype_size(y->in.dtype);
-    if (sx != sy) return sx > sy ? -1 : 1;
-    return strcmp(x->in.name, y->in.name);
-}
-
-static int fill_from_tensor(void *ctx, int i, void *dst, size_t nbytes, char *err, size_t errlen) {
-    const save_item *items = ctx;
-    if (ft_copy_to_buffer(items[i].t, dst, nbytes) == FT_OK) return 0;
-    snprintf(err, errlen, "%s", ft_last_error());
-    return 1;
-}
-
 /* The tensor under tbl[name] (the value on top of the stack), checked. */
 static ft_tensor *save_tensor(lua_State *L, const char *name) {
     ftl_tensor *ud = luaL_testudata(L, -1, FTL_TENSOR_MT);
@@ -300,16 +282,6 @@ static const char *save_name(lua_State *L, int idx, const char *what) {
     const char *s = lua_tolstring(L, idx, &len);
     if (strlen(s) != len) luaL_error(L, "weights.save: %s must not contain NUL bytes", what);
     return s;
-}
-
-static void set_item(save_item *it, const char *name, ft_tensor *t) {
-    memset(it, 0, sizeof *it);
-    it->t = t;
-    it->in.name = name;
-    it->in.dtype = ft_get_dtype(t);
-    it->in.ndim = ft_dim(t);
-    for (int d = 0; d < it->in.ndim; d++) it->in.shape[d] = ft_size(t, d);
-    it->in.nbytes = (size_t)ft_numel(t) * st_dtype_size(it->in.dtype);
 }
 
 static int w_save(lua_State *L) {
@@ -357,32 +329,31 @@ static int w_save(lua_State *L) {
 
     /* Items live in a userdata, so a Lua error cannot leak them; their names and tensors stay
      * alive in the argument tables until we return. */
-    save_item *items = lua_newuserdatauv(L, (size_t)n * sizeof *items + 1, 0);
-    st_tensor_in *in = lua_newuserdatauv(L, (size_t)n * sizeof *in + 1, 0);
+    st_named_tensor *items = lua_newuserdatauv(L, (size_t)n * sizeof *items + 1, 0);
     if (has_names) {
         for (int i = 0; i < n; i++) {
             lua_rawgeti(L, 3, i + 1);
-            const char *name = lua_tostring(L, -1);
-            lua_getfield(L, 2, name);
-            set_item(&items[i], name, ftl_to_tensor(L, -1));
+            items[i].name = lua_tostring(L, -1);
+            lua_getfield(L, 2, items[i].name);
+            items[i].t = ftl_to_tensor(L, -1);
             lua_pop(L, 2);
         }
-    } else { /* no order given: largest elements first, then by name, as T.save (aligned) */
+    } else { /* no order given: the writer sorts, as T.save does (aligned) */
         int k = 0;
         lua_pushnil(L);
         while (lua_next(L, 2)) {
-            set_item(&items[k++], lua_tostring(L, -2), ftl_to_tensor(L, -1));
+            items[k].name = lua_tostring(L, -2);
+            items[k].t = ftl_to_tensor(L, -1);
+            k++;
             lua_pop(L, 1);
         }
-        qsort(items, (size_t)n, sizeof *items, by_size_then_name);
     }
-    for (int i = 0; i < n; i++) in[i] = items[i].in;
     /* "format": "pt" is what safetensors.torch writes and what loaders such as transformers
      * look for. */
-    const st_kv meta[1] = {{"format", "pt"}};
+    st_kv meta[1] = {{"format", "pt"}};
     char err[1024];
-    if (st_write_fill(path, in, n, meta, 1, fill_from_tensor, items, err, sizeof err) != 0)
-        return luaL_error(L, "weights.save: %s", err); /* st_write_fill freed all it had */
+    if (st_write_tensors(path, items, n, !has_names, meta, 1, err, sizeof err) != 0)
+        return luaL_error(L, "weights.save: %s", err); /* it freed all it had */
     return 0;
 }
 
