@@ -93,8 +93,6 @@ DEPFLAGS  = -MMD -MP
 DEPFILES  = $(patsubst %.o,%.d,$(HOST_OBJ) $(filter-out $(BUILD)/lua_embed.o $(CUDA_OBJ),$(LIB_OBJ)))
 $(DEPFILES): ;
 
-# learner.c's failf passes a format on (it is being split; issue 12 gives it a va_list then)
-$(BUILD)/runtime/learner/learner.o: WARN += -Wno-format-nonliteral
 
 $(BUILD)/%.o: %.c $(BUILD)/%.d
 	@mkdir -p $(dir $@)

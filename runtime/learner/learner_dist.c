@@ -16,7 +16,7 @@ ft_dist *ftl_fit_dist(const ftl_learner *ln) { return ln->dist ? ftl_dist_group(
 int ftl_fit_reduce_grads(fit_state *fs, ft_dist *d) {
     ftl_adam *o = fs->ln->opt;
     ft_tensor **ts = calloc((size_t)o->n_params + 1, sizeof *ts);
-    if (!ts) return ftl_fit_failf(fs, "all_reduce: out of memory", "", "");
+    if (!ts) return ftl_fit_failf(fs, "all_reduce: out of memory");
     int n = 0, r = GO;
     ft_tensor *det = NULL, *loss = NULL;
     ft_status st = ft_detach(fs->loss, &det);
@@ -103,7 +103,7 @@ int ftl_fit_shard(fit_state *fs, ft_dist *d, ftl_loader *train, ftl_loader *vali
     int64_t bucket = mb && atof(mb) > 0 ? (int64_t)(atof(mb) * 1048576.0) : 0;
     ftl_adam *o = fs->ln->opt;
     ft_tensor **ps = calloc((size_t)o->n_params + 1, sizeof *ps);
-    if (!ps) return ftl_fit_failf(fs, "fit: out of memory", "", "");
+    if (!ps) return ftl_fit_failf(fs, "fit: out of memory");
     int n = 0;
     for (int i = 0; i < o->n_params; i++)
         if (ft_requires_grad(o->params[i].p)) ps[n++] = o->params[i].p;

@@ -8,6 +8,7 @@
  * then raises the Lua error.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +73,11 @@ fit_state *new_ftl_fit_state(lua_State *L, ftl_learner *ln) {
     return fs;
 }
 
-int ftl_fit_failf(fit_state *fs, const char *fmt, const char *a, const char *b) {
-    snprintf(fs->err, sizeof fs->err, fmt, a, b);
+int ftl_fit_failf(fit_state *fs, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fs->err, sizeof fs->err, fmt, ap);
+    va_end(ap);
     return FAIL;
 }
 
@@ -91,9 +95,9 @@ int ftl_fit_learn_fail(fit_state *fs, const char *what) {
 int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftl_loader *dl, const char *need_y) {
     char err[512];
     int got = ftl_loader_next(dl, &fs->x, &fs->y, err, sizeof err);
-    if (got < 0) return ftl_fit_failf(fs, "loader: %s", err, "");
+    if (got < 0) return ftl_fit_failf(fs, "loader: %s", err);
     if (got == 0) return 0;
-    if (need_y && !fs->y) return ftl_fit_failf(fs, "%s needs labels", need_y, "");
+    if (need_y && !fs->y) return ftl_fit_failf(fs, "%s needs labels", need_y);
     if (ln->channels_last) {
         ft_tensor *c = NULL;
         if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) return ftl_fit_shim_fail(fs, "channels_last");
@@ -393,7 +397,7 @@ static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *s
     for (int i = 0; i < ln->n_metrics; i++)
         if (ftl_avg_value(&fs->vmet[i], &vals[2 + i]) != FT_OK) vals[2 + i] = NAN;
     for (int j = 0; j < nv; j++)
-        if (ftl_dvec_push(&ln->rec.values, vals[j])) return ftl_fit_failf(fs, "recorder: out of memory", "", "");
+        if (ftl_dvec_push(&ln->rec.values, vals[j])) return ftl_fit_failf(fs, "recorder: out of memory");
     columns cols;
     make_columns(ln, &cols);
     ftl_cell cells[FTL_MAX_METRICS + 4];
@@ -430,7 +434,7 @@ static int run_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl
     if (r != CANCEL_EPOCH) r = ftl_train_epoch(L, fs, fl, sp, train, epoch, n_epoch, train_iter);
     if (r == FAIL || r == CANCEL_FIT) return r;
     if (ftl_dvec_push(&fs->ln->rec.iters, (double)*train_iter))
-        return ftl_fit_failf(fs, "recorder: out of memory", "", "");
+        return ftl_fit_failf(fs, "recorder: out of memory");
     if (r != CANCEL_EPOCH && sp->kind != SCHED_LR_FIND && valid) {
         r = ftl_validate(L, fs, fl, valid, epoch, n_epoch);
         if (r == FAIL || r == CANCEL_FIT) return r;

@@ -89,9 +89,8 @@ fit_state *new_ftl_fit_state(lua_State *L, ftl_learner *ln);
 void ftl_fit_batch_free(fit_state *fs);
 void ftl_fit_clear(fit_state *fs);
 int ftl_fit_state_gc(lua_State *L);
-/* fs->err = fmt with a and b; returns FAIL. */
-__attribute__((format(printf, 2, 0))) int ftl_fit_failf(fit_state *fs, const char *fmt, const char *a,
-                                                       const char *b);
+/* fs->err = the formatted message; returns FAIL. */
+__attribute__((format(printf, 2, 3))) int ftl_fit_failf(fit_state *fs, const char *fmt, ...);
 int ftl_fit_shim_fail(fit_state *fs, const char *what);  /* what: ft_last_error() */
 int ftl_fit_learn_fail(fit_state *fs, const char *what); /* what: ftl_learn_error() */
 int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftl_loader *dl, const char *need_y);

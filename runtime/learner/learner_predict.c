@@ -78,12 +78,12 @@ static int list_batch(lua_State *L, fit_state *fs, const ftl_learner *ln, int id
         x = ftl_to_tensor(L, -1);
         if (lua_geti(L, -2, 2) != LUA_TNIL) {
             y = ftl_to_tensor(L, -1);
-            if (!y) r = ftl_fit_failf(fs, "batch %s: its second element (the targets) is not a tensor", num, "");
+            if (!y) r = ftl_fit_failf(fs, "batch %s: its second element (the targets) is not a tensor", num);
         }
     } else {
         x = ftl_to_tensor(L, -1);
     }
-    if (r == 1 && !x) r = ftl_fit_failf(fs, "batch %s is not {x, y} (tensors) or a tensor x", num, "");
+    if (r == 1 && !x) r = ftl_fit_failf(fs, "batch %s is not {x, y} (tensors) or a tensor x", num);
     if (r == 1 && ft_shallow_copy(x, &fs->x) != FT_OK) r = ftl_fit_shim_fail(fs, "batch");
     if (r == 1 && y) {
         ft_tensor *z = NULL;
@@ -126,7 +126,7 @@ static int predict_batch(lua_State *L, fit_state *fs, pred_state *ps, int with_l
         ft_free(pc);
         ft_free(yc);
         ft_free(lc);
-        return st != FT_OK ? ftl_fit_shim_fail(fs, "predict") : ftl_fit_failf(fs, "predict: out of memory", "", "");
+        return st != FT_OK ? ftl_fit_shim_fail(fs, "predict") : ftl_fit_failf(fs, "predict: out of memory");
     }
     return GO;
 }

@@ -82,7 +82,7 @@ int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_te
         }
         ft_tensor *t = ftl_to_tensor(L, -1);
         int r = GO;
-        if (!t) r = ftl_fit_failf(fs, "loss function returned a %s, expected a tensor", luaL_typename(L, -1), "");
+        if (!t) r = ftl_fit_failf(fs, "loss function returned a %s, expected a tensor", luaL_typename(L, -1));
         else if (ft_shallow_copy(t, out) != FT_OK) r = ftl_fit_shim_fail(fs, "loss");
         lua_settop(L, top);
         return r;
@@ -176,7 +176,7 @@ int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, in
     if (r == CANCEL_VALID) return GO;
     ftm_set_training(ln->model, 0);
     char err[512];
-    if (ftl_loader_start(valid, 0, -1, err, sizeof err)) return ftl_fit_failf(fs, "valid loader: %s", err, "");
+    if (ftl_loader_start(valid, 0, -1, err, sizeof err)) return ftl_fit_failf(fs, "valid loader: %s", err);
     fs->running = valid;
     int64_t total = ftl_loader_len(valid), v = 0;
     if (!fl->has[EV_BEFORE_BATCH] && ftl_dist_is_main()) { /* a valid bar, as fastprogress draws one */
@@ -308,7 +308,7 @@ static int record_batch(fit_state *fs, double *sl) {
     }
     if (rec_push_groups(&ln->rec.lrs, lrs, ng) || rec_push_groups(&ln->rec.moms, moms, ng) ||
         ftl_dvec_push(&ln->rec.losses, *sl))
-        return ftl_fit_failf(fs, "recorder: out of memory", "", "");
+        return ftl_fit_failf(fs, "recorder: out of memory");
     return GO;
 }
 
@@ -362,14 +362,14 @@ static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, i
 int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train, int epoch,
                     int n_epoch, int64_t *train_iter) {
     ftl_learner *ln = fs->ln;
-    if (ln->n_groups > 64) return ftl_fit_failf(fs, "at most 64 parameter groups", "", "");
+    if (ln->n_groups > 64) return ftl_fit_failf(fs, "at most 64 parameter groups");
     int r = ftl_run_event(L, fs, fl, EV_BEFORE_TRAIN);
     if (r == FAIL || r >= CANCEL_EPOCH) return r;
     if (r == CANCEL_TRAIN) return GO;
     ftm_set_training(ln->model, 1);
     char err[512];
     if (ftl_loader_start(train, ln->data_epoch++, -1, err, sizeof err))
-        return ftl_fit_failf(fs, "train loader: %s", err, "");
+        return ftl_fit_failf(fs, "train loader: %s", err);
     fs->running = train;
     int n_iter = (int)ftl_loader_len(train);
     if (ftl_dist_is_main()) { /* only rank 0 prints */
