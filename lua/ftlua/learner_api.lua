@@ -2,7 +2,7 @@
 -- runs it once with the C core class and ft.learner_core; it is not meant for require): the
 -- Learner class.
 --
--- The training loop, validation and prediction are C (runtime/learner/learner.c). This file
+-- The training loop, validation and prediction are C (runtime/learner/learner_fit.c, learner_step.c, learner_predict.c). This file
 -- checks options, turns fastai's fit methods into schedule specs for the C loop, and holds
 -- what runs once per fit or per epoch: fine_tune, lr_find's suggestions, predict, get_preds
 -- and tta. Its parts, each loaded once from here:

@@ -4,7 +4,7 @@
 -- with (M, Learner, C, L): C the core class, L the loss helpers and the recorder's attach.
 local T = require "ftlua.tensor"
 local A = require "ftlua.args"
-local check_keys, set, fail = A.check_keys, A.set, A.fail
+local check_keys, set = A.check_keys, A.set
 
 local function ft() return package.loaded.ftlua end
 

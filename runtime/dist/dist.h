@@ -1,5 +1,5 @@
 /* dist.h: data-parallel training over c10d (torch/ft_dist.h), shared by the Lua module ft.dist
- * (dist.c), the learner (learner/learner.c) and the launcher (launch.c, used by main.c).
+ * (dist.c), the learner (learner/learner_dist.c) and the launcher (launch.c, used by main.c).
  *
  * One process group per process, as torch.distributed's default group. Its rank and size come
  * from the variables every launcher sets (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,

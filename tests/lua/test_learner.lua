@@ -1,4 +1,4 @@
--- test_learner.lua: the Learner's C loop (runtime/learner/learner.c) end to end: schedules
+-- test_learner.lua: the Learner's C loop (runtime/learner/learner_fit.c, learner_step.c) end to end: schedules
 -- recorded by a real fit against tests/py/learner_ref.py, lr_find's exact restore, frozen
 -- training, bad input, callbacks, save/load, and real accuracy on Fashion-MNIST and pets.
 local ft = require "ftlua"
