@@ -125,6 +125,7 @@ fresh
 line 'function half('
 wait_for '^>> ?$'
 t send-keys -t repl C-c
+wait_for '^> ?$' # the fresh prompt: keys typed before it could land in the dropped line
 line '1+2'
 if wait_for '^3$' && ! screen | grep -q "'end' expected"; then
     ok repl_ctrl_c_prompt
