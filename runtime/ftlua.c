@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/hooks.h"
 #include "base/json.h"
 #include "ftlua.h"
@@ -50,9 +50,7 @@ static void preload_embedded(lua_State *L) {
 
 /* ft.clock() -- monotonic wall-clock seconds, for timing from Lua (os.clock is CPU time). */
 static int ft_clock(lua_State *L) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec * 1e-9);
+    lua_pushnumber(L, (lua_Number)monotonic_seconds());
     return 1;
 }
 
