@@ -54,6 +54,15 @@ static int ft_clock(lua_State *L) {
     return 1;
 }
 
+/* ft.script: lua/ftlua/script.lua (parse_args), embedded like the other Lua files. */
+static int open_script(lua_State *L) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    if (lua_getfield(L, -1, "ftlua.script") != LUA_TFUNCTION)
+        return luaL_error(L, "ftlua.script: the embedded script.lua is missing");
+    lua_call(L, 0, 1);
+    return 1;
+}
+
 /* The modules, opened in this order and stored as ft.<name>. */
 static const struct {
     const char *name;
@@ -70,6 +79,7 @@ static const struct {
     {"untar", luaopen_ftlua_untar},               /* weights/untar.c: untar_data, URLs */
     {"dist", luaopen_ftlua_dist},                 /* dist/dist.c: process groups over c10d */
     {"io", luaopen_ftlua_io},                     /* tensor/atomic_lua.c: atomic writes */
+    {"script", open_script},                      /* lua/ftlua/script.lua: a script's arguments */
 };
 
 /* Names that fastai users write at the top level (table NULL) or under ft.vision:
