@@ -11,11 +11,6 @@ local A = {}
 -- fail(fmt, ...): a formatted error at the caller of the function that called fail.
 function A.fail(fmt, ...) error(fmt:format(...), 3) end
 
--- raise(fmt, ...): a formatted error without a position, for a message that other library code
--- catches and shows (DataBlock:summary's steps) or that is raised at several depths; it names
--- its subject (the function, the file) instead.
-function A.raise(fmt, ...) error(fmt:format(...), 0) end
-
 -- fail_at(level, fmt, ...): the same at an explicit level (0: no position); level counts
 -- as error's does, from the function that calls fail_at.
 function A.fail_at(level, fmt, ...)

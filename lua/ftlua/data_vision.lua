@@ -6,9 +6,10 @@
 local D = ...
 assert(type(D) == "table", "ftlua.data_vision is loaded by ftlua.data")
 
--- Its errors carry no position (ftlua.args' raise): DataBlock:summary shows them in its steps.
+-- Its errors carry a position (ftlua.args' fail), which ./ftlua's message handler maps to the
+-- user's line; DataBlock:summary strips it when it shows an error in its steps.
 local A = require "ftlua.args"
-local fail, set = A.raise, A.set
+local fail, set = A.fail, A.set
 
 local function is_int(v) return math.type(v) == "integer" end
 

@@ -140,9 +140,9 @@ return function(M, Learner, C, L)
   end
 
   -- The model of an export: rebuilt from its description, or the caller's (opts.model).
-  -- load_learner's errors carry no position (they are raised at several depths); each names
-  -- the file.
-  local fail_up = A.raise
+  -- load_learner's errors are raised at several depths, so their position may be inside the
+  -- library: ./ftlua's message handler maps it to the user's line. Each names the file.
+  local fail_up = A.fail
 
   local function exported_model(file, md, given)
     if given ~= nil then

@@ -98,6 +98,21 @@ if [ $rc -eq 1 ] && is "$err" "$prog: $tmp/lib.lua:3: fit_one_cycle: the number 
 else
     fail cli_error_at_user_line "rc=$rc, want one line at lib.lua:3"
 fi
+# ...and so is a data-module mistake (the issue's V.Resize("96"))
+printf 'local V = ft.vision\nlocal r = V.Resize("96")\n' >"$tmp/resize.lua"
+run "$FTLUA" "$tmp/resize.lua" </dev/null
+if [ $rc -eq 1 ] && is "$err" "$prog: $tmp/resize.lua:2: Resize: size must be a positive integer or {h, w}, got the string \"96\" (write Resize(96), without quotes)"; then
+    ok cli_data_error_at_user_line
+else
+    fail cli_data_error_at_user_line "rc=$rc, want one line at resize.lua:2, got: $err"
+fi
+printf 'print(1)\nlocal l = ft.load_learner("nope.safetensors")\n' >"$tmp/ll.lua"
+run "$FTLUA" "$tmp/ll.lua" </dev/null
+if [ $rc -eq 1 ] && has "$err" "$prog: $tmp/ll.lua:2: load_learner: nope.safetensors does not exist"; then
+    ok cli_load_learner_error_at_user_line
+else
+    fail cli_load_learner_error_at_user_line "rc=$rc, want the line at ll.lua:2, got: $err"
+fi
 # ...and --traceback (or FTLUA_TRACEBACK=1) gives Lua's full message and traceback
 run "$FTLUA" --traceback "$tmp/lib.lua" </dev/null
 a=$rc; has "$err" "lua/ftlua/learner_api.lua:" && has "$err" "stack traceback:" && has "$err" "$tmp/lib.lua:3: in main chunk"; b=$?
