@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/hooks.h"
 #include "base/json.h"
 #include "ftlua.h"
@@ -50,9 +50,16 @@ static void preload_embedded(lua_State *L) {
 
 /* ft.clock() -- monotonic wall-clock seconds, for timing from Lua (os.clock is CPU time). */
 static int ft_clock(lua_State *L) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec * 1e-9);
+    lua_pushnumber(L, (lua_Number)monotonic_seconds());
+    return 1;
+}
+
+/* ft.script: lua/ftlua/script.lua (parse_args), embedded like the other Lua files. */
+static int open_script(lua_State *L) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    if (lua_getfield(L, -1, "ftlua.script") != LUA_TFUNCTION)
+        return luaL_error(L, "ftlua.script: the embedded script.lua is missing");
+    lua_call(L, 0, 1);
     return 1;
 }
 
@@ -72,6 +79,7 @@ static const struct {
     {"untar", luaopen_ftlua_untar},               /* weights/untar.c: untar_data, URLs */
     {"dist", luaopen_ftlua_dist},                 /* dist/dist.c: process groups over c10d */
     {"io", luaopen_ftlua_io},                     /* tensor/atomic_lua.c: atomic writes */
+    {"script", open_script},                      /* lua/ftlua/script.lua: a script's arguments */
 };
 
 /* Names that fastai users write at the top level (table NULL) or under ft.vision:

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <readline/history.h>
@@ -23,6 +22,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base/clock.h"
 #include "host.h"
 #include "kernel/session.h"
 #include "repl.h"
@@ -32,12 +32,6 @@
 #define HISTORY_FILE ".ftlua_history" /* in $HOME */
 #define HISTORY_MAX 1000              /* lines kept in the file */
 #define SLOW_SECONDS 0.1              /* commands slower than this print their time */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- completion (host.c) */
 
@@ -314,7 +308,7 @@ static int repl_loop(lua_State *L) {
     int status, quiet = 0;
     while ((status = load_chunk(L, &quiet)) != CHUNK_EOF) {
         if (status == CHUNK_INTERRUPT) continue;
-        double t0 = now();
+        double t0 = monotonic_seconds();
         if (status == LUA_OK) status = ftl_docall(L, 0, LUA_MULTRET);
         if (status == LUA_OK && !quiet && lua_gettop(L) > 0) {
             lua_pushcfunction(L, ftl_print_results);
@@ -322,7 +316,7 @@ static int repl_loop(lua_State *L) {
             status = ftl_docall(L, lua_gettop(L) - 1, 0);
         }
         ftl_print_error(L, status, 0);
-        double dt = now() - t0;
+        double dt = monotonic_seconds() - t0;
         if (dt > SLOW_SECONDS) print_time(dt);
         lua_settop(L, 0);
     }

@@ -35,33 +35,13 @@ local OPTIONS = {
   { "retrain", "false", "true: pretrain again even when the cache has the backbone" },
 }
 
-local function usage_error(msg)
-  io.stderr:write("main.lua: ", msg, " (see --help)\n")
-  os.exit(2)
-end
-
-local opts, known = {}, {}
-for _, o in ipairs(OPTIONS) do opts[o[1]], known[o[1]] = o[2], true end
-local i = 1
-while arg and arg[i] do
-  local a = arg[i]
-  if a == "--help" or a == "-h" then
-    print("usage: ftlua scripts/main.lua [--option value ...]")
-    print("The offline main job: the chapter's transfer-learning recipe on Fashion-MNIST (pretrain a resnet on")
-    print("five classes, transfer it to the five others with few images, compare with training from scratch).\n")
-    print("options:")
-    for _, o in ipairs(OPTIONS) do print(("  --%-11s %s (default %s)"):format(o[1], o[3], o[2])) end
-    print("  --help        this text")
-    os.exit(0)
-  end
-  local key, value = a:match("^%-%-([%w_]+)=(.*)$")
-  if not key then key, value = a:match("^%-%-([%w_]+)$"), arg[i + 1] i = i + 1 end
-  if not key then usage_error(("unexpected argument %q: options are --name value"):format(a)) end
-  if not known[key] then usage_error(("unknown option --%s"):format(key)) end
-  if value == nil then usage_error(("--%s needs a value"):format(key)) end
-  opts[key] = value
-  i = i + 1
-end
+local opts, usage_error = ft.script.parse_args(arg, OPTIONS, {
+  name = "main.lua",
+  help = "usage: ftlua scripts/main.lua [--option value ...]\n"
+    .. "The offline main job: the chapter's transfer-learning recipe on Fashion-MNIST (pretrain a resnet on\n"
+    .. "five classes, transfer it to the five others with few images, compare with training from scratch).\n\n"
+    .. "options:",
+})
 local function int(name)
   local v = math.tointeger(tonumber(opts[name]))
   if not v or v < 1 then usage_error(("--%s needs a positive integer, got %q"):format(name, opts[name])) end

@@ -22,37 +22,13 @@ local OPTIONS = {
     .. "top_losses.png and export.safetensors go" },
 }
 
-local function usage_error(msg)
-  io.stderr:write("pets.lua: ", msg, " (see --help)\n")
-  os.exit(2)
-end
-
-local function help()
-  print("usage: ftlua scripts/pets.lua [--option value ...]")
-  print("Runs chapter 5 of the fastai book (Pet breeds): DataBlock with presizing, show_batch, cnn_learner,")
-  print("lr_find, fit_one_cycle, unfreeze, discriminative learning rates, plot_loss, the confusion matrix,")
-  print("most_confused, top losses and export.\n\noptions:")
-  for _, o in ipairs(OPTIONS) do
-    print(("  --%-11s %s%s"):format(o[1], o[3], o[2] and (" (default " .. o[2] .. ")") or ""))
-  end
-  print("  --help        this text")
-  os.exit(0)
-end
-
-local opts, known = {}, {}
-for _, o in ipairs(OPTIONS) do opts[o[1]], known[o[1]] = o[2], true end
-local i = 1
-while arg and arg[i] do
-  local a = arg[i]
-  if a == "--help" or a == "-h" then help() end
-  local key, value = a:match("^%-%-([%w_]+)=(.*)$")
-  if not key then key, value = a:match("^%-%-([%w_]+)$"), arg[i + 1] i = i + 1 end
-  if not key then usage_error(("unexpected argument %q: options are --name value"):format(a)) end
-  if not known[key] then usage_error(("unknown option --%s"):format(key)) end
-  if value == nil then usage_error(("--%s needs a value"):format(key)) end
-  opts[key] = value
-  i = i + 1
-end
+local opts, usage_error = ft.script.parse_args(arg, OPTIONS, {
+  name = "pets.lua",
+  help = "usage: ftlua scripts/pets.lua [--option value ...]\n"
+    .. "Runs chapter 5 of the fastai book (Pet breeds): DataBlock with presizing, show_batch, cnn_learner,\n"
+    .. "lr_find, fit_one_cycle, unfreeze, discriminative learning rates, plot_loss, the confusion matrix,\n"
+    .. "most_confused, top losses and export.\n\noptions:",
+})
 
 local function int(name)
   local v = math.tointeger(tonumber(opts[name]))

@@ -687,6 +687,28 @@ static int images_on_gpu(const ftl_loader *l, scratch *s, int kept, const float 
 }
 #endif
 
+/* *out, a tensor made from scratch data on the CPU, then moved to the loader's device (through
+ * pinned memory when pin is set: a faster copy). Returns BATCH_OK or BATCH_FAILED. */
+static int scratch_to_device(const ftl_loader *l, const void *data, ft_dtype dtype,
+                             const int64_t *shape, int ndim, int pin, ft_tensor **out, char *err,
+                             size_t errlen) {
+    ft_tensor *cpu = NULL, *pinned = NULL;
+    ft_status st = ft_from_data(data, dtype, shape, ndim, &cpu);
+    if (st == FT_OK && l->run.device != FT_CPU) {
+        if (pin) st = ft_pin_memory(cpu, &pinned);
+        if (st == FT_OK) st = ft_to(pin ? pinned : cpu, dtype, l->run.device, out);
+        ft_free(pinned);
+        ft_free(cpu);
+    } else if (st == FT_OK) {
+        *out = cpu;
+    }
+    if (st != FT_OK) {
+        set_err(err, errlen, "loader: %s", ft_last_error());
+        return BATCH_FAILED;
+    }
+    return BATCH_OK;
+}
+
 /* The images as *x, float32 [kept,C,S,S] made on the CPU, then copied to the loader's device
  * through pinned memory (a faster copy). Returns BATCH_OK or BATCH_FAILED. */
 static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float mean[3],
@@ -706,40 +728,14 @@ static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float 
         convert(s->u8, kept, H, W, C, mean, std, s->f32);
     }
     int64_t shape[4] = {kept, C, l->out_h, l->out_w};
-    ft_tensor *cpu = NULL, *pinned = NULL;
-    ft_status st = ft_from_data(s->f32, FT_FLOAT32, shape, 4, &cpu);
-    if (st == FT_OK && c->device != FT_CPU) {
-        st = ft_pin_memory(cpu, &pinned);
-        if (st == FT_OK) st = ft_to(pinned, FT_FLOAT32, c->device, x);
-        ft_free(pinned);
-        ft_free(cpu);
-    } else if (st == FT_OK) {
-        *x = cpu;
-    }
-    if (st != FT_OK) {
-        set_err(err, errlen, "loader: %s", ft_last_error());
-        return BATCH_FAILED;
-    }
-    return BATCH_OK;
+    return scratch_to_device(l, s->f32, FT_FLOAT32, shape, 4, 1, x, err, errlen);
 }
 
 /* The labels as *y, int64 [kept] on the loader's device. Returns BATCH_OK or BATCH_FAILED. */
 static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_tensor **y,
                          char *err, size_t errlen) {
     int64_t n1 = kept;
-    ft_tensor *cpu = NULL;
-    ft_status st = ft_from_data(s->labels, FT_INT64, &n1, 1, &cpu);
-    if (st == FT_OK && l->run.device != FT_CPU) {
-        st = ft_to(cpu, FT_INT64, l->run.device, y);
-        ft_free(cpu);
-    } else if (st == FT_OK) {
-        *y = cpu;
-    }
-    if (st != FT_OK) {
-        set_err(err, errlen, "loader: %s", ft_last_error());
-        return BATCH_FAILED;
-    }
-    return BATCH_OK;
+    return scratch_to_device(l, s->labels, FT_INT64, &n1, 1, 0, y, err, errlen);
 }
 
 /* Batch b of the running epoch, made with scratch s: *x float32 [N,C,S,S] and *y int64 [N] (or

@@ -19,9 +19,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "dist/dist.h"
 
 #define MAX_PROCS 256
@@ -32,12 +32,6 @@ static int g_n;
 static void forward_signal(int sig) {
     for (int i = 0; i < g_n; i++)
         if (g_pids[i] > 0) kill(g_pids[i], sig);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* The master port must be free on the master's machine before rank 0 can serve it: say so
@@ -132,7 +126,7 @@ int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
         if (pid < 0 && errno == EINTR) continue;
         if (pid < 0) break;
         if (pid == 0) { /* someone failed; the rest are still running */
-            double waited = now_s() - failed_at;
+            double waited = monotonic_seconds() - failed_at;
             if (!termed && waited > grace) {
                 /* SIGCONT too: a stopped rank (SIGSTOP, a debugger let go) would keep a
                  * SIGTERM pending forever and be ended only by the SIGKILL below */
@@ -154,7 +148,7 @@ int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
             if (bad && failed_rank < 0) {
                 failed_rank = o->node_rank * o->nproc + i;
                 failed_status = status;
-                failed_at = now_s();
+                failed_at = monotonic_seconds();
             }
         }
     }

@@ -11,8 +11,8 @@
  */
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "ftlua.h"
 #include "learner/lr_find.h"
 #include "learner/metrics.h"
@@ -937,12 +937,6 @@ static int l_table_row(lua_State *L) {
     return 1;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* core.ProgressBar(epoch, n_epoch, total): epoch 0-based as fastai's; draws on stdout when it
  * is a terminal. :update(val [, now]), :comment(smooth_loss), :finish() */
 static int l_pbar(lua_State *L) {
@@ -950,13 +944,13 @@ static int l_pbar(lua_State *L) {
     luaL_argcheck(L, total >= 0, 3, "total must be non-negative");
     ftl_pbar *b = lua_newuserdatauv(L, sizeof *b, 0);
     luaL_setmetatable(L, PBAR_MT);
-    ftl_pbar_start(b, stdout, e, n, total, now_seconds());
+    ftl_pbar_start(b, stdout, e, n, total, monotonic_seconds());
     return 1;
 }
 
 static int pbar_update(lua_State *L) {
     ftl_pbar *b = luaL_checkudata(L, 1, PBAR_MT);
-    ftl_pbar_update(b, (int)luaL_checkinteger(L, 2), luaL_optnumber(L, 3, now_seconds()));
+    ftl_pbar_update(b, (int)luaL_checkinteger(L, 2), luaL_optnumber(L, 3, monotonic_seconds()));
     return 0;
 }
 

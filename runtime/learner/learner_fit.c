@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "base/hooks.h"
 #include "learner/learner_internal.h"
 
@@ -187,12 +187,6 @@ void ftl_dvec_free(ftl_dvec *d) {
 
 static void recorder_reset(ftl_recorder *r) {
     r->lrs.n = r->moms.n = r->losses.n = r->iters.n = r->values.n = 0;
-}
-
-double ftl_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---------------------------------------------------------------- schedules of a fit */
@@ -404,7 +398,7 @@ static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *s
     char tbuf[32], line[4096];
     cells[0] = (ftl_cell){.kind = FTL_CELL_INT, .i = epoch};
     for (int j = 0; j < nv; j++) cells[1 + j] = (ftl_cell){.kind = FTL_CELL_FLOAT, .f = vals[j]};
-    cells[1 + nv] = (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(ftl_now_s() - t0, tbuf)};
+    cells[1 + nv] = (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(monotonic_seconds() - t0, tbuf)};
     if (!sp->no_logging && ftl_dist_is_main()) {
         ftl_table_row(line, sizeof line, cols.names, cells, cols.k);
         ftl_table_emit(line, cols.names, cells, cols.k);
@@ -427,7 +421,7 @@ static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *s
  * CANCEL_FIT to stop the fit. */
 static int run_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train, ftl_loader *valid,
                      int epoch, int n_epoch, int64_t *train_iter) {
-    double t0 = ftl_now_s();
+    double t0 = monotonic_seconds();
     ftl_fit_set_int(L, fl->learn, "epoch", epoch);
     int r = ftl_run_event(L, fs, fl, EV_BEFORE_EPOCH);
     if (r == FAIL || r == CANCEL_FIT) return r;

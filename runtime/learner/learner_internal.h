@@ -81,7 +81,6 @@ typedef struct {
     int no_logging;
 } fit_spec;
 
-double ftl_now_s(void);
 int ftl_dvec_push(ftl_dvec *d, double x);
 void ftl_dvec_free(ftl_dvec *d);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/hooks.h"
 #include "learner/learner_internal.h"
 
@@ -180,7 +181,7 @@ int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, in
     fs->running = valid;
     int64_t total = ftl_loader_len(valid), v = 0;
     if (!fl->has[EV_BEFORE_BATCH] && ftl_dist_is_main()) { /* a valid bar, as fastprogress draws one */
-        ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, (int)total, ftl_now_s());
+        ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, (int)total, monotonic_seconds());
         fs->bar_on = 1;
     }
     ft_set_grad_enabled(0);
@@ -199,7 +200,7 @@ int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, in
         if (ftl_avg_add(&fs->vloss, fs->loss, bs) != FT_OK) { r = ftl_fit_learn_fail(fs, "valid loss"); break; }
         if ((r = add_metrics(L, fs, fs->pred, fs->y, bs)) != GO) break;
         ftl_fit_batch_free(fs);
-        if (fs->bar_on) ftl_pbar_update(&fs->bar, (int)++v, ftl_now_s());
+        if (fs->bar_on) ftl_pbar_update(&fs->bar, (int)++v, monotonic_seconds());
         if (ftl_interrupted()) break;
     }
     ftl_fit_batch_free(fs);
@@ -324,7 +325,7 @@ static int step_and_record(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *s
     if (fl->has[EV_AFTER_BATCH]) ftl_fit_set_num(L, fl->learn, "smooth_loss", sl);
     if (sp->kind == SCHED_LR_FIND && ftl_lr_finder_after_batch(&sp->finder, sl)) {
         ftl_fit_batch_free(fs);
-        if (fs->bar_on) ftl_pbar_update(&fs->bar, it + 1, ftl_now_s());
+        if (fs->bar_on) ftl_pbar_update(&fs->bar, it + 1, monotonic_seconds());
         return CANCEL_FIT;
     }
     return GO;
@@ -349,7 +350,7 @@ static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, i
     }
     c = ftl_run_event(L, fs, fl, EV_AFTER_BATCH);
     ftl_fit_batch_free(fs);
-    if (fs->bar_on) ftl_pbar_update(&fs->bar, it + 1, ftl_now_s());
+    if (fs->bar_on) ftl_pbar_update(&fs->bar, it + 1, monotonic_seconds());
     if (c == FAIL || c >= CANCEL_TRAIN) return c;
     if (ftl_interrupted()) {
         snprintf(fs->err, sizeof fs->err, "interrupted!");
@@ -373,7 +374,7 @@ int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_
     fs->running = train;
     int n_iter = (int)ftl_loader_len(train);
     if (ftl_dist_is_main()) { /* only rank 0 prints */
-        ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, n_iter, ftl_now_s());
+        ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, n_iter, monotonic_seconds());
         fs->bar_on = 1;
     }
     r = GO;

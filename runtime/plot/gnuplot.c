@@ -1,6 +1,8 @@
 /* gnuplot.c: the gnuplot child process (see gnuplot.h). No Lua here. */
 #include "plot/gnuplot.h"
 
+#include "base/clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -65,11 +67,7 @@ int gp_open(gp_proc *p, char *err, size_t errsz) {
     return 0;
 }
 
-static long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static long now_ms(void) { return (long)(monotonic_seconds() * 1000.0); }
 
 int gp_exchange(gp_proc *p, const char *cmds, size_t n, char *out, size_t outsz, char *err,
                 size_t errsz) {

@@ -3,6 +3,8 @@
  * The layout rules and their quirks are copied on purpose; each is noted where it happens. */
 #include "tensor/tensor_print.h"
 
+#include "io/strbuf.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,41 +14,6 @@
 #define LINEWIDTH 80
 #define PREFIX "tensor("
 #define INDENT 7 /* strlen(PREFIX): nested rows line up under the first '[' */
-
-/* ---------------------------------------------------------------- growable string */
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int oom; /* sticky: once an allocation fails every append is a no-op */
-} sbuf;
-
-static void sb_put(sbuf *s, const char *p, size_t n) {
-    if (s->oom) return;
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 256;
-        while (s->len + n + 1 > cap) cap *= 2;
-        char *b = realloc(s->buf, cap);
-        if (!b) { s->oom = 1; return; }
-        s->buf = b;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, p, n);
-    s->len += n;
-    s->buf[s->len] = '\0';
-}
-
-static void sb_puts(sbuf *s, const char *p) { sb_put(s, p, strlen(p)); }
-
-static void sb_repeat(sbuf *s, char c, int n) {
-    char chunk[64];
-    memset(chunk, c, sizeof chunk);
-    while (n > 0) {
-        int k = n < (int)sizeof chunk ? n : (int)sizeof chunk;
-        sb_put(s, chunk, (size_t)k);
-        n -= k;
-    }
-}
 
 /* ---------------------------------------------------------------- the formatter (_Formatter) */
 
@@ -109,7 +76,7 @@ static void formatter_init(formatter *f, const double *v, int64_t n, ft_dtype dt
 }
 
 /* formatter.format(): right-aligned to max_width. */
-static void put_value(sbuf *s, const formatter *f, ft_dtype dt, double v) {
+static void put_value(strbuf *s, const formatter *f, ft_dtype dt, double v) {
     char tmp[400];
     int w = format_raw(f, dt, v, tmp, sizeof tmp);
     if (w < 0) w = 0;
@@ -121,7 +88,7 @@ static void put_value(sbuf *s, const formatter *f, ft_dtype dt, double v) {
 /* ---------------------------------------------------------------- layout (_tensor_str_with_formatter) */
 
 typedef struct {
-    sbuf *s;
+    strbuf *s;
     const formatter *f;
     ft_dtype dtype;
     const double *p; /* next value to print: printing walks vals in C order */
@@ -195,10 +162,10 @@ static const char *dtype_name(ft_dtype dt) {
 /* _add_suffixes: a suffix goes on a new line when the current one would pass linewidth.
  * PyTorch's last_line_len is len - rfind("\n") + 1, 2 more than the last line's length;
  * the quirk is kept so wrapping matches. */
-static void add_suffixes(sbuf *s, char suffixes[][64], int nsuf) {
+static void add_suffixes(strbuf *s, char suffixes[][64], int nsuf) {
     long last_nl = -1;
     for (size_t i = 0; i < s->len; i++)
-        if (s->buf[i] == '\n') last_nl = (long)i;
+        if (s->p[i] == '\n') last_nl = (long)i;
     long last_line_len = (long)s->len - last_nl + 1;
     for (int i = 0; i < nsuf; i++) {
         long n = (long)strlen(suffixes[i]);
@@ -219,7 +186,7 @@ int ftl_print_should_summarize(int64_t numel) { return numel > FTL_PRINT_THRESHO
 
 char *ftl_format_tensor(const double *vals, const int64_t *shape, const int64_t *full_shape,
                         int ndim, ft_dtype dtype, int device, int requires_grad, int summarize) {
-    sbuf s = {0};
+    strbuf s = {0};
     char suf[4][64];
     int nsuf = 0;
     int64_t n = 1, full_n = 1;
@@ -278,6 +245,6 @@ char *ftl_format_tensor(const double *vals, const int64_t *shape, const int64_t 
     } else {
         sb_puts(&s, " on cpu]");
     }
-    if (s.oom) { free(s.buf); return NULL; }
-    return s.buf;
+    if (s.oom) { sb_free(&s); return NULL; }
+    return s.p; /* PREFIX was added: never NULL here */
 }

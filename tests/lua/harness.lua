@@ -123,4 +123,20 @@ end
 -- Call at the end of every test file.
 function H.done() os.exit(failures == 0 and 0 or 1) end
 
+-- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
+function H.self_exe()
+  local e = arg[-1]
+  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
+  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
+  return e
+end
+
+-- The plot tests need gnuplot: without it, one skip line named what and the test ends here.
+function H.need_gnuplot(what)
+  if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
+    H.skip(what, "gnuplot is missing (apt-get install gnuplot-nox)")
+    H.done()
+  end
+end
+
 return H

@@ -147,6 +147,7 @@ local NAMESPACES = {
   { "ft.learner_core", ft.learner_core },
   { "ft.dist", ft.dist },
   { "ft.json", ft.json },
+  { "ft.script", ft.script },
 }
 local namespace_tables = {}
 for _, n in ipairs(NAMESPACES) do

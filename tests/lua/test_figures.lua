@@ -3,13 +3,7 @@
 -- with FTLUA_PLOT_DIR it writes a fresh PNG there; FTLUA_TERM_IMAGES=1 draws thumbnails whose
 -- colours are the images' own (24-bit half blocks). Each case runs in a child ftlua.
 local H = require "harness"
--- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
-local function self_exe()
-  local e = arg[-1]
-  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
-  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
-  return e
-end
+local self_exe = H.self_exe
 
 local root = os.getenv("FTLUA_ROOT") or "."
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end

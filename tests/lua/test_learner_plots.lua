@@ -7,20 +7,11 @@
 local ft = require "ftlua"
 local T = ft.tensor
 local H = require "harness"
--- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
-local function self_exe()
-  local e = arg[-1]
-  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
-  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
-  return e
-end
+local self_exe = H.self_exe
 local G = require "gplog"
 local nn = ft.nn
 
-if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
-  H.skip("learner plots", "gnuplot is missing (apt-get install gnuplot-nox)")
-  H.done()
-end
+H.need_gnuplot("learner plots")
 
 local root = os.getenv("FTLUA_ROOT") or "."
 local LOG = os.getenv("FTLUA_TEST_GP_LOG")

@@ -1,18 +1,9 @@
 -- test_plot.lua: ft.plot over gnuplot (files complete, dumb text, errors, no leaked processes).
 local H = require "harness"
--- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
-local function self_exe()
-  local e = arg[-1]
-  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
-  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
-  return e
-end
+local self_exe = H.self_exe
 local P = ft.plot
 
-if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
-  H.skip("plot", "gnuplot is missing (apt-get install gnuplot-nox)")
-  H.done()
-end
+H.need_gnuplot("plot")
 
 local dir = H.tmpdir()
 local function slurp(p) local f = assert(io.open(p, "rb")); local s = f:read("a"); f:close(); return s end

@@ -10,19 +10,10 @@
 -- under test. Also: a write that fails (a file size limit, as a full disk) is an error naming
 -- the file, and leaves neither the file nor a temp file.
 local H = require "harness"
--- The program running this test (./ftlua, ./ftlua-asan), as a path that works from any folder.
-local function self_exe()
-  local e = arg[-1]
-  if not e then return (os.getenv("FTLUA_ROOT") or ".") .. "/ftlua" end
-  if e:find("/", 1, true) and e:sub(1, 1) ~= "/" then e = (os.getenv("PWD") or ".") .. "/" .. e end
-  return e
-end
+local self_exe = H.self_exe
 local G = require "gplog"
 
-if os.execute("command -v gnuplot >/dev/null 2>&1") ~= true then
-  H.skip("plots at 37 classes", "gnuplot is missing (apt-get install gnuplot-nox)")
-  H.done()
-end
+H.need_gnuplot("plots at 37 classes")
 
 local root = os.getenv("FTLUA_ROOT") or "."
 local FTLUA = self_exe()
