@@ -343,7 +343,12 @@ static void execute(lua_State *L, ftk_msg *m) {
         json_object_set_new(err, "status", json_string("error"));
         json_object_set_new(err, "execution_count", json_integer(count));
         reply = err;
-        abort_queued = stop_on_error && !silent;
+        /* Only the requests already queued when the cell failed are aborted (a "run all"), as
+         * ipykernel does; one that the client sends after it saw this error runs. Deciding it
+         * here, not after the reply, closes the window in which that next request arrived
+         * before the check and was aborted too. */
+        zmq_pollitem_t queued = {W.shell, 0, ZMQ_POLLIN, 0};
+        abort_queued = stop_on_error && !silent && zmq_poll(&queued, 1, 0) > 0;
     } else {
         reply = json_pack("{s:s, s:i, s:{}, s:[]}", "status", "ok", "execution_count", count,
                           "user_expressions", "payload");
