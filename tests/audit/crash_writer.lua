@@ -6,7 +6,7 @@
 --   weights    ft.weights.save(TARGET, ...)
 --   backbone   T.save(TARGET, model:state_dict()), as scripts/main.lua caches its backbone
 --   savemodel  fit 3 epochs with SaveModelCallback       TARGET/models/best.safetensors
---   csv        fit 3 epochs with CSVLogger               TARGET/history.csv
+--   csv        fit 40 epochs with CSVLogger              TARGET/history.csv
 --   plot       ft.plot.plot{..., output = TARGET}        (a PNG, through gnuplot)
 --   untar      ft.untar_data(URL, {dest = TARGET, force = true}) (FTLUA_CURL serves the archive)
 local T, nn = ft.tensor, ft.nn
@@ -15,13 +15,15 @@ assert(kind and target, "usage: crash_writer.lua KIND TARGET VARIANT")
 T.set_num_threads(1)
 T.manual_seed(variant)
 
-local function learner()
+-- learner(hidden): hidden = 16384 gives about 4 MB of weights, so that a write takes long
+-- enough to be caught in the middle
+local function learner(hidden)
+  hidden = hidden or 16384
   local xt = T.randint(0, 256, { 64, 8, 8 }):to("uint8")
   local yt = T.randint(1, 5, { 64 })
   local dls = ft.vision.ImageDataLoaders.from_tensors(xt, yt, xt:narrow(1, 1, 16), yt:narrow(1, 1, 16),
     { bs = 16, channels = 1, seed = 1, verbose = false, num_workers = 0, vocab = { "a", "b", "c", "d" } })
-  -- about 4 MB of weights: a write takes long enough to be caught in the middle
-  local model = nn.Sequential { nn.Flatten(), nn.Linear(64, 16384), nn.ReLU(), nn.Linear(16384, 4) }
+  local model = nn.Sequential { nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 4) }
   return ft.Learner(dls, model, { path = target }), model
 end
 
@@ -41,8 +43,10 @@ elseif kind == "savemodel" then
   local learn = learner()
   learn:fit(3, 1e-3, { cbs = { ft.callbacks.SaveModelCallback { fname = "best" } } })
 elseif kind == "csv" then
-  local learn = learner()
-  learn:fit(3, 1e-3, { cbs = { ft.callbacks.CSVLogger { fname = "history.csv" } } })
+  -- a CSV line is written in well under a millisecond: many short epochs give the watcher many
+  -- writes to catch (a loaded 2-core machine missed all of 3)
+  local learn = learner(16)
+  learn:fit(40, 1e-3, { cbs = { ft.callbacks.CSVLogger { fname = "history.csv" } } })
 elseif kind == "plot" then
   local xs, ys = {}, {}
   for i = 1, 2000 do xs[i] = i ys[i] = math.sin(i / (50 * variant)) end
