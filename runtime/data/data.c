@@ -28,7 +28,7 @@
 
 typedef struct {
     ftl_dataset *ds;
-    size_t counted; /* bytes reported to the GC pacing (tensor/memory.c): cache + pixels */
+    size_t counted; /* bytes reported to the GC pacing (base/memory.c): cache + pixels */
 } dataset_ud;
 
 typedef struct {

@@ -77,7 +77,7 @@ static void sum_bytes(void *p, const char *name, ftm_slot *s, ftm_module *owner,
 }
 
 /* Gives a freshly built module (or NULL: raise its error) to the closed userdata on top.
- * Its tensors count towards the GC pacing of tensor/memory.c while this userdata lives. */
+ * Its tensors count towards the GC pacing of base/memory.c while this userdata lives. */
 static void adopt(lua_State *L, ftl_module *ud, ftm_module *m) {
     if (!m) luaL_error(L, "%s", ftm_error());
     ud->m = m;

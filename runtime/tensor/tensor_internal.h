@@ -12,9 +12,6 @@ typedef struct {
 } ftl_opts;
 void ftl_check_opts(lua_State *L, int idx, ftl_opts *o);
 
-/* A 1-based (negative from the end) dim argument to a 0-based dim; errors when out of range. */
-int ftl_dim_arg(lua_State *L, int idx, int ndim);
-
 /* Push one element tensor's value as a Lua number, integer or boolean (by dtype). */
 void ftl_push_scalar(lua_State *L, const ft_tensor *t);
 
@@ -24,8 +21,5 @@ void ftl_register_index(lua_State *L);
 
 /* __tostring: PyTorch-style text plus a footer with dtype, device and shape. */
 int ftl_tensor_tostring(lua_State *L, const ft_tensor *t);
-
-/* T.memory(): live tensor bytes and GC pacing figures. */
-int ftl_mem_stats(lua_State *L);
 
 #endif

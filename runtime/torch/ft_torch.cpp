@@ -23,6 +23,7 @@
 #include <torch/nn/init.h>
 #include <torch/version.h>
 
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -360,6 +361,15 @@ extern "C" {
 // ---------------------------------------------------------------- errors and dtypes
 
 const char *ft_last_error(void) noexcept { return g_err; }
+
+void ft_set_last_error(const char *fmt, ...) noexcept {
+    char msg[sizeof g_err];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap); /* fmt may name g_err itself: format aside first */
+    va_end(ap);
+    memcpy(g_err, msg, sizeof g_err);
+}
 
 // ---------------------------------------------------------------- runtime
 

@@ -39,6 +39,10 @@ typedef int ft_status;
 /* ft_dtype, FT_MAX_DIMS, ft_dtype_name/_size/_is_floating: io/dtype.h (no libtorch needed) */
 
 const char *ft_last_error(void) FT_NOEXCEPT;
+/* The C layers above the shim that call it (the model's C core, the learner's) report their own
+ * failures through the same slot: set the message, return FT_ERR / NULL / -1. One channel, so a
+ * caller never has to know which layer failed (docs/design.md, "Errors"). */
+void ft_set_last_error(const char *fmt, ...) FT_NOEXCEPT __attribute__((format(printf, 1, 2)));
 
 /* ---------------------------------------------------------------- runtime */
 const char *ft_torch_version(void) FT_NOEXCEPT; /* e.g. "1.13.0" */

@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "tensor/tensor_internal.h"
+#include "base/lua_tensor.h"
 
 #define FTL_GC_MIN_BYTES ((size_t)64 << 20)
 
