@@ -9,6 +9,7 @@
 #include <lua.h>
 
 #include "base/args.h"
+#include "base/lua_class.h"
 #include "base/lua_tensor.h"
 #include "torch/ft_torch.h"
 

@@ -94,17 +94,9 @@ static int l_w_tostring(lua_State *L) {
 int luaopen_ftlua_io(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"write", l_w_write}, {"commit", l_w_commit}, {"abort", l_w_abort}, {NULL, NULL}};
-    if (luaL_newmetatable(L, ATOMIC_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_w_abort);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_w_abort);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_w_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {
+        {"__gc", l_w_abort}, {"__close", l_w_abort}, {"__tostring", l_w_tostring}, {NULL, NULL}};
+    ftl_new_class(L, ATOMIC_MT, methods, meta);
     static const luaL_Reg fns[] = {
         {"write_atomic", l_write_atomic}, {"open_atomic", l_open_atomic}, {NULL, NULL}};
     luaL_newlib(L, fns);
