@@ -1,7 +1,7 @@
 /* host.h: what any host of the ftlua library shares: the REPL (repl.c), the notebook kernel,
  * the host program (main.c). No readline, no terminal: a lua_State in, strings and stack values
- * out. host.c is part of the library (ftlua.so has it too); the Lua half of help is
- * lua/ftlua/help.lua, reading docs/api.md as compiled in (tools/embed_doc.sh).
+ * out. host.c and its host_*.c files are part of the library (ftlua.so has them too); the Lua
+ * half of help is lua/ftlua/help.lua, reading docs/api.md as compiled in (tools/embed_doc.sh).
  *
  * Every function here that runs Lua code does it protected: a throwing __index or __tostring
  * gives fewer candidates, no help or a plainer message, never a longjmp into the caller. They
@@ -111,5 +111,17 @@ int ftl_push_chunk_source(lua_State *L, const char *source);
  * With ftl_full_traceback set, lua.c's message and full traceback instead. */
 int ftl_msghandler(lua_State *L);
 extern int ftl_full_traceback; /* --traceback, or FTLUA_TRACEBACK=1 in the environment */
+
+/* ---------------------------------------------------------------- running the user's code
+ * The host program (main.c) owns these two; the parts of the host that run code (repl.c,
+ * report.c) take them as arguments, so that none of them calls back into main.c. */
+
+/* lua_pcall with ftl_msghandler and Ctrl-C handling. The function and its narg arguments are on
+ * the stack; leaves nres results (or the error message) like lua_pcall. */
+typedef int (*ftl_docall_fn)(lua_State *L, int narg, int nres);
+
+/* If status is not LUA_OK, print the message on top of the stack to stderr (prefixed with the
+ * program's name when prefix is set) and pop it. Returns status. */
+typedef int (*ftl_print_error_fn)(lua_State *L, int status, int prefix);
 
 #endif /* FTLUA_HOST_H */

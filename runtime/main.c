@@ -17,6 +17,7 @@
 #include "ftlua.h"
 #include "host.h"
 #include "kernel/kernel.h"
+#include "main.h"
 #include "repl.h"
 #include "report.h"
 
@@ -25,7 +26,7 @@ const char *ftl_progname = "ftlua";
 /* ---------------------------------------------------------------- Ctrl-C
  * As in lua.c: the handler cannot raise a Lua error itself (it may run in the middle of anything),
  * so it sets a hook that raises "interrupted!" at the next Lua call, return, line or instruction.
- * It also sets a flag for C loops that never run Lua code (see repl.h). */
+ * It also sets a flag for C loops that never run Lua code (see main.h). */
 
 static lua_State *globalL; /* the state the handler hooks */
 static volatile sig_atomic_t interrupted;
@@ -402,7 +403,7 @@ static int pmain(lua_State *L) {
     int tty = isatty(STDIN_FILENO);
     if (cl.interactive || (!cl.script && !cl.has_exec && tty)) {
         if (tty) banner();
-        ftl_repl(L);
+        ftl_repl(L, ftl_docall, ftl_print_error);
     } else if (!cl.script && !cl.has_exec) { /* stdin is a pipe or a file: run it */
         if (dochunk(L, luaL_loadfile(L, NULL)) != LUA_OK) return 0;
     }

@@ -304,18 +304,25 @@ static void print_time(double seconds) {
     fflush(stdout);
 }
 
+/* What the host program lends the loop (repl.h). */
+typedef struct {
+    ftl_docall_fn docall;
+    ftl_print_error_fn print_error;
+} repl_host;
+
 static int repl_loop(lua_State *L) {
+    const repl_host *host = lua_touserdata(L, 1);
     int status, quiet = 0;
     while ((status = load_chunk(L, &quiet)) != CHUNK_EOF) {
         if (status == CHUNK_INTERRUPT) continue;
         double t0 = monotonic_seconds();
-        if (status == LUA_OK) status = ftl_docall(L, 0, LUA_MULTRET);
+        if (status == LUA_OK) status = host->docall(L, 0, LUA_MULTRET);
         if (status == LUA_OK && !quiet && lua_gettop(L) > 0) {
             lua_pushcfunction(L, ftl_print_results);
             lua_insert(L, 1);
-            status = ftl_docall(L, lua_gettop(L) - 1, 0);
+            status = host->docall(L, lua_gettop(L) - 1, 0);
         }
-        ftl_print_error(L, status, 0);
+        host->print_error(L, status, 0);
         double dt = monotonic_seconds() - t0;
         if (dt > SLOW_SECONDS) print_time(dt);
         lua_settop(L, 0);
@@ -323,7 +330,8 @@ static int repl_loop(lua_State *L) {
     return 0;
 }
 
-void ftl_repl(lua_State *L) {
+void ftl_repl(lua_State *L, ftl_docall_fn docall, ftl_print_error_fn print_error) {
+    repl_host host = {docall, print_error};
     use_readline = isatty(STDIN_FILENO);
     if (use_readline) {
         complete_L = L;
@@ -334,7 +342,8 @@ void ftl_repl(lua_State *L) {
     }
     /* a fresh C frame, so the loop owns its stack from index 1 */
     lua_pushcfunction(L, repl_loop);
-    lua_call(L, 0, 0);
+    lua_pushlightuserdata(L, &host);
+    lua_call(L, 1, 0);
     if (use_readline) {
         ftl_strlist_free(&matches);
         free(history_path);

@@ -17,7 +17,7 @@
 
 #include <lua.h>
 
-typedef int (*ftl_docall_fn)(lua_State *L, int narg, int nres);
+#include "host.h" /* ftl_docall_fn */
 
 /* Run the script (NULL or "-": stdin) with the nargs values on top of the stack as its `...`,
  * and write the page to html_path. Returns a Lua status: LUA_OK, or an error whose message

@@ -6,8 +6,8 @@
 #   io       runtime/io/          file formats: bytes in, arrays out
 #   shim     runtime/torch/       the flat C API over libtorch
 #   base     runtime/base/        what every module stands on: hooks the host installs, ...
-#   modules  runtime/<module>/, runtime/ftlua.[ch], host.[ch]   the Lua modules (ftlua.so)
-#   host     runtime/main.c, repl.[ch], report.[ch], runtime/kernel/   the ftlua program
+#   modules  runtime/<module>/, runtime/ftlua.[ch], host*.[ch]   the Lua modules (ftlua.so)
+#   host     runtime/main.[ch], repl.[ch], report.[ch], runtime/kernel/   the ftlua program
 # A new file directly in runtime/ has no layer until this script names it.
 #
 # Prints one line per violation and exits 1 if there is one that ALLOWED does not list.
@@ -24,8 +24,8 @@ layer_of() { # path relative to runtime/ -> 0..4, or "unknown"
         io/*) echo 0 ;;
         torch/*) echo 1 ;;
         base/*) echo 2 ;;
-        main.c | repl.c | repl.h | report.c | report.h | kernel/*) echo 4 ;;
-        ftlua.c | ftlua.h | host.c | host.h | */*) echo 3 ;; # host.c: the library's help for any host
+        main.c | main.h | repl.c | repl.h | report.c | report.h | kernel/*) echo 4 ;;
+        ftlua.c | ftlua.h | host.c | host.h | host_*.c | host_*.h | */*) echo 3 ;; # host*: the library's help for any host
         *) echo unknown ;;
     esac
 }

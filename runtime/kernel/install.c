@@ -18,7 +18,7 @@
 #include "base/stb_end.h"
 
 #include "kernel/kernel.h"
-#include "repl.h"
+#include "main.h"
 
 static int mkdirs(const char *path) {
     char p[1024];

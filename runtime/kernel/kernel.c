@@ -30,7 +30,7 @@
 #include "kernel/kernel.h"
 #include "kernel/session.h"
 #include "kernel/wire.h"
-#include "repl.h"
+#include "main.h"
 
 #define MAX_SHOWN_TEXT (1 << 20) /* an execute_result's text/plain is cut there */
 
