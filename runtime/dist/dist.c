@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/args.h"
 #include "dist/dist.h"
 #include "ftlua.h"
 
@@ -42,40 +43,29 @@ static double env_num(const char *name, double def) {
     return *end || !(v > 0) ? def : v;
 }
 
-static int opt_int(lua_State *L, int t, const char *k, int def) {
-    int v = def;
-    if (lua_istable(L, t) && lua_getfield(L, t, k) != LUA_TNIL) v = (int)luaL_checkinteger(L, -1);
-    if (lua_istable(L, t)) lua_pop(L, 1);
-    return v;
-}
-
 /* ft.dist.init([opts]) -> true. A second call with a group already formed is a no-op. */
 static int l_init(lua_State *L) {
     if (g_group) {
         lua_pushboolean(L, 1);
         return 1;
     }
+    static const char *const known[] = {"addr", "backend", "port", "rank", "timeout", "world_size", NULL};
+    static const char *const backends[] = {"gloo", "nccl", NULL};
+    const char *fn = "dist.init";
     int t = 1;
-    if (!lua_isnoneornil(L, t)) luaL_checktype(L, t, LUA_TTABLE);
-    int world = opt_int(L, t, "world_size", ftl_env_int("WORLD_SIZE", 1));
-    int rank = opt_int(L, t, "rank", ftl_env_int("RANK", 0));
+    ftl_check_options(L, t, fn, known);
+    int world = (int)ftl_opt_integer(L, t, fn, "world_size", ftl_env_int("WORLD_SIZE", 1));
+    int rank = (int)ftl_opt_integer(L, t, fn, "rank", ftl_env_int("RANK", 0));
     /* A world of one needs no agreed port: let the system pick one (0). */
-    int port = opt_int(L, t, "port", ftl_env_int("MASTER_PORT", world == 1 ? 0 : 29500));
-    const char *addr = getenv("MASTER_ADDR");
-    double timeout = env_num("FTLUA_DIST_TIMEOUT", 600);
-    const char *backend = NULL;
-    if (lua_istable(L, t)) {
-        if (lua_getfield(L, t, "addr") != LUA_TNIL) addr = luaL_checkstring(L, -1);
-        if (lua_getfield(L, t, "timeout") != LUA_TNIL) timeout = luaL_checknumber(L, -1);
-        if (lua_getfield(L, t, "backend") != LUA_TNIL) backend = luaL_checkstring(L, -1);
-        /* the strings stay on the stack until we return */
-    }
+    int port = (int)ftl_opt_integer(L, t, fn, "port", ftl_env_int("MASTER_PORT", world == 1 ? 0 : 29500));
+    /* the strings stay valid while the options table holds them, until we return */
+    const char *addr = ftl_opt_string(L, t, fn, "addr", getenv("MASTER_ADDR"));
+    double timeout = ftl_opt_number(L, t, fn, "timeout", env_num("FTLUA_DIST_TIMEOUT", 600));
     if (!addr || !*addr) addr = "127.0.0.1";
     /* Gloo on the CPU, NCCL on CUDA, chosen by the default device. */
     ft_dist_backend b = ft_default_device() == FT_CPU ? FT_DIST_GLOO : FT_DIST_NCCL;
-    if (backend && !strcmp(backend, "gloo")) b = FT_DIST_GLOO;
-    else if (backend && !strcmp(backend, "nccl")) b = FT_DIST_NCCL;
-    else if (backend) return luaL_error(L, "dist.init: unknown backend '%s' (gloo or nccl)", backend);
+    int chosen = ftl_opt_enum(L, t, fn, "backend", backends, -1);
+    if (chosen >= 0) b = chosen == 0 ? FT_DIST_GLOO : FT_DIST_NCCL;
     int device = b == FT_DIST_NCCL ? ftl_env_int("LOCAL_RANK", 0) % (ft_cuda_device_count() > 0 ? ft_cuda_device_count() : 1) : FT_CPU;
     ft_dist *d = NULL;
     ft_status st = new_ft_dist(addr, port, rank, world, b, device, timeout, &d);

@@ -58,39 +58,44 @@ static void describe(int status, char *buf, size_t n) {
         snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
 }
 
-int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
+/* Options that cannot make a world: say which, before anything starts. Returns 0 when fine. */
+static int check_launch_opts(const ftl_launch_opts *o) {
     int world = o->nnodes * o->nproc;
     if (o->nproc < 1 || o->nnodes < 1 || world > MAX_PROCS || o->node_rank < 0 ||
         o->node_rank >= o->nnodes) {
         fprintf(stderr, "%s: need --nproc >= 1, --nnodes >= 1 (at most %d processes) and "
                         "0 <= --node-rank < --nnodes\n", o->progname, MAX_PROCS);
-        return EXIT_FAILURE;
+        return -1;
     }
     if (o->master_port < 1 || o->master_port > 65535) {
         fprintf(stderr, "%s: --master-port must be in [1, 65535], got %d\n", o->progname, o->master_port);
-        return EXIT_FAILURE;
+        return -1;
     }
     if (o->node_rank == 0 && port_in_use(o->master_port)) {
         fprintf(stderr, "%s: the master port %d is in use on this machine: choose another with "
                         "--master-port\n", o->progname, o->master_port);
-        return EXIT_FAILURE;
+        return -1;
     }
-    char num[32];
-    setenv("MASTER_ADDR", o->master_addr, 1);
-    snprintf(num, sizeof num, "%d", o->master_port);
-    setenv("MASTER_PORT", num, 1);
-    snprintf(num, sizeof num, "%d", world);
-    setenv("WORLD_SIZE", num, 1);
-    snprintf(num, sizeof num, "%d", o->nproc);
-    setenv("LOCAL_WORLD_SIZE", num, 1);
-    snprintf(num, sizeof num, "%d", o->node_rank);
-    setenv("GROUP_RANK", num, 1);
-    fflush(NULL);
+    return 0;
+}
 
-    /* Ctrl-C on a terminal reaches every rank by itself (they share our process group): a
-     * second copy from us would be their "second Ctrl-C", which kills. kill -TERM is passed on. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, forward_signal);
+static void setenv_int(const char *name, int v) {
+    char num[32];
+    snprintf(num, sizeof num, "%d", v);
+    setenv(name, num, 1);
+}
+
+/* What every rank of this machine shares; RANK and LOCAL_RANK are set in each child. */
+static void set_world_env(const ftl_launch_opts *o) {
+    setenv("MASTER_ADDR", o->master_addr, 1);
+    setenv_int("MASTER_PORT", o->master_port);
+    setenv_int("WORLD_SIZE", o->nnodes * o->nproc);
+    setenv_int("LOCAL_WORLD_SIZE", o->nproc);
+    setenv_int("GROUP_RANK", o->node_rank);
+}
+
+/* Fork the nproc local ranks into g_pids; a failed fork stops the ones already started. */
+static void start_ranks(const ftl_launch_opts *o, char **argv) {
     g_n = 0;
     for (int i = 0; i < o->nproc; i++) {
         pid_t pid = fork();
@@ -102,23 +107,38 @@ int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
         if (pid == 0) { /* the rank: ftlua again, without the launcher options */
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
-            snprintf(num, sizeof num, "%d", o->node_rank * o->nproc + i);
-            setenv("RANK", num, 1);
-            snprintf(num, sizeof num, "%d", i);
-            setenv("LOCAL_RANK", num, 1);
+            setenv_int("RANK", o->node_rank * o->nproc + i);
+            setenv_int("LOCAL_RANK", i);
             execv("/proc/self/exe", argv);
             fprintf(stderr, "%s: cannot start rank %d: %s\n", o->progname, i, strerror(errno));
             _exit(127);
         }
         g_pids[g_n++] = pid;
     }
-    (void)argc;
+}
 
-    /* Watch. The grace period lets the survivors report their own error first. */
+/* Once a rank failed: after the grace period SIGTERM (and SIGCONT) the rest, 5 s later SIGKILL. */
+static void stop_survivors(double waited, double grace, int *termed, int *killed) {
+    if (!*termed && waited > grace) {
+        /* SIGCONT too: a stopped rank (SIGSTOP, a debugger let go) would keep a SIGTERM pending
+         * forever and be ended only by the SIGKILL below */
+        forward_signal(SIGTERM);
+        forward_signal(SIGCONT);
+        *termed = 1;
+    } else if (!*killed && waited > grace + 5) {
+        forward_signal(SIGKILL);
+        *killed = 1;
+    }
+}
+
+/* Wait for every rank. Returns the global rank of the first one that failed (its wait status in
+ * *failed_status), or -1 when all exited 0. The grace period lets the survivors report their
+ * own error first. */
+static int watch_ranks(const ftl_launch_opts *o, int *failed_status) {
     double grace = 10;
     const char *g = getenv("FTLUA_DIST_GRACE");
     if (g && atof(g) > 0) grace = atof(g);
-    int alive = g_n, failed_rank = -1, failed_status = 0, termed = 0, killed = 0;
+    int alive = g_n, failed_rank = -1, termed = 0, killed = 0;
     double failed_at = 0;
     while (alive > 0) {
         int status;
@@ -126,17 +146,7 @@ int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
         if (pid < 0 && errno == EINTR) continue;
         if (pid < 0) break;
         if (pid == 0) { /* someone failed; the rest are still running */
-            double waited = monotonic_seconds() - failed_at;
-            if (!termed && waited > grace) {
-                /* SIGCONT too: a stopped rank (SIGSTOP, a debugger let go) would keep a
-                 * SIGTERM pending forever and be ended only by the SIGKILL below */
-                forward_signal(SIGTERM);
-                forward_signal(SIGCONT);
-                termed = 1;
-            } else if (!killed && waited > grace + 5) {
-                forward_signal(SIGKILL);
-                killed = 1;
-            }
+            stop_survivors(monotonic_seconds() - failed_at, grace, &termed, &killed);
             usleep(50 * 1000);
             continue;
         }
@@ -147,11 +157,26 @@ int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
             int bad = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
             if (bad && failed_rank < 0) {
                 failed_rank = o->node_rank * o->nproc + i;
-                failed_status = status;
+                *failed_status = status;
                 failed_at = monotonic_seconds();
             }
         }
     }
+    return failed_rank;
+}
+
+int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
+    (void)argc;
+    if (check_launch_opts(o) != 0) return EXIT_FAILURE;
+    set_world_env(o);
+    fflush(NULL);
+    /* Ctrl-C on a terminal reaches every rank by itself (they share our process group): a
+     * second copy from us would be their "second Ctrl-C", which kills. kill -TERM is passed on. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, forward_signal);
+    start_ranks(o, argv);
+    int failed_status = 0;
+    int failed_rank = watch_ranks(o, &failed_status);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (failed_rank < 0) return EXIT_SUCCESS;

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/args.h"
 #include "ftlua.h"
 #include "io/atomic.h"
 #include "weights/download.h"
@@ -207,124 +208,145 @@ typedef struct {
     int force;
 } untar_opts;
 
-static int untar_data_c(const untar_opts *o, char *out, size_t outlen, char *err, size_t errlen) {
-    char file[256], stem[256], url[PATH_MAX_], data[PATH_MAX_], archdir[PATH_MAX_];
-    char archive[PATH_MAX_ + 300], final[PATH_MAX_ + 300], why[1024];
-    if (weights_url_file(o->url, file, sizeof file, err, errlen) != 0) return -1;
-    archive_stem(file, stem, sizeof stem);
-    if (!*stem || strcmp(stem, ".") == 0 || strcmp(stem, "..") == 0) {
+/* Where one call downloads and extracts: every name it uses, worked out before it touches disk. */
+typedef struct {
+    char file[256];                  /* the archive's file name, from the URL */
+    char stem[256];                  /* the folder name fastai gives it */
+    char url[PATH_MAX_];             /* the URL, after FTLUA_DATA_URL */
+    char data[PATH_MAX_];            /* the data folder: dest or FTLUA_DATA */
+    char archdir[PATH_MAX_];         /* FTLUA_ARCHIVE */
+    char archive[PATH_MAX_ + 300];   /* archdir/file */
+    char final[PATH_MAX_ + 300];     /* data/stem: the result */
+} untar_paths;
+
+static int untar_paths_init(const untar_opts *o, untar_paths *p, char *err, size_t errlen) {
+    if (weights_url_file(o->url, p->file, sizeof p->file, err, errlen) != 0) return -1;
+    archive_stem(p->file, p->stem, sizeof p->stem);
+    if (!*p->stem || strcmp(p->stem, ".") == 0 || strcmp(p->stem, "..") == 0) {
         snprintf(err, errlen, "cannot take a folder name from the URL %.300s", o->url);
         return -1;
     }
     const char *base = getenv("FTLUA_DATA_URL");
     if (base && *base) {
         size_t n = strlen(base);
-        if (snprintf(url, sizeof url, "%s%s%s", base, base[n - 1] == '/' ? "" : "/", file) >=
-            (int)sizeof url) {
+        if (snprintf(p->url, sizeof p->url, "%s%s%s", base, base[n - 1] == '/' ? "" : "/",
+                     p->file) >= (int)sizeof p->url) {
             snprintf(err, errlen, "FTLUA_DATA_URL is too long");
             return -1;
         }
     } else {
-        snprintf(url, sizeof url, "%s", o->url);
+        snprintf(p->url, sizeof p->url, "%s", o->url);
     }
     if (o->dest) {
-        if (weights_expand_home(o->dest, data, sizeof data) != 0) {
+        if (weights_expand_home(o->dest, p->data, sizeof p->data) != 0) {
             snprintf(err, errlen, "dest is too long");
             return -1;
         }
-    } else if (env_dir("FTLUA_DATA", "~/.ftlua/data", data, sizeof data, err, errlen) != 0) {
+    } else if (env_dir("FTLUA_DATA", "~/.ftlua/data", p->data, sizeof p->data, err, errlen) != 0) {
         return -1;
     }
-    if (env_dir("FTLUA_ARCHIVE", "~/.ftlua/archive", archdir, sizeof archdir, err, errlen) != 0)
+    if (env_dir("FTLUA_ARCHIVE", "~/.ftlua/archive", p->archdir, sizeof p->archdir, err,
+                errlen) != 0)
         return -1;
-    snprintf(final, sizeof final, "%s/%s", data, stem);
-    snprintf(archive, sizeof archive, "%s/%s", archdir, file);
-    if (snprintf(out, outlen, "%s", final) >= (int)outlen) {
-        snprintf(err, errlen, "path too long: %s", final);
-        return -1;
-    }
-    if (!o->force && is_dir(final)) return 0; /* cached: no network */
+    snprintf(p->final, sizeof p->final, "%s/%s", p->data, p->stem);
+    snprintf(p->archive, sizeof p->archive, "%s/%s", p->archdir, p->file);
+    return 0;
+}
 
-    if (weights_mkdirs(data, err, errlen) != 0 || weights_mkdirs(archdir, err, errlen) != 0)
+/* Download the archive unless it is there already (force: download it again). */
+static int fetch_archive(const untar_paths *p, int force, char *err, size_t errlen) {
+    char why[1024];
+    if (weights_mkdirs(p->data, err, errlen) != 0 || weights_mkdirs(p->archdir, err, errlen) != 0)
         return -1;
     struct stat st;
-    if (o->force || stat(archive, &st) != 0) {
-        if (o->force) {
-            unlink(archive);
-            char part[PATH_MAX_ + 310];
-            snprintf(part, sizeof part, "%s.part", archive);
-            unlink(part);
-        }
-        if (weights_download_resume(url, archive, isatty(2), why, sizeof why) != 0) {
-            snprintf(err, errlen, "%s. Put the extracted folder at %s and run again.", why, final);
-            return -1;
-        }
+    if (!force && stat(p->archive, &st) == 0) return 0;
+    if (force) {
+        unlink(p->archive);
+        char part[PATH_MAX_ + 310];
+        snprintf(part, sizeof part, "%s.part", p->archive);
+        unlink(part);
     }
-
-    /* List first: refuse what could write outside the folder. */
-    listing ls = {.tops = 0};
-    const char *list_argv[] = {"tar", "-tzf", archive, NULL};
-    if (run_tar(list_argv, check_member, &ls, why, sizeof why) != 0 || ls.members == 0) {
-        if (ls.members == 0 && !strstr(why, "member")) snprintf(why, sizeof why, "it is empty");
-        if (strstr(why, "member")) {
-            snprintf(err, errlen, "refusing to extract %s: %s", archive, why);
-        } else {
-            unlink(archive); /* a broken download: the next call fetches it again */
-            snprintf(err, errlen, "cannot read the archive %s from %s (%s); it was deleted, run "
-                     "again to download it again, or put the extracted folder at %s", archive, url,
-                     why, final);
-        }
+    if (weights_download_resume(p->url, p->archive, isatty(2), why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s. Put the extracted folder at %s and run again.", why, p->final);
         return -1;
     }
+    return 0;
+}
 
+/* List the archive first: refuse what could write outside the folder. */
+static int list_archive(const untar_paths *p, listing *ls, char *err, size_t errlen) {
+    char why[1024] = "";
+    const char *list_argv[] = {"tar", "-tzf", p->archive, NULL};
+    if (run_tar(list_argv, check_member, ls, why, sizeof why) == 0 && ls->members > 0) return 0;
+    if (ls->members == 0 && !strstr(why, "member")) snprintf(why, sizeof why, "it is empty");
+    if (strstr(why, "member")) {
+        snprintf(err, errlen, "refusing to extract %s: %s", p->archive, why);
+    } else {
+        unlink(p->archive); /* a broken download: the next call fetches it again */
+        snprintf(err, errlen, "cannot read the archive %s from %s (%s); it was deleted, run "
+                 "again to download it again, or put the extracted folder at %s", p->archive,
+                 p->url, why, p->final);
+    }
+    return -1;
+}
+
+/* Extract into tmp, a fresh temporary folder next to final. */
+static int extract_archive(const untar_paths *p, char *tmp, size_t tmplen, char *err,
+                           size_t errlen) {
+    char why[1024];
     /* ftlua's temp pattern: a folder left by kill -9 is removed at the next write to data */
-    char tmp[FTL_ATOMIC_PATH_MAX + 128];
-    if (ftl_atomic_temp_dir(final, tmp, sizeof tmp, why, sizeof why) != 0) {
+    if (ftl_atomic_temp_dir(p->final, tmp, tmplen, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s", why);
         return -1;
     }
-    fprintf(stderr, "Extracting %s to %s\n", archive, final);
-    const char *x_argv[] = {"tar", "-xzf", archive, "-C", tmp, "--no-same-owner", NULL};
-    if (run_tar(x_argv, NULL, NULL, why, sizeof why) != 0) {
-        rm_tree(tmp);
-        if (strstr(why, strerror(ENOSPC))) { /* the archive is fine: keep it for the next try */
-            snprintf(err, errlen, "cannot extract %s into %s (%s): free some space and run again "
-                     "(the archive is kept)", archive, final, why);
-            return -1;
-        }
-        unlink(archive);
-        snprintf(err, errlen, "cannot extract %s (%s); it was deleted, run again to download it "
-                 "again, or put the extracted folder at %s", archive, why, final);
+    fprintf(stderr, "Extracting %s to %s\n", p->archive, p->final);
+    const char *x_argv[] = {"tar", "-xzf", p->archive, "-C", tmp, "--no-same-owner", NULL};
+    if (run_tar(x_argv, NULL, NULL, why, sizeof why) == 0) return 0;
+    rm_tree(tmp);
+    if (strstr(why, strerror(ENOSPC))) { /* the archive is fine: keep it for the next try */
+        snprintf(err, errlen, "cannot extract %s into %s (%s): free some space and run again "
+                 "(the archive is kept)", p->archive, p->final, why);
         return -1;
     }
-    /* One top folder: it becomes final. Anything else: the whole temporary folder does. */
+    unlink(p->archive);
+    snprintf(err, errlen, "cannot extract %s (%s); it was deleted, run again to download it "
+             "again, or put the extracted folder at %s", p->archive, why, p->final);
+    return -1;
+}
+
+/* force with final there already: swap the new folder (src) and the old one in one step, so
+ * final is always one of them, whole; then delete the old one (now inside tmp). */
+static int replace_folder(const char *src, const char *tmp, const char *final, char *err,
+                          size_t errlen) {
+    if (renameat2(AT_FDCWD, src, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
+        rm_tree(tmp);
+        return 0;
+    }
+    /* no RENAME_EXCHANGE on this file system: move the old copy away first */
+    char old[FTL_ATOMIC_PATH_MAX + 128], why[1024];
+    if (ftl_atomic_temp_dir(final, old, sizeof old, why, sizeof why) != 0 || rmdir(old) != 0 ||
+        rename(final, old) != 0) {
+        snprintf(err, errlen, "cannot replace %s: %s", final, strerror(errno));
+        rm_tree(tmp);
+        return -1;
+    }
+    int rc = rename(src, final);
+    int e = errno;
+    if (rc != 0) rename(old, final); /* put the old one back */
+    else rm_tree(old);
+    rm_tree(tmp);
+    if (rc != 0) snprintf(err, errlen, "cannot rename %s to %s: %s", src, final, strerror(e));
+    return rc;
+}
+
+/* Move what tmp holds into place as final: its one top folder, or else tmp itself. */
+static int move_into_place(const listing *ls, const char *tmp, const char *final, char *err,
+                           size_t errlen) {
     char src[PATH_MAX_ + 600];
-    if (ls.tops == 1 && !ls.top_file) snprintf(src, sizeof src, "%s/%s", tmp, ls.top);
+    if (ls->tops == 1 && !ls->top_file) snprintf(src, sizeof src, "%s/%s", tmp, ls->top);
     else snprintf(src, sizeof src, "%s", tmp);
     if (!is_dir(src)) snprintf(src, sizeof src, "%s", tmp);
-    if (is_dir(final)) {
-        /* force: swap the new folder and the old one in one step, so final is always one of
-         * them, whole; then delete the old one (now inside tmp) */
-        if (renameat2(AT_FDCWD, src, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
-            rm_tree(tmp);
-            return 0;
-        }
-        /* no RENAME_EXCHANGE on this file system: move the old copy away first */
-        char old[FTL_ATOMIC_PATH_MAX + 128];
-        if (ftl_atomic_temp_dir(final, old, sizeof old, why, sizeof why) != 0 || rmdir(old) != 0 ||
-            rename(final, old) != 0) {
-            snprintf(err, errlen, "cannot replace %s: %s", final, strerror(errno));
-            rm_tree(tmp);
-            return -1;
-        }
-        int rc = rename(src, final);
-        int e = errno;
-        if (rc != 0) rename(old, final); /* put the old one back */
-        else rm_tree(old);
-        rm_tree(tmp);
-        if (rc != 0) snprintf(err, errlen, "cannot rename %s to %s: %s", src, final, strerror(e));
-        return rc;
-    }
+    if (is_dir(final)) return replace_folder(src, tmp, final, err, errlen);
     if (rename(src, final) != 0) {
         int e = errno;
         rm_tree(tmp);
@@ -336,33 +358,37 @@ static int untar_data_c(const untar_opts *o, char *out, size_t outlen, char *err
     return 0;
 }
 
+static int untar_data_c(const untar_opts *o, char *out, size_t outlen, char *err, size_t errlen) {
+    untar_paths p;
+    if (untar_paths_init(o, &p, err, errlen) != 0) return -1;
+    if (snprintf(out, outlen, "%s", p.final) >= (int)outlen) {
+        snprintf(err, errlen, "path too long: %s", p.final);
+        return -1;
+    }
+    if (!o->force && is_dir(p.final)) return 0; /* cached: no network */
+    if (fetch_archive(&p, o->force, err, errlen) != 0) return -1;
+    listing ls = {.tops = 0};
+    if (list_archive(&p, &ls, err, errlen) != 0) return -1;
+    char tmp[FTL_ATOMIC_PATH_MAX + 128];
+    if (extract_archive(&p, tmp, sizeof tmp, err, errlen) != 0) return -1;
+    return move_into_place(&ls, tmp, p.final, err, errlen);
+}
+
 /* ---------------------------------------------------------------- Lua */
 
 /* untar_data(url [, {dest = folder, force = false}]) -> the extracted folder's path */
 static int l_untar_data(lua_State *L) {
     untar_opts o = {.url = luaL_checkstring(L, 1)};
+    static const char *const known[] = {"dest", "force", NULL};
+    ftl_check_options(L, 2, "untar_data", known);
     char dest[PATH_MAX_];
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 2)) {
-            lua_pop(L, 1);
-            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-            if (strcmp(k, "dest") != 0 && strcmp(k, "force") != 0)
-                return luaL_error(L, "untar_data: unknown option %s (known: dest, force)", k);
-        }
-        if (lua_getfield(L, 2, "dest") != LUA_TNIL) {
-            const char *d = lua_tostring(L, -1);
-            if (!d || lua_type(L, -1) != LUA_TSTRING)
-                return luaL_error(L, "untar_data: dest must be a folder name");
-            if (snprintf(dest, sizeof dest, "%s", d) >= (int)sizeof dest)
-                return luaL_error(L, "untar_data: dest is too long");
-            o.dest = dest;
-        }
-        lua_getfield(L, 2, "force");
-        o.force = lua_toboolean(L, -1);
-        lua_pop(L, 2);
+    const char *d = ftl_opt_string(L, 2, "untar_data", "dest", NULL);
+    if (d) {
+        if (snprintf(dest, sizeof dest, "%s", d) >= (int)sizeof dest)
+            return luaL_error(L, "untar_data: dest is too long");
+        o.dest = dest;
     }
+    o.force = ftl_opt_boolean(L, 2, "untar_data", "force", 0);
     char out[PATH_MAX_ + 300], err[16384];
     /* No Lua call inside: nothing to leak. The url string stays alive at index 1. */
     if (untar_data_c(&o, out, sizeof out, err, sizeof err) != 0)

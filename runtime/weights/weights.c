@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/args.h"
+#include "base/lua_class.h"
 #include "base/st_tensors.h"
 #include "ftlua.h"
 #include "io/pth.h"
@@ -61,13 +63,9 @@ static int box_close(lua_State *L) {
 static weights_box *push_box(lua_State *L) {
     weights_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
-    if (luaL_newmetatable(L, BOX_MT)) {
-        lua_pushcfunction(L, box_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, box_close);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    static const luaL_Reg meta[] = {{"__close", box_close}, {"__gc", box_close}, {NULL, NULL}};
+    ftl_new_class(L, BOX_MT, NULL, meta);
+    luaL_setmetatable(L, BOX_MT);
     lua_toclose(L, -1);
     return b;
 }
@@ -194,29 +192,18 @@ static ft_tensor *pth_tensor(weights_box *box, int i, char *err, size_t errlen) 
     return t;
 }
 
-/* The `key` option, left on the stack (so the string stays alive); NULL when absent. */
+/* The `key` option; the string stays alive in the options table at 2. NULL when absent. */
 static const char *load_key(lua_State *L) {
-    if (lua_isnoneornil(L, 2)) return NULL;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "key") != 0)
-            luaL_error(L, "weights.load: unknown option %s (options: key)",
-                       lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : luaL_typename(L, -2));
-        lua_pop(L, 1);
-    }
-    lua_getfield(L, 2, "key");
-    if (lua_isnil(L, -1)) return NULL;
-    if (!lua_isstring(L, -1))
-        luaL_error(L, "weights.load: option key must be a string like \"model\", got %s", luaL_typename(L, -1));
-    return lua_tostring(L, -1);
+    static const char *const known[] = {"key", NULL};
+    ftl_check_options(L, 2, "weights.load", known);
+    return ftl_opt_string(L, 2, "weights.load", "key", NULL);
 }
 
 static int w_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     lua_settop(L, 2);
-    const char *key = load_key(L); /* may push the key: slot 3 */
-    lua_settop(L, 3);
+    const char *key = load_key(L);
+    lua_settop(L, 3); /* slot 3 stays free: the box goes to 4 */
     char err[1024];
     int fmt;
     if (sniff(path, &fmt, err, sizeof err) != 0) return luaL_error(L, "weights.load: %s", err);
@@ -367,87 +354,87 @@ static int valid_file_name(const char *s) {
     return 1;
 }
 
-/* The string field `name` of the table at 1, or NULL when absent. */
-static const char *opt_string(lua_State *L, const char *name) {
-    lua_getfield(L, 1, name);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return NULL;
+/* Where pretrained weights come from and go to, and the hash (or its prefix) they must have. */
+typedef struct {
+    char url[4096], file[256], hash[65];
+} pretrained_src;
+
+/* pretrained("resnet34"): torchvision's file under FTLUA_WEIGHTS_URL (default download.pytorch.org). */
+static void pretrained_by_arch(lua_State *L, const char *arch, pretrained_src *src) {
+    int k = 0;
+    while (k < N_PRETRAINED && strcmp(PRETRAINED[k].arch, arch) != 0) k++;
+    if (k == N_PRETRAINED) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (int j = 0; j < N_PRETRAINED; j++) {
+            luaL_addstring(&b, j ? ", " : "");
+            luaL_addstring(&b, PRETRAINED[j].arch);
+        }
+        luaL_pushresult(&b);
+        luaL_error(L, "weights.pretrained: no pretrained weights for '%s' (known: %s; "
+                   "or pass {url = ..., file = ...})", arch, lua_tostring(L, -1));
     }
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "weights.pretrained: %s must be a string, got %s", name, luaL_typename(L, -1));
-    return lua_tostring(L, -1); /* stays on the stack */
+    const char *base = getenv("FTLUA_WEIGHTS_URL");
+    if (!base || !*base) base = DEFAULT_BASE_URL;
+    size_t bl = strlen(base);
+    snprintf(src->file, sizeof src->file, "%s", PRETRAINED[k].file);
+    if (snprintf(src->url, sizeof src->url, "%s%s%s", base, base[bl - 1] == '/' ? "" : "/",
+                 src->file) >= (int)sizeof src->url)
+        luaL_error(L, "weights.pretrained: FTLUA_WEIGHTS_URL is too long");
+    char unused[256], err[2048];
+    if (weights_url_file(src->url, unused, sizeof unused, err, sizeof err) != 0)
+        luaL_error(L, "weights.pretrained: FTLUA_WEIGHTS_URL: %s", err);
+    weights_name_hash(src->file, src->hash);
+}
+
+/* sha256 = "hex digits": the whole hash or a prefix of it, lowered. */
+static void pretrained_hash(lua_State *L, const char *h, char hash[65]) {
+    size_t n = strlen(h);
+    if (n == 0 || n > 64) luaL_error(L, "weights.pretrained: sha256 must have 1 to 64 hex digits");
+    for (size_t j = 0; j < n; j++) {
+        char c = (char)(h[j] >= 'A' && h[j] <= 'F' ? h[j] - 'A' + 'a' : h[j]);
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            luaL_error(L, "weights.pretrained: sha256 must be hex digits, got '%s'", h);
+        hash[j] = c;
+    }
+    hash[n] = 0;
+}
+
+/* pretrained{url = URL [, file = NAME] [, sha256 = HEX]}: the table at 1. */
+static void pretrained_by_table(lua_State *L, pretrained_src *src) {
+    static const char *const known[] = {"url", "file", "sha256", NULL};
+    const char *fn = "weights.pretrained";
+    ftl_check_options(L, 1, fn, known);
+    const char *u = ftl_opt_string(L, 1, fn, "url", NULL);
+    const char *f = ftl_opt_string(L, 1, fn, "file", NULL);
+    const char *h = ftl_opt_string(L, 1, fn, "sha256", NULL);
+    if (!u) luaL_error(L, "weights.pretrained: the table needs a url");
+    if (strlen(u) >= sizeof src->url) luaL_error(L, "weights.pretrained: url too long");
+    snprintf(src->url, sizeof src->url, "%s", u);
+    char err[2048];
+    if (weights_url_file(src->url, src->file, sizeof src->file, err, sizeof err) != 0)
+        luaL_error(L, "weights.pretrained: %s", err);
+    if (f) {
+        if (strlen(f) >= sizeof src->file) luaL_error(L, "weights.pretrained: file name too long");
+        snprintf(src->file, sizeof src->file, "%s", f);
+    }
+    if (h) pretrained_hash(L, h, src->hash);
+    else weights_name_hash(src->file, src->hash);
 }
 
 static int w_pretrained(lua_State *L) {
-    char url[4096], file[256], hash[65] = "", dir[4096], path[4400], err[2048];
+    pretrained_src src = {.hash = ""};
+    char dir[4096], path[4400], err[2048];
     lua_settop(L, 1);
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        const char *arch = lua_tostring(L, 1);
-        int k = 0;
-        while (k < N_PRETRAINED && strcmp(PRETRAINED[k].arch, arch) != 0) k++;
-        if (k == N_PRETRAINED) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (int j = 0; j < N_PRETRAINED; j++) {
-                luaL_addstring(&b, j ? ", " : "");
-                luaL_addstring(&b, PRETRAINED[j].arch);
-            }
-            luaL_pushresult(&b);
-            return luaL_error(L, "weights.pretrained: no pretrained weights for '%s' (known: %s; "
-                              "or pass {url = ..., file = ...})", arch, lua_tostring(L, -1));
-        }
-        const char *base = getenv("FTLUA_WEIGHTS_URL");
-        if (!base || !*base) base = DEFAULT_BASE_URL;
-        size_t bl = strlen(base);
-        snprintf(file, sizeof file, "%s", PRETRAINED[k].file);
-        if (snprintf(url, sizeof url, "%s%s%s", base, base[bl - 1] == '/' ? "" : "/", file) >= (int)sizeof url)
-            return luaL_error(L, "weights.pretrained: FTLUA_WEIGHTS_URL is too long");
-        char unused[256];
-        if (weights_url_file(url, unused, sizeof unused, err, sizeof err) != 0)
-            return luaL_error(L, "weights.pretrained: FTLUA_WEIGHTS_URL: %s", err);
-        weights_name_hash(file, hash);
-    } else if (lua_type(L, 1) == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, 1)) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-            if (strcmp(k, "url") != 0 && strcmp(k, "file") != 0 && strcmp(k, "sha256") != 0)
-                luaL_error(L, "weights.pretrained: unknown field %s (fields: url, file, sha256)",
-                           *k ? k : luaL_typename(L, -2));
-            lua_pop(L, 1);
-        }
-        const char *u = opt_string(L, "url"), *f = opt_string(L, "file"), *h = opt_string(L, "sha256");
-        if (!u) return luaL_error(L, "weights.pretrained: the table needs a url");
-        if (strlen(u) >= sizeof url) return luaL_error(L, "weights.pretrained: url too long");
-        snprintf(url, sizeof url, "%s", u);
-        if (weights_url_file(url, file, sizeof file, err, sizeof err) != 0)
-            return luaL_error(L, "weights.pretrained: %s", err);
-        if (f) {
-            if (strlen(f) >= sizeof file) return luaL_error(L, "weights.pretrained: file name too long");
-            snprintf(file, sizeof file, "%s", f);
-        }
-        if (h) {
-            size_t n = strlen(h);
-            if (n == 0 || n > 64) return luaL_error(L, "weights.pretrained: sha256 must have 1 to 64 hex digits");
-            for (size_t j = 0; j < n; j++) {
-                char c = (char)(h[j] >= 'A' && h[j] <= 'F' ? h[j] - 'A' + 'a' : h[j]);
-                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-                    return luaL_error(L, "weights.pretrained: sha256 must be hex digits, got '%s'", h);
-                hash[j] = c;
-            }
-            hash[n] = 0;
-        } else {
-            weights_name_hash(file, hash);
-        }
-    } else {
-        return luaL_typeerror(L, 1, "architecture name or {url = ..., file = ...}");
-    }
-    if (!valid_file_name(file))
-        return luaL_error(L, "weights.pretrained: '%s' is not a plain file name", file);
+    if (lua_type(L, 1) == LUA_TSTRING) pretrained_by_arch(L, lua_tostring(L, 1), &src);
+    else if (lua_type(L, 1) == LUA_TTABLE) pretrained_by_table(L, &src);
+    else return luaL_typeerror(L, 1, "architecture name or {url = ..., file = ...}");
+    if (!valid_file_name(src.file))
+        return luaL_error(L, "weights.pretrained: '%s' is not a plain file name", src.file);
 
     if (weights_cache_dir(dir, sizeof dir, err, sizeof err) != 0)
         return luaL_error(L, "weights.pretrained: %s", err);
-    snprintf(path, sizeof path, "%s/%s", dir, file);
+    snprintf(path, sizeof path, "%s/%s", dir, src.file);
     struct stat st;
     if (stat(path, &st) == 0) { /* reused as torch.hub does: it was checked when it landed */
         if (!S_ISREG(st.st_mode)) return luaL_error(L, "weights.pretrained: %s is not a file", path);
@@ -456,7 +443,7 @@ static int w_pretrained(lua_State *L) {
     }
     if (weights_mkdirs(dir, err, sizeof err) != 0)
         return luaL_error(L, "weights.pretrained: %s (set TORCH_HOME to a writable folder)", err);
-    if (weights_download(url, dir, file, hash, isatty(2), err, sizeof err) != 0)
+    if (weights_download(src.url, dir, src.file, src.hash, isatty(2), err, sizeof err) != 0)
         return luaL_error(L, "weights.pretrained: %s", err);
     lua_pushstring(L, path);
     return 1;

@@ -38,7 +38,7 @@ H.test("URLs are fastai's", function()
   H.eq(ft.URLs.IMAGENETTE_160, "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz", "IMAGENETTE_160")
   H.eq(ft.untar_data, ft.untar.untar_data, "alias")
   H.errors(function() ft.untar_data("ftp://x/y.tgz") end, "URL must start with http:// or https://")
-  H.errors(function() ft.untar_data("http://x/y.tgz", { dst = "a" }) end, "unknown option dst")
+  H.errors(function() ft.untar_data("http://x/y.tgz", { dst = "a" }) end, "unknown option 'dst'")
 end)
 
 -- Build the archives: two small datasets, a corrupt one, one with a ../evil member.
