@@ -492,11 +492,8 @@ int luaopen_ftlua_tensor(lua_State *L) {
         ftl_register_index(L); /* tensor_index.c: views, indexing; sets __index/__newindex */
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, "ftlua.GradGuard")) {
-        lua_pushcfunction(L, grad_guard_close);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg grad_guard_meta[] = {{"__close", grad_guard_close}, {NULL, NULL}};
+    ftl_new_class(L, "ftlua.GradGuard", NULL, grad_guard_meta);
 
     luaL_newlib(L, module_funcs);
     for (int k = 0; k < (int)(sizeof SHAPED_NAMES / sizeof SHAPED_NAMES[0]); k++) {

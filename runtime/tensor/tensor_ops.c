@@ -541,11 +541,6 @@ void ftl_register_ops(lua_State *L) {
     luaL_setfuncs(L, META, 0);
     lua_pop(L, 1);
 
-    if (luaL_newmetatable(L, "ftlua.Size")) {
-        lua_pushcfunction(L, size_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushcfunction(L, size_eq);
-        lua_setfield(L, -2, "__eq");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg size_meta[] = {{"__tostring", size_tostring}, {"__eq", size_eq}, {NULL, NULL}};
+    ftl_new_class(L, "ftlua.Size", NULL, size_meta);
 }
