@@ -18,39 +18,26 @@ local x_test, y_test = V.read_idx(dir .. "/t10k-images-idx3-ubyte.gz"), V.read_i
 local names = V.fashion_mnist_classes
 local source_classes, target_classes = { 0, 1, 2, 7, 8 }, { 3, 4, 5, 6, 9 }
 
-local function subset(x, y, classes, per_class) -- main.lua's
-  local new_label, taken, idx, labels = {}, {}, {}, {}
-  for k, c in ipairs(classes) do new_label[c], taken[c] = k, 0 end
-  for n, c in ipairs(y:totable()) do
-    if new_label[c] and (not per_class or taken[c] < per_class) then
-      taken[c] = taken[c] + 1
-      idx[#idx + 1], labels[#labels + 1] = n, new_label[c]
-    end
-  end
-  local vocab = {}
-  for k, c in ipairs(classes) do vocab[k] = names[c + 1] end
-  return x:index_select(1, T.tensor(idx):long()), T.tensor(labels):long(), vocab
-end
 local function dataloaders(xt, yt, xv, yv, vocab, bs)
   return V.ImageDataLoaders.from_tensors(xt, yt, xv, yv, { vocab = vocab, bs = bs, val_bs = 256, channels = 1, seed = 42,
     normalize = { { 0.286 }, { 0.353 } }, item_tfms = V.Resize(32), verbose = false,
     batch_tfms = V.aug_transforms { size = 28, min_scale = 0.75, max_warp = 0 } })
 end
-local function resnet_fm(o) -- main.lua's
-  local function down(cin, cout) return nn.Sequential { nn.Conv2d(cin, cout, 1, { stride = 2, bias = false }), nn.BatchNorm2d(cout) } end
-  local function layer(cin, cout, stride)
-    return nn.Sequential { nn.BasicBlock(cin, cout, stride > 1 and { stride = stride, downsample = down(cin, cout) } or nil) }
-  end
-  local m = nn.Sequential {
-    { "conv1", nn.Conv2d(1, 16, 3, { padding = 1, bias = false }) }, { "bn1", nn.BatchNorm2d(16) }, { "relu", nn.ReLU() },
-    { "maxpool", nn.MaxPool2d(3, { stride = 2, padding = 1 }) },
-    { "layer1", layer(16, 16, 1) }, { "layer2", layer(16, 32, 2) }, { "layer3", layer(32, 64, 2) },
-    { "layer4", layer(64, 128, 2) },
-    { "avgpool", nn.AdaptiveAvgPool2d(1) }, { "flatten", nn.Flatten() }, { "fc", nn.Linear(128, #source_classes) },
-  }
-  if o and o.weights then m:load_state_dict(ft.weights.load(o.weights)) end
-  return m
+-- main.lua's own subset and resnet_fm, read from scripts/main.lua (one copy): the text of its
+-- top-level `local function NAME`, loaded with the names it uses from main.lua's scope.
+local main_lua = (arg[0]:match("^(.*/)") or "./") .. "../../scripts/main.lua"
+local function from_main(name, scope)
+  local f = assert(io.open(main_lua, "rb"))
+  local src = f:read("a")
+  f:close()
+  local at, text = src:match("\n()(local function " .. name .. "%(.-\nend)\n")
+  if not text then error(main_lua .. " has no top-level `local function " .. name .. "`", 2) end
+  local _, lines_before = src:sub(1, at - 1):gsub("\n", "") -- so that messages give main.lua's lines
+  text = ("\n"):rep(lines_before) .. text .. "\nreturn " .. name
+  return assert(load(text, "@" .. main_lua, "t", setmetatable(scope, { __index = _G })))()
 end
+local subset = from_main("subset", { T = T, names = names })
+local resnet_fm = from_main("resnet_fm", { nn = nn, source_classes = source_classes })
 
 local f = io.open(backbone, "rb")
 if f then f:close() else
