@@ -2,27 +2,12 @@
 # test_cli.sh: the ftlua command line (arg table, -e, -, stdin, -i, errors and where they are
 # said, --traceback, help(), SIGINT, --version, --help).
 # Prints "ok <name>", "FAIL <name>: <why>" per check. FTLUA=path overrides ./ftlua.
-FTLUA=${FTLUA:-./ftlua}
-if [ ! -x "$FTLUA" ]; then
-    echo "FAIL cli_binary: $FTLUA is not built"
-    exit 1
-fi
+test_name=cli; . tests/host/preamble.sh
 prog=$(basename "$FTLUA") # errors are prefixed with the program's name
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-out="$tmp/out" err="$tmp/err"
 tab=$(printf '\t')
 
-ok() { echo "ok $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    failures=$((failures + 1))
-    for f in "$out" "$err"; do [ -s "$f" ] && sed "s|^|    $(basename "$f")> |" "$f" | head -20; done
-}
 # run CMD...: runs it with stdin from /dev/null unless redirected by the caller; sets $rc.
 run() { "$@" >"$out" 2>"$err"; rc=$?; }
-has() { grep -qF -- "$2" "$1"; }   # file contains the plain string
 is() { [ "$(cat "$1")" = "$2" ]; }   # file is exactly this text
 
 # ---- arg: arg[0] the script, arg[1..] its arguments, the interpreter at negative indices

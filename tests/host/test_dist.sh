@@ -4,17 +4,8 @@
 # mid-run, the master port in use, an unreachable master).
 # Prints "ok <name>", "FAIL <name>: <why>", "skip <name>: <why>". FTLUA=path overrides ./ftlua.
 test_name=dist; . tests/host/dist_preamble.sh
-out="$tmp/out" err="$tmp/err"
 
-ok() { echo "ok $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    failures=$((failures + 1))
-    for f in "$out" "$err"; do [ -s "$f" ] && sed "s|^|    $(basename "$f")> |" "$f" | head -20; done
-}
 run() { "$@" >"$out" 2>"$err" </dev/null; rc=$?; }
-has() { grep -qF -- "$2" "$1"; }
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 elapsed() { echo $(( $(date +%s) - $1 )); }
 
 # ---- the launcher sets the variables; all_reduce, broadcast, barrier across 2 ranks

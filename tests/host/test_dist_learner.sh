@@ -7,17 +7,14 @@
 # during fine_tune ends the world at once with a clear error, and a rank that dies while rank 0
 # writes a checkpoint leaves the old checkpoint or the new one, whole.
 # Prints "ok <name>", "FAIL <name>: <why>", "skip <name>: <why>". FTLUA=path overrides ./ftlua.
-FTLUA=${FTLUA:-./ftlua}
 cd "$(dirname "$0")/../.." || exit 2
 test_name=dist_learner; . tests/host/dist_preamble.sh
 export LUA_PATH="$PWD/tests/lua/?.lua;;"
-ok() { echo "ok $1"; }
-fail() {
+fail() { # name, why, files to show
     echo "FAIL $1: $2"
     failures=$((failures + 1))
     for f in "$3" "$4"; do [ -n "$f" ] && [ -s "$f" ] && sed "s|^|    $(basename "$f")> |" "$f" | tail -15; done
 }
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 nocol() { sed 's/ *[0-9][0-9]:[0-9][0-9] *$//' "$1"; } # the table without its time column
 
 # ---- one process, one thread; then 2 ranks of one thread each, same global batch

@@ -2,22 +2,8 @@
 # test_report.sh: ftlua --report out.html script.lua: the cells, their output, an embedded PNG
 # plot, the error page; then the page in headless Chromium (skipped without /usr/bin/chromium).
 # Prints "ok <name>", "FAIL <name>: <why>", "skip <name>: <why>". FTLUA=path overrides ./ftlua.
-FTLUA=${FTLUA:-./ftlua}
+test_name=report; . tests/host/preamble.sh
 PY=/usr/bin/python3
-if [ ! -x "$FTLUA" ]; then
-    echo "FAIL report_binary: $FTLUA is not built"
-    exit 1
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-ok() { echo "ok $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    failures=$((failures + 1))
-    for f in "$tmp/out" "$tmp/err"; do [ -s "$f" ] && sed "s|^|    $(basename "$f")> |" "$f" | head -20; done
-}
-has() { grep -qF -- "$2" "$1"; }
 
 # ---- three cells: prints (locals kept across cells), a PNG plot, a tensor
 cat >"$tmp/three.lua" <<'EOF'
