@@ -58,22 +58,23 @@ static void describe(int status, char *buf, size_t n) {
         snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
 }
 
-/* Options that cannot make a world: say which, before anything starts. Returns 0 when fine. */
-static int check_launch_opts(const ftl_launch_opts *o) {
+/* Options that cannot make a world: say which (in err), before anything starts. Returns 0 when
+ * fine, else -1. */
+static int check_launch_opts(const ftl_launch_opts *o, char *err, size_t errlen) {
     int world = o->nnodes * o->nproc;
     if (o->nproc < 1 || o->nnodes < 1 || world > MAX_PROCS || o->node_rank < 0 ||
         o->node_rank >= o->nnodes) {
-        fprintf(stderr, "%s: need --nproc >= 1, --nnodes >= 1 (at most %d processes) and "
-                        "0 <= --node-rank < --nnodes\n", o->progname, MAX_PROCS);
+        snprintf(err, errlen, "need --nproc >= 1, --nnodes >= 1 (at most %d processes) and "
+                              "0 <= --node-rank < --nnodes", MAX_PROCS);
         return -1;
     }
     if (o->master_port < 1 || o->master_port > 65535) {
-        fprintf(stderr, "%s: --master-port must be in [1, 65535], got %d\n", o->progname, o->master_port);
+        snprintf(err, errlen, "--master-port must be in [1, 65535], got %d", o->master_port);
         return -1;
     }
     if (o->node_rank == 0 && port_in_use(o->master_port)) {
-        fprintf(stderr, "%s: the master port %d is in use on this machine: choose another with "
-                        "--master-port\n", o->progname, o->master_port);
+        snprintf(err, errlen, "the master port %d is in use on this machine: choose another with "
+                              "--master-port", o->master_port);
         return -1;
     }
     return 0;
@@ -167,7 +168,11 @@ static int watch_ranks(const ftl_launch_opts *o, int *failed_status) {
 
 int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
     (void)argc;
-    if (check_launch_opts(o) != 0) return EXIT_FAILURE;
+    char err[256];
+    if (check_launch_opts(o, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", o->progname, err);
+        return EXIT_FAILURE;
+    }
     set_world_env(o);
     fflush(NULL);
     /* Ctrl-C on a terminal reaches every rank by itself (they share our process group): a
