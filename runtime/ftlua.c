@@ -2,7 +2,8 @@
  *
  * The same objects make ./ftlua (which preloads this) and ftlua.so (which a stock lua5.4 finds
  * through package.cpath: luaopen_ftlua, the LuaRocks naming rule). Lua-written parts of the
- * library (the .lua files in lua/ftlua/) are compiled in and registered as package.preload["ftlua.<name>"].
+ * library (the .lua files in lua/ftlua/) are compiled in and registered as
+ * package.preload["ftlua.<name>"].
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,10 +77,10 @@ static const struct {
     {"model", luaopen_ftlua_model},               /* model/model.c */
     {"weights", luaopen_ftlua_weights},           /* weights/weights.c */
     {"plot", luaopen_ftlua_plot},
-    {"untar", luaopen_ftlua_untar},               /* weights/untar.c: untar_data, URLs */
-    {"dist", luaopen_ftlua_dist},                 /* dist/dist.c: process groups over c10d */
-    {"io", luaopen_ftlua_io},                     /* tensor/atomic_lua.c: atomic writes */
-    {"script", open_script},                      /* lua/ftlua/script.lua: a script's arguments */
+    {"untar", luaopen_ftlua_untar}, /* weights/untar.c: untar_data, URLs */
+    {"dist", luaopen_ftlua_dist},   /* dist/dist.c: process groups over c10d */
+    {"io", luaopen_ftlua_io},       /* tensor/atomic_lua.c: atomic writes */
+    {"script", open_script},        /* lua/ftlua/script.lua: a script's arguments */
 };
 
 /* Names that fastai users write at the top level (table NULL) or under ft.vision:
@@ -134,8 +135,10 @@ int luaopen_ftlua(lua_State *L) {
     lua_pop(L, 1);
     lua_setfield(L, -2, "vision");
     for (size_t i = 0; i < sizeof ALIASES / sizeof ALIASES[0]; i++) {
-        if (ALIASES[i].table) lua_getfield(L, -1, ALIASES[i].table);
-        else lua_pushvalue(L, -1);
+        if (ALIASES[i].table)
+            lua_getfield(L, -1, ALIASES[i].table);
+        else
+            lua_pushvalue(L, -1);
         lua_getfield(L, -2, ALIASES[i].module); /* ft is just below the target table */
         lua_getfield(L, -1, ALIASES[i].field);
         lua_setfield(L, -3, ALIASES[i].field);

@@ -5,13 +5,10 @@
  * host_errors.c (the message handler).
  */
 #include <ctype.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 
 #include "host.h"
 #include "host_internal.h"
@@ -87,14 +84,17 @@ int ftl_help_text(lua_State *L, const char *expr) {
     return 0;
 }
 
-static int path_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '.' || c == ':'; }
+static int path_char(char c) {
+    return isalnum((unsigned char)c) || c == '_' || c == '.' || c == ':';
+}
 
 int ftl_help_at(lua_State *L, const char *code, size_t cursor) {
     size_t len = strlen(code);
     if (cursor > len) cursor = len;
     size_t start = cursor, end = cursor;
     while (start > 0 && path_char(code[start - 1])) start--;
-    while (end < len && (isalnum((unsigned char)code[end]) || code[end] == '_')) end++; /* the rest of the name */
+    while (end < len && (isalnum((unsigned char)code[end]) || code[end] == '_'))
+        end++; /* the rest of the name */
     while (start < end && !(isalpha((unsigned char)code[start]) || code[start] == '_')) start++;
     if (start == end) {
         lua_pushliteral(L, "help: no name at the cursor");
@@ -130,7 +130,10 @@ static int push_help_argument(lua_State *L) {
         h = strstr(h + 1, "help("); /* not xhelp( or t.help( */
     const char *s = h ? h + 5 : NULL, *e = s;
     while (e && *e && *e != ')' && *e != '(') e++;
-    if (!e || *e != ')' || e == s) { lua_pop(L, 1); return 0; }
+    if (!e || *e != ')' || e == s) {
+        lua_pop(L, 1);
+        return 0;
+    }
     lua_pushlstring(L, s, (size_t)(e - s));
     lua_remove(L, -2);
     return 1;
@@ -147,8 +150,11 @@ int ftl_help(lua_State *L) {
         /* help(learn.fit_one_cyle) is help(nil): the caller's line says which name was meant */
         if (push_help_argument(L)) {
             const char *arg = lua_tostring(L, -1);
-            if (lua_isnil(L, 1)) ftl_help_text(L, arg);
-            else lua_pushfstring(L, "help: %s (a %s) has no entry in the reference", arg, luaL_typename(L, 1));
+            if (lua_isnil(L, 1))
+                ftl_help_text(L, arg);
+            else
+                lua_pushfstring(L, "help: %s (a %s) has no entry in the reference", arg,
+                                luaL_typename(L, 1));
         } else {
             lua_pushfstring(L, "help: no entry in the reference for this %s", luaL_typename(L, 1));
         }

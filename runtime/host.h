@@ -45,7 +45,8 @@ int ftl_names(lua_State *L);
  * early (lua.c's rule: the syntax error is at "<eof>"); the message is pushed in every case. */
 int ftl_compile_input(lua_State *L, const char *src, size_t len, const char *chunkname);
 
-/* 1 when src is unfinished (ftl_compile_input would give FTL_INCOMPLETE), else 0. Pushes nothing. */
+/* 1 when src is unfinished (ftl_compile_input would give FTL_INCOMPLETE), else 0. Pushes nothing.
+ */
 int ftl_input_incomplete(lua_State *L, const char *src, size_t len);
 
 /* A Python habit: an expression alone after statements, "a = f(); a" (Lua waits for the rest of

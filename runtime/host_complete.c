@@ -2,22 +2,21 @@
  * readline and the notebook's complete request, and names(v), which "did you mean" uses.
  */
 #include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 
 #include "host.h"
 #include "host_internal.h"
 
 #define INDEX_DEPTH 8 /* __index links followed by completion */
 
-static const char *const keywords[] = {
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
-    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while", NULL};
+static const char *const keywords[] = {"and",   "break", "do",       "else",  "elseif", "end",
+                                       "false", "for",   "function", "goto",  "if",     "in",
+                                       "local", "nil",   "not",      "or",    "repeat", "return",
+                                       "then",  "true",  "until",    "while", NULL};
 
 static int is_keyword(const char *s, size_t len) {
     for (int i = 0; keywords[i]; i++)
@@ -92,10 +91,11 @@ static void add_names(lua_State *L, int idx, const char *word, const char *prefi
 
 /* Add the names of the value on top (its keys, then each __index table up its chain) that start
  * with word, each after prefix. It replaces the value with what it walks to: push a copy. */
-static void collect_names(lua_State *L, const char *word, const char *prefix, size_t plen, int methods,
-                          ftl_strlist *out) {
+static void collect_names(lua_State *L, const char *word, const char *prefix, size_t plen,
+                          int methods, ftl_strlist *out) {
     for (int depth = 0; depth < INDEX_DEPTH; depth++) {
-        if (lua_type(L, -1) == LUA_TTABLE) add_names(L, -1, word, prefix, plen, methods, depth > 0, out);
+        if (lua_type(L, -1) == LUA_TTABLE)
+            add_names(L, -1, word, prefix, plen, methods, depth > 0, out);
         if (!lua_getmetatable(L, -1)) break;
         lua_pushliteral(L, "__index");
         int kind = lua_rawget(L, -2);
@@ -108,7 +108,8 @@ static void collect_names(lua_State *L, const char *word, const char *prefix, si
          * metatable.__methods (ftlua's tensors), or in the metatable itself */
         if (kind == LUA_TFUNCTION) {
             for (int up = 1; lua_getupvalue(L, -1, up) != NULL; up++) {
-                if (lua_type(L, -1) == LUA_TTABLE) add_names(L, -1, word, prefix, plen, methods, 1, out);
+                if (lua_type(L, -1) == LUA_TTABLE)
+                    add_names(L, -1, word, prefix, plen, methods, 1, out);
                 lua_pop(L, 1);
             }
             lua_pop(L, 1); /* __index */
@@ -129,7 +130,8 @@ static int complete_protected(lua_State *L) {
         if (*p == '.' || *p == ':') sep = p;
     if (sep == NULL) {
         for (int i = 0; keywords[i]; i++)
-            if (strncmp(keywords[i], text, strlen(text)) == 0) ftl_strlist_add(a->out, "", 0, keywords[i]);
+            if (strncmp(keywords[i], text, strlen(text)) == 0)
+                ftl_strlist_add(a->out, "", 0, keywords[i]);
         lua_pushglobaltable(L);
         add_names(L, -1, text, "", 0, 0, 0, a->out);
         return 0;
@@ -140,7 +142,8 @@ static int complete_protected(lua_State *L) {
     while (p < sep) {
         const char *dot = memchr(p, '.', (size_t)(sep - p));
         const char *end = dot ? dot : sep;
-        if (!ftl_host_is_name(p, (size_t)(end - p))) return 0; /* "x:y.z", "a..b", "t[1].": no guess */
+        if (!ftl_host_is_name(p, (size_t)(end - p)))
+            return 0; /* "x:y.z", "a..b", "t[1].": no guess */
         lua_pushlstring(L, p, (size_t)(end - p));
         lua_gettable(L, -2); /* may run __index: we are protected */
         lua_remove(L, -2);

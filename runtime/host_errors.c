@@ -3,13 +3,10 @@
  * method, field or global.
  */
 #include <ctype.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 
 #include "host.h"
 #include "host_internal.h"
@@ -24,10 +21,13 @@ int ftl_full_traceback;
 static int push_owner(lua_State *L, lua_Debug *ar, const char *line, const char *name, char sep) {
     size_t nlen = strlen(name);
     for (const char *p = strchr(line, sep); p; p = strchr(p + 1, sep)) {
-        if (strncmp(p + 1, name, nlen) != 0 || isalnum((unsigned char)p[1 + nlen]) || p[1 + nlen] == '_')
+        if (strncmp(p + 1, name, nlen) != 0 || isalnum((unsigned char)p[1 + nlen]) ||
+            p[1 + nlen] == '_')
             continue;
         const char *start = p;
-        while (start > line && (isalnum((unsigned char)start[-1]) || start[-1] == '_' || start[-1] == '.')) start--;
+        while (start > line &&
+               (isalnum((unsigned char)start[-1]) || start[-1] == '_' || start[-1] == '.'))
+            start--;
         if (start == p || !(isalpha((unsigned char)*start) || *start == '_')) continue;
         /* the first name: a local (the last one active by that name), an upvalue, a global */
         const char *end = start;
@@ -46,11 +46,16 @@ static int push_owner(lua_State *L, lua_Debug *ar, const char *line, const char 
         }
         if (!found && lua_getinfo(L, "f", ar)) {
             for (int u = 1; (lname = lua_getupvalue(L, -1, u)) != NULL; u++) {
-                if (strcmp(lname, first) == 0) { found = 1; break; }
+                if (strcmp(lname, first) == 0) {
+                    found = 1;
+                    break;
+                }
                 lua_pop(L, 1);
             }
-            if (found) lua_remove(L, -2);
-            else lua_pop(L, 1);
+            if (found)
+                lua_remove(L, -2);
+            else
+                lua_pop(L, 1);
         }
         if (!found) {
             lua_pushglobaltable(L);
@@ -63,7 +68,10 @@ static int push_owner(lua_State *L, lua_Debug *ar, const char *line, const char 
         while (end < p) {
             const char *s = end + 1, *e = s;
             while (e < p && *e != '.') e++;
-            if (!lua_istable(L, -1)) { lua_pop(L, 1); return 0; }
+            if (!lua_istable(L, -1)) {
+                lua_pop(L, 1);
+                return 0;
+            }
             lua_pushlstring(L, s, (size_t)(e - s));
             lua_gettable(L, -2);
             lua_remove(L, -2);
@@ -98,8 +106,14 @@ static size_t position_len(const char *msg) {
 
 /* "(method 'fit_one_cyle')" and friends at the end of a message: push "did you mean ...?". */
 static int push_typo_hint(lua_State *L, const char *msg, lua_Debug *ar) {
-    static const struct { const char *kind; char sep; int methods; } KINDS[] = {
-        {"(method '", ':', 1}, {"(field '", '.', 0}, {"(global '", 0, 0},
+    static const struct {
+        const char *kind;
+        char sep;
+        int methods;
+    } KINDS[] = {
+        {"(method '", ':', 1},
+        {"(field '", '.', 0},
+        {"(global '", 0, 0},
     };
     if (!strstr(msg, "attempt to call a nil value") && !strstr(msg, "attempt to index a nil value"))
         return 0;
@@ -129,10 +143,13 @@ static int push_typo_hint(lua_State *L, const char *msg, lua_Debug *ar) {
 /* Push "\n\tsrc:line: in <what>" for a frame, as luaL_traceback words it. */
 static void push_frame(lua_State *L, lua_Debug *ar) {
     lua_pushfstring(L, "\n\t%s:%d: in ", ar->short_src, ar->currentline);
-    if (*ar->what == 'm') lua_pushliteral(L, "main chunk");
+    if (*ar->what == 'm')
+        lua_pushliteral(L, "main chunk");
     else if (*ar->namewhat)
-        lua_pushfstring(L, "%s '%s'", strcmp(ar->namewhat, "global") == 0 ? "function" : ar->namewhat, ar->name);
-    else lua_pushfstring(L, "function <%s:%d>", ar->short_src, ar->linedefined);
+        lua_pushfstring(L, "%s '%s'",
+                        strcmp(ar->namewhat, "global") == 0 ? "function" : ar->namewhat, ar->name);
+    else
+        lua_pushfstring(L, "function <%s:%d>", ar->short_src, ar->linedefined);
     lua_concat(L, 2);
 }
 
@@ -141,17 +158,23 @@ static void push_frame(lua_State *L, lua_Debug *ar) {
 static int last_level(lua_State *L) {
     lua_Debug ar;
     int li = 1, le = 1;
-    while (lua_getstack(L, le, &ar)) { li = le; le *= 2; }
+    while (lua_getstack(L, le, &ar)) {
+        li = le;
+        le *= 2;
+    }
     while (li < le) {
         int m = (li + le) / 2;
-        if (lua_getstack(L, m, &ar)) li = m + 1;
-        else le = m;
+        if (lua_getstack(L, m, &ar))
+            li = m + 1;
+        else
+            le = m;
     }
     return le - 1;
 }
 
-#define TOP_LEVELS 20    /* levels looked at from the error up... */
-#define BOTTOM_LEVELS 10 /* ...and from the main chunk down; the middle of a deep stack is skipped */
+#define TOP_LEVELS 20 /* levels looked at from the error up... */
+#define BOTTOM_LEVELS                                                                              \
+    10 /* ...and from the main chunk down; the middle of a deep stack is skipped */
 
 /* The next level to look at after `level`: all of them on a short stack, else the top and the
  * bottom ones. */
@@ -181,8 +204,12 @@ int ftl_msghandler(lua_State *L) {
     lua_Debug ar, user;
     int last = last_level(L), first_user = 0, n_user = 0, level;
     for (level = 1; level <= last; level = next_level(level, last)) {
-        if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "Slnt", &ar) || !user_frame(&ar)) continue;
-        if (n_user++ == 0) { first_user = level; user = ar; }
+        if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "Slnt", &ar) || !user_frame(&ar))
+            continue;
+        if (n_user++ == 0) {
+            first_user = level;
+            user = ar;
+        }
     }
     int base = lua_gettop(L);
     /* said at the user's line: a position inside the library becomes the user's */
@@ -205,11 +232,14 @@ int ftl_msghandler(lua_State *L) {
         lua_pushliteral(L, "\nstack traceback:");
         for (level = 1; level <= last; level = next_level(level, last)) {
             if (level == last - BOTTOM_LEVELS + 1 && last > TOP_LEVELS + BOTTOM_LEVELS)
-                lua_pushfstring(L, "\n\t...\t(skipping %d levels)", last - BOTTOM_LEVELS - TOP_LEVELS);
+                lua_pushfstring(L, "\n\t...\t(skipping %d levels)",
+                                last - BOTTOM_LEVELS - TOP_LEVELS);
             else
                 lua_pushliteral(L, "");
-            if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Slnt", &ar) && user_frame(&ar)) push_frame(L, &ar);
-            else lua_pushliteral(L, "");
+            if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Slnt", &ar) && user_frame(&ar))
+                push_frame(L, &ar);
+            else
+                lua_pushliteral(L, "");
             lua_concat(L, 3); /* the stack stays short however deep the recursion */
         }
     }

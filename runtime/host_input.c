@@ -4,12 +4,10 @@
  */
 #include <ctype.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 
 #include "host.h"
 #include "host_internal.h"
@@ -99,7 +97,8 @@ int ftl_input_hint(lua_State *L, const char *src, size_t len) {
         if (tlen == 0) continue;
         if (!compiles(L, "return ", tail, tlen) || !compiles(L, "", src, cut)) continue;
         const char *t = lua_pushlstring(L, tail, tlen);
-        lua_pushfstring(L,
+        lua_pushfstring(
+            L,
             "stdin:1: `%s` alone is not a statement in Lua. To see its value: `print(%s)`, or end "
             "the line with `return %s` (a line of just `%s` works too)",
             t, t, t, t);

@@ -3,12 +3,10 @@
  */
 #include <ctype.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 
 #include "host.h"
 #include "host_internal.h"
@@ -27,11 +25,19 @@ static void push_quoted(lua_State *L, int idx) {
     luaL_addchar(&b, '"');
     for (size_t i = 0; i < len && i < SHOW_CHARS; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') { luaL_addchar(&b, '\\'); luaL_addchar(&b, (char)c); }
-        else if (c == '\n') luaL_addstring(&b, "\\n");
-        else if (c == '\t') luaL_addstring(&b, "\\t");
-        else if (c < 32 || c == 127) { char e[8]; snprintf(e, sizeof e, "\\%d", c); luaL_addstring(&b, e); }
-        else luaL_addchar(&b, (char)c);
+        if (c == '"' || c == '\\') {
+            luaL_addchar(&b, '\\');
+            luaL_addchar(&b, (char)c);
+        } else if (c == '\n')
+            luaL_addstring(&b, "\\n");
+        else if (c == '\t')
+            luaL_addstring(&b, "\\t");
+        else if (c < 32 || c == 127) {
+            char e[8];
+            snprintf(e, sizeof e, "\\%d", c);
+            luaL_addstring(&b, e);
+        } else
+            luaL_addchar(&b, (char)c);
     }
     luaL_addchar(&b, '"');
     if (len > SHOW_CHARS) luaL_addstring(&b, "...");
@@ -41,15 +47,22 @@ static void push_quoted(lua_State *L, int idx) {
 /* Tables with their own way of printing (__tostring, or __name) use it. */
 static int plain_table(lua_State *L, int idx) {
     if (lua_type(L, idx) != LUA_TTABLE) return 0;
-    if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) { lua_pop(L, 1); return 0; }
-    if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) { lua_pop(L, 1); return 0; }
+    if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
     return 1;
 }
 
 /* One value inside a table: nested tables are not opened. */
 static void push_brief(lua_State *L, int idx) {
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) push_quoted(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING)
+        push_quoted(L, idx);
     else if (plain_table(L, idx)) {
         lua_pushnil(L);
         int empty = !lua_next(L, idx);
@@ -64,7 +77,10 @@ static void push_brief(lua_State *L, int idx) {
         luaL_buffinit(L, &b);
         size_t i = 0;
         for (size_t shown = 0; i < len && shown < SHOW_CHARS; i++, shown++) {
-            if (s[i] != '\n') { luaL_addchar(&b, s[i]); continue; }
+            if (s[i] != '\n') {
+                luaL_addchar(&b, s[i]);
+                continue;
+            }
             while (i + 1 < len && isspace((unsigned char)s[i + 1])) i++;
             luaL_addchar(&b, ' ');
         }
@@ -86,10 +102,14 @@ static int key_rank(lua_State *L, int i) {
 
 static int key_less(lua_State *L) {
     int ra = key_rank(L, 1), rb = key_rank(L, 2), less;
-    if (ra != rb) less = ra < rb;
-    else if (ra <= 1) less = lua_compare(L, 1, 2, LUA_OPLT);
-    else if (ra == 2) less = !lua_toboolean(L, 1) && lua_toboolean(L, 2);
-    else less = (uintptr_t)lua_topointer(L, 1) < (uintptr_t)lua_topointer(L, 2);
+    if (ra != rb)
+        less = ra < rb;
+    else if (ra <= 1)
+        less = lua_compare(L, 1, 2, LUA_OPLT);
+    else if (ra == 2)
+        less = !lua_toboolean(L, 1) && lua_toboolean(L, 2);
+    else
+        less = (uintptr_t)lua_topointer(L, 1) < (uintptr_t)lua_topointer(L, 2);
     lua_pushboolean(L, less);
     return 1;
 }
@@ -99,7 +119,10 @@ static int key_less(lua_State *L) {
 static void push_table(lua_State *L, int idx) {
     idx = lua_absindex(L, idx);
     lua_Integer n = 0; /* the array part: 1..n */
-    while (lua_rawgeti(L, idx, n + 1) != LUA_TNIL) { lua_pop(L, 1); n++; }
+    while (lua_rawgeti(L, idx, n + 1) != LUA_TNIL) {
+        lua_pop(L, 1);
+        n++;
+    }
     lua_pop(L, 1);
 
     lua_newtable(L); /* the other keys */
@@ -108,7 +131,8 @@ static void push_table(lua_State *L, int idx) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n) continue;
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n)
+            continue;
         lua_pushvalue(L, -1);
         lua_rawseti(L, keys, ++nk);
     }
@@ -136,8 +160,14 @@ static void push_table(lua_State *L, int idx) {
             int k = lua_gettop(L);
             size_t len;
             const char *s = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &len) : NULL;
-            if (s && ftl_host_is_name(s, len)) lua_pushvalue(L, k);
-            else { lua_pushliteral(L, "["); push_brief(L, k); lua_pushliteral(L, "]"); lua_concat(L, 3); }
+            if (s && ftl_host_is_name(s, len))
+                lua_pushvalue(L, k);
+            else {
+                lua_pushliteral(L, "[");
+                push_brief(L, k);
+                lua_pushliteral(L, "]");
+                lua_concat(L, 3);
+            }
             lua_pushliteral(L, " = ");
             lua_pushvalue(L, k);
             lua_rawget(L, idx);
@@ -148,16 +178,20 @@ static void push_table(lua_State *L, int idx) {
         }
         lua_concat(L, 3);
     }
-    if (total > shown) lua_pushfstring(L, "%s... (%I more)", shown ? ", " : "", (LUA_INTEGER)(total - shown));
-    else lua_pushliteral(L, "");
+    if (total > shown)
+        lua_pushfstring(L, "%s... (%I more)", shown ? ", " : "", (LUA_INTEGER)(total - shown));
+    else
+        lua_pushliteral(L, "");
     lua_pushliteral(L, "}");
     lua_concat(L, 3);
     lua_remove(L, keys);
 }
 
 void ftl_push_shown(lua_State *L, int idx) {
-    if (plain_table(L, idx)) push_table(L, idx);
-    else luaL_tolstring(L, idx, NULL);
+    if (plain_table(L, idx))
+        push_table(L, idx);
+    else
+        luaL_tolstring(L, idx, NULL);
 }
 
 int ftl_print_results(lua_State *L) {

@@ -66,8 +66,8 @@ static void on_sigint(int sig) {
 /* ---------------------------------------------------------------- errors */
 
 int ftl_docall(lua_State *L, int narg, int nres) {
-    int base = lua_gettop(L) - narg; /* the function's slot */
-    lua_pushcfunction(L, ftl_msghandler); /* host.c: at the user's line */
+    int base = lua_gettop(L) - narg;      /* the function's slot */
+    lua_pushcfunction(L, ftl_msghandler); /* host_errors.c: at the user's line */
     lua_insert(L, base);
     globalL = L;
     interrupted = 0;
@@ -79,7 +79,7 @@ int ftl_docall(lua_State *L, int narg, int nres) {
     int catch = prev.sa_handler != SIG_IGN;
     if (catch) set_signal(SIGINT, on_sigint);
     int status = lua_pcall(L, narg, nres, base);
-    if (catch) sigaction(SIGINT, &prev, NULL); /* outside calls Ctrl-C does what it did before */
+    if (catch) sigaction(SIGINT, &prev, NULL);   /* outside calls Ctrl-C does what it did before */
     if (interrupted) lua_sethook(L, NULL, 0, 0); /* a hook set too late to fire must not leak */
     interrupted = 0;
     failed_by_sigint = status != LUA_OK && sigint_in_call;
@@ -115,9 +115,23 @@ static int dochunk(lua_State *L, int status) {
  * or pmain(). Long options with a value accept both "--opt value" and "--opt=value". */
 
 enum {
-    OPT_EXEC, OPT_INTERACTIVE, OPT_VERSION, OPT_HELP, OPT_REPORT, OPT_TRACEBACK,
-    OPT_NPROC, OPT_NNODES, OPT_NODE_RANK, OPT_MASTER_ADDR, OPT_MASTER_PORT, /* the launcher's */
-    OPT_KERNEL, OPT_INSTALL_KERNEL, OPT_USER, OPT_PREFIX, /* Jupyter (docs/jupyter.md) */
+    OPT_EXEC,
+    OPT_INTERACTIVE,
+    OPT_VERSION,
+    OPT_HELP,
+    OPT_REPORT,
+    OPT_TRACEBACK,
+    /* the launcher's */
+    OPT_NPROC,
+    OPT_NNODES,
+    OPT_NODE_RANK,
+    OPT_MASTER_ADDR,
+    OPT_MASTER_PORT,
+    /* Jupyter (docs/jupyter.md) */
+    OPT_KERNEL,
+    OPT_INSTALL_KERNEL,
+    OPT_USER,
+    OPT_PREFIX,
     OPT_END
 };
 
@@ -131,17 +145,20 @@ typedef struct {
 static const option options[] = {
     {"-e", NULL, "code", OPT_EXEC, "run the Lua code (repeatable, in order)"},
     {"-i", NULL, NULL, OPT_INTERACTIVE, "enter the REPL after running the script"},
-    {"-v", "--version", NULL, OPT_VERSION, "print the versions of ftlua, Lua, libtorch and the devices"},
+    {"-v", "--version", NULL, OPT_VERSION,
+     "print the versions of ftlua, Lua, libtorch and the devices"},
     {"-h", "--help", NULL, OPT_HELP, "print this help"},
     {"--report", NULL, "file", OPT_REPORT, "run the script, write an HTML report of its cells"},
-    {"--traceback", NULL, NULL, OPT_TRACEBACK, "errors show Lua's full traceback (also FTLUA_TRACEBACK=1)"},
+    {"--traceback", NULL, NULL, OPT_TRACEBACK,
+     "errors show Lua's full traceback (also FTLUA_TRACEBACK=1)"},
     {"--nproc", NULL, "n", OPT_NPROC, "run n ranks of the script on this machine (data parallel)"},
     {"--nnodes", NULL, "m", OPT_NNODES, "machines in the world (default 1)"},
     {"--node-rank", NULL, "r", OPT_NODE_RANK, "this machine's index, 0..m-1 (default 0)"},
     {"--master-addr", NULL, "host", OPT_MASTER_ADDR, "rank 0's machine (default 127.0.0.1)"},
     {"--master-port", NULL, "port", OPT_MASTER_PORT, "its rendezvous port (default 29500)"},
     {"--kernel", NULL, "file", OPT_KERNEL, "run as a Jupyter kernel on the connection file"},
-    {"--install-kernel", NULL, NULL, OPT_INSTALL_KERNEL, "install the Jupyter kernelspec (system-wide)"},
+    {"--install-kernel", NULL, NULL, OPT_INSTALL_KERNEL,
+     "install the Jupyter kernelspec (system-wide)"},
     {"--user", NULL, NULL, OPT_USER, "with --install-kernel: for this user only"},
     {"--prefix", NULL, "dir", OPT_PREFIX, "with --install-kernel: under dir/share/jupyter"},
     {"--", NULL, NULL, OPT_END, "stop handling options"},
@@ -150,9 +167,11 @@ static const option options[] = {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: %s [options] [script [args]]\n", ftl_progname);
-    fprintf(f, "Runs the Lua script (\"-\" reads it from stdin) with the ftlua library loaded as `ft`.\n"
-               "With no script and no -e: the REPL on a terminal, else the script on stdin.\n"
-               "Options:\n");
+    fprintf(
+        f,
+        "Runs the Lua script (\"-\" reads it from stdin) with the ftlua library loaded as `ft`.\n"
+        "With no script and no -e: the REPL on a terminal, else the script on stdin.\n"
+        "Options:\n");
     for (size_t i = 0; i < NOPTIONS; i++) {
         const option *o = &options[i];
         char spec[64];
@@ -178,7 +197,10 @@ static const option *next_option(int argc, char **argv, int *i, const char **val
             if (strncmp(a, nm, len) != 0) continue;
             if (a[len] == '\0') { /* exact: "-e code", "--help" */
                 if (o->value) {
-                    if (*i + 1 >= argc) { *err = "needs an argument"; return NULL; }
+                    if (*i + 1 >= argc) {
+                        *err = "needs an argument";
+                        return NULL;
+                    }
                     *value = argv[++*i];
                 }
                 (*i)++;
@@ -197,8 +219,8 @@ static const option *next_option(int argc, char **argv, int *i, const char **val
 }
 
 typedef struct {
-    int script;     /* argv index of the script (or "-"), 0 when none */
-    int has_exec;   /* some -e was given */
+    int script;   /* argv index of the script (or "-"), 0 when none */
+    int has_exec; /* some -e was given */
     int interactive, version, help;
     const char *report; /* --report FILE */
     int launch;         /* some launcher option was given */
@@ -219,16 +241,22 @@ static int to_int(const char *s, int *out) {
 /* First pass: check every option and find the script. Returns 0 (after printing usage) on error. */
 static int parse_args(int argc, char **argv, cmdline *cl) {
     memset(cl, 0, sizeof *cl);
-    cl->lo = (ftl_launch_opts){.nproc = 1, .nnodes = 1, .master_addr = "127.0.0.1", .master_port = 29500};
+    cl->lo = (ftl_launch_opts){
+        .nproc = 1, .nnodes = 1, .master_addr = "127.0.0.1", .master_port = 29500};
     int i = 1;
     while (i < argc) {
         const char *a = argv[i];
-        if (a[0] != '-' || strcmp(a, "-") == 0) { cl->script = i; return 1; }
+        if (a[0] != '-' || strcmp(a, "-") == 0) {
+            cl->script = i;
+            return 1;
+        }
         const char *value, *err = NULL;
         const option *o = next_option(argc, argv, &i, &value, &err);
         if (o == NULL) {
-            if (err) fprintf(stderr, "%s: option '%s' %s\n", ftl_progname, a, err);
-            else fprintf(stderr, "%s: unrecognized option '%s'\n", ftl_progname, a);
+            if (err)
+                fprintf(stderr, "%s: option '%s' %s\n", ftl_progname, a, err);
+            else
+                fprintf(stderr, "%s: unrecognized option '%s'\n", ftl_progname, a);
             usage(stderr);
             return 0;
         }
@@ -239,20 +267,31 @@ static int parse_args(int argc, char **argv, cmdline *cl) {
         case OPT_HELP: cl->help = 1; break;
         case OPT_REPORT: cl->report = value; break;
         case OPT_TRACEBACK: ftl_full_traceback = 1; break;
-        case OPT_NPROC: case OPT_NNODES: case OPT_NODE_RANK: case OPT_MASTER_PORT: {
+        case OPT_NPROC:
+        case OPT_NNODES:
+        case OPT_NODE_RANK:
+        case OPT_MASTER_PORT: {
             int v = 0;
             if (!to_int(value, &v)) {
-                fprintf(stderr, "%s: option '%s' needs an integer, got '%s'\n", ftl_progname, a, value);
+                fprintf(stderr, "%s: option '%s' needs an integer, got '%s'\n", ftl_progname, a,
+                        value);
                 return 0;
             }
-            if (o->id == OPT_NPROC) cl->lo.nproc = v;
-            else if (o->id == OPT_NNODES) cl->lo.nnodes = v;
-            else if (o->id == OPT_NODE_RANK) cl->lo.node_rank = v;
-            else cl->lo.master_port = v;
+            if (o->id == OPT_NPROC)
+                cl->lo.nproc = v;
+            else if (o->id == OPT_NNODES)
+                cl->lo.nnodes = v;
+            else if (o->id == OPT_NODE_RANK)
+                cl->lo.node_rank = v;
+            else
+                cl->lo.master_port = v;
             cl->launch = 1;
             break;
         }
-        case OPT_MASTER_ADDR: cl->lo.master_addr = value; cl->launch = 1; break;
+        case OPT_MASTER_ADDR:
+            cl->lo.master_addr = value;
+            cl->launch = 1;
+            break;
         case OPT_KERNEL: cl->kernel = value; break;
         case OPT_INSTALL_KERNEL: cl->install_kernel = 1; break;
         case OPT_USER: cl->install_user = 1; break;
@@ -323,7 +362,7 @@ static int run_script(lua_State *L, int argc, char **argv, int script, const cha
     const char *fname = argv[script];
     if (strcmp(fname, "-") == 0 && (script == 0 || strcmp(argv[script - 1], "--") != 0))
         fname = NULL; /* stdin; "-- -" would mean a file named "-" */
-    if (report) { /* report.c loads and runs it, cell by cell */
+    if (report) {     /* report.c loads and runs it, cell by cell */
         int n = argc - script - 1;
         luaL_checkstack(L, n + 3, "too many arguments to script");
         for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
@@ -340,8 +379,9 @@ static int run_script(lua_State *L, int argc, char **argv, int script, const cha
 }
 
 static void banner(void) {
-    printf("ftlua %s (%s, libtorch %s). `ft` is loaded; help(x) or ?x shows its reference; Ctrl-D exits.\n", FTLUA_VERSION,
-           LUA_RELEASE, ft_torch_version());
+    printf(
+        "ftlua %s (%s, libtorch %s). `ft` is loaded; help(x) or ?x shows its reference; Ctrl-D exits.\n",
+        FTLUA_VERSION, LUA_RELEASE, ft_torch_version());
     fflush(stdout);
 }
 
@@ -379,15 +419,27 @@ static int pmain(lua_State *L) {
     char **argv = (char **)lua_touserdata(L, 2);
     cmdline cl;
     if (!parse_args(argc, argv, &cl)) return 0; /* result false: exit status 1 */
-    if (cl.help) { usage(stdout); lua_pushboolean(L, 1); return 1; }
-    if (cl.version) { print_version(); lua_pushboolean(L, 1); return 1; }
-    if (cl.launch) { lua_pushboolean(L, launch(argc, argv, &cl) == EXIT_SUCCESS); return 1; }
+    if (cl.help) {
+        usage(stdout);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (cl.version) {
+        print_version();
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (cl.launch) {
+        lua_pushboolean(L, launch(argc, argv, &cl) == EXIT_SUCCESS);
+        return 1;
+    }
     if (cl.install_kernel) {
         lua_pushboolean(L, ftl_kernel_install(argv[0], cl.install_user, cl.install_prefix) == 0);
         return 1;
     }
     if (ftl_env_int("FTLUA_TRACEBACK", 0) > 0) ftl_full_traceback = 1;
-    if (cl.report && ftl_env_int("RANK", 0) != 0) cl.report = NULL; /* data parallel: rank 0 reports */
+    if (cl.report && ftl_env_int("RANK", 0) != 0)
+        cl.report = NULL; /* data parallel: rank 0 reports */
 
     luaL_checkversion(L);
     luaL_openlibs(L);
@@ -398,7 +450,10 @@ static int pmain(lua_State *L) {
     lua_gc(L, LUA_GCGEN, 0, 0); /* generational mode, as lua.c: most garbage dies young */
 
     if (!run_options(L, argc, argv, &cl)) return 0;
-    if (cl.kernel) { lua_pushboolean(L, ftl_kernel_run(L, cl.kernel) == 0); return 1; }
+    if (cl.kernel) {
+        lua_pushboolean(L, ftl_kernel_run(L, cl.kernel) == 0);
+        return 1;
+    }
     if (cl.script && run_script(L, argc, argv, cl.script, cl.report) != LUA_OK) return 0;
     int tty = isatty(STDIN_FILENO);
     if (cl.interactive || (!cl.script && !cl.has_exec && tty)) {

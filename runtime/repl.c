@@ -27,13 +27,13 @@
 #include "kernel/session.h"
 #include "repl.h"
 
-#define PROMPT "> "
-#define PROMPT2 ">> "
+#define PROMPT       "> "
+#define PROMPT2      ">> "
 #define HISTORY_FILE ".ftlua_history" /* in $HOME */
-#define HISTORY_MAX 1000              /* lines kept in the file */
+#define HISTORY_MAX  1000             /* lines kept in the file */
 #define SLOW_SECONDS 0.1              /* commands slower than this print their time */
 
-/* ---------------------------------------------------------------- completion (host.c) */
+/* ---------------------------------------------------------------- completion (host_complete.c) */
 
 static lua_State *complete_L;
 
@@ -54,7 +54,7 @@ static char *match_generator(const char *text, int state) {
 
 static char **complete(const char *text, int start, int end) {
     (void)start;
-    rl_attempted_completion_over = 1;   /* never fall back to file names */
+    rl_attempted_completion_over = 1;      /* never fall back to file names */
     rl_completion_append_character = '\0'; /* "ft." is as likely next as "ft " */
     ftl_strlist_free(&matches);
     ftl_complete(complete_L, rl_line_buffer, (size_t)end, &matches);
@@ -65,15 +65,17 @@ static char **complete(const char *text, int start, int end) {
 
 enum { READ_LINE, READ_EOF, READ_INTERRUPT };
 
-static int use_readline;      /* stdin is a terminal */
-static char *history_path;    /* NULL: no history file */
+static int use_readline;   /* stdin is a terminal */
+static char *history_path; /* NULL: no history file */
 static volatile sig_atomic_t prompt_sigint, prompt_sigwinch;
-static char *line_result;     /* what readline's callback handed us */
+static char *line_result; /* what readline's callback handed us */
 static int line_done;
 
 static void on_prompt_signal(int sig) {
-    if (sig == SIGINT) prompt_sigint = 1;
-    else prompt_sigwinch = 1;
+    if (sig == SIGINT)
+        prompt_sigint = 1;
+    else
+        prompt_sigwinch = 1;
 }
 
 static void on_line(char *line) {
@@ -137,8 +139,10 @@ static int read_tty(const char *prompt, char **line) {
     sigaction(SIGINT, &prev_int, NULL);
     sigaction(SIGWINCH, &prev_winch, NULL);
     if (r == READ_LINE) {
-        if (line_result == NULL) r = READ_EOF;
-        else *line = line_result;
+        if (line_result == NULL)
+            r = READ_EOF;
+        else
+            *line = line_result;
     }
     return r;
 }
@@ -243,8 +247,12 @@ static int load_help(lua_State *L, const char *line) {
     size_t len = strlen(s);
     while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
     if (len == 0 || is_path(s, len)) {
-        if (len == 0) lua_pushcfunction(L, ftl_help); /* "?" alone: how to use help */
-        else { lua_pushlstring(L, s, len); lua_pushcclosure(L, help_name, 1); }
+        if (len == 0)
+            lua_pushcfunction(L, ftl_help); /* "?" alone: how to use help */
+        else {
+            lua_pushlstring(L, s, len);
+            lua_pushcclosure(L, help_name, 1);
+        }
         return LUA_OK;
     }
     lua_pushfstring(L, "help(%s)", lua_pushlstring(L, s, len));
@@ -256,8 +264,8 @@ static int load_help(lua_State *L, const char *line) {
     return status;
 }
 
-/* Read lines until they form a chunk (host.c's rule: ftl_compile_input). Leaves the function (or
- * the error) on top and returns a Lua status, or CHUNK_EOF / CHUNK_INTERRUPT with nothing
+/* Read lines until they form a chunk (host_input.c's rule: ftl_compile_input). Leaves the function
+ * (or the error) on top and returns a Lua status, or CHUNK_EOF / CHUNK_INTERRUPT with nothing
  * pushed. A Python habit that reads as unfinished ("a = f(); a") is an error that says so. */
 static int load_chunk(lua_State *L, int *quiet) {
     lua_settop(L, 0);
@@ -272,7 +280,8 @@ static int load_chunk(lua_State *L, int *quiet) {
             size_t len;
             const char *src = lua_tolstring(L, 1, &len);
             /* kernel/session.c: top-level locals carry to the next input, as in a notebook */
-            status = ftl_session_compile_input(L, src, len, "=stdin"); /* the function or the error: 2 */
+            status =
+                ftl_session_compile_input(L, src, len, "=stdin"); /* the function or the error: 2 */
             if (status != LUA_OK && ftl_input_hint(L, src, len)) { /* what Lua expects instead */
                 lua_remove(L, 2);
                 status = LUA_ERRSYNTAX;
@@ -280,12 +289,18 @@ static int load_chunk(lua_State *L, int *quiet) {
             }
             if (status != FTL_INCOMPLETE) break;
             r = push_line(L, 0);
-            if (r == READ_INTERRUPT) { lua_settop(L, 0); return CHUNK_INTERRUPT; }
-            if (r == READ_EOF) { status = LUA_ERRSYNTAX; break; } /* report what is missing */
-            lua_remove(L, 2);        /* the error */
+            if (r == READ_INTERRUPT) {
+                lua_settop(L, 0);
+                return CHUNK_INTERRUPT;
+            }
+            if (r == READ_EOF) { /* report what is missing */
+                status = LUA_ERRSYNTAX;
+                break;
+            }
+            lua_remove(L, 2); /* the error */
             lua_pushliteral(L, "\n");
             lua_insert(L, -2);
-            lua_concat(L, 3);        /* source .. "\n" .. line */
+            lua_concat(L, 3); /* source .. "\n" .. line */
         }
         size_t len;
         const char *src = lua_tolstring(L, 1, &len);

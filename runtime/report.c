@@ -34,7 +34,8 @@ void ftl_report_publish(lua_State *L, const char *path) {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     size_t dlen = strlen(dir);
-    int inside = strncmp(path, dir, dlen) == 0 && path[dlen] == '/' && strchr(path + dlen + 1, '/') == NULL;
+    int inside =
+        strncmp(path, dir, dlen) == 0 && path[dlen] == '/' && strchr(path + dlen + 1, '/') == NULL;
     int fits = snprintf(dest, sizeof dest, "%s/%s", dir, base) < (int)sizeof dest;
     lua_pop(L, 1);
     if (inside && ftl_report_on_figure) ftl_report_on_figure(path);
@@ -50,7 +51,8 @@ void ftl_report_publish(lua_State *L, const char *path) {
     while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, af.f) == n;
     ok = ok && !ferror(in);
     fclose(in);
-    if (!ok) ftl_atomic_abort(&af);
+    if (!ok)
+        ftl_atomic_abort(&af);
     else if (ftl_atomic_commit(&af, err, sizeof err) == 0 && ftl_report_on_figure)
         ftl_report_on_figure(dest); /* a failed copy leaves the page without it */
 }
@@ -75,7 +77,7 @@ static struct {
     int ncells, cur;
     const char *chunkname;
     char dir[512];
-    int cap_out, cap_err;   /* the temp files fd 1 and 2 point to while the script runs */
+    int cap_out, cap_err; /* the temp files fd 1 and 2 point to while the script runs */
     int saved_out, saved_err;
     seen_file *seen;
     int nseen;
@@ -124,7 +126,8 @@ static void split_cells(lua_State *L, const char *src, size_t n) {
                     content = 0;
                 }
             }
-        } else content = 1;
+        } else
+            content = 1;
         pos = next;
         line++;
     }
@@ -154,7 +157,9 @@ static void drain(int fd, int echo_fd, strbuf *into) {
             w += k;
         }
     }
-    if (ftruncate(fd, 0) != 0) { /* keep going: the next cell would repeat this text */ }
+    if (ftruncate(fd, 0) != 0) {
+        /* keep going: the next cell would repeat this text */
+    }
     lseek(fd, 0, SEEK_SET); /* shared with fd 1/2 (same open file description) */
 }
 
@@ -278,7 +283,8 @@ static void put_text(FILE *f, const char *s, size_t n, int output) {
             unsigned char ch = (unsigned char)s[k];
             if (output && ch == 0x1b && k + 1 < end && s[k + 1] == '[') { /* CSI ... final byte */
                 k += 2;
-                while (k < end && !((unsigned char)s[k] >= 0x40 && (unsigned char)s[k] <= 0x7e)) k++;
+                while (k < end && !((unsigned char)s[k] >= 0x40 && (unsigned char)s[k] <= 0x7e))
+                    k++;
                 continue;
             }
             switch (ch) {
@@ -287,8 +293,10 @@ static void put_text(FILE *f, const char *s, size_t n, int output) {
             case '&': fputs("&amp;", f); break;
             case '"': fputs("&quot;", f); break;
             default:
-                if (ch < 0x20 && ch != '\t' && ch != '\r') fprintf(f, "&#x%x;", 0x2400 + ch);
-                else fputc(ch, f);
+                if (ch < 0x20 && ch != '\t' && ch != '\r')
+                    fprintf(f, "&#x%x;", 0x2400 + ch);
+                else
+                    fputc(ch, f);
             }
         }
         if (nl) fputc('\n', f);
@@ -338,16 +346,22 @@ static int write_html(FILE *f, const char *script, const char *text, int nargs, 
     fputs("</p>\n", f);
     if (load_error) {
         fputs("<div class=\"status bad\" id=\"status\">the script does not compile</div>\n"
-              "<pre class=\"error\">", f);
+              "<pre class=\"error\">",
+              f);
         put_str(f, load_error);
         fputs("</pre>\n", f);
     }
     for (int i = 0; i < R.ncells; i++) {
         cell *c = &R.cells[i];
-        fprintf(f, "<div class=\"cell%s\" id=\"cell-%d\">\n", c->failed ? " failed" : c->ran ? "" : " notrun",
+        fprintf(f, "<div class=\"cell%s\" id=\"cell-%d\">\n",
+                c->failed ? " failed"
+                : c->ran  ? ""
+                          : " notrun",
                 i + 1);
         fprintf(f, "<div class=\"head\">[%d] line %d%s</div>\n", i + 1, c->line,
-                c->failed ? " &mdash; error" : c->ran ? "" : " &mdash; not run");
+                c->failed ? " &mdash; error"
+                : c->ran  ? ""
+                          : " &mdash; not run");
         fputs("<pre class=\"code\">", f);
         put_text(f, text + c->off, c->len, 0);
         fputs("</pre>\n", f);
@@ -495,8 +509,10 @@ static int open_capture(lua_State *L, char **old_plot_dir) {
 }
 
 static void close_capture(lua_State *L, char *old_plot_dir) {
-    if (old_plot_dir) setenv("FTLUA_PLOT_DIR", old_plot_dir, 1);
-    else unsetenv("FTLUA_PLOT_DIR");
+    if (old_plot_dir)
+        setenv("FTLUA_PLOT_DIR", old_plot_dir, 1);
+    else
+        unsetenv("FTLUA_PLOT_DIR");
     free(old_plot_dir);
     lua_pushnil(L);
     lua_setglobal(L, "REPORT_DIR");

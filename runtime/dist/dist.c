@@ -49,7 +49,8 @@ static int l_init(lua_State *L) {
         lua_pushboolean(L, 1);
         return 1;
     }
-    static const char *const known[] = {"addr", "backend", "port", "rank", "timeout", "world_size", NULL};
+    static const char *const known[] = {"addr",    "backend",    "port", "rank",
+                                        "timeout", "world_size", NULL};
     static const char *const backends[] = {"gloo", "nccl", NULL};
     const char *fn = "dist.init";
     int t = 1;
@@ -57,7 +58,8 @@ static int l_init(lua_State *L) {
     int world = (int)ftl_opt_integer(L, t, fn, "world_size", ftl_env_int("WORLD_SIZE", 1));
     int rank = (int)ftl_opt_integer(L, t, fn, "rank", ftl_env_int("RANK", 0));
     /* A world of one needs no agreed port: let the system pick one (0). */
-    int port = (int)ftl_opt_integer(L, t, fn, "port", ftl_env_int("MASTER_PORT", world == 1 ? 0 : 29500));
+    int port =
+        (int)ftl_opt_integer(L, t, fn, "port", ftl_env_int("MASTER_PORT", world == 1 ? 0 : 29500));
     /* the strings stay valid while the options table holds them, until we return */
     const char *addr = ftl_opt_string(L, t, fn, "addr", getenv("MASTER_ADDR"));
     double timeout = ftl_opt_number(L, t, fn, "timeout", env_num("FTLUA_DIST_TIMEOUT", 600));
@@ -66,7 +68,9 @@ static int l_init(lua_State *L) {
     ft_dist_backend b = ft_default_device() == FT_CPU ? FT_DIST_GLOO : FT_DIST_NCCL;
     int chosen = ftl_opt_enum(L, t, fn, "backend", backends, -1);
     if (chosen >= 0) b = chosen == 0 ? FT_DIST_GLOO : FT_DIST_NCCL;
-    int device = b == FT_DIST_NCCL ? ftl_env_int("LOCAL_RANK", 0) % (ft_cuda_device_count() > 0 ? ft_cuda_device_count() : 1) : FT_CPU;
+    int device = b == FT_DIST_NCCL ? ftl_env_int("LOCAL_RANK", 0) %
+                                         (ft_cuda_device_count() > 0 ? ft_cuda_device_count() : 1)
+                                   : FT_CPU;
     ft_dist *d = NULL;
     ft_status st = new_ft_dist(addr, port, rank, world, b, device, timeout, &d);
     ftl_check(L, st, "dist.init");
@@ -109,8 +113,10 @@ static int l_is_initialized(lua_State *L) {
 }
 
 static int l_backend(lua_State *L) {
-    if (!g_group) lua_pushnil(L);
-    else lua_pushstring(L, ft_dist_backend_name(g_backend));
+    if (!g_group)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, ft_dist_backend_name(g_backend));
     return 1;
 }
 
@@ -125,7 +131,8 @@ static int l_all_reduce(lua_State *L) {
     ft_tensor *t = ftl_to_tensor(L, 1);
     if (t) {
         if (g_group) ftl_check(L, ft_dist_all_reduce(g_group, t, dop), "dist.all_reduce");
-        if (op == 3 && world > 1) ftl_check(L, ft_binary_scalar_(FT_DIV, t, world), "dist.all_reduce");
+        if (op == 3 && world > 1)
+            ftl_check(L, ft_binary_scalar_(FT_DIV, t, world), "dist.all_reduce");
         lua_settop(L, 1);
         return 1;
     }

@@ -53,7 +53,8 @@ static int port_in_use(int port) {
 
 static void describe(int status, char *buf, size_t n) {
     if (WIFSIGNALED(status))
-        snprintf(buf, n, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+        snprintf(buf, n, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
     else
         snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
 }
@@ -64,8 +65,10 @@ static int check_launch_opts(const ftl_launch_opts *o, char *err, size_t errlen)
     int world = o->nnodes * o->nproc;
     if (o->nproc < 1 || o->nnodes < 1 || world > MAX_PROCS || o->node_rank < 0 ||
         o->node_rank >= o->nnodes) {
-        snprintf(err, errlen, "need --nproc >= 1, --nnodes >= 1 (at most %d processes) and "
-                              "0 <= --node-rank < --nnodes", MAX_PROCS);
+        snprintf(err, errlen,
+                 "need --nproc >= 1, --nnodes >= 1 (at most %d processes) and "
+                 "0 <= --node-rank < --nnodes",
+                 MAX_PROCS);
         return -1;
     }
     if (o->master_port < 1 || o->master_port > 65535) {
@@ -73,8 +76,10 @@ static int check_launch_opts(const ftl_launch_opts *o, char *err, size_t errlen)
         return -1;
     }
     if (o->node_rank == 0 && port_in_use(o->master_port)) {
-        snprintf(err, errlen, "the master port %d is in use on this machine: choose another with "
-                              "--master-port", o->master_port);
+        snprintf(err, errlen,
+                 "the master port %d is in use on this machine: choose another with "
+                 "--master-port",
+                 o->master_port);
         return -1;
     }
     return 0;

@@ -6,8 +6,9 @@
  *
  * Conventions are Torch7's and Lua's: dims and indices are 1-based, negative ones count from the
  * end. This file holds the module table, the metatable and the constructors (the userdata itself
- * and its readers live in base/lua_tensor.c, for every module); the methods live in tensor_ops.c (maths), tensor_index.c (indexing and views),
- * tensor_print.c (formatting), tensor_io.c (safetensors) and memory.c (GC pacing).
+ * and its readers live in base/lua_tensor.c, for every module); the methods live in tensor_ops.c
+ * (maths), tensor_index.c (indexing and views), tensor_print.c (formatting), tensor_io.c
+ * (safetensors) and memory.c (GC pacing).
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,7 +33,8 @@ void ftl_check_opts(lua_State *L, int idx, ftl_opts *o) {
     luaL_checktype(L, idx, LUA_TTABLE);
     int top = lua_gettop(L);
     if (lua_getfield(L, idx, "dtype") != LUA_TNIL) o->dtype = ftl_check_dtype(L, top + 1);
-    if (lua_getfield(L, idx, "device") != LUA_TNIL) o->device = ftl_check_device(L, top + 2, FT_CPU);
+    if (lua_getfield(L, idx, "device") != LUA_TNIL)
+        o->device = ftl_check_device(L, top + 2, FT_CPU);
     lua_getfield(L, idx, "requires_grad");
     o->requires_grad = lua_toboolean(L, -1);
     lua_settop(L, top);
@@ -40,7 +42,8 @@ void ftl_check_opts(lua_State *L, int idx, ftl_opts *o) {
 
 /* Apply requires_grad from options to the tensor on top of the stack. */
 static int finish_new(lua_State *L, const ftl_opts *o) {
-    if (o->requires_grad) ftl_check(L, ft_set_requires_grad(ftl_check_tensor(L, -1), 1), "requires_grad");
+    if (o->requires_grad)
+        ftl_check(L, ft_set_requires_grad(ftl_check_tensor(L, -1), 1), "requires_grad");
     return 1;
 }
 
@@ -73,15 +76,20 @@ static void nested_fill(lua_State *L, int level, nested_reader *r, char *path, s
     /* The value to read is on top of the stack. */
     if (level == r->ndim) {
         int t = lua_type(L, -1);
-        if (t == LUA_TNUMBER) r->vals[r->filled++] = lua_tonumber(L, -1);
-        else if (t == LUA_TBOOLEAN) r->vals[r->filled++] = lua_toboolean(L, -1);
-        else luaL_error(L, "tensor: element %s is a %s, expected a number", path[0] ? path : "[]", luaL_typename(L, -1));
+        if (t == LUA_TNUMBER)
+            r->vals[r->filled++] = lua_tonumber(L, -1);
+        else if (t == LUA_TBOOLEAN)
+            r->vals[r->filled++] = lua_toboolean(L, -1);
+        else
+            luaL_error(L, "tensor: element %s is a %s, expected a number", path[0] ? path : "[]",
+                       luaL_typename(L, -1));
         return;
     }
     if (!lua_istable(L, -1) || (int64_t)luaL_len(L, -1) != r->shape[level])
         luaL_error(L, "tensor: ragged nested table at %s: expected a table of %d elements, got %s",
                    path[0] ? path : "the top level", (int)r->shape[level],
-                   lua_istable(L, -1) ? lua_pushfstring(L, "%d", (int)luaL_len(L, -1)) : luaL_typename(L, -1));
+                   lua_istable(L, -1) ? lua_pushfstring(L, "%d", (int)luaL_len(L, -1))
+                                      : luaL_typename(L, -1));
     size_t len = strlen(path);
     for (int64_t i = 1; i <= r->shape[level]; i++) {
         snprintf(path + len, pathlen - len, "[%lld]", (long long)i);
@@ -101,7 +109,8 @@ static int t_tensor(lua_State *L) {
         ftl_push_tensor(L, out);
         return 1;
     }
-    luaL_argexpected(L, lua_istable(L, 1) || lua_isnumber(L, 1) || lua_isboolean(L, 1), 1, "nested table or number");
+    luaL_argexpected(L, lua_istable(L, 1) || lua_isnumber(L, 1) || lua_isboolean(L, 1), 1,
+                     "nested table or number");
     nested_reader r = {0};
     nested_shape(L, 1, &r);
     int64_t numel = 1;
@@ -167,7 +176,8 @@ static int t_randint(lua_State *L) {
     int ndim = ftl_check_shape(L, 3, shape);
     ftl_opts o;
     ftl_check_opts(L, 4, &o);
-    if (lua_isnoneornil(L, 4) || (lua_istable(L, 4) && lua_getfield(L, 4, "dtype") == LUA_TNIL)) o.dtype = FT_INT64;
+    if (lua_isnoneornil(L, 4) || (lua_istable(L, 4) && lua_getfield(L, 4, "dtype") == LUA_TNIL))
+        o.dtype = FT_INT64;
     ft_tensor *out = NULL;
     ftl_check(L, ft_randint(lo, hi, shape, ndim, o.dtype, o.device, &out), "randint");
     ftl_push_tensor(L, out);
@@ -199,7 +209,8 @@ static int t_arange(lua_State *L) {
     ftl_opts o;
     ftl_check_opts(L, nargs + 1, &o);
     if (all_int && (lua_isnoneornil(L, nargs + 1) || lua_istable(L, nargs + 1))) {
-        int has_dtype = lua_istable(L, nargs + 1) && lua_getfield(L, nargs + 1, "dtype") != LUA_TNIL;
+        int has_dtype =
+            lua_istable(L, nargs + 1) && lua_getfield(L, nargs + 1, "dtype") != LUA_TNIL;
         if (!has_dtype) o.dtype = FT_INT64;
     }
     ft_tensor *out = NULL;
@@ -242,14 +253,17 @@ static int join(lua_State *L, int stack) {
     for (int i = 0; i < n; i++) {
         lua_geti(L, 1, i + 1);
         ft_tensor *t = ftl_to_tensor(L, -1);
-        if (!t) luaL_error(L, "%s: element %d is a %s, expected a tensor", stack ? "stack" : "cat", i + 1, luaL_typename(L, -1));
+        if (!t)
+            luaL_error(L, "%s: element %d is a %s, expected a tensor", stack ? "stack" : "cat",
+                       i + 1, luaL_typename(L, -1));
         ts[i] = t;
         if (i == 0) ndim = ft_dim(t) + stack;
         lua_pop(L, 1); /* still referenced by the list, so the handle stays alive */
     }
     int dim = lua_isnoneornil(L, 2) ? 0 : ftl_dim_arg(L, 2, ndim);
     ft_tensor *out = NULL;
-    ftl_check(L, stack ? ft_stack(ts, n, dim, &out) : ft_cat(ts, n, dim, &out), stack ? "stack" : "cat");
+    ftl_check(L, stack ? ft_stack(ts, n, dim, &out) : ft_cat(ts, n, dim, &out),
+              stack ? "stack" : "cat");
     ftl_push_tensor(L, out);
     return 1;
 }
@@ -275,12 +289,13 @@ static int t_frombytes(lua_State *L) {
     ft_dtype dtype = lua_isnoneornil(L, 3) ? FT_UINT8 : ftl_check_dtype(L, 3);
     uint64_t want = ft_dtype_size(dtype);
     for (int d = 0; d < ndim; d++) {
-        if (shape[d] != 0 && want > UINT64_MAX / (uint64_t)shape[d]) luaL_argerror(L, 2, "shape too large");
+        if (shape[d] != 0 && want > UINT64_MAX / (uint64_t)shape[d])
+            luaL_argerror(L, 2, "shape too large");
         want *= (uint64_t)shape[d];
     }
     if (want != len)
-        return luaL_error(L, "frombytes: %d bytes for a shape that needs %d bytes of %s", (int)len, (int)want,
-                          ft_dtype_name(dtype));
+        return luaL_error(L, "frombytes: %d bytes for a shape that needs %d bytes of %s", (int)len,
+                          (int)want, ft_dtype_name(dtype));
     ft_tensor *out = NULL;
     ftl_check(L, ft_from_data(s, dtype, shape, ndim, &out), "frombytes");
     ftl_push_tensor(L, out);
@@ -416,7 +431,8 @@ int ftl_tensor_tostring(lua_State *L, const ft_tensor *t) {
     double *vals = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(double), 0);
     ftl_check(L, ft_copy_to_doubles(data, vals, n), "tostring");
     int leaf_grad = ft_requires_grad(t) && ft_is_leaf(t);
-    char *s = ftl_format_tensor(vals, shape, full, nd, ft_get_dtype(t), ft_device(t), leaf_grad, summ);
+    char *s =
+        ftl_format_tensor(vals, shape, full, nd, ft_get_dtype(t), ft_device(t), leaf_grad, summ);
     if (!s) return luaL_error(L, "tostring: out of memory");
     lua_pushstring(L, s);
     free(s);

@@ -36,6 +36,38 @@ static void check_step(lua_State *L, ft_tensor *cur, ft_status st) {
     }
 }
 
+/* The slice {from, to}, {i} or {} on top of the stack (popped), applied to dim d (the k-th
+ * entry of the index) of cur. Returns the narrowed view. */
+static ft_tensor *apply_slice(lua_State *L, ft_tensor *cur, int d, int k) {
+    int64_t size = ft_size(cur, d);
+    int m = (int)luaL_len(L, -1);
+    int64_t a = 1, b = size;
+    if (m >= 1) {
+        lua_geti(L, -1, 1);
+        a = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    b = a;
+    if (m == 0) b = size;
+    if (m >= 2) {
+        lua_geti(L, -1, 2);
+        b = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    int64_t a0 = to_zero_based(a, size), b0 = to_zero_based(b, size);
+    if (m == 0 && size == 0) a0 = b0 = 0; /* {} of an empty dim keeps it empty */
+    if (size > 0 && (a0 < 0 || b0 < 0 || b0 < a0)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "slice {%lld, %lld} out of range for dim %d of size %lld",
+                 (long long)a, (long long)b, k, (long long)size);
+        fail_free(L, cur, msg);
+    }
+    ft_tensor *next = NULL;
+    check_step(L, cur, ft_narrow(cur, d, a0, size == 0 ? 0 : b0 - a0 + 1, &next));
+    return next;
+}
+
 /* Apply the index at key_idx to t. Returns a new handle; *all_numbers says every dim of t was
  * selected by a number (then the result is 0-dim and x[...] gives a plain value). */
 static ft_tensor *apply_index(lua_State *L, ft_tensor *t, int key_idx, int *all_numbers) {
@@ -47,7 +79,8 @@ static ft_tensor *apply_index(lua_State *L, ft_tensor *t, int key_idx, int *all_
         if (ft_dim(cur) == 0) fail_free(L, cur, "index: cannot index a 0-dim tensor (use :item())");
         int64_t size = ft_size(cur, 0), i = lua_tointeger(L, key_idx), i0 = to_zero_based(i, size);
         if (i0 < 0) {
-            snprintf(msg, sizeof msg, "index %lld out of range for dim 1 of size %lld", (long long)i, (long long)size);
+            snprintf(msg, sizeof msg, "index %lld out of range for dim 1 of size %lld",
+                     (long long)i, (long long)size);
             fail_free(L, cur, msg);
         }
         check_step(L, cur, ft_select(cur, 0, i0, &next));
@@ -56,7 +89,8 @@ static ft_tensor *apply_index(lua_State *L, ft_tensor *t, int key_idx, int *all_
         return next;
     }
     if (!lua_istable(L, key_idx)) {
-        snprintf(msg, sizeof msg, "index: expected an integer, a table of slices or a bool mask, got %s",
+        snprintf(msg, sizeof msg,
+                 "index: expected an integer, a table of slices or a bool mask, got %s",
                  luaL_typename(L, key_idx));
         fail_free(L, cur, msg);
     }
@@ -72,30 +106,18 @@ static ft_tensor *apply_index(lua_State *L, ft_tensor *t, int key_idx, int *all_
             int64_t i = lua_tointeger(L, -1), i0 = to_zero_based(i, size);
             lua_pop(L, 1);
             if (i0 < 0) {
-                snprintf(msg, sizeof msg, "index %lld out of range for dim %d of size %lld", (long long)i, k, (long long)size);
+                snprintf(msg, sizeof msg, "index %lld out of range for dim %d of size %lld",
+                         (long long)i, k, (long long)size);
                 fail_free(L, cur, msg);
             }
             check_step(L, cur, ft_select(cur, d, i0, &next));
             numbers++;
         } else if (type == LUA_TTABLE) {
-            int m = (int)luaL_len(L, -1);
-            int64_t a = 1, b = size;
-            if (m >= 1) { lua_geti(L, -1, 1); a = lua_tointeger(L, -1); lua_pop(L, 1); }
-            b = a;
-            if (m == 0) b = size;
-            if (m >= 2) { lua_geti(L, -1, 2); b = lua_tointeger(L, -1); lua_pop(L, 1); }
-            lua_pop(L, 1);
-            int64_t a0 = to_zero_based(a, size), b0 = to_zero_based(b, size);
-            if (m == 0 && size == 0) a0 = b0 = 0; /* {} of an empty dim keeps it empty */
-            if (size > 0 && (a0 < 0 || b0 < 0 || b0 < a0)) {
-                snprintf(msg, sizeof msg, "slice {%lld, %lld} out of range for dim %d of size %lld",
-                         (long long)a, (long long)b, k, (long long)size);
-                fail_free(L, cur, msg);
-            }
-            check_step(L, cur, ft_narrow(cur, d, a0, size == 0 ? 0 : b0 - a0 + 1, &next));
+            next = apply_slice(L, cur, d, k);
             d++;
         } else {
-            snprintf(msg, sizeof msg, "index: entry %d is a %s; use a number, {from, to}, {i} or {}", k,
+            snprintf(msg, sizeof msg,
+                     "index: entry %d is a %s; use a number, {from, to}, {i} or {}", k,
                      luaL_typename(L, -1));
             lua_pop(L, 1);
             fail_free(L, cur, msg);
@@ -117,8 +139,10 @@ static int mm_index(lua_State *L) {
         if (strcmp(key, "grad") == 0) {
             ft_tensor *g = NULL;
             ftl_check(L, ft_grad(t, &g), "grad");
-            if (!g) lua_pushnil(L);
-            else ftl_push_tensor(L, g);
+            if (!g)
+                lua_pushnil(L);
+            else
+                ftl_push_tensor(L, g);
             return 1;
         }
         if (strcmp(key, "shape") == 0) {
@@ -160,7 +184,9 @@ static int mm_newindex(lua_State *L) {
     }
     ft_tensor *src = ftl_to_tensor(L, 3);
     int is_num = lua_type(L, 3) == LUA_TNUMBER || lua_isboolean(L, 3);
-    if (!src && !is_num) return luaL_error(L, "tensor assignment: value must be a number or a tensor, got %s", luaL_typename(L, 3));
+    if (!src && !is_num)
+        return luaL_error(L, "tensor assignment: value must be a number or a tensor, got %s",
+                          luaL_typename(L, 3));
     double v = lua_isboolean(L, 3) ? lua_toboolean(L, 3) : lua_tonumber(L, 3);
     ft_tensor *mask = ftl_to_tensor(L, 2);
     if (mask) {
@@ -184,8 +210,10 @@ static int shape_arg(lua_State *L, int idx, int64_t shape[FT_MAX_DIMS]) {
     int count = is_table ? (int)luaL_len(L, idx) : lua_gettop(L) - idx + 1;
     luaL_argcheck(L, count <= FT_MAX_DIMS, idx, "too many dimensions (at most 16)");
     for (int k = 0; k < count; k++) {
-        if (is_table) lua_geti(L, idx, k + 1);
-        else lua_pushvalue(L, idx + k);
+        if (is_table)
+            lua_geti(L, idx, k + 1);
+        else
+            lua_pushvalue(L, idx + k);
         int isint;
         lua_Integer d = lua_tointegerx(L, -1, &isint);
         lua_pop(L, 1);
@@ -245,7 +273,8 @@ static int m_transpose(lua_State *L) {
     int nd = ft_dim(t);
     int a = lua_isnoneornil(L, 2) ? 0 : ftl_dim_arg(L, 2, nd);
     int b = lua_isnoneornil(L, 3) ? 1 : ftl_dim_arg(L, 3, nd);
-    if (lua_isnoneornil(L, 2) && nd != 2) return luaL_error(L, "t(): expected a 2-D tensor, got %d-D (use transpose(a, b))", nd);
+    if (lua_isnoneornil(L, 2) && nd != 2)
+        return luaL_error(L, "t(): expected a 2-D tensor, got %d-D (use transpose(a, b))", nd);
     return push_new(L, ft_transpose(t, a, b, &out), &out, "transpose");
 }
 
@@ -264,7 +293,9 @@ static int m_select(lua_State *L) {
     ft_tensor *t = self(L), *out = NULL;
     int d = ftl_dim_arg(L, 2, ft_dim(t));
     int64_t size = ft_size(t, d), i = luaL_checkinteger(L, 3), i0 = to_zero_based(i, size);
-    if (i0 < 0) return luaL_error(L, "select: index %d out of range for dim %d of size %d", (int)i, d + 1, (int)size);
+    if (i0 < 0)
+        return luaL_error(L, "select: index %d out of range for dim %d of size %d", (int)i, d + 1,
+                          (int)size);
     return push_new(L, ft_select(t, d, i0, &out), &out, "select");
 }
 
@@ -315,11 +346,13 @@ static int m_gather(lua_State *L) {
 
 static int m_masked_select(lua_State *L) {
     ft_tensor *out = NULL;
-    return push_new(L, ft_masked_select(self(L), ftl_check_tensor(L, 2), &out), &out, "masked_select");
+    return push_new(L, ft_masked_select(self(L), ftl_check_tensor(L, 2), &out), &out,
+                    "masked_select");
 }
 
 static int m_masked_fill_(lua_State *L) {
-    ftl_check(L, ft_masked_fill_(self(L), ftl_check_tensor(L, 2), luaL_checknumber(L, 3)), "masked_fill_");
+    ftl_check(L, ft_masked_fill_(self(L), ftl_check_tensor(L, 2), luaL_checknumber(L, 3)),
+              "masked_fill_");
     lua_settop(L, 1);
     return 1;
 }
@@ -335,12 +368,23 @@ static int m_masked_fill(lua_State *L) {
 }
 
 static const luaL_Reg METHODS[] = {
-    {"view", m_view},           {"reshape", m_reshape},       {"expand", m_expand},
-    {"permute", m_permute},     {"transpose", m_transpose},   {"t", m_transpose},
-    {"narrow", m_narrow},       {"select", m_select},         {"squeeze", m_squeeze},
-    {"unsqueeze", m_unsqueeze}, {"flatten", m_flatten},       {"index_select", m_index_select},
-    {"gather", m_gather},       {"masked_select", m_masked_select}, {"masked_fill", m_masked_fill},
-    {"masked_fill_", m_masked_fill_}, {NULL, NULL},
+    {"view", m_view},
+    {"reshape", m_reshape},
+    {"expand", m_expand},
+    {"permute", m_permute},
+    {"transpose", m_transpose},
+    {"t", m_transpose},
+    {"narrow", m_narrow},
+    {"select", m_select},
+    {"squeeze", m_squeeze},
+    {"unsqueeze", m_unsqueeze},
+    {"flatten", m_flatten},
+    {"index_select", m_index_select},
+    {"gather", m_gather},
+    {"masked_select", m_masked_select},
+    {"masked_fill", m_masked_fill},
+    {"masked_fill_", m_masked_fill_},
+    {NULL, NULL},
 };
 
 /* Stack: metatable, methods; pops the methods. __index closes over the methods table, which

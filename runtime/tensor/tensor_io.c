@@ -118,7 +118,8 @@ int ftl_tensor_load(lua_State *L) {
      * ftl_push_tensor, a failed copy) unmaps it on the way out. */
     st_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->f = NULL;
-    static const luaL_Reg box_meta[] = {{"__close", st_box_close}, {"__gc", st_box_close}, {NULL, NULL}};
+    static const luaL_Reg box_meta[] = {
+        {"__close", st_box_close}, {"__gc", st_box_close}, {NULL, NULL}};
     ftl_new_class(L, ST_BOX_MT, NULL, box_meta);
     luaL_setmetatable(L, ST_BOX_MT);
     lua_toclose(L, 2);

@@ -34,10 +34,22 @@ static const struct {
     const char *name;
     ft_binop op;
 } BINOPS[] = {
-    {"add", FT_ADD},       {"sub", FT_SUB},         {"mul", FT_MUL},          {"div", FT_DIV},
-    {"pow", FT_POW},       {"remainder", FT_REMAINDER}, {"maximum", FT_MAXIMUM}, {"minimum", FT_MINIMUM},
-    {"atan2", FT_ATAN2},   {"eq", FT_EQ},           {"ne", FT_NE},            {"lt", FT_LT},
-    {"le", FT_LE},         {"gt", FT_GT},           {"ge", FT_GE},            {"logical_and", FT_LOGICAL_AND},
+    {"add", FT_ADD},
+    {"sub", FT_SUB},
+    {"mul", FT_MUL},
+    {"div", FT_DIV},
+    {"pow", FT_POW},
+    {"remainder", FT_REMAINDER},
+    {"maximum", FT_MAXIMUM},
+    {"minimum", FT_MINIMUM},
+    {"atan2", FT_ATAN2},
+    {"eq", FT_EQ},
+    {"ne", FT_NE},
+    {"lt", FT_LT},
+    {"le", FT_LE},
+    {"gt", FT_GT},
+    {"ge", FT_GE},
+    {"logical_and", FT_LOGICAL_AND},
     {"logical_or", FT_LOGICAL_OR},
 };
 
@@ -45,13 +57,33 @@ static const struct {
     const char *name;
     ft_unop op;
 } UNOPS[] = {
-    {"neg", FT_NEG},         {"abs", FT_ABS},     {"exp", FT_EXP},       {"log", FT_LOG},
-    {"log2", FT_LOG2},       {"log1p", FT_LOG1P}, {"expm1", FT_EXPM1},   {"sqrt", FT_SQRT},
-    {"rsqrt", FT_RSQRT},     {"sin", FT_SIN},     {"cos", FT_COS},       {"tan", FT_TAN},
-    {"tanh", FT_TANH},       {"sigmoid", FT_SIGMOID}, {"relu", FT_RELU}, {"floor", FT_FLOOR},
-    {"ceil", FT_CEIL},       {"round", FT_ROUND}, {"trunc", FT_TRUNC},   {"sign", FT_SIGN},
-    {"reciprocal", FT_RECIPROCAL}, {"square", FT_SQUARE}, {"logical_not", FT_LOGICAL_NOT},
-    {"isnan", FT_ISNAN},     {"isfinite", FT_ISFINITE}, {"erf", FT_ERF}, {"gelu", FT_GELU},
+    {"neg", FT_NEG},
+    {"abs", FT_ABS},
+    {"exp", FT_EXP},
+    {"log", FT_LOG},
+    {"log2", FT_LOG2},
+    {"log1p", FT_LOG1P},
+    {"expm1", FT_EXPM1},
+    {"sqrt", FT_SQRT},
+    {"rsqrt", FT_RSQRT},
+    {"sin", FT_SIN},
+    {"cos", FT_COS},
+    {"tan", FT_TAN},
+    {"tanh", FT_TANH},
+    {"sigmoid", FT_SIGMOID},
+    {"relu", FT_RELU},
+    {"floor", FT_FLOOR},
+    {"ceil", FT_CEIL},
+    {"round", FT_ROUND},
+    {"trunc", FT_TRUNC},
+    {"sign", FT_SIGN},
+    {"reciprocal", FT_RECIPROCAL},
+    {"square", FT_SQUARE},
+    {"logical_not", FT_LOGICAL_NOT},
+    {"isnan", FT_ISNAN},
+    {"isfinite", FT_ISFINITE},
+    {"erf", FT_ERF},
+    {"gelu", FT_GELU},
     {"silu", FT_SILU},
 };
 
@@ -59,10 +91,14 @@ static const struct {
 static int binary_any(lua_State *L, ft_binop op) {
     ft_tensor *a = ftl_to_tensor(L, 1), *b = ftl_to_tensor(L, 2), *out = NULL;
     ft_status st;
-    if (a && b) st = ft_binary(op, a, b, &out);
-    else if (a) st = ft_binary_scalar(op, a, luaL_checknumber(L, 2), &out);
-    else if (b) st = ft_scalar_binary(op, luaL_checknumber(L, 1), b, &out);
-    else return luaL_typeerror(L, 1, "tensor");
+    if (a && b)
+        st = ft_binary(op, a, b, &out);
+    else if (a)
+        st = ft_binary_scalar(op, a, luaL_checknumber(L, 2), &out);
+    else if (b)
+        st = ft_scalar_binary(op, luaL_checknumber(L, 1), b, &out);
+    else
+        return luaL_typeerror(L, 1, "tensor");
     return push_new(L, st, &out, "tensor op");
 }
 
@@ -88,7 +124,8 @@ static int m_binary_(lua_State *L) {
     ft_status st;
     if ((op == FT_ADD || op == FT_SUB) && b && !lua_isnoneornil(L, 3))
         st = ft_add_scaled_(a, b, luaL_checknumber(L, 3) * (op == FT_SUB ? -1 : 1));
-    else st = b ? ft_binary_(op, a, b) : ft_binary_scalar_(op, a, luaL_checknumber(L, 2));
+    else
+        st = b ? ft_binary_(op, a, b) : ft_binary_scalar_(op, a, luaL_checknumber(L, 2));
     ftl_check(L, st, "in-place op");
     lua_settop(L, 1);
     return 1;
@@ -96,7 +133,8 @@ static int m_binary_(lua_State *L) {
 
 static int m_unary(lua_State *L) {
     ft_tensor *out = NULL;
-    return push_new(L, ft_unary((ft_unop)lua_tointeger(L, lua_upvalueindex(1)), self(L), &out), &out, "tensor op");
+    return push_new(L, ft_unary((ft_unop)lua_tointeger(L, lua_upvalueindex(1)), self(L), &out),
+                    &out, "tensor op");
 }
 
 static int m_unary_(lua_State *L) {
@@ -150,7 +188,8 @@ static int m_softmax(lua_State *L) {
     ft_tensor *t = self(L), *out = NULL;
     int log = (int)lua_tointeger(L, lua_upvalueindex(1));
     int dim = lua_isnoneornil(L, 2) ? ft_dim(t) - 1 : ftl_dim_arg(L, 2, ft_dim(t));
-    return push_new(L, log ? ft_log_softmax(t, dim, &out) : ft_softmax(t, dim, &out), &out, log ? "log_softmax" : "softmax");
+    return push_new(L, log ? ft_log_softmax(t, dim, &out) : ft_softmax(t, dim, &out), &out,
+                    log ? "log_softmax" : "softmax");
 }
 
 static int m_equal(lua_State *L) {
@@ -174,9 +213,19 @@ static const struct {
     const char *name;
     ft_reduceop op;
 } REDUCEOPS[] = {
-    {"sum", FT_SUM}, {"mean", FT_MEAN}, {"prod", FT_PROD}, {"max", FT_MAX}, {"min", FT_MIN},
-    {"argmax", FT_ARGMAX}, {"argmin", FT_ARGMIN}, {"std", FT_STD}, {"var", FT_VAR},
-    {"norm", FT_NORM}, {"all", FT_ALL}, {"any", FT_ANY}, {"logsumexp", FT_LOGSUMEXP},
+    {"sum", FT_SUM},
+    {"mean", FT_MEAN},
+    {"prod", FT_PROD},
+    {"max", FT_MAX},
+    {"min", FT_MIN},
+    {"argmax", FT_ARGMAX},
+    {"argmin", FT_ARGMIN},
+    {"std", FT_STD},
+    {"var", FT_VAR},
+    {"norm", FT_NORM},
+    {"all", FT_ALL},
+    {"any", FT_ANY},
+    {"logsumexp", FT_LOGSUMEXP},
     {"cumsum", FT_CUMSUM},
 };
 
@@ -198,7 +247,8 @@ static int m_reduce(lua_State *L) {
     if (op == FT_ARGMAX || op == FT_ARGMIN) out = one_based(L, out);
     ftl_push_tensor(L, out);
     if (op != FT_MAX && op != FT_MIN) return 1;
-    ftl_check(L, ft_reduce_dim(op == FT_MAX ? FT_ARGMAX : FT_ARGMIN, t, dim, keepdim, &out), "reduction");
+    ftl_check(L, ft_reduce_dim(op == FT_MAX ? FT_ARGMAX : FT_ARGMIN, t, dim, keepdim, &out),
+              "reduction");
     ftl_push_tensor(L, one_based(L, out));
     return 2;
 }
@@ -339,15 +389,19 @@ static int m_to(lua_State *L) {
         if (lua_getfield(L, 2, "device") != LUA_TNIL) device = o.device;
     } else {
         const char *s = luaL_checkstring(L, 2);
-        if (strcmp(s, "cpu") == 0 || strncmp(s, "cuda", 4) == 0) device = ftl_check_device(L, 2, FT_CPU);
-        else dtype = ftl_check_dtype(L, 2);
+        if (strcmp(s, "cpu") == 0 || strncmp(s, "cuda", 4) == 0)
+            device = ftl_check_device(L, 2, FT_CPU);
+        else
+            dtype = ftl_check_dtype(L, 2);
     }
     return push_new(L, ft_to(t, dtype, device, &out), &out, "to");
 }
 
 static int m_to_dtype(lua_State *L) {
     ft_tensor *t = self(L), *out = NULL;
-    return push_new(L, ft_to(t, (ft_dtype)lua_tointeger(L, lua_upvalueindex(1)), ft_device(t), &out), &out, "to");
+    return push_new(L,
+                    ft_to(t, (ft_dtype)lua_tointeger(L, lua_upvalueindex(1)), ft_device(t), &out),
+                    &out, "to");
 }
 
 static int m_cuda(lua_State *L) {
@@ -433,15 +487,19 @@ void ftl_push_scalar(lua_State *L, const ft_tensor *t) {
     }
     double v = 0;
     ftl_check(L, ft_item(t, &v), "item");
-    if (dt == FT_BOOL) lua_pushboolean(L, v != 0);
-    else if (!ft_dtype_is_floating(dt)) lua_pushinteger(L, (lua_Integer)v);
-    else lua_pushnumber(L, v);
+    if (dt == FT_BOOL)
+        lua_pushboolean(L, v != 0);
+    else if (!ft_dtype_is_floating(dt))
+        lua_pushinteger(L, (lua_Integer)v);
+    else
+        lua_pushnumber(L, v);
 }
 
 static int m_item(lua_State *L) {
     ft_tensor *t = self(L);
     if (ft_numel(t) != 1)
-        return luaL_error(L, "item: tensor has %d elements, item() needs exactly one", (int)ft_numel(t));
+        return luaL_error(L, "item: tensor has %d elements, item() needs exactly one",
+                          (int)ft_numel(t));
     ftl_push_scalar(L, t);
     return 1;
 }
@@ -455,9 +513,12 @@ typedef struct {
 static void push_nested(lua_State *L, const ft_tensor *t, int d, table_writer *w) {
     if (d == ft_dim(t)) {
         double v = w->vals[w->pos++];
-        if (w->dtype == FT_BOOL) lua_pushboolean(L, v != 0);
-        else if (!ft_dtype_is_floating(w->dtype)) lua_pushinteger(L, (lua_Integer)v);
-        else lua_pushnumber(L, v);
+        if (w->dtype == FT_BOOL)
+            lua_pushboolean(L, v != 0);
+        else if (!ft_dtype_is_floating(w->dtype))
+            lua_pushinteger(L, (lua_Integer)v);
+        else
+            lua_pushnumber(L, v);
         return;
     }
     int64_t n = ft_size(t, d);
@@ -483,17 +544,38 @@ static int m_totable(lua_State *L) {
 /* ---------------------------------------------------------------- registration */
 
 static const luaL_Reg METHODS[] = {
-    {"clamp", m_clamp},         {"matmul", m_matmul},       {"equal", m_equal},
-    {"allclose", m_allclose},   {"topk", m_topk},           {"sort", m_sort},
-    {"size", m_size},           {"stride", m_stride},       {"dim", m_dim},
-    {"numel", m_numel},         {"nelement", m_numel},      {"dtype", m_dtype},
-    {"device", m_device},       {"is_contiguous", m_is_contiguous}, {"is_leaf", m_is_leaf},
-    {"nbytes", m_nbytes},       {"to", m_to},               {"cuda", m_cuda},
-    {"cpu", m_cpu},             {"clone", m_clone},         {"contiguous", m_contiguous},
-    {"detach", m_detach},       {"copy", m_copy},           {"fill", m_fill},
-    {"zero", m_zero},           {"requires_grad", m_requires_grad}, {"needs_grad", m_needs_grad},
-    {"backward", m_backward},   {"zero_grad", m_zero_grad}, {"item", m_item},
-    {"totable", m_totable},     {NULL, NULL},
+    {"clamp", m_clamp},
+    {"matmul", m_matmul},
+    {"equal", m_equal},
+    {"allclose", m_allclose},
+    {"topk", m_topk},
+    {"sort", m_sort},
+    {"size", m_size},
+    {"stride", m_stride},
+    {"dim", m_dim},
+    {"numel", m_numel},
+    {"nelement", m_numel},
+    {"dtype", m_dtype},
+    {"device", m_device},
+    {"is_contiguous", m_is_contiguous},
+    {"is_leaf", m_is_leaf},
+    {"nbytes", m_nbytes},
+    {"to", m_to},
+    {"cuda", m_cuda},
+    {"cpu", m_cpu},
+    {"clone", m_clone},
+    {"contiguous", m_contiguous},
+    {"detach", m_detach},
+    {"copy", m_copy},
+    {"fill", m_fill},
+    {"zero", m_zero},
+    {"requires_grad", m_requires_grad},
+    {"needs_grad", m_needs_grad},
+    {"backward", m_backward},
+    {"zero_grad", m_zero_grad},
+    {"item", m_item},
+    {"totable", m_totable},
+    {NULL, NULL},
 };
 
 static const struct {
@@ -527,8 +609,10 @@ void ftl_register_ops(lua_State *L) {
         snprintf(name, sizeof name, "%s_", UNOPS[i].name);
         set_closure(L, name, m_unary_, UNOPS[i].op);
     }
-    for (size_t i = 0; i < COUNT(REDUCEOPS); i++) set_closure(L, REDUCEOPS[i].name, m_reduce, REDUCEOPS[i].op);
-    for (size_t i = 0; i < COUNT(CASTS); i++) set_closure(L, CASTS[i].name, m_to_dtype, CASTS[i].dtype);
+    for (size_t i = 0; i < COUNT(REDUCEOPS); i++)
+        set_closure(L, REDUCEOPS[i].name, m_reduce, REDUCEOPS[i].op);
+    for (size_t i = 0; i < COUNT(CASTS); i++)
+        set_closure(L, CASTS[i].name, m_to_dtype, CASTS[i].dtype);
     set_closure(L, "softmax", m_softmax, 0);
     set_closure(L, "log_softmax", m_softmax, 1);
 
@@ -541,6 +625,7 @@ void ftl_register_ops(lua_State *L) {
     luaL_setfuncs(L, META, 0);
     lua_pop(L, 1);
 
-    static const luaL_Reg size_meta[] = {{"__tostring", size_tostring}, {"__eq", size_eq}, {NULL, NULL}};
+    static const luaL_Reg size_meta[] = {
+        {"__tostring", size_tostring}, {"__eq", size_eq}, {NULL, NULL}};
     ftl_new_class(L, "ftlua.Size", NULL, size_meta);
 }

@@ -12,8 +12,8 @@
 
 #define PRECISION 4
 #define LINEWIDTH 80
-#define PREFIX "tensor("
-#define INDENT 7 /* strlen(PREFIX): nested rows line up under the first '[' */
+#define PREFIX    "tensor("
+#define INDENT    7 /* strlen(PREFIX): nested rows line up under the first '[' */
 
 /* ---------------------------------------------------------------- the formatter (_Formatter) */
 
@@ -85,7 +85,8 @@ static void put_value(strbuf *s, const formatter *f, ft_dtype dt, double v) {
     sb_put(s, tmp, (size_t)w);
 }
 
-/* ---------------------------------------------------------------- layout (_tensor_str_with_formatter) */
+/* ---------------------------------------------------------------- layout
+ * (_tensor_str_with_formatter) */
 
 typedef struct {
     strbuf *s;
@@ -130,7 +131,10 @@ static void put_vector(layout *L, int d, int indent) {
 }
 
 static void put_block(layout *L, int d, int indent) {
-    if (d == L->ndim - 1) { put_vector(L, d, indent); return; }
+    if (d == L->ndim - 1) {
+        put_vector(L, d, indent);
+        return;
+    }
     int nl = L->ndim - d - 1; /* "\n" * (dim - 1): blank lines between higher-dim blocks */
     int64_t n = L->shape[d];
     int ell = cut(L, d);
@@ -245,6 +249,9 @@ char *ftl_format_tensor(const double *vals, const int64_t *shape, const int64_t 
     } else {
         sb_puts(&s, " on cpu]");
     }
-    if (s.oom) { sb_free(&s); return NULL; }
+    if (s.oom) {
+        sb_free(&s);
+        return NULL;
+    }
     return s.p; /* PREFIX was added: never NULL here */
 }

@@ -25,7 +25,7 @@
 extern char **environ;
 
 #define CONNECT_TIMEOUT "30" /* seconds to reach the server */
-#define STALL_SECONDS "60"   /* give up when slower than 1 KiB/s for this long */
+#define STALL_SECONDS   "60" /* give up when slower than 1 KiB/s for this long */
 
 /* ---------------------------------------------------------------- the cache folder */
 
@@ -55,7 +55,8 @@ int weights_cache_dir(char *out, size_t outlen, char *err, size_t errlen) {
     }
     char expanded[4096];
     if (n >= (int)sizeof base || expand_home(base, expanded, sizeof expanded) != 0) {
-        snprintf(err, errlen, "the cache folder name is too long (TORCH_HOME, XDG_CACHE_HOME, HOME)");
+        snprintf(err, errlen,
+                 "the cache folder name is too long (TORCH_HOME, XDG_CACHE_HOME, HOME)");
         return -1;
     }
     size_t len = strlen(expanded);
@@ -112,8 +113,10 @@ int weights_name_hash(const char *file, char out[65]) {
 
 int weights_url_file(const char *url, char *out, size_t outlen, char *err, size_t errlen) {
     const char *rest = NULL;
-    if (strncasecmp(url, "https://", 8) == 0) rest = url + 8;
-    else if (strncasecmp(url, "http://", 7) == 0) rest = url + 7;
+    if (strncasecmp(url, "https://", 8) == 0)
+        rest = url + 8;
+    else if (strncasecmp(url, "http://", 7) == 0)
+        rest = url + 7;
     if (!rest) {
         snprintf(err, errlen, "URL must start with http:// or https://: %.300s", url);
         return -1;
@@ -159,6 +162,28 @@ static void curl_reason(const char *tail, int status, char *out, size_t outlen) 
     }
 }
 
+/* Read fd (curl's stderr) to its end: forward it to our stderr when progress is set (curl's
+ * progress bar), and keep its last bytes in tail (NUL-terminated) for the reason of a failure. */
+static void read_tail(int fd, int progress, char *tail, size_t cap) {
+    size_t ntail = 0;
+    char buf[1024];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        if (progress) fwrite(buf, 1, (size_t)n, stderr);
+        if (ntail + (size_t)n >= cap) { /* keep the newest half */
+            size_t keep = cap / 2 < ntail ? cap / 2 : ntail;
+            memmove(tail, tail + ntail - keep, keep);
+            ntail = keep;
+        }
+        size_t take = (size_t)n < cap - 1 - ntail ? (size_t)n : cap - 1 - ntail;
+        memcpy(tail + ntail, buf + n - take, take);
+        ntail += take;
+    }
+    tail[ntail] = 0;
+}
+
 /* Run curl to fetch url into tmp. Returns 0, or -1 with the reason in why. With resume != 0,
  * curl continues a partial tmp (-C -: it appends, asking for the rest with a Range header);
  * *exit_code gets curl's exit status (-1 when it did not exit normally), when not NULL. */
@@ -167,14 +192,32 @@ static int run_curl_ex(const char *url, const char *tmp, int progress, int resum
     const char *curl = getenv("FTLUA_CURL");
     if (!curl || !*curl) curl = "curl";
     if (exit_code) *exit_code = -1;
-    const char *argv[] = {curl, "-q", /* -q first: ignore ~/.curlrc, so the options are ours */
-                          "--fail", "--location", "--max-redirs", "10", "--globoff",
-                          "--proto", "=http,https", "--proto-redir", "=http,https",
-                          "--connect-timeout", CONNECT_TIMEOUT,
-                          "--speed-limit", "1024", "--speed-time", STALL_SECONDS,
-                          progress ? "--progress-bar" : "--silent", "--show-error",
-                          "--output", tmp, "--url", url,
-                          resume ? "--continue-at" : NULL, "-", NULL};
+    const char *argv[] = {curl,
+                          "-q", /* -q first: ignore ~/.curlrc, so the options are ours */
+                          "--fail",
+                          "--location",
+                          "--max-redirs",
+                          "10",
+                          "--globoff",
+                          "--proto",
+                          "=http,https",
+                          "--proto-redir",
+                          "=http,https",
+                          "--connect-timeout",
+                          CONNECT_TIMEOUT,
+                          "--speed-limit",
+                          "1024",
+                          "--speed-time",
+                          STALL_SECONDS,
+                          progress ? "--progress-bar" : "--silent",
+                          "--show-error",
+                          "--output",
+                          tmp,
+                          "--url",
+                          url,
+                          resume ? "--continue-at" : NULL,
+                          "-",
+                          NULL};
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
         snprintf(why, whylen, "pipe: %s", strerror(errno));
@@ -192,30 +235,14 @@ static int run_curl_ex(const char *url, const char *tmp, int progress, int resum
     if (rc != 0) {
         close(fds[0]);
         if (rc == ENOENT)
-            snprintf(why, whylen, "the curl program was not found: install it (apt-get install curl)");
+            snprintf(why, whylen,
+                     "the curl program was not found: install it (apt-get install curl)");
         else
             snprintf(why, whylen, "cannot run %s: %s", curl, strerror(rc));
         return -1;
     }
-    /* Forward curl's progress bar when asked, and keep the last bytes for the reason. */
     char tail[4096];
-    size_t ntail = 0;
-    char buf[1024];
-    for (;;) {
-        ssize_t n = read(fds[0], buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        if (progress) fwrite(buf, 1, (size_t)n, stderr);
-        if (ntail + (size_t)n >= sizeof tail) { /* keep the newest half */
-            size_t keep = sizeof tail / 2 < ntail ? sizeof tail / 2 : ntail;
-            memmove(tail, tail + ntail - keep, keep);
-            ntail = keep;
-        }
-        size_t take = (size_t)n < sizeof tail - 1 - ntail ? (size_t)n : sizeof tail - 1 - ntail;
-        memcpy(tail + ntail, buf + n - take, take);
-        ntail += take;
-    }
-    tail[ntail] = 0;
+    read_tail(fds[0], progress, tail, sizeof tail);
     close(fds[0]);
     if (progress) fflush(stderr);
     int status = 0;
@@ -251,8 +278,9 @@ int weights_download(const char *url, const char *dir, const char *file, const c
     }
     int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot create a file in %s: %s (set TORCH_HOME to a writable folder)",
-                 dir, strerror(errno));
+        snprintf(err, errlen,
+                 "cannot create a file in %s: %s (set TORCH_HOME to a writable folder)", dir,
+                 strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -279,13 +307,17 @@ int weights_download(const char *url, const char *dir, const char *file, const c
     }
     sha256_hex(digest, hex);
     if (st.st_size == 0) {
-        snprintf(err, errlen, "cannot download %s from %s (the server sent an empty file). Put the "
-                 "file in %s/ and run again.", file, url, dir);
+        snprintf(err, errlen,
+                 "cannot download %s from %s (the server sent an empty file). Put the "
+                 "file in %s/ and run again.",
+                 file, url, dir);
         goto fail;
     }
     if (sha_prefix && *sha_prefix && strncmp(hex, sha_prefix, strlen(sha_prefix)) != 0) {
-        snprintf(err, errlen, "downloaded %s from %s but its sha256 is wrong: expected %s..., got "
-                 "%s; the download was deleted", file, url, sha_prefix, hex);
+        snprintf(err, errlen,
+                 "downloaded %s from %s but its sha256 is wrong: expected %s..., got "
+                 "%s; the download was deleted",
+                 file, url, sha_prefix, hex);
         goto fail;
     }
     close(fd);
@@ -326,8 +358,10 @@ int weights_download_resume(const char *url, const char *path, int progress, cha
         long long before = file_size(part);
         int resume = before > 0;
         if (attempt == 0)
-            fprintf(stderr, resume ? "Resuming the download of %s into %s (%lld bytes kept)\n"
-                                   : "Downloading %s to %s\n", url, path, before);
+            fprintf(stderr,
+                    resume ? "Resuming the download of %s into %s (%lld bytes kept)\n"
+                           : "Downloading %s to %s\n",
+                    url, path, before);
         int code = -1;
         if (run_curl_ex(url, part, progress, resume, &code, why, sizeof why) == 0) {
             if (file_size(part) <= 0) {

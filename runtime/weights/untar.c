@@ -48,8 +48,10 @@ static const struct {
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)ftw;
-    if (flag == FTW_DP) rmdir(path);
-    else unlink(path);
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
     return 0;
 }
 
@@ -98,8 +100,9 @@ static int run_tar(const char *const argv[], line_fn lines, void *ctx, char *why
     if (rc != 0) {
         close(fds[0]);
         fclose(errf);
-        snprintf(why, whylen, rc == ENOENT ? "the tar program was not found: install it"
-                                           : "cannot run tar: %s", strerror(rc));
+        snprintf(why, whylen,
+                 rc == ENOENT ? "the tar program was not found: install it" : "cannot run tar: %s",
+                 strerror(rc));
         return -1;
     }
     int objected = 0;
@@ -143,9 +146,12 @@ static int run_tar(const char *const argv[], line_fn lines, void *ctx, char *why
         snprintf(last, sizeof last, "%s", cur);
     }
     fclose(errf);
-    if (*last) snprintf(why, whylen, "%s", last);
-    else if (WIFSIGNALED(status)) snprintf(why, whylen, "tar was stopped by signal %d", WTERMSIG(status));
-    else snprintf(why, whylen, "tar exited with status %d", WEXITSTATUS(status));
+    if (*last)
+        snprintf(why, whylen, "%s", last);
+    else if (WIFSIGNALED(status))
+        snprintf(why, whylen, "tar was stopped by signal %d", WTERMSIG(status));
+    else
+        snprintf(why, whylen, "tar exited with status %d", WEXITSTATUS(status));
     return -1;
 }
 
@@ -210,13 +216,13 @@ typedef struct {
 
 /* Where one call downloads and extracts: every name it uses, worked out before it touches disk. */
 typedef struct {
-    char file[256];                  /* the archive's file name, from the URL */
-    char stem[256];                  /* the folder name fastai gives it */
-    char url[PATH_MAX_];             /* the URL, after FTLUA_DATA_URL */
-    char data[PATH_MAX_];            /* the data folder: dest or FTLUA_DATA */
-    char archdir[PATH_MAX_];         /* FTLUA_ARCHIVE */
-    char archive[PATH_MAX_ + 300];   /* archdir/file */
-    char final[PATH_MAX_ + 300];     /* data/stem: the result */
+    char file[256];                /* the archive's file name, from the URL */
+    char stem[256];                /* the folder name fastai gives it */
+    char url[PATH_MAX_];           /* the URL, after FTLUA_DATA_URL */
+    char data[PATH_MAX_];          /* the data folder: dest or FTLUA_DATA */
+    char archdir[PATH_MAX_];       /* FTLUA_ARCHIVE */
+    char archive[PATH_MAX_ + 300]; /* archdir/file */
+    char final[PATH_MAX_ + 300];   /* data/stem: the result */
 } untar_paths;
 
 static int untar_paths_init(const untar_opts *o, untar_paths *p, char *err, size_t errlen) {
@@ -245,8 +251,8 @@ static int untar_paths_init(const untar_opts *o, untar_paths *p, char *err, size
     } else if (env_dir("FTLUA_DATA", "~/.ftlua/data", p->data, sizeof p->data, err, errlen) != 0) {
         return -1;
     }
-    if (env_dir("FTLUA_ARCHIVE", "~/.ftlua/archive", p->archdir, sizeof p->archdir, err,
-                errlen) != 0)
+    if (env_dir("FTLUA_ARCHIVE", "~/.ftlua/archive", p->archdir, sizeof p->archdir, err, errlen) !=
+        0)
         return -1;
     snprintf(p->final, sizeof p->final, "%s/%s", p->data, p->stem);
     snprintf(p->archive, sizeof p->archive, "%s/%s", p->archdir, p->file);
@@ -283,9 +289,10 @@ static int list_archive(const untar_paths *p, listing *ls, char *err, size_t err
         snprintf(err, errlen, "refusing to extract %s: %s", p->archive, why);
     } else {
         unlink(p->archive); /* a broken download: the next call fetches it again */
-        snprintf(err, errlen, "cannot read the archive %s from %s (%s); it was deleted, run "
-                 "again to download it again, or put the extracted folder at %s", p->archive,
-                 p->url, why, p->final);
+        snprintf(err, errlen,
+                 "cannot read the archive %s from %s (%s); it was deleted, run "
+                 "again to download it again, or put the extracted folder at %s",
+                 p->archive, p->url, why, p->final);
     }
     return -1;
 }
@@ -304,13 +311,17 @@ static int extract_archive(const untar_paths *p, char *tmp, size_t tmplen, char 
     if (run_tar(x_argv, NULL, NULL, why, sizeof why) == 0) return 0;
     rm_tree(tmp);
     if (strstr(why, strerror(ENOSPC))) { /* the archive is fine: keep it for the next try */
-        snprintf(err, errlen, "cannot extract %s into %s (%s): free some space and run again "
-                 "(the archive is kept)", p->archive, p->final, why);
+        snprintf(err, errlen,
+                 "cannot extract %s into %s (%s): free some space and run again "
+                 "(the archive is kept)",
+                 p->archive, p->final, why);
         return -1;
     }
     unlink(p->archive);
-    snprintf(err, errlen, "cannot extract %s (%s); it was deleted, run again to download it "
-             "again, or put the extracted folder at %s", p->archive, why, p->final);
+    snprintf(err, errlen,
+             "cannot extract %s (%s); it was deleted, run again to download it "
+             "again, or put the extracted folder at %s",
+             p->archive, why, p->final);
     return -1;
 }
 
@@ -332,8 +343,10 @@ static int replace_folder(const char *src, const char *tmp, const char *final, c
     }
     int rc = rename(src, final);
     int e = errno;
-    if (rc != 0) rename(old, final); /* put the old one back */
-    else rm_tree(old);
+    if (rc != 0)
+        rename(old, final); /* put the old one back */
+    else
+        rm_tree(old);
     rm_tree(tmp);
     if (rc != 0) snprintf(err, errlen, "cannot rename %s to %s: %s", src, final, strerror(e));
     return rc;
@@ -343,8 +356,10 @@ static int replace_folder(const char *src, const char *tmp, const char *final, c
 static int move_into_place(const listing *ls, const char *tmp, const char *final, char *err,
                            size_t errlen) {
     char src[PATH_MAX_ + 600];
-    if (ls->tops == 1 && !ls->top_file) snprintf(src, sizeof src, "%s/%s", tmp, ls->top);
-    else snprintf(src, sizeof src, "%s", tmp);
+    if (ls->tops == 1 && !ls->top_file)
+        snprintf(src, sizeof src, "%s/%s", tmp, ls->top);
+    else
+        snprintf(src, sizeof src, "%s", tmp);
     if (!is_dir(src)) snprintf(src, sizeof src, "%s", tmp);
     if (is_dir(final)) return replace_folder(src, tmp, final, err, errlen);
     if (rename(src, final) != 0) {

@@ -28,7 +28,7 @@
 #include "weights/download.h"
 #include "weights/sha256.h"
 
-#define BOX_MT "ftlua.WeightsFile"
+#define BOX_MT           "ftlua.WeightsFile"
 #define DEFAULT_BASE_URL "https://download.pytorch.org/models/"
 
 /* torchvision's IMAGENET1K_V1 files (the 8 hex digits start each file's sha256). */
@@ -106,8 +106,10 @@ static int sniff(const char *path, int *fmt, char *err, size_t errlen) {
     } else if (n == 0 || zip || tar || b[0] == 0x80) {
         *fmt = FMT_PTH; /* the checkpoint reader says "empty file" for n == 0 */
     } else {
-        snprintf(err, errlen, "%s: neither a PyTorch checkpoint (zip or legacy torch.save) nor a "
-                 "safetensors file", path);
+        snprintf(err, errlen,
+                 "%s: neither a PyTorch checkpoint (zip or legacy torch.save) nor a "
+                 "safetensors file",
+                 path);
         return -1;
     }
     return 0;
@@ -136,7 +138,8 @@ static void gather_view(const pth_entry *e, size_t es, uint8_t *dst) {
         if (istride == 1) {
             memcpy(dst, row, (size_t)inner * es);
         } else {
-            for (int64_t j = 0; j < inner; j++) memcpy(dst + (size_t)j * es, row + (size_t)(j * istride) * es, es);
+            for (int64_t j = 0; j < inner; j++)
+                memcpy(dst + (size_t)j * es, row + (size_t)(j * istride) * es, es);
         }
         dst += (size_t)inner * es;
         for (int d = nd - 2; d >= 0; d--) { /* odometer over the outer dims */
@@ -150,15 +153,19 @@ static void gather_view(const pth_entry *e, size_t es, uint8_t *dst) {
  * cost more than the file. Refuse files that would need far more than their own size: a
  * hostile file must not turn a few bytes into a huge allocation. */
 static int check_budget(const pth_file *f, char *err, size_t errlen) {
-    size_t budget = ((size_t)64 << 20) + (f->map_len < SIZE_MAX / 8 ? 4 * f->map_len : SIZE_MAX / 2);
+    size_t budget =
+        ((size_t)64 << 20) + (f->map_len < SIZE_MAX / 8 ? 4 * f->map_len : SIZE_MAX / 2);
     size_t total = 0;
     for (int i = 0; i < f->n_entries; i++) {
         const pth_entry *e = &f->entries[i];
         size_t es = ft_dtype_size(e->dtype);
         if (es == 0) continue; /* the reader hands out known dtypes only */
-        if ((uint64_t)e->numel > (SIZE_MAX - total) / es || total + (size_t)e->numel * es > budget) {
-            snprintf(err, errlen, "its tensors would take more than 4 times the file's size (at "
-                     "'%.200s'): views that repeat their storage are not loaded", e->name);
+        if ((uint64_t)e->numel > (SIZE_MAX - total) / es ||
+            total + (size_t)e->numel * es > budget) {
+            snprintf(err, errlen,
+                     "its tensors would take more than 4 times the file's size (at "
+                     "'%.200s'): views that repeat their storage are not loaded",
+                     e->name);
             return -1;
         }
         total += (size_t)e->numel * es;
@@ -175,7 +182,8 @@ static ft_tensor *pth_tensor(weights_box *box, int i, char *err, size_t errlen) 
         if (nbytes > box->scratch_cap) {
             uint8_t *p = realloc(box->scratch, nbytes);
             if (!p) {
-                snprintf(err, errlen, "out of memory for tensor '%.200s' (%zu bytes)", e->name, nbytes);
+                snprintf(err, errlen, "out of memory for tensor '%.200s' (%zu bytes)", e->name,
+                         nbytes);
                 return NULL;
             }
             box->scratch = p;
@@ -208,8 +216,10 @@ static int w_load(lua_State *L) {
     int fmt;
     if (sniff(path, &fmt, err, sizeof err) != 0) return luaL_error(L, "weights.load: %s", err);
     if (fmt == FMT_SAFETENSORS && key && *key)
-        return luaL_error(L, "weights.load: %s is a safetensors file; the key option applies to "
-                          "PyTorch checkpoints", path);
+        return luaL_error(L,
+                          "weights.load: %s is a safetensors file; the key option applies to "
+                          "PyTorch checkpoints",
+                          path);
 
     weights_box *box = push_box(L); /* slot 4 */
     int n;
@@ -255,10 +265,13 @@ static int w_load(lua_State *L) {
 /* The tensor under tbl[name] (the value on top of the stack), checked. */
 static ft_tensor *save_tensor(lua_State *L, const char *name) {
     ftl_tensor *ud = luaL_testudata(L, -1, FTL_TENSOR_MT);
-    if (!ud) luaL_error(L, "weights.save: value for '%s' is not a tensor (got %s)", name, luaL_typename(L, -1));
+    if (!ud)
+        luaL_error(L, "weights.save: value for '%s' is not a tensor (got %s)", name,
+                   luaL_typename(L, -1));
     if (!ud->h) luaL_error(L, "weights.save: tensor '%s' has been freed", name);
     if (ft_dim(ud->h) > FT_MAX_DIMS)
-        luaL_error(L, "weights.save: tensor '%s' has %d dims (at most %d)", name, ft_dim(ud->h), FT_MAX_DIMS);
+        luaL_error(L, "weights.save: tensor '%s' has %d dims (at most %d)", name, ft_dim(ud->h),
+                   FT_MAX_DIMS);
     return ud->h;
 }
 
@@ -287,13 +300,14 @@ static int w_save(lua_State *L) {
         lua_pop(L, 1);
     }
     int n = has_names ? (int)lua_rawlen(L, 3) : count;
-    if (has_names) { /* names must list the table's tensors, each once */
+    if (has_names) {     /* names must list the table's tensors, each once */
         lua_newtable(L); /* 4: names seen */
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, 3, i);
             const char *name = save_name(L, -1, "names");
             if (lua_getfield(L, 2, name) == LUA_TNIL)
-                luaL_error(L, "weights.save: names[%d] is '%s', which the table does not hold", i, name);
+                luaL_error(L, "weights.save: names[%d] is '%s', which the table does not hold", i,
+                           name);
             if (lua_getfield(L, 4, name) != LUA_TNIL)
                 luaL_error(L, "weights.save: '%s' is listed twice in names", name);
             lua_pop(L, 2);
@@ -359,7 +373,8 @@ typedef struct {
     char url[4096], file[256], hash[65];
 } pretrained_src;
 
-/* pretrained("resnet34"): torchvision's file under FTLUA_WEIGHTS_URL (default download.pytorch.org). */
+/* pretrained("resnet34"): torchvision's file under FTLUA_WEIGHTS_URL (default
+ * download.pytorch.org). */
 static void pretrained_by_arch(lua_State *L, const char *arch, pretrained_src *src) {
     int k = 0;
     while (k < N_PRETRAINED && strcmp(PRETRAINED[k].arch, arch) != 0) k++;
@@ -371,8 +386,10 @@ static void pretrained_by_arch(lua_State *L, const char *arch, pretrained_src *s
             luaL_addstring(&b, PRETRAINED[j].arch);
         }
         luaL_pushresult(&b);
-        luaL_error(L, "weights.pretrained: no pretrained weights for '%s' (known: %s; "
-                   "or pass {url = ..., file = ...})", arch, lua_tostring(L, -1));
+        luaL_error(L,
+                   "weights.pretrained: no pretrained weights for '%s' (known: %s; "
+                   "or pass {url = ..., file = ...})",
+                   arch, lua_tostring(L, -1));
     }
     const char *base = getenv("FTLUA_WEIGHTS_URL");
     if (!base || !*base) base = DEFAULT_BASE_URL;
@@ -418,17 +435,22 @@ static void pretrained_by_table(lua_State *L, pretrained_src *src) {
         if (strlen(f) >= sizeof src->file) luaL_error(L, "weights.pretrained: file name too long");
         snprintf(src->file, sizeof src->file, "%s", f);
     }
-    if (h) pretrained_hash(L, h, src->hash);
-    else weights_name_hash(src->file, src->hash);
+    if (h)
+        pretrained_hash(L, h, src->hash);
+    else
+        weights_name_hash(src->file, src->hash);
 }
 
 static int w_pretrained(lua_State *L) {
     pretrained_src src = {.hash = ""};
     char dir[4096], path[4400], err[2048];
     lua_settop(L, 1);
-    if (lua_type(L, 1) == LUA_TSTRING) pretrained_by_arch(L, lua_tostring(L, 1), &src);
-    else if (lua_type(L, 1) == LUA_TTABLE) pretrained_by_table(L, &src);
-    else return luaL_typeerror(L, 1, "architecture name or {url = ..., file = ...}");
+    if (lua_type(L, 1) == LUA_TSTRING)
+        pretrained_by_arch(L, lua_tostring(L, 1), &src);
+    else if (lua_type(L, 1) == LUA_TTABLE)
+        pretrained_by_table(L, &src);
+    else
+        return luaL_typeerror(L, 1, "architecture name or {url = ..., file = ...}");
     if (!valid_file_name(src.file))
         return luaL_error(L, "weights.pretrained: '%s' is not a plain file name", src.file);
 
@@ -437,7 +459,8 @@ static int w_pretrained(lua_State *L) {
     snprintf(path, sizeof path, "%s/%s", dir, src.file);
     struct stat st;
     if (stat(path, &st) == 0) { /* reused as torch.hub does: it was checked when it landed */
-        if (!S_ISREG(st.st_mode)) return luaL_error(L, "weights.pretrained: %s is not a file", path);
+        if (!S_ISREG(st.st_mode))
+            return luaL_error(L, "weights.pretrained: %s is not a file", path);
         lua_pushstring(L, path);
         return 1;
     }
@@ -463,7 +486,8 @@ static int w_sha256(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     uint8_t digest[32];
     char hex[65], err[1024];
-    if (sha256_file(path, digest, err, sizeof err) != 0) return luaL_error(L, "weights.sha256: %s", err);
+    if (sha256_file(path, digest, err, sizeof err) != 0)
+        return luaL_error(L, "weights.sha256: %s", err);
     sha256_hex(digest, hex);
     lua_pushstring(L, hex);
     return 1;
