@@ -19,3 +19,20 @@ case "$out" in
             echo "FAIL layers: violations found but the exit status was 0" ;;
     *) echo "FAIL layers: injected violations not reported: $out" ;;
 esac
+
+# The host is a tree (issue 12): main.c lends docall and print_error to the REPL and the report
+# as arguments, so neither repl.o nor report.o uses a symbol that main.o defines.
+BUILD=${BUILD:-build}
+if [ -f "$BUILD/runtime/main.o" ] && [ -f "$BUILD/runtime/repl.o" ] && [ -f "$BUILD/runtime/report.o" ] &&
+    command -v nm >/dev/null 2>&1; then
+    nm --defined-only "$BUILD/runtime/main.o" | awk '$2 ~ /^[TDBRC]$/ { print $3 }' | sort >"$tmp/main.syms"
+    used=""
+    for o in repl report; do
+        u=$(nm -u "$BUILD/runtime/$o.o" | awk '{ print $2 }' | sort | comm -12 - "$tmp/main.syms" | tr '\n' ' ')
+        [ -n "$u" ] && used="$used $o.o uses $u;"
+    done
+    [ -z "$used" ] && echo "ok layers: repl.c and report.c call nothing of main.c" ||
+        echo "FAIL layers: the host is not a tree:$used"
+else
+    echo "skip layers: repl.c and report.c call nothing of main.c: $BUILD/runtime/{main,repl,report}.o not built (or no nm)"
+fi
