@@ -273,7 +273,7 @@ static int is_container(ftm_kind k) {
            k == FTM_ADAPTIVE_CONCATPOOL2D;
 }
 
-/* The module of the node at r->desc, without its children and split. NULL: see ftm_error. */
+/* The module of the node at r->desc, without its children and split. NULL: see ft_last_error. */
 static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
     int64_t k[2], s[2], p[2], d[2];
     switch (kind) {
@@ -304,7 +304,7 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
         int64_t n = need_int(r, "num_features");
         double eps = need_num(r, "eps"), momentum = need_num(r, "momentum");
         if (!(eps > 0) || !(momentum >= 0 && momentum <= 1)) {
-            ftm_set_error("%s: eps must be positive and momentum in [0, 1]", "BatchNorm");
+            ft_set_last_error("%s: eps must be positive and momentum in [0, 1]", "BatchNorm");
             return NULL;
         }
         return ftm_batchnorm(ndim, n, eps, momentum);
@@ -322,7 +322,7 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
         int pair = need_bool(r, "pair");
         if (kind != FTM_ADAPTIVE_CONCATPOOL2D) return ftm_adaptive_pool2d(kind, k, pair);
         if (k[0] < 1 || k[1] < 1) {
-            ftm_set_error("%s: output size must be positive", "AdaptiveConcatPool2d");
+            ft_set_last_error("%s: output size must be positive", "AdaptiveConcatPool2d");
             return NULL;
         }
         ftm_module *m = ftm_new(kind, "AdaptiveConcatPool2d"); /* children ap, mp follow */
@@ -335,7 +335,7 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
     case FTM_FLATTEN: {
         int64_t a = need_int(r, "start_dim"), b = need_int(r, "end_dim");
         if (a == 0 || b == 0 || a < -64 || a > 64 || b < -64 || b > 64) {
-            ftm_set_error("%s: dims are 1-based or negative", "Flatten");
+            ft_set_last_error("%s: dims are 1-based or negative", "Flatten");
             return NULL;
         }
         return ftm_flatten(a > 0 ? (int)a - 1 : (int)a, b > 0 ? (int)b - 1 : (int)b);
@@ -345,7 +345,7 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
         int64_t in = need_int(r, "in_features"), out = need_int(r, "out_features");
         return ftm_linear(in, out, need_bool(r, "bias"));
     }
-    default: ftm_set_error("cannot build a %s", KIND_NAMES[kind]); return NULL;
+    default: ft_set_last_error("cannot build a %s", KIND_NAMES[kind]); return NULL;
     }
 }
 
@@ -387,7 +387,7 @@ static void from_desc(lua_State *L, int built, int idx, char *path, int depth) {
     ftm_module *m = build_node(&r, kind, ndim);
     if (!m) {
         char err[600];
-        snprintf(err, sizeof err, "%s", ftm_error());
+        snprintf(err, sizeof err, "%s", ft_last_error());
         bad(&r, "%s%s", err, "");
     }
     ftl_adopt_module(L, ud, m);
@@ -413,7 +413,7 @@ static void from_desc(lua_State *L, int built, int idx, char *path, int depth) {
             ftm_module *c = ftl_check_module(L, -1);
             if (ftm_add_child(m, name, c) != 0) {
                 char err[600];
-                snprintf(err, sizeof err, "%s", ftm_error());
+                snprintf(err, sizeof err, "%s", ft_last_error());
                 path[len] = '\0';
                 bad(&r, "%s%s", err, "");
             }

@@ -1,5 +1,5 @@
 /* module.c: the module tree in C: lifetime, children, parameters, and the forward of every
- * layer kind, all over the shim. No Lua code runs here: what touches Lua (a Lua-defined
+ * layer kind, all over the shim. C only (module.h): no Lua header, no Lua code. What touches Lua (a Lua-defined
  * module's forward, which model.c runs protected so a Lua error never longjmps over the
  * handles this file owns) goes through the callbacks model.c installs (ftm_lua_callbacks).
  *
@@ -13,26 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "model/module.h"
 
 /* ---------------------------------------------------------------- errors */
 
-static _Thread_local char g_err[512];
-
-const char *ftm_error(void) { return g_err; }
-
-void ftm_set_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
-    va_end(ap);
-}
-
+/* Leaves the message in the shim's slot (ft_last_error) and returns NULL. */
 __attribute__((format(printf, 1, 2))) static void *fail(const char *fmt, ...) {
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    ft_set_last_error("%s", msg);
     return NULL;
 }
 
@@ -45,7 +37,7 @@ ftm_module *ftm_new(ftm_kind kind, const char *type) {
     m->kind = kind;
     snprintf(m->type, sizeof m->type, "%s", type);
     m->training = 1;
-    m->lua_ref = LUA_NOREF;
+    m->lua_ref = FTM_NOREF;
     return m;
 }
 
@@ -57,21 +49,21 @@ void ftm_retain(ftm_module *m) {
     if (m) m->refs++;
 }
 
-static void free_slot(lua_State *L, ftm_slot *s) {
+static void free_slot(struct lua_State *L, ftm_slot *s) {
     if (!s->t) return;
     if (L && lua_side.forget_param) lua_side.forget_param(L, s->t);
     ft_free(s->t);
     s->t = NULL;
 }
 
-void ftm_release(lua_State *L, ftm_module *m) {
+void ftm_release(struct lua_State *L, ftm_module *m) {
     if (!m || --m->refs > 0) return;
     for (int i = 0; i < 2; i++) free_slot(L, &m->params[i]);
     for (int i = 0; i < 3; i++) free_slot(L, &m->buffers[i]);
     for (int i = 0; i < m->nchildren; i++) ftm_release(L, m->children[i].m);
     free(m->children);
     free(m->split);
-    if (m->lua_ref != LUA_NOREF && L && lua_side.unref) lua_side.unref(L, m->lua_ref);
+    if (m->lua_ref != FTM_NOREF && L && lua_side.unref) lua_side.unref(L, m->lua_ref);
     free(m);
 }
 

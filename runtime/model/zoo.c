@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "model/module.h"
 
 static const int64_t ONE[2] = {1, 1};
 
@@ -32,7 +32,7 @@ static int add(ftm_module *m, const char *name, ftm_module *child) {
 static ftm_module *block(ftm_kind kind, int64_t inplanes, int64_t planes, int64_t stride,
                          ftm_module *downsample) {
     if (inplanes < 1 || planes < 1 || stride < 1) {
-        ftm_set_error("resnet block: inplanes, planes and stride must be positive");
+        ft_set_last_error("resnet block: inplanes, planes and stride must be positive");
         return NULL;
     }
     int basic = kind == FTM_BASICBLOCK;
@@ -102,7 +102,7 @@ static ftm_module *make_layer(ftm_kind kind, int64_t *inplanes, int64_t planes, 
  * weight 1, bias 0 (already so); Linear keeps torch's default init. */
 static int init_convs(ftm_module *m) {
     if (m->kind == FTM_CONV2D && ft_kaiming_normal_(m->params[0].t, 0, /*fan_in=*/0, /*relu=*/1) != FT_OK) {
-        ftm_set_error("resnet init: %s", ft_last_error());
+        ft_set_last_error("resnet init: %s", ft_last_error());
         return -1;
     }
     for (int i = 0; i < m->nchildren; i++)
@@ -124,7 +124,7 @@ ftm_module *ftm_resnet(int depth, int64_t num_classes) {
     for (int i = 0; i < 5; i++)
         if (ARCHS[i].depth == depth) a = i;
     if (a < 0 || num_classes < 1) {
-        ftm_set_error("resnet: depth must be 18, 34, 50, 101 or 152 and num_classes positive");
+        ft_set_last_error("resnet: depth must be 18, 34, 50, 101 or 152 and num_classes positive");
         return NULL;
     }
     ftm_kind kind = ARCHS[a].kind;
