@@ -93,21 +93,8 @@ static void set_pair(lua_State *L, const char *k, const int64_t p[2]) {
     lua_setfield(L, -2, k);
 }
 
-/* Pushes the description of m (at path) on the stack. seen: a table {module -> path}. */
-static void describe(lua_State *L, ftm_module *m, char *path, int seen, int depth) {
-    if (depth > MAX_DEPTH) raise(L, "describe: the tree is deeper than %d", MAX_DEPTH);
-    luaL_checkstack(L, 8, "describe");
-    if (m->kind == FTM_LUA)
-        raise(L, "describe: %s%s%s is a Lua-defined %s (ft.nn.Module): its forward is Lua code, "
-                 "which a description cannot hold", path[0] ? "module '" : "the model",
-              path, path[0] ? "'" : "", m->type);
-    if (m->kind < 0 || m->kind >= FTM_NKINDS || !KIND_NAMES[m->kind])
-        raise(L, "describe: module '%s' (%s) is of an unknown kind", where(path), m->type);
-    lua_pushstring(L, path);
-    lua_rawsetp(L, seen, m);
-    lua_newtable(L);
-    lua_pushstring(L, kind_name(m));
-    lua_setfield(L, -2, "kind");
+/* Sets the fields of m's kind (its constructor's arguments) in the table on top. */
+static void set_kind_fields(lua_State *L, ftm_module *m) {
     switch (m->kind) {
     case FTM_SEQUENTIAL:
     case FTM_BASICBLOCK:
@@ -157,33 +144,57 @@ static void describe(lua_State *L, ftm_module *m, char *path, int seen, int dept
         break;
     default: break;
     }
+}
+
+static void describe(lua_State *L, ftm_module *m, char *path, int seen, int depth);
+
+/* Sets children = {{name, node}, ...} in m's node on top; a child met before in the walk is
+ * {same = its first path}. */
+static void describe_children(lua_State *L, ftm_module *m, char *path, int seen, int depth) {
+    lua_createtable(L, m->nchildren, 0);
+    size_t len = strlen(path);
+    for (int i = 0; i < m->nchildren; i++) {
+        ftm_module *c = m->children[i].m;
+        lua_createtable(L, 2, 0);
+        lua_pushstring(L, m->children[i].name);
+        lua_rawseti(L, -2, 1);
+        if (lua_rawgetp(L, seen, c) == LUA_TSTRING) { /* shared: refer to the first place */
+            lua_newtable(L);
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "same");
+        } else {
+            lua_pop(L, 1);
+            snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", m->children[i].name);
+            describe(L, c, path, seen, depth + 1);
+            path[len] = '\0';
+        }
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "children");
+}
+
+/* Pushes the description of m (at path) on the stack. seen: a table {module -> path}. */
+static void describe(lua_State *L, ftm_module *m, char *path, int seen, int depth) {
+    if (depth > MAX_DEPTH) raise(L, "describe: the tree is deeper than %d", MAX_DEPTH);
+    luaL_checkstack(L, 8, "describe");
+    if (m->kind == FTM_LUA)
+        raise(L, "describe: %s%s%s is a Lua-defined %s (ft.nn.Module): its forward is Lua code, "
+                 "which a description cannot hold", path[0] ? "module '" : "the model",
+              path, path[0] ? "'" : "", m->type);
+    if (m->kind < 0 || m->kind >= FTM_NKINDS || !KIND_NAMES[m->kind])
+        raise(L, "describe: module '%s' (%s) is of an unknown kind", where(path), m->type);
+    lua_pushstring(L, path);
+    lua_rawsetp(L, seen, m);
+    lua_newtable(L);
+    lua_pushstring(L, kind_name(m));
+    lua_setfield(L, -2, "kind");
+    set_kind_fields(L, m);
     if (m->split) {
         lua_pushstring(L, m->split);
         lua_setfield(L, -2, "split");
     }
-    if (m->nchildren > 0) {
-        lua_createtable(L, m->nchildren, 0);
-        size_t len = strlen(path);
-        for (int i = 0; i < m->nchildren; i++) {
-            ftm_module *c = m->children[i].m;
-            lua_createtable(L, 2, 0);
-            lua_pushstring(L, m->children[i].name);
-            lua_rawseti(L, -2, 1);
-            if (lua_rawgetp(L, seen, c) == LUA_TSTRING) { /* shared: refer to the first place */
-                lua_newtable(L);
-                lua_insert(L, -2);
-                lua_setfield(L, -2, "same");
-            } else {
-                lua_pop(L, 1);
-                snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", m->children[i].name);
-                describe(L, c, path, seen, depth + 1);
-                path[len] = '\0';
-            }
-            lua_rawseti(L, -2, 2);
-            lua_rawseti(L, -2, i + 1);
-        }
-        lua_setfield(L, -2, "children");
-    }
+    if (m->nchildren > 0) describe_children(L, m, path, seen, depth);
 }
 
 /* desc = m:describe() */
@@ -363,6 +374,60 @@ static const char *missing_child(ftm_module *m) {
     return NULL;
 }
 
+static void from_desc(lua_State *L, int built, int idx, char *path, int depth);
+
+/* Builds the children listed in the node r->desc and adds them to m. The list is on top. */
+static void read_children(reader *r, ftm_module *m, ftm_kind kind, char *path, int depth) {
+    lua_State *L = r->L;
+    if (lua_type(L, -1) != LUA_TTABLE) bad(r, "'%s' must be a list of {name, node}%s", "children", "");
+    if (!is_container(kind) && lua_rawlen(L, -1) > 0)
+        bad(r, "a %s has no children, but the description gives some%s", KIND_NAMES[kind], "");
+    int list = lua_gettop(L);
+    size_t len = strlen(path);
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, list); i++) {
+        if (lua_rawgeti(L, list, i) != LUA_TTABLE || lua_rawlen(L, -1) != 2 ||
+            lua_rawgeti(L, -1, 1) != LUA_TSTRING)
+            bad(r, "child %s must be {name, node}%s", lua_pushfstring(L, "%d", (int)i), "");
+        const char *name = lua_tostring(L, -1);
+        if (!name[0] || strchr(name, '.') || strlen(name) >= FTM_NAME_MAX)
+            bad(r, "child name '%s'%s must be 1 to 63 bytes without '.'", name, "");
+        if (len + 1 + strlen(name) >= FTM_PATH_MAX) bad(r, "the path of child '%s' is too long%s", name, "");
+        snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", name);
+        lua_rawgeti(L, -2, 2);
+        from_desc(L, r->built, -1, path, depth + 1);
+        ftm_module *c = ftl_check_module(L, -1);
+        if (ftm_add_child(m, name, c) != 0) {
+            char err[600];
+            snprintf(err, sizeof err, "%s", ft_last_error());
+            path[len] = '\0';
+            bad(r, "%s%s", err, "");
+        }
+        path[len] = '\0';
+        lua_settop(L, list);
+    }
+}
+
+/* Sets m's parameter groups from the node's split "a,b;c" (on top), whose every path must be
+ * a submodule. */
+static void read_split(reader *r, ftm_module *m) {
+    lua_State *L = r->L;
+    if (lua_type(L, -1) != LUA_TSTRING) bad(r, "'%s' must be a string%s", "split", "");
+    const char *s = lua_tostring(L, -1);
+    while (*s) {
+        char part[FTM_PATH_MAX];
+        size_t n = strcspn(s, ",;");
+        if (n == 0 || n >= sizeof part) bad(r, "'%s' has an empty or too long entry%s", "split", "");
+        memcpy(part, s, n);
+        part[n] = '\0';
+        if (!ftm_find(m, part)) bad(r, "'split' names '%s', which is not a submodule%s", part, "");
+        s += n;
+        if (*s) s++;
+    }
+    char *copy = strdup(lua_tostring(L, -1));
+    if (!copy) luaL_error(L, "from_description: out of memory");
+    m->split = copy;
+}
+
 /* Pushes the module userdata built from the description at index idx (path: its place). */
 static void from_desc(lua_State *L, int built, int idx, char *path, int depth) {
     if (depth > MAX_DEPTH) raise(L, "from_description: the tree is deeper than %d", MAX_DEPTH);
@@ -392,55 +457,11 @@ static void from_desc(lua_State *L, int built, int idx, char *path, int depth) {
     }
     ftl_adopt_module(L, ud, m);
     int self = lua_gettop(L);
-    int t = get(&r, "children");
-    if (t != LUA_TNIL) {
-        if (t != LUA_TTABLE) bad(&r, "'%s' must be a list of {name, node}%s", "children", "");
-        if (!is_container(kind) && lua_rawlen(L, -1) > 0)
-            bad(&r, "a %s has no children, but the description gives some%s", KIND_NAMES[kind], "");
-        int list = lua_gettop(L);
-        size_t len = strlen(path);
-        for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, list); i++) {
-            if (lua_rawgeti(L, list, i) != LUA_TTABLE || lua_rawlen(L, -1) != 2 ||
-                lua_rawgeti(L, -1, 1) != LUA_TSTRING)
-                bad(&r, "child %s must be {name, node}%s", lua_pushfstring(L, "%d", (int)i), "");
-            const char *name = lua_tostring(L, -1);
-            if (!name[0] || strchr(name, '.') || strlen(name) >= FTM_NAME_MAX)
-                bad(&r, "child name '%s'%s must be 1 to 63 bytes without '.'", name, "");
-            if (len + 1 + strlen(name) >= FTM_PATH_MAX) bad(&r, "the path of child '%s' is too long%s", name, "");
-            snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", name);
-            lua_rawgeti(L, -2, 2);
-            from_desc(L, built, -1, path, depth + 1);
-            ftm_module *c = ftl_check_module(L, -1);
-            if (ftm_add_child(m, name, c) != 0) {
-                char err[600];
-                snprintf(err, sizeof err, "%s", ft_last_error());
-                path[len] = '\0';
-                bad(&r, "%s%s", err, "");
-            }
-            path[len] = '\0';
-            lua_settop(L, list);
-        }
-    }
+    if (get(&r, "children") != LUA_TNIL) read_children(&r, m, kind, path, depth);
     lua_settop(L, self);
     const char *gone = missing_child(m);
     if (gone) bad(&r, "a %s needs a child '%s'", m->type, gone);
-    if (get(&r, "split") != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TSTRING) bad(&r, "'%s' must be a string%s", "split", "");
-        const char *s = lua_tostring(L, -1);
-        while (*s) { /* every path must exist: "a,b;c" */
-            char part[FTM_PATH_MAX];
-            size_t n = strcspn(s, ",;");
-            if (n == 0 || n >= sizeof part) bad(&r, "'%s' has an empty or too long entry%s", "split", "");
-            memcpy(part, s, n);
-            part[n] = '\0';
-            if (!ftm_find(m, part)) bad(&r, "'split' names '%s', which is not a submodule%s", part, "");
-            s += n;
-            if (*s) s++;
-        }
-        char *copy = strdup(lua_tostring(L, -1));
-        if (!copy) luaL_error(L, "from_description: out of memory");
-        m->split = copy;
-    }
+    if (get(&r, "split") != LUA_TNIL) read_split(&r, m);
     lua_settop(L, self);
     lua_pushstring(L, path);
     lua_pushvalue(L, self);
