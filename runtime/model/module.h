@@ -104,7 +104,7 @@ int ftm_each_group_path(ftm_module *m, ftm_group_fn fn, void *ud, char *err, siz
 /* Does sub's tree contain m (so adding sub under m would make a cycle)? */
 int ftm_contains(const ftm_module *sub, const ftm_module *m);
 
-/* Layer constructors (parameters initialised as torch.nn does). NULL on failure. */
+/* Layer constructors (parameters initialised as torch.nn does). NULL on failure (ft_last_error). */
 ftm_module *ftm_conv2d(int64_t in, int64_t out, const int64_t kernel[2], const int64_t stride[2],
                        const int64_t padding[2], const int64_t dilation[2], int64_t groups,
                        int bias);
