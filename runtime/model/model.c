@@ -404,8 +404,10 @@ static int m_index(lua_State *L) {
         int isint;
         lua_Integer i = lua_tointegerx(L, 2, &isint);
         if (isint && i < 0) i += m->nchildren + 1;
-        if (isint && i >= 1 && i <= m->nchildren) ftl_push_module(L, m->children[i - 1].m);
-        else lua_pushnil(L);
+        if (isint && i >= 1 && i <= m->nchildren)
+            ftl_push_module(L, m->children[i - 1].m);
+        else
+            lua_pushnil(L);
         return 1;
     }
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
@@ -449,8 +451,8 @@ static int m_newindex(lua_State *L) {
         lua_Integer i = lua_tointegerx(L, 2, &isint);
         if (isint && i < 0) i += m->nchildren + 1;
         if (!isint || i < 1 || i > m->nchildren)
-            return luaL_error(L, "%s has no child %s (it has %d)", m->type,
-                              lua_tostring(L, 2), m->nchildren);
+            return luaL_error(L, "%s has no child %s (it has %d)", m->type, lua_tostring(L, 2),
+                              m->nchildren);
         idx = (int)i - 1;
     } else if (lua_type(L, 2) == LUA_TSTRING) {
         idx = ftm_child_index(m, lua_tostring(L, 2));
@@ -458,8 +460,9 @@ static int m_newindex(lua_State *L) {
         return luaL_error(L, "module keys are names or positions, got a %s", luaL_typename(L, 2));
     }
     if (idx >= 0) {
-        if (!v) return luaL_error(L, "child '%s' of %s can only be replaced by a module",
-                                  m->children[idx].name, m->type);
+        if (!v)
+            return luaL_error(L, "child '%s' of %s can only be replaced by a module",
+                              m->children[idx].name, m->type);
         if (ftm_contains(v, m)) return luaL_error(L, "that would put %s inside itself", m->type);
         ftm_module *old = m->children[idx].m;
         ftm_retain(v);
@@ -521,7 +524,7 @@ _Static_assert(FTM_NOREF == LUA_NOREF, "module.h's FTM_NOREF must be Lua's LUA_N
 int luaopen_ftlua_model(lua_State *L) {
     static const ftm_lua_callbacks lua_side = {forget_param, unref_module, lua_forward};
     ftm_set_lua_callbacks(&lua_side); /* module.c's way into Lua */
-    lua_newtable(L); /* the weak cache */
+    lua_newtable(L);                  /* the weak cache */
     lua_newtable(L);
     lua_pushliteral(L, "v");
     lua_setfield(L, -2, "__mode");
@@ -538,8 +541,8 @@ int luaopen_ftlua_model(lua_State *L) {
         lua_pushcclosure(L, m_newindex, 1);
         lua_setfield(L, -2, "__newindex");
         static const luaL_Reg meta[] = {
-            {"__gc", m_gc}, {"__call", m_forward}, {"__tostring", m_tostring},
-            {"__len", m_len}, {"__eq", m_eq}, {NULL, NULL},
+            {"__gc", m_gc},   {"__call", m_forward}, {"__tostring", m_tostring},
+            {"__len", m_len}, {"__eq", m_eq},        {NULL, NULL},
         };
         luaL_setfuncs(L, meta, 0);
     }

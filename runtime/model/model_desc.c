@@ -179,9 +179,10 @@ static void describe(lua_State *L, ftm_module *m, char *path, int seen, int dept
     if (depth > MAX_DEPTH) raise(L, "describe: the tree is deeper than %d", MAX_DEPTH);
     luaL_checkstack(L, 8, "describe");
     if (m->kind == FTM_LUA)
-        raise(L, "describe: %s%s%s is a Lua-defined %s (ft.nn.Module): its forward is Lua code, "
-                 "which a description cannot hold", path[0] ? "module '" : "the model",
-              path, path[0] ? "'" : "", m->type);
+        raise(L,
+              "describe: %s%s%s is a Lua-defined %s (ft.nn.Module): its forward is Lua code, "
+              "which a description cannot hold",
+              path[0] ? "module '" : "the model", path, path[0] ? "'" : "", m->type);
     if (m->kind < 0 || m->kind >= FTM_NKINDS || !KIND_NAMES[m->kind])
         raise(L, "describe: module '%s' (%s) is of an unknown kind", where(path), m->type);
     lua_pushstring(L, path);
@@ -211,8 +212,8 @@ int ftl_m_describe(lua_State *L) {
 
 typedef struct {
     lua_State *L;
-    int built;  /* stack index: {path -> module userdata} */
-    int desc;   /* stack index of the node being read */
+    int built; /* stack index: {path -> module userdata} */
+    int desc;  /* stack index of the node being read */
     const char *path;
 } reader;
 
@@ -253,12 +254,14 @@ static int need_bool(reader *r, const char *k) {
 
 static void need_pair(reader *r, const char *k, int64_t out[2]) {
     lua_State *L = r->L;
-    if (get(r, k) != LUA_TTABLE || lua_rawlen(L, -1) != 2) bad(r, "'%s' must be a pair {h, w}%s", k, "");
+    if (get(r, k) != LUA_TTABLE || lua_rawlen(L, -1) != 2)
+        bad(r, "'%s' must be a pair {h, w}%s", k, "");
     for (int i = 0; i < 2; i++) {
         int ok;
         lua_rawgeti(L, -1, i + 1);
         out[i] = lua_tointegerx(L, -1, &ok);
-        if (!ok || lua_type(L, -1) != LUA_TNUMBER) bad(r, "'%s' must be a pair of integers%s", k, "");
+        if (!ok || lua_type(L, -1) != LUA_TNUMBER)
+            bad(r, "'%s' must be a pair of integers%s", k, "");
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -273,8 +276,10 @@ static ftm_kind parse_kind(reader *r, const char *kind, int *ndim) {
         if (k != FTM_BATCHNORM && k != FTM_LUA && KIND_NAMES[k] && strcmp(KIND_NAMES[k], kind) == 0)
             return (ftm_kind)k;
     if (strcmp(kind, "Module") == 0)
-        bad(r, "kind '%s'%s is a Lua-defined module, whose forward no description holds; build it in "
-               "Lua and load the weights into it", kind, "");
+        bad(r,
+            "kind '%s'%s is a Lua-defined module, whose forward no description holds; build it in "
+            "Lua and load the weights into it",
+            kind, "");
     bad(r, "unknown kind '%s'%s (a description from a newer ftlua?)", kind, "");
     return FTM_NKINDS;
 }
@@ -363,10 +368,11 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
 /* The children a layer's C forward runs by name. */
 static const char *missing_child(ftm_module *m) {
     static const char *const basic[] = {"conv1", "bn1", "relu", "conv2", "bn2", NULL};
-    static const char *const bottle[] = {"conv1", "bn1", "relu", "conv2", "bn2", "conv3", "bn3", NULL};
+    static const char *const bottle[] = {"conv1", "bn1",   "relu", "conv2",
+                                         "bn2",   "conv3", "bn3",  NULL};
     static const char *const concat[] = {"ap", "mp", NULL};
-    const char *const *need = m->kind == FTM_BASICBLOCK   ? basic
-                              : m->kind == FTM_BOTTLENECK ? bottle
+    const char *const *need = m->kind == FTM_BASICBLOCK              ? basic
+                              : m->kind == FTM_BOTTLENECK            ? bottle
                               : m->kind == FTM_ADAPTIVE_CONCATPOOL2D ? concat
                                                                      : NULL;
     for (int i = 0; need && need[i]; i++)
@@ -379,7 +385,8 @@ static void from_desc(lua_State *L, int built, int idx, char *path, int depth);
 /* Builds the children listed in the node r->desc and adds them to m. The list is on top. */
 static void read_children(reader *r, ftm_module *m, ftm_kind kind, char *path, int depth) {
     lua_State *L = r->L;
-    if (lua_type(L, -1) != LUA_TTABLE) bad(r, "'%s' must be a list of {name, node}%s", "children", "");
+    if (lua_type(L, -1) != LUA_TTABLE)
+        bad(r, "'%s' must be a list of {name, node}%s", "children", "");
     if (!is_container(kind) && lua_rawlen(L, -1) > 0)
         bad(r, "a %s has no children, but the description gives some%s", KIND_NAMES[kind], "");
     int list = lua_gettop(L);
@@ -391,7 +398,8 @@ static void read_children(reader *r, ftm_module *m, ftm_kind kind, char *path, i
         const char *name = lua_tostring(L, -1);
         if (!name[0] || strchr(name, '.') || strlen(name) >= FTM_NAME_MAX)
             bad(r, "child name '%s'%s must be 1 to 63 bytes without '.'", name, "");
-        if (len + 1 + strlen(name) >= FTM_PATH_MAX) bad(r, "the path of child '%s' is too long%s", name, "");
+        if (len + 1 + strlen(name) >= FTM_PATH_MAX)
+            bad(r, "the path of child '%s' is too long%s", name, "");
         snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", name);
         lua_rawgeti(L, -2, 2);
         from_desc(L, r->built, -1, path, depth + 1);
@@ -416,7 +424,8 @@ static void read_split(reader *r, ftm_module *m) {
     while (*s) {
         char part[FTM_PATH_MAX];
         size_t n = strcspn(s, ",;");
-        if (n == 0 || n >= sizeof part) bad(r, "'%s' has an empty or too long entry%s", "split", "");
+        if (n == 0 || n >= sizeof part)
+            bad(r, "'%s' has an empty or too long entry%s", "split", "");
         memcpy(part, s, n);
         part[n] = '\0';
         if (!ftm_find(m, part)) bad(r, "'split' names '%s', which is not a submodule%s", part, "");
@@ -439,7 +448,8 @@ static void from_desc(lua_State *L, int built, int idx, char *path, int depth) {
         if (lua_type(L, -1) != LUA_TSTRING) bad(&r, "'%s' must be a path%s", "same", "");
         lua_pushvalue(L, -1);
         if (lua_rawget(L, built) == LUA_TNIL)
-            bad(&r, "'same' refers to '%s'%s, which comes nowhere before it", lua_tostring(L, -2), "");
+            bad(&r, "'same' refers to '%s'%s, which comes nowhere before it", lua_tostring(L, -2),
+                "");
         lua_remove(L, -2);
         return;
     }

@@ -186,8 +186,9 @@ static int block(lua_State *L, int basic) {
         lua_pop(L, 1); /* the options table keeps it alive */
     }
     void *ud = ftl_push_closed_module(L);
-    ftl_adopt_module(L, ud, basic ? ftm_basic_block(inplanes, planes, stride, down)
-                                  : ftm_bottleneck(inplanes, planes, stride, down));
+    ftl_adopt_module(L, ud,
+                     basic ? ftm_basic_block(inplanes, planes, stride, down)
+                           : ftm_bottleneck(inplanes, planes, stride, down));
     return 1;
 }
 static int nn_basic_block(lua_State *L) { return block(L, 1); }
@@ -204,8 +205,10 @@ static int nn_sequential(lua_State *L) {
     ftm_module *seq = ftm_new(FTM_SEQUENTIAL, "Sequential");
     ftl_adopt_module(L, ud, seq);
     for (int i = 1; i <= n; i++) {
-        if (list) lua_geti(L, 1, i);
-        else lua_pushvalue(L, i);
+        if (list)
+            lua_geti(L, 1, i);
+        else
+            lua_pushvalue(L, i);
         char name[FTM_NAME_MAX];
         ftm_module *child = ftl_to_module(L, -1);
         if (child) {
@@ -215,7 +218,8 @@ static int nn_sequential(lua_State *L) {
             lua_geti(L, -2, 2);
             child = ftl_to_module(L, -1);
             if (lua_type(L, -2) != LUA_TSTRING || !child)
-                return luaL_error(L, "Sequential: element %d must be a module or {name, module}", i);
+                return luaL_error(L, "Sequential: element %d must be a module or {name, module}",
+                                  i);
             snprintf(name, sizeof name, "%s", lua_tostring(L, -2));
             lua_pop(L, 2);
         } else {
@@ -223,8 +227,10 @@ static int nn_sequential(lua_State *L) {
                               luaL_typename(L, -1));
         }
         if (strchr(name, '.') || !name[0])
-            return luaL_error(L, "Sequential: child name '%s' must be non-empty, without '.'", name);
-        if (ftm_add_child(seq, name, child) != 0) return luaL_error(L, "Sequential: %s", ft_last_error());
+            return luaL_error(L, "Sequential: child name '%s' must be non-empty, without '.'",
+                              name);
+        if (ftm_add_child(seq, name, child) != 0)
+            return luaL_error(L, "Sequential: %s", ft_last_error());
         lua_pop(L, 1);
     }
     return 1;
@@ -266,7 +272,10 @@ static void definition_order(lua_State *L, child_pos *c, int n) {
         const char *text = lua_tolstring(L, -1, &len);
         for (int line = 1; line < ar.currentline; line++) {
             const char *nl = memchr(text, '\n', len);
-            if (!nl) { len = 0; break; }
+            if (!nl) {
+                len = 0;
+                break;
+            }
             len -= (size_t)(nl + 1 - text);
             text = nl + 1;
         }
@@ -313,13 +322,15 @@ static int nn_module(lua_State *L) {
     int n = 0;
     lua_pushnil(L);
     while (lua_next(L, def)) {
-        if (ftl_to_module(L, -1)) names[n++] = (child_pos){lua_tostring(L, -2), SIZE_MAX}; /* anchored by def */
+        if (ftl_to_module(L, -1))
+            names[n++] = (child_pos){lua_tostring(L, -2), SIZE_MAX}; /* anchored by def */
         lua_pop(L, 1);
     }
     definition_order(L, names, n);
     for (int i = 0; i < n; i++) {
         lua_getfield(L, def, names[i].name);
-        if (strchr(names[i].name, '.')) return luaL_error(L, "Module: child name '%s' has a '.'", names[i].name);
+        if (strchr(names[i].name, '.'))
+            return luaL_error(L, "Module: child name '%s' has a '.'", names[i].name);
         if (ftm_add_child(m, names[i].name, ftl_to_module(L, -1)) != 0)
             return luaL_error(L, "Module: %s", ft_last_error());
         lua_pop(L, 1);
@@ -387,7 +398,8 @@ static int nn_autocast(lua_State *L) {
         static const char *const known[] = {"dtype", "device", NULL};
         ftl_check_options(L, 1, "autocast", known);
         if (lua_getfield(L, 1, "dtype") != LUA_TNIL) dtype = ftl_check_dtype(L, -1);
-        if (lua_getfield(L, 1, "device") != LUA_TNIL) cuda = ftl_check_device(L, -1, FT_CPU) != FT_CPU;
+        if (lua_getfield(L, 1, "device") != LUA_TNIL)
+            cuda = ftl_check_device(L, -1, FT_CPU) != FT_CPU;
         lua_pop(L, 2);
     } else if (!lua_isnoneornil(L, 1)) {
         return luaL_typeerror(L, 1, "dtype name or options table");
@@ -456,7 +468,6 @@ static const luaL_Reg nn_funcs[] = {
     {"warn", nn_warn},
     {NULL, NULL},
 };
-
 
 void ftl_push_nn(lua_State *L) {
     static const luaL_Reg guard_meta[] = {

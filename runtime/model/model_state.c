@@ -49,12 +49,12 @@ static int m_state_dict(lua_State *L) {
 /* What m:load_state_dict builds, as absolute stack indices of tables. */
 typedef struct {
     lua_State *L;
-    int sd;         /* the argument: name -> tensor */
-    int known;      /* {name -> true}: the model's names */
-    int missing;    /* lists of names; mismatched: "name (checkpoint {..}, model {..})" */
+    int sd;      /* the argument: name -> tensor */
+    int known;   /* {name -> true}: the model's names */
+    int missing; /* lists of names; mismatched: "name (checkpoint {..}, model {..})" */
     int unexpected;
     int mismatched;
-    int dst, src;   /* parallel lists: the handle (light userdata) and the tensor to copy into it */
+    int dst, src; /* parallel lists: the handle (light userdata) and the tensor to copy into it */
     int ncopy;
 } load_t;
 
@@ -290,8 +290,10 @@ static int m_to(lua_State *L) {
     ftm_module *m = ftl_check_module(L, 1);
     int dtype = -1, device = FT_SAME_DEVICE, format = FT_KEEP_FORMAT;
     if (lua_type(L, 2) == LUA_TSTRING) {
-        if (is_device_name(lua_tostring(L, 2))) device = ftl_check_device(L, 2, FT_CPU);
-        else dtype = ftl_check_dtype(L, 2);
+        if (is_device_name(lua_tostring(L, 2)))
+            device = ftl_check_device(L, 2, FT_CPU);
+        else
+            dtype = ftl_check_dtype(L, 2);
     } else {
         static const char *const known[] = {"device", "dtype", "memory_format", NULL};
         static const char *const formats[] = {"channels_last", "contiguous", "contiguous_format",
@@ -316,8 +318,12 @@ static int m_cuda(lua_State *L) {
     luaL_argcheck(L, n >= 0, 2, "device index must be >= 0");
     return convert(L, m, -1, (int)n, 0);
 }
-static int m_float(lua_State *L) { return convert(L, ftl_check_module(L, 1), FT_FLOAT32, FT_SAME_DEVICE, 0); }
-static int m_bfloat16(lua_State *L) { return convert(L, ftl_check_module(L, 1), FT_BFLOAT16, FT_SAME_DEVICE, 0); }
+static int m_float(lua_State *L) {
+    return convert(L, ftl_check_module(L, 1), FT_FLOAT32, FT_SAME_DEVICE, 0);
+}
+static int m_bfloat16(lua_State *L) {
+    return convert(L, ftl_check_module(L, 1), FT_BFLOAT16, FT_SAME_DEVICE, 0);
+}
 
 /* ---------------------------------------------------------------- parameter groups */
 
@@ -433,7 +439,8 @@ static int m_set_param_groups(lua_State *L) {
             lua_geti(L, -1, i);
             const char *path = lua_tostring(L, -1);
             if (lua_type(L, -1) != LUA_TSTRING || strpbrk(path, ",;"))
-                return luaL_error(L, "set_param_groups: group %d entry %d must be a child path", g, i);
+                return luaL_error(L, "set_param_groups: group %d entry %d must be a child path", g,
+                                  i);
             if (!ftm_find(m, path))
                 return luaL_error(L, "set_param_groups: %s has no submodule '%s'", m->type, path);
             lua_remove(L, -2);

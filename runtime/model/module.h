@@ -69,16 +69,16 @@ struct ftm_module {
     int nchildren, cap;
     ftm_child *children;
     /* settings of the layer kinds (unused fields stay 0) */
-    int64_t in, out;                                  /* channels or features */
+    int64_t in, out; /* channels or features */
     int64_t kernel[2], stride[2], padding[2], dilation[2], groups;
-    int64_t size[2];                                  /* adaptive pools' output size */
-    int size_is_pair;                                 /* printed as (h, w) rather than h */
-    int ndim;                                         /* BatchNorm: 1 or 2 */
+    int64_t size[2];  /* adaptive pools' output size */
+    int size_is_pair; /* printed as (h, w) rather than h */
+    int ndim;         /* BatchNorm: 1 or 2 */
     double eps, momentum, p;
     int inplace, ceil_mode;
-    int start_dim, end_dim;                           /* Flatten, 0-based (negative from end) */
-    char *split;     /* parameter groups: "a,b;c,d;e" (child paths), or NULL for one group */
-    int lua_ref;     /* FTM_LUA: registry ref of its table {forward = fn, fields...}, else FTM_NOREF */
+    int start_dim, end_dim; /* Flatten, 0-based (negative from end) */
+    char *split;            /* parameter groups: "a,b;c,d;e" (child paths), or NULL for one group */
+    int lua_ref; /* FTM_LUA: registry ref of its table {forward = fn, fields...}, else FTM_NOREF */
 };
 
 /* ---------------------------------------------------------------- module.c */
@@ -148,8 +148,7 @@ void ftm_set_lua_callbacks(const ftm_lua_callbacks *cb);
  * may raise a Lua error: the walk owns nothing. */
 typedef void (*ftm_visitor)(void *ud, const char *name, ftm_slot *slot, ftm_module *owner,
                             int is_buffer);
-void ftm_walk(ftm_module *m, const char *prefix, int params, int buffers, ftm_visitor fn,
-              void *ud);
+void ftm_walk(ftm_module *m, const char *prefix, int params, int buffers, ftm_visitor fn, void *ud);
 void ftm_set_training(ftm_module *m, int training);
 
 /* ---------------------------------------------------------------- zoo.c */

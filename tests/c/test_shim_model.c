@@ -82,8 +82,8 @@ static void test_convert(void) {
     if (ft_cuda_device_count() == 0) {
         ft_tensor *copy;
         OK(ft_clone(m, &copy));
-        CHECK("missing device refused", ft_convert_(m, -1, 0, FT_KEEP_FORMAT) == FT_ERR &&
-                                            strstr(ft_last_error(), "cuda:0"));
+        CHECK("missing device refused",
+              ft_convert_(m, -1, 0, FT_KEEP_FORMAT) == FT_ERR && strstr(ft_last_error(), "cuda:0"));
         CHECK("failed convert leaves tensor", equal(m, copy) && ft_device(m) == FT_CPU);
         ft_free(copy);
     } else {
@@ -99,7 +99,8 @@ static void test_convert(void) {
 
 static void test_autocast(void) {
     const int64_t sx[2] = {4, 6}, sw[2] = {3, 6}, sb[1] = {3};
-    ft_tensor *x = ramp(sx, 2, FT_FLOAT32), *w = ramp(sw, 2, FT_FLOAT32), *b = ramp(sb, 1, FT_FLOAT32);
+    ft_tensor *x = ramp(sx, 2, FT_FLOAT32), *w = ramp(sw, 2, FT_FLOAT32),
+              *b = ramp(sb, 1, FT_FLOAT32);
     CHECK("autocast off at start", !ft_autocast_enabled(0));
 
     ft_autocast_state outer, inner;
@@ -146,7 +147,8 @@ static void test_core_without_lua(void) {
     ftm_module *lin = ftm_linear(4, 3, 1), *relu = ftm_relu(0);
     CHECK("core builds without Lua", seq && lin && relu);
     if (!seq || !lin || !relu) return;
-    CHECK("core adds children", ftm_add_child(seq, "0", lin) == 0 && ftm_add_child(seq, "1", relu) == 0);
+    CHECK("core adds children",
+          ftm_add_child(seq, "0", lin) == 0 && ftm_add_child(seq, "1", relu) == 0);
     ftm_release(NULL, lin), ftm_release(NULL, relu); /* seq holds them */
     const int64_t shape[2] = {5, 4};
     ft_tensor *x, *y = NULL, *lin_y, *want;
@@ -157,8 +159,8 @@ static void test_core_without_lua(void) {
     OK(ft_clamp(lin_y, 1, 0, 0, 0, &want));
     CHECK("core forward = relu(linear) through the shim", y && equal(y, want));
 
-    CHECK("core error in ft_last_error", !ftm_linear(0, 3, 1) &&
-                                             strstr(ft_last_error(), "Linear: features must be positive"));
+    CHECK("core error in ft_last_error",
+          !ftm_linear(0, 3, 1) && strstr(ft_last_error(), "Linear: features must be positive"));
     ftm_module *again = ftm_relu(0);
     CHECK("core duplicate child refused", again && ftm_add_child(seq, "1", again) == -1 &&
                                               strstr(ft_last_error(), "duplicate child name '1'"));
