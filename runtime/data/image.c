@@ -544,6 +544,33 @@ static inline uint8_t fix_to_u8(int32_t s) {
     return (uint8_t)(s < 0 ? 0 : s > 255 ? 255 : s);
 }
 
+/* One row of the horizontal pass: in [*, 3] -> o [dw, 3] with the taps t. */
+static void resample_row(const uint8_t *in, const taps *t, int dw, uint8_t *o) {
+    for (int x = 0; x < dw; x++) {
+        const int32_t *k = t->k + (size_t)x * t->ksize;
+        const uint8_t *p = in + (size_t)t->first[x] * 3;
+        int32_t s0 = 1 << (FIX_BITS - 1), s1 = s0, s2 = s0;
+        for (int j = 0; j < t->count[x]; j++, p += 3) {
+            s0 += p[0] * k[j];
+            s1 += p[1] * k[j];
+            s2 += p[2] * k[j];
+        }
+        o[3 * x] = fix_to_u8(s0);
+        o[3 * x + 1] = fix_to_u8(s1);
+        o[3 * x + 2] = fix_to_u8(s2);
+    }
+}
+
+/* One output row of the vertical pass: the n rows rp weighted by the taps k, byte by byte. */
+static void resample_column(const uint8_t *const *rp, const int32_t *k, int n, size_t rowbytes,
+                            uint8_t *o) {
+    for (size_t x = 0; x < rowbytes; x++) {
+        int32_t s = 1 << (FIX_BITS - 1);
+        for (int j = 0; j < n; j++) s += rp[j][x] * k[j];
+        o[x] = fix_to_u8(s);
+    }
+}
+
 /* Resample a virtual [ch, cw] region to [dh, dw]. Region pixel (y, x) is source pixel
  * (ymap[y], xmap[x]), or black where a map holds -1; a NULL map is the identity. The source has
  * sh rows, stride bytes apart. Padding is virtual: each source row goes through the horizontal
@@ -582,23 +609,8 @@ static int resample_region(const uint8_t *src, size_t stride, int sh, const int 
             in = gather;
         }
         uint8_t *o = rows + (size_t)sy * rowbytes;
-        if (!need_h) {
-            memcpy(o, in, rowbytes);
-            continue;
-        }
-        for (int x = 0; x < dw; x++) {
-            const int32_t *k = th.k + (size_t)x * th.ksize;
-            const uint8_t *p = in + (size_t)th.first[x] * 3;
-            int32_t s0 = 1 << (FIX_BITS - 1), s1 = s0, s2 = s0;
-            for (int j = 0; j < th.count[x]; j++, p += 3) {
-                s0 += p[0] * k[j];
-                s1 += p[1] * k[j];
-                s2 += p[2] * k[j];
-            }
-            o[3 * x] = fix_to_u8(s0);
-            o[3 * x + 1] = fix_to_u8(s1);
-            o[3 * x + 2] = fix_to_u8(s2);
-        }
+        if (need_h) resample_row(in, &th, dw, o);
+        else memcpy(o, in, rowbytes);
     }
 
     /* Vertical pass (or a copy of the passed rows). */
@@ -609,16 +621,8 @@ static int resample_region(const uint8_t *src, size_t stride, int sh, const int 
             rp[j] = sy < 0 ? black : rows + (size_t)sy * rowbytes;
         }
         uint8_t *o = dst + (size_t)y * rowbytes;
-        if (!need_v) {
-            memcpy(o, rp[0], rowbytes);
-            continue;
-        }
-        const int32_t *k = tv.k + (size_t)y * tv.ksize;
-        for (size_t x = 0; x < rowbytes; x++) {
-            int32_t s = 1 << (FIX_BITS - 1);
-            for (int j = 0; j < n; j++) s += rp[j][x] * k[j];
-            o[x] = fix_to_u8(s);
-        }
+        if (need_v) resample_column(rp, tv.k + (size_t)y * tv.ksize, n, rowbytes, o);
+        else memcpy(o, rp[0], rowbytes);
     }
     rc = 0;
 out:

@@ -34,7 +34,9 @@
 #include "data/augment.h"
 #include "torch/ft_torch.h"
 
-/* ---------------------------------------------------------------- datasets */
+#define FTL_MAX_WORKERS 64 /* threads of a scan or of a loader, at most */
+
+/* ---------------------------------------------------------------- datasets (dataset.c) */
 
 typedef struct ftl_dataset ftl_dataset;
 
@@ -67,7 +69,8 @@ int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen);
 int64_t ftl_dataset_len(const ftl_dataset *ds);
 /* "<path>: <reason>" for an item that could not be decoded, NULL for a good one. */
 const char *ftl_dataset_item_error(const ftl_dataset *ds, int64_t i);
-int32_t ftl_dataset_label(const ftl_dataset *ds, int64_t i);
+int ftl_dataset_has_labels(const ftl_dataset *ds);
+int32_t ftl_dataset_label(const ftl_dataset *ds, int64_t i); /* 0-based; -1: none */
 /* The size of every item after the item transform (known after the scan for file items). */
 void ftl_dataset_item_size(const ftl_dataset *ds, int *w, int *h);
 size_t ftl_dataset_cached_bytes(const ftl_dataset *ds);
@@ -78,7 +81,7 @@ size_t ftl_dataset_memory(const ftl_dataset *ds);
 int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py,
                     uint8_t *dst, char *err, size_t errlen);
 
-/* ---------------------------------------------------------------- loaders */
+/* ---------------------------------------------------------------- loaders (loader.c) */
 
 typedef struct ftl_loader ftl_loader;
 
