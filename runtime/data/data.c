@@ -18,12 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "data/augment.h"
-#include "data/data.h"
-#include "data/image.h"
 #include "base/args.h"
 #include "base/hooks.h"
 #include "base/lua_class.h"
+#include "data/augment.h"
+#include "data/data.h"
+#include "data/image.h"
 
 #ifdef FT_WITH_CUDA
 #include "data/augment_cuda.h"
@@ -56,8 +56,8 @@ static int opt_triple(lua_State *L, int t, const char *fn, const char *k, float 
     for (int c = 0; c < 3; c++) {
         if (lua_geti(L, -1, c + 1) != LUA_TNUMBER) {
             const char *got = ftl_push_described(L, -1);
-            luaL_error(L, "%s: option '%s' must be a table of 3 numbers, got %s at [%d]", fn, k, got,
-                       c + 1);
+            luaL_error(L, "%s: option '%s' must be a table of 3 numbers, got %s at [%d]", fn, k,
+                       got, c + 1);
         }
         out[c] = (float)lua_tonumber(L, -1);
         lua_pop(L, 1);
@@ -69,7 +69,8 @@ static int opt_triple(lua_State *L, int t, const char *fn, const char *k, float 
 /* The keys of an aug_transforms table (lua/ftlua/data_vision.lua's D.aug_transforms). */
 #define AUG_KEYS                                                                                   \
     "kind", "size", "do_flip", "max_rotate", "min_zoom", "max_zoom", "max_warp", "max_lighting",   \
-        "p_affine", "p_lighting", "min_scale", "max_scale", "ratio_lo", "ratio_hi", "crop_per_image"
+        "p_affine", "p_lighting", "min_scale", "max_scale", "ratio_lo", "ratio_hi",                \
+        "crop_per_image"
 
 /* aug_transforms' settings from the table at t (missing fields keep fastai's defaults); fn names
  * the user's function in messages. */
@@ -88,10 +89,14 @@ static ftl_aug_config check_aug_config(lua_State *L, int t, const char *fn) {
     c.ratio_lo = ftl_opt_number(L, t, fn, "ratio_lo", c.ratio_lo);
     c.ratio_hi = ftl_opt_number(L, t, fn, "ratio_hi", c.ratio_hi);
     c.crop_per_image = ftl_opt_boolean(L, t, fn, "crop_per_image", c.crop_per_image);
-    if (!(c.max_lighting >= 0 && c.max_lighting < 1)) luaL_error(L, "aug_transforms: max_lighting must be in [0, 1)");
-    if (!(c.min_zoom > 0 && c.max_zoom >= c.min_zoom)) luaL_error(L, "aug_transforms: need 0 < min_zoom <= max_zoom");
-    if (!(c.min_scale > 0 && c.max_scale >= c.min_scale)) luaL_error(L, "aug_transforms: need 0 < min_scale <= max_scale");
-    if (!(c.ratio_lo > 0 && c.ratio_hi >= c.ratio_lo)) luaL_error(L, "aug_transforms: need 0 < ratio_lo <= ratio_hi");
+    if (!(c.max_lighting >= 0 && c.max_lighting < 1))
+        luaL_error(L, "aug_transforms: max_lighting must be in [0, 1)");
+    if (!(c.min_zoom > 0 && c.max_zoom >= c.min_zoom))
+        luaL_error(L, "aug_transforms: need 0 < min_zoom <= max_zoom");
+    if (!(c.min_scale > 0 && c.max_scale >= c.min_scale))
+        luaL_error(L, "aug_transforms: need 0 < min_scale <= max_scale");
+    if (!(c.ratio_lo > 0 && c.ratio_hi >= c.ratio_lo))
+        luaL_error(L, "aug_transforms: need 0 < ratio_lo <= ratio_hi");
     return c;
 }
 
@@ -126,9 +131,11 @@ static int dataset_gc(lua_State *L) {
 
 /* The dataset's options (resize_w, resize_h and method come from Resize), for fn. */
 static ftl_dataset_config check_dataset_opts(lua_State *L, int t, const char *fn) {
-    static const char *const known[] = {"num_workers", "cache_mb", "resize_w", "resize_h", "method", NULL};
+    static const char *const known[] = {"num_workers", "cache_mb", "resize_w",
+                                        "resize_h",    "method",   NULL};
     static const char *const methods[] = {"crop", "squish", "pad", "pad_zeros", NULL};
-    static const int method_of[] = {FTL_RESIZE_CROP, FTL_RESIZE_SQUISH, FTL_RESIZE_PAD, FTL_RESIZE_PAD_ZEROS};
+    static const int method_of[] = {FTL_RESIZE_CROP, FTL_RESIZE_SQUISH, FTL_RESIZE_PAD,
+                                    FTL_RESIZE_PAD_ZEROS};
     ftl_check_options(L, t, fn, known);
     ftl_dataset_config c = {0};
     c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftl_num_cores());
@@ -155,7 +162,8 @@ static int d_new_file_dataset(lua_State *L) {
     const char **paths = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *paths, 0);
     for (int64_t i = 0; i < n; i++) {
         lua_geti(L, 1, i + 1);
-        if (!lua_isstring(L, -1)) return luaL_error(L, "dataset: item %d is not a path", (int)i + 1);
+        if (!lua_isstring(L, -1))
+            return luaL_error(L, "dataset: item %d is not a path", (int)i + 1);
         paths[i] = lua_tostring(L, -1); /* the table keeps the string alive */
         lua_pop(L, 1);
     }
@@ -217,8 +225,10 @@ static int d_new_array_dataset(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
     ftl_dataset_config cfg = check_dataset_opts(L, 3, "new_array_dataset");
     int nd = ft_dim(x);
-    if (ft_get_dtype(x) != FT_UINT8 || (nd != 3 && nd != 4) || (nd == 4 && ft_size(x, 3) != 1 && ft_size(x, 3) != 3))
-        return luaL_error(L, "dataset: images must be a uint8 tensor [N,H,W] or [N,H,W,C] with C = 1 or 3");
+    if (ft_get_dtype(x) != FT_UINT8 || (nd != 3 && nd != 4) ||
+        (nd == 4 && ft_size(x, 3) != 1 && ft_size(x, 3) != 3))
+        return luaL_error(
+            L, "dataset: images must be a uint8 tensor [N,H,W] or [N,H,W,C] with C = 1 or 3");
     int64_t n = ft_size(x, 0);
     int h = (int)ft_size(x, 1), w = (int)ft_size(x, 2), c = nd == 4 ? (int)ft_size(x, 3) : 1;
     size_t bytes = (size_t)ft_numel(x);
@@ -226,7 +236,8 @@ static int d_new_array_dataset(lua_State *L) {
     ftl_check(L, ft_copy_to_buffer(x, px, bytes), "dataset");
     int32_t *labels = NULL;
     if (y) {
-        if (ft_dim(y) != 1 || ft_size(y, 0) != n) return luaL_error(L, "dataset: labels must be a 1-D tensor of %d entries", (int)n);
+        if (ft_dim(y) != 1 || ft_size(y, 0) != n)
+            return luaL_error(L, "dataset: labels must be a 1-D tensor of %d entries", (int)n);
         double *v = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(double), 0);
         ftl_check(L, ft_copy_to_doubles(y, v, n), "dataset");
         labels = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *labels, 0);
@@ -278,7 +289,8 @@ static int ds_item(lua_State *L) {
     if (w <= 0) return luaL_error(L, "dataset: no item could be decoded");
     uint8_t *buf = lua_newuserdatauv(L, (size_t)w * h * 3, 0);
     char err[1024];
-    if (ftl_dataset_get(ds, i - 1, train, px, py, buf, err, sizeof err)) return luaL_error(L, "%s", err);
+    if (ftl_dataset_get(ds, i - 1, train, px, py, buf, err, sizeof err))
+        return luaL_error(L, "%s", err);
     int64_t shape[3] = {h, w, 3};
     ft_tensor *t = NULL;
     ftl_check(L, ft_from_data(buf, FT_UINT8, shape, 3, &t), "item");
@@ -319,45 +331,51 @@ static int loader_close_epoch(lua_State *L) {
     return 0;
 }
 
-/* ds:loader(items, opts) -> loader. items: 1-based dataset indices. */
-static int ds_loader(lua_State *L) {
-    dataset_ud *d = check_dataset(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    static const char *const known[] = {"bs", "shuffle", "drop_last", "train", "seed", "aug", "size",
-                                        "mean", "std", "channels", "device", "num_workers",
-                                        "prefetch", "on_error", NULL};
+/* A loader's options (the table at t). */
+static ftl_loader_config check_loader_opts(lua_State *L, int t) {
+    static const char *const known[] = {
+        "bs",  "shuffle",  "drop_last", "train",       "seed",     "aug",      "size", "mean",
+        "std", "channels", "device",    "num_workers", "prefetch", "on_error", NULL};
     static const char *const on_error[] = {"skip", "error", NULL};
     static const char *const aug_known[] = {AUG_KEYS, NULL};
     const char *fn = "loader";
-    ftl_check_options(L, 3, fn, known);
+    ftl_check_options(L, t, fn, known);
     ftl_loader_config c = ftl_loader_default_config();
-    c.bs = (int)ftl_opt_integer(L, 3, fn, "bs", 64);
-    c.shuffle = ftl_opt_boolean(L, 3, fn, "shuffle", 0);
-    c.drop_last = ftl_opt_boolean(L, 3, fn, "drop_last", 0);
-    c.train = ftl_opt_boolean(L, 3, fn, "train", 0);
-    int has_seed = lua_getfield(L, 3, "seed") != LUA_TNIL;
+    c.bs = (int)ftl_opt_integer(L, t, fn, "bs", 64);
+    c.shuffle = ftl_opt_boolean(L, t, fn, "shuffle", 0);
+    c.drop_last = ftl_opt_boolean(L, t, fn, "drop_last", 0);
+    c.train = ftl_opt_boolean(L, t, fn, "train", 0);
+    int has_seed = lua_getfield(L, t, "seed") != LUA_TNIL;
     lua_pop(L, 1);
-    c.seed = has_seed ? (uint64_t)ftl_opt_integer(L, 3, fn, "seed", 0) : random_seed();
-    if (lua_getfield(L, 3, "aug") == LUA_TTABLE) {
+    c.seed = has_seed ? (uint64_t)ftl_opt_integer(L, t, fn, "seed", 0) : random_seed();
+    if (lua_getfield(L, t, "aug") == LUA_TTABLE) {
         ftl_check_options(L, -1, "aug_transforms", aug_known);
         c.augment = 1;
         c.aug = check_aug_config(L, lua_gettop(L), "aug_transforms");
     }
     lua_pop(L, 1);
-    c.size = (int)ftl_opt_integer(L, 3, fn, "size", 0);
-    if (c.size < 0 || (c.augment && ftl_opt_integer(L, 3, fn, "size", 1) == 0))
-        return luaL_error(L, "aug_transforms: size must be positive");
-    c.normalize = opt_triple(L, 3, fn, "mean", c.mean);
-    if (opt_triple(L, 3, fn, "std", c.std) != c.normalize) return luaL_error(L, "normalize: give both mean and std");
-    c.channels = (int)ftl_opt_integer(L, 3, fn, "channels", 3);
-    lua_getfield(L, 3, "device");
+    c.size = (int)ftl_opt_integer(L, t, fn, "size", 0);
+    if (c.size < 0 || (c.augment && ftl_opt_integer(L, t, fn, "size", 1) == 0))
+        luaL_error(L, "aug_transforms: size must be positive");
+    c.normalize = opt_triple(L, t, fn, "mean", c.mean);
+    if (opt_triple(L, t, fn, "std", c.std) != c.normalize)
+        luaL_error(L, "normalize: give both mean and std");
+    c.channels = (int)ftl_opt_integer(L, t, fn, "channels", 3);
+    lua_getfield(L, t, "device");
     c.device = ftl_check_device(L, -1, ft_default_device());
     lua_pop(L, 1);
-    c.nworkers = (int)ftl_opt_integer(L, 3, fn, "num_workers", ftl_num_cores());
-    c.prefetch = (int)ftl_opt_integer(L, 3, fn, "prefetch", 0);
-    c.skip_errors = ftl_opt_enum(L, 3, fn, "on_error", on_error, 0) == 0;
+    c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftl_num_cores());
+    c.prefetch = (int)ftl_opt_integer(L, t, fn, "prefetch", 0);
+    c.skip_errors = ftl_opt_enum(L, t, fn, "on_error", on_error, 0) == 0;
+    return c;
+}
 
+/* ds:loader(items, opts) -> loader. items: 1-based dataset indices. */
+static int ds_loader(lua_State *L) {
+    dataset_ud *d = check_dataset(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    ftl_loader_config c = check_loader_opts(L, 3);
     int64_t n = (int64_t)luaL_len(L, 2);
     int64_t *items = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *items, 0);
     for (int64_t k = 0; k < n; k++) {
@@ -395,7 +413,7 @@ static int push_batch(lua_State *L, ft_tensor *x, ft_tensor *y) {
         lua_pushnil(L);
         return 2;
     }
-    lua_insert(L, -2); /* x, y */
+    lua_insert(L, -2);                                       /* x, y */
     ftl_check(L, ft_binary_scalar_(FT_ADD, y, 1), "labels"); /* 0-based -> 1-based */
     return 2;
 }
@@ -443,7 +461,9 @@ static int loader_batches(lua_State *L) {
 static int loader_one_batch(lua_State *L) {
     loader_ud *u = check_loader_ud(L, 1);
     int64_t epoch = lua_isnoneornil(L, 2) ? u->next_epoch : luaL_checkinteger(L, 2);
-    if (ftl_loader_len(u->l) == 0) return luaL_error(L, "one_batch: the loader has no batch (fewer items than bs with drop_last?)");
+    if (ftl_loader_len(u->l) == 0)
+        return luaL_error(
+            L, "one_batch: the loader has no batch (fewer items than bs with drop_last?)");
     char err[1024];
     u->run++;
     if (ftl_loader_start(u->l, epoch, 1, err, sizeof err)) return luaL_error(L, "%s", err);
@@ -545,10 +565,13 @@ static int d_load_image(lua_State *L) {
  * aug_transforms' settings. The same opts give the same draws on either device. */
 static int d_augment(lua_State *L) {
     ft_tensor *x = ftl_check_tensor(L, 1);
-    static const char *const known[] = {AUG_KEYS, "train", "seed", "stream", "mean", "std", "device", NULL};
+    static const char *const known[] = {AUG_KEYS, "train", "seed",   "stream",
+                                        "mean",   "std",   "device", NULL};
     const char *fn = "augment";
-    if (lua_isnoneornil(L, 2)) lua_newtable(L);
-    else luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_isnoneornil(L, 2))
+        lua_newtable(L);
+    else
+        luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     ftl_check_options(L, 2, fn, known);
     if (ft_get_dtype(x) != FT_UINT8 || ft_dim(x) != 4 || ft_size(x, 3) != 3)
@@ -559,7 +582,8 @@ static int d_augment(lua_State *L) {
     ftl_aug_config cfg = check_aug_config(L, 2, fn);
     float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
     int norm = opt_triple(L, 2, fn, "mean", mean);
-    if (opt_triple(L, 2, fn, "std", std) != norm) return luaL_error(L, "augment: give both mean and std");
+    if (opt_triple(L, 2, fn, "std", std) != norm)
+        return luaL_error(L, "augment: give both mean and std");
     lua_getfield(L, 2, "device");
     int device = ftl_check_device(L, -1, FT_CPU);
     lua_pop(L, 1);
@@ -591,12 +615,14 @@ static int d_augment(lua_State *L) {
     char err[1024];
     ftl_aug_cuda *ws = ftl_aug_cuda_new(device, err, sizeof err);
     if (!ws) return luaL_error(L, "augment: %s", err);
-    int rc = ftl_aug_cuda_batch(ws, src, n, h, w, p, S, mean, std, ft_data_ptr(out), err, sizeof err);
+    int rc =
+        ftl_aug_cuda_batch(ws, src, n, h, w, p, S, mean, std, ft_data_ptr(out), err, sizeof err);
     ftl_aug_cuda_free(ws);
     if (rc) return luaL_error(L, "augment: %s", err);
     return 1;
 #else
-    return luaL_error(L, "augment: this build has no CUDA kernel (build with a CUDA libtorch and nvcc)");
+    return luaL_error(
+        L, "augment: this build has no CUDA kernel (build with a CUDA libtorch and nvcc)");
 #endif
 }
 
@@ -613,10 +639,13 @@ static int d_write_grid(lua_State *L) {
     ftl_check_options(L, 4, fn, known);
     int nd = ft_dim(x);
     int is_u8 = ft_get_dtype(x) == FT_UINT8;
-    if (nd != 4 || (is_u8 && ft_size(x, 3) != 3) || (!is_u8 && ft_size(x, 1) != 1 && ft_size(x, 1) != 3))
-        return luaL_error(L, "show_batch: expected float [N,C,H,W] (C = 1 or 3) or uint8 [N,H,W,3]");
+    if (nd != 4 || (is_u8 && ft_size(x, 3) != 3) ||
+        (!is_u8 && ft_size(x, 1) != 1 && ft_size(x, 1) != 3))
+        return luaL_error(L,
+                          "show_batch: expected float [N,C,H,W] (C = 1 or 3) or uint8 [N,H,W,3]");
     int n = (int)ft_size(x, 0);
-    int h = (int)(is_u8 ? ft_size(x, 1) : ft_size(x, 2)), w = (int)(is_u8 ? ft_size(x, 2) : ft_size(x, 3));
+    int h = (int)(is_u8 ? ft_size(x, 1) : ft_size(x, 2)),
+        w = (int)(is_u8 ? ft_size(x, 2) : ft_size(x, 3));
     size_t npix = (size_t)h * w;
     uint8_t *rgb = lua_newuserdatauv(L, (size_t)n * npix * 3 + 1, 0);
     if (is_u8) {
@@ -625,7 +654,8 @@ static int d_write_grid(lua_State *L) {
         int C = (int)ft_size(x, 1);
         float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
         int norm = opt_triple(L, 4, fn, "mean", mean);
-        if (opt_triple(L, 4, fn, "std", std) != norm) return luaL_error(L, "show_batch: give both mean and std");
+        if (opt_triple(L, 4, fn, "std", std) != norm)
+            return luaL_error(L, "show_batch: give both mean and std");
         ft_tensor *f = NULL;
         ftl_check(L, ft_to(x, FT_FLOAT32, FT_CPU, &f), "show_batch");
         ftl_push_tensor(L, f);

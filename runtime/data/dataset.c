@@ -13,18 +13,18 @@
 struct ftl_dataset {
     atomic_int refs;
     int64_t n;
-    char **paths;     /* [n] file items; NULL for images in memory */
-    uint8_t *pixels;  /* [n,ah,aw,ac] images in memory */
+    char **paths;    /* [n] file items; NULL for images in memory */
+    uint8_t *pixels; /* [n,ah,aw,ac] images in memory */
     int ah, aw, ac;
-    int32_t *labels;  /* [n] 0-based; NULL: no labels */
-    uint8_t *train;   /* [n] 1: a train loader uses it (random crop position) */
+    int32_t *labels; /* [n] 0-based; NULL: no labels */
+    uint8_t *train;  /* [n] 1: a train loader uses it (random crop position) */
     ftl_dataset_config cfg;
     int item_w, item_h; /* after the item transform */
     ftl_image **cache;  /* [n] kept across epochs, NULL when not kept */
     uint8_t *final;     /* [n] 1: cache[i] is the finished item, else the decoded image */
     char **errors;      /* [n] why item i failed, NULL when it is good */
     atomic_size_t cached;
-    int full_decode;    /* FTLUA_JPEG_DRAFT=0: no DCT scaling of big JPEGs (draft_side) */
+    int full_decode; /* FTLUA_JPEG_DRAFT=0: no DCT scaling of big JPEGs (draft_side) */
 };
 
 static char OOM_TEXT[] = "(out of memory while recording an error)"; /* never freed */
@@ -166,16 +166,18 @@ static ftl_image *load_source(const ftl_dataset *ds, int64_t i, char *err, size_
     }
     size_t npix = (size_t)ds->ah * ds->aw;
     const uint8_t *p = ds->pixels + (size_t)i * npix * ds->ac;
-    if (ds->ac == 3) memcpy(im->rgb, p, npix * 3);
+    if (ds->ac == 3)
+        memcpy(im->rgb, p, npix * 3);
     else
-        for (size_t k = 0; k < npix; k++) im->rgb[3 * k] = im->rgb[3 * k + 1] = im->rgb[3 * k + 2] = p[k];
+        for (size_t k = 0; k < npix; k++)
+            im->rgb[3 * k] = im->rgb[3 * k + 1] = im->rgb[3 * k + 2] = p[k];
     return im;
 }
 
 /* Resize src into dst [item_h,item_w,3] (fastai's Resize at pcts px, py), or copy it when the
  * dataset has no resize. */
-static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, double px,
-                       double py, uint8_t *dst, char *err, size_t errlen) {
+static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, double px, double py,
+                       uint8_t *dst, char *err, size_t errlen) {
     char nb[32];
     const char *name = item_name(ds, i, nb, sizeof nb);
     if (!ds->cfg.resize_w) {
@@ -187,11 +189,13 @@ static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, d
         memcpy(dst, src->rgb, (size_t)src->w * src->h * 3);
         return 0;
     }
-    ftl_image *r = ftl_image_resize(src, ds->cfg.resize_w, ds->cfg.resize_h, ds->cfg.method, px, py);
+    ftl_image *r =
+        ftl_image_resize(src, ds->cfg.resize_w, ds->cfg.resize_h, ds->cfg.method, px, py);
     if (!r) {
-        snprintf(err, errlen, "%s: cannot resize a %dx%d image to %dx%d (out of memory, or an "
-                 "aspect ratio beyond 64:1 to pad)", name, src->w, src->h, ds->cfg.resize_w,
-                 ds->cfg.resize_h);
+        snprintf(err, errlen,
+                 "%s: cannot resize a %dx%d image to %dx%d (out of memory, or an "
+                 "aspect ratio beyond 64:1 to pad)",
+                 name, src->w, src->h, ds->cfg.resize_w, ds->cfg.resize_h);
         return -1;
     }
     memcpy(dst, r->rgb, (size_t)r->w * r->h * 3);
@@ -199,8 +203,8 @@ static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, d
     return 0;
 }
 
-int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py,
-                    uint8_t *dst, char *err, size_t errlen) {
+int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py, uint8_t *dst,
+                    char *err, size_t errlen) {
     if (!train) px = py = 0.5; /* fastai's valid split: the centre */
     size_t isz = (size_t)ds->item_w * ds->item_h * 3;
     const ftl_image *c = ds->cache[i];
@@ -214,7 +218,8 @@ int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, doub
     if (ds->pixels && !ds->cfg.resize_w) { /* images in memory at their size: copy straight */
         size_t npix = (size_t)ds->ah * ds->aw;
         const uint8_t *p = ds->pixels + (size_t)i * npix * ds->ac;
-        if (ds->ac == 3) memcpy(dst, p, isz);
+        if (ds->ac == 3)
+            memcpy(dst, p, isz);
         else
             for (size_t k = 0; k < npix; k++) dst[3 * k] = dst[3 * k + 1] = dst[3 * k + 2] = p[k];
         return 0;
@@ -281,7 +286,7 @@ static void *scan_worker(void *arg) {
         size_t bytes = sizeof *keep + (size_t)keep->w * keep->h * 3;
         if (atomic_fetch_add(&ds->cached, bytes) + bytes <= cfg->cache_bytes) {
             ds->cache[i] = keep;
-            ds->final[i] = (uint8_t)final;
+            ds->final[i] = (uint8_t) final;
         } else {
             atomic_fetch_sub(&ds->cached, bytes);
             ftl_image_free(keep);
@@ -298,7 +303,9 @@ int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen) {
         return -1;
     }
     atomic_init(&job.next, 0);
-    int nt = ds->cfg.nworkers < 1 ? 1 : ds->cfg.nworkers > FTL_MAX_WORKERS ? FTL_MAX_WORKERS : ds->cfg.nworkers;
+    int nt = ds->cfg.nworkers < 1                 ? 1
+             : ds->cfg.nworkers > FTL_MAX_WORKERS ? FTL_MAX_WORKERS
+                                                  : ds->cfg.nworkers;
     if (nt > ds->n) nt = (int)ds->n;
     pthread_t tid[FTL_MAX_WORKERS];
     int started = 0;
@@ -317,9 +324,11 @@ int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen) {
                 ds->item_h = job.sizes[2 * i + 1];
             } else if (job.sizes[2 * i] != ds->item_w || job.sizes[2 * i + 1] != ds->item_h) {
                 if (err && errlen)
-                    snprintf(err, errlen, "images differ in size (%s is %dx%d, %s is %dx%d): add "
-                             "an item transform such as Resize(224)", ds->paths[first], ds->item_w,
-                             ds->item_h, ds->paths[i], job.sizes[2 * i], job.sizes[2 * i + 1]);
+                    snprintf(err, errlen,
+                             "images differ in size (%s is %dx%d, %s is %dx%d): add "
+                             "an item transform such as Resize(224)",
+                             ds->paths[first], ds->item_w, ds->item_h, ds->paths[i],
+                             job.sizes[2 * i], job.sizes[2 * i + 1]);
                 rc = -1;
             }
         }
@@ -327,4 +336,3 @@ int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen) {
     free(job.sizes);
     return rc;
 }
-

@@ -22,8 +22,8 @@ int ftl_num_cores(void) {
     return n > 0 ? (int)(n > FTL_MAX_WORKERS ? FTL_MAX_WORKERS : n) : 1;
 }
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-                                                          const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...) {
     if (!err || !errlen) return;
     va_list ap;
     va_start(ap, fmt);
@@ -40,10 +40,10 @@ typedef struct {
 } slot;
 
 typedef struct { /* one worker's buffers, reused from batch to batch and epoch to epoch */
-    uint8_t *u8;             /* [bs,H,W,3] */
-    float *f32;              /* [bs,3,S,S] or [bs,C,H,W] */
-    ftl_aug_params *params;  /* [bs] */
-    int64_t *labels;         /* [bs] */
+    uint8_t *u8; /* [bs,H,W,3] */
+    float *f32;  /* [bs,3,S,S] or [bs,C,H,W] */
+    ftl_aug_params *params; /* [bs] */
+    int64_t *labels;        /* [bs] */
 #ifdef FT_WITH_CUDA
     ftl_aug_cuda *cuda;
     int cuda_failed; /* once CUDA could not start here, stay on the CPU */
@@ -55,11 +55,11 @@ struct ftl_loader {
     int64_t *items, n;
     ftl_loader_config cfg; /* as set; `run` is the copy the running epoch uses */
     ftl_loader_config run;
-    int64_t nbatches;             /* batches of the whole epoch, all ranks together */
+    int64_t nbatches;                   /* batches of the whole epoch, all ranks together */
     int shard, shard_rank, shard_world; /* FTL_SHARD_*: this rank's part of each epoch */
-    int out_h, out_w;   /* x's spatial size */
-    int item_h, item_w; /* the dataset's items' size (known since its scan) */
-    int has_labels;     /* the dataset has labels: batches have y */
+    int out_h, out_w;                   /* x's spatial size */
+    int item_h, item_w;                 /* the dataset's items' size (known since its scan) */
+    int has_labels;                     /* the dataset has labels: batches have y */
     scratch scratch[FTL_MAX_WORKERS];
     /* the running epoch */
     int running;
@@ -82,52 +82,66 @@ struct ftl_loader {
 };
 
 ftl_loader_config ftl_loader_default_config(void) {
-    ftl_loader_config c = {.bs = 64, .aug = ftl_aug_default_config(), .channels = 3,
-                           .device = FT_CPU, .nworkers = 0, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    ftl_loader_config c = {.bs = 64,
+                           .aug = ftl_aug_default_config(),
+                           .channels = 3,
+                           .device = FT_CPU,
+                           .nworkers = 0,
+                           .mean = {0, 0, 0},
+                           .std = {1, 1, 1}};
     return c;
 }
 
-ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
-                           const ftl_loader_config *cfg, char *err, size_t errlen) {
+/* Checks what ftl_loader_new is given; fills the batches' spatial size. Returns 0, or -1 with
+ * err. */
+static int check_loader_args(const ftl_dataset *ds, const int64_t *items, int64_t n,
+                             const ftl_loader_config *cfg, int *out_h, int *out_w, char *err,
+                             size_t errlen) {
     char num[64];
     if (!ds || n < 0 || (n > 0 && !items) || !cfg) {
         set_err(err, errlen, "%s", "loader: bad arguments");
-        return NULL;
+        return -1;
     }
     if (cfg->bs < 1) {
         snprintf(num, sizeof num, "%d", cfg->bs);
         set_err(err, errlen, "batch size must be at least 1, got %s", num);
-        return NULL;
+        return -1;
     }
     if (cfg->channels != 1 && cfg->channels != 3) {
         set_err(err, errlen, "%s", "channels must be 1 or 3");
-        return NULL;
+        return -1;
     }
     for (int c = 0; c < 3; c++)
         if (cfg->normalize && !(cfg->std[c] != 0)) {
             set_err(err, errlen, "%s", "normalize: std must not be 0");
-            return NULL;
+            return -1;
         }
     for (int64_t k = 0; k < n; k++)
         if (items[k] < 0 || items[k] >= ftl_dataset_len(ds)) {
             snprintf(num, sizeof num, "%lld", (long long)items[k] + 1);
             set_err(err, errlen, "loader: item %s out of range", num);
-            return NULL;
+            return -1;
         }
-    int item_w, item_h;
-    ftl_dataset_item_size(ds, &item_w, &item_h);
-    int out_h = item_h, out_w = item_w;
-    if (n > 0 && (out_h <= 0 || out_w <= 0)) {
+    ftl_dataset_item_size(ds, out_w, out_h);
+    if (n > 0 && (*out_h <= 0 || *out_w <= 0)) {
         set_err(err, errlen, "%s", "loader: no item of the dataset could be decoded");
-        return NULL;
+        return -1;
     }
     if (cfg->augment) {
-        if (cfg->size < 0 || (cfg->size == 0 && out_h != out_w)) {
+        if (cfg->size < 0 || (cfg->size == 0 && *out_h != *out_w)) {
             set_err(err, errlen, "%s", "aug_transforms needs size= when the items are not square");
-            return NULL;
+            return -1;
         }
-        if (cfg->size > 0) out_h = out_w = cfg->size;
+        if (cfg->size > 0) *out_h = *out_w = cfg->size;
     }
+    return 0;
+}
+
+ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
+                           const ftl_loader_config *cfg, char *err, size_t errlen) {
+    int out_h, out_w, item_w, item_h;
+    if (check_loader_args(ds, items, n, cfg, &out_h, &out_w, err, errlen)) return NULL;
+    ftl_dataset_item_size(ds, &item_w, &item_h);
     ftl_loader *l = calloc(1, sizeof *l);
     if (!l) return NULL;
     l->cfg = *cfg;
@@ -139,7 +153,9 @@ ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
     l->has_labels = ftl_dataset_has_labels(ds);
     l->epoch = -1;
     l->shard_world = 1;
-    int nw = cfg->nworkers < 0 ? 0 : cfg->nworkers > FTL_MAX_WORKERS ? FTL_MAX_WORKERS : cfg->nworkers;
+    int nw = cfg->nworkers < 0                 ? 0
+             : cfg->nworkers > FTL_MAX_WORKERS ? FTL_MAX_WORKERS
+                                               : cfg->nworkers;
     l->cfg.nworkers = nw;
     l->nslots = cfg->prefetch >= 1 ? cfg->prefetch : (nw + 1 < 2 ? 2 : nw + 1);
     l->items = malloc((n ? (size_t)n : 1) * sizeof *l->items);
@@ -204,7 +220,8 @@ void ftl_loader_free(ftl_loader *l) {
 int64_t ftl_loader_len(const ftl_loader *l) {
     int64_t nb = l->nbatches, w = l->shard_world;
     if (l->shard == FTL_SHARD_SPLIT && nb > 0 && l->n - (nb - 1) * l->cfg.bs < w) return nb - 1;
-    if (l->shard == FTL_SHARD_STRIDE) return nb > l->shard_rank ? (nb - l->shard_rank + w - 1) / w : 0;
+    if (l->shard == FTL_SHARD_STRIDE)
+        return nb > l->shard_rank ? (nb - l->shard_rank + w - 1) / w : 0;
     return nb;
 }
 
@@ -287,8 +304,8 @@ static batch_span span_of(const ftl_loader *l, int64_t b) {
 /* Decode this rank's items into s->u8 and s->labels, two draws of rng each (their crop
  * position), the other ranks' items' draws dropped. Returns how many were kept (items that
  * fail are skipped with a warning under skip_errors), or BATCH_FAILED / BATCH_STOPPED. */
-static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_rng *rng,
-                      char *err, size_t errlen) {
+static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_rng *rng, char *err,
+                      size_t errlen) {
     const ftl_loader_config *c = &l->run;
     const ftl_dataset *ds = l->ds;
     size_t isz = (size_t)l->item_h * l->item_w * 3;
@@ -416,16 +433,16 @@ static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float 
 }
 
 /* The labels as *y, int64 [kept] on the loader's device. Returns BATCH_OK or BATCH_FAILED. */
-static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_tensor **y,
-                         char *err, size_t errlen) {
+static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_tensor **y, char *err,
+                         size_t errlen) {
     int64_t n1 = kept;
     return scratch_to_device(l, s->labels, FT_INT64, &n1, 1, 0, y, err, errlen);
 }
 
 /* Batch b of the running epoch, made with scratch s: *x float32 [N,C,S,S] and *y int64 [N] (or
  * NULL) on the loader's device. */
-static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y,
-                      char *err, size_t errlen) {
+static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y, char *err,
+                      size_t errlen) {
     const ftl_loader_config *c = &l->run;
     *x = *y = NULL;
     if (scratch_ready(s, l)) {
@@ -511,8 +528,7 @@ void ftl_loader_stop(ftl_loader *l) {
     l->running = 0;
 }
 
-int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err,
-                     size_t errlen) {
+int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err, size_t errlen) {
     ftl_loader_stop(l);
     l->run = l->cfg;
     l->epoch = epoch;

@@ -49,8 +49,8 @@ int ftl_plot_opt_string(lua_State *L, int t, const char *fn, const char *k, char
 void ftl_plot_check_named_options(lua_State *L, int t, const char *fn, const char *const known[]);
 /* The terminal kind named `name` (K_*); `where` says where the name came from in the error. */
 int ftl_plot_parse_kind(lua_State *L, const char *name, const char *where);
-int ftl_plot_kind_of_path(const char *path); /* K_* by the extension, -1 when unknown */
-const char *ftl_plot_dir(void);              /* FTLUA_PLOT_DIR, NULL when unset */
+int ftl_plot_kind_of_path(const char *path);         /* K_* by the extension, -1 when unknown */
+const char *ftl_plot_dir(void);                      /* FTLUA_PLOT_DIR, NULL when unset */
 const char *ftl_plot_window_term(const plot_fig *f); /* qt, wxt or x11; NULL: no window */
 
 /* A gnuplot single-quoted string; a printf into the buffer (short results only: 64 bytes). */

@@ -18,7 +18,7 @@
 #include "plot/plot_file.h"
 
 #define CURRENT_KEY "ftlua.plot.current"
-#define OPEN_KEY "ftlua.plot.open" /* weak-keyed set of every figure */
+#define OPEN_KEY    "ftlua.plot.open" /* weak-keyed set of every figure */
 
 static plot_fig *check_fig(lua_State *L, int idx) {
     plot_fig *f = luaL_checkudata(L, idx, FTL_PLOT_FIG_MT);
@@ -62,10 +62,14 @@ static int f_figure(lua_State *L) {
     int width = (int)ftl_opt_integer_in(L, o, fn, "width", 0, 1, 100000);
     int height = (int)ftl_opt_integer_in(L, o, fn, "height", 0, 1, 100000);
     int kind = -1;
-    if (has_t) kind = ftl_plot_parse_kind(L, term, "term");
-    else if (output[0] && ftl_plot_kind_of_path(output) >= 0) kind = ftl_plot_kind_of_path(output);
-    else if (!output[0] && ftl_plot_dir()) kind = K_PNG;
-    else if (getenv("FTLUA_PLOT") && *getenv("FTLUA_PLOT")) kind = ftl_plot_parse_kind(L, getenv("FTLUA_PLOT"), "FTLUA_PLOT");
+    if (has_t)
+        kind = ftl_plot_parse_kind(L, term, "term");
+    else if (output[0] && ftl_plot_kind_of_path(output) >= 0)
+        kind = ftl_plot_kind_of_path(output);
+    else if (!output[0] && ftl_plot_dir())
+        kind = K_PNG;
+    else if (getenv("FTLUA_PLOT") && *getenv("FTLUA_PLOT"))
+        kind = ftl_plot_parse_kind(L, getenv("FTLUA_PLOT"), "FTLUA_PLOT");
 
     plot_fig *f = lua_newuserdatauv(L, sizeof(plot_fig), 0);
     memset(f, 0, sizeof *f);
@@ -122,8 +126,10 @@ static int m_tostring(lua_State *L) {
 
 static int m_pid(lua_State *L) {
     plot_fig *f = luaL_checkudata(L, 1, FTL_PLOT_FIG_MT);
-    if (f->gp.pid < 0) lua_pushnil(L);
-    else lua_pushinteger(L, f->gp.pid);
+    if (f->gp.pid < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, f->gp.pid);
     return 1;
 }
 
@@ -225,9 +231,15 @@ static const luaL_Reg fig_meta[] = {
     {"__gc", m_close}, {"__close", m_close}, {"__tostring", m_tostring}, {NULL, NULL}};
 
 static const luaL_Reg module_funcs[] = {
-    {"figure", f_figure}, {"plot", f_plot},   {"hist", f_hist},       {"imagesc", f_imagesc},
-    {"close", f_close},   {"gcf", f_current}, {"_stdout_is_tty", f_stdout_is_tty},
-    {"_write_file", f_write_file}, {NULL, NULL},
+    {"figure", f_figure},
+    {"plot", f_plot},
+    {"hist", f_hist},
+    {"imagesc", f_imagesc},
+    {"close", f_close},
+    {"gcf", f_current},
+    {"_stdout_is_tty", f_stdout_is_tty},
+    {"_write_file", f_write_file},
+    {NULL, NULL},
 };
 
 int luaopen_ftlua_plot(lua_State *L) {

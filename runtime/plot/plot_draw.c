@@ -49,7 +49,8 @@ void ftl_plot_check_named_options(lua_State *L, int t, const char *fn, const cha
 int ftl_plot_parse_kind(lua_State *L, const char *name, const char *where) {
     for (int i = 0; ftl_plot_kind_names[i]; i++)
         if (strcmp(name, ftl_plot_kind_names[i]) == 0) return i;
-    return luaL_error(L, "ft.plot: %s: unknown terminal '%s' (png, svg, pdf, dumb or window)", where, name);
+    return luaL_error(L, "ft.plot: %s: unknown terminal '%s' (png, svg, pdf, dumb or window)",
+                      where, name);
 }
 
 int ftl_plot_kind_of_path(const char *path) {
@@ -95,11 +96,14 @@ lua_Integer ftl_plot_to_numbers(lua_State *L, int idx, const char *what) {
         lua_call(L, 1, 1);
         lua_replace(L, idx);
     }
-    if (!lua_istable(L, idx)) luaL_error(L, "ft.plot: %s: expected a table or tensor of numbers, got %s", what, luaL_typename(L, idx));
+    if (!lua_istable(L, idx))
+        luaL_error(L, "ft.plot: %s: expected a table or tensor of numbers, got %s", what,
+                   luaL_typename(L, idx));
     lua_Integer n = luaL_len(L, idx);
     for (lua_Integer i = 1; i <= n; i++) {
         if (lua_geti(L, idx, i) != LUA_TNUMBER)
-            luaL_error(L, "ft.plot: %s[%d]: expected a number, got %s", what, (int)i, luaL_typename(L, -1));
+            luaL_error(L, "ft.plot: %s[%d]: expected a number, got %s", what, (int)i,
+                       luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     return n;
@@ -118,9 +122,12 @@ double ftl_plot_num_at(lua_State *L, int idx, lua_Integer i) {
 void ftl_plot_add_quoted(luaL_Buffer *b, const char *s) {
     luaL_addchar(b, '\'');
     for (; *s; s++) {
-        if (*s == '\'') luaL_addstring(b, "''");
-        else if (*s == '\n' || *s == '\r') luaL_addchar(b, ' ');
-        else luaL_addchar(b, *s);
+        if (*s == '\'')
+            luaL_addstring(b, "''");
+        else if (*s == '\n' || *s == '\r')
+            luaL_addchar(b, ' ');
+        else
+            luaL_addchar(b, *s);
     }
     luaL_addchar(b, '\'');
 }
@@ -163,7 +170,8 @@ void ftl_plot_run(lua_State *L, plot_fig *f, int to_stdout) {
         size_t len = e ? (size_t)(e - w) : strlen(w);
         const char *t = w;
         while (t < w + len && *t == ' ') t++;
-        if (t < w + len) fprintf(stderr, "ft.plot: gnuplot: %.*s\n", (int)(len - (size_t)(t - w)), t);
+        if (t < w + len)
+            fprintf(stderr, "ft.plot: gnuplot: %.*s\n", (int)(len - (size_t)(t - w)), t);
         w = e ? e + 1 : w + len;
     }
 }
@@ -181,7 +189,10 @@ static void add_term(lua_State *L, luaL_Buffer *b, plot_fig *f, int kind, int w,
     case K_WINDOW: t = ftl_plot_window_term(f); break;
     }
     if (!t) {
-        if (kind == K_WINDOW) luaL_error(L, "ft.plot: no window: DISPLAY is unset or gnuplot has no qt/wxt/x11 terminal (apt-get install gnuplot-qt)");
+        if (kind == K_WINDOW)
+            luaL_error(
+                L,
+                "ft.plot: no window: DISPLAY is unset or gnuplot has no qt/wxt/x11 terminal (apt-get install gnuplot-qt)");
         luaL_error(L, "ft.plot: this gnuplot has no %s terminal", ftl_plot_kind_names[kind]);
     }
     luaL_addstring(b, "set term ");
@@ -205,8 +216,11 @@ static int is_file_kind(int kind) { return kind == K_PNG || kind == K_SVG || kin
 /* The terminal of one plot: the call's term, else its output's extension, else the figure's. */
 int ftl_plot_kind_for(lua_State *L, plot_fig *f, int o, const char *fn) {
     char term[32], output[1024];
-    if (ftl_plot_opt_string(L, o, fn, "term", term, sizeof term)) return ftl_plot_parse_kind(L, term, "term");
-    if (ftl_plot_opt_string(L, o, fn, "output", output, sizeof output) && ftl_plot_kind_of_path(output) >= 0) return ftl_plot_kind_of_path(output);
+    if (ftl_plot_opt_string(L, o, fn, "term", term, sizeof term))
+        return ftl_plot_parse_kind(L, term, "term");
+    if (ftl_plot_opt_string(L, o, fn, "output", output, sizeof output) &&
+        ftl_plot_kind_of_path(output) >= 0)
+        return ftl_plot_kind_of_path(output);
     return f->kind;
 }
 
@@ -221,14 +235,18 @@ void ftl_plot_where(lua_State *L, plot_fig *f, int o, const char *fn, int *kind_
     int has_out = ftl_plot_opt_string(L, o, fn, "output", output, outsz);
     if (!has_out) {
         output[0] = '\0';
-        if (f->output[0] && kind == f->kind && !f->auto_out) snprintf(output, outsz, "%s", f->output);
+        if (f->output[0] && kind == f->kind && !f->auto_out)
+            snprintf(output, outsz, "%s", f->output);
         else if (is_file_kind(kind) && ftl_plot_dir()) {
-            snprintf(output, outsz, "%s/ftlua-fig%d-%d.%s", ftl_plot_dir(), f->number, dir_serial++, ftl_plot_kind_names[kind]);
+            snprintf(output, outsz, "%s/ftlua-fig%d-%d.%s", ftl_plot_dir(), f->number, dir_serial++,
+                     ftl_plot_kind_names[kind]);
             if (f->auto_out) memcpy(f->output, output, sizeof f->output); /* fig:term() names it */
         } else if (is_file_kind(kind))
-            luaL_error(L, "ft.plot: a %s figure writes a file: give output = 'name.%s' (with no output, "
-                          "figures go to the terminal, or to FTLUA_PLOT_DIR when it is set)",
-                       ftl_plot_kind_names[kind], ftl_plot_kind_names[kind]);
+            luaL_error(
+                L,
+                "ft.plot: a %s figure writes a file: give output = 'name.%s' (with no output, "
+                "figures go to the terminal, or to FTLUA_PLOT_DIR when it is set)",
+                ftl_plot_kind_names[kind], ftl_plot_kind_names[kind]);
     }
     if (kind == K_WINDOW) output[0] = '\0';
     *kind_out = kind;
@@ -246,7 +264,8 @@ int ftl_plot_begin(lua_State *L, plot_fig *f, int o, const char *fn, luaL_Buffer
     int h = (int)ftl_opt_integer_in(L, o, fn, "height", f->height, 1, 100000);
     ftl_plot_discard(f);
     if (output[0]) {
-        if (ftl_fig_tmpname(output, f->tmp, sizeof f->tmp, err, sizeof err) != 0) luaL_error(L, "ft.plot: %s", err);
+        if (ftl_fig_tmpname(output, f->tmp, sizeof f->tmp, err, sizeof err) != 0)
+            luaL_error(L, "ft.plot: %s", err);
         memcpy(f->drawing, output, sizeof output);
         f->drawing_kind = kind;
     }
@@ -258,11 +277,13 @@ int ftl_plot_begin(lua_State *L, plot_fig *f, int o, const char *fn, luaL_Buffer
         luaL_addstring(&b1, "set output ");
         ftl_plot_add_quoted(&b1, f->tmp);
         luaL_addchar(&b1, '\n');
-    } else luaL_addstring(&b1, "set output\n");
+    } else
+        luaL_addstring(&b1, "set output\n");
     luaL_pushresult(&b1);
     ftl_plot_run(L, f, 0);
     luaL_buffinit(L, b);
-    if (!ftl_plot_opt_string(L, o, fn, "title", title, sizeof title)) memcpy(title, f->title, sizeof title);
+    if (!ftl_plot_opt_string(L, o, fn, "title", title, sizeof title))
+        memcpy(title, f->title, sizeof title);
     if (title[0]) {
         luaL_addstring(b, "set title ");
         ftl_plot_add_quoted(b, title);
@@ -279,7 +300,8 @@ int ftl_plot_begin(lua_State *L, plot_fig *f, int o, const char *fn, luaL_Buffer
         }
     }
     /* on a log x axis (learning rates) 1e-07 reads better than 0.00000010 */
-    if (ftl_opt_boolean(L, o, fn, "logx", 0)) luaL_addstring(b, "set logscale x\nset format x \"%.0e\"\n");
+    if (ftl_opt_boolean(L, o, fn, "logx", 0))
+        luaL_addstring(b, "set logscale x\nset format x \"%.0e\"\n");
     if (ftl_opt_boolean(L, o, fn, "logy", 0)) luaL_addstring(b, "set logscale y\n");
     if (ftl_opt_boolean(L, o, fn, "grid", 0)) luaL_addstring(b, "set grid\n");
     return kind == K_DUMB && !output[0];
@@ -293,7 +315,10 @@ void ftl_plot_finish(lua_State *L, plot_fig *f, luaL_Buffer *b, int to_stdout) {
     char path[1024], err[1200];
     memcpy(path, f->drawing, sizeof path);
     int kind = f->drawing_kind;
-    int check = kind == K_PNG ? FTL_FIG_PNG : kind == K_SVG ? FTL_FIG_SVG : kind == K_PDF ? FTL_FIG_PDF : FTL_FIG_ANY;
+    int check = kind == K_PNG   ? FTL_FIG_PNG
+                : kind == K_SVG ? FTL_FIG_SVG
+                : kind == K_PDF ? FTL_FIG_PDF
+                                : FTL_FIG_ANY;
     int rc = ftl_fig_commit(f->tmp, path, check, err, sizeof err);
     f->tmp[0] = f->drawing[0] = '\0';
     if (rc != 0) luaL_error(L, "ft.plot: %s", err);

@@ -25,7 +25,9 @@ static void label_at(lua_State *L, int t, const char *key, lua_Integer i, char *
     if (!t) return;
     lua_geti(L, t, i);
     const char *s = lua_tostring(L, -1);
-    if (!s) luaL_error(L, "ft.plot.imagesc: %s[%d]: expected a string, got %s", key, (int)i, luaL_typename(L, -1));
+    if (!s)
+        luaL_error(L, "ft.plot.imagesc: %s[%d]: expected a string, got %s", key, (int)i,
+                   luaL_typename(L, -1));
     snprintf(buf, sz, "%s", s);
     lua_pop(L, 1);
 }
@@ -38,19 +40,25 @@ static int get_labels(lua_State *L, int o, const char *key, lua_Integer n) {
         lua_pop(L, 1);
         return 0;
     }
-    if (!lua_istable(L, -1)) luaL_error(L, "ft.plot.imagesc: %s: expected a table of strings, got %s", key, luaL_typename(L, -1));
+    if (!lua_istable(L, -1))
+        luaL_error(L, "ft.plot.imagesc: %s: expected a table of strings, got %s", key,
+                   luaL_typename(L, -1));
     int t = lua_gettop(L);
-    if (luaL_len(L, t) < n) luaL_error(L, "ft.plot.imagesc: %s has %d names for %d %s", key, (int)luaL_len(L, t), (int)n, key[0] == 'x' ? "columns" : "rows");
+    if (luaL_len(L, t) < n)
+        luaL_error(L, "ft.plot.imagesc: %s has %d names for %d %s", key, (int)luaL_len(L, t),
+                   (int)n, key[0] == 'x' ? "columns" : "rows");
     char tmp[8];
     for (lua_Integer i = 1; i <= n; i++) label_at(L, t, key, i, tmp, sizeof tmp); /* type checks */
     return t;
 }
 
-static void add_tics(lua_State *L, luaL_Buffer *b, int t, const char *key, const char *axis, lua_Integer n) {
+static void add_tics(lua_State *L, luaL_Buffer *b, int t, const char *key, const char *axis,
+                     lua_Integer n) {
     char name[256];
     if (!t) { /* integer ticks: 1, 2, ... (at most ~20 of them) */
         char cmd[96];
-        snprintf(cmd, sizeof cmd, "set %stics 1,%d,%d format '%%.0f'\n", axis, n > 20 ? (int)((n + 19) / 20) : 1, (int)n);
+        snprintf(cmd, sizeof cmd, "set %stics 1,%d,%d format '%%.0f'\n", axis,
+                 n > 20 ? (int)((n + 19) / 20) : 1, (int)n);
         luaL_addstring(b, cmd);
         return;
     }
@@ -78,9 +86,12 @@ static int all_integers(lua_State *L, int first, lua_Integer rows, lua_Integer c
 }
 
 static void cell_text(char *txt, size_t sz, double x, int ints) {
-    if (!isfinite(x)) snprintf(txt, sz, "%s", isnan(x) ? "" : x > 0 ? "inf" : "-inf");
-    else if (ints) snprintf(txt, sz, "%.0f", x);
-    else snprintf(txt, sz, "%.3g", x);
+    if (!isfinite(x))
+        snprintf(txt, sz, "%s", isnan(x) ? "" : x > 0 ? "inf" : "-inf");
+    else if (ints)
+        snprintf(txt, sz, "%.0f", x);
+    else
+        snprintf(txt, sz, "%.3g", x);
 }
 
 /* imagesc in a text terminal: the values as a table (a heat map in characters cannot hold 37
@@ -112,8 +123,8 @@ static void imagesc_table(lua_State *L, luaL_Buffer *b, int o, const char *fn, c
     ftl_plot_opt_string(L, o, fn, "xlabel", xl, sizeof xl);
     ftl_plot_opt_string(L, o, fn, "ylabel", yl, sizeof yl);
     if (title[0]) luaL_addstring(b, title), luaL_addchar(b, '\n');
-    snprintf(line, sizeof line, "rows: %s, columns: %s%s\n", yl[0] ? yl : "row", xl[0] ? xl : "column",
-             same ? " (numbered as the rows)" : "");
+    snprintf(line, sizeof line, "rows: %s, columns: %s%s\n", yl[0] ? yl : "row",
+             xl[0] ? xl : "column", same ? " (numbered as the rows)" : "");
     luaL_addstring(b, line);
     if (xt && !same)
         for (lua_Integer j = 1; j <= cols; j++) {
@@ -164,8 +175,11 @@ static matrix push_matrix(lua_State *L, int m) {
         char what[32];
         snprintf(what, sizeof what, "row %d", (int)r);
         lua_Integer c = ftl_plot_to_numbers(L, -1, what);
-        if (mx.cols < 0) mx.cols = c;
-        else if (c != mx.cols) luaL_error(L, "ft.plot.imagesc: row %d has %d values, row 1 has %d", (int)r, (int)c, (int)mx.cols);
+        if (mx.cols < 0)
+            mx.cols = c;
+        else if (c != mx.cols)
+            luaL_error(L, "ft.plot.imagesc: row %d has %d values, row 1 has %d", (int)r, (int)c,
+                       (int)mx.cols);
         for (lua_Integer j = 1; j <= c; j++) {
             double x = ftl_plot_num_at(L, -1, j);
             if (!isfinite(x)) continue;
@@ -189,7 +203,8 @@ static void imagesc_text(lua_State *L, plot_fig *f, int o, const char *fn, const
     int kind;
     char output[1024], title[256], err[1200];
     ftl_plot_where(L, f, o, fn, &kind, output, sizeof output);
-    if (!ftl_plot_opt_string(L, o, fn, "title", title, sizeof title)) memcpy(title, f->title, sizeof title);
+    if (!ftl_plot_opt_string(L, o, fn, "title", title, sizeof title))
+        memcpy(title, f->title, sizeof title);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     imagesc_table(L, &b, o, fn, mx, title);
@@ -207,7 +222,8 @@ static void imagesc_text(lua_State *L, plot_fig *f, int o, const char *fn, const
 /* Margins from the names' lengths (~7 px a character at 9 pt, rotated x names): gnuplot's own
  * guess leaves the rotated names too little room or the matrix too little. Axis labels go at
  * the canvas' edges (gnuplot would place them from its own margins). */
-static void add_margins(lua_State *L, luaL_Buffer *b, int o, const char *fn, const matrix *mx, int w, int h) {
+static void add_margins(lua_State *L, luaL_Buffer *b, int o, const char *fn, const matrix *mx,
+                        int w, int h) {
     char name[256];
     size_t lx = 0, ly = 0;
     for (lua_Integer j = 1; mx->xt && j <= mx->cols; j++) {
@@ -247,8 +263,9 @@ static void add_cell_labels(lua_State *L, luaL_Buffer *b, const matrix *mx, int 
             if (!isfinite(x)) continue;
             char txt[64], cmd[200];
             cell_text(txt, sizeof txt, x, mx->ints);
-            snprintf(cmd, sizeof cmd, "set label '%s' at %d,%d center front tc rgb '%s'%s\n", txt, (int)j,
-                     (int)r, (x - mx->lo) / (mx->hi - mx->lo) > 0.5 ? "white" : "black", many ? " font ',8'" : "");
+            snprintf(cmd, sizeof cmd, "set label '%s' at %d,%d center front tc rgb '%s'%s\n", txt,
+                     (int)j, (int)r, (x - mx->lo) / (mx->hi - mx->lo) > 0.5 ? "white" : "black",
+                     many ? " font ',8'" : "");
             luaL_addstring(b, cmd);
         }
 }
@@ -260,8 +277,10 @@ static void add_matrix_data(lua_State *L, luaL_Buffer *b, const matrix *mx) {
         for (lua_Integer j = 1; j <= mx->cols; j++) {
             double x = value_at(L, mx, r, j);
             if (j > 1) luaL_addchar(b, ' ');
-            if (isfinite(x)) ftl_plot_addf(b, "%.17g", x);
-            else luaL_addstring(b, "NaN");
+            if (isfinite(x))
+                ftl_plot_addf(b, "%.17g", x);
+            else
+                luaL_addstring(b, "NaN");
         }
         luaL_addchar(b, '\n');
     }
@@ -269,9 +288,11 @@ static void add_matrix_data(lua_State *L, luaL_Buffer *b, const matrix *mx) {
 }
 
 int ftl_plot_draw_imagesc(lua_State *L, plot_fig *f, int m, int o) {
-    static const char *const known[] = {FTL_PLOT_COMMON_OPTIONS, "xlabels", "ylabels", "cell_text", NULL};
+    static const char *const known[] = {FTL_PLOT_COMMON_OPTIONS, "xlabels", "ylabels", "cell_text",
+                                        NULL};
     const char *fn = "ft.plot.imagesc";
-    if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
+    if (!lua_isnoneornil(L, o))
+        luaL_checktype(L, o, LUA_TTABLE);
     else {
         lua_newtable(L);
         lua_replace(L, o);
@@ -293,9 +314,12 @@ int ftl_plot_draw_imagesc(lua_State *L, plot_fig *f, int m, int o) {
 
     luaL_Buffer b;
     int to_stdout = ftl_plot_begin(L, f, o, fn, &b);
-    luaL_addstring(&b, "set palette defined (0 '#f7fbff', 1 '#08306b')\nunset key\nset tics out nomirror\n");
-    if (mx.xt || mx.yt) add_margins(L, &b, o, fn, &mx, w, h);
-    else if (mx.rows == mx.cols) luaL_addstring(&b, "set size square\n"); /* square cells, as an image */
+    luaL_addstring(
+        &b, "set palette defined (0 '#f7fbff', 1 '#08306b')\nunset key\nset tics out nomirror\n");
+    if (mx.xt || mx.yt)
+        add_margins(L, &b, o, fn, &mx, w, h);
+    else if (mx.rows == mx.cols)
+        luaL_addstring(&b, "set size square\n"); /* square cells, as an image */
     if (many) luaL_addstring(&b, "set tics font ',9'\n");
     ftl_plot_addf(&b, "set xrange [0.5:%.1f]\n", mx.cols + 0.5);
     ftl_plot_addf(&b, "set yrange [%.1f:0.5]\n", mx.rows + 0.5); /* row 1 at the top */

@@ -35,7 +35,8 @@ static lua_Integer series_xy(lua_State *L, int s, int k) {
             for (lua_Integer i = 1; i <= n; i++) lua_pushinteger(L, i), lua_rawseti(L, -2, i);
         } else {
             snprintf(what, sizeof what, "series %d x", k);
-            if (ftl_plot_to_numbers(L, -1, what) != n) luaL_error(L, "ft.plot: series %d: x and y have different lengths", k);
+            if (ftl_plot_to_numbers(L, -1, what) != n)
+                luaL_error(L, "ft.plot: series %d: x and y have different lengths", k);
         }
         lua_insert(L, -2);
         return n;
@@ -67,7 +68,8 @@ static int push_series(lua_State *L, int o, const char *fn, int *self) {
             lua_pop(L, 1);
             break;
         }
-        if (!is_series(L, -1)) luaL_error(L, "ft.plot: series %d: expected {x=, y=} or numbers", (int)i);
+        if (!is_series(L, -1))
+            luaL_error(L, "ft.plot: series %d: expected {x=, y=} or numbers", (int)i);
         if (lua_istable(L, -1)) ftl_plot_check_named_options(L, -1, fn, known);
         nser++;
     }
@@ -76,7 +78,8 @@ static int push_series(lua_State *L, int o, const char *fn, int *self) {
 }
 
 /* The plot command: "plot '-' using 1:2 title 't' with lines, ..." for the series at base.. */
-static void add_plot_command(lua_State *L, luaL_Buffer *b, int base, int nser, int self, const char *fn) {
+static void add_plot_command(lua_State *L, luaL_Buffer *b, int base, int nser, int self,
+                             const char *fn) {
     luaL_addstring(b, "plot ");
     for (int k = 0; k < nser; k++) {
         int s = base + k;
@@ -88,15 +91,18 @@ static void add_plot_command(lua_State *L, luaL_Buffer *b, int base, int nser, i
                     if (!((*c >= 'a' && *c <= 'z') || *c == ' '))
                         luaL_error(L, "ft.plot: series %d: bad style '%s'", k + 1, style);
             }
-            if (!(self && k == 0)) has_title = ftl_plot_opt_string(L, s, fn, "title", title, sizeof title);
-            else has_title = ftl_plot_opt_string(L, s, fn, "label", title, sizeof title);
+            if (!(self && k == 0))
+                has_title = ftl_plot_opt_string(L, s, fn, "title", title, sizeof title);
+            else
+                has_title = ftl_plot_opt_string(L, s, fn, "label", title, sizeof title);
         }
         if (k) luaL_addstring(b, ", ");
         luaL_addstring(b, "'-' using 1:2 ");
         if (has_title) {
             luaL_addstring(b, "title ");
             ftl_plot_add_quoted(b, title);
-        } else luaL_addstring(b, "notitle");
+        } else
+            luaL_addstring(b, "notitle");
         luaL_addstring(b, " with ");
         luaL_addstring(b, style);
     }
@@ -138,7 +144,8 @@ int ftl_plot_draw_lines(lua_State *L, plot_fig *f, int o) {
 int ftl_plot_draw_hist(lua_State *L, plot_fig *f, int v, int o) {
     static const char *const known[] = {FTL_PLOT_COMMON_OPTIONS, "bins", NULL};
     const char *fn = "ft.plot.hist";
-    if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
+    if (!lua_isnoneornil(L, o))
+        luaL_checktype(L, o, LUA_TTABLE);
     else {
         lua_newtable(L);
         lua_replace(L, o);
