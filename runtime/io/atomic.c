@@ -19,7 +19,8 @@
 #define TEMP_TAG ".ftlua-tmp."
 #define BASE_KEEP 150 /* bytes of the base name kept in the temp name (NAME_MAX is 255) */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...) {
     if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
@@ -232,7 +233,8 @@ int ftl_atomic_open(ftl_atomic_file *af, const char *path, char *err, size_t err
     memset(af, 0, sizeof *af);
     af->fd = -1;
     if (!path || strlen(path) >= sizeof af->path) {
-        set_err(err, errlen, path ? "'%.200s...': path too long" : "no path given", path);
+        if (path) set_err(err, errlen, "'%.200s...': path too long", path);
+        else set_err(err, errlen, "no path given");
         return -1;
     }
     snprintf(af->path, sizeof af->path, "%s", path);

@@ -273,8 +273,16 @@ static int build_result(pth_parser *p, pth_file *f, int swap) {
     return 0;
 }
 
+/* A parser for a len-byte file; its messages go to err. */
+static void new_parser(pth_parser *p, size_t len, char *err, size_t errlen) {
+    memset(p, 0, sizeof *p);
+    size_t arena_cap =
+        ((size_t)32 << 20) + (len < ((size_t)1 << 40) ? 32 * len : ((size_t)1 << 45));
+    pk_new_machine(&p->m, &pth_torch_hooks, arena_cap, err, errlen);
+}
+
 static void free_parser(pth_parser *p) {
-    pk_free(&p->m);
+    pk_free_machine(&p->m);
     free(p->refs);
     free(p->sorted);
     free(p->stores);
@@ -283,10 +291,8 @@ static void free_parser(pth_parser *p) {
 
 static pth_file *parse(const uint8_t *buf, size_t len, const char *key_path, char *err,
                        size_t errlen) {
-    pth_parser p = {0};
-    size_t arena_cap =
-        ((size_t)32 << 20) + (len < ((size_t)1 << 40) ? 32 * len : ((size_t)1 << 45));
-    pk_init(&p.m, &pth_torch_hooks, arena_cap, err, errlen);
+    pth_parser p;
+    new_parser(&p, len, err, errlen);
     pth_file *f = calloc(1, sizeof(pth_file));
     if (!f) {
         pk_fail(&p.m, "out of memory");

@@ -323,15 +323,8 @@ int ft_autocast_enabled(int cuda) noexcept {
     try {
         return autocast_on(cuda != 0) ? 1 : 0;
     } catch (...) {
+        fail_current();
         return 0;
-    }
-}
-
-void *ft_data_ptr(const ft_tensor *t) noexcept {
-    try {
-        return t && t->t.defined() ? t->t.data_ptr() : nullptr;
-    } catch (...) {
-        return nullptr;
     }
 }
 

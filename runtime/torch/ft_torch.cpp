@@ -126,6 +126,7 @@ int ft_cuda_available(void) noexcept {
     try {
         return torch::cuda::is_available() ? 1 : 0;
     } catch (...) {
+        fail_current(); // the answer is "no"; ft_last_error() says why
         return 0;
     }
 }
@@ -134,6 +135,7 @@ int ft_cuda_device_count(void) noexcept {
     try {
         return (int)torch::cuda::device_count();
     } catch (...) {
+        fail_current();
         return 0;
     }
 }
@@ -313,6 +315,17 @@ ft_status ft_item(const ft_tensor *t, double *out) noexcept {
         if (!out) throw std::invalid_argument("item: NULL out parameter");
         *out = a.detach().cpu().to(at::kDouble).item<double>();
     });
+}
+
+// The first element's address, for our own kernels (ft_torch.h); NULL when t is undefined, and
+// NULL with a message in ft_last_error() when libtorch refuses.
+void *ft_data_ptr(const ft_tensor *t) noexcept {
+    try {
+        return t && t->t.defined() ? t->t.data_ptr() : nullptr;
+    } catch (...) {
+        fail_current();
+        return nullptr;
+    }
 }
 
 // ---------------------------------------------------------------- conversion and copies

@@ -307,7 +307,8 @@ ft_status ft_autocast_exit(const ft_autocast_state *saved) FT_NOEXCEPT;
 int ft_autocast_enabled(int cuda) FT_NOEXCEPT;
 
 /* The first element's address (CPU or CUDA memory), for our own kernels that write straight
- * into a tensor (the CUDA augmentation); NULL when t is undefined. */
+ * into a tensor (the CUDA augmentation); NULL when t is undefined, or when libtorch refused
+ * (then ft_last_error() says why). */
 void *ft_data_ptr(const ft_tensor *t) FT_NOEXCEPT;
 
 #ifdef __cplusplus
