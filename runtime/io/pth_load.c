@@ -409,7 +409,8 @@ static int host_is_little(void) {
 }
 
 /* A zip record the parser needs: stored, inside the file, with a matching CRC. */
-static const zip_entry *record(pth_parser *p, const zip_archive *z, const char *name, int required) {
+static const zip_entry *record(pth_parser *p, const zip_archive *z, const char *name,
+                               int required) {
     const zip_entry *e = zip_find(z, name, strlen(name));
     if (!e) {
         if (required)

@@ -27,13 +27,11 @@ static const struct {
     int ft; /* ft_dtype, or -1 for a dtype of the format that ftlua cannot hold */
     size_t size;
 } DTYPES[] = {
-    {"BOOL", FT_BOOL, 1},      {"U8", FT_UINT8, 1},      {"I8", FT_INT8, 1},
-    {"I16", FT_INT16, 2},      {"F16", FT_FLOAT16, 2},   {"BF16", FT_BFLOAT16, 2},
-    {"I32", FT_INT32, 4},      {"F32", FT_FLOAT32, 4},   {"F64", FT_FLOAT64, 8},
-    {"I64", FT_INT64, 8},      {"U16", -1, 2},           {"U32", -1, 4},
-    {"U64", -1, 8},            {"F8_E4M3", -1, 1},       {"F8_E5M2", -1, 1},
-    {"F8_E8M0", -1, 1},        {"F4", -1, 0},            {"F6_E2M3", -1, 0},
-    {"F6_E3M2", -1, 0},        {"C64", -1, 8},
+    {"BOOL", FT_BOOL, 1},   {"U8", FT_UINT8, 1},      {"I8", FT_INT8, 1},   {"I16", FT_INT16, 2},
+    {"F16", FT_FLOAT16, 2}, {"BF16", FT_BFLOAT16, 2}, {"I32", FT_INT32, 4}, {"F32", FT_FLOAT32, 4},
+    {"F64", FT_FLOAT64, 8}, {"I64", FT_INT64, 8},     {"U16", -1, 2},       {"U32", -1, 4},
+    {"U64", -1, 8},         {"F8_E4M3", -1, 1},       {"F8_E5M2", -1, 1},   {"F8_E8M0", -1, 1},
+    {"F4", -1, 0},          {"F6_E2M3", -1, 0},       {"F6_E3M2", -1, 0},   {"C64", -1, 8},
 };
 #define NDTYPES_ST ((int)(sizeof(DTYPES) / sizeof(DTYPES[0])))
 
@@ -72,7 +70,6 @@ static void format_shape(char *buf, size_t len, const uint64_t *shape, int ndim)
 
 /* ---------------------------------------------------------------- validation */
 
-
 static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -104,12 +101,12 @@ static int check_entry(const st_raw_entry *r, const uint8_t *data, uint64_t data
         if (strcmp(DTYPES[i].name, r->dtype) == 0) d = i;
     if (d < 0) {
         st_set_err(err, errlen, "tensor " NAME_FMT ": unknown dtype \"%.40s\"", NAME_ARG(r->name),
-                r->dtype);
+                   r->dtype);
         return -1;
     }
     if (DTYPES[d].ft < 0) {
         st_set_err(err, errlen, "tensor " NAME_FMT ": unsupported dtype %s", NAME_ARG(r->name),
-                DTYPES[d].name);
+                   DTYPES[d].name);
         return -1;
     }
     char shape[FT_MAX_DIMS * 24 + 4];
@@ -125,7 +122,7 @@ static int check_entry(const st_raw_entry *r, const uint8_t *data, uint64_t data
         }
         if (nonzero > (uint64_t)INT64_MAX / s) {
             st_set_err(err, errlen, "tensor " NAME_FMT ": shape %s has too many elements",
-                    NAME_ARG(r->name), shape);
+                       NAME_ARG(r->name), shape);
             return -1;
         }
         nonzero *= s;
@@ -134,28 +131,28 @@ static int check_entry(const st_raw_entry *r, const uint8_t *data, uint64_t data
     size_t esize = DTYPES[d].size;
     if (numel > UINT64_MAX / esize || numel * esize > (uint64_t)SIZE_MAX) {
         st_set_err(err, errlen, "tensor " NAME_FMT ": shape %s is too large", NAME_ARG(r->name),
-                shape);
+                   shape);
         return -1;
     }
     uint64_t need = numel * esize;
     if (r->end < r->begin) {
         st_set_err(err, errlen,
-                "tensor " NAME_FMT ": data_offsets [%" PRIu64 ", %" PRIu64 "] end before begin",
-                NAME_ARG(r->name), r->begin, r->end);
+                   "tensor " NAME_FMT ": data_offsets [%" PRIu64 ", %" PRIu64 "] end before begin",
+                   NAME_ARG(r->name), r->begin, r->end);
         return -1;
     }
     if (r->end > data_len) {
         st_set_err(err, errlen,
-                "tensor " NAME_FMT ": data_offsets [%" PRIu64 ", %" PRIu64
-                "] run past the end of the %" PRIu64 "-byte data buffer",
-                NAME_ARG(r->name), r->begin, r->end, data_len);
+                   "tensor " NAME_FMT ": data_offsets [%" PRIu64 ", %" PRIu64
+                   "] run past the end of the %" PRIu64 "-byte data buffer",
+                   NAME_ARG(r->name), r->begin, r->end, data_len);
         return -1;
     }
     if (r->end - r->begin != need) {
         st_set_err(err, errlen,
-                "tensor " NAME_FMT ": data_offsets [%" PRIu64 ", %" PRIu64
-                "] but shape %s of %s needs %" PRIu64 " bytes",
-                NAME_ARG(r->name), r->begin, r->end, shape, DTYPES[d].name, need);
+                   "tensor " NAME_FMT ": data_offsets [%" PRIu64 ", %" PRIu64
+                   "] but shape %s of %s needs %" PRIu64 " bytes",
+                   NAME_ARG(r->name), r->begin, r->end, shape, DTYPES[d].name, need);
         return -1;
     }
     out->name = r->name;
@@ -184,7 +181,7 @@ static int check_coverage(const st_raw_entry *r, int n, uint64_t data_len, char 
     for (int k = 0; k < n && rc == 0; k++) {
         if (s[k].begin < at) {
             st_set_err(err, errlen, "tensors " NAME_FMT " and " NAME_FMT " overlap",
-                    NAME_ARG(r[prev].name), NAME_ARG(r[s[k].i].name));
+                       NAME_ARG(r[prev].name), NAME_ARG(r[s[k].i].name));
             rc = -1;
         } else if (s[k].begin > at) {
             st_set_err(err, errlen, "hole in data buffer at byte %" PRIu64, at);
@@ -195,8 +192,9 @@ static int check_coverage(const st_raw_entry *r, int n, uint64_t data_len, char 
         }
     }
     if (rc == 0 && at != data_len) {
-        st_set_err(err, errlen, "hole in data buffer at byte %" PRIu64 " (the buffer has %" PRIu64
-                " bytes)", at, data_len);
+        st_set_err(err, errlen,
+                   "hole in data buffer at byte %" PRIu64 " (the buffer has %" PRIu64 " bytes)", at,
+                   data_len);
         rc = -1;
     }
     free(s);
@@ -219,10 +217,12 @@ static int check_prefix(const uint8_t *buf, size_t len, uint64_t *hlen_out, char
      * (protocol 2..5, the legacy format) would otherwise read as an absurd header length. Those
      * first bytes can also be a header length (0x0280 is 640), so only without the '{'. */
     int json_at_8 = buf && len >= 9 && buf[8] == '{';
-    if (buf && !json_at_8 && ((len >= 4 && !memcmp(buf, "PK\x03\x04", 4)) ||
-                              (len >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5))) {
-        st_set_err(err, errlen, "not a safetensors file (this looks like a PyTorch .pth: use "
-                "ft.weights.load)");
+    if (buf && !json_at_8 &&
+        ((len >= 4 && !memcmp(buf, "PK\x03\x04", 4)) ||
+         (len >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5))) {
+        st_set_err(err, errlen,
+                   "not a safetensors file (this looks like a PyTorch .pth: use "
+                   "ft.weights.load)");
         return -1;
     }
     if (!buf || len < 8) {
@@ -236,7 +236,7 @@ static int check_prefix(const uint8_t *buf, size_t len, uint64_t *hlen_out, char
     }
     if (hlen > ST_MAX_HEADER) {
         st_set_err(err, errlen, "header length %" PRIu64 " exceeds the limit of %u bytes", hlen,
-                ST_MAX_HEADER);
+                   ST_MAX_HEADER);
         return -1;
     }
     if (hlen == 0 || buf[8] != '{') {
@@ -335,8 +335,10 @@ st_file *new_st_file_from_path(const char *path, char *err, size_t errlen) {
     int mapped = 0;
     if (len >= 8) {
         map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) map = NULL;
-        else mapped = 1;
+        if (map == MAP_FAILED)
+            map = NULL;
+        else
+            mapped = 1;
     }
     if (!map) { /* too small to map usefully, or mmap refused: read it */
         map = malloc(len ? len : 1);
@@ -348,7 +350,8 @@ st_file *new_st_file_from_path(const char *path, char *err, size_t errlen) {
             got += (size_t)r;
         }
         if (!map || got != len) {
-            st_set_err(err, errlen, "cannot read '%s': %s", path, map ? strerror(errno) : "out of memory");
+            st_set_err(err, errlen, "cannot read '%s': %s", path,
+                       map ? strerror(errno) : "out of memory");
             free(map);
             close(fd);
             return NULL;
@@ -360,8 +363,10 @@ st_file *new_st_file_from_path(const char *path, char *err, size_t errlen) {
         /* msg is "safetensors: <detail>": put the path in the middle. */
         const char *detail = strncmp(msg, "safetensors: ", 13) == 0 ? msg + 13 : msg;
         st_set_err(err, errlen, "%s: %s", path, detail);
-        if (mapped) munmap(map, len);
-        else free(map);
+        if (mapped)
+            munmap(map, len);
+        else
+            free(map);
         return NULL;
     }
     f->map = map;
@@ -373,8 +378,10 @@ st_file *new_st_file_from_path(const char *path, char *err, size_t errlen) {
 void free_st_file(st_file *f) {
     if (!f) return;
     if (f->map) {
-        if (f->mapped) munmap(f->map, f->map_len);
-        else free(f->map);
+        if (f->mapped)
+            munmap(f->map, f->map_len);
+        else
+            free(f->map);
     }
     free(f->entries);
     free(f->meta);

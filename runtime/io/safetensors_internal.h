@@ -10,7 +10,7 @@
 #include "io/safetensors.h"
 
 /* Names in messages are cut short so a hostile 1 MB name cannot flood a log line. */
-#define NAME_FMT "'%.80s%s'"
+#define NAME_FMT    "'%.80s%s'"
 #define NAME_ARG(s) (s), (strlen(s) > 80 ? "..." : "")
 
 /* Write "safetensors: " and the formatted message into err (if err and errlen). */

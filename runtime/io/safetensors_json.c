@@ -21,7 +21,6 @@ typedef struct {
     size_t errlen;
 } parser;
 
-
 __attribute__((format(printf, 2, 3))) static int fail(parser *p, const char *fmt, ...) {
     char msg[200];
     va_list ap;
@@ -92,15 +91,24 @@ size_t st_utf8_len(const uint8_t *s, size_t n) {
     uint8_t c = s[0];
     size_t need;
     uint8_t lo = 0x80, hi = 0xBF; /* range of the second byte */
-    if (c < 0x80) return 1;
-    else if (c >= 0xC2 && c <= 0xDF) need = 2;
-    else if (c == 0xE0) need = 3, lo = 0xA0;
-    else if (c == 0xED) need = 3, hi = 0x9F;
-    else if (c >= 0xE1 && c <= 0xEF) need = 3;
-    else if (c == 0xF0) need = 4, lo = 0x90;
-    else if (c == 0xF4) need = 4, hi = 0x8F;
-    else if (c >= 0xF1 && c <= 0xF3) need = 4;
-    else return 0;
+    if (c < 0x80)
+        return 1;
+    else if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
+    else if (c == 0xE0)
+        need = 3, lo = 0xA0;
+    else if (c == 0xED)
+        need = 3, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF)
+        need = 3;
+    else if (c == 0xF0)
+        need = 4, lo = 0x90;
+    else if (c == 0xF4)
+        need = 4, hi = 0x8F;
+    else if (c >= 0xF1 && c <= 0xF3)
+        need = 4;
+    else
+        return 0;
     if (n < need) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (size_t i = 2; i < need; i++)
@@ -271,7 +279,9 @@ static int parse_entry(parser *p, st_raw_entry *e) {
     if (!have_dtype || !have_shape || !have_offsets) {
         p->pos = e->at;
         return fail(p, "tensor entry lacks \"%s\"",
-                    !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
+                    !have_dtype   ? "dtype"
+                    : !have_shape ? "shape"
+                                  : "data_offsets");
     }
     return 0;
 }

@@ -30,8 +30,10 @@ static void sb_json_string(strbuf *s, const char *str) {
         case '\r': sb_put(s, "\\r", 2); break;
         case '\t': sb_put(s, "\\t", 2); break;
         default:
-            if (*c < 0x20) sb_printf(s, "\\u%04x", *c);
-            else sb_put(s, (const char *)c, 1);
+            if (*c < 0x20)
+                sb_printf(s, "\\u%04x", *c);
+            else
+                sb_put(s, (const char *)c, 1);
         }
     }
     sb_put(s, "\"", 1);
@@ -68,19 +70,19 @@ static int check_inputs(const st_tensor_in *t, int n, const st_kv *meta, int nme
         size_t esize = st_dtype_size(x->dtype);
         if (esize == 0) {
             st_set_err(err, errlen, "tensor " NAME_FMT ": unsupported dtype %d", NAME_ARG(x->name),
-                    (int)x->dtype);
+                       (int)x->dtype);
             return -1;
         }
         if (x->ndim < 0 || x->ndim > FT_MAX_DIMS) {
             st_set_err(err, errlen, "tensor " NAME_FMT ": %d dims (at most %d)", NAME_ARG(x->name),
-                    x->ndim, FT_MAX_DIMS);
+                       x->ndim, FT_MAX_DIMS);
             return -1;
         }
         uint64_t numel = 1, nonzero = 1;
         for (int d = 0; d < x->ndim; d++) {
             if (x->shape[d] < 0) {
                 st_set_err(err, errlen, "tensor " NAME_FMT ": negative size in shape",
-                        NAME_ARG(x->name));
+                           NAME_ARG(x->name));
                 return -1;
             }
             uint64_t s = (uint64_t)x->shape[d];
@@ -96,8 +98,9 @@ static int check_inputs(const st_tensor_in *t, int n, const st_kv *meta, int nme
             numel *= s;
         }
         if (numel > (uint64_t)SIZE_MAX / esize || numel * esize != (uint64_t)x->nbytes) {
-            st_set_err(err, errlen, "tensor " NAME_FMT ": nbytes %zu does not match its shape and dtype",
-                    NAME_ARG(x->name), x->nbytes);
+            st_set_err(err, errlen,
+                       "tensor " NAME_FMT ": nbytes %zu does not match its shape and dtype",
+                       NAME_ARG(x->name), x->nbytes);
             return -1;
         }
     }
@@ -147,7 +150,8 @@ char *new_st_header(const st_tensor_in *t, int n, const st_kv *meta, int nmeta, 
         if (i || nmeta > 0) sb_puts(&s, ",");
         sb_json_string(&s, t[i].name);
         sb_printf(&s, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(t[i].dtype));
-        for (int d = 0; d < t[i].ndim; d++) sb_printf(&s, d ? ",%" PRId64 : "%" PRId64, t[i].shape[d]);
+        for (int d = 0; d < t[i].ndim; d++)
+            sb_printf(&s, d ? ",%" PRId64 : "%" PRId64, t[i].shape[d]);
         sb_printf(&s, "],\"data_offsets\":[%" PRIu64 ",", off);
         off += t[i].nbytes;
         sb_printf(&s, "%" PRIu64 "]}", off);
@@ -162,7 +166,7 @@ char *new_st_header(const st_tensor_in *t, int n, const st_kv *meta, int nmeta, 
     if (s.len > ST_MAX_HEADER) {
         sb_free(&s);
         st_set_err(err, errlen, "header of %zu bytes exceeds the limit of %u bytes", s.len,
-                ST_MAX_HEADER);
+                   ST_MAX_HEADER);
         return NULL;
     }
     *len = s.len;

@@ -7,17 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIG_LOCAL 0x04034b50u
-#define SIG_CENTRAL 0x02014b50u
-#define SIG_EOCD 0x06054b50u
-#define SIG_EOCD64 0x06064b50u
+#define SIG_LOCAL     0x04034b50u
+#define SIG_CENTRAL   0x02014b50u
+#define SIG_EOCD      0x06054b50u
+#define SIG_EOCD64    0x06064b50u
 #define SIG_LOCATOR64 0x07064b50u
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-__attribute__((format(printf, 3, 4))) static void *zfail(char *err, size_t errlen, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void *zfail(char *err, size_t errlen, const char *fmt,
+                                                         ...) {
     if (err && errlen) {
         va_list ap;
         va_start(ap, fmt);
@@ -60,8 +63,12 @@ static int cmp_entry(const void *a, const void *b) {
 /* Copies a name for an error message: at most 80 bytes, control bytes shown as '?'. */
 static const char *safe(char out[96], const char *s, size_t n) {
     size_t k = 0;
-    for (size_t i = 0; i < n && k < 80; i++) out[k++] = ((unsigned char)s[i] < 32 || s[i] == 127) ? '?' : s[i];
-    if (n > 80) { memcpy(out + k, "...", 3); k += 3; }
+    for (size_t i = 0; i < n && k < 80; i++)
+        out[k++] = ((unsigned char)s[i] < 32 || s[i] == 127) ? '?' : s[i];
+    if (n > 80) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
     out[k] = 0;
     return out;
 }
@@ -280,8 +287,10 @@ const zip_entry *zip_find(const zip_archive *z, const char *name, size_t len) {
         const zip_entry *e = z->sorted[mid];
         int c = cmp_name(e->name, e->name_len, name, len);
         if (!c) return e;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
