@@ -27,8 +27,10 @@ gloo=$(ls "$DIR"/libgloo-dev_*.deb | head -1)
 dpkg -x "$gloo" "$DIR/root" # ProcessGroupGloo.hpp includes gloo's headers
 INC=$DIR/root/usr/include
 cd "$(dirname "$0")/.."
-g++ -std=c++17 -O0 -Wall -Wextra -Werror -fPIC -Iruntime -isystem "$INC" \
-    -isystem "$INC/torch/csrc/api/include" -c runtime/torch/ft_torch.cpp -o "$DIR/ft_torch.o"
+for cpp in ft_torch ft_tensor_ops ft_nn; do
+    g++ -std=c++17 -O0 -Wall -Wextra -Werror -fPIC -Iruntime -isystem "$INC" \
+        -isystem "$INC/torch/csrc/api/include" -c runtime/torch/$cpp.cpp -o "$DIR/$cpp.o"
+done
 echo "ok shim compiles against $(basename "$deb" .deb) ($(strings "$DIR/ft_torch.o" | grep -m1 -E '^2\.[0-9]+\.[0-9]+$'))"
 # The c10d shim, with Gloo (gloo's headers from trixie's libgloo-dev, found by __has_include).
 g++ -std=c++17 -O0 -Wall -Wextra -Werror -fPIC -Iruntime -isystem "$INC" \

@@ -146,7 +146,7 @@ return function(M, Learner, Interp, Recorder)
   -- count (24 px a cell, 9 pt tick labels) and the names have their margin (~7 px a character).
   local function cm_size(n, len)
     local cells = n * (n > 12 and 24 or 48)
-    local names = len * 7 + 60 -- the margins plot.c leaves: names + 60 left and below, 130 right, 50 on top
+    local names = len * 7 + 60 -- the margins plot_imagesc.c leaves: names + 60 left and below, 130 right, 50 on top
     return math.max(640, names + cells + 130), math.max(480, names + cells + 50)
   end
 

@@ -52,9 +52,19 @@ int ftl_aug_rng_int(ftl_aug_rng *r, int lo, int hi) {
 
 ftl_aug_config ftl_aug_default_config(void) {
     ftl_aug_config c = {
-        .do_flip = 1, .max_rotate = 10, .min_zoom = 1, .max_zoom = 1.1, .max_warp = 0.2,
-        .max_lighting = 0.2, .p_affine = 0.75, .p_lighting = 0.75, .min_scale = 0.75,
-        .max_scale = 1, .ratio_lo = 1, .ratio_hi = 1, .crop_per_image = 0,
+        .do_flip = 1,
+        .max_rotate = 10,
+        .min_zoom = 1,
+        .max_zoom = 1.1,
+        .max_warp = 0.2,
+        .max_lighting = 0.2,
+        .p_affine = 0.75,
+        .p_lighting = 0.75,
+        .min_scale = 0.75,
+        .max_scale = 1,
+        .ratio_lo = 1,
+        .ratio_hi = 1,
+        .crop_per_image = 0,
     };
     return c;
 }
@@ -78,15 +88,17 @@ static void draw_crop(ftl_aug_rng *rng, const ftl_aug_config *c, int h, int w, f
         }
     }
     /* Fallback (and valid): the centre region with the nearest allowed ratio. */
-    if ((double)w / h < c->ratio_lo) p->crop_h = (int)(w / c->ratio_lo);
-    else if ((double)w / h > c->ratio_hi) p->crop_w = (int)(h * c->ratio_hi);
+    if ((double)w / h < c->ratio_lo)
+        p->crop_h = (int)(w / c->ratio_lo);
+    else if ((double)w / h > c->ratio_hi)
+        p->crop_w = (int)(h * c->ratio_hi);
     p->crop_y = (h - p->crop_h) / 2;
     p->crop_x = (w - p->crop_w) / 2;
 }
 
 static ftl_aug_params neutral_params(void) {
-    ftl_aug_params p = {.zoom = 1, .zoom_col = 0.5, .zoom_row = 0.5, .brightness = 0.5,
-                        .contrast = 1};
+    ftl_aug_params p = {
+        .zoom = 1, .zoom_col = 0.5, .zoom_row = 0.5, .brightness = 0.5, .contrast = 1};
     return p;
 }
 
@@ -115,7 +127,8 @@ void ftl_aug_draw(ftl_aug_rng *rng, const ftl_aug_config *cfg, int n, int h, int
         p.lighting = 1; /* fastai always runs LightingTfm on train, neutral or not */
         p.brightness = masked(rng, c->p_lighting, 0.5 * (1 - l), 0.5 * (1 + l), 0.5);
         p.contrast = l > 0 ? exp(masked(rng, c->p_lighting, log(1 - l), -log(1 - l), 0)) : 1;
-        if (i == 0 || c->crop_per_image) draw_crop(rng, c, h, w, &p);
+        if (i == 0 || c->crop_per_image)
+            draw_crop(rng, c, h, w, &p);
         else {
             p.crop_x = out[0].crop_x;
             p.crop_y = out[0].crop_y;
@@ -148,8 +161,8 @@ static void matmul3(const double a[9], const double b[9], double out[9]) {
  * elimination with partial pivoting. Returns -1 if singular (then: identity). */
 static int warp_homography(double wx, double wy, double H[9]) {
     const double orig[4][2] = {{-1, -1}, {-1, 1}, {1, -1}, {1, 1}};
-    const double targ[4][2] = {{-1 - wy, -1 - wx}, {-1 + wy, 1 + wx},
-                               {1 + wy, -1 + wx},  {1 - wy, 1 - wx}};
+    const double targ[4][2] = {
+        {-1 - wy, -1 - wx}, {-1 + wy, 1 + wx}, {1 + wy, -1 + wx}, {1 - wy, 1 - wx}};
     double A[8][9]; /* [A | b] */
     for (int i = 0; i < 4; i++) {
         double tx = targ[i][0], ty = targ[i][1], ox = orig[i][0], oy = orig[i][1];
@@ -201,8 +214,8 @@ int ftl_aug_plan_make(const ftl_aug_params *p, int h, int w, int out_size, const
     double th = p->rotate * (M_PI / 180.0), s = 1.0 / p->zoom;
     double F[9] = {p->flip ? -1 : 1, 0, 0, 0, 1, 0, 0, 0, 1};
     double R[9] = {cos(th), sin(th), 0, -sin(th), cos(th), 0, 0, 0, 1};
-    double Zm[9] = {s, 0, (1 - s) * (2 * p->zoom_col - 1), 0, s, (1 - s) * (2 * p->zoom_row - 1),
-                    0, 0, 1};
+    double Zm[9] = {s, 0, (1 - s) * (2 * p->zoom_col - 1), 0, s, (1 - s) * (2 * p->zoom_row - 1), 0,
+                    0, 1};
     double M[9];
     matmul3(F, R, M);
     matmul3(M, Zm, M);
@@ -281,15 +294,17 @@ int ftl_aug_batch(const uint8_t *src, int n, int h, int w, const ftl_aug_params 
     pthread_t tid[64];
     int started[64] = {0};
     for (int t = 0; t < nthreads; t++) {
-        jobs[t] = (aug_job){src, h, w, out_size, plans, dst, rows * t / nthreads,
-                            rows * (t + 1) / nthreads};
+        jobs[t] = (aug_job){
+            src, h, w, out_size, plans, dst, rows * t / nthreads, rows * (t + 1) / nthreads};
         /* Thread 0 is the caller; if a thread can't start, the caller does its rows too. */
         if (t > 0) started[t] = pthread_create(&tid[t], NULL, aug_rows, &jobs[t]) == 0;
     }
     aug_rows(&jobs[0]);
     for (int t = 1; t < nthreads; t++) {
-        if (started[t]) pthread_join(tid[t], NULL);
-        else aug_rows(&jobs[t]);
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            aug_rows(&jobs[t]);
     }
     free(plans);
     return 0;

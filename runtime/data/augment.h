@@ -57,12 +57,12 @@ typedef struct {
     double max_rotate;         /* degrees: U(-max, max) */
     double min_zoom, max_zoom; /* U(min, max), centre U(0,1) per axis */
     double max_warp;           /* perspective corner offsets U(-max, max) */
-    double max_lighting;       /* brightness U(.5(1-m), .5(1+m)); contrast exp U(log(1-m), -log(1-m)) */
-    double p_affine;           /* each of rotate, zoom, warp x, warp y is applied with this p */
-    double p_lighting;         /* each of brightness, contrast */
+    double max_lighting; /* brightness U(.5(1-m), .5(1+m)); contrast exp U(log(1-m), -log(1-m)) */
+    double p_affine;     /* each of rotate, zoom, warp x, warp y is applied with this p */
+    double p_lighting;   /* each of brightness, contrast */
     double min_scale, max_scale; /* RandomResizedCrop area fraction; min_scale >= 1: no crop */
-    double ratio_lo, ratio_hi;   /* RandomResizedCrop aspect (w/h) range; (1,1) for aug_transforms */
-    int crop_per_image;          /* 0: one crop for the whole batch, as fastai; 1: one per image */
+    double ratio_lo, ratio_hi; /* RandomResizedCrop aspect (w/h) range; (1,1) for aug_transforms */
+    int crop_per_image;        /* 0: one crop for the whole batch, as fastai; 1: one per image */
 } ftl_aug_config;
 
 /* aug_transforms(size=S, min_scale=0.75): flip, rotate 10, zoom 1..1.1, warp .2, lighting .2,
@@ -72,14 +72,14 @@ ftl_aug_config ftl_aug_default_config(void);
 /* One image's draws: the neutral values mean "not applied". Coordinates follow fastai: x is the
  * column, normalised coordinates run -1..1 over pixel centres. */
 typedef struct {
-    int flip;                    /* 1: mirror horizontally */
-    double rotate;               /* degrees, 0 when not drawn */
-    double zoom;                 /* >= 1 (fastai's scale s = 1/zoom); 1 when not drawn */
-    double zoom_col, zoom_row;   /* zoom centre pcts in [0,1]: c = (1-s)*(2*pct-1) */
-    double warp_x, warp_y;       /* perspective magnitudes, 0 when not drawn */
-    int lighting;                /* 0 on valid: skip the logit-space step (and its clamp) */
-    double brightness;           /* b in (0,1): x = sigmoid(logit(x) + logit(b)); 0.5 neutral */
-    double contrast;             /* c > 0: x = sigmoid(logit(x) * c); 1 neutral */
+    int flip;                  /* 1: mirror horizontally */
+    double rotate;             /* degrees, 0 when not drawn */
+    double zoom;               /* >= 1 (fastai's scale s = 1/zoom); 1 when not drawn */
+    double zoom_col, zoom_row; /* zoom centre pcts in [0,1]: c = (1-s)*(2*pct-1) */
+    double warp_x, warp_y;     /* perspective magnitudes, 0 when not drawn */
+    int lighting;              /* 0 on valid: skip the logit-space step (and its clamp) */
+    double brightness;         /* b in (0,1): x = sigmoid(logit(x) + logit(b)); 0.5 neutral */
+    double contrast;           /* c > 0: x = sigmoid(logit(x) * c); 1 neutral */
     int crop_x, crop_y, crop_w, crop_h; /* RandomResizedCrop window on the [h,w] input, pixels */
 } ftl_aug_params;
 
@@ -128,8 +128,8 @@ FTL_AUG_FN double ftl_aug_reflect(double v, int n) {
 }
 
 /* The 3 output floats (one per channel) of output pixel (x, y) for one [h,w,3] image. */
-FTL_AUG_FN void ftl_aug_pixel(const ftl_aug_plan *p, const uint8_t *img, int h, int w, int y,
-                              int x, float out[3]) {
+FTL_AUG_FN void ftl_aug_pixel(const ftl_aug_plan *p, const uint8_t *img, int h, int w, int y, int x,
+                              float out[3]) {
     const double *m = p->m;
     double X = m[0] * x + m[1] * y + m[2];
     double Y = m[3] * x + m[4] * y + m[5];
@@ -143,7 +143,8 @@ FTL_AUG_FN void ftl_aug_pixel(const ftl_aug_plan *p, const uint8_t *img, int h, 
     float w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
     for (int c = 0; c < 3; c++) {
         float v = (w00 * r0[3 * x0 + c] + w01 * r0[3 * x1 + c] + w10 * r1[3 * x0 + c] +
-                   w11 * r1[3 * x1 + c]) * (1.0f / 255.0f);
+                   w11 * r1[3 * x1 + c]) *
+                  (1.0f / 255.0f);
         if (p->lighting) { /* fastai's logit clamps to avoid infinities */
             v = v < 1e-7f ? 1e-7f : v > 1 - 1e-7f ? 1 - 1e-7f : v;
             float l = (logf(v / (1 - v)) + p->bright_logit) * p->contrast;

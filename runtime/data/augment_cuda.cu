@@ -28,9 +28,9 @@ extern "C" {
 struct ftl_aug_cuda {
     int device;
     cudaStream_t stream;
-    uint8_t *host;       /* pinned staging for the uint8 batch */
+    uint8_t *host; /* pinned staging for the uint8 batch */
     size_t host_cap;
-    uint8_t *src;        /* the batch on the device */
+    uint8_t *src; /* the batch on the device */
     size_t src_cap;
     ftl_aug_plan *plans; /* per-image plans on the device */
     size_t plans_cap;    /* in plans */
@@ -78,7 +78,8 @@ extern "C" ftl_aug_cuda *ftl_aug_cuda_new(int device, char *err, size_t errlen) 
     int count = 0;
     if (cuda_fail(cudaGetDeviceCount(&count), "device count", err, errlen)) return NULL;
     if (device < 0 || device >= count) {
-        if (err && errlen) snprintf(err, errlen, "CUDA: no device cuda:%d (%d devices)", device, count);
+        if (err && errlen)
+            snprintf(err, errlen, "CUDA: no device cuda:%d (%d devices)", device, count);
         return NULL;
     }
     ftl_aug_cuda *c = (ftl_aug_cuda *)calloc(1, sizeof *c);
@@ -121,7 +122,8 @@ static cudaError_t reserve(ftl_aug_cuda *c, size_t bytes, size_t n) {
         cudaFreeHost(c->host);
         c->host = NULL;
         c->host_cap = 0;
-        if ((e = cudaHostAlloc((void **)&c->host, bytes, cudaHostAllocDefault)) != cudaSuccess) return e;
+        if ((e = cudaHostAlloc((void **)&c->host, bytes, cudaHostAllocDefault)) != cudaSuccess)
+            return e;
         c->host_cap = bytes;
     }
     if (bytes > c->src_cap) {

@@ -4,9 +4,10 @@
  * This file holds the Lua side of the C data pipeline: datasets and loaders as userdata, batch
  * iteration, the standalone augmentation kernel, image loading and the show_batch picture. The
  * rest lives in items.c (get_image_files, RandomSplitter), idx.c (MNIST IDX files), grid.c (the
- * PNG grid), loader.c (threads, cache, batches; no Lua) and lua/ftlua/data_vision.lua (fastai's
- * API: labellers, splitters, Resize, aug_transforms, DataBlock, ImageDataLoaders), which
- * luaopen_ftlua_data runs with this module's table to extend it.
+ * PNG grid), dataset.c (items, the scan, the cache) and loader.c (threads, batches), both
+ * without Lua, and lua/ftlua/data_vision.lua (fastai's API: labellers, splitters, Resize,
+ * aug_transforms, DataBlock, ImageDataLoaders), which luaopen_ftlua_data runs with this
+ * module's table to extend it.
  *
  * Labels: class indices are 1-based in Lua, as every ftlua index; the C loader keeps them 0-based
  * for the C training loop (ftl_loader_next), and this file adds 1 when a batch reaches Lua.
@@ -17,10 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/args.h"
+#include "base/hooks.h"
+#include "base/lua_class.h"
 #include "data/augment.h"
 #include "data/data.h"
 #include "data/image.h"
-#include "base/hooks.h"
 
 #ifdef FT_WITH_CUDA
 #include "data/augment_cuda.h"
@@ -37,48 +40,25 @@ typedef struct {
     int64_t run;        /* counts epoch starts: an iterator of an older run yields nothing */
 } loader_ud;
 
-/* ---------------------------------------------------------------- option helpers */
+/* ---------------------------------------------------------------- options */
 
-static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer d) {
-    lua_getfield(L, t, k);
-    lua_Integer v = d;
-    if (!lua_isnil(L, -1)) {
-        int ok;
-        v = lua_tointegerx(L, -1, &ok);
-        if (!ok) luaL_error(L, "option '%s' must be an integer, got %s", k, luaL_typename(L, -1));
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static double opt_num(lua_State *L, int t, const char *k, double d) {
-    lua_getfield(L, t, k);
-    double v = d;
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isnumber(L, -1)) luaL_error(L, "option '%s' must be a number, got %s", k, luaL_typename(L, -1));
-        v = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int t, const char *k, int d) {
-    lua_getfield(L, t, k);
-    int v = lua_isnil(L, -1) ? d : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* A field holding 3 numbers ({0.485, 0.456, 0.406}); returns 0 when the field is nil. */
-static int opt_triple(lua_State *L, int t, const char *k, float out[3]) {
-    if (lua_getfield(L, t, k) == LUA_TNIL) {
-        lua_pop(L, 1);
+/* Option k of the table at t holding 3 numbers ({0.485, 0.456, 0.406}) into out; returns 0 when
+ * it is absent. Messages as base/args.h's readers. */
+static int opt_triple(lua_State *L, int t, const char *fn, const char *k, float out[3]) {
+    if (lua_isnoneornil(L, t) || lua_getfield(L, t, k) == LUA_TNIL) {
+        if (!lua_isnoneornil(L, t)) lua_pop(L, 1);
         return 0;
     }
-    if (!lua_istable(L, -1) || luaL_len(L, -1) != 3) luaL_error(L, "option '%s' must be a table of 3 numbers", k);
+    if (!lua_istable(L, -1) || luaL_len(L, -1) != 3) {
+        const char *got = ftl_push_described(L, -1);
+        luaL_error(L, "%s: option '%s' must be a table of 3 numbers, got %s", fn, k, got);
+    }
     for (int c = 0; c < 3; c++) {
-        lua_geti(L, -1, c + 1);
-        if (!lua_isnumber(L, -1)) luaL_error(L, "option '%s' must be a table of 3 numbers", k);
+        if (lua_geti(L, -1, c + 1) != LUA_TNUMBER) {
+            const char *got = ftl_push_described(L, -1);
+            luaL_error(L, "%s: option '%s' must be a table of 3 numbers, got %s at [%d]", fn, k,
+                       got, c + 1);
+        }
         out[c] = (float)lua_tonumber(L, -1);
         lua_pop(L, 1);
     }
@@ -86,26 +66,37 @@ static int opt_triple(lua_State *L, int t, const char *k, float out[3]) {
     return 1;
 }
 
-/* aug_transforms' settings from a table (missing fields keep fastai's defaults). */
-static ftl_aug_config check_aug_config(lua_State *L, int t) {
+/* The keys of an aug_transforms table (lua/ftlua/data_vision.lua's D.aug_transforms). */
+#define AUG_KEYS                                                                                   \
+    "kind", "size", "do_flip", "max_rotate", "min_zoom", "max_zoom", "max_warp", "max_lighting",   \
+        "p_affine", "p_lighting", "min_scale", "max_scale", "ratio_lo", "ratio_hi",                \
+        "crop_per_image"
+
+/* aug_transforms' settings from the table at t (missing fields keep fastai's defaults); fn names
+ * the user's function in messages. */
+static ftl_aug_config check_aug_config(lua_State *L, int t, const char *fn) {
     ftl_aug_config c = ftl_aug_default_config();
-    c.do_flip = opt_bool(L, t, "do_flip", c.do_flip);
-    c.max_rotate = opt_num(L, t, "max_rotate", c.max_rotate);
-    c.min_zoom = opt_num(L, t, "min_zoom", c.min_zoom);
-    c.max_zoom = opt_num(L, t, "max_zoom", c.max_zoom);
-    c.max_warp = opt_num(L, t, "max_warp", c.max_warp);
-    c.max_lighting = opt_num(L, t, "max_lighting", c.max_lighting);
-    c.p_affine = opt_num(L, t, "p_affine", c.p_affine);
-    c.p_lighting = opt_num(L, t, "p_lighting", c.p_lighting);
-    c.min_scale = opt_num(L, t, "min_scale", c.min_scale);
-    c.max_scale = opt_num(L, t, "max_scale", c.max_scale);
-    c.ratio_lo = opt_num(L, t, "ratio_lo", c.ratio_lo);
-    c.ratio_hi = opt_num(L, t, "ratio_hi", c.ratio_hi);
-    c.crop_per_image = opt_bool(L, t, "crop_per_image", c.crop_per_image);
-    if (!(c.max_lighting >= 0 && c.max_lighting < 1)) luaL_error(L, "aug_transforms: max_lighting must be in [0, 1)");
-    if (!(c.min_zoom > 0 && c.max_zoom >= c.min_zoom)) luaL_error(L, "aug_transforms: need 0 < min_zoom <= max_zoom");
-    if (!(c.min_scale > 0 && c.max_scale >= c.min_scale)) luaL_error(L, "aug_transforms: need 0 < min_scale <= max_scale");
-    if (!(c.ratio_lo > 0 && c.ratio_hi >= c.ratio_lo)) luaL_error(L, "aug_transforms: need 0 < ratio_lo <= ratio_hi");
+    c.do_flip = ftl_opt_boolean(L, t, fn, "do_flip", c.do_flip);
+    c.max_rotate = ftl_opt_number(L, t, fn, "max_rotate", c.max_rotate);
+    c.min_zoom = ftl_opt_number(L, t, fn, "min_zoom", c.min_zoom);
+    c.max_zoom = ftl_opt_number(L, t, fn, "max_zoom", c.max_zoom);
+    c.max_warp = ftl_opt_number(L, t, fn, "max_warp", c.max_warp);
+    c.max_lighting = ftl_opt_number(L, t, fn, "max_lighting", c.max_lighting);
+    c.p_affine = ftl_opt_number(L, t, fn, "p_affine", c.p_affine);
+    c.p_lighting = ftl_opt_number(L, t, fn, "p_lighting", c.p_lighting);
+    c.min_scale = ftl_opt_number(L, t, fn, "min_scale", c.min_scale);
+    c.max_scale = ftl_opt_number(L, t, fn, "max_scale", c.max_scale);
+    c.ratio_lo = ftl_opt_number(L, t, fn, "ratio_lo", c.ratio_lo);
+    c.ratio_hi = ftl_opt_number(L, t, fn, "ratio_hi", c.ratio_hi);
+    c.crop_per_image = ftl_opt_boolean(L, t, fn, "crop_per_image", c.crop_per_image);
+    if (!(c.max_lighting >= 0 && c.max_lighting < 1))
+        luaL_error(L, "aug_transforms: max_lighting must be in [0, 1)");
+    if (!(c.min_zoom > 0 && c.max_zoom >= c.min_zoom))
+        luaL_error(L, "aug_transforms: need 0 < min_zoom <= max_zoom");
+    if (!(c.min_scale > 0 && c.max_scale >= c.min_scale))
+        luaL_error(L, "aug_transforms: need 0 < min_scale <= max_scale");
+    if (!(c.ratio_lo > 0 && c.ratio_hi >= c.ratio_lo))
+        luaL_error(L, "aug_transforms: need 0 < ratio_lo <= ratio_hi");
     return c;
 }
 
@@ -138,24 +129,24 @@ static int dataset_gc(lua_State *L) {
     return 0;
 }
 
-static ftl_dataset_config check_dataset_opts(lua_State *L, int t) {
+/* The dataset's options (resize_w, resize_h and method come from Resize), for fn. */
+static ftl_dataset_config check_dataset_opts(lua_State *L, int t, const char *fn) {
+    static const char *const known[] = {"num_workers", "cache_mb", "resize_w",
+                                        "resize_h",    "method",   NULL};
+    static const char *const methods[] = {"crop", "squish", "pad", "pad_zeros", NULL};
+    static const int method_of[] = {FTL_RESIZE_CROP, FTL_RESIZE_SQUISH, FTL_RESIZE_PAD,
+                                    FTL_RESIZE_PAD_ZEROS};
+    ftl_check_options(L, t, fn, known);
     ftl_dataset_config c = {0};
-    c.nworkers = (int)opt_int(L, t, "num_workers", ftl_num_cores());
+    c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftl_num_cores());
     if (c.nworkers < 1) c.nworkers = 1;
-    lua_Integer mb = opt_int(L, t, "cache_mb", -1);
+    lua_Integer mb = ftl_opt_integer(L, t, fn, "cache_mb", -1);
     c.cache_bytes = mb < 0 ? default_cache_bytes() : (size_t)mb << 20;
-    c.resize_w = (int)opt_int(L, t, "resize_w", 0);
-    c.resize_h = (int)opt_int(L, t, "resize_h", 0);
+    c.resize_w = (int)ftl_opt_integer(L, t, fn, "resize_w", 0);
+    c.resize_h = (int)ftl_opt_integer(L, t, fn, "resize_h", 0);
     if (c.resize_w < 0 || c.resize_h < 0 || (c.resize_w == 0) != (c.resize_h == 0))
         luaL_error(L, "Resize: size must be positive");
-    lua_getfield(L, t, "method");
-    const char *m = lua_isnil(L, -1) ? "crop" : luaL_checkstring(L, -1);
-    if (!strcmp(m, "crop")) c.method = FTL_RESIZE_CROP;
-    else if (!strcmp(m, "squish")) c.method = FTL_RESIZE_SQUISH;
-    else if (!strcmp(m, "pad")) c.method = FTL_RESIZE_PAD;
-    else if (!strcmp(m, "pad_zeros")) c.method = FTL_RESIZE_PAD_ZEROS;
-    else luaL_error(L, "Resize: unknown method '%s' (use crop, squish, pad or pad_zeros)", m);
-    lua_pop(L, 1);
+    c.method = method_of[ftl_opt_enum(L, t, fn, "method", methods, 0)];
     return c;
 }
 
@@ -167,11 +158,12 @@ static int d_new_file_dataset(lua_State *L) {
     luaL_checktype(L, 4, LUA_TTABLE);
     lua_settop(L, 4);
     int64_t n = (int64_t)luaL_len(L, 1);
-    ftl_dataset_config cfg = check_dataset_opts(L, 4);
+    ftl_dataset_config cfg = check_dataset_opts(L, 4, "new_file_dataset");
     const char **paths = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *paths, 0);
     for (int64_t i = 0; i < n; i++) {
         lua_geti(L, 1, i + 1);
-        if (!lua_isstring(L, -1)) return luaL_error(L, "dataset: item %d is not a path", (int)i + 1);
+        if (!lua_isstring(L, -1))
+            return luaL_error(L, "dataset: item %d is not a path", (int)i + 1);
         paths[i] = lua_tostring(L, -1); /* the table keeps the string alive */
         lua_pop(L, 1);
     }
@@ -231,10 +223,12 @@ static int d_new_array_dataset(lua_State *L) {
     ft_tensor *x = ftl_check_tensor(L, 1);
     ft_tensor *y = lua_isnoneornil(L, 2) ? NULL : ftl_check_tensor(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
-    ftl_dataset_config cfg = check_dataset_opts(L, 3);
+    ftl_dataset_config cfg = check_dataset_opts(L, 3, "new_array_dataset");
     int nd = ft_dim(x);
-    if (ft_get_dtype(x) != FT_UINT8 || (nd != 3 && nd != 4) || (nd == 4 && ft_size(x, 3) != 1 && ft_size(x, 3) != 3))
-        return luaL_error(L, "dataset: images must be a uint8 tensor [N,H,W] or [N,H,W,C] with C = 1 or 3");
+    if (ft_get_dtype(x) != FT_UINT8 || (nd != 3 && nd != 4) ||
+        (nd == 4 && ft_size(x, 3) != 1 && ft_size(x, 3) != 3))
+        return luaL_error(
+            L, "dataset: images must be a uint8 tensor [N,H,W] or [N,H,W,C] with C = 1 or 3");
     int64_t n = ft_size(x, 0);
     int h = (int)ft_size(x, 1), w = (int)ft_size(x, 2), c = nd == 4 ? (int)ft_size(x, 3) : 1;
     size_t bytes = (size_t)ft_numel(x);
@@ -242,7 +236,8 @@ static int d_new_array_dataset(lua_State *L) {
     ftl_check(L, ft_copy_to_buffer(x, px, bytes), "dataset");
     int32_t *labels = NULL;
     if (y) {
-        if (ft_dim(y) != 1 || ft_size(y, 0) != n) return luaL_error(L, "dataset: labels must be a 1-D tensor of %d entries", (int)n);
+        if (ft_dim(y) != 1 || ft_size(y, 0) != n)
+            return luaL_error(L, "dataset: labels must be a 1-D tensor of %d entries", (int)n);
         double *v = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(double), 0);
         ftl_check(L, ft_copy_to_doubles(y, v, n), "dataset");
         labels = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *labels, 0);
@@ -294,7 +289,8 @@ static int ds_item(lua_State *L) {
     if (w <= 0) return luaL_error(L, "dataset: no item could be decoded");
     uint8_t *buf = lua_newuserdatauv(L, (size_t)w * h * 3, 0);
     char err[1024];
-    if (ftl_dataset_get(ds, i - 1, train, px, py, buf, err, sizeof err)) return luaL_error(L, "%s", err);
+    if (ftl_dataset_get(ds, i - 1, train, px, py, buf, err, sizeof err))
+        return luaL_error(L, "%s", err);
     int64_t shape[3] = {h, w, 3};
     ft_tensor *t = NULL;
     ftl_check(L, ft_from_data(buf, FT_UINT8, shape, 3, &t), "item");
@@ -335,41 +331,51 @@ static int loader_close_epoch(lua_State *L) {
     return 0;
 }
 
+/* A loader's options (the table at t). */
+static ftl_loader_config check_loader_opts(lua_State *L, int t) {
+    static const char *const known[] = {
+        "bs",  "shuffle",  "drop_last", "train",       "seed",     "aug",      "size", "mean",
+        "std", "channels", "device",    "num_workers", "prefetch", "on_error", NULL};
+    static const char *const on_error[] = {"skip", "error", NULL};
+    static const char *const aug_known[] = {AUG_KEYS, NULL};
+    const char *fn = "loader";
+    ftl_check_options(L, t, fn, known);
+    ftl_loader_config c = ftl_loader_default_config();
+    c.bs = (int)ftl_opt_integer(L, t, fn, "bs", 64);
+    c.shuffle = ftl_opt_boolean(L, t, fn, "shuffle", 0);
+    c.drop_last = ftl_opt_boolean(L, t, fn, "drop_last", 0);
+    c.train = ftl_opt_boolean(L, t, fn, "train", 0);
+    int has_seed = lua_getfield(L, t, "seed") != LUA_TNIL;
+    lua_pop(L, 1);
+    c.seed = has_seed ? (uint64_t)ftl_opt_integer(L, t, fn, "seed", 0) : random_seed();
+    if (lua_getfield(L, t, "aug") == LUA_TTABLE) {
+        ftl_check_options(L, -1, "aug_transforms", aug_known);
+        c.augment = 1;
+        c.aug = check_aug_config(L, lua_gettop(L), "aug_transforms");
+    }
+    lua_pop(L, 1);
+    c.size = (int)ftl_opt_integer(L, t, fn, "size", 0);
+    if (c.size < 0 || (c.augment && ftl_opt_integer(L, t, fn, "size", 1) == 0))
+        luaL_error(L, "aug_transforms: size must be positive");
+    c.normalize = opt_triple(L, t, fn, "mean", c.mean);
+    if (opt_triple(L, t, fn, "std", c.std) != c.normalize)
+        luaL_error(L, "normalize: give both mean and std");
+    c.channels = (int)ftl_opt_integer(L, t, fn, "channels", 3);
+    lua_getfield(L, t, "device");
+    c.device = ftl_check_device(L, -1, ft_default_device());
+    lua_pop(L, 1);
+    c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftl_num_cores());
+    c.prefetch = (int)ftl_opt_integer(L, t, fn, "prefetch", 0);
+    c.skip_errors = ftl_opt_enum(L, t, fn, "on_error", on_error, 0) == 0;
+    return c;
+}
+
 /* ds:loader(items, opts) -> loader. items: 1-based dataset indices. */
 static int ds_loader(lua_State *L) {
     dataset_ud *d = check_dataset(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    ftl_loader_config c = ftl_loader_default_config();
-    c.bs = (int)opt_int(L, 3, "bs", 64);
-    c.shuffle = opt_bool(L, 3, "shuffle", 0);
-    c.drop_last = opt_bool(L, 3, "drop_last", 0);
-    c.train = opt_bool(L, 3, "train", 0);
-    lua_getfield(L, 3, "seed");
-    c.seed = lua_isnil(L, -1) ? random_seed() : (uint64_t)luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
-    if (lua_getfield(L, 3, "aug") == LUA_TTABLE) {
-        c.augment = 1;
-        c.aug = check_aug_config(L, lua_gettop(L));
-    }
-    lua_pop(L, 1);
-    c.size = (int)opt_int(L, 3, "size", 0);
-    if (c.size < 0 || (c.augment && opt_int(L, 3, "size", 1) == 0))
-        return luaL_error(L, "aug_transforms: size must be positive");
-    c.normalize = opt_triple(L, 3, "mean", c.mean);
-    if (opt_triple(L, 3, "std", c.std) != c.normalize) return luaL_error(L, "normalize: give both mean and std");
-    c.channels = (int)opt_int(L, 3, "channels", 3);
-    lua_getfield(L, 3, "device");
-    c.device = ftl_check_device(L, -1, ft_default_device());
-    lua_pop(L, 1);
-    c.nworkers = (int)opt_int(L, 3, "num_workers", ftl_num_cores());
-    c.prefetch = (int)opt_int(L, 3, "prefetch", 0);
-    lua_getfield(L, 3, "on_error");
-    const char *oe = lua_isnil(L, -1) ? "skip" : luaL_checkstring(L, -1);
-    if (strcmp(oe, "skip") && strcmp(oe, "error")) return luaL_error(L, "on_error must be \"skip\" or \"error\", got '%s'", oe);
-    c.skip_errors = !strcmp(oe, "skip");
-    lua_pop(L, 1);
-
+    ftl_loader_config c = check_loader_opts(L, 3);
     int64_t n = (int64_t)luaL_len(L, 2);
     int64_t *items = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *items, 0);
     for (int64_t k = 0; k < n; k++) {
@@ -407,7 +413,7 @@ static int push_batch(lua_State *L, ft_tensor *x, ft_tensor *y) {
         lua_pushnil(L);
         return 2;
     }
-    lua_insert(L, -2); /* x, y */
+    lua_insert(L, -2);                                       /* x, y */
     ftl_check(L, ft_binary_scalar_(FT_ADD, y, 1), "labels"); /* 0-based -> 1-based */
     return 2;
 }
@@ -455,7 +461,9 @@ static int loader_batches(lua_State *L) {
 static int loader_one_batch(lua_State *L) {
     loader_ud *u = check_loader_ud(L, 1);
     int64_t epoch = lua_isnoneornil(L, 2) ? u->next_epoch : luaL_checkinteger(L, 2);
-    if (ftl_loader_len(u->l) == 0) return luaL_error(L, "one_batch: the loader has no batch (fewer items than bs with drop_last?)");
+    if (ftl_loader_len(u->l) == 0)
+        return luaL_error(
+            L, "one_batch: the loader has no batch (fewer items than bs with drop_last?)");
     char err[1024];
     u->run++;
     if (ftl_loader_start(u->l, epoch, 1, err, sizeof err)) return luaL_error(L, "%s", err);
@@ -484,7 +492,8 @@ static int loader_set_normalize(lua_State *L) {
         lua_setfield(L, -2, "mean");
         lua_pushvalue(L, 3);
         lua_setfield(L, -2, "std");
-        if (!opt_triple(L, 4, "mean", m) || !opt_triple(L, 4, "std", s))
+        if (!opt_triple(L, 4, "set_normalize", "mean", m) ||
+            !opt_triple(L, 4, "set_normalize", "std", s))
             return luaL_error(L, "set_normalize: give mean and std, 3 numbers each");
         for (int c = 0; c < 3; c++)
             if (s[c] == 0) return luaL_error(L, "set_normalize: std must not be 0");
@@ -556,18 +565,25 @@ static int d_load_image(lua_State *L) {
  * aug_transforms' settings. The same opts give the same draws on either device. */
 static int d_augment(lua_State *L) {
     ft_tensor *x = ftl_check_tensor(L, 1);
-    if (lua_isnoneornil(L, 2)) lua_newtable(L);
-    else luaL_checktype(L, 2, LUA_TTABLE);
+    static const char *const known[] = {AUG_KEYS, "train", "seed",   "stream",
+                                        "mean",   "std",   "device", NULL};
+    const char *fn = "augment";
+    if (lua_isnoneornil(L, 2))
+        lua_newtable(L);
+    else
+        luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
+    ftl_check_options(L, 2, fn, known);
     if (ft_get_dtype(x) != FT_UINT8 || ft_dim(x) != 4 || ft_size(x, 3) != 3)
         return luaL_error(L, "augment: expected a uint8 batch [N,H,W,3]");
     int n = (int)ft_size(x, 0), h = (int)ft_size(x, 1), w = (int)ft_size(x, 2);
-    int S = (int)opt_int(L, 2, "size", h == w ? h : 0);
+    int S = (int)ftl_opt_integer(L, 2, fn, "size", h == w ? h : 0);
     if (S <= 0) return luaL_error(L, "augment: size must be positive");
-    ftl_aug_config cfg = check_aug_config(L, 2);
+    ftl_aug_config cfg = check_aug_config(L, 2, fn);
     float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
-    int norm = opt_triple(L, 2, "mean", mean);
-    if (opt_triple(L, 2, "std", std) != norm) return luaL_error(L, "augment: give both mean and std");
+    int norm = opt_triple(L, 2, fn, "mean", mean);
+    if (opt_triple(L, 2, fn, "std", std) != norm)
+        return luaL_error(L, "augment: give both mean and std");
     lua_getfield(L, 2, "device");
     int device = ftl_check_device(L, -1, FT_CPU);
     lua_pop(L, 1);
@@ -575,9 +591,10 @@ static int d_augment(lua_State *L) {
     uint8_t *src = lua_newuserdatauv(L, nbytes ? nbytes : 1, 0);
     ftl_check(L, ft_copy_to_buffer(x, src, nbytes), "augment");
     ftl_aug_params *p = lua_newuserdatauv(L, sizeof *p * (size_t)(n ? n : 1), 0);
-    if (opt_bool(L, 2, "train", 1)) {
+    if (ftl_opt_boolean(L, 2, fn, "train", 1)) {
         ftl_aug_rng rng;
-        ftl_aug_rng_seed(&rng, (uint64_t)opt_int(L, 2, "seed", 0), (uint64_t)opt_int(L, 2, "stream", 0));
+        uint64_t seed = (uint64_t)ftl_opt_integer(L, 2, fn, "seed", 0);
+        ftl_aug_rng_seed(&rng, seed, (uint64_t)ftl_opt_integer(L, 2, fn, "stream", 0));
         ftl_aug_draw(&rng, &cfg, n, h, w, p);
     } else {
         for (int i = 0; i < n; i++) p[i] = ftl_aug_valid_params(&cfg, h, w);
@@ -598,12 +615,14 @@ static int d_augment(lua_State *L) {
     char err[1024];
     ftl_aug_cuda *ws = ftl_aug_cuda_new(device, err, sizeof err);
     if (!ws) return luaL_error(L, "augment: %s", err);
-    int rc = ftl_aug_cuda_batch(ws, src, n, h, w, p, S, mean, std, ft_data_ptr(out), err, sizeof err);
+    int rc =
+        ftl_aug_cuda_batch(ws, src, n, h, w, p, S, mean, std, ft_data_ptr(out), err, sizeof err);
     ftl_aug_cuda_free(ws);
     if (rc) return luaL_error(L, "augment: %s", err);
     return 1;
 #else
-    return luaL_error(L, "augment: this build has no CUDA kernel (build with a CUDA libtorch and nvcc)");
+    return luaL_error(
+        L, "augment: this build has no CUDA kernel (build with a CUDA libtorch and nvcc)");
 #endif
 }
 
@@ -613,14 +632,20 @@ static int d_augment(lua_State *L) {
 static int d_write_grid(lua_State *L) {
     ft_tensor *x = ftl_check_tensor(L, 1);
     const char *path = luaL_checkstring(L, 3);
+    static const char *const known[] = {"ncols", "mean", "std", NULL};
+    const char *fn = "write_grid";
     if (lua_isnoneornil(L, 4)) lua_newtable(L);
     lua_settop(L, 4);
+    ftl_check_options(L, 4, fn, known);
     int nd = ft_dim(x);
     int is_u8 = ft_get_dtype(x) == FT_UINT8;
-    if (nd != 4 || (is_u8 && ft_size(x, 3) != 3) || (!is_u8 && ft_size(x, 1) != 1 && ft_size(x, 1) != 3))
-        return luaL_error(L, "show_batch: expected float [N,C,H,W] (C = 1 or 3) or uint8 [N,H,W,3]");
+    if (nd != 4 || (is_u8 && ft_size(x, 3) != 3) ||
+        (!is_u8 && ft_size(x, 1) != 1 && ft_size(x, 1) != 3))
+        return luaL_error(L,
+                          "show_batch: expected float [N,C,H,W] (C = 1 or 3) or uint8 [N,H,W,3]");
     int n = (int)ft_size(x, 0);
-    int h = (int)(is_u8 ? ft_size(x, 1) : ft_size(x, 2)), w = (int)(is_u8 ? ft_size(x, 2) : ft_size(x, 3));
+    int h = (int)(is_u8 ? ft_size(x, 1) : ft_size(x, 2)),
+        w = (int)(is_u8 ? ft_size(x, 2) : ft_size(x, 3));
     size_t npix = (size_t)h * w;
     uint8_t *rgb = lua_newuserdatauv(L, (size_t)n * npix * 3 + 1, 0);
     if (is_u8) {
@@ -628,8 +653,9 @@ static int d_write_grid(lua_State *L) {
     } else {
         int C = (int)ft_size(x, 1);
         float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
-        int norm = opt_triple(L, 4, "mean", mean);
-        if (opt_triple(L, 4, "std", std) != norm) return luaL_error(L, "show_batch: give both mean and std");
+        int norm = opt_triple(L, 4, fn, "mean", mean);
+        if (opt_triple(L, 4, fn, "std", std) != norm)
+            return luaL_error(L, "show_batch: give both mean and std");
         ft_tensor *f = NULL;
         ftl_check(L, ft_to(x, FT_FLOAT32, FT_CPU, &f), "show_batch");
         ftl_push_tensor(L, f);
@@ -656,7 +682,7 @@ static int d_write_grid(lua_State *L) {
             lua_pop(L, 1);
         }
     }
-    int ncols = (int)opt_int(L, 4, "ncols", 0), W = 0, H = 0;
+    int ncols = (int)ftl_opt_integer(L, 4, fn, "ncols", 0), W = 0, H = 0;
     char err[1024];
     if (ftl_grid_write_png(path, rgb, n, h, w, labels, ncols, &W, &H, err, sizeof err))
         return luaL_error(L, "%s", err);
@@ -687,6 +713,11 @@ static const luaL_Reg loader_methods[] = {
     {NULL, NULL},
 };
 
+static const luaL_Reg dataset_meta[] = {{"__gc", dataset_gc}, {"__len", ds_len}, {NULL, NULL}};
+
+static const luaL_Reg loader_meta[] = {
+    {"__gc", loader_gc}, {"__close", loader_close_epoch}, {"__len", loader_len}, {NULL, NULL}};
+
 static const luaL_Reg module_funcs[] = {
     {"get_image_files", ftl_data_get_image_files},
     {"random_split", ftl_data_random_split},
@@ -701,26 +732,8 @@ static const luaL_Reg module_funcs[] = {
 };
 
 int luaopen_ftlua_data(lua_State *L) {
-    if (luaL_newmetatable(L, FTL_DATASET_MT)) {
-        lua_pushcfunction(L, dataset_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, ds_len);
-        lua_setfield(L, -2, "__len");
-        luaL_newlib(L, dataset_methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, FTL_LOADER_MT)) {
-        lua_pushcfunction(L, loader_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, loader_close_epoch);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, loader_len);
-        lua_setfield(L, -2, "__len");
-        luaL_newlib(L, loader_methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    ftl_new_class(L, FTL_DATASET_MT, dataset_methods, dataset_meta);
+    ftl_new_class(L, FTL_LOADER_MT, loader_methods, loader_meta);
 
     luaL_newlib(L, module_funcs);
 #ifdef FT_WITH_CUDA

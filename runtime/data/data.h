@@ -6,10 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ftlua.h"
 #include "data/loader.h"
+#include "ftlua.h"
 
-#define FTL_LOADER_MT "ftlua.Loader"   /* registry name of the loader userdata's metatable */
+#define FTL_LOADER_MT  "ftlua.Loader"  /* registry name of the loader userdata's metatable */
 #define FTL_DATASET_MT "ftlua.Dataset" /* ... and of the dataset's */
 
 /* The C loader behind the value at idx: a loader userdata, or a table (a Lua DataLoader) whose

@@ -13,16 +13,16 @@
 #include "base/stb_begin.h"
 #define STB_IMAGE_WRITE_STATIC /* private copy: no clash with another user in the library */
 #define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image_write.h>
-#include <stb/stb_easy_font.h>
 #include "base/stb_end.h"
+#include <stb/stb_easy_font.h>
+#include <stb/stb_image_write.h>
 
-#define PAD 6        /* pixels around and between cells */
+#define PAD        6 /* pixels around and between cells */
 #define FONT_SCALE 2 /* stb_easy_font's glyphs are ~7 px tall: too small for a photo grid */
-#define LINE_H (10 * FONT_SCALE) /* one line of a label (one line + 6 px: the old fixed band) */
-#define MAX_LINES 8  /* a label wraps to at most this many lines (more is dropped) */
-#define MAX_CHARS 255
-#define MIN_CELL 128 /* smaller images are scaled up so their label fits */
+#define LINE_H     (10 * FONT_SCALE) /* one line of a label (one line + 6 px: the old fixed band) */
+#define MAX_LINES  8 /* a label wraps to at most this many lines (more is dropped) */
+#define MAX_CHARS  255
+#define MIN_CELL   128                   /* smaller images are scaled up so their label fits */
 #define MAX_TEXT_W (30 * 6 * FONT_SCALE) /* a cell grows to fit a word of up to ~30 characters */
 
 /* A label as plain characters, each with its colour: labels may colour their text with the
@@ -90,10 +90,13 @@ static int wrap(const label_text *t, int maxw, int *starts, int *lens) {
         if (pos >= t->n) break;
         int end = pos, best_soft = -1, best_us = -1;
         /* a space may pass the edge: it ends the line, and is not drawn */
-        while (end < t->n && t->c[end] != '\n' && (t->c[end] == ' ' || text_w(t->c + pos, end - pos + 1) <= maxw)) {
+        while (end < t->n && t->c[end] != '\n' &&
+               (t->c[end] == ' ' || text_w(t->c + pos, end - pos + 1) <= maxw)) {
             end++;
-            if (breaks_after(t->c[end - 1])) best_soft = end;
-            else if (t->c[end - 1] == '_') best_us = end;
+            if (breaks_after(t->c[end - 1]))
+                best_soft = end;
+            else if (t->c[end - 1] == '_')
+                best_us = end;
         }
         int cut = end;
         if (end < t->n && t->c[end] != '\n') /* the line is full: cut at the best break */
@@ -108,7 +111,8 @@ static int wrap(const label_text *t, int maxw, int *starts, int *lens) {
 }
 
 /* Text in one colour with its top-left corner at (x, y), clipped to the canvas. */
-static void draw_text(uint8_t *img, int W, int H, int x, int y, const char *text, const uint8_t rgb[3]) {
+static void draw_text(uint8_t *img, int W, int H, int x, int y, const char *text,
+                      const uint8_t rgb[3]) {
     static const size_t VB = 64 * 1024; /* ~270 bytes a character: room for ~240 */
     char *vb = malloc(VB);
     if (!vb) return; /* a missing label is not worth failing the picture for */
@@ -127,13 +131,15 @@ static void draw_text(uint8_t *img, int W, int H, int x, int y, const char *text
         int ax = x + (int)(x0 * FONT_SCALE), bx = x + (int)(x1 * FONT_SCALE);
         int ay = y + (int)(y0 * FONT_SCALE), by = y + (int)(y1 * FONT_SCALE);
         for (int py = ay < 0 ? 0 : ay; py < by && py < H; py++)
-            for (int px = ax < 0 ? 0 : ax; px < bx && px < W; px++) memcpy(img + ((size_t)py * W + px) * 3, rgb, 3);
+            for (int px = ax < 0 ? 0 : ax; px < bx && px < W; px++)
+                memcpy(img + ((size_t)py * W + px) * 3, rgb, 3);
     }
     free(vb);
 }
 
 /* One wrapped line, centred in [x0, x0 + cw), each colour run drawn in its colour. */
-static void draw_line(uint8_t *img, int W, int H, int x0, int cw, int y, const label_text *t, int start, int len) {
+static void draw_line(uint8_t *img, int W, int H, int x0, int cw, int y, const label_text *t,
+                      int start, int len) {
     static const uint8_t COLOURS[3][3] = {{0, 0, 0}, {200, 0, 0}, {0, 130, 0}};
     char run[MAX_CHARS + 1];
     int x = x0 + (cw - text_w(t->c + start, len)) / 2;
@@ -194,11 +200,13 @@ int ftl_grid_write_png(const char *path, const uint8_t *imgs, int n, int h, int 
         const uint8_t *im = imgs + (size_t)i * h * w * 3;
         for (int y = 0; y < ch; y++)
             for (int x = 0; x < iw; x++)
-                memcpy(canvas + ((size_t)(y0 + y) * W + xi + x) * 3, im + ((size_t)(y / scale) * w + x / scale) * 3, 3);
+                memcpy(canvas + ((size_t)(y0 + y) * W + xi + x) * 3,
+                       im + ((size_t)(y / scale) * w + x / scale) * 3, 3);
         if (!texts) continue;
         int nl = wrap(&texts[i], cw, starts, lens);
         for (int l = 0; l < nl; l++)
-            draw_line(canvas, W, H, x0, cw, y0 + ch + 4 + l * LINE_H, &texts[i], starts[l], lens[l]);
+            draw_line(canvas, W, H, x0, cw, y0 + ch + 4 + l * LINE_H, &texts[i], starts[l],
+                      lens[l]);
     }
     free(texts);
     int len = 0;

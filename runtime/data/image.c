@@ -32,14 +32,14 @@
 #define STBI_ONLY_GIF
 #define STBI_ONLY_BMP
 #define STBI_MAX_DIMENSIONS (1 << 20)
-#define STBI_MALLOC(sz) malloc(sz) /* so ftl_image can adopt stb's pixels and free() them */
+#define STBI_MALLOC(sz)     malloc(sz) /* so ftl_image can adopt stb's pixels and free() them */
 #define STBI_REALLOC(p, sz) realloc(p, sz)
-#define STBI_FREE(p) free(p)
+#define STBI_FREE(p)        free(p)
 #if defined(__clang__)
 /* On a zero-length PNG IDAT stb computes NULL + 0 and memcpy(NULL, p, 0): harmless, but UBSan
  * stops the fuzzer there, so those two checks are off for stb's functions only. */
-#pragma clang attribute push(__attribute__((no_sanitize("pointer-overflow", "nonnull-attribute"))), \
-                             apply_to = function)
+#pragma clang attribute push(                                                                      \
+    __attribute__((no_sanitize("pointer-overflow", "nonnull-attribute"))), apply_to = function)
 #endif
 #include <stb/stb_image.h>
 #if defined(__clang__)
@@ -64,8 +64,10 @@ static uint64_t default_max_pixels(void) {
     errno = 0;
     unsigned long long n = strtoull(v, &end, 10);
     if (errno || *end || n == 0 || v[0] == '-') {
-        fprintf(stderr, "warning: FTLUA_MAX_IMAGE_PIXELS='%s' is not a positive whole number of "
-                "pixels; using %llu\n", v, (unsigned long long)FTL_IMAGE_MAX_PIXELS);
+        fprintf(stderr,
+                "warning: FTLUA_MAX_IMAGE_PIXELS='%s' is not a positive whole number of "
+                "pixels; using %llu\n",
+                v, (unsigned long long)FTL_IMAGE_MAX_PIXELS);
         return FTL_IMAGE_MAX_PIXELS;
     }
     return n;
@@ -129,18 +131,20 @@ static int check_size(const char *name, const char *kind, int64_t w, int64_t h, 
     uint64_t cap = ftl_image_max_pixels();
     uint64_t pixels = w > 0 && h > 0 ? (uint64_t)w * (uint64_t)h : 0;
     if (pixels > cap) {
-        set_err(err, errlen, name, "%s is %lldx%lld (%llu pixels), over the cap of %llu pixels "
+        set_err(err, errlen, name,
+                "%s is %lldx%lld (%llu pixels), over the cap of %llu pixels "
                 "(a decompression bomb?); if the image is real, raise the cap with "
-                "FTLUA_MAX_IMAGE_PIXELS", kind, (long long)w, (long long)h,
-                (unsigned long long)pixels, (unsigned long long)cap);
+                "FTLUA_MAX_IMAGE_PIXELS",
+                kind, (long long)w, (long long)h, (unsigned long long)pixels,
+                (unsigned long long)cap);
         return -1;
     }
     if (pixels > cap / 2)
-        fprintf(stderr, "warning: %s: %s is %lldx%lld (%llu pixels), over %llu: a decompression "
+        fprintf(stderr,
+                "warning: %s: %s is %lldx%lld (%llu pixels), over %llu: a decompression "
                 "bomb? (decoding it; over %llu pixels is refused, see FTLUA_MAX_IMAGE_PIXELS)\n",
                 name ? name : "(image)", kind, (long long)w, (long long)h,
-                (unsigned long long)pixels, (unsigned long long)(cap / 2),
-                (unsigned long long)cap);
+                (unsigned long long)pixels, (unsigned long long)(cap / 2), (unsigned long long)cap);
     return 0;
 }
 
@@ -187,7 +191,8 @@ static void gif_fill_colour(const uint8_t *b, size_t len, uint8_t rgb[3]) {
     int npal = nglobal;
     while (i < len) {
         if (b[i] == 0x21 && i + 2 < len) { /* extension: label, then sub-blocks */
-            if (b[i + 1] == 0xF9 && i + 6 < len && b[i + 2] == 4 && (b[i + 3] & 1)) trans = b[i + 6];
+            if (b[i + 1] == 0xF9 && i + 6 < len && b[i + 2] == 4 && (b[i + 3] & 1))
+                trans = b[i + 6];
             i += 2;
             while (i < len && b[i]) i += 1 + (size_t)b[i];
             i++;
@@ -201,7 +206,8 @@ static void gif_fill_colour(const uint8_t *b, size_t len, uint8_t rgb[3]) {
             return;
         }
     }
-    if (pal && trans < npal && pal + 3 * (size_t)trans + 3 <= b + len) memcpy(rgb, pal + 3 * trans, 3);
+    if (pal && trans < npal && pal + 3 * (size_t)trans + 3 <= b + len)
+        memcpy(rgb, pal + 3 * trans, 3);
 }
 
 /* stb trusts PNG chunk lengths: a chunk claiming gigabytes makes it realloc that much before it
@@ -209,7 +215,8 @@ static void gif_fill_colour(const uint8_t *b, size_t len, uint8_t rgb[3]) {
 static int png_chunks_fit(const uint8_t *b, size_t len, char *why, size_t whylen) {
     size_t i = 8;
     while (i + 12 <= len) {
-        uint32_t n = (uint32_t)b[i] << 24 | (uint32_t)b[i + 1] << 16 | (uint32_t)b[i + 2] << 8 | b[i + 3];
+        uint32_t n =
+            (uint32_t)b[i] << 24 | (uint32_t)b[i + 1] << 16 | (uint32_t)b[i + 2] << 8 | b[i + 3];
         if (n > len - i - 12) {
             snprintf(why, whylen, "chunk '%.4s' of %u bytes, %zu left", (const char *)b + i + 4, n,
                      len - i - 12);
@@ -379,7 +386,7 @@ static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, 
 }
 
 static ftl_image *decode_memory(const void *data, size_t len, const char *name, int min_side,
-                               uint64_t draft_above, char *err, size_t errlen) {
+                                uint64_t draft_above, char *err, size_t errlen) {
     const uint8_t *b = data;
     if (!name) name = "(memory)";
     if (!b || len == 0) {
@@ -394,8 +401,9 @@ static ftl_image *decode_memory(const void *data, size_t len, const char *name, 
     if (len >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6)))
         return decode_stb(b, len, name, "GIF", err, errlen);
     if (len >= 2 && b[0] == 'B' && b[1] == 'M') return decode_stb(b, len, name, "BMP", err, errlen);
-    set_err(err, errlen, name, "not a JPEG, PNG, GIF or BMP image (starts with %02x %02x %02x %02x)",
-            b[0], len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
+    set_err(err, errlen, name,
+            "not a JPEG, PNG, GIF or BMP image (starts with %02x %02x %02x %02x)", b[0],
+            len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
     return NULL;
 }
 
@@ -428,8 +436,8 @@ static ftl_image *decode_file(const char *path, int min_side, uint64_t draft_abo
         return NULL;
     }
     if ((uint64_t)st.st_size >= MAX_FILE_BYTES) {
-        set_err(err, errlen, path, "file of %lld bytes, over the limit of %zu", (long long)st.st_size,
-                MAX_FILE_BYTES - 1);
+        set_err(err, errlen, path, "file of %lld bytes, over the limit of %zu",
+                (long long)st.st_size, MAX_FILE_BYTES - 1);
         close(fd);
         return NULL;
     }
@@ -529,8 +537,8 @@ static int new_taps(taps *t, int in, int out) {
         }
         for (int j = 0; j < n; j++) {
             double v = sum != 0.0 ? wt[j] / sum : wt[j];
-            t->k[(size_t)i * t->ksize + j] = (int32_t)(v < 0 ? v * (1 << FIX_BITS) - 0.5
-                                                             : v * (1 << FIX_BITS) + 0.5);
+            t->k[(size_t)i * t->ksize + j] =
+                (int32_t)(v < 0 ? v * (1 << FIX_BITS) - 0.5 : v * (1 << FIX_BITS) + 0.5);
         }
         t->first[i] = lo;
         t->count[i] = n;
@@ -542,6 +550,33 @@ static int new_taps(taps *t, int in, int out) {
 static inline uint8_t fix_to_u8(int32_t s) {
     s >>= FIX_BITS;
     return (uint8_t)(s < 0 ? 0 : s > 255 ? 255 : s);
+}
+
+/* One row of the horizontal pass: in [*, 3] -> o [dw, 3] with the taps t. */
+static void resample_row(const uint8_t *in, const taps *t, int dw, uint8_t *o) {
+    for (int x = 0; x < dw; x++) {
+        const int32_t *k = t->k + (size_t)x * t->ksize;
+        const uint8_t *p = in + (size_t)t->first[x] * 3;
+        int32_t s0 = 1 << (FIX_BITS - 1), s1 = s0, s2 = s0;
+        for (int j = 0; j < t->count[x]; j++, p += 3) {
+            s0 += p[0] * k[j];
+            s1 += p[1] * k[j];
+            s2 += p[2] * k[j];
+        }
+        o[3 * x] = fix_to_u8(s0);
+        o[3 * x + 1] = fix_to_u8(s1);
+        o[3 * x + 2] = fix_to_u8(s2);
+    }
+}
+
+/* One output row of the vertical pass: the n rows rp weighted by the taps k, byte by byte. */
+static void resample_column(const uint8_t *const *rp, const int32_t *k, int n, size_t rowbytes,
+                            uint8_t *o) {
+    for (size_t x = 0; x < rowbytes; x++) {
+        int32_t s = 1 << (FIX_BITS - 1);
+        for (int j = 0; j < n; j++) s += rp[j][x] * k[j];
+        o[x] = fix_to_u8(s);
+    }
 }
 
 /* Resample a virtual [ch, cw] region to [dh, dw]. Region pixel (y, x) is source pixel
@@ -576,29 +611,18 @@ static int resample_region(const uint8_t *src, size_t stride, int sh, const int 
         const uint8_t *in = src + (size_t)sy * stride;
         if (xmap) {
             for (int x = 0; x < cw; x++) {
-                if (xmap[x] < 0) memset(gather + 3 * (size_t)x, 0, 3);
-                else memcpy(gather + 3 * (size_t)x, in + 3 * (size_t)xmap[x], 3);
+                if (xmap[x] < 0)
+                    memset(gather + 3 * (size_t)x, 0, 3);
+                else
+                    memcpy(gather + 3 * (size_t)x, in + 3 * (size_t)xmap[x], 3);
             }
             in = gather;
         }
         uint8_t *o = rows + (size_t)sy * rowbytes;
-        if (!need_h) {
+        if (need_h)
+            resample_row(in, &th, dw, o);
+        else
             memcpy(o, in, rowbytes);
-            continue;
-        }
-        for (int x = 0; x < dw; x++) {
-            const int32_t *k = th.k + (size_t)x * th.ksize;
-            const uint8_t *p = in + (size_t)th.first[x] * 3;
-            int32_t s0 = 1 << (FIX_BITS - 1), s1 = s0, s2 = s0;
-            for (int j = 0; j < th.count[x]; j++, p += 3) {
-                s0 += p[0] * k[j];
-                s1 += p[1] * k[j];
-                s2 += p[2] * k[j];
-            }
-            o[3 * x] = fix_to_u8(s0);
-            o[3 * x + 1] = fix_to_u8(s1);
-            o[3 * x + 2] = fix_to_u8(s2);
-        }
     }
 
     /* Vertical pass (or a copy of the passed rows). */
@@ -609,16 +633,10 @@ static int resample_region(const uint8_t *src, size_t stride, int sh, const int 
             rp[j] = sy < 0 ? black : rows + (size_t)sy * rowbytes;
         }
         uint8_t *o = dst + (size_t)y * rowbytes;
-        if (!need_v) {
+        if (need_v)
+            resample_column(rp, tv.k + (size_t)y * tv.ksize, n, rowbytes, o);
+        else
             memcpy(o, rp[0], rowbytes);
-            continue;
-        }
-        const int32_t *k = tv.k + (size_t)y * tv.ksize;
-        for (size_t x = 0; x < rowbytes; x++) {
-            int32_t s = 1 << (FIX_BITS - 1);
-            for (int j = 0; j < n; j++) s += rp[j][x] * k[j];
-            o[x] = fix_to_u8(s);
-        }
     }
     rc = 0;
 out:

@@ -24,7 +24,7 @@
  * ftl_image_set_max_pixels sets it for the process (a fuzzer wants it lower); set either before
  * decoding threads start. */
 #define FTL_IMAGE_WARN_PIXELS 89478485ull
-#define FTL_IMAGE_MAX_PIXELS (2 * FTL_IMAGE_WARN_PIXELS)
+#define FTL_IMAGE_MAX_PIXELS  (2 * FTL_IMAGE_WARN_PIXELS)
 void ftl_image_set_max_pixels(uint64_t n); /* 0 restores the default (or the environment's) */
 uint64_t ftl_image_max_pixels(void);
 
@@ -54,11 +54,11 @@ ftl_image *ftl_image_new_from_memory(const void *data, size_t len, const char *n
 
 /* fastai's Resize methods (vision/augment.py, ResizeMethod and PadMode). */
 enum {
-    FTL_RESIZE_CROP = 0,   /* largest region with the target's aspect, at (px, py), then resize */
-    FTL_RESIZE_SQUISH = 1, /* the whole image, aspect not kept (px, py unused) */
-    FTL_RESIZE_PAD = 2,    /* smallest region with the target's aspect that holds the image;
-                              outside pixels are a mirror image (PadMode.Reflection, fastai's
-                              default: numpy 'reflect', the edge pixel not repeated) */
+    FTL_RESIZE_CROP = 0,     /* largest region with the target's aspect, at (px, py), then resize */
+    FTL_RESIZE_SQUISH = 1,   /* the whole image, aspect not kept (px, py unused) */
+    FTL_RESIZE_PAD = 2,      /* smallest region with the target's aspect that holds the image;
+                                outside pixels are a mirror image (PadMode.Reflection, fastai's
+                                default: numpy 'reflect', the edge pixel not repeated) */
     FTL_RESIZE_PAD_ZEROS = 3 /* the same region, padded with black (PadMode.Zeros) */
 };
 

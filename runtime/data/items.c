@@ -2,11 +2,11 @@
  * Labellers, the vocab and the folder splitter are Lua (lua/ftlua/data_vision.lua). */
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <stdint.h>
 #include <sys/stat.h>
 
 #include "data/data.h"
@@ -14,8 +14,8 @@
 /* fastai's image_extensions are every type mimetypes calls "image/..."; these are the ones photos
  * come in. We decode JPEG, PNG, GIF and BMP; the others are listed so that the loader names
  * them as undecodable instead of leaving them out silently. */
-static const char *const DEFAULT_EXTS[] = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp",
-                                           ".tif", ".tiff", ".webp", NULL};
+static const char *const DEFAULT_EXTS[] = {".jpg", ".jpeg", ".jpe",  ".png",  ".gif",
+                                           ".bmp", ".tif",  ".tiff", ".webp", NULL};
 
 #define MAX_DEPTH 64 /* real folders nested deeper than this are not walked (the C stack) */
 
@@ -98,7 +98,8 @@ typedef struct {
 } id_set;
 
 static size_t id_hash(file_id id) {
-    uint64_t h = (uint64_t)id.ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)id.dev * 0xC2B2AE3D27D4EB4Full;
+    uint64_t h =
+        (uint64_t)id.ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)id.dev * 0xC2B2AE3D27D4EB4Full;
     return (size_t)(h ^ (h >> 29));
 }
 
@@ -145,10 +146,10 @@ typedef struct {
     const char *const *exts;
     found_file *files;
     size_t nfiles, capfiles;
-    strlist *pending;  /* links to folders, walked after the real tree (FIFO) */
+    strlist *pending; /* links to folders, walked after the real tree (FIFO) */
     size_t next_pending;
     id_set folders;
-    strlist *skipped;  /* "link -> why" for the warning */
+    strlist *skipped; /* "link -> why" for the warning */
     char *err;
     size_t errlen;
 } walker;
@@ -212,11 +213,15 @@ static int walk(walker *w, const char *dir, int depth) {
             oom = strlist_add(w->pending, path) != 0;
         } else if (S_ISDIR(st.st_mode)) {
             int fresh = id_set_add(&w->folders, (file_id){st.st_dev, st.st_ino});
-            if (fresh < 0) oom = 1;
-            else if (fresh && depth < MAX_DEPTH && walk(w, path, depth + 1)) oom = 1;
+            if (fresh < 0)
+                oom = 1;
+            else if (fresh && depth < MAX_DEPTH && walk(w, path, depth + 1))
+                oom = 1;
             else if (fresh && depth >= MAX_DEPTH)
-                fprintf(stderr, "warning: get_image_files: '%s' is more than %d folders deep, "
-                        "not walked\n", path, MAX_DEPTH);
+                fprintf(stderr,
+                        "warning: get_image_files: '%s' is more than %d folders deep, "
+                        "not walked\n",
+                        path, MAX_DEPTH);
             free(path);
         } else if (S_ISREG(st.st_mode) && has_ext(names.v[i], w->exts)) {
             /* Only regular files: a FIFO or a device named x.jpg would block or never end. */
@@ -286,15 +291,19 @@ static int dedup_files(walker *w, strlist *out) {
 static void print_escaped(FILE *f, const char *s) {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
-        else fputc(c, f);
+        if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
     }
 }
 
 static void warn_skipped(const strlist *skipped) {
     if (!skipped->n) return;
-    fprintf(stderr, "warning: get_image_files: skipped %zu link%s to what was already listed "
-            "(a link cycle, or two paths to one file):", skipped->n, skipped->n > 1 ? "s" : "");
+    fprintf(stderr,
+            "warning: get_image_files: skipped %zu link%s to what was already listed "
+            "(a link cycle, or two paths to one file):",
+            skipped->n, skipped->n > 1 ? "s" : "");
     enum { SHOW = 10 };
     for (size_t i = 0; i < skipped->n && i < SHOW; i++) {
         fputs(i ? ", " : " ", stderr);
@@ -325,8 +334,8 @@ int ftl_data_get_image_files(lua_State *L) {
     }
     strlist *out = new_strlist(L), *pending = new_strlist(L), *skipped = new_strlist(L);
     char err[1024] = "";
-    walker w = {.exts = exts, .pending = pending, .skipped = skipped, .err = err,
-                .errlen = sizeof err};
+    walker w = {
+        .exts = exts, .pending = pending, .skipped = skipped, .err = err, .errlen = sizeof err};
     struct stat st;
     int rc = 0;
     if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))

@@ -1,5 +1,6 @@
-/* loader.c: datasets (the scan, the item cache) and loaders (worker threads, the prefetch ring).
- * loader.h describes the design. */
+/* loader.c: loaders: batches of a dataset's items made by worker threads (decode, augment,
+ * normalise, to the device) and handed out in order through a bounded prefetch ring. No Lua
+ * here; loader.h describes the design, dataset.c holds the items. */
 #include "data/loader.h"
 
 #include <pthread.h>
@@ -10,349 +11,25 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/image.h"
-
 #ifdef FT_WITH_CUDA
 #include "data/augment_cuda.h"
 #endif
 
-#define MAX_WORKERS 64
 #define SHUFFLE_STREAM 0x5348554646ULL /* "SHUFF": the order's PCG stream; batch b uses b */
 
 int ftl_num_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n > MAX_WORKERS ? MAX_WORKERS : n) : 1;
+    return n > 0 ? (int)(n > FTL_MAX_WORKERS ? FTL_MAX_WORKERS : n) : 1;
 }
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-                                                          const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...) {
     if (!err || !errlen) return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
-
-/* ================================================================ datasets */
-
-struct ftl_dataset {
-    atomic_int refs;
-    int64_t n;
-    char **paths;     /* [n] file items; NULL for images in memory */
-    uint8_t *pixels;  /* [n,ah,aw,ac] images in memory */
-    int ah, aw, ac;
-    int32_t *labels;  /* [n] 0-based; NULL: no labels */
-    uint8_t *train;   /* [n] 1: a train loader uses it (random crop position) */
-    ftl_dataset_config cfg;
-    int item_w, item_h; /* after the item transform */
-    ftl_image **cache;  /* [n] kept across epochs, NULL when not kept */
-    uint8_t *final;     /* [n] 1: cache[i] is the finished item, else the decoded image */
-    char **errors;      /* [n] why item i failed, NULL when it is good */
-    atomic_size_t cached;
-    int full_decode;    /* FTLUA_JPEG_DRAFT=0: no DCT scaling of big JPEGs (draft_side) */
-};
-
-static char OOM_TEXT[] = "(out of memory while recording an error)"; /* never freed */
-
-static ftl_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_t *train,
-                                  const ftl_dataset_config *cfg) {
-    if (n < 0 || !cfg) return NULL;
-    ftl_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) return NULL;
-    atomic_init(&ds->refs, 1);
-    atomic_init(&ds->cached, 0);
-    ds->n = n;
-    ds->cfg = *cfg;
-    size_t m = n ? (size_t)n : 1;
-    ds->train = calloc(m, 1);
-    ds->cache = calloc(m, sizeof *ds->cache);
-    ds->final = calloc(m, 1);
-    ds->errors = calloc(m, sizeof *ds->errors);
-    if (labels) ds->labels = malloc(m * sizeof *ds->labels);
-    if (!ds->train || !ds->cache || !ds->final || !ds->errors || (labels && !ds->labels)) {
-        ftl_dataset_release(ds);
-        return NULL;
-    }
-    if (labels) memcpy(ds->labels, labels, (size_t)n * sizeof *labels);
-    if (train) memcpy(ds->train, train, (size_t)n);
-    ds->item_w = cfg->resize_w;
-    ds->item_h = cfg->resize_h;
-    const char *draft = getenv("FTLUA_JPEG_DRAFT");
-    ds->full_decode = draft && !strcmp(draft, "0");
-    return ds;
-}
-
-ftl_dataset *ftl_dataset_new_files(const char *const *paths, const int32_t *labels,
-                                   const uint8_t *train, int64_t n, const ftl_dataset_config *cfg) {
-    ftl_dataset *ds = dataset_alloc(n, labels, train, cfg);
-    if (!ds) return NULL;
-    ds->paths = calloc(n ? (size_t)n : 1, sizeof *ds->paths);
-    for (int64_t i = 0; ds->paths && i < n; i++)
-        if (!(ds->paths[i] = strdup(paths[i]))) break;
-    if (!ds->paths || (n && !ds->paths[n - 1])) {
-        ftl_dataset_release(ds);
-        return NULL;
-    }
-    return ds;
-}
-
-ftl_dataset *ftl_dataset_new_array(const uint8_t *pixels, int64_t n, int h, int w, int c,
-                                   const int32_t *labels, const uint8_t *train,
-                                   const ftl_dataset_config *cfg) {
-    if (h <= 0 || w <= 0 || (c != 1 && c != 3) || !pixels) return NULL;
-    ftl_dataset *ds = dataset_alloc(n, labels, train, cfg);
-    if (!ds) return NULL;
-    size_t bytes = (size_t)n * h * w * c;
-    ds->pixels = malloc(bytes ? bytes : 1);
-    if (!ds->pixels) {
-        ftl_dataset_release(ds);
-        return NULL;
-    }
-    memcpy(ds->pixels, pixels, bytes);
-    ds->ah = h;
-    ds->aw = w;
-    ds->ac = c;
-    if (!cfg->resize_w) {
-        ds->item_w = w;
-        ds->item_h = h;
-    }
-    return ds;
-}
-
-void ftl_dataset_retain(ftl_dataset *ds) { atomic_fetch_add(&ds->refs, 1); }
-
-void ftl_dataset_release(ftl_dataset *ds) {
-    if (!ds || atomic_fetch_sub(&ds->refs, 1) != 1) return;
-    for (int64_t i = 0; i < ds->n; i++) {
-        if (ds->paths) free(ds->paths[i]);
-        if (ds->cache) ftl_image_free(ds->cache[i]);
-        if (ds->errors && ds->errors[i] != OOM_TEXT) free(ds->errors[i]);
-    }
-    free(ds->paths);
-    free(ds->pixels);
-    free(ds->labels);
-    free(ds->train);
-    free(ds->cache);
-    free(ds->final);
-    free(ds->errors);
-    free(ds);
-}
-
-int64_t ftl_dataset_len(const ftl_dataset *ds) { return ds->n; }
-const char *ftl_dataset_item_error(const ftl_dataset *ds, int64_t i) { return ds->errors[i]; }
-int32_t ftl_dataset_label(const ftl_dataset *ds, int64_t i) {
-    return ds->labels ? ds->labels[i] : -1;
-}
-void ftl_dataset_item_size(const ftl_dataset *ds, int *w, int *h) {
-    *w = ds->item_w;
-    *h = ds->item_h;
-}
-size_t ftl_dataset_cached_bytes(const ftl_dataset *ds) { return atomic_load(&ds->cached); }
-size_t ftl_dataset_memory(const ftl_dataset *ds) {
-    size_t pixels = ds->pixels ? (size_t)ds->n * ds->ah * ds->aw * ds->ac : 0;
-    return atomic_load(&ds->cached) + pixels;
-}
-
-/* Where the crop lands does not matter: no resize, or squish (the whole image). */
-static int position_free(const ftl_dataset *ds) {
-    return !ds->cfg.resize_w || ds->cfg.method == FTL_RESIZE_SQUISH;
-}
-
-/* JPEGs over FTL_IMAGE_DRAFT_PIXELS decode at a DCT scale that keeps their shorter side at least
- * twice the item's longer side (image.h); 0 (full size) without a resize. */
-static int draft_side(const ftl_dataset *ds) {
-    int s = ds->cfg.resize_w > ds->cfg.resize_h ? ds->cfg.resize_w : ds->cfg.resize_h;
-    return ds->full_decode ? 0 : 2 * s;
-}
-
-/* A train item keeps its decoded image in the cache (its crop moves every epoch) only up to this
- * many pixels: 16 items' worth, at least 4 megapixels (12 MB). A bigger one is decoded again
- * each epoch, so a few huge images cannot take the RAM. */
-static int cacheable_train_image(const ftl_dataset *ds, const ftl_image *im) {
-    uint64_t item = (uint64_t)ds->item_w * ds->item_h, most = 16 * item;
-    if (most < (1u << 22)) most = 1u << 22;
-    return (uint64_t)im->w * im->h <= most;
-}
-
-static const char *item_name(const ftl_dataset *ds, int64_t i, char *buf, size_t len) {
-    if (ds->paths) return ds->paths[i];
-    snprintf(buf, len, "item %lld", (long long)i + 1);
-    return buf;
-}
-
-/* Item i as a new RGB image: decoded from its file, or copied from memory (grey -> RGB). */
-static ftl_image *load_source(const ftl_dataset *ds, int64_t i, char *err, size_t errlen) {
-    if (ds->paths) return ftl_image_new_item_from_file(ds->paths[i], draft_side(ds), err, errlen);
-    ftl_image *im = ftl_image_new(ds->aw, ds->ah);
-    if (!im) {
-        snprintf(err, errlen, "item %lld: out of memory", (long long)i + 1);
-        return NULL;
-    }
-    size_t npix = (size_t)ds->ah * ds->aw;
-    const uint8_t *p = ds->pixels + (size_t)i * npix * ds->ac;
-    if (ds->ac == 3) memcpy(im->rgb, p, npix * 3);
-    else
-        for (size_t k = 0; k < npix; k++) im->rgb[3 * k] = im->rgb[3 * k + 1] = im->rgb[3 * k + 2] = p[k];
-    return im;
-}
-
-/* Resize src into dst [item_h,item_w,3] (fastai's Resize at pcts px, py), or copy it when the
- * dataset has no resize. */
-static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, double px,
-                       double py, uint8_t *dst, char *err, size_t errlen) {
-    char nb[32];
-    const char *name = item_name(ds, i, nb, sizeof nb);
-    if (!ds->cfg.resize_w) {
-        if (src->w != ds->item_w || src->h != ds->item_h) {
-            snprintf(err, errlen, "%s: is %dx%d, the other images %dx%d (add a Resize)", name,
-                     src->w, src->h, ds->item_w, ds->item_h);
-            return -1;
-        }
-        memcpy(dst, src->rgb, (size_t)src->w * src->h * 3);
-        return 0;
-    }
-    ftl_image *r = ftl_image_resize(src, ds->cfg.resize_w, ds->cfg.resize_h, ds->cfg.method, px, py);
-    if (!r) {
-        snprintf(err, errlen, "%s: cannot resize a %dx%d image to %dx%d (out of memory, or an "
-                 "aspect ratio beyond 64:1 to pad)", name, src->w, src->h, ds->cfg.resize_w,
-                 ds->cfg.resize_h);
-        return -1;
-    }
-    memcpy(dst, r->rgb, (size_t)r->w * r->h * 3);
-    ftl_image_free(r);
-    return 0;
-}
-
-int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py,
-                    uint8_t *dst, char *err, size_t errlen) {
-    if (!train) px = py = 0.5; /* fastai's valid split: the centre */
-    size_t isz = (size_t)ds->item_w * ds->item_h * 3;
-    const ftl_image *c = ds->cache[i];
-    if (c && ds->final[i]) {
-        if (!train || position_free(ds)) {
-            memcpy(dst, c->rgb, isz);
-            return 0;
-        }
-        c = NULL; /* a centre crop cannot serve a random one: decode again */
-    }
-    if (ds->pixels && !ds->cfg.resize_w) { /* images in memory at their size: copy straight */
-        size_t npix = (size_t)ds->ah * ds->aw;
-        const uint8_t *p = ds->pixels + (size_t)i * npix * ds->ac;
-        if (ds->ac == 3) memcpy(dst, p, isz);
-        else
-            for (size_t k = 0; k < npix; k++) dst[3 * k] = dst[3 * k + 1] = dst[3 * k + 2] = p[k];
-        return 0;
-    }
-    ftl_image *own = NULL;
-    if (!c) {
-        own = load_source(ds, i, err, errlen);
-        if (!own) return -1;
-        c = own;
-    }
-    int rc = finish_item(ds, i, c, px, py, dst, err, errlen);
-    ftl_image_free(own);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- the scan */
-
-typedef struct {
-    ftl_dataset *ds;
-    atomic_llong next;
-    int *sizes; /* [n,2] decoded w, h; 0 for bad items */
-} scan_job;
-
-static void record_error(ftl_dataset *ds, int64_t i, const char *msg) {
-    ds->errors[i] = strdup(msg);
-    if (!ds->errors[i]) ds->errors[i] = OOM_TEXT;
-}
-
-static void *scan_worker(void *arg) {
-    scan_job *job = arg;
-    ftl_dataset *ds = job->ds;
-    const ftl_dataset_config *cfg = &ds->cfg;
-    char err[1024];
-    for (;;) {
-        int64_t i = atomic_fetch_add(&job->next, 1);
-        if (i >= ds->n) break;
-        ftl_image *im = ftl_image_new_item_from_file(ds->paths[i], draft_side(ds), err, sizeof err);
-        if (!im) {
-            record_error(ds, i, err);
-            continue;
-        }
-        job->sizes[2 * i] = im->w;
-        job->sizes[2 * i + 1] = im->h;
-        /* Keep the finished item when its crop is known (valid items, squish, no resize); keep
-         * the decoded image for train items, whose crop position changes every epoch. */
-        ftl_image *keep = im;
-        int final = !cfg->resize_w;
-        if (cfg->resize_w && (!ds->train[i] || position_free(ds))) {
-            keep = ftl_image_resize(im, cfg->resize_w, cfg->resize_h, cfg->method, 0.5, 0.5);
-            if (!keep) {
-                snprintf(err, sizeof err, "%s: cannot resize a %dx%d image to %dx%d", ds->paths[i],
-                         im->w, im->h, cfg->resize_w, cfg->resize_h);
-                ftl_image_free(im);
-                record_error(ds, i, err);
-                continue;
-            }
-            ftl_image_free(im);
-            final = 1;
-        }
-        if (!final && !cacheable_train_image(ds, keep)) {
-            ftl_image_free(keep);
-            continue;
-        }
-        size_t bytes = sizeof *keep + (size_t)keep->w * keep->h * 3;
-        if (atomic_fetch_add(&ds->cached, bytes) + bytes <= cfg->cache_bytes) {
-            ds->cache[i] = keep;
-            ds->final[i] = (uint8_t)final;
-        } else {
-            atomic_fetch_sub(&ds->cached, bytes);
-            ftl_image_free(keep);
-        }
-    }
-    return NULL;
-}
-
-int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen) {
-    if (!ds->paths || ds->n == 0) return 0; /* images in memory are all good */
-    scan_job job = {.ds = ds, .sizes = calloc((size_t)ds->n * 2, sizeof(int))};
-    if (!job.sizes) {
-        set_err(err, errlen, "%s", "scan: out of memory");
-        return -1;
-    }
-    atomic_init(&job.next, 0);
-    int nt = ds->cfg.nworkers < 1 ? 1 : ds->cfg.nworkers > MAX_WORKERS ? MAX_WORKERS : ds->cfg.nworkers;
-    if (nt > ds->n) nt = (int)ds->n;
-    pthread_t tid[MAX_WORKERS];
-    int started = 0;
-    for (int t = 1; t < nt; t++) /* the caller is worker 0 */
-        if (pthread_create(&tid[started], NULL, scan_worker, &job) == 0) started++;
-    scan_worker(&job);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-    int rc = 0;
-    if (!ds->cfg.resize_w) { /* no resize: batches need one size for every image */
-        int64_t first = -1;
-        for (int64_t i = 0; i < ds->n && rc == 0; i++) {
-            if (ds->errors[i]) continue;
-            if (first < 0) {
-                first = i;
-                ds->item_w = job.sizes[2 * i];
-                ds->item_h = job.sizes[2 * i + 1];
-            } else if (job.sizes[2 * i] != ds->item_w || job.sizes[2 * i + 1] != ds->item_h) {
-                if (err && errlen)
-                    snprintf(err, errlen, "images differ in size (%s is %dx%d, %s is %dx%d): add "
-                             "an item transform such as Resize(224)", ds->paths[first], ds->item_w,
-                             ds->item_h, ds->paths[i], job.sizes[2 * i], job.sizes[2 * i + 1]);
-                rc = -1;
-            }
-        }
-    }
-    free(job.sizes);
-    return rc;
-}
-
-/* ================================================================ loaders */
 
 enum { SLOT_EMPTY = 0, SLOT_READY, SLOT_FAILED };
 
@@ -363,10 +40,10 @@ typedef struct {
 } slot;
 
 typedef struct { /* one worker's buffers, reused from batch to batch and epoch to epoch */
-    uint8_t *u8;             /* [bs,H,W,3] */
-    float *f32;              /* [bs,3,S,S] or [bs,C,H,W] */
-    ftl_aug_params *params;  /* [bs] */
-    int64_t *labels;         /* [bs] */
+    uint8_t *u8; /* [bs,H,W,3] */
+    float *f32;  /* [bs,3,S,S] or [bs,C,H,W] */
+    ftl_aug_params *params; /* [bs] */
+    int64_t *labels;        /* [bs] */
 #ifdef FT_WITH_CUDA
     ftl_aug_cuda *cuda;
     int cuda_failed; /* once CUDA could not start here, stay on the CPU */
@@ -378,10 +55,12 @@ struct ftl_loader {
     int64_t *items, n;
     ftl_loader_config cfg; /* as set; `run` is the copy the running epoch uses */
     ftl_loader_config run;
-    int64_t nbatches;             /* batches of the whole epoch, all ranks together */
+    int64_t nbatches;                   /* batches of the whole epoch, all ranks together */
     int shard, shard_rank, shard_world; /* FTL_SHARD_*: this rank's part of each epoch */
-    int out_h, out_w; /* x's spatial size */
-    scratch scratch[MAX_WORKERS];
+    int out_h, out_w;                   /* x's spatial size */
+    int item_h, item_w;                 /* the dataset's items' size (known since its scan) */
+    int has_labels;                     /* the dataset has labels: batches have y */
+    scratch scratch[FTL_MAX_WORKERS];
     /* the running epoch */
     int running;
     int64_t epoch;
@@ -392,70 +71,91 @@ struct ftl_loader {
     atomic_int stop;
     slot *ring;
     int nslots;
-    pthread_t tids[MAX_WORKERS];
+    pthread_t tids[FTL_MAX_WORKERS];
     int nthreads; /* 0: batches are made in ftl_loader_next */
     struct worker_arg {
         struct ftl_loader *l;
         int id; /* which scratch */
-    } args[MAX_WORKERS];
+    } args[FTL_MAX_WORKERS];
     pthread_mutex_t mu;
     pthread_cond_t can_build, built;
 };
 
 ftl_loader_config ftl_loader_default_config(void) {
-    ftl_loader_config c = {.bs = 64, .aug = ftl_aug_default_config(), .channels = 3,
-                           .device = FT_CPU, .nworkers = 0, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    ftl_loader_config c = {.bs = 64,
+                           .aug = ftl_aug_default_config(),
+                           .channels = 3,
+                           .device = FT_CPU,
+                           .nworkers = 0,
+                           .mean = {0, 0, 0},
+                           .std = {1, 1, 1}};
     return c;
 }
 
-ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
-                           const ftl_loader_config *cfg, char *err, size_t errlen) {
+/* Checks what ftl_loader_new is given; fills the batches' spatial size. Returns 0, or -1 with
+ * err. */
+static int check_loader_args(const ftl_dataset *ds, const int64_t *items, int64_t n,
+                             const ftl_loader_config *cfg, int *out_h, int *out_w, char *err,
+                             size_t errlen) {
     char num[64];
     if (!ds || n < 0 || (n > 0 && !items) || !cfg) {
         set_err(err, errlen, "%s", "loader: bad arguments");
-        return NULL;
+        return -1;
     }
     if (cfg->bs < 1) {
         snprintf(num, sizeof num, "%d", cfg->bs);
         set_err(err, errlen, "batch size must be at least 1, got %s", num);
-        return NULL;
+        return -1;
     }
     if (cfg->channels != 1 && cfg->channels != 3) {
         set_err(err, errlen, "%s", "channels must be 1 or 3");
-        return NULL;
+        return -1;
     }
     for (int c = 0; c < 3; c++)
         if (cfg->normalize && !(cfg->std[c] != 0)) {
             set_err(err, errlen, "%s", "normalize: std must not be 0");
-            return NULL;
+            return -1;
         }
     for (int64_t k = 0; k < n; k++)
-        if (items[k] < 0 || items[k] >= ds->n) {
+        if (items[k] < 0 || items[k] >= ftl_dataset_len(ds)) {
             snprintf(num, sizeof num, "%lld", (long long)items[k] + 1);
             set_err(err, errlen, "loader: item %s out of range", num);
-            return NULL;
+            return -1;
         }
-    int out_h = ds->item_h, out_w = ds->item_w;
-    if (n > 0 && (out_h <= 0 || out_w <= 0)) {
+    ftl_dataset_item_size(ds, out_w, out_h);
+    if (n > 0 && (*out_h <= 0 || *out_w <= 0)) {
         set_err(err, errlen, "%s", "loader: no item of the dataset could be decoded");
-        return NULL;
+        return -1;
     }
     if (cfg->augment) {
-        if (cfg->size < 0 || (cfg->size == 0 && out_h != out_w)) {
+        if (cfg->size < 0 || (cfg->size == 0 && *out_h != *out_w)) {
             set_err(err, errlen, "%s", "aug_transforms needs size= when the items are not square");
-            return NULL;
+            return -1;
         }
-        if (cfg->size > 0) out_h = out_w = cfg->size;
+        if (cfg->size > 0) *out_h = *out_w = cfg->size;
     }
+    return 0;
+}
+
+ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
+                           const ftl_loader_config *cfg, char *err, size_t errlen) {
+    int out_h, out_w, item_w, item_h;
+    if (check_loader_args(ds, items, n, cfg, &out_h, &out_w, err, errlen)) return NULL;
+    ftl_dataset_item_size(ds, &item_w, &item_h);
     ftl_loader *l = calloc(1, sizeof *l);
     if (!l) return NULL;
     l->cfg = *cfg;
     l->n = n;
     l->out_h = out_h;
     l->out_w = out_w;
+    l->item_h = item_h;
+    l->item_w = item_w;
+    l->has_labels = ftl_dataset_has_labels(ds);
     l->epoch = -1;
     l->shard_world = 1;
-    int nw = cfg->nworkers < 0 ? 0 : cfg->nworkers > MAX_WORKERS ? MAX_WORKERS : cfg->nworkers;
+    int nw = cfg->nworkers < 0                 ? 0
+             : cfg->nworkers > FTL_MAX_WORKERS ? FTL_MAX_WORKERS
+                                               : cfg->nworkers;
     l->cfg.nworkers = nw;
     l->nslots = cfg->prefetch >= 1 ? cfg->prefetch : (nw + 1 < 2 ? 2 : nw + 1);
     l->items = malloc((n ? (size_t)n : 1) * sizeof *l->items);
@@ -504,7 +204,7 @@ static void scratch_free(scratch *s) {
 void ftl_loader_free(ftl_loader *l) {
     if (!l) return;
     ftl_loader_stop(l);
-    for (int t = 0; t < MAX_WORKERS; t++) scratch_free(&l->scratch[t]);
+    for (int t = 0; t < FTL_MAX_WORKERS; t++) scratch_free(&l->scratch[t]);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->can_build);
     pthread_cond_destroy(&l->built);
@@ -520,7 +220,8 @@ void ftl_loader_free(ftl_loader *l) {
 int64_t ftl_loader_len(const ftl_loader *l) {
     int64_t nb = l->nbatches, w = l->shard_world;
     if (l->shard == FTL_SHARD_SPLIT && nb > 0 && l->n - (nb - 1) * l->cfg.bs < w) return nb - 1;
-    if (l->shard == FTL_SHARD_STRIDE) return nb > l->shard_rank ? (nb - l->shard_rank + w - 1) / w : 0;
+    if (l->shard == FTL_SHARD_STRIDE)
+        return nb > l->shard_rank ? (nb - l->shard_rank + w - 1) / w : 0;
     return nb;
 }
 
@@ -563,7 +264,7 @@ static void convert(const uint8_t *src, int n, int h, int w, int C, const float 
 static int scratch_ready(scratch *s, const ftl_loader *l) {
     if (s->u8) return 0;
     size_t bs = (size_t)l->run.bs;
-    size_t in = bs * l->ds->item_h * l->ds->item_w * 3;
+    size_t in = bs * l->item_h * l->item_w * 3;
     size_t out = bs * 3 * l->out_h * l->out_w; /* 3 planes even for C = 1: the kernel writes 3 */
     s->u8 = malloc(in ? in : 1);
     s->f32 = malloc((out ? out : 1) * sizeof(float));
@@ -603,11 +304,11 @@ static batch_span span_of(const ftl_loader *l, int64_t b) {
 /* Decode this rank's items into s->u8 and s->labels, two draws of rng each (their crop
  * position), the other ranks' items' draws dropped. Returns how many were kept (items that
  * fail are skipped with a warning under skip_errors), or BATCH_FAILED / BATCH_STOPPED. */
-static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_rng *rng,
-                      char *err, size_t errlen) {
+static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_rng *rng, char *err,
+                      size_t errlen) {
     const ftl_loader_config *c = &l->run;
     const ftl_dataset *ds = l->ds;
-    size_t isz = (size_t)ds->item_h * ds->item_w * 3;
+    size_t isz = (size_t)l->item_h * l->item_w * 3;
     for (int k = 0; k < 2 * sp->lo; k++) ftl_aug_rng_uniform(rng, 0, 1);
     int kept = 0;
     char e[1024];
@@ -623,7 +324,7 @@ static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_r
             fprintf(stderr, "warning: skipping %s\n", e);
             continue;
         }
-        s->labels[kept++] = ds->labels ? ds->labels[idx] : -1;
+        s->labels[kept++] = ftl_dataset_label(ds, idx);
     }
     for (int k = 2 * sp->hi; k < 2 * sp->nb_g; k++) ftl_aug_rng_uniform(rng, 0, 1);
     if (kept == 0) {
@@ -637,7 +338,7 @@ static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_r
  * front) when training, the centre crop otherwise. */
 static void draw_params(const ftl_loader *l, scratch *s, ftl_aug_rng *rng, int lo, int kept) {
     const ftl_loader_config *c = &l->run;
-    int H = l->ds->item_h, W = l->ds->item_w;
+    int H = l->item_h, W = l->item_w;
     if (c->train) {
         ftl_aug_draw(rng, &c->aug, lo + kept, H, W, s->params);
         memmove(s->params, s->params + lo, (size_t)kept * sizeof *s->params);
@@ -652,7 +353,7 @@ static void draw_params(const ftl_loader *l, scratch *s, ftl_aug_rng *rng, int l
 static int images_on_gpu(const ftl_loader *l, scratch *s, int kept, const float mean[3],
                          const float std[3], ft_tensor **x, char *err, size_t errlen) {
     const ftl_loader_config *c = &l->run;
-    int H = l->ds->item_h, W = l->ds->item_w, S = l->out_h;
+    int H = l->item_h, W = l->item_w, S = l->out_h;
     char e[1024];
     if (!s->cuda && !(s->cuda = ftl_aug_cuda_new(c->device, e, sizeof e))) {
         fprintf(stderr, "warning: augmenting on the CPU: %s\n", e);
@@ -714,7 +415,7 @@ static int scratch_to_device(const ftl_loader *l, const void *data, ft_dtype dty
 static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float mean[3],
                          const float std[3], ft_tensor **x, char *err, size_t errlen) {
     const ftl_loader_config *c = &l->run;
-    int H = l->ds->item_h, W = l->ds->item_w, S = l->out_h, C = c->channels;
+    int H = l->item_h, W = l->item_w, S = l->out_h, C = c->channels;
     if (c->augment) {
         if (ftl_aug_batch(s->u8, kept, H, W, s->params, S, mean, std, s->f32, 1)) {
             set_err(err, errlen, "%s", "loader: augmentation failed (bad crop or size)");
@@ -732,16 +433,16 @@ static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float 
 }
 
 /* The labels as *y, int64 [kept] on the loader's device. Returns BATCH_OK or BATCH_FAILED. */
-static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_tensor **y,
-                         char *err, size_t errlen) {
+static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_tensor **y, char *err,
+                         size_t errlen) {
     int64_t n1 = kept;
     return scratch_to_device(l, s->labels, FT_INT64, &n1, 1, 0, y, err, errlen);
 }
 
 /* Batch b of the running epoch, made with scratch s: *x float32 [N,C,S,S] and *y int64 [N] (or
  * NULL) on the loader's device. */
-static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y,
-                      char *err, size_t errlen) {
+static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y, char *err,
+                      size_t errlen) {
     const ftl_loader_config *c = &l->run;
     *x = *y = NULL;
     if (scratch_ready(s, l)) {
@@ -768,7 +469,7 @@ static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
 #endif
     if (rc == 1) rc = images_on_cpu(l, s, kept, mean, std, x, err, errlen);
     if (rc != BATCH_OK) return rc;
-    if (l->ds->labels && labels_tensor(l, s, kept, y, err, errlen) != BATCH_OK) {
+    if (l->has_labels && labels_tensor(l, s, kept, y, err, errlen) != BATCH_OK) {
         ft_free(*x);
         *x = NULL;
         return BATCH_FAILED;
@@ -822,13 +523,12 @@ void ftl_loader_stop(ftl_loader *l) {
         l->ring[k].x = l->ring[k].y = NULL;
         l->ring[k].state = SLOT_EMPTY;
     }
-    for (int t = 0; t < MAX_WORKERS; t++) scratch_release_host(&l->scratch[t]);
+    for (int t = 0; t < FTL_MAX_WORKERS; t++) scratch_release_host(&l->scratch[t]);
     l->nthreads = 0;
     l->running = 0;
 }
 
-int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err,
-                     size_t errlen) {
+int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err, size_t errlen) {
     ftl_loader_stop(l);
     l->run = l->cfg;
     l->epoch = epoch;

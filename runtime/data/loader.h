@@ -34,7 +34,9 @@
 #include "data/augment.h"
 #include "torch/ft_torch.h"
 
-/* ---------------------------------------------------------------- datasets */
+#define FTL_MAX_WORKERS 64 /* threads of a scan or of a loader, at most */
+
+/* ---------------------------------------------------------------- datasets (dataset.c) */
 
 typedef struct ftl_dataset ftl_dataset;
 
@@ -67,7 +69,8 @@ int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen);
 int64_t ftl_dataset_len(const ftl_dataset *ds);
 /* "<path>: <reason>" for an item that could not be decoded, NULL for a good one. */
 const char *ftl_dataset_item_error(const ftl_dataset *ds, int64_t i);
-int32_t ftl_dataset_label(const ftl_dataset *ds, int64_t i);
+int ftl_dataset_has_labels(const ftl_dataset *ds);
+int32_t ftl_dataset_label(const ftl_dataset *ds, int64_t i); /* 0-based; -1: none */
 /* The size of every item after the item transform (known after the scan for file items). */
 void ftl_dataset_item_size(const ftl_dataset *ds, int *w, int *h);
 size_t ftl_dataset_cached_bytes(const ftl_dataset *ds);
@@ -75,30 +78,30 @@ size_t ftl_dataset_cached_bytes(const ftl_dataset *ds);
 size_t ftl_dataset_memory(const ftl_dataset *ds);
 /* Item i as uint8 [h,w,3] (the item size) into dst; train: Resize at (px, py), else the centre.
  * Returns 0, or -1 with err. Thread-safe once the scan is done. */
-int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py,
-                    uint8_t *dst, char *err, size_t errlen);
+int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py, uint8_t *dst,
+                    char *err, size_t errlen);
 
-/* ---------------------------------------------------------------- loaders */
+/* ---------------------------------------------------------------- loaders (loader.c) */
 
 typedef struct ftl_loader ftl_loader;
 
 typedef struct {
     int bs;
     int shuffle, drop_last;
-    int train;             /* random crop positions and augmentation draws; else the valid split:
-                              centre crops, deterministic augmentation params */
-    uint64_t seed;         /* epoch e uses seed + e */
-    int augment;           /* run the fused augmentation with `aug` (train draws / valid params) */
+    int train;     /* random crop positions and augmentation draws; else the valid split:
+                      centre crops, deterministic augmentation params */
+    uint64_t seed; /* epoch e uses seed + e */
+    int augment;   /* run the fused augmentation with `aug` (train draws / valid params) */
     ftl_aug_config aug;
-    int size;              /* output side S with augment; 0: the item size (square items) */
-    int normalize;         /* (x - mean) / std after scaling to [0,1]; else x in [0,1] */
+    int size;      /* output side S with augment; 0: the item size (square items) */
+    int normalize; /* (x - mean) / std after scaling to [0,1]; else x in [0,1] */
     float mean[3], std[3];
-    int channels;          /* 3, or 1: the first channel only (grey data) */
-    int device;            /* FT_CPU or a cuda index */
-    int nworkers;          /* 0: batches are made by the caller of ftl_loader_next */
-    int prefetch;          /* batches ready or being made ahead of the consumer; < 1: nworkers+1 */
-    int skip_errors;       /* an item that fails now is left out of its batch (with a warning on
-                              stderr); else the batch fails */
+    int channels;    /* 3, or 1: the first channel only (grey data) */
+    int device;      /* FT_CPU or a cuda index */
+    int nworkers;    /* 0: batches are made by the caller of ftl_loader_next */
+    int prefetch;    /* batches ready or being made ahead of the consumer; < 1: nworkers+1 */
+    int skip_errors; /* an item that fails now is left out of its batch (with a warning on
+                        stderr); else the batch fails */
 } ftl_loader_config;
 
 ftl_loader_config ftl_loader_default_config(void); /* bs 64, no shuffle, 3 channels, CPU, ... */
@@ -128,8 +131,7 @@ void ftl_loader_set_seed(ftl_loader *l, uint64_t seed);
 
 /* Start epoch `epoch` (its order and draws) and its workers; max_batches < 0: the whole epoch,
  * else at most that many batches (one_batch uses 1). Stops a running epoch first. */
-int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err,
-                     size_t errlen);
+int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err, size_t errlen);
 /* The next batch, in order: 1 with *x (float32 [N,C,S,S]) and *y (int64 [N], 0-based; NULL when
  * the dataset has no labels) owned by the caller; 0 at the end of the epoch (workers joined);
  * -1 with err on a failure (the epoch is stopped). Call from one thread at a time. */

@@ -16,10 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TEMP_TAG ".ftlua-tmp."
+#define TEMP_TAG  ".ftlua-tmp."
 #define BASE_KEEP 150 /* bytes of the base name kept in the temp name (NAME_MAX is 255) */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...) {
     if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
@@ -80,7 +81,9 @@ static int parse_temp(const char *name, char *host, size_t hostlen, long *pid) {
     return 0;
 }
 
-int ftl_atomic_is_temp_name(const char *name) { return name && parse_temp(name, NULL, 0, NULL) == 0; }
+int ftl_atomic_is_temp_name(const char *name) {
+    return name && parse_temp(name, NULL, 0, NULL) == 0;
+}
 
 /* ftlua before this writer wrote safetensors through "NAME.safetensors.tmp.<pid>" and left
  * them behind when killed: those are removed too, when their pid is dead. */
@@ -151,8 +154,9 @@ static int make_temp_name(const char *path, char *tmp, size_t tmplen, char *err,
     static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^
-                 (uint64_t)__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0xBF58476D1CE4E5B9ull;
+    uint64_t x =
+        (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^
+        (uint64_t)__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0xBF58476D1CE4E5B9ull;
     char rnd[7];
     for (int i = 0; i < 6; i++) {
         x ^= x >> 29;
@@ -232,7 +236,10 @@ int ftl_atomic_open(ftl_atomic_file *af, const char *path, char *err, size_t err
     memset(af, 0, sizeof *af);
     af->fd = -1;
     if (!path || strlen(path) >= sizeof af->path) {
-        set_err(err, errlen, path ? "'%.200s...': path too long" : "no path given", path);
+        if (path)
+            set_err(err, errlen, "'%.200s...': path too long", path);
+        else
+            set_err(err, errlen, "no path given");
         return -1;
     }
     snprintf(af->path, sizeof af->path, "%s", path);
@@ -242,8 +249,8 @@ int ftl_atomic_open(ftl_atomic_file *af, const char *path, char *err, size_t err
         return -1;
     }
     cookie_state *s = calloc(1, sizeof *s);
-    cookie_io_functions_t io = {.read = NULL, .write = cookie_write, .seek = NULL,
-                                .close = cookie_close};
+    cookie_io_functions_t io = {
+        .read = NULL, .write = cookie_write, .seek = NULL, .close = cookie_close};
     if (s) s->fd = fd;
     af->f = s ? fopencookie(s, "w", io) : NULL;
     af->priv = s;
@@ -272,8 +279,7 @@ void ftl_atomic_abort(ftl_atomic_file *af) {
 
 int ftl_atomic_commit(ftl_atomic_file *af, char *err, size_t errlen) {
     if (!af || !af->f || af->fd < 0) {
-        set_err(err, errlen, "cannot write '%s': the file is not open",
-                af ? af->path : "(none)");
+        set_err(err, errlen, "cannot write '%s': the file is not open", af ? af->path : "(none)");
         return -1;
     }
     /* the first errno a write saw (kept by cookie_write), else the flush's own */

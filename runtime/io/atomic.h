@@ -32,8 +32,8 @@
 #define FTL_ATOMIC_PATH_MAX 4096
 
 typedef struct {
-    FILE *f;  /* write here (buffered) ... */
-    int fd;   /* ... or here (unbuffered); fileno(f). -1 when closed */
+    FILE *f;                             /* write here (buffered) ... */
+    int fd;                              /* ... or here (unbuffered); fileno(f). -1 when closed */
     char path[FTL_ATOMIC_PATH_MAX];      /* the final path */
     char tmp[FTL_ATOMIC_PATH_MAX + 128]; /* the temp file in the same folder */
     void *priv;                          /* the stream's state: the first write error */

@@ -11,7 +11,7 @@ extern "C" {
 
 #define FT_MAX_DIMS 16
 
-/* Keep in sync with the table in dtype.c and the shim's mapping table (ft_torch.cpp). */
+/* Keep in sync with the table in dtype.c and the shim's mapping table (torch/ft_internal.hpp). */
 typedef enum {
     FT_FLOAT32 = 0,
     FT_FLOAT64,

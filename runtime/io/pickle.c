@@ -28,7 +28,8 @@ int pk_str_is(const pk_val *v, const char *s) {
            memcmp(v->s, s, v->n) == 0;
 }
 
-void pk_init(pk_machine *m, const pk_hooks *hooks, size_t arena_cap, char *err, size_t errlen) {
+void pk_new_machine(pk_machine *m, const pk_hooks *hooks, size_t arena_cap, char *err,
+                    size_t errlen) {
     memset(m, 0, sizeof *m);
     m->hooks = hooks;
     m->arena_cap = arena_cap;
@@ -37,7 +38,7 @@ void pk_init(pk_machine *m, const pk_hooks *hooks, size_t arena_cap, char *err, 
     if (err && errlen) err[0] = 0;
 }
 
-void pk_free(pk_machine *m) {
+void pk_free_machine(pk_machine *m) {
     while (m->blocks) {
         pk_block *b = m->blocks;
         m->blocks = b->next;

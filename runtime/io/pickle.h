@@ -1,8 +1,8 @@
 /* pickle.h: a restricted unpickler, Python's pickle stack machine over a byte buffer.
  *
  * It knows pickle's opcodes and values, not PyTorch: what a GLOBAL may name, what REDUCE,
- * NEWOBJ and BUILD mean and what a persistent id becomes are the host's hooks (pth.c answers
- * them for torch.save's state dicts). Values live in an arena freed by pk_free, so an error
+ * NEWOBJ and BUILD mean and what a persistent id becomes are the host's hooks (pth_load.c answers
+ * them for torch.save's state dicts). Values live in an arena freed by pk_free_machine, so an error
  * anywhere needs no cleanup; the first error's message is kept in the caller's buffer.
  *
  * Every read is bounds-checked before it happens, lengths are checked against the bytes left
@@ -80,9 +80,11 @@ struct pk_machine {
     size_t memo_cap, memo_count;
 };
 
-/* arena_cap bounds all the memory values take (make it proportional to the input). */
-void pk_init(pk_machine *m, const pk_hooks *hooks, size_t arena_cap, char *err, size_t errlen);
-void pk_free(pk_machine *m); /* the arena and the machine's arrays */
+/* Sets up a machine in m (the caller's struct; values and arrays are allocated as it runs).
+ * arena_cap bounds all the memory values take (make it proportional to the input). */
+void pk_new_machine(pk_machine *m, const pk_hooks *hooks, size_t arena_cap, char *err,
+                    size_t errlen);
+void pk_free_machine(pk_machine *m); /* the arena and the machine's arrays */
 
 /* Runs one pickle from buf[*pos]: returns what STOP leaves and moves *pos past it. */
 pk_val *pk_run(pk_machine *m, const uint8_t *buf, size_t len, size_t *pos);

@@ -23,7 +23,7 @@
 typedef enum { PTH_ZIP = 1, PTH_LEGACY = 2 } pth_format;
 
 typedef struct {
-    const char *key;     /* the storage's key in the file ("0", "1", ... in zip files) */
+    const char *key; /* the storage's key in the file ("0", "1", ... in zip files) */
     ft_dtype dtype;
     int64_t numel;       /* elements */
     size_t nbytes;       /* numel * element size */
@@ -32,31 +32,31 @@ typedef struct {
 } pth_storage;
 
 typedef struct {
-    const char *name;    /* "layer1.0.conv1.weight" */
+    const char *name; /* "layer1.0.conv1.weight" */
     ft_dtype dtype;
-    int ndim;            /* 0 for a scalar */
+    int ndim; /* 0 for a scalar */
     int64_t shape[FT_MAX_DIMS];
     int64_t stride[FT_MAX_DIMS]; /* in elements, >= 0 */
     int64_t numel;
-    int64_t storage_offset;      /* in elements */
-    int storage;         /* index into pth_file.storages; tensors that share one share this */
-    const uint8_t *data; /* first element: storages[storage].data + storage_offset * elsize,
-                          * NULL when numel is 0. Every element the view reaches lies inside
-                          * the storage (checked). */
+    int64_t storage_offset; /* in elements */
+    int storage;            /* index into pth_file.storages; tensors that share one share this */
+    const uint8_t *data;    /* first element: storages[storage].data + storage_offset * elsize,
+                             * NULL when numel is 0. Every element the view reaches lies inside
+                             * the storage (checked). */
     int requires_grad;
 } pth_entry;
 
 typedef struct pth_file {
     pth_format format;
     int n_entries;
-    pth_entry *entries;   /* in the order the checkpoint lists them */
+    pth_entry *entries; /* in the order the checkpoint lists them */
     int n_storages;
     pth_storage *storages;
     /* private */
-    void *map;            /* the mmap'd file (new_pth_file) */
+    void *map; /* the mmap'd file (new_pth_file) */
     size_t map_len;
-    char *strings;        /* names and keys */
-    uint8_t **owned;      /* byte-swapped copies (big-endian files) */
+    char *strings;   /* names and keys */
+    uint8_t **owned; /* byte-swapped copies (big-endian files) */
     int n_owned;
 } pth_file;
 

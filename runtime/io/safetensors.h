@@ -19,10 +19,10 @@
 typedef struct {
     const char *name; /* UTF-8, NUL-terminated, owned by the st_file */
     ft_dtype dtype;
-    int ndim;                    /* 0 for a scalar */
+    int ndim; /* 0 for a scalar */
     int64_t shape[FT_MAX_DIMS];
-    const uint8_t *data;         /* little-endian C order; points into the file's bytes */
-    size_t nbytes;               /* numel * element size; may be 0 */
+    const uint8_t *data; /* little-endian C order; points into the file's bytes */
+    size_t nbytes;       /* numel * element size; may be 0 */
 } st_entry;
 
 typedef struct {
@@ -37,8 +37,8 @@ typedef struct {
     st_kv *meta;       /* "__metadata__" pairs, in header order */
     size_t header_len; /* N */
     /* private */
-    char *strings;     /* decoded names, keys and values */
-    void *map;         /* the mapped (or read) file, for new_st_file_from_path */
+    char *strings; /* decoded names, keys and values */
+    void *map;     /* the mapped (or read) file, for new_st_file_from_path */
     size_t map_len;
     int mapped;
 } st_file;

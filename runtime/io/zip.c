@@ -7,17 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIG_LOCAL 0x04034b50u
-#define SIG_CENTRAL 0x02014b50u
-#define SIG_EOCD 0x06054b50u
-#define SIG_EOCD64 0x06064b50u
+#define SIG_LOCAL     0x04034b50u
+#define SIG_CENTRAL   0x02014b50u
+#define SIG_EOCD      0x06054b50u
+#define SIG_EOCD64    0x06064b50u
 #define SIG_LOCATOR64 0x07064b50u
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-__attribute__((format(printf, 3, 4))) static void *zfail(char *err, size_t errlen, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void *zfail(char *err, size_t errlen, const char *fmt,
+                                                         ...) {
     if (err && errlen) {
         va_list ap;
         va_start(ap, fmt);
@@ -60,8 +63,12 @@ static int cmp_entry(const void *a, const void *b) {
 /* Copies a name for an error message: at most 80 bytes, control bytes shown as '?'. */
 static const char *safe(char out[96], const char *s, size_t n) {
     size_t k = 0;
-    for (size_t i = 0; i < n && k < 80; i++) out[k++] = ((unsigned char)s[i] < 32 || s[i] == 127) ? '?' : s[i];
-    if (n > 80) { memcpy(out + k, "...", 3); k += 3; }
+    for (size_t i = 0; i < n && k < 80; i++)
+        out[k++] = ((unsigned char)s[i] < 32 || s[i] == 127) ? '?' : s[i];
+    if (n > 80) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
     out[k] = 0;
     return out;
 }
@@ -79,28 +86,171 @@ static int find_eocd(const uint8_t *buf, size_t len, size_t *pos) {
     return 0;
 }
 
-zip_archive *new_zip_archive(const uint8_t *buf, size_t len, char *err, size_t errlen) {
+/* The central directory's place and size from the EOCD (or the ZIP64 record it points at). */
+static int read_directory(const uint8_t *buf, size_t len, uint64_t *n_total, uint64_t *cd_size,
+                          uint64_t *cd_off, char *err, size_t errlen) {
     size_t eocd;
-    if (!find_eocd(buf, len, &eocd)) return zfail(err, errlen, "zip: no end-of-central-directory record (truncated file?)");
+    if (!find_eocd(buf, len, &eocd)) {
+        zfail(err, errlen, "zip: no end-of-central-directory record (truncated file?)");
+        return -1;
+    }
     const uint8_t *e = buf + eocd;
-    uint64_t n_total = rd16(e + 10), cd_size = rd32(e + 12), cd_off = rd32(e + 16);
-    if (rd16(e + 4) != 0 || rd16(e + 6) != 0 || rd16(e + 8) != rd16(e + 10))
-        return zfail(err, errlen, "zip: multi-disk archives are not supported");
+    *n_total = rd16(e + 10), *cd_size = rd32(e + 12), *cd_off = rd32(e + 16);
+    if (rd16(e + 4) != 0 || rd16(e + 6) != 0 || rd16(e + 8) != rd16(e + 10)) {
+        zfail(err, errlen, "zip: multi-disk archives are not supported");
+        return -1;
+    }
     /* ZIP64: a locator just before the EOCD points at the 64-bit record, whose counts win. */
     if (eocd >= 20 && rd32(e - 20) == SIG_LOCATOR64) {
         uint64_t off64 = rd64(e - 20 + 8);
-        if (!fits(off64, 56, eocd - 20) || rd32(buf + off64) != SIG_EOCD64)
-            return zfail(err, errlen, "zip: bad ZIP64 end-of-central-directory record");
+        if (!fits(off64, 56, eocd - 20) || rd32(buf + off64) != SIG_EOCD64) {
+            zfail(err, errlen, "zip: bad ZIP64 end-of-central-directory record");
+            return -1;
+        }
         const uint8_t *z = buf + off64;
-        if (rd32(z + 16) != 0 || rd32(z + 20) != 0 || rd64(z + 24) != rd64(z + 32))
-            return zfail(err, errlen, "zip: multi-disk archives are not supported");
-        n_total = rd64(z + 32);
-        cd_size = rd64(z + 40);
-        cd_off = rd64(z + 48);
+        if (rd32(z + 16) != 0 || rd32(z + 20) != 0 || rd64(z + 24) != rd64(z + 32)) {
+            zfail(err, errlen, "zip: multi-disk archives are not supported");
+            return -1;
+        }
+        *n_total = rd64(z + 32);
+        *cd_size = rd64(z + 40);
+        *cd_off = rd64(z + 48);
     }
-    if (!fits(cd_off, cd_size, len)) return zfail(err, errlen, "zip: central directory lies outside the file");
-    if (n_total > cd_size / 46) return zfail(err, errlen, "zip: central directory too small for %llu entries", (unsigned long long)n_total);
+    if (!fits(*cd_off, *cd_size, len)) {
+        zfail(err, errlen, "zip: central directory lies outside the file");
+        return -1;
+    }
+    if (*n_total > *cd_size / 46) {
+        zfail(err, errlen, "zip: central directory too small for %llu entries",
+              (unsigned long long)*n_total);
+        return -1;
+    }
+    return 0;
+}
 
+/* One saturated field's 64-bit value from a ZIP64 extra field; -1 when the field is short. */
+static int read_zip64_field(uint64_t *v, const uint8_t **f, const uint8_t *fend) {
+    if (*v != 0xFFFFFFFFu) return 0;
+    if (fend - *f < 8) return -1;
+    *v = rd64(*f);
+    *f += 8;
+    return 0;
+}
+
+/* ZIP64 extra field: the 64-bit values appear only for fields saturated at 0xFFFFFFFF.
+ * Returns -1 when the field is too short for the values it must hold. */
+static int read_zip64_extra(const uint8_t *x, size_t xlen, uint64_t *usize, uint64_t *csize,
+                            uint64_t *lho) {
+    const uint8_t *xend = x + xlen;
+    while (xend - x >= 4) {
+        uint16_t id = rd16(x), sz = rd16(x + 2);
+        if (sz > xend - x - 4) break;
+        if (id == 0x0001) {
+            const uint8_t *f = x + 4, *fend = x + 4 + sz;
+            if (read_zip64_field(usize, &f, fend) || read_zip64_field(csize, &f, fend) ||
+                read_zip64_field(lho, &f, fend))
+                return -1;
+        }
+        x += 4 + sz;
+    }
+    return 0;
+}
+
+/* The local header repeats the name and has its own extra field; the data follows it. */
+static int check_local(const uint8_t *buf, size_t len, uint64_t lho, zip_entry *en, char *err,
+                       size_t errlen) {
+    char shown[96];
+    const char *name = en->name;
+    size_t nlen = en->name_len;
+    if (!fits(lho, 30, len) || rd32(buf + lho) != SIG_LOCAL) {
+        zfail(err, errlen, "zip: bad local header for '%s'", safe(shown, name, nlen));
+        return -1;
+    }
+    const uint8_t *l = buf + lho;
+    size_t lnlen = rd16(l + 26), lxlen = rd16(l + 28);
+    uint64_t data_off = lho + 30 + lnlen + lxlen;
+    if (!fits(lho + 30, lnlen + lxlen, len) || lnlen != nlen || memcmp(l + 30, name, nlen) != 0 ||
+        rd16(l + 8) != en->method) {
+        zfail(err, errlen, "zip: local header of '%s' disagrees with the central directory",
+              safe(shown, name, nlen));
+        return -1;
+    }
+    if (!fits(data_off, en->csize, len)) {
+        zfail(err, errlen, "zip: data of '%s' runs past the end of the file (truncated?)",
+              safe(shown, name, nlen));
+        return -1;
+    }
+    if (en->method == 0 && en->csize != en->size) {
+        zfail(err, errlen, "zip: stored entry '%s' has different sizes", safe(shown, name, nlen));
+        return -1;
+    }
+    en->data = buf + data_off;
+    return 0;
+}
+
+/* Central directory header i, at cd + *at: fill z->entries[i] (its name copied to
+ * z->names + *name_at), check its local header, and move *at and *name_at past it. */
+static int read_entry(zip_archive *z, size_t i, const uint8_t *buf, size_t len, const uint8_t *cd,
+                      uint64_t cd_size, size_t *at, size_t *name_at, char *err, size_t errlen) {
+    char shown[96];
+    if (!fits(*at, 46, cd_size) || rd32(cd + *at) != SIG_CENTRAL) {
+        zfail(err, errlen, "zip: bad central directory header %zu", i);
+        return -1;
+    }
+    const uint8_t *h = cd + *at;
+    uint16_t flags = rd16(h + 8), method = rd16(h + 10);
+    uint64_t csize = rd32(h + 20), usize = rd32(h + 24), lho = rd32(h + 42);
+    size_t nlen = rd16(h + 28), xlen = rd16(h + 30), clen = rd16(h + 32);
+    if (!fits(*at + 46, nlen + xlen + clen, cd_size)) {
+        zfail(err, errlen, "zip: central directory header %zu runs past the directory", i);
+        return -1;
+    }
+    if (read_zip64_extra(h + 46 + nlen, xlen, &usize, &csize, &lho)) {
+        zfail(err, errlen, "zip: short ZIP64 extra field in entry %zu", i);
+        return -1;
+    }
+    zip_entry *en = &z->entries[i];
+    char *name = z->names + *name_at;
+    memcpy(name, h + 46, nlen);
+    name[nlen] = 0;
+    *name_at += nlen + 1;
+    en->name = name;
+    en->name_len = nlen;
+    en->method = method;
+    en->crc32 = rd32(h + 16);
+    en->size = usize;
+    en->csize = csize;
+    if (memchr(name, 0, nlen)) {
+        zfail(err, errlen, "zip: entry %zu has a NUL byte in its name", i);
+        return -1;
+    }
+    if (flags & 1) {
+        zfail(err, errlen, "zip: entry '%s' is encrypted", safe(shown, name, nlen));
+        return -1;
+    }
+    if (check_local(buf, len, lho, en, err, errlen)) return -1;
+    z->sorted[i] = en;
+    *at += 46 + nlen + xlen + clen;
+    return 0;
+}
+
+/* Sort the entries by name for zip_find, refusing a name that occurs twice. */
+static int sort_unique(zip_archive *z, char *err, size_t errlen) {
+    char shown[96];
+    qsort(z->sorted, z->n, sizeof(zip_entry *), cmp_entry);
+    for (size_t i = 1; i < z->n; i++) {
+        if (cmp_entry(&z->sorted[i - 1], &z->sorted[i]) == 0) {
+            zfail(err, errlen, "zip: duplicate entry '%s'",
+                  safe(shown, z->sorted[i]->name, z->sorted[i]->name_len));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+zip_archive *new_zip_archive(const uint8_t *buf, size_t len, char *err, size_t errlen) {
+    uint64_t n_total, cd_size, cd_off;
+    if (read_directory(buf, len, &n_total, &cd_size, &cd_off, err, errlen)) return NULL;
     zip_archive *z = calloc(1, sizeof(*z));
     if (!z) return zfail(err, errlen, "zip: out of memory");
     z->n = (size_t)n_total;
@@ -112,91 +262,10 @@ zip_archive *new_zip_archive(const uint8_t *buf, size_t len, char *err, size_t e
         zfail(err, errlen, "zip: out of memory");
         goto bad;
     }
-    const uint8_t *cd = buf + cd_off;
     size_t at = 0, name_at = 0;
-    char shown[96];
-    for (size_t i = 0; i < z->n; i++) {
-        if (!fits(at, 46, cd_size) || rd32(cd + at) != SIG_CENTRAL) {
-            zfail(err, errlen, "zip: bad central directory header %zu", i);
-            goto bad;
-        }
-        const uint8_t *h = cd + at;
-        uint16_t flags = rd16(h + 8), method = rd16(h + 10);
-        uint64_t csize = rd32(h + 20), usize = rd32(h + 24), lho = rd32(h + 42);
-        size_t nlen = rd16(h + 28), xlen = rd16(h + 30), clen = rd16(h + 32);
-        if (!fits(at + 46, nlen + xlen + clen, cd_size)) {
-            zfail(err, errlen, "zip: central directory header %zu runs past the directory", i);
-            goto bad;
-        }
-        /* ZIP64 extra field: the 64-bit values appear only for fields saturated at 0xFFFFFFFF. */
-        const uint8_t *x = h + 46 + nlen, *xend = x + xlen;
-        while (xend - x >= 4) {
-            uint16_t id = rd16(x), sz = rd16(x + 2);
-            if (sz > xend - x - 4) break;
-            if (id == 0x0001) {
-                const uint8_t *f = x + 4, *fend = x + 4 + sz;
-                int short_field = 0;
-                if (usize == 0xFFFFFFFFu) { if (fend - f < 8) short_field = 1; else { usize = rd64(f); f += 8; } }
-                if (csize == 0xFFFFFFFFu && !short_field) { if (fend - f < 8) short_field = 1; else { csize = rd64(f); f += 8; } }
-                if (lho == 0xFFFFFFFFu && !short_field) { if (fend - f < 8) short_field = 1; else { lho = rd64(f); f += 8; } }
-                if (short_field) {
-                    zfail(err, errlen, "zip: short ZIP64 extra field in entry %zu", i);
-                    goto bad;
-                }
-            }
-            x += 4 + sz;
-        }
-        zip_entry *en = &z->entries[i];
-        char *name = z->names + name_at;
-        memcpy(name, h + 46, nlen);
-        name[nlen] = 0;
-        name_at += nlen + 1;
-        en->name = name;
-        en->name_len = nlen;
-        en->method = method;
-        en->crc32 = rd32(h + 16);
-        en->size = usize;
-        en->csize = csize;
-        if (memchr(name, 0, nlen)) {
-            zfail(err, errlen, "zip: entry %zu has a NUL byte in its name", i);
-            goto bad;
-        }
-        if (flags & 1) {
-            zfail(err, errlen, "zip: entry '%s' is encrypted", safe(shown, name, nlen));
-            goto bad;
-        }
-        /* The local header repeats the name and has its own extra field; data follows it. */
-        if (!fits(lho, 30, len) || rd32(buf + lho) != SIG_LOCAL) {
-            zfail(err, errlen, "zip: bad local header for '%s'", safe(shown, name, nlen));
-            goto bad;
-        }
-        const uint8_t *l = buf + lho;
-        size_t lnlen = rd16(l + 26), lxlen = rd16(l + 28);
-        uint64_t data_off = lho + 30 + lnlen + lxlen;
-        if (!fits(lho + 30, lnlen + lxlen, len) || lnlen != nlen || memcmp(l + 30, name, nlen) != 0 ||
-            rd16(l + 8) != method) {
-            zfail(err, errlen, "zip: local header of '%s' disagrees with the central directory", safe(shown, name, nlen));
-            goto bad;
-        }
-        if (!fits(data_off, csize, len)) {
-            zfail(err, errlen, "zip: data of '%s' runs past the end of the file (truncated?)", safe(shown, name, nlen));
-            goto bad;
-        }
-        if (method == 0 && csize != usize) {
-            zfail(err, errlen, "zip: stored entry '%s' has different sizes", safe(shown, name, nlen));
-            goto bad;
-        }
-        en->data = buf + data_off;
-        z->sorted[i] = en;
-        at += 46 + nlen + xlen + clen;
-    }
-    qsort(z->sorted, z->n, sizeof(zip_entry *), cmp_entry);
-    for (size_t i = 1; i < z->n; i++) {
-        if (cmp_entry(&z->sorted[i - 1], &z->sorted[i]) == 0) {
-            zfail(err, errlen, "zip: duplicate entry '%s'", safe(shown, z->sorted[i]->name, z->sorted[i]->name_len));
-            goto bad;
-        }
-    }
+    for (size_t i = 0; i < z->n; i++)
+        if (read_entry(z, i, buf, len, buf + cd_off, cd_size, &at, &name_at, err, errlen)) goto bad;
+    if (sort_unique(z, err, errlen)) goto bad;
     return z;
 bad: /* the message is written before the names it may quote are freed */
     free_zip_archive(z);
@@ -218,8 +287,10 @@ const zip_entry *zip_find(const zip_archive *z, const char *name, size_t len) {
         const zip_entry *e = z->sorted[mid];
         int c = cmp_name(e->name, e->name_len, name, len);
         if (!c) return e;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *name;    /* NUL-terminated copy of the entry name */
+    const char *name; /* NUL-terminated copy of the entry name */
     size_t name_len;
     int method;          /* 0 = stored; anything else is compressed and has no data pointer */
     uint32_t crc32;      /* from the central directory */
@@ -22,10 +22,10 @@ typedef struct {
 } zip_entry;
 
 typedef struct {
-    size_t n;            /* entries, in central-directory order */
+    size_t n; /* entries, in central-directory order */
     zip_entry *entries;
     const zip_entry **sorted; /* the entries sorted by name, for zip_find */
-    char *names;         /* storage for the names */
+    char *names;              /* storage for the names */
 } zip_archive;
 
 /* Returns NULL and writes a message to err on anything malformed (duplicate names included). */

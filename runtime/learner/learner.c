@@ -76,11 +76,14 @@ static int collect_groups(ftm_module *m, plist *p, char *err, size_t errlen) {
 
 /* fastai's create_opt: Adam or SGD (kind, momentum, l2_wd: see optimizer.h) over the splitter's
  * groups, no wd on norm params and biases, norm params forced trainable when frozen (train_bn). */
-static ftl_adam *make_opt(ftm_module *m, ftl_opt_kind kind, int momentum, int l2_wd, const ftl_adam_hypers *h,
-                          int train_bn, int *n_groups, char *err, size_t errlen) {
+static ftl_adam *make_opt(ftm_module *m, ftl_opt_kind kind, int momentum, int l2_wd,
+                          const ftl_adam_hypers *h, int train_bn, int *n_groups, char *err,
+                          size_t errlen) {
     plist p = {0};
     int ng = collect_groups(m, &p, err, errlen);
-    ftl_adam *o = ng <= 0 ? NULL : kind == FTL_OPT_SGD ? new_ftl_sgd(momentum, l2_wd) : new_ftl_adam();
+    ftl_adam *o = ng <= 0               ? NULL
+                  : kind == FTL_OPT_SGD ? new_ftl_sgd(momentum, l2_wd)
+                                        : new_ftl_adam();
     if (o) o->l2_wd = l2_wd;
     if (ng > 0 && !o) snprintf(err, errlen, "out of memory");
     for (int g = 0; o && g < ng; g++) {
@@ -92,7 +95,7 @@ static ftl_adam *make_opt(ftm_module *m, ftl_opt_kind kind, int momentum, int l2
         ft_status st = ts ? ftl_adam_add_group(o, ts, k, h) : FT_ERR_OOM;
         free(ts);
         if (st != FT_OK) {
-            snprintf(err, errlen, "optimizer: %s", ts ? ftl_learn_error() : "out of memory");
+            snprintf(err, errlen, "optimizer: %s", ts ? ft_last_error() : "out of memory");
             free_ftl_adam(o);
             o = NULL;
             break;
@@ -136,6 +139,16 @@ ftl_learner *ftl_check_core(lua_State *L, int idx) {
     return b->ln;
 }
 
+/* A learner over m (retained), with no optimizer, loss or metrics yet. NULL when out of memory. */
+static ftl_learner *new_learner(ftm_module *m) {
+    ftl_learner *ln = calloc(1, sizeof *ln);
+    if (!ln) return NULL;
+    ln->loss_ref = LUA_NOREF;
+    ftm_retain(m);
+    ln->model = m;
+    return ln;
+}
+
 static void free_learner(lua_State *L, ftl_learner *ln) {
     if (!ln) return;
     free_ftl_adam(ln->opt);
@@ -157,20 +170,6 @@ static int core_gc(lua_State *L) {
     return 0;
 }
 
-double ftl_opt_num(lua_State *L, int t, const char *k, double d) {
-    double v = d;
-    if (lua_getfield(L, t, k) != LUA_TNIL) v = luaL_checknumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-int ftl_opt_int(lua_State *L, int t, const char *k, int d) {
-    int v = d;
-    if (lua_getfield(L, t, k) != LUA_TNIL) v = (int)luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 /* Sets loss and metrics from opts (a table at t): loss = "cross_entropy" | "label_smoothing" |
  * function, ls_eps; metrics = list of {kind = "error_rate"|"accuracy"|"top_k_accuracy"|"lua",
  * k =, fn =, name =}. */
@@ -182,17 +181,21 @@ static void set_loss_metrics(lua_State *L, ftl_learner *ln, int t) {
         ln->loss = FTL_LOSS_LUA;
     } else {
         const char *s = lt == LUA_TNIL ? "cross_entropy" : luaL_checkstring(L, -1);
-        if (!strcmp(s, "cross_entropy")) ln->loss = FTL_LOSS_CE;
-        else if (!strcmp(s, "label_smoothing")) ln->loss = FTL_LOSS_LS;
-        else luaL_error(L, "Learner: unknown loss '%s'", s);
+        if (!strcmp(s, "cross_entropy"))
+            ln->loss = FTL_LOSS_CE;
+        else if (!strcmp(s, "label_smoothing"))
+            ln->loss = FTL_LOSS_LS;
+        else
+            luaL_error(L, "Learner: unknown loss '%s'", s);
         lua_pop(L, 1);
     }
-    ln->ls_eps = ftl_opt_num(L, t, "ls_eps", 0.1);
+    ln->ls_eps = ftl_opt_number(L, t, "Learner", "ls_eps", 0.1);
     if (lua_getfield(L, t, "metrics") == LUA_TTABLE) {
         int mt = lua_gettop(L);
         int n = (int)luaL_len(L, mt);
         if (n > FTL_MAX_METRICS) luaL_error(L, "Learner: at most %d metrics", FTL_MAX_METRICS);
-        for (int i = 0; i < ln->n_metrics; i++) luaL_unref(L, LUA_REGISTRYINDEX, ln->metrics[i].ref);
+        for (int i = 0; i < ln->n_metrics; i++)
+            luaL_unref(L, LUA_REGISTRYINDEX, ln->metrics[i].ref);
         ln->n_metrics = 0;
         for (int i = 1; i <= n; i++) {
             lua_geti(L, mt, i);
@@ -201,15 +204,17 @@ static void set_loss_metrics(lua_State *L, ftl_learner *ln, int t) {
             ftl_metric met = {.ref = LUA_NOREF};
             lua_getfield(L, e, "kind");
             const char *k = luaL_checkstring(L, -1);
-            if (!strcmp(k, "error_rate")) met.kind = FTL_MET_ERROR_RATE;
-            else if (!strcmp(k, "accuracy")) met.kind = FTL_MET_ACCURACY;
-            else if (!strcmp(k, "top_k_accuracy")) met.kind = FTL_MET_TOP_K;
-            else met.kind = FTL_MET_LUA;
+            if (!strcmp(k, "error_rate"))
+                met.kind = FTL_MET_ERROR_RATE;
+            else if (!strcmp(k, "accuracy"))
+                met.kind = FTL_MET_ACCURACY;
+            else if (!strcmp(k, "top_k_accuracy"))
+                met.kind = FTL_MET_TOP_K;
+            else
+                met.kind = FTL_MET_LUA;
             lua_pop(L, 1);
-            met.k = ftl_opt_int(L, e, "k", 5);
-            lua_getfield(L, e, "name");
-            snprintf(met.name, sizeof met.name, "%s", luaL_optstring(L, -1, k));
-            lua_pop(L, 1);
+            met.k = (int)ftl_opt_integer(L, e, "Learner", "k", 5);
+            snprintf(met.name, sizeof met.name, "%s", ftl_opt_string(L, e, "Learner", "name", k));
             if (met.kind == FTL_MET_LUA) {
                 lua_getfield(L, e, "fn");
                 luaL_checktype(L, -1, LUA_TFUNCTION);
@@ -229,25 +234,18 @@ static int l_core_new(lua_State *L) {
     core_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->ln = NULL;
     luaL_setmetatable(L, CORE_MT);
-    ftl_learner *ln = calloc(1, sizeof *ln);
+    ftl_learner *ln = new_learner(m);
     if (!ln) return luaL_error(L, "Learner: out of memory");
-    ln->loss_ref = LUA_NOREF;
-    ftm_retain(m);
-    ln->model = m;
     b->ln = ln; /* owned by the userdata from here on */
     /* opts.opt: "Adam" (default) or "SGD", with opt_func's mom, sqr_mom, eps, decouple_wd */
-    lua_getfield(L, 2, "opt");
-    const char *kname = luaL_optstring(L, -1, "Adam");
-    if (strcmp(kname, "Adam") && strcmp(kname, "SGD"))
-        return luaL_error(L, "Learner: unknown optimizer '%s' (Adam or SGD)", kname);
-    ftl_opt_kind kind = strcmp(kname, "SGD") ? FTL_OPT_ADAM : FTL_OPT_SGD;
-    lua_pop(L, 1);
+    static const char *const kinds[] = {"Adam", "SGD", NULL};
+    ftl_opt_kind kind = ftl_opt_enum(L, 2, "Learner", "opt", kinds, 0) ? FTL_OPT_SGD : FTL_OPT_ADAM;
     ftl_adam_hypers h = kind == FTL_OPT_SGD ? ftl_sgd_defaults() : ftl_adam_defaults();
-    h.lr = ftl_opt_num(L, 2, "lr", h.lr);
-    h.wd = ftl_opt_num(L, 2, "wd", h.wd);
-    h.mom = ftl_opt_num(L, 2, "mom", h.mom);
-    h.sqr_mom = ftl_opt_num(L, 2, "sqr_mom", h.sqr_mom);
-    h.eps = ftl_opt_num(L, 2, "eps", h.eps);
+    h.lr = ftl_opt_number(L, 2, "Learner", "lr", h.lr);
+    h.wd = ftl_opt_number(L, 2, "Learner", "wd", h.wd);
+    h.mom = ftl_opt_number(L, 2, "Learner", "mom", h.mom);
+    h.sqr_mom = ftl_opt_number(L, 2, "Learner", "sqr_mom", h.sqr_mom);
+    h.eps = ftl_opt_number(L, 2, "Learner", "eps", h.eps);
     lua_getfield(L, 2, "train_bn");
     int train_bn = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_getfield(L, 2, "decouple_wd");
@@ -279,7 +277,7 @@ static int l_core_freeze_to(lua_State *L) {
     ftl_learner *ln = ftl_check_core(L, 1);
     int n = (int)luaL_checkinteger(L, 2), idx = 0;
     ft_status st = ftl_adam_freeze_to(ln->opt, n, &idx);
-    if (st != FT_OK) return luaL_error(L, "freeze_to: %s", ftl_learn_error());
+    if (st != FT_OK) return luaL_error(L, "freeze_to: %s", ft_last_error());
     ftl_adam_clear_state(ln->opt);
     if (idx >= ln->n_groups) {
         char msg[128];
@@ -349,7 +347,8 @@ static int l_core_set_dist(lua_State *L) {
     if (!d) return 0;
     ft_tensor **ts = NULL;
     int n = 0;
-    if (ftl_model_state_tensors(ln->model, &ts, &n)) return luaL_error(L, "to_distributed: out of memory");
+    if (ftl_model_state_tensors(ln->model, &ts, &n))
+        return luaL_error(L, "to_distributed: out of memory");
     ft_status st = ft_dist_broadcast(d, ts, n, 0);
     free(ts);
     ftl_check(L, st, "to_distributed");
@@ -413,7 +412,8 @@ static int l_core_set_opt_state(lua_State *L) {
         char key[64];
         snprintf(key, sizeof key, "%d.step", i + 1);
         if (lua_getfield(L, 2, key) == LUA_TNIL)
-            return luaL_error(L, "load: the optimizer state has no entry '%s' (a different model?)", key);
+            return luaL_error(L, "load: the optimizer state has no entry '%s' (a different model?)",
+                              key);
         double step = 0;
         ftl_check(L, ft_item(ftl_check_tensor(L, -1), &step), "load");
         lua_pop(L, 1);
@@ -422,9 +422,10 @@ static int l_core_set_opt_state(lua_State *L) {
             snprintf(key, sizeof key, w ? "%d.sqr_avg" : "%d.grad_avg", i + 1);
             if (lua_getfield(L, 2, key) != LUA_TNIL) {
                 ft_tensor *src = ftl_check_tensor(L, -1), *c = NULL;
-                ft_status st = ft_numel(src) == ft_numel(o->params[i].p)
-                                   ? ft_to(src, ft_get_dtype(o->params[i].p), ft_device(o->params[i].p), &c)
-                                   : FT_ERR;
+                ft_status st =
+                    ft_numel(src) == ft_numel(o->params[i].p)
+                        ? ft_to(src, ft_get_dtype(o->params[i].p), ft_device(o->params[i].p), &c)
+                        : FT_ERR;
                 ft_tensor *v = NULL;
                 if (st == FT_OK) {
                     int64_t shape[FT_MAX_DIMS];
@@ -435,10 +436,13 @@ static int l_core_set_opt_state(lua_State *L) {
                 }
                 if (st != FT_OK) {
                     ft_free(ga);
-                    return luaL_error(L, "load: optimizer entry '%s' does not fit its parameter", key);
+                    return luaL_error(L, "load: optimizer entry '%s' does not fit its parameter",
+                                      key);
                 }
-                if (w) sa = v;
-                else ga = v;
+                if (w)
+                    sa = v;
+                else
+                    ga = v;
             }
             lua_pop(L, 1);
         }
@@ -459,7 +463,8 @@ static int l_core_set_opt_state(lua_State *L) {
             ftl_check(L, ft_copy_to_doubles(t, hv, FTL_NHYPERS), "load");
             for (int k = 0; k < FTL_NHYPERS; k++) {
                 double *vals = lua_newuserdatauv(L, sizeof(double) * (size_t)ln->n_groups, 0);
-                for (int j = 0; j < ln->n_groups; j++) vals[j] = ftl_adam_get_hyper(o, j, (ftl_hyper)k);
+                for (int j = 0; j < ln->n_groups; j++)
+                    vals[j] = ftl_adam_get_hyper(o, j, (ftl_hyper)k);
                 vals[g] = hv[k];
                 ftl_adam_set_hyper(o, (ftl_hyper)k, vals);
                 lua_pop(L, 1);
@@ -472,15 +477,6 @@ static int l_core_set_opt_state(lua_State *L) {
 
 /* ---------------------------------------------------------------- registration */
 
-static void new_mt(lua_State *L, const char *name, lua_CFunction gc) {
-    luaL_newmetatable(L, name);
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
-}
-
 /* Pushes the table of the C core: {new = core.new}; cores have the methods below. */
 int ftl_learner_core_class(lua_State *L) {
     static const luaL_Reg methods[] = {
@@ -488,7 +484,8 @@ int ftl_learner_core_class(lua_State *L) {
         {"predict", ftl_core_predict},
         {"freeze_to", l_core_freeze_to},
         {"n_groups", l_core_n_groups},
-        {"hypers", l_core_hypers}, {"opt_kind", l_core_opt_kind},
+        {"hypers", l_core_hypers},
+        {"opt_kind", l_core_opt_kind},
         {"set_hyper", l_core_set_hyper},
         {"set_amp", l_core_set_amp},
         {"set_channels_last", l_core_set_channels_last},
@@ -499,15 +496,14 @@ int ftl_learner_core_class(lua_State *L) {
         {"free", core_gc},
         {NULL, NULL},
     };
-    if (luaL_newmetatable(L, CORE_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, core_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
-    new_mt(L, FIT_MT, ftl_fit_state_gc);
-    new_mt(L, PRED_MT, ftl_pred_state_gc);
+    static const luaL_Reg core_meta[] = {{"__gc", core_gc}, {NULL, NULL}};
+    ftl_new_class(L, CORE_MT, methods, core_meta);
+    static const luaL_Reg fit_meta[] = {
+        {"__gc", ftl_fit_state_gc}, {"__close", ftl_fit_state_gc}, {NULL, NULL}};
+    ftl_new_class(L, FIT_MT, NULL, fit_meta);
+    static const luaL_Reg pred_meta[] = {
+        {"__gc", ftl_pred_state_gc}, {"__close", ftl_pred_state_gc}, {NULL, NULL}};
+    ftl_new_class(L, PRED_MT, NULL, pred_meta);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_core_new);
     lua_setfield(L, -2, "new");

@@ -19,13 +19,18 @@
 #include "model/model.h"
 
 typedef enum { FTL_LOSS_CE = 0, FTL_LOSS_LS, FTL_LOSS_LUA } ftl_loss_kind;
-typedef enum { FTL_MET_ERROR_RATE = 0, FTL_MET_ACCURACY, FTL_MET_TOP_K, FTL_MET_LUA } ftl_metric_kind;
+typedef enum {
+    FTL_MET_ERROR_RATE = 0,
+    FTL_MET_ACCURACY,
+    FTL_MET_TOP_K,
+    FTL_MET_LUA
+} ftl_metric_kind;
 #define FTL_MAX_METRICS 16
 
 typedef struct {
     ftl_metric_kind kind;
-    int k;        /* top_k_accuracy */
-    int ref;      /* FTL_MET_LUA: registry ref of the function */
+    int k;   /* top_k_accuracy */
+    int ref; /* FTL_MET_LUA: registry ref of the function */
     char name[64];
 } ftl_metric;
 

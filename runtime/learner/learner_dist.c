@@ -37,7 +37,8 @@ int ftl_fit_reduce_grads(fit_state *fs, ft_dist *d) {
         st = ft_grad(o->params[i].p, &g);
         if (g) ts[n++] = g;
     }
-    if (st != FT_OK) r = ftl_fit_shim_fail(fs, "all_reduce");
+    if (st != FT_OK)
+        r = ftl_fit_shim_fail(fs, "all_reduce");
     else {
         ts[n] = loss;
         if (ft_dist_all_reduce_mean(d, ts, n + 1, (double)ft_size(fs->y, 0), 0, NULL) != FT_OK)
@@ -66,7 +67,8 @@ int ftl_fit_reduce_avgs(fit_state *fs, ft_dist *d) {
         v[2 * i] = a->dtotal + t;
         v[2 * i + 1] = (double)a->count;
     }
-    if (ft_dist_all_reduce_doubles(d, v, 2 * k, FT_DIST_SUM) != FT_OK) return ftl_fit_shim_fail(fs, "valid");
+    if (ft_dist_all_reduce_doubles(d, v, 2 * k, FT_DIST_SUM) != FT_OK)
+        return ftl_fit_shim_fail(fs, "valid");
     for (int i = 0; i < k; i++) {
         ftl_avg *a = i == 0 ? &fs->vloss : &fs->vmet[i - 1];
         ftl_avg_reset(a);
@@ -81,12 +83,14 @@ int ftl_fit_reduce_avgs(fit_state *fs, ft_dist *d) {
 int ftl_fit_shard(fit_state *fs, ft_dist *d, ftl_loader *train, ftl_loader *valid) {
     int rank = ft_dist_rank(d), world = ft_dist_world(d);
     if (ftl_loader_config_of(train)->bs < world) {
-        snprintf(fs->err, sizeof fs->err, "fit: the batch size (%d) is smaller than the number of ranks (%d)",
+        snprintf(fs->err, sizeof fs->err,
+                 "fit: the batch size (%d) is smaller than the number of ranks (%d)",
                  ftl_loader_config_of(train)->bs, world);
         return FAIL;
     }
     uint64_t seed = ftl_loader_config_of(train)->seed;
-    if (ft_dist_broadcast_bytes(d, &seed, sizeof seed, 0) != FT_OK) return ftl_fit_shim_fail(fs, "fit");
+    if (ft_dist_broadcast_bytes(d, &seed, sizeof seed, 0) != FT_OK)
+        return ftl_fit_shim_fail(fs, "fit");
     ftl_loader_set_seed(train, seed);
     ftl_loader_set_shard(train, FTL_SHARD_SPLIT, rank, world);
     fs->sharded[0] = train;

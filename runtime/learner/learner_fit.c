@@ -20,8 +20,8 @@
 /* ---------------------------------------------------------------- the fit state */
 
 const char *const ftl_event_names[NEV] = {
-    "before_fit", "before_epoch", "before_train", "before_batch", "after_loss", "after_batch",
-    "after_train", "before_validate", "after_validate", "after_epoch", "after_fit"};
+    "before_fit",  "before_epoch",    "before_train",   "before_batch", "after_loss", "after_batch",
+    "after_train", "before_validate", "after_validate", "after_epoch",  "after_fit"};
 
 void ftl_fit_batch_free(fit_state *fs) {
     ft_free(fs->x);
@@ -31,7 +31,7 @@ void ftl_fit_batch_free(fit_state *fs) {
     fs->x = fs->y = fs->pred = fs->loss = NULL;
 }
 
-void ftl_fit_clear(fit_state *fs) {
+void ftl_fit_state_clear(fit_state *fs) {
     ftl_fit_batch_free(fs);
     if (fs->running) ftl_loader_stop(fs->running);
     fs->running = NULL;
@@ -60,7 +60,7 @@ void ftl_fit_clear(fit_state *fs) {
 }
 
 int ftl_fit_state_gc(lua_State *L) {
-    ftl_fit_clear(luaL_checkudata(L, 1, FIT_MT));
+    ftl_fit_state_clear(luaL_checkudata(L, 1, FIT_MT));
     return 0;
 }
 
@@ -85,10 +85,6 @@ int ftl_fit_shim_fail(fit_state *fs, const char *what) {
     return ftl_fit_failf(fs, "%s: %s", what, ft_last_error());
 }
 
-int ftl_fit_learn_fail(fit_state *fs, const char *what) {
-    return ftl_fit_failf(fs, "%s: %s", what, ftl_learn_error());
-}
-
 /* The next batch of dl into fs->x / fs->y, laid out channels-last when the learner asks for it.
  * Returns 1 for a batch, 0 at the end of the epoch, FAIL (message in fs->err) on an error.
  * need_y names the phase that needs labels ("training", "validation"), or is NULL. */
@@ -100,7 +96,8 @@ int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftl_loader *dl, con
     if (need_y && !fs->y) return ftl_fit_failf(fs, "%s needs labels", need_y);
     if (ln->channels_last) {
         ft_tensor *c = NULL;
-        if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) return ftl_fit_shim_fail(fs, "channels_last");
+        if (ft_contiguous_channels_last(fs->x, &c) != FT_OK)
+            return ftl_fit_shim_fail(fs, "channels_last");
         ft_free(fs->x);
         fs->x = c;
     }
@@ -114,7 +111,8 @@ void ftl_fit_set_num(lua_State *L, int t, const char *k, double v) {
     lua_setfield(L, t, k);
 }
 
-/* Counters (epoch, iter, ...) are Lua integers: CSVLogger and users print them as "0", not "0.0". */
+/* Counters (epoch, iter, ...) are Lua integers: CSVLogger and users print them as "0", not
+ * "0.0". */
 void ftl_fit_set_int(lua_State *L, int t, const char *k, int64_t v) {
     lua_pushinteger(L, (lua_Integer)v);
     lua_setfield(L, t, k);
@@ -149,16 +147,17 @@ int ftl_run_event(lua_State *L, fit_state *fs, fit_lua *fl, int ev) {
             lua_getfield(L, cb, "name");
             char name[128];
             snprintf(name, sizeof name, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-            snprintf(fs->err, sizeof fs->err, "callback '%s' failed in %s: %s", name, ftl_event_names[ev],
-                     msg ? msg : "(error object is not a string)");
+            snprintf(fs->err, sizeof fs->err, "callback '%s' failed in %s: %s", name,
+                     ftl_event_names[ev], msg ? msg : "(error object is not a string)");
             result = FAIL;
         } else if (lua_type(L, -1) == LUA_TSTRING) {
             const char *s = lua_tostring(L, -1);
-            int r = !strcmp(s, "cancel_batch") ? CANCEL_BATCH
-                  : !strcmp(s, "cancel_train") ? CANCEL_TRAIN
-                  : !strcmp(s, "cancel_valid") ? CANCEL_VALID
-                  : !strcmp(s, "cancel_epoch") ? CANCEL_EPOCH
-                  : !strcmp(s, "cancel_fit")   ? CANCEL_FIT : GO;
+            int r = !strcmp(s, "cancel_batch")   ? CANCEL_BATCH
+                    : !strcmp(s, "cancel_train") ? CANCEL_TRAIN
+                    : !strcmp(s, "cancel_valid") ? CANCEL_VALID
+                    : !strcmp(s, "cancel_epoch") ? CANCEL_EPOCH
+                    : !strcmp(s, "cancel_fit")   ? CANCEL_FIT
+                                                 : GO;
             if (r > result) result = r;
         }
         lua_settop(L, cb - 1);
@@ -166,7 +165,7 @@ int ftl_run_event(lua_State *L, fit_state *fs, fit_lua *fl, int ev) {
     return result;
 }
 
-/* ---------------------------------------------------------------- the recorder's vectors, the clock */
+/* ---------------------------------------------------------- the recorder's vectors, the clock */
 
 int ftl_dvec_push(ftl_dvec *d, double x) {
     if (d->n == d->cap) {
@@ -194,12 +193,14 @@ static void recorder_reset(ftl_recorder *r) {
 static void read_lrs(lua_State *L, int spec, ftl_learner *ln, double *lrs) {
     if (lua_getfield(L, spec, "lrs") != LUA_TTABLE) luaL_error(L, "fit: spec.lrs must be a table");
     if ((int)luaL_len(L, -1) != ln->n_groups)
-        luaL_error(L, "fit: %d learning rates for %d parameter groups", (int)luaL_len(L, -1), ln->n_groups);
+        luaL_error(L, "fit: %d learning rates for %d parameter groups", (int)luaL_len(L, -1),
+                   ln->n_groups);
     for (int g = 0; g < ln->n_groups; g++) {
         lua_geti(L, -1, g + 1);
         lrs[g] = luaL_checknumber(L, -1);
         if (!(lrs[g] > 0) || isinf(lrs[g]))
-            luaL_error(L, "fit: the learning rate must be a positive finite number, got %f", lrs[g]);
+            luaL_error(L, "fit: the learning rate must be a positive finite number, got %f",
+                       lrs[g]);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -210,18 +211,18 @@ static void read_lrs(lua_State *L, int spec, ftl_learner *ln, double *lrs) {
 static int build_spec(lua_State *L, int spec, fit_state *fs, fit_spec *sp, int n_epoch) {
     ftl_learner *ln = fs->ln;
     static const char *const kinds[] = {"const", "one_cycle", "flat_cos", "sgdr", "lr_find", NULL};
-    lua_getfield(L, spec, "kind");
-    sp->kind = (sched_kind)luaL_checkoption(L, -1, "const", kinds);
-    lua_pop(L, 1);
+    sp->kind = (sched_kind)ftl_opt_enum(L, spec, "fit", "kind", kinds, SCHED_CONST);
     lua_getfield(L, spec, "no_logging");
     sp->no_logging = lua_toboolean(L, -1);
     lua_pop(L, 1);
     sp->lrs = lua_newuserdatauv(L, sizeof(double) * (size_t)ln->n_groups, 0);
     lua_setfield(L, spec, "_lrs_scratch"); /* kept alive by the spec table */
     if (sp->kind == SCHED_LR_FIND) {
-        if (ftl_lr_finder_init(&sp->finder, ftl_opt_num(L, spec, "start_lr", 1e-7), ftl_opt_num(L, spec, "end_lr", 10),
-                               ftl_opt_int(L, spec, "num_it", 100), 1))
-            luaL_error(L, "lr_find: %s", ftl_learn_error());
+        double start_lr = ftl_opt_number(L, spec, "lr_find", "start_lr", 1e-7);
+        double end_lr = ftl_opt_number(L, spec, "lr_find", "end_lr", 10);
+        int num_it = (int)ftl_opt_integer(L, spec, "lr_find", "num_it", 100);
+        if (ftl_lr_finder_init(&sp->finder, start_lr, end_lr, num_it, 1))
+            luaL_error(L, "lr_find: %s", ft_last_error());
         lua_getfield(L, spec, "stop_div");
         sp->finder.stop_div = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -230,9 +231,9 @@ static int build_spec(lua_State *L, int spec, fit_state *fs, fit_spec *sp, int n
     read_lrs(L, spec, ln, sp->lrs);
     if (sp->kind == SCHED_ONE_CYCLE) {
         ftl_one_cycle_opts o = ftl_one_cycle_defaults();
-        o.div = ftl_opt_num(L, spec, "div", o.div);
-        o.div_final = ftl_opt_num(L, spec, "div_final", o.div_final);
-        o.pct_start = ftl_opt_num(L, spec, "pct_start", o.pct_start);
+        o.div = ftl_opt_number(L, spec, "fit_one_cycle", "div", o.div);
+        o.div_final = ftl_opt_number(L, spec, "fit_one_cycle", "div_final", o.div_final);
+        o.pct_start = ftl_opt_number(L, spec, "fit_one_cycle", "pct_start", o.pct_start);
         if (lua_getfield(L, spec, "moms") == LUA_TTABLE)
             for (int i = 0; i < 3; i++) {
                 lua_geti(L, -1, i + 1);
@@ -244,16 +245,19 @@ static int build_spec(lua_State *L, int spec, fit_state *fs, fit_spec *sp, int n
             luaL_error(L, "fit_one_cycle: pct_start must be in [0, 1], got %f", o.pct_start);
         fs->lr_s = new_ftl_one_cycle_lr(sp->lrs, ln->n_groups, &o);
         if (fs->lr_s) fs->mom_s = new_ftl_one_cycle_mom(&o);
-        if (!fs->lr_s || !fs->mom_s) luaL_error(L, "fit_one_cycle: %s", ftl_learn_error());
+        if (!fs->lr_s || !fs->mom_s) luaL_error(L, "fit_one_cycle: %s", ft_last_error());
     } else if (sp->kind == SCHED_FLAT_COS) {
-        fs->lr_s = new_ftl_flat_cos_lr(sp->lrs, ln->n_groups, ftl_opt_num(L, spec, "div_final", 1e5),
-                                       ftl_opt_num(L, spec, "pct_start", 0.75));
-        if (!fs->lr_s) luaL_error(L, "fit_flat_cos: %s", ftl_learn_error());
+        double div_final = ftl_opt_number(L, spec, "fit_flat_cos", "div_final", 1e5);
+        double pct_start = ftl_opt_number(L, spec, "fit_flat_cos", "pct_start", 0.75);
+        fs->lr_s = new_ftl_flat_cos_lr(sp->lrs, ln->n_groups, div_final, pct_start);
+        if (!fs->lr_s) luaL_error(L, "fit_flat_cos: %s", ft_last_error());
     } else if (sp->kind == SCHED_SGDR) {
-        fs->lr_s = new_ftl_sgdr_lr(sp->lrs, ln->n_groups, ftl_opt_int(L, spec, "n_cycles", 1),
-                                   ftl_opt_int(L, spec, "cycle_len", 1), ftl_opt_int(L, spec, "cycle_mult", 2),
-                                   &n_epoch);
-        if (!fs->lr_s) luaL_error(L, "fit_sgdr: %s", ftl_learn_error());
+        int n_cycles = (int)ftl_opt_integer(L, spec, "fit_sgdr", "n_cycles", 1);
+        int cycle_len = (int)ftl_opt_integer(L, spec, "fit_sgdr", "cycle_len", 1);
+        int cycle_mult = (int)ftl_opt_integer(L, spec, "fit_sgdr", "cycle_mult", 2);
+        fs->lr_s =
+            new_ftl_sgdr_lr(sp->lrs, ln->n_groups, n_cycles, cycle_len, cycle_mult, &n_epoch);
+        if (!fs->lr_s) luaL_error(L, "fit_sgdr: %s", ft_last_error());
     }
     return n_epoch;
 }
@@ -376,13 +380,14 @@ static void snapshot_for_lr_find(lua_State *L, fit_state *fs) {
         luaL_error(L, "lr_find: out of memory");
     if (new_ftl_tensor_snapshot(fs->state, fs->n_state, &fs->wsnap) != FT_OK ||
         new_ftl_adam_snapshot(fs->ln->opt, &fs->osnap) != FT_OK)
-        luaL_error(L, "lr_find: %s", ftl_learn_error());
+        luaL_error(L, "lr_find: %s", ft_last_error());
 }
 
 /* The epoch's row: train_loss (smoothed), valid_loss, metrics, time. Recorded, printed as
  * fastai's table (rank 0 only), and shown to after_epoch callbacks. r is the epoch's outcome
  * so far; returns the new one. */
-static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *sp, int epoch, double t0, int r) {
+static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *sp, int epoch,
+                     double t0, int r) {
     ftl_learner *ln = fs->ln;
     int nv = 2 + ln->n_metrics;
     double vals[FTL_MAX_METRICS + 2];
@@ -391,14 +396,16 @@ static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *s
     for (int i = 0; i < ln->n_metrics; i++)
         if (ftl_avg_value(&fs->vmet[i], &vals[2 + i]) != FT_OK) vals[2 + i] = NAN;
     for (int j = 0; j < nv; j++)
-        if (ftl_dvec_push(&ln->rec.values, vals[j])) return ftl_fit_failf(fs, "recorder: out of memory");
+        if (ftl_dvec_push(&ln->rec.values, vals[j]))
+            return ftl_fit_failf(fs, "recorder: out of memory");
     columns cols;
     make_columns(ln, &cols);
     ftl_cell cells[FTL_MAX_METRICS + 4];
     char tbuf[32], line[4096];
     cells[0] = (ftl_cell){.kind = FTL_CELL_INT, .i = epoch};
     for (int j = 0; j < nv; j++) cells[1 + j] = (ftl_cell){.kind = FTL_CELL_FLOAT, .f = vals[j]};
-    cells[1 + nv] = (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(monotonic_seconds() - t0, tbuf)};
+    cells[1 + nv] =
+        (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(monotonic_seconds() - t0, tbuf)};
     if (!sp->no_logging && ftl_dist_is_main()) {
         ftl_table_row(line, sizeof line, cols.names, cells, cols.k);
         ftl_table_emit(line, cols.names, cells, cols.k);
@@ -419,8 +426,8 @@ static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *s
 
 /* One epoch: before_epoch, training, validation (not for lr_find), the row. Returns FAIL or
  * CANCEL_FIT to stop the fit. */
-static int run_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train, ftl_loader *valid,
-                     int epoch, int n_epoch, int64_t *train_iter) {
+static int run_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train,
+                     ftl_loader *valid, int epoch, int n_epoch, int64_t *train_iter) {
     double t0 = monotonic_seconds();
     ftl_fit_set_int(L, fl->learn, "epoch", epoch);
     int r = ftl_run_event(L, fs, fl, EV_BEFORE_EPOCH);
@@ -452,7 +459,7 @@ static int end_fit(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *sp,
         if (st == FT_OK) st = ftl_tensor_snapshot_restore(fs->wsnap, fs->state, fs->n_state);
         if (st == FT_OK) st = ftl_adam_restore(opt, fs->osnap);
         if (st != FT_OK && !failed) {
-            snprintf(fs->err, sizeof fs->err, "lr_find: restoring the model: %s", ftl_learn_error());
+            snprintf(fs->err, sizeof fs->err, "lr_find: restoring the model: %s", ft_last_error());
             failed = 1;
         }
     }
@@ -461,8 +468,8 @@ static int end_fit(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *sp,
 
 /* Sets up fs for a fit (data-parallel shards, schedules, hypers, lr_find's snapshot); may raise.
  * Returns the number of epochs. */
-static int prepare_fit(lua_State *L, fit_state *fs, fit_spec *sp, ftl_loader *train, ftl_loader *valid,
-                       int n_epoch) {
+static int prepare_fit(lua_State *L, fit_state *fs, fit_spec *sp, ftl_loader *train,
+                       ftl_loader *valid, int n_epoch) {
     ftl_learner *ln = fs->ln;
     int64_t n_iter = ftl_loader_len(train);
     if (ftl_fit_dist(ln)) {
@@ -470,7 +477,9 @@ static int prepare_fit(lua_State *L, fit_state *fs, fit_spec *sp, ftl_loader *tr
         n_iter = ftl_loader_len(train);
     }
     n_epoch = build_spec(L, 4, fs, sp, n_epoch);
-    if (sp->kind == SCHED_LR_FIND) n_epoch = ftl_lr_find_n_epoch(ftl_opt_int(L, 4, "num_it", 100), (int)n_iter);
+    if (sp->kind == SCHED_LR_FIND)
+        n_epoch =
+            ftl_lr_find_n_epoch((int)ftl_opt_integer(L, 4, "lr_find", "num_it", 100), (int)n_iter);
     if (n_epoch < 1) luaL_error(L, "fit: n_epoch must be >= 1, got %d", n_epoch);
     set_fit_hypers(L, 4, ln, sp); /* its scratch stays on the stack */
     if (sp->kind == SCHED_LR_FIND) snapshot_for_lr_find(L, fs);
@@ -522,7 +531,7 @@ int ftl_core_fit(lua_State *L) {
 
     char msg[sizeof fs->err];
     memcpy(msg, fs->err, sizeof msg);
-    ftl_fit_clear(fs);
+    ftl_fit_state_clear(fs);
     ftm_set_training(ln->model, 0);
     if (ftl_interrupted()) ftl_interrupt_handled();
     push_recorder(L, ln, 2);

@@ -23,23 +23,30 @@
 #include "learner/schedule.h"
 
 #define CORE_MT "ftlua.LearnerCore"
-#define FIT_MT "ftlua.FitState"
+#define FIT_MT  "ftlua.FitState"
 #define PRED_MT "ftlua.PredState"
 
 /* ---------------------------------------------------------------- learner.c: the class */
 
 ftl_learner *ftl_check_core(lua_State *L, int idx);
-double ftl_opt_num(lua_State *L, int t, const char *k, double d);
-int ftl_opt_int(lua_State *L, int t, const char *k, int d);
 /* Every parameter and buffer of m (borrowed), in a malloc'ed array: what lr_find snapshots. */
 int ftl_model_state_tensors(ftm_module *m, ft_tensor ***out, int *n);
 
 /* ---------------------------------------------------------------- learner_fit.c: fit state */
 
 enum {
-    EV_BEFORE_FIT = 0, EV_BEFORE_EPOCH, EV_BEFORE_TRAIN, EV_BEFORE_BATCH, EV_AFTER_LOSS,
-    EV_AFTER_BATCH, EV_AFTER_TRAIN, EV_BEFORE_VALIDATE, EV_AFTER_VALIDATE, EV_AFTER_EPOCH,
-    EV_AFTER_FIT, NEV
+    EV_BEFORE_FIT = 0,
+    EV_BEFORE_EPOCH,
+    EV_BEFORE_TRAIN,
+    EV_BEFORE_BATCH,
+    EV_AFTER_LOSS,
+    EV_AFTER_BATCH,
+    EV_AFTER_TRAIN,
+    EV_BEFORE_VALIDATE,
+    EV_AFTER_VALIDATE,
+    EV_AFTER_EPOCH,
+    EV_AFTER_FIT,
+    NEV
 };
 extern const char *const ftl_event_names[NEV];
 
@@ -60,8 +67,8 @@ typedef struct {
     ftl_loader *running;
     ftl_pbar bar;
     int bar_on;
-    int grad_off; /* autograd was turned off by us */
-    ftl_loader *sharded[2]; /* data parallel: loaders given this rank's shard for the fit */
+    int grad_off;             /* autograd was turned off by us */
+    ftl_loader *sharded[2];   /* data parallel: loaders given this rank's shard for the fit */
     ft_dist_reducer *reducer; /* data parallel: all-reduce overlapped with backward, or NULL */
     char err[2048];
 } fit_state;
@@ -72,7 +79,13 @@ typedef struct {
     int has[NEV];
 } fit_lua;
 
-typedef enum { SCHED_CONST = 0, SCHED_ONE_CYCLE, SCHED_FLAT_COS, SCHED_SGDR, SCHED_LR_FIND } sched_kind;
+typedef enum {
+    SCHED_CONST = 0,
+    SCHED_ONE_CYCLE,
+    SCHED_FLAT_COS,
+    SCHED_SGDR,
+    SCHED_LR_FIND
+} sched_kind;
 
 typedef struct {
     sched_kind kind;
@@ -84,14 +97,16 @@ typedef struct {
 int ftl_dvec_push(ftl_dvec *d, double x);
 void ftl_dvec_free(ftl_dvec *d);
 
+/* Pushes a new fit state userdata; ftl_fit_state_clear frees what it owns (its __gc,
+ * ftl_fit_state_gc, does that too). ftl_fit_batch_free frees the current batch only. */
 fit_state *new_ftl_fit_state(lua_State *L, ftl_learner *ln);
-void ftl_fit_batch_free(fit_state *fs);
-void ftl_fit_clear(fit_state *fs);
+void ftl_fit_state_clear(fit_state *fs);
 int ftl_fit_state_gc(lua_State *L);
+void ftl_fit_batch_free(fit_state *fs);
 /* fs->err = the formatted message; returns FAIL. */
 __attribute__((format(printf, 2, 3))) int ftl_fit_failf(fit_state *fs, const char *fmt, ...);
-int ftl_fit_shim_fail(fit_state *fs, const char *what);  /* what: ft_last_error() */
-int ftl_fit_learn_fail(fit_state *fs, const char *what); /* what: ftl_learn_error() */
+/* fs->err = "what: ft_last_error()" (the shim's or the learner's own message); returns FAIL. */
+int ftl_fit_shim_fail(fit_state *fs, const char *what);
 int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftl_loader *dl, const char *need_y);
 void ftl_fit_set_num(lua_State *L, int t, const char *k, double v);
 void ftl_fit_set_int(lua_State *L, int t, const char *k, int64_t v);
@@ -102,11 +117,12 @@ int ftl_core_fit(lua_State *L);
 /* ---------------------------------------------------------------- learner_step.c */
 
 int ftl_fit_forward(lua_State *L, fit_state *fs, const ft_tensor *x, ft_tensor **out);
-int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_tensor *y, ft_reduction red,
-                 ft_tensor **out);
-int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train, int epoch,
-                    int n_epoch, int64_t *train_iter);
-int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, int epoch, int n_epoch);
+int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_tensor *y,
+                 ft_reduction red, ft_tensor **out);
+int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train,
+                    int epoch, int n_epoch, int64_t *train_iter);
+int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, int epoch,
+                 int n_epoch);
 
 /* ---------------------------------------------------------------- learner_dist.c */
 

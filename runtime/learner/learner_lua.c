@@ -2,9 +2,10 @@
  * behind ft.Learner, ft.vision.cnn_learner/vision_learner, ft.metrics, ft.slice,
  * ft.ClassificationInterpretation, ft.load_learner and ft.callbacks.
  *
- * The loop is C (learner_fit.c and learner_step.c; learner.c is the class); the options, the fit methods' wiring, callbacks, persistence and
- * interpretation are the Lua half, lua/ftlua/learner_api.lua, run here once with the C core
- * class and the core module (learner_core.c: schedules, Adam, lr_find, metrics, progress).
+ * The loop is C (learner_fit.c and learner_step.c; learner.c is the class); the options, the fit
+ * methods' wiring, callbacks, persistence and interpretation are the Lua half,
+ * lua/ftlua/learner_api.lua, run here once with the C core class and the core module
+ * (learner_core.c and its parts: schedules, Adam, lr_find, metrics, progress).
  */
 #include "ftlua.h"
 #include "learner/learner.h"

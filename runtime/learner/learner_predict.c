@@ -15,7 +15,7 @@ typedef struct {
     int grad_off;
 } pred_state;
 
-static void ps_clear(pred_state *ps) {
+static void pred_state_clear(pred_state *ps) {
     for (int i = 0; i < ps->n; i++) {
         ft_free(ps->p[i]);
         ft_free(ps->y[i]);
@@ -33,8 +33,16 @@ static void ps_clear(pred_state *ps) {
 }
 
 int ftl_pred_state_gc(lua_State *L) {
-    ps_clear(luaL_checkudata(L, 1, PRED_MT));
+    pred_state_clear(luaL_checkudata(L, 1, PRED_MT));
     return 0;
+}
+
+/* Pushes an empty pred_state userdata; its __gc (ftl_pred_state_gc) frees what it collects. */
+static pred_state *new_pred_state(lua_State *L) {
+    pred_state *ps = lua_newuserdatauv(L, sizeof *ps, 0);
+    memset(ps, 0, sizeof *ps);
+    luaL_setmetatable(L, PRED_MT);
+    return ps;
 }
 
 static int ps_push(pred_state *ps, ft_tensor *p, ft_tensor *y, ft_tensor *l) {
@@ -78,7 +86,9 @@ static int list_batch(lua_State *L, fit_state *fs, const ftl_learner *ln, int id
         x = ftl_to_tensor(L, -1);
         if (lua_geti(L, -2, 2) != LUA_TNIL) {
             y = ftl_to_tensor(L, -1);
-            if (!y) r = ftl_fit_failf(fs, "batch %s: its second element (the targets) is not a tensor", num);
+            if (!y)
+                r = ftl_fit_failf(fs, "batch %s: its second element (the targets) is not a tensor",
+                                  num);
         }
     } else {
         x = ftl_to_tensor(L, -1);
@@ -94,7 +104,8 @@ static int list_batch(lua_State *L, fit_state *fs, const ftl_learner *ln, int id
     }
     if (r == 1 && ln->channels_last) {
         ft_tensor *c = NULL;
-        if (ft_contiguous_channels_last(fs->x, &c) != FT_OK) r = ftl_fit_shim_fail(fs, "channels_last");
+        if (ft_contiguous_channels_last(fs->x, &c) != FT_OK)
+            r = ftl_fit_shim_fail(fs, "channels_last");
         else {
             ft_free(fs->x);
             fs->x = c;
@@ -110,7 +121,8 @@ static int predict_batch(lua_State *L, fit_state *fs, pred_state *ps, int with_l
     int r;
     if ((r = ftl_fit_forward(L, fs, fs->x, &fs->pred)) != GO) return r;
     ft_tensor *l = NULL, *p = NULL, *pc = NULL, *yc = NULL, *lc = NULL;
-    if (with_loss && fs->y && (r = ftl_fit_loss(L, fs, fs->pred, fs->y, FT_REDUCE_NONE, &l)) != GO) return r;
+    if (with_loss && fs->y && (r = ftl_fit_loss(L, fs, fs->pred, fs->y, FT_REDUCE_NONE, &l)) != GO)
+        return r;
     ft_status st = act ? ft_softmax(fs->pred, 1, &p) : ft_shallow_copy(fs->pred, &p);
     if (st == FT_OK) st = ft_to(p, FT_FLOAT32, FT_CPU, &pc);
     if (st == FT_OK && fs->y) {
@@ -126,14 +138,16 @@ static int predict_batch(lua_State *L, fit_state *fs, pred_state *ps, int with_l
         ft_free(pc);
         ft_free(yc);
         ft_free(lc);
-        return st != FT_OK ? ftl_fit_shim_fail(fs, "predict") : ftl_fit_failf(fs, "predict: out of memory");
+        return st != FT_OK ? ftl_fit_shim_fail(fs, "predict")
+                           : ftl_fit_failf(fs, "predict: out of memory");
     }
     return GO;
 }
 
 /* Every batch of dl, or of the list at index 2 when dl is NULL, into ps. Eval mode, no
  * autograd. Returns GO, or FAIL with fs->err. */
-static int predict_all(lua_State *L, fit_state *fs, pred_state *ps, ftl_loader *dl, int with_loss, int act) {
+static int predict_all(lua_State *L, fit_state *fs, pred_state *ps, ftl_loader *dl, int with_loss,
+                       int act) {
     int r = GO;
     ft_set_grad_enabled(0);
     ps->grad_off = 1;
@@ -161,7 +175,7 @@ static int push_predictions(lua_State *L, pred_state *ps) {
     ft_status st = cat_list(ps->p, ps->n, &P);
     if (st == FT_OK) st = cat_list(ps->y, ps->n, &Y);
     if (st == FT_OK) st = cat_list(ps->l, ps->n, &Lo);
-    ps_clear(ps);
+    pred_state_clear(ps);
     if (st != FT_OK) {
         ft_free(P);
         ft_free(Y);
@@ -169,10 +183,14 @@ static int push_predictions(lua_State *L, pred_state *ps) {
         return luaL_error(L, "predict: %s", ft_last_error());
     }
     ftl_push_tensor(L, P);
-    if (Y) ftl_push_tensor(L, Y);
-    else lua_pushnil(L);
-    if (Lo) ftl_push_tensor(L, Lo);
-    else lua_pushnil(L);
+    if (Y)
+        ftl_push_tensor(L, Y);
+    else
+        lua_pushnil(L);
+    if (Lo)
+        ftl_push_tensor(L, Lo);
+    else
+        lua_pushnil(L);
     return 3;
 }
 
@@ -192,25 +210,24 @@ int ftl_core_predict(lua_State *L) {
         lua_getfield(L, 3, "act");
         act = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_pop(L, 2);
-        epoch = ftl_opt_int(L, 3, "epoch", 0);
+        epoch = ftl_opt_integer(L, 3, "predict", "epoch", 0);
     }
     lua_settop(L, 3);
-    pred_state *ps = lua_newuserdatauv(L, sizeof *ps, 0);
-    memset(ps, 0, sizeof *ps);
-    luaL_setmetatable(L, PRED_MT);
+    pred_state *ps = new_pred_state(L);
     fit_state *fs = new_ftl_fit_state(L, ln); /* for forward/loss errors and batch tensors */
     char err[512];
     ftm_set_training(ln->model, 0);
-    if (dl && ftl_loader_start(dl, epoch, -1, err, sizeof err)) return luaL_error(L, "predict: %s", err);
+    if (dl && ftl_loader_start(dl, epoch, -1, err, sizeof err))
+        return luaL_error(L, "predict: %s", err);
     ps->running = dl;
     if (predict_all(L, fs, ps, dl, with_loss, act) != GO) {
         char msg[sizeof fs->err];
         memcpy(msg, fs->err, sizeof msg);
-        ps_clear(ps);
+        pred_state_clear(ps);
         return luaL_error(L, "predict: %s", msg);
     }
     if (ps->n == 0) {
-        ps_clear(ps);
+        pred_state_clear(ps);
         return luaL_error(L, "predict: the loader gave no batch");
     }
     return push_predictions(L, ps);

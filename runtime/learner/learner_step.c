@@ -21,8 +21,9 @@ int ftl_fit_forward(lua_State *L, fit_state *fs, const ft_tensor *x, ft_tensor *
     c.L = L;
     ft_autocast_state saved;
     int amp = ln->amp != FTL_AMP_OFF;
-    if (amp && ft_autocast_enter(ln->amp == FTL_AMP_FP16, ln->amp == FTL_AMP_FP16 ? FT_FLOAT16 : FT_BFLOAT16,
-                                 &saved) != FT_OK)
+    if (amp &&
+        ft_autocast_enter(ln->amp == FTL_AMP_FP16,
+                          ln->amp == FTL_AMP_FP16 ? FT_FLOAT16 : FT_BFLOAT16, &saved) != FT_OK)
         return ftl_fit_shim_fail(fs, "autocast");
     ft_tensor *r = NULL;
     ft_status st = ftm_forward(&c, ln->model, x, &r);
@@ -58,7 +59,7 @@ static int push_targets(lua_State *L, fit_state *fs, const ft_tensor *y) {
 
 /* loss_func(pred, y) with the given reduction ("mean" for training). */
 int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_tensor *y,
-                        ft_reduction red, ft_tensor **out) {
+                 ft_reduction red, ft_tensor **out) {
     ftl_learner *ln = fs->ln;
     ft_status st;
     switch (ln->loss) {
@@ -67,7 +68,7 @@ int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_te
         return st == FT_OK ? GO : ftl_fit_shim_fail(fs, "loss");
     case FTL_LOSS_LS:
         st = ftl_label_smoothing_ce(pred, y, ln->ls_eps, red, out);
-        return st == FT_OK ? GO : ftl_fit_learn_fail(fs, "loss");
+        return st == FT_OK ? GO : ftl_fit_shim_fail(fs, "loss");
     default: {
         int top = lua_gettop(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, ln->loss_ref);
@@ -83,8 +84,11 @@ int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_te
         }
         ft_tensor *t = ftl_to_tensor(L, -1);
         int r = GO;
-        if (!t) r = ftl_fit_failf(fs, "loss function returned a %s, expected a tensor", luaL_typename(L, -1));
-        else if (ft_shallow_copy(t, out) != FT_OK) r = ftl_fit_shim_fail(fs, "loss");
+        if (!t)
+            r = ftl_fit_failf(fs, "loss function returned a %s, expected a tensor",
+                              luaL_typename(L, -1));
+        else if (ft_shallow_copy(t, out) != FT_OK)
+            r = ftl_fit_shim_fail(fs, "loss");
         lua_settop(L, top);
         return r;
     }
@@ -127,15 +131,19 @@ static int unscale_grads(fit_state *fs, int *skip) {
 
 /* ---------------------------------------------------------------- validation */
 
-static int add_metrics(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_tensor *y, int64_t bs) {
+static int add_metrics(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_tensor *y,
+                       int64_t bs) {
     ftl_learner *ln = fs->ln;
     for (int i = 0; i < ln->n_metrics; i++) {
         ftl_metric *m = &ln->metrics[i];
         ft_tensor *v = NULL;
         ft_status st = FT_OK;
-        if (m->kind == FTL_MET_ERROR_RATE) st = ftl_error_rate(pred, y, &v);
-        else if (m->kind == FTL_MET_ACCURACY) st = ftl_accuracy(pred, y, &v);
-        else if (m->kind == FTL_MET_TOP_K) st = ftl_top_k_accuracy(pred, y, m->k, &v);
+        if (m->kind == FTL_MET_ERROR_RATE)
+            st = ftl_error_rate(pred, y, &v);
+        else if (m->kind == FTL_MET_ACCURACY)
+            st = ftl_accuracy(pred, y, &v);
+        else if (m->kind == FTL_MET_TOP_K)
+            st = ftl_top_k_accuracy(pred, y, m->k, &v);
         else {
             int top = lua_gettop(L);
             lua_rawgeti(L, LUA_REGISTRYINDEX, m->ref);
@@ -144,31 +152,36 @@ static int add_metrics(lua_State *L, fit_state *fs, const ft_tensor *pred, const
             ftl_push_tensor(L, p);
             if (push_targets(L, fs, y) != GO) return lua_settop(L, top), FAIL;
             if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-                snprintf(fs->err, sizeof fs->err, "metric '%s' failed: %s", m->name, lua_tostring(L, -1));
+                snprintf(fs->err, sizeof fs->err, "metric '%s' failed: %s", m->name,
+                         lua_tostring(L, -1));
                 lua_settop(L, top);
                 return FAIL;
             }
             ft_tensor *t = ftl_to_tensor(L, -1);
-            if (t) st = ftl_avg_add(&fs->vmet[i], t, bs);
-            else if (lua_type(L, -1) == LUA_TNUMBER) ftl_avg_add_number(&fs->vmet[i], lua_tonumber(L, -1), bs);
+            if (t)
+                st = ftl_avg_add(&fs->vmet[i], t, bs);
+            else if (lua_type(L, -1) == LUA_TNUMBER)
+                ftl_avg_add_number(&fs->vmet[i], lua_tonumber(L, -1), bs);
             else {
-                snprintf(fs->err, sizeof fs->err, "metric '%s' returned a %s, expected a number or a tensor",
-                         m->name, luaL_typename(L, -1));
+                snprintf(fs->err, sizeof fs->err,
+                         "metric '%s' returned a %s, expected a number or a tensor", m->name,
+                         luaL_typename(L, -1));
                 lua_settop(L, top);
                 return FAIL;
             }
             lua_settop(L, top);
-            if (st != FT_OK) return ftl_fit_failf(fs, "metric '%s': %s", m->name, ftl_learn_error());
+            if (st != FT_OK) return ftl_fit_failf(fs, "metric '%s': %s", m->name, ft_last_error());
             continue;
         }
         if (st == FT_OK) st = ftl_avg_add(&fs->vmet[i], v, bs);
         ft_free(v);
-        if (st != FT_OK) return ftl_fit_failf(fs, "metric '%s': %s", m->name, ftl_learn_error());
+        if (st != FT_OK) return ftl_fit_failf(fs, "metric '%s': %s", m->name, ft_last_error());
     }
     return GO;
 }
 
-int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, int epoch, int n_epoch) {
+int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, int epoch,
+                 int n_epoch) {
     ftl_learner *ln = fs->ln;
     ftl_avg_reset(&fs->vloss);
     for (int i = 0; i < FTL_MAX_METRICS; i++) ftl_avg_reset(&fs->vmet[i]);
@@ -177,10 +190,12 @@ int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, in
     if (r == CANCEL_VALID) return GO;
     ftm_set_training(ln->model, 0);
     char err[512];
-    if (ftl_loader_start(valid, 0, -1, err, sizeof err)) return ftl_fit_failf(fs, "valid loader: %s", err);
+    if (ftl_loader_start(valid, 0, -1, err, sizeof err))
+        return ftl_fit_failf(fs, "valid loader: %s", err);
     fs->running = valid;
     int64_t total = ftl_loader_len(valid), v = 0;
-    if (!fl->has[EV_BEFORE_BATCH] && ftl_dist_is_main()) { /* a valid bar, as fastprogress draws one */
+    if (!fl->has[EV_BEFORE_BATCH] &&
+        ftl_dist_is_main()) { /* a valid bar, as fastprogress draws one */
         ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, (int)total, monotonic_seconds());
         fs->bar_on = 1;
     }
@@ -197,7 +212,10 @@ int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, in
         int64_t bs = ft_size(fs->y, 0);
         if ((r = ftl_fit_forward(L, fs, fs->x, &fs->pred)) != GO) break;
         if ((r = ftl_fit_loss(L, fs, fs->pred, fs->y, FT_REDUCE_MEAN, &fs->loss)) != GO) break;
-        if (ftl_avg_add(&fs->vloss, fs->loss, bs) != FT_OK) { r = ftl_fit_learn_fail(fs, "valid loss"); break; }
+        if (ftl_avg_add(&fs->vloss, fs->loss, bs) != FT_OK) {
+            r = ftl_fit_shim_fail(fs, "valid loss");
+            break;
+        }
         if ((r = add_metrics(L, fs, fs->pred, fs->y, bs)) != GO) break;
         ftl_fit_batch_free(fs);
         if (fs->bar_on) ftl_pbar_update(&fs->bar, (int)++v, monotonic_seconds());
@@ -238,8 +256,8 @@ static void set_batch_hypers(fit_state *fs, fit_spec *sp, double pos) {
 
 /* learn.epoch, iter, n_iter, pct_train, train_iter, training, xb, yb: what batch callbacks
  * read. Returns -1 when a tensor could not be shared. */
-static int expose_batch(lua_State *L, fit_state *fs, fit_lua *fl, int epoch, int it, int n_iter, double pos,
-                        int64_t train_iter) {
+static int expose_batch(lua_State *L, fit_state *fs, fit_lua *fl, int epoch, int it, int n_iter,
+                        double pos, int64_t train_iter) {
     ftl_fit_set_int(L, fl->learn, "epoch", epoch);
     ftl_fit_set_int(L, fl->learn, "iter", it);
     ftl_fit_set_int(L, fl->learn, "n_iter", n_iter);
@@ -247,7 +265,9 @@ static int expose_batch(lua_State *L, fit_state *fs, fit_lua *fl, int epoch, int
     ftl_fit_set_int(L, fl->learn, "train_iter", train_iter);
     lua_pushboolean(L, 1);
     lua_setfield(L, fl->learn, "training");
-    if (ftl_fit_set_tensor(L, fl->learn, "xb", fs->x) || ftl_fit_set_tensor(L, fl->learn, "yb", fs->y)) return -1;
+    if (ftl_fit_set_tensor(L, fl->learn, "xb", fs->x) ||
+        ftl_fit_set_tensor(L, fl->learn, "yb", fs->y))
+        return -1;
     return 0;
 }
 
@@ -257,7 +277,8 @@ static int batch_loss(lua_State *L, fit_state *fs, fit_lua *fl) {
     if ((r = ftl_fit_forward(L, fs, fs->x, &fs->pred)) != GO) return r;
     if ((r = ftl_fit_loss(L, fs, fs->pred, fs->y, FT_REDUCE_MEAN, &fs->loss)) != GO) return r;
     if (fl->has[EV_AFTER_LOSS]) {
-        if (ftl_fit_set_tensor(L, fl->learn, "loss", fs->loss) || ftl_fit_set_tensor(L, fl->learn, "pred", fs->pred))
+        if (ftl_fit_set_tensor(L, fl->learn, "loss", fs->loss) ||
+            ftl_fit_set_tensor(L, fl->learn, "pred", fs->pred))
             return ftl_fit_shim_fail(fs, "batch");
     }
     return ftl_run_event(L, fs, fl, EV_AFTER_LOSS);
@@ -283,8 +304,8 @@ static int backward_and_step(fit_state *fs) {
         if (ft_backward(fs->loss, NULL, 0) != FT_OK) return ftl_fit_shim_fail(fs, "backward");
         if (d && (r = ftl_fit_reduce_grads(fs, d)) != GO) return r;
     }
-    if (!skip && ftl_adam_step(ln->opt) != FT_OK) return ftl_fit_learn_fail(fs, "optimizer step");
-    if (ftl_adam_zero_grad(ln->opt, 1) != FT_OK) return ftl_fit_learn_fail(fs, "zero_grad");
+    if (!skip && ftl_adam_step(ln->opt) != FT_OK) return ftl_fit_shim_fail(fs, "optimizer step");
+    if (ftl_adam_zero_grad(ln->opt, 1) != FT_OK) return ftl_fit_shim_fail(fs, "zero_grad");
     return GO;
 }
 
@@ -301,8 +322,9 @@ static int record_batch(fit_state *fs, double *sl) {
     int ng = ln->n_groups;
     double lrs[64], moms[64];
     *sl = NAN;
-    if (ftl_smooth_add(&fs->smooth, fs->loss) != FT_OK || ftl_smooth_value(&fs->smooth, sl) != FT_OK)
-        return ftl_fit_learn_fail(fs, "smooth loss");
+    if (ftl_smooth_add(&fs->smooth, fs->loss) != FT_OK ||
+        ftl_smooth_value(&fs->smooth, sl) != FT_OK)
+        return ftl_fit_shim_fail(fs, "smooth loss");
     for (int g = 0; g < ng; g++) {
         lrs[g] = ftl_adam_get_hyper(ln->opt, g, FTL_LR);
         moms[g] = ftl_adam_get_hyper(ln->opt, g, FTL_MOM);
@@ -315,7 +337,8 @@ static int record_batch(fit_state *fs, double *sl) {
 
 /* The optimizer's part of batch it, and what follows it: the recorder, the progress bar's
  * loss, and lr_find's stop (CANCEL_FIT when the loss diverged or num_it was reached). */
-static int step_and_record(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, int it, int64_t *train_iter) {
+static int step_and_record(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, int it,
+                           int64_t *train_iter) {
     int r = backward_and_step(fs);
     if (r != GO) return r;
     double sl;
@@ -333,12 +356,13 @@ static int step_and_record(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *s
 
 /* Training batch it (already in fs->x, fs->y) with its callbacks. Returns GO to go on, or
  * what ends the epoch. */
-static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, int epoch, int it, int n_iter,
-                       int n_epoch, int64_t *train_iter) {
+static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, int epoch, int it,
+                       int n_iter, int n_epoch, int64_t *train_iter) {
     double pos = ftl_train_pos(epoch, it, n_iter, n_epoch);
     set_batch_hypers(fs, sp, pos);
     if (fl->has[EV_BEFORE_BATCH] || fl->has[EV_AFTER_LOSS] || fl->has[EV_AFTER_BATCH]) {
-        if (expose_batch(L, fs, fl, epoch, it, n_iter, pos, *train_iter)) return ftl_fit_shim_fail(fs, "batch");
+        if (expose_batch(L, fs, fl, epoch, it, n_iter, pos, *train_iter))
+            return ftl_fit_shim_fail(fs, "batch");
     }
     int c = ftl_run_event(L, fs, fl, EV_BEFORE_BATCH);
     if (c == FAIL || c >= CANCEL_TRAIN) return c;
@@ -360,8 +384,8 @@ static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, i
 }
 
 /* The training part of one epoch. */
-int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train, int epoch,
-                    int n_epoch, int64_t *train_iter) {
+int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train,
+                    int epoch, int n_epoch, int64_t *train_iter) {
     ftl_learner *ln = fs->ln;
     if (ln->n_groups > 64) return ftl_fit_failf(fs, "at most 64 parameter groups");
     int r = ftl_run_event(L, fs, fl, EV_BEFORE_TRAIN);

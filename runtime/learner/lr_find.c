@@ -4,13 +4,13 @@
 #include <stdlib.h>
 
 #include "learner/lr_find.h"
-#include "learner/schedule.h"
 #include "torch/ft_torch.h"
 
 int ftl_lr_finder_init(ftl_lr_finder *f, double start_lr, double end_lr, int num_it, int stop_div) {
     if (!(start_lr > 0 && isfinite(start_lr)) || !(end_lr > 0 && isfinite(end_lr))) {
-        ftl_learn_set_error("lr_find: start_lr and end_lr must be positive finite numbers, got %g and %g",
-                            start_lr, end_lr);
+        ft_set_last_error(
+            "lr_find: start_lr and end_lr must be positive finite numbers, got %g and %g", start_lr,
+            end_lr);
         return -1;
     }
     f->start_lr = start_lr;
@@ -32,7 +32,7 @@ double ftl_lr_finder_lr(const ftl_lr_finder *f) {
 }
 
 int ftl_lr_finder_after_batch(ftl_lr_finder *f, double smooth_loss) {
-    f->train_iter++; /* TrainEvalCallback.after_batch runs before LRFinder's */
+    f->train_iter++;              /* TrainEvalCallback.after_batch runs before LRFinder's */
     float v = (float)smooth_loss; /* fastai compares float32 tensors */
     if (v < f->best) f->best = v;
     if (f->stop_div && v > 4 * f->best) return 1;
@@ -77,7 +77,7 @@ static double steep(const float *lrs, const float *losses, int n, int *failed) {
     ft_tensor *all[] = {lr, lo, a, b, la, lb, dl, dx, g, idx};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) ft_free(all[k]);
     if (st != FT_OK) {
-        ftl_learn_set_error("lr_find steep: %s", ft_last_error());
+        ft_set_last_error("lr_find steep: %s", ft_last_error());
         *failed = 1;
         return NAN;
     }
@@ -130,14 +130,17 @@ int ftl_lr_suggest(const double *rec_lrs, const double *rec_losses, int n, int n
     if (start > n) start = n;
     int m = stop > start ? stop - start : 0;
     for (int i = 0; i < m; i++)
-        if (isnan(rec_losses[start + i])) { m = i; break; } /* cut at the first NaN */
+        if (isnan(rec_losses[start + i])) {
+            m = i;
+            break;
+        } /* cut at the first NaN */
     if (m == 0) return 0;
     float *lrs = malloc(sizeof(float) * 3 * (size_t)m), *losses = lrs + m, *g = lrs + 2 * m;
     int *lds = malloc(sizeof(int) * (size_t)m);
     if (!lrs || !lds) {
         free(lrs);
         free(lds);
-        ftl_learn_set_error("lr_find: out of memory");
+        ft_set_last_error("lr_find: out of memory");
         return -1;
     }
     for (int i = 0; i < m; i++) {

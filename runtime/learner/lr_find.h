@@ -18,7 +18,7 @@ typedef struct {
     float best;     /* best smoothed loss so far */
 } ftl_lr_finder;
 
-/* 0 on success; -1 (ftl_learn_error) when an lr is not a positive finite number. */
+/* 0 on success; -1 (ft_last_error) when an lr is not a positive finite number. */
 int ftl_lr_finder_init(ftl_lr_finder *f, double start_lr, double end_lr, int num_it, int stop_div);
 /* The lr of the next batch (the same for every parameter group). */
 double ftl_lr_finder_lr(const ftl_lr_finder *f);
@@ -41,7 +41,8 @@ typedef struct {
 
 /* From the n recorded lrs and smoothed losses of a sweep and the num_it given to lr_find:
  * takes [num_it//10 : -5] (Python's slice), cuts at the first NaN loss, and suggests.
- * Returns the number of points used, or -1 on a libtorch failure (ftl_learn_error). */
-int ftl_lr_suggest(const double *lrs, const double *losses, int n, int num_it, ftl_lr_suggestions *out);
+ * Returns the number of points used, or -1 on a libtorch failure (ft_last_error). */
+int ftl_lr_suggest(const double *lrs, const double *losses, int n, int num_it,
+                   ftl_lr_suggestions *out);
 
 #endif /* FTL_LR_FIND_H */

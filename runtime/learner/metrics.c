@@ -4,10 +4,9 @@
 #include <stdlib.h>
 
 #include "learner/metrics.h"
-#include "learner/schedule.h"
 
 static ft_status fail(ft_status st, const char *what) {
-    if (st != FT_OK) ftl_learn_set_error("%s: %s", what, ft_last_error());
+    if (st != FT_OK) ft_set_last_error("%s: %s", what, ft_last_error());
     return st;
 }
 
@@ -16,12 +15,12 @@ static void free_all(ft_tensor **ts, int n) {
 }
 
 /* fastai's flatten_check: both made contiguous and flattened; the lengths must agree. */
-static ft_status flatten_pair(const ft_tensor *a, const ft_tensor *b, ft_tensor **fa, ft_tensor **fb,
-                              const char *what) {
+static ft_status flatten_pair(const ft_tensor *a, const ft_tensor *b, ft_tensor **fa,
+                              ft_tensor **fb, const char *what) {
     *fa = *fb = NULL;
     if (ft_numel(a) != ft_numel(b)) {
-        ftl_learn_set_error("%s: %lld predictions but %lld targets", what, (long long)ft_numel(a),
-                            (long long)ft_numel(b));
+        ft_set_last_error("%s: %lld predictions but %lld targets", what, (long long)ft_numel(a),
+                          (long long)ft_numel(b));
         return FT_ERR;
     }
     int64_t flat[1] = {-1};
@@ -78,7 +77,8 @@ ft_status ftl_top_k_accuracy(const ft_tensor *pred, const ft_tensor *targ, int k
     *out = NULL;
     int nd = ft_dim(pred);
     if (nd < 1 || k < 1 || k > ft_size(pred, nd - 1)) {
-        ftl_learn_set_error("top_k_accuracy: k = %d for %lld classes", k, nd < 1 ? 0LL : (long long)ft_size(pred, nd - 1));
+        ft_set_last_error("top_k_accuracy: k = %d for %lld classes", k,
+                          nd < 1 ? 0LL : (long long)ft_size(pred, nd - 1));
         return FT_ERR;
     }
     ft_tensor *vals = NULL, *idx = NULL, *t = NULL, *te = NULL, *eq = NULL, *hits = NULL, *f = NULL;
@@ -103,15 +103,19 @@ ft_status ftl_label_smoothing_ce(const ft_tensor *logits, const ft_tensor *targ,
                                  ft_reduction reduction, ft_tensor **out) {
     *out = NULL;
     if (ft_dim(logits) < 2) {
-        ftl_learn_set_error("LabelSmoothingCrossEntropy: expected logits [N, C, ...], got %d dims", ft_dim(logits));
+        ft_set_last_error("LabelSmoothingCrossEntropy: expected logits [N, C, ...], got %d dims",
+                          ft_dim(logits));
         return FT_ERR;
     }
     double c = (double)ft_size(logits, 1);
-    ft_tensor *lp = NULL, *s = NULL, *neg = NULL, *m = NULL, *a = NULL, *b = NULL, *nll = NULL, *w = NULL;
+    ft_tensor *lp = NULL, *s = NULL, *neg = NULL, *m = NULL, *a = NULL, *b = NULL, *nll = NULL,
+              *w = NULL;
     ft_status st = ft_log_softmax(logits, 1, &lp);
     if (st == FT_OK) {
-        if (reduction == FT_REDUCE_SUM) st = ft_reduce_all(FT_SUM, lp, &s);
-        else st = ft_reduce_dim(FT_SUM, lp, 1, 0, &s);
+        if (reduction == FT_REDUCE_SUM)
+            st = ft_reduce_all(FT_SUM, lp, &s);
+        else
+            st = ft_reduce_dim(FT_SUM, lp, 1, 0, &s);
     }
     if (st == FT_OK) st = ft_unary(FT_NEG, s, &neg);
     if (st == FT_OK && reduction == FT_REDUCE_MEAN) st = ft_reduce_all(FT_MEAN, neg, &m);

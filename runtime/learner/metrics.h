@@ -5,7 +5,7 @@
  * 1-based ones). Metric results are 0-dim float32 tensors, as fastai's. The accumulators keep
  * their totals as tensors on the values' device, adding with the same float32 ops as fastai's
  * (total += value*bs; lerp for the smoothed loss), so nothing waits for the device until a
- * value is read. Failures return a status other than FT_OK with ftl_learn_error() set.
+ * value is read. Failures return a status other than FT_OK with ft_last_error() set.
  */
 #ifndef FTL_METRICS_H
 #define FTL_METRICS_H

@@ -4,16 +4,15 @@
 #include <string.h>
 
 #include "learner/optimizer.h"
-#include "learner/schedule.h"
 
-/* Records the shim's message for ftl_learn_error() and passes the status on. */
+/* Records the shim's message for ft_last_error() and passes the status on. */
 static ft_status fail(ft_status st, const char *what) {
-    if (st != FT_OK) ftl_learn_set_error("%s: %s", what, ft_last_error());
+    if (st != FT_OK) ft_set_last_error("%s: %s", what, ft_last_error());
     return st;
 }
 
 static ft_status oom(const char *what) {
-    ftl_learn_set_error("%s: out of memory", what);
+    ft_set_last_error("%s: out of memory", what);
     return FT_ERR_OOM;
 }
 
@@ -93,7 +92,8 @@ void free_ftl_adam(ftl_adam *o) {
     free(o);
 }
 
-ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n, const ftl_adam_hypers *h) {
+ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n,
+                             const ftl_adam_hypers *h) {
     if (n < 0) n = 0;
     ftl_adam_hypers *hy = realloc(o->hypers, sizeof *hy * (size_t)(o->n_groups + 1));
     if (!hy) return oom("add_group");
@@ -135,9 +135,11 @@ static ft_status zeros_like(const ft_tensor *t, ft_tensor **out) {
 
 /* fastai's weight_decay (p *= 1 - lr*wd) or, with l2, its l2_reg (grad += wd*p, in place on
  * the parameter's grad as fastai does). */
-static ft_status weight_decay(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad, int l2) {
+static ft_status weight_decay(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad,
+                              int l2) {
     if (!q->do_wd || h->wd == 0) return FT_OK;
-    return l2 ? ft_add_scaled_(grad, q->p, h->wd) : ft_binary_scalar_(FT_MUL, q->p, 1 - h->lr * h->wd);
+    return l2 ? ft_add_scaled_(grad, q->p, h->wd)
+              : ft_binary_scalar_(FT_MUL, q->p, 1 - h->lr * h->wd);
 }
 
 static ft_status adam_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad) {
@@ -168,7 +170,8 @@ static ft_status adam_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft
 }
 
 /* fastai's average_grad without dampening, then momentum_step; or sgd_step without momentum. */
-static ft_status sgd_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad, int momentum) {
+static ft_status sgd_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad,
+                                int momentum) {
     if (!momentum) return ft_add_scaled_(q->p, grad, -h->lr);
     ft_status st = q->grad_avg ? FT_OK : zeros_like(grad, &q->grad_avg);
     if (st == FT_OK) st = ft_binary_scalar_(FT_MUL, q->grad_avg, h->mom);
@@ -183,7 +186,8 @@ static ft_status step_param(const ftl_adam *o, ftl_adam_param *q, const ftl_adam
     if (st != FT_OK || !grad) return st; /* no grad: frozen, skipped like fastai's with_grad */
     st = weight_decay(q, h, grad, o->l2_wd);
     if (st == FT_OK)
-        st = o->kind == FTL_OPT_SGD ? sgd_step_param(q, h, grad, o->momentum) : adam_step_param(q, h, grad);
+        st = o->kind == FTL_OPT_SGD ? sgd_step_param(q, h, grad, o->momentum)
+                                    : adam_step_param(q, h, grad);
     ft_free(grad);
     return st;
 }
@@ -290,8 +294,9 @@ ft_status new_ftl_adam_snapshot(const ftl_adam *o, ftl_adam_snapshot **out) {
 
 ft_status ftl_adam_restore(ftl_adam *o, const ftl_adam_snapshot *s) {
     if (s->n_groups != o->n_groups || s->n_params != o->n_params) {
-        ftl_learn_set_error("optimizer restore: the snapshot has %d groups and %d params, the "
-                            "optimizer %d and %d", s->n_groups, s->n_params, o->n_groups, o->n_params);
+        ft_set_last_error("optimizer restore: the snapshot has %d groups and %d params, the "
+                          "optimizer %d and %d",
+                          s->n_groups, s->n_params, o->n_groups, o->n_params);
         return FT_ERR;
     }
     /* Clone everything first, so that a failure leaves the optimizer as it was. */
@@ -355,12 +360,12 @@ ft_status new_ftl_tensor_snapshot(ft_tensor *const *ts, int n, ftl_tensor_snapsh
 
 ft_status ftl_tensor_snapshot_restore(const ftl_tensor_snapshot *s, ft_tensor *const *ts, int n) {
     if (n != s->n) {
-        ftl_learn_set_error("tensor restore: the snapshot has %d tensors, got %d", s->n, n);
+        ft_set_last_error("tensor restore: the snapshot has %d tensors, got %d", s->n, n);
         return FT_ERR;
     }
     for (int i = 0; i < n; i++)
         if (!ts[i] != !s->copies[i] || (ts[i] && ft_numel(ts[i]) != ft_numel(s->copies[i]))) {
-            ftl_learn_set_error("tensor restore: tensor %d does not match its snapshot", i + 1);
+            ft_set_last_error("tensor restore: tensor %d does not match its snapshot", i + 1);
             return FT_ERR;
         }
     int was = ft_grad_enabled();

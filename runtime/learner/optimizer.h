@@ -27,7 +27,7 @@
  * state change. The optimizer holds its own handles on the parameters (shim shallow copies:
  * the same tensors), so it never depends on a Lua value staying alive.
  *
- * Failures return a status other than FT_OK and leave a message for ftl_learn_error().
+ * Failures return a status other than FT_OK and leave a message for ft_last_error().
  */
 #ifndef FTL_OPTIMIZER_H
 #define FTL_OPTIMIZER_H
@@ -79,7 +79,8 @@ ftl_adam *new_ftl_adam(void); /* Adam, decoupled wd; NULL when out of memory */
 ftl_adam *new_ftl_sgd(int momentum, int l2_wd);
 void free_ftl_adam(ftl_adam *o);
 /* Appends a parameter group (do_wd 1, force_train 0 for each param). */
-ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n, const ftl_adam_hypers *h);
+ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n,
+                             const ftl_adam_hypers *h);
 
 /* One step over every parameter that has a grad (autograd off while it runs). */
 ft_status ftl_adam_step(ftl_adam *o);

@@ -10,7 +10,7 @@
 
 #include "io/atomic.h"
 #include "learner/progress.h"
-#include "learner/schedule.h"
+#include "torch/ft_torch.h"
 
 /* Python's len() of a UTF-8 string: code points, not bytes. */
 static int text_len(const char *s) {
@@ -47,8 +47,10 @@ char *ftl_format_time(double t, char buf[32]) {
     long long h = s >= 0 ? s / 3600 : -((-s + 3599) / 3600);
     long long mins = s >= 0 ? s / 60 : -((-s + 59) / 60);
     long long m = ((mins % 60) + 60) % 60, sec = ((s % 60) + 60) % 60;
-    if (h != 0) snprintf(buf, 32, "%lld:%02lld:%02lld", h, m, sec);
-    else snprintf(buf, 32, "%02lld:%02lld", m, sec);
+    if (h != 0)
+        snprintf(buf, 32, "%lld:%02lld:%02lld", h, m, sec);
+    else
+        snprintf(buf, 32, "%02lld:%02lld", m, sec);
     return buf;
 }
 
@@ -212,7 +214,7 @@ static int csv_line(ftl_csv *c, const char *line) {
         size_t cap = (c->cap ? c->cap * 2 : 4096) + n + 2;
         char *t = realloc(c->text, cap);
         if (!t) {
-            ftl_learn_set_error("CSVLogger: out of memory for %s", c->path);
+            ft_set_last_error("CSVLogger: out of memory for %s", c->path);
             return -1;
         }
         c->text = t, c->cap = cap;
@@ -221,7 +223,7 @@ static int csv_line(ftl_csv *c, const char *line) {
     c->text[c->len + n] = '\n';
     char err[1200];
     if (ftl_atomic_write(c->path, c->text, c->len + n + 1, err, sizeof err) != 0) {
-        ftl_learn_set_error("CSVLogger: %s", err); /* the file keeps its previous lines */
+        ft_set_last_error("CSVLogger: %s", err); /* the file keeps its previous lines */
         return -1;
     }
     c->len += n + 1;
@@ -232,12 +234,12 @@ ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int
     ftl_csv *c = calloc(1, sizeof *c);
     if (!c || !(c->path = strdup(path))) {
         free(c);
-        ftl_learn_set_error("CSVLogger: out of memory");
+        ft_set_last_error("CSVLogger: out of memory");
         return NULL;
     }
     FILE *old = append ? fopen(path, "rb") : NULL;
     if (append && !old && errno != ENOENT) {
-        ftl_learn_set_error("CSVLogger: cannot read %s to append to it: %s", path, strerror(errno));
+        ft_set_last_error("CSVLogger: cannot read %s to append to it: %s", path, strerror(errno));
         free_ftl_csv(c);
         return NULL;
     }
@@ -257,7 +259,7 @@ ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int
         int bad = ferror(old) || got > 0;
         fclose(old);
         if (bad) {
-            ftl_learn_set_error("CSVLogger: cannot read %s to append to it", path);
+            ft_set_last_error("CSVLogger: cannot read %s to append to it", path);
             free_ftl_csv(c);
             return NULL;
         }
@@ -283,8 +285,10 @@ int ftl_csv_write(ftl_csv *c, const ftl_cell *cells, int k) {
     line[0] = '\0';
     for (int i = 0; i < k; i++) {
         if (i) put(&o, ",");
-        if (cells[i].kind == FTL_CELL_FLOAT) ftl_repr_double(cells[i].f, v, sizeof v); /* str(float) */
-        else ftl_cell_text(&cells[i], v, sizeof v);
+        if (cells[i].kind == FTL_CELL_FLOAT)
+            ftl_repr_double(cells[i].f, v, sizeof v); /* str(float) */
+        else
+            ftl_cell_text(&cells[i], v, sizeof v);
         put(&o, v);
     }
     return csv_line(c, line);
@@ -318,9 +322,11 @@ int ftl_pbar_text(ftl_pbar *b, int val, char *buf, size_t n, int *chars) {
     double elapsed = b->last_t - b->start_t;
     ftl_format_time(b->pred_t - elapsed, rem);
     ftl_format_time(elapsed, el);
-    if (b->total == 0) snprintf(text, sizeof text, "100%% [0/0]");
-    else snprintf(text, sizeof text, "%.2f%% [%d/%d %s<%s%s%s]", (double)(100LL * val) / b->total, val,
-                  b->total, el, rem, b->comment[0] ? " " : "", b->comment);
+    if (b->total == 0)
+        snprintf(text, sizeof text, "100%% [0/0]");
+    else
+        snprintf(text, sizeof text, "%.2f%% [%d/%d %s<%s%s%s]", (double)(100LL * val) / b->total,
+                 val, b->total, el, rem, b->comment[0] ? " " : "", b->comment);
     int fit = b->cols - text_len(text) - text_len(b->prefix) - 4;
     if (b->length > fit) b->length = fit; /* shrinks to fit, never grows back */
     long long filled = b->total ? floor_div((long long)b->length * val, b->total) : 0;
@@ -406,8 +412,10 @@ void ftl_pbar_update(ftl_pbar *b, int val, double now) {
 }
 
 void ftl_pbar_comment(ftl_pbar *b, double smooth_loss) {
-    if (isnan(smooth_loss)) snprintf(b->comment, sizeof b->comment, "nan");
-    else snprintf(b->comment, sizeof b->comment, "%.4f", smooth_loss);
+    if (isnan(smooth_loss))
+        snprintf(b->comment, sizeof b->comment, "nan");
+    else
+        snprintf(b->comment, sizeof b->comment, "%.4f", smooth_loss);
 }
 
 void ftl_pbar_finish(ftl_pbar *b) {

@@ -47,9 +47,9 @@ typedef struct {
     char *text; /* the whole file */
     size_t len, cap;
 } ftl_csv;
-/* NULL on failure (ftl_learn_error names the file and the reason). */
+/* NULL on failure (ft_last_error names the file and the reason). */
 ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k);
-int ftl_csv_write(ftl_csv *c, const ftl_cell *cells, int k); /* 0, or -1 (ftl_learn_error) */
+int ftl_csv_write(ftl_csv *c, const ftl_cell *cells, int k); /* 0, or -1 (ft_last_error) */
 void free_ftl_csv(ftl_csv *c);                               /* closes the file */
 
 /* The live bar of one training or validation loop:

@@ -1,25 +1,11 @@
 /* schedule.c: fastai's schedules (combine_scheds of cosines) and the per-group lr rule.
  * See schedule.h for why the phase arithmetic is float32. */
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "learner/schedule.h"
-
-/* ---------------------------------------------------------------- errors of runtime/learner */
-
-static _Thread_local char learn_err[512];
-
-const char *ftl_learn_error(void) { return learn_err; }
-
-void ftl_learn_set_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(learn_err, sizeof learn_err, fmt, ap);
-    va_end(ap);
-}
+#include "torch/ft_torch.h"
 
 /* ---------------------------------------------------------------- schedules */
 
@@ -34,26 +20,27 @@ double ftl_train_pos(int epoch, int iter, int n_iter, int n_epoch) {
     return pos;
 }
 
-ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start,
-                         const double *end, int n_groups) {
+ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, const double *end,
+                         int n_groups) {
     if (n_phases < 1 || n_phases > FTL_SCHED_MAX_PHASES) {
-        ftl_learn_set_error("schedule: %d phases (1 to %d allowed)", n_phases, FTL_SCHED_MAX_PHASES);
+        ft_set_last_error("schedule: %d phases (1 to %d allowed)", n_phases, FTL_SCHED_MAX_PHASES);
         return NULL;
     }
     if (n_groups < 1) {
-        ftl_learn_set_error("schedule: %d parameter groups", n_groups);
+        ft_set_last_error("schedule: %d parameter groups", n_groups);
         return NULL;
     }
     double sum = 0;
     for (int i = 0; i < n_phases; i++) {
         if (!(pcts[i] >= 0) || !isfinite(pcts[i])) {
-            ftl_learn_set_error("schedule: phase %d covers %g of training (must be in [0, 1])", i + 1, pcts[i]);
+            ft_set_last_error("schedule: phase %d covers %g of training (must be in [0, 1])", i + 1,
+                              pcts[i]);
             return NULL;
         }
         sum += pcts[i];
     }
     if (fabs(sum - 1) > 1e-9) {
-        ftl_learn_set_error("schedule: the phases cover %g of training (must add up to 1)", sum);
+        ft_set_last_error("schedule: the phases cover %g of training (must add up to 1)", sum);
         return NULL;
     }
     ftl_sched *s = calloc(1, sizeof *s);
@@ -61,7 +48,7 @@ ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start,
     if (s) s->start = malloc(2 * n * sizeof(double));
     if (!s || !s->start) {
         free(s);
-        ftl_learn_set_error("schedule: out of memory");
+        ft_set_last_error("schedule: out of memory");
         return NULL;
     }
     s->end = s->start + n;
@@ -95,23 +82,24 @@ void ftl_sched_at(const ftl_sched *s, double pos, double *out) {
         if (p >= s->cum[i]) idx = i;
     if (idx > s->n_phases - 1) idx = s->n_phases - 1;
     float actual = (p - s->cum[idx]) / (s->cum[idx + 1] - s->cum[idx]);
-    const double *st = s->start + (size_t)idx * s->n_groups, *en = s->end + (size_t)idx * s->n_groups;
+    const double *st = s->start + (size_t)idx * s->n_groups,
+                 *en = s->end + (size_t)idx * s->n_groups;
     for (int g = 0; g < s->n_groups; g++) out[g] = ftl_sched_cos(st[g], en[g], (double)actual);
 }
 
 ftl_sched *new_ftl_combined_cos(double pct, const double *start, const double *middle,
                                 const double *end, int n_groups) {
     if (!(pct >= 0 && pct <= 1)) {
-        ftl_learn_set_error("pct_start must be in [0, 1], got %g", pct);
+        ft_set_last_error("pct_start must be in [0, 1], got %g", pct);
         return NULL;
     }
     if (n_groups < 1) {
-        ftl_learn_set_error("schedule: %d parameter groups", n_groups);
+        ft_set_last_error("schedule: %d parameter groups", n_groups);
         return NULL;
     }
     double *v = malloc(4 * (size_t)n_groups * sizeof(double));
     if (!v) {
-        ftl_learn_set_error("schedule: out of memory");
+        ft_set_last_error("schedule: out of memory");
         return NULL;
     }
     double *st = v, *en = v + 2 * n_groups;
@@ -134,19 +122,19 @@ ftl_one_cycle_opts ftl_one_cycle_defaults(void) {
 
 static int check_positive(const char *what, double v) {
     if (v > 0 && isfinite(v)) return 0;
-    ftl_learn_set_error("%s must be a positive finite number, got %g", what, v);
+    ft_set_last_error("%s must be a positive finite number, got %g", what, v);
     return -1;
 }
 
 ftl_sched *new_ftl_one_cycle_lr(const double *lr_max, int n_groups, const ftl_one_cycle_opts *o) {
     if (check_positive("div", o->div) || check_positive("div_final", o->div_final)) return NULL;
     if (n_groups < 1) {
-        ftl_learn_set_error("schedule: %d parameter groups", n_groups);
+        ft_set_last_error("schedule: %d parameter groups", n_groups);
         return NULL;
     }
     double *v = malloc(2 * (size_t)n_groups * sizeof(double));
     if (!v) {
-        ftl_learn_set_error("schedule: out of memory");
+        ft_set_last_error("schedule: out of memory");
         return NULL;
     }
     for (int g = 0; g < n_groups; g++) {
@@ -165,12 +153,12 @@ ftl_sched *new_ftl_one_cycle_mom(const ftl_one_cycle_opts *o) {
 ftl_sched *new_ftl_flat_cos_lr(const double *lr, int n_groups, double div_final, double pct_start) {
     if (check_positive("div_final", div_final)) return NULL;
     if (n_groups < 1) {
-        ftl_learn_set_error("schedule: %d parameter groups", n_groups);
+        ft_set_last_error("schedule: %d parameter groups", n_groups);
         return NULL;
     }
     double *low = malloc((size_t)n_groups * sizeof(double));
     if (!low) {
-        ftl_learn_set_error("schedule: out of memory");
+        ft_set_last_error("schedule: out of memory");
         return NULL;
     }
     for (int g = 0; g < n_groups; g++) low[g] = lr[g] / div_final;
@@ -182,19 +170,21 @@ ftl_sched *new_ftl_flat_cos_lr(const double *lr, int n_groups, double div_final,
 ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int cycle_len,
                            int cycle_mult, int *n_epoch) {
     if (n_cycles < 1 || n_cycles > FTL_SCHED_MAX_PHASES || cycle_len < 1 || cycle_mult < 1) {
-        ftl_learn_set_error("fit_sgdr: needs 1 <= n_cycles <= %d, cycle_len >= 1 and cycle_mult >= 1 "
-                            "(got %d, %d, %d)", FTL_SCHED_MAX_PHASES, n_cycles, cycle_len, cycle_mult);
+        ft_set_last_error("fit_sgdr: needs 1 <= n_cycles <= %d, cycle_len >= 1 and cycle_mult >= 1 "
+                          "(got %d, %d, %d)",
+                          FTL_SCHED_MAX_PHASES, n_cycles, cycle_len, cycle_mult);
         return NULL;
     }
     if (n_groups < 1) {
-        ftl_learn_set_error("schedule: %d parameter groups", n_groups);
+        ft_set_last_error("schedule: %d parameter groups", n_groups);
         return NULL;
     }
     /* fastai: n_epoch = cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1), exact ints */
     long long len[FTL_SCHED_MAX_PHASES], total = 0, m = 1;
     for (int i = 0; i < n_cycles; i++) {
         if (m > 1000000000LL / cycle_len) {
-            ftl_learn_set_error("fit_sgdr: too many epochs (%d cycles of %d x %d^i)", n_cycles, cycle_len, cycle_mult);
+            ft_set_last_error("fit_sgdr: too many epochs (%d cycles of %d x %d^i)", n_cycles,
+                              cycle_len, cycle_mult);
             return NULL;
         }
         len[i] = cycle_len * m;
@@ -202,7 +192,7 @@ ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int
         m *= cycle_mult;
     }
     if (total > 1000000000LL) {
-        ftl_learn_set_error("fit_sgdr: too many epochs (%lld)", total);
+        ft_set_last_error("fit_sgdr: too many epochs (%lld)", total);
         return NULL;
     }
     double pcts[FTL_SCHED_MAX_PHASES];
@@ -210,7 +200,7 @@ ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int
     size_t n = (size_t)n_cycles * n_groups;
     double *v = calloc(2 * n, sizeof(double)); /* ends are 0 */
     if (!v) {
-        ftl_learn_set_error("schedule: out of memory");
+        ft_set_last_error("schedule: out of memory");
         return NULL;
     }
     for (int i = 0; i < n_cycles; i++)
@@ -234,11 +224,11 @@ void ftl_even_mults(double start, double stop, int n, double *out) {
 
 static int check_lr(double v) {
     if (isnan(v)) {
-        ftl_learn_set_error("lr is NaN");
+        ft_set_last_error("lr is NaN");
         return -1;
     }
     if (!(v > 0) || !isfinite(v)) {
-        ftl_learn_set_error("lr must be a positive finite number, got %g", v);
+        ft_set_last_error("lr must be a positive finite number, got %g", v);
         return -1;
     }
     return 0;
@@ -246,7 +236,7 @@ static int check_lr(double v) {
 
 int ftl_lr_per_group(const ftl_lr_spec *spec, int n_groups, double *out) {
     if (n_groups < 1) {
-        ftl_learn_set_error("lr: %d parameter groups", n_groups);
+        ft_set_last_error("lr: %d parameter groups", n_groups);
         return -1;
     }
     switch (spec->kind) {
@@ -257,7 +247,8 @@ int ftl_lr_per_group(const ftl_lr_spec *spec, int n_groups, double *out) {
     case FTL_LR_SLICE:
         if (check_lr(spec->hi) || (spec->has_lo && check_lr(spec->lo))) return -1;
         if (spec->has_lo && spec->lo > spec->hi) {
-            ftl_learn_set_error("slice(lo, hi) needs lo <= hi, got slice(%g, %g)", spec->lo, spec->hi);
+            ft_set_last_error("slice(lo, hi) needs lo <= hi, got slice(%g, %g)", spec->lo,
+                              spec->hi);
             return -1;
         }
         if (spec->has_lo) {
@@ -269,8 +260,9 @@ int ftl_lr_per_group(const ftl_lr_spec *spec, int n_groups, double *out) {
         return 0;
     case FTL_LR_LIST:
         if (spec->n != n_groups) {
-            ftl_learn_set_error("%d learning rates for %d parameter groups (give one per group, "
-                                "a number or a slice)", spec->n, n_groups);
+            ft_set_last_error("%d learning rates for %d parameter groups (give one per group, "
+                              "a number or a slice)",
+                              spec->n, n_groups);
             return -1;
         }
         for (int g = 0; g < n_groups; g++) {
@@ -279,6 +271,6 @@ int ftl_lr_per_group(const ftl_lr_spec *spec, int n_groups, double *out) {
         }
         return 0;
     }
-    ftl_learn_set_error("lr: unknown kind %d", (int)spec->kind);
+    ft_set_last_error("lr: unknown kind %d", (int)spec->kind);
     return -1;
 }

@@ -1,5 +1,5 @@
 /* schedule.h: fastai's hyper-parameter schedules and the per-group lr rule (callback/schedule.py).
- * Pure C: no Lua, no libtorch.
+ * Pure C: no Lua, no tensors.
  *
  * A schedule maps training progress pos in [0, 1) to one value per parameter group. fastai
  * builds every schedule with combine_scheds: phases of cosine annealing, each covering a
@@ -8,17 +8,13 @@
  * (pcts[i+1] - pcts[i]), are float32 computations; the cosine itself is double. We do the
  * same, which is what makes our values equal fastai's to the last bit instead of to ~1e-7.
  *
- * Errors (NULL or -1 returns) leave a message for ftl_learn_error(), shared by every file of
- * runtime/learner.
+ * Errors (NULL or -1 returns) leave their message in the shim's slot, ft_last_error(), as in
+ * every file of runtime/learner (docs/design.md, "Errors").
  */
 #ifndef FTL_SCHEDULE_H
 #define FTL_SCHEDULE_H
 
 #include <stddef.h>
-
-/* The message of the last failure in runtime/learner (thread-local, never NULL). */
-const char *ftl_learn_error(void);
-void ftl_learn_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* fastai's sched_cos: start + (1 + cos(pi*(1-pos))) * (end-start) / 2 */
 double ftl_sched_cos(double start, double end, double pos);
@@ -38,9 +34,9 @@ typedef struct {
 
 /* combine_scheds(pcts, [SchedCos(start, end) per phase]) for n_groups values at once.
  * start and end hold n_phases * n_groups values, phase-major. pcts must be >= 0 and sum
- * to 1. NULL on failure (ftl_learn_error). */
-ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start,
-                         const double *end, int n_groups);
+ * to 1. NULL on failure (ft_last_error). */
+ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, const double *end,
+                         int n_groups);
 void free_ftl_sched(ftl_sched *s);
 /* The n_groups values at pos. */
 void ftl_sched_at(const ftl_sched *s, double pos, double *out);
@@ -76,10 +72,10 @@ ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int
 typedef enum { FTL_LR_NUMBER = 0, FTL_LR_SLICE, FTL_LR_LIST } ftl_lr_kind;
 typedef struct {
     ftl_lr_kind kind;
-    int has_lo;       /* SLICE: slice(lo, hi) when set, slice(hi) otherwise */
-    double lo, hi;    /* NUMBER: the value is hi */
+    int has_lo;    /* SLICE: slice(lo, hi) when set, slice(hi) otherwise */
+    double lo, hi; /* NUMBER: the value is hi */
     const double *list;
-    int n;            /* LIST */
+    int n; /* LIST */
 } ftl_lr_spec;
 
 /* fastai's set_hyper rule, checked: a number goes to every group; slice(lo, hi) is

@@ -93,21 +93,8 @@ static void set_pair(lua_State *L, const char *k, const int64_t p[2]) {
     lua_setfield(L, -2, k);
 }
 
-/* Pushes the description of m (at path) on the stack. seen: a table {module -> path}. */
-static void describe(lua_State *L, ftm_module *m, char *path, int seen, int depth) {
-    if (depth > MAX_DEPTH) raise(L, "describe: the tree is deeper than %d", MAX_DEPTH);
-    luaL_checkstack(L, 8, "describe");
-    if (m->kind == FTM_LUA)
-        raise(L, "describe: %s%s%s is a Lua-defined %s (ft.nn.Module): its forward is Lua code, "
-                 "which a description cannot hold", path[0] ? "module '" : "the model",
-              path, path[0] ? "'" : "", m->type);
-    if (m->kind < 0 || m->kind >= FTM_NKINDS || !KIND_NAMES[m->kind])
-        raise(L, "describe: module '%s' (%s) is of an unknown kind", where(path), m->type);
-    lua_pushstring(L, path);
-    lua_rawsetp(L, seen, m);
-    lua_newtable(L);
-    lua_pushstring(L, kind_name(m));
-    lua_setfield(L, -2, "kind");
+/* Sets the fields of m's kind (its constructor's arguments) in the table on top. */
+static void set_kind_fields(lua_State *L, ftm_module *m) {
     switch (m->kind) {
     case FTM_SEQUENTIAL:
     case FTM_BASICBLOCK:
@@ -157,33 +144,58 @@ static void describe(lua_State *L, ftm_module *m, char *path, int seen, int dept
         break;
     default: break;
     }
+}
+
+static void describe(lua_State *L, ftm_module *m, char *path, int seen, int depth);
+
+/* Sets children = {{name, node}, ...} in m's node on top; a child met before in the walk is
+ * {same = its first path}. */
+static void describe_children(lua_State *L, ftm_module *m, char *path, int seen, int depth) {
+    lua_createtable(L, m->nchildren, 0);
+    size_t len = strlen(path);
+    for (int i = 0; i < m->nchildren; i++) {
+        ftm_module *c = m->children[i].m;
+        lua_createtable(L, 2, 0);
+        lua_pushstring(L, m->children[i].name);
+        lua_rawseti(L, -2, 1);
+        if (lua_rawgetp(L, seen, c) == LUA_TSTRING) { /* shared: refer to the first place */
+            lua_newtable(L);
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "same");
+        } else {
+            lua_pop(L, 1);
+            snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", m->children[i].name);
+            describe(L, c, path, seen, depth + 1);
+            path[len] = '\0';
+        }
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "children");
+}
+
+/* Pushes the description of m (at path) on the stack. seen: a table {module -> path}. */
+static void describe(lua_State *L, ftm_module *m, char *path, int seen, int depth) {
+    if (depth > MAX_DEPTH) raise(L, "describe: the tree is deeper than %d", MAX_DEPTH);
+    luaL_checkstack(L, 8, "describe");
+    if (m->kind == FTM_LUA)
+        raise(L,
+              "describe: %s%s%s is a Lua-defined %s (ft.nn.Module): its forward is Lua code, "
+              "which a description cannot hold",
+              path[0] ? "module '" : "the model", path, path[0] ? "'" : "", m->type);
+    if (m->kind < 0 || m->kind >= FTM_NKINDS || !KIND_NAMES[m->kind])
+        raise(L, "describe: module '%s' (%s) is of an unknown kind", where(path), m->type);
+    lua_pushstring(L, path);
+    lua_rawsetp(L, seen, m);
+    lua_newtable(L);
+    lua_pushstring(L, kind_name(m));
+    lua_setfield(L, -2, "kind");
+    set_kind_fields(L, m);
     if (m->split) {
         lua_pushstring(L, m->split);
         lua_setfield(L, -2, "split");
     }
-    if (m->nchildren > 0) {
-        lua_createtable(L, m->nchildren, 0);
-        size_t len = strlen(path);
-        for (int i = 0; i < m->nchildren; i++) {
-            ftm_module *c = m->children[i].m;
-            lua_createtable(L, 2, 0);
-            lua_pushstring(L, m->children[i].name);
-            lua_rawseti(L, -2, 1);
-            if (lua_rawgetp(L, seen, c) == LUA_TSTRING) { /* shared: refer to the first place */
-                lua_newtable(L);
-                lua_insert(L, -2);
-                lua_setfield(L, -2, "same");
-            } else {
-                lua_pop(L, 1);
-                snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", m->children[i].name);
-                describe(L, c, path, seen, depth + 1);
-                path[len] = '\0';
-            }
-            lua_rawseti(L, -2, 2);
-            lua_rawseti(L, -2, i + 1);
-        }
-        lua_setfield(L, -2, "children");
-    }
+    if (m->nchildren > 0) describe_children(L, m, path, seen, depth);
 }
 
 /* desc = m:describe() */
@@ -200,8 +212,8 @@ int ftl_m_describe(lua_State *L) {
 
 typedef struct {
     lua_State *L;
-    int built;  /* stack index: {path -> module userdata} */
-    int desc;   /* stack index of the node being read */
+    int built; /* stack index: {path -> module userdata} */
+    int desc;  /* stack index of the node being read */
     const char *path;
 } reader;
 
@@ -242,12 +254,14 @@ static int need_bool(reader *r, const char *k) {
 
 static void need_pair(reader *r, const char *k, int64_t out[2]) {
     lua_State *L = r->L;
-    if (get(r, k) != LUA_TTABLE || lua_rawlen(L, -1) != 2) bad(r, "'%s' must be a pair {h, w}%s", k, "");
+    if (get(r, k) != LUA_TTABLE || lua_rawlen(L, -1) != 2)
+        bad(r, "'%s' must be a pair {h, w}%s", k, "");
     for (int i = 0; i < 2; i++) {
         int ok;
         lua_rawgeti(L, -1, i + 1);
         out[i] = lua_tointegerx(L, -1, &ok);
-        if (!ok || lua_type(L, -1) != LUA_TNUMBER) bad(r, "'%s' must be a pair of integers%s", k, "");
+        if (!ok || lua_type(L, -1) != LUA_TNUMBER)
+            bad(r, "'%s' must be a pair of integers%s", k, "");
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -262,8 +276,10 @@ static ftm_kind parse_kind(reader *r, const char *kind, int *ndim) {
         if (k != FTM_BATCHNORM && k != FTM_LUA && KIND_NAMES[k] && strcmp(KIND_NAMES[k], kind) == 0)
             return (ftm_kind)k;
     if (strcmp(kind, "Module") == 0)
-        bad(r, "kind '%s'%s is a Lua-defined module, whose forward no description holds; build it in "
-               "Lua and load the weights into it", kind, "");
+        bad(r,
+            "kind '%s'%s is a Lua-defined module, whose forward no description holds; build it in "
+            "Lua and load the weights into it",
+            kind, "");
     bad(r, "unknown kind '%s'%s (a description from a newer ftlua?)", kind, "");
     return FTM_NKINDS;
 }
@@ -273,7 +289,7 @@ static int is_container(ftm_kind k) {
            k == FTM_ADAPTIVE_CONCATPOOL2D;
 }
 
-/* The module of the node at r->desc, without its children and split. NULL: see ftm_error. */
+/* The module of the node at r->desc, without its children and split. NULL: see ft_last_error. */
 static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
     int64_t k[2], s[2], p[2], d[2];
     switch (kind) {
@@ -304,7 +320,7 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
         int64_t n = need_int(r, "num_features");
         double eps = need_num(r, "eps"), momentum = need_num(r, "momentum");
         if (!(eps > 0) || !(momentum >= 0 && momentum <= 1)) {
-            ftm_set_error("%s: eps must be positive and momentum in [0, 1]", "BatchNorm");
+            ft_set_last_error("%s: eps must be positive and momentum in [0, 1]", "BatchNorm");
             return NULL;
         }
         return ftm_batchnorm(ndim, n, eps, momentum);
@@ -322,7 +338,7 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
         int pair = need_bool(r, "pair");
         if (kind != FTM_ADAPTIVE_CONCATPOOL2D) return ftm_adaptive_pool2d(kind, k, pair);
         if (k[0] < 1 || k[1] < 1) {
-            ftm_set_error("%s: output size must be positive", "AdaptiveConcatPool2d");
+            ft_set_last_error("%s: output size must be positive", "AdaptiveConcatPool2d");
             return NULL;
         }
         ftm_module *m = ftm_new(kind, "AdaptiveConcatPool2d"); /* children ap, mp follow */
@@ -335,7 +351,7 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
     case FTM_FLATTEN: {
         int64_t a = need_int(r, "start_dim"), b = need_int(r, "end_dim");
         if (a == 0 || b == 0 || a < -64 || a > 64 || b < -64 || b > 64) {
-            ftm_set_error("%s: dims are 1-based or negative", "Flatten");
+            ft_set_last_error("%s: dims are 1-based or negative", "Flatten");
             return NULL;
         }
         return ftm_flatten(a > 0 ? (int)a - 1 : (int)a, b > 0 ? (int)b - 1 : (int)b);
@@ -345,22 +361,80 @@ static ftm_module *build_node(reader *r, ftm_kind kind, int ndim) {
         int64_t in = need_int(r, "in_features"), out = need_int(r, "out_features");
         return ftm_linear(in, out, need_bool(r, "bias"));
     }
-    default: ftm_set_error("cannot build a %s", KIND_NAMES[kind]); return NULL;
+    default: ft_set_last_error("cannot build a %s", KIND_NAMES[kind]); return NULL;
     }
 }
 
 /* The children a layer's C forward runs by name. */
 static const char *missing_child(ftm_module *m) {
     static const char *const basic[] = {"conv1", "bn1", "relu", "conv2", "bn2", NULL};
-    static const char *const bottle[] = {"conv1", "bn1", "relu", "conv2", "bn2", "conv3", "bn3", NULL};
+    static const char *const bottle[] = {"conv1", "bn1",   "relu", "conv2",
+                                         "bn2",   "conv3", "bn3",  NULL};
     static const char *const concat[] = {"ap", "mp", NULL};
-    const char *const *need = m->kind == FTM_BASICBLOCK   ? basic
-                              : m->kind == FTM_BOTTLENECK ? bottle
+    const char *const *need = m->kind == FTM_BASICBLOCK              ? basic
+                              : m->kind == FTM_BOTTLENECK            ? bottle
                               : m->kind == FTM_ADAPTIVE_CONCATPOOL2D ? concat
                                                                      : NULL;
     for (int i = 0; need && need[i]; i++)
         if (ftm_child_index(m, need[i]) < 0) return need[i];
     return NULL;
+}
+
+static void from_desc(lua_State *L, int built, int idx, char *path, int depth);
+
+/* Builds the children listed in the node r->desc and adds them to m. The list is on top. */
+static void read_children(reader *r, ftm_module *m, ftm_kind kind, char *path, int depth) {
+    lua_State *L = r->L;
+    if (lua_type(L, -1) != LUA_TTABLE)
+        bad(r, "'%s' must be a list of {name, node}%s", "children", "");
+    if (!is_container(kind) && lua_rawlen(L, -1) > 0)
+        bad(r, "a %s has no children, but the description gives some%s", KIND_NAMES[kind], "");
+    int list = lua_gettop(L);
+    size_t len = strlen(path);
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, list); i++) {
+        if (lua_rawgeti(L, list, i) != LUA_TTABLE || lua_rawlen(L, -1) != 2 ||
+            lua_rawgeti(L, -1, 1) != LUA_TSTRING)
+            bad(r, "child %s must be {name, node}%s", lua_pushfstring(L, "%d", (int)i), "");
+        const char *name = lua_tostring(L, -1);
+        if (!name[0] || strchr(name, '.') || strlen(name) >= FTM_NAME_MAX)
+            bad(r, "child name '%s'%s must be 1 to 63 bytes without '.'", name, "");
+        if (len + 1 + strlen(name) >= FTM_PATH_MAX)
+            bad(r, "the path of child '%s' is too long%s", name, "");
+        snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", name);
+        lua_rawgeti(L, -2, 2);
+        from_desc(L, r->built, -1, path, depth + 1);
+        ftm_module *c = ftl_check_module(L, -1);
+        if (ftm_add_child(m, name, c) != 0) {
+            char err[600];
+            snprintf(err, sizeof err, "%s", ft_last_error());
+            path[len] = '\0';
+            bad(r, "%s%s", err, "");
+        }
+        path[len] = '\0';
+        lua_settop(L, list);
+    }
+}
+
+/* Sets m's parameter groups from the node's split "a,b;c" (on top), whose every path must be
+ * a submodule. */
+static void read_split(reader *r, ftm_module *m) {
+    lua_State *L = r->L;
+    if (lua_type(L, -1) != LUA_TSTRING) bad(r, "'%s' must be a string%s", "split", "");
+    const char *s = lua_tostring(L, -1);
+    while (*s) {
+        char part[FTM_PATH_MAX];
+        size_t n = strcspn(s, ",;");
+        if (n == 0 || n >= sizeof part)
+            bad(r, "'%s' has an empty or too long entry%s", "split", "");
+        memcpy(part, s, n);
+        part[n] = '\0';
+        if (!ftm_find(m, part)) bad(r, "'split' names '%s', which is not a submodule%s", part, "");
+        s += n;
+        if (*s) s++;
+    }
+    char *copy = strdup(lua_tostring(L, -1));
+    if (!copy) luaL_error(L, "from_description: out of memory");
+    m->split = copy;
 }
 
 /* Pushes the module userdata built from the description at index idx (path: its place). */
@@ -374,7 +448,8 @@ static void from_desc(lua_State *L, int built, int idx, char *path, int depth) {
         if (lua_type(L, -1) != LUA_TSTRING) bad(&r, "'%s' must be a path%s", "same", "");
         lua_pushvalue(L, -1);
         if (lua_rawget(L, built) == LUA_TNIL)
-            bad(&r, "'same' refers to '%s'%s, which comes nowhere before it", lua_tostring(L, -2), "");
+            bad(&r, "'same' refers to '%s'%s, which comes nowhere before it", lua_tostring(L, -2),
+                "");
         lua_remove(L, -2);
         return;
     }
@@ -387,60 +462,16 @@ static void from_desc(lua_State *L, int built, int idx, char *path, int depth) {
     ftm_module *m = build_node(&r, kind, ndim);
     if (!m) {
         char err[600];
-        snprintf(err, sizeof err, "%s", ftm_error());
+        snprintf(err, sizeof err, "%s", ft_last_error());
         bad(&r, "%s%s", err, "");
     }
     ftl_adopt_module(L, ud, m);
     int self = lua_gettop(L);
-    int t = get(&r, "children");
-    if (t != LUA_TNIL) {
-        if (t != LUA_TTABLE) bad(&r, "'%s' must be a list of {name, node}%s", "children", "");
-        if (!is_container(kind) && lua_rawlen(L, -1) > 0)
-            bad(&r, "a %s has no children, but the description gives some%s", KIND_NAMES[kind], "");
-        int list = lua_gettop(L);
-        size_t len = strlen(path);
-        for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, list); i++) {
-            if (lua_rawgeti(L, list, i) != LUA_TTABLE || lua_rawlen(L, -1) != 2 ||
-                lua_rawgeti(L, -1, 1) != LUA_TSTRING)
-                bad(&r, "child %s must be {name, node}%s", lua_pushfstring(L, "%d", (int)i), "");
-            const char *name = lua_tostring(L, -1);
-            if (!name[0] || strchr(name, '.') || strlen(name) >= FTM_NAME_MAX)
-                bad(&r, "child name '%s'%s must be 1 to 63 bytes without '.'", name, "");
-            if (len + 1 + strlen(name) >= FTM_PATH_MAX) bad(&r, "the path of child '%s' is too long%s", name, "");
-            snprintf(path + len, FTM_PATH_MAX - len, "%s%s", len ? "." : "", name);
-            lua_rawgeti(L, -2, 2);
-            from_desc(L, built, -1, path, depth + 1);
-            ftm_module *c = ftl_check_module(L, -1);
-            if (ftm_add_child(m, name, c) != 0) {
-                char err[600];
-                snprintf(err, sizeof err, "%s", ftm_error());
-                path[len] = '\0';
-                bad(&r, "%s%s", err, "");
-            }
-            path[len] = '\0';
-            lua_settop(L, list);
-        }
-    }
+    if (get(&r, "children") != LUA_TNIL) read_children(&r, m, kind, path, depth);
     lua_settop(L, self);
     const char *gone = missing_child(m);
     if (gone) bad(&r, "a %s needs a child '%s'", m->type, gone);
-    if (get(&r, "split") != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TSTRING) bad(&r, "'%s' must be a string%s", "split", "");
-        const char *s = lua_tostring(L, -1);
-        while (*s) { /* every path must exist: "a,b;c" */
-            char part[FTM_PATH_MAX];
-            size_t n = strcspn(s, ",;");
-            if (n == 0 || n >= sizeof part) bad(&r, "'%s' has an empty or too long entry%s", "split", "");
-            memcpy(part, s, n);
-            part[n] = '\0';
-            if (!ftm_find(m, part)) bad(&r, "'split' names '%s', which is not a submodule%s", part, "");
-            s += n;
-            if (*s) s++;
-        }
-        char *copy = strdup(lua_tostring(L, -1));
-        if (!copy) luaL_error(L, "from_description: out of memory");
-        m->split = copy;
-    }
+    if (get(&r, "split") != LUA_TNIL) read_split(&r, m);
     lua_settop(L, self);
     lua_pushstring(L, path);
     lua_pushvalue(L, self);

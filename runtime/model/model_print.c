@@ -1,8 +1,8 @@
 /* model_print.c: tostring(module) -- PyTorch's module printout, with parameter counts.
  *
  *   ResNet(  -- 11,689,512 params
- *     (conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)  -- 9,408 params
- *     (relu): ReLU(inplace=True)
+ *     (conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)  --
+ * 9,408 params (relu): ReLU(inplace=True)
  *     ...
  *   )
  *   11,689,512 params: 11,689,512 trainable, 0 frozen
@@ -62,8 +62,10 @@ static void add_counts(luaL_Buffer *b, ftm_module *m) {
 
 /* "3" for a square pair, "(3, 5)" otherwise; always a tuple when tuple is set. */
 static void pair(char *out, size_t len, const int64_t p[2], int tuple) {
-    if (p[0] == p[1] && !tuple) snprintf(out, len, "%lld", (long long)p[0]);
-    else snprintf(out, len, "(%lld, %lld)", (long long)p[0], (long long)p[1]);
+    if (p[0] == p[1] && !tuple)
+        snprintf(out, len, "%lld", (long long)p[0]);
+    else
+        snprintf(out, len, "(%lld, %lld)", (long long)p[0], (long long)p[1]);
 }
 
 /* torch's extra_repr of each layer kind. */
@@ -84,7 +86,8 @@ static void extra(char *s, size_t len, const ftm_module *m) {
             pair(c, sizeof c, m->dilation, 1);
             n += snprintf(s + n, len - (size_t)n, ", dilation=%s", c);
         }
-        if (m->groups != 1) n += snprintf(s + n, len - (size_t)n, ", groups=%lld", (long long)m->groups);
+        if (m->groups != 1)
+            n += snprintf(s + n, len - (size_t)n, ", groups=%lld", (long long)m->groups);
         if (!m->params[1].t) snprintf(s + n, len - (size_t)n, ", bias=False");
         break;
     }

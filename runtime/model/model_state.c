@@ -46,20 +46,17 @@ static int m_state_dict(lua_State *L) {
 
 /* ---------------------------------------------------------------- load_state_dict */
 
+/* What m:load_state_dict builds, as absolute stack indices of tables. */
 typedef struct {
     lua_State *L;
-    int names, handles, n;
-} entries_t;
-
-static void entry_visit(void *p, const char *name, ftm_slot *s, ftm_module *owner, int is_buffer) {
-    (void)owner, (void)is_buffer;
-    entries_t *c = p;
-    c->n++;
-    lua_pushstring(c->L, name);
-    lua_rawseti(c->L, c->names, c->n);
-    lua_pushlightuserdata(c->L, s->t);
-    lua_rawseti(c->L, c->handles, c->n);
-}
+    int sd;      /* the argument: name -> tensor */
+    int known;   /* {name -> true}: the model's names */
+    int missing; /* lists of names; mismatched: "name (checkpoint {..}, model {..})" */
+    int unexpected;
+    int mismatched;
+    int dst, src; /* parallel lists: the handle (light userdata) and the tensor to copy into it */
+    int ncopy;
+} load_t;
 
 static void push_shape(luaL_Buffer *b, const ft_tensor *t) {
     char num[32];
@@ -83,13 +80,91 @@ static int ends_with(const char *s, const char *tail) {
     return n >= k && strcmp(s + n - k, tail) == 0;
 }
 
-static void append(lua_State *L, int list, int value_idx) {
-    lua_pushvalue(L, value_idx);
+/* Appends the value on top to list (popping it). */
+static void append_top(lua_State *L, int list) {
     lua_rawseti(L, list, (lua_Integer)luaL_len(L, list) + 1);
+}
+
+/* Appends "name (checkpoint {2, 3}, model {3, 3})" to the mismatched list. */
+static void add_mismatch(load_t *c, const char *name, const ft_tensor *src, const ft_tensor *dst) {
+    luaL_Buffer b;
+    luaL_buffinit(c->L, &b);
+    luaL_addstring(&b, name);
+    luaL_addstring(&b, " (checkpoint ");
+    push_shape(&b, src);
+    luaL_addstring(&b, ", model ");
+    push_shape(&b, dst);
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    append_top(c->L, c->mismatched);
+}
+
+/* For each of the model's tensors, in torch's order: remember its name, then sort it into
+ * missing, mismatched or to copy. A missing num_batches_tracked is never an error (torch's own
+ * old checkpoints lack it). */
+static void match_visit(void *p, const char *name, ftm_slot *s, ftm_module *owner, int is_buffer) {
+    (void)owner, (void)is_buffer;
+    load_t *c = p;
+    lua_State *L = c->L;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, c->known, name);
+    lua_getfield(L, c->sd, name);
+    if (lua_isnil(L, -1)) {
+        if (!ends_with(name, "num_batches_tracked")) {
+            lua_pushstring(L, name);
+            append_top(L, c->missing);
+        }
+    } else {
+        ft_tensor *src = ftl_to_tensor(L, -1);
+        if (!src)
+            luaL_error(L, "load_state_dict: '%s' is a %s, expected a tensor", name,
+                       luaL_typename(L, -1));
+        if (!same_shape(src, s->t)) {
+            add_mismatch(c, name, src, s->t);
+        } else {
+            c->ncopy++;
+            lua_pushlightuserdata(L, s->t);
+            lua_rawseti(L, c->dst, c->ncopy);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, c->src, c->ncopy);
+        }
+    }
+    lua_pop(L, 1);
 }
 
 static int by_string(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys of sd the model does not have, sorted so the message does not depend on table
+ * order. Each must be a string. */
+static void list_unexpected(load_t *c) {
+    lua_State *L = c->L;
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, c->sd)) {
+        lua_pop(L, 1); /* the value */
+        lua_pushvalue(L, -1);
+        int known = lua_rawget(L, c->known) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (known) continue;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "load_state_dict: keys must be strings, got a %s", luaL_typename(L, -1));
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, c->unexpected, ++n);
+    }
+    const char **keys = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 0);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, c->unexpected, i + 1);
+        keys[i] = lua_tostring(L, -1); /* anchored by sd, whose keys they are */
+        lua_pop(L, 1);
+    }
+    qsort(keys, (size_t)n, sizeof *keys, by_string);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, keys[i]);
+        lua_rawseti(L, c->unexpected, i + 1);
+    }
+    lua_pop(L, 1); /* keys */
 }
 
 /* Adds "what: a, b, c" (at most 20 names, then "... and N more") to the message. */
@@ -112,121 +187,32 @@ static void add_list(luaL_Buffer *b, lua_State *L, int list, const char *what, i
     }
 }
 
-/* missing, unexpected, mismatched = m:load_state_dict(sd [, {strict = true}])
- * Copies every tensor of sd into the parameter or buffer of the same name (converting the
- * dtype, keeping the module's device and memory format). strict (the default) refuses, before
- * copying anything, when a name is missing, unexpected, or has another shape, and says which.
- * strict = false copies what matches and returns the three lists. A missing
- * num_batches_tracked is never an error (torch's own old checkpoints lack it). */
-static int m_load_state_dict(lua_State *L) {
-    ftm_module *m = ftl_check_module(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    int strict = 1;
-    if (lua_istable(L, 3)) {
-        lua_getfield(L, 3, "strict");
-        strict = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    }
-    lua_settop(L, 2);
-    lua_newtable(L); /* 3 names */
-    lua_newtable(L); /* 4 handles */
-    entries_t e = {L, 3, 4, 0};
-    ftm_walk(m, NULL, 1, 1, entry_visit, &e);
-    lua_newtable(L); /* 5 missing */
-    lua_newtable(L); /* 6 unexpected */
-    lua_newtable(L); /* 7 mismatched */
-    lua_newtable(L); /* 8 known names */
-    lua_newtable(L); /* 9 {handle, source} pairs to copy, as two parallel lists */
-    lua_newtable(L); /* 10 */
-    int ncopy = 0;
-    for (int i = 1; i <= e.n; i++) {
-        lua_rawgeti(L, 3, i); /* name at 11 */
-        const char *name = lua_tostring(L, 11);
-        lua_pushvalue(L, 11);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, 8);
-        lua_pushvalue(L, 11);
-        lua_gettable(L, 2); /* value at 12 */
-        if (lua_isnil(L, 12)) {
-            if (!ends_with(name, "num_batches_tracked")) append(L, 5, 11);
-        } else {
-            ft_tensor *src = ftl_to_tensor(L, 12);
-            if (!src)
-                return luaL_error(L, "load_state_dict: '%s' is a %s, expected a tensor", name,
-                                  luaL_typename(L, 12));
-            lua_rawgeti(L, 4, i);
-            ft_tensor *dst = lua_touserdata(L, -1);
-            lua_pop(L, 1);
-            if (!same_shape(src, dst)) {
-                luaL_Buffer b;
-                luaL_buffinit(L, &b);
-                luaL_addstring(&b, name);
-                luaL_addstring(&b, " (checkpoint ");
-                push_shape(&b, src);
-                luaL_addstring(&b, ", model ");
-                push_shape(&b, dst);
-                luaL_addchar(&b, ')');
-                luaL_pushresult(&b);
-                append(L, 7, lua_gettop(L));
-                lua_pop(L, 1);
-            } else {
-                ncopy++;
-                lua_rawgeti(L, 4, i);
-                lua_rawseti(L, 9, ncopy);
-                lua_pushvalue(L, 12);
-                lua_rawseti(L, 10, ncopy);
-            }
-        }
-        lua_settop(L, 10);
-    }
-    /* Unexpected names, sorted so the message does not depend on table order. */
-    int nkeys = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, 8) == LUA_TNIL) nkeys++;
-        lua_pop(L, 1);
-    }
-    const char **keys = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nkeys ? nkeys : 1), 0);
-    int k = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        int known = lua_rawget(L, 8) != LUA_TNIL;
-        lua_pop(L, 1);
-        if (known) continue;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "load_state_dict: keys must be strings, got a %s",
-                              luaL_typename(L, -1));
-        keys[k++] = lua_tostring(L, -1); /* anchored by sd */
-    }
-    qsort(keys, (size_t)k, sizeof *keys, by_string);
-    for (int i = 0; i < k; i++) {
-        lua_pushstring(L, keys[i]);
-        lua_rawseti(L, 6, i + 1);
-    }
-    lua_pop(L, 1); /* keys */
-    int bad = luaL_len(L, 5) + luaL_len(L, 6) + luaL_len(L, 7);
-    if (strict && bad) {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        luaL_addstring(&b, "load_state_dict: ");
-        int first = 1;
-        add_list(&b, L, 5, "missing key", &first);
-        add_list(&b, L, 6, "unexpected key", &first);
-        add_list(&b, L, 7, "shape mismatch", &first);
-        luaL_addstring(&b, " (strict = false loads what matches)");
-        luaL_pushresult(&b);
-        return lua_error(L);
-    }
-    /* In-place copies into leaves that require grad are refused in grad mode. */
+/* strict: "load_state_dict: 1 missing key: fc.bias; 2 unexpected keys: ..." */
+static int refuse_strict(load_t *c) {
+    lua_State *L = c->L;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "load_state_dict: ");
+    int first = 1;
+    add_list(&b, L, c->missing, "missing key", &first);
+    add_list(&b, L, c->unexpected, "unexpected key", &first);
+    add_list(&b, L, c->mismatched, "shape mismatch", &first);
+    luaL_addstring(&b, " (strict = false loads what matches)");
+    luaL_pushresult(&b);
+    return lua_error(L);
+}
+
+/* Copies each matched source into its parameter or buffer (converting the dtype, keeping the
+ * module's device and memory format). In-place copies into leaves that require grad are
+ * refused in grad mode, so grad mode is off meanwhile. */
+static void copy_matched(load_t *c) {
+    lua_State *L = c->L;
     int grad = ft_grad_enabled();
     ft_set_grad_enabled(0);
-    for (int i = 1; i <= ncopy; i++) {
-        lua_rawgeti(L, 9, i);
+    for (int i = 1; i <= c->ncopy; i++) {
+        lua_rawgeti(L, c->dst, i);
         ft_tensor *dst = lua_touserdata(L, -1);
-        lua_rawgeti(L, 10, i);
+        lua_rawgeti(L, c->src, i);
         ft_status st = ft_copy_(dst, ftl_to_tensor(L, -1));
         lua_pop(L, 2);
         if (st != FT_OK) {
@@ -235,9 +221,39 @@ static int m_load_state_dict(lua_State *L) {
         }
     }
     ft_set_grad_enabled(grad);
-    lua_pushvalue(L, 5);
-    lua_pushvalue(L, 6);
-    lua_pushvalue(L, 7);
+}
+
+static int new_table(lua_State *L) {
+    lua_newtable(L);
+    return lua_gettop(L);
+}
+
+/* missing, unexpected, mismatched = m:load_state_dict(sd [, {strict = true}])
+ * Copies every tensor of sd into the parameter or buffer of the same name. strict (the
+ * default) refuses, before copying anything, when a name is missing, unexpected, or has
+ * another shape, and says which. strict = false copies what matches and returns the three
+ * lists. */
+static int m_load_state_dict(lua_State *L) {
+    ftm_module *m = ftl_check_module(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    /* No known-keys check: m:load_state_dict(other:state_dict()) passes the names list too. */
+    int strict = ftl_opt_boolean(L, 3, "load_state_dict", "strict", 1);
+    lua_settop(L, 2);
+    load_t c = {.L = L, .sd = 2};
+    c.known = new_table(L);
+    c.missing = new_table(L);
+    c.unexpected = new_table(L);
+    c.mismatched = new_table(L);
+    c.dst = new_table(L);
+    c.src = new_table(L);
+    ftm_walk(m, NULL, 1, 1, match_visit, &c);
+    list_unexpected(&c);
+    int bad = luaL_len(L, c.missing) + luaL_len(L, c.unexpected) + luaL_len(L, c.mismatched);
+    if (strict && bad) return refuse_strict(&c);
+    copy_matched(&c);
+    lua_pushvalue(L, c.missing);
+    lua_pushvalue(L, c.unexpected);
+    lua_pushvalue(L, c.mismatched);
     return 3;
 }
 
@@ -274,19 +290,20 @@ static int m_to(lua_State *L) {
     ftm_module *m = ftl_check_module(L, 1);
     int dtype = -1, device = FT_SAME_DEVICE, format = FT_KEEP_FORMAT;
     if (lua_type(L, 2) == LUA_TSTRING) {
-        if (is_device_name(lua_tostring(L, 2))) device = ftl_check_device(L, 2, FT_CPU);
-        else dtype = ftl_check_dtype(L, 2);
+        if (is_device_name(lua_tostring(L, 2)))
+            device = ftl_check_device(L, 2, FT_CPU);
+        else
+            dtype = ftl_check_dtype(L, 2);
     } else {
+        static const char *const known[] = {"device", "dtype", "memory_format", NULL};
+        static const char *const formats[] = {"channels_last", "contiguous", "contiguous_format",
+                                              NULL};
         luaL_checktype(L, 2, LUA_TTABLE);
+        ftl_check_options(L, 2, "to", known);
         if (lua_getfield(L, 2, "device") != LUA_TNIL) device = ftl_check_device(L, -1, FT_CPU);
         if (lua_getfield(L, 2, "dtype") != LUA_TNIL) dtype = ftl_check_dtype(L, -1);
-        if (lua_getfield(L, 2, "memory_format") != LUA_TNIL) {
-            const char *f = luaL_checkstring(L, -1);
-            if (strcmp(f, "channels_last") == 0) format = FT_CHANNELS_LAST;
-            else if (strcmp(f, "contiguous") == 0 || strcmp(f, "contiguous_format") == 0)
-                format = FT_CONTIGUOUS_FORMAT;
-            else return luaL_error(L, "to: memory_format must be \"channels_last\" or \"contiguous\"");
-        }
+        int f = ftl_opt_enum(L, 2, "to", "memory_format", formats, -1);
+        if (f >= 0) format = f == 0 ? FT_CHANNELS_LAST : FT_CONTIGUOUS_FORMAT;
     }
     return convert(L, m, dtype, device, format);
 }
@@ -301,8 +318,12 @@ static int m_cuda(lua_State *L) {
     luaL_argcheck(L, n >= 0, 2, "device index must be >= 0");
     return convert(L, m, -1, (int)n, 0);
 }
-static int m_float(lua_State *L) { return convert(L, ftl_check_module(L, 1), FT_FLOAT32, FT_SAME_DEVICE, 0); }
-static int m_bfloat16(lua_State *L) { return convert(L, ftl_check_module(L, 1), FT_BFLOAT16, FT_SAME_DEVICE, 0); }
+static int m_float(lua_State *L) {
+    return convert(L, ftl_check_module(L, 1), FT_FLOAT32, FT_SAME_DEVICE, 0);
+}
+static int m_bfloat16(lua_State *L) {
+    return convert(L, ftl_check_module(L, 1), FT_BFLOAT16, FT_SAME_DEVICE, 0);
+}
 
 /* ---------------------------------------------------------------- parameter groups */
 
@@ -418,7 +439,8 @@ static int m_set_param_groups(lua_State *L) {
             lua_geti(L, -1, i);
             const char *path = lua_tostring(L, -1);
             if (lua_type(L, -1) != LUA_TSTRING || strpbrk(path, ",;"))
-                return luaL_error(L, "set_param_groups: group %d entry %d must be a child path", g, i);
+                return luaL_error(L, "set_param_groups: group %d entry %d must be a child path", g,
+                                  i);
             if (!ftm_find(m, path))
                 return luaL_error(L, "set_param_groups: %s has no submodule '%s'", m->type, path);
             lua_remove(L, -2);
@@ -458,12 +480,10 @@ static void freeze_path(lua_State *L, ftm_module *sub, const char *path, int gro
  * end), except BatchNorm parameters when train_bn (the default); the others get true. */
 static int m_freeze_to(lua_State *L) {
     ftm_module *m = ftl_check_module(L, 1);
+    static const char *const known[] = {"train_bn", NULL};
     lua_Integer n = luaL_checkinteger(L, 2);
-    int train_bn = 1;
-    if (lua_istable(L, 3)) {
-        lua_getfield(L, 3, "train_bn");
-        if (!lua_isnil(L, -1)) train_bn = lua_toboolean(L, -1);
-    }
+    ftl_check_options(L, 3, "freeze_to", known);
+    int train_bn = ftl_opt_boolean(L, 3, "freeze_to", "train_bn", 1);
     lua_settop(L, 1);
     int ng = each_group_path(L, m, NULL, NULL);
     lua_Integer idx = n >= 0 ? n : ng + n;

@@ -1,6 +1,6 @@
 /* module.c: the module tree in C: lifetime, children, parameters, and the forward of every
- * layer kind, all over the shim. No Lua code runs here: what touches Lua (a Lua-defined
- * module's forward, which model.c runs protected so a Lua error never longjmps over the
+ * layer kind, all over the shim. C only (module.h): no Lua header, no Lua code. What touches Lua (a
+ * Lua-defined module's forward, which model.c runs protected so a Lua error never longjmps over the
  * handles this file owns) goes through the callbacks model.c installs (ftm_lua_callbacks).
  *
  * Initialisation follows torch.nn: Conv2d and Linear weights and biases uniform in
@@ -13,26 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "model/module.h"
 
 /* ---------------------------------------------------------------- errors */
 
-static _Thread_local char g_err[512];
-
-const char *ftm_error(void) { return g_err; }
-
-void ftm_set_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
-    va_end(ap);
-}
-
+/* Leaves the message in the shim's slot (ft_last_error) and returns NULL. */
 __attribute__((format(printf, 1, 2))) static void *fail(const char *fmt, ...) {
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    ft_set_last_error("%s", msg);
     return NULL;
 }
 
@@ -45,7 +37,7 @@ ftm_module *ftm_new(ftm_kind kind, const char *type) {
     m->kind = kind;
     snprintf(m->type, sizeof m->type, "%s", type);
     m->training = 1;
-    m->lua_ref = LUA_NOREF;
+    m->lua_ref = FTM_NOREF;
     return m;
 }
 
@@ -57,21 +49,21 @@ void ftm_retain(ftm_module *m) {
     if (m) m->refs++;
 }
 
-static void free_slot(lua_State *L, ftm_slot *s) {
+static void free_slot(struct lua_State *L, ftm_slot *s) {
     if (!s->t) return;
     if (L && lua_side.forget_param) lua_side.forget_param(L, s->t);
     ft_free(s->t);
     s->t = NULL;
 }
 
-void ftm_release(lua_State *L, ftm_module *m) {
+void ftm_release(struct lua_State *L, ftm_module *m) {
     if (!m || --m->refs > 0) return;
     for (int i = 0; i < 2; i++) free_slot(L, &m->params[i]);
     for (int i = 0; i < 3; i++) free_slot(L, &m->buffers[i]);
     for (int i = 0; i < m->nchildren; i++) ftm_release(L, m->children[i].m);
     free(m->children);
     free(m->split);
-    if (m->lua_ref != LUA_NOREF && L && lua_side.unref) lua_side.unref(L, m->lua_ref);
+    if (m->lua_ref != FTM_NOREF && L && lua_side.unref) lua_side.unref(L, m->lua_ref);
     free(m);
 }
 
@@ -226,8 +218,7 @@ ftm_module *ftm_conv2d(int64_t in, int64_t out, const int64_t kernel[2], const i
         return fail("%s: channels must be positive and divisible by groups", "Conv2d");
     for (int i = 0; i < 2; i++)
         if (kernel[i] < 1 || stride[i] < 1 || padding[i] < 0 || dilation[i] < 1)
-            return fail("%s: kernel, stride and dilation must be positive, padding >= 0",
-                        "Conv2d");
+            return fail("%s: kernel, stride and dilation must be positive, padding >= 0", "Conv2d");
     ftm_module *m = ftm_new(FTM_CONV2D, "Conv2d");
     if (!m) return NULL;
     m->in = in;
@@ -240,7 +231,8 @@ ftm_module *ftm_conv2d(int64_t in, int64_t out, const int64_t kernel[2], const i
     int64_t wshape[4] = {out, in / groups, kernel[0], kernel[1]};
     double bound = 1.0 / sqrt((double)(in / groups * kernel[0] * kernel[1]));
     int ok = set_slot(&m->params[0], "weight", new_tensor(wshape, 4, bound, 0, FT_FLOAT32, 1));
-    if (ok && bias) ok = set_slot(&m->params[1], "bias", new_tensor(&out, 1, bound, 0, FT_FLOAT32, 1));
+    if (ok && bias)
+        ok = set_slot(&m->params[1], "bias", new_tensor(&out, 1, bound, 0, FT_FLOAT32, 1));
     if (!ok) {
         ftm_release(NULL, m);
         return NULL;
@@ -256,11 +248,12 @@ ftm_module *ftm_batchnorm(int ndim, int64_t n, double eps, double momentum) {
     m->in = m->out = n;
     m->eps = eps;
     m->momentum = momentum;
-    int ok = set_slot(&m->params[0], "weight", new_tensor(&n, 1, 0, 1, FT_FLOAT32, 1)) &&
-             set_slot(&m->params[1], "bias", new_tensor(&n, 1, 0, 0, FT_FLOAT32, 1)) &&
-             set_slot(&m->buffers[0], "running_mean", new_tensor(&n, 1, 0, 0, FT_FLOAT32, 0)) &&
-             set_slot(&m->buffers[1], "running_var", new_tensor(&n, 1, 0, 1, FT_FLOAT32, 0)) &&
-             set_slot(&m->buffers[2], "num_batches_tracked", new_tensor(NULL, 0, 0, 0, FT_INT64, 0));
+    int ok =
+        set_slot(&m->params[0], "weight", new_tensor(&n, 1, 0, 1, FT_FLOAT32, 1)) &&
+        set_slot(&m->params[1], "bias", new_tensor(&n, 1, 0, 0, FT_FLOAT32, 1)) &&
+        set_slot(&m->buffers[0], "running_mean", new_tensor(&n, 1, 0, 0, FT_FLOAT32, 0)) &&
+        set_slot(&m->buffers[1], "running_var", new_tensor(&n, 1, 0, 1, FT_FLOAT32, 0)) &&
+        set_slot(&m->buffers[2], "num_batches_tracked", new_tensor(NULL, 0, 0, 0, FT_INT64, 0));
     if (!ok) {
         ftm_release(NULL, m);
         return NULL;
@@ -291,7 +284,8 @@ ftm_module *ftm_maxpool2d(const int64_t kernel[2], const int64_t stride[2],
 }
 
 ftm_module *ftm_adaptive_pool2d(ftm_kind kind, const int64_t size[2], int size_is_pair) {
-    if (size[0] < 1 || size[1] < 1) return fail("%s: output size must be positive", "adaptive pool");
+    if (size[0] < 1 || size[1] < 1)
+        return fail("%s: output size must be positive", "adaptive pool");
     const char *type = kind == FTM_ADAPTIVE_AVGPOOL2D   ? "AdaptiveAvgPool2d"
                        : kind == FTM_ADAPTIVE_MAXPOOL2D ? "AdaptiveMaxPool2d"
                                                         : "AdaptiveConcatPool2d";
@@ -302,7 +296,8 @@ ftm_module *ftm_adaptive_pool2d(ftm_kind kind, const int64_t size[2], int size_i
     if (kind == FTM_ADAPTIVE_CONCATPOOL2D) {
         /* fastai's AdaptiveConcatPool2d: children ap then mp, output cat([mp, ap]). */
         ftm_module *ap = ftm_adaptive_pool2d(FTM_ADAPTIVE_AVGPOOL2D, size, size_is_pair);
-        ftm_module *mp = ap ? ftm_adaptive_pool2d(FTM_ADAPTIVE_MAXPOOL2D, size, size_is_pair) : NULL;
+        ftm_module *mp =
+            ap ? ftm_adaptive_pool2d(FTM_ADAPTIVE_MAXPOOL2D, size, size_is_pair) : NULL;
         int ok = mp && ftm_add_child(m, "ap", ap) == 0 && ftm_add_child(m, "mp", mp) == 0;
         ftm_release(NULL, ap);
         ftm_release(NULL, mp);
@@ -338,7 +333,8 @@ ftm_module *ftm_linear(int64_t in, int64_t out, int bias) {
     int64_t wshape[2] = {out, in};
     double bound = 1.0 / sqrt((double)in);
     int ok = set_slot(&m->params[0], "weight", new_tensor(wshape, 2, bound, 0, FT_FLOAT32, 1));
-    if (ok && bias) ok = set_slot(&m->params[1], "bias", new_tensor(&out, 1, bound, 0, FT_FLOAT32, 1));
+    if (ok && bias)
+        ok = set_slot(&m->params[1], "bias", new_tensor(&out, 1, bound, 0, FT_FLOAT32, 1));
     if (!ok) {
         ftm_release(NULL, m);
         return NULL;
@@ -365,8 +361,7 @@ static ft_status refuse(ftm_ctx *c, const ftm_module *m, const char *msg) {
 
 /* Runs child i of m; on failure the child's name goes in front of the failure's path. The
  * child is retained while it runs: a Lua forward could replace it in its parent. */
-static ft_status run_child(ftm_ctx *c, ftm_module *m, int i, const ft_tensor *x,
-                           ft_tensor **out) {
+static ft_status run_child(ftm_ctx *c, ftm_module *m, int i, const ft_tensor *x, ft_tensor **out) {
     char name[FTM_NAME_MAX];
     ftm_module *child = m->children[i].m;
     memcpy(name, m->children[i].name, sizeof name);
@@ -440,8 +435,8 @@ static ft_status batchnorm(ftm_ctx *c, ftm_module *m, const ft_tensor *x, ft_ten
  * relu(out + identity), identity = downsample(x) or x. In place where torchvision is. */
 static ft_status block(ftm_ctx *c, ftm_module *m, const ft_tensor *x, ft_tensor **out) {
     static const char *const basic[] = {"conv1", "bn1", "relu", "conv2", "bn2", NULL};
-    static const char *const bottle[] = {"conv1", "bn1", "relu", "conv2", "bn2", "relu",
-                                         "conv3", "bn3", NULL};
+    static const char *const bottle[] = {"conv1", "bn1",   "relu", "conv2", "bn2",
+                                         "relu",  "conv3", "bn3",  NULL};
     const char *const *steps = m->kind == FTM_BASICBLOCK ? basic : bottle;
     ft_tensor *cur = NULL, *idn = NULL;
     ft_status st = FT_OK;
@@ -479,8 +474,9 @@ ft_status ftm_forward(ftm_ctx *c, ftm_module *m, const ft_tensor *x, ft_tensor *
     switch (m->kind) {
     case FTM_SEQUENTIAL: st = sequential(c, m, x, &r); break;
     case FTM_CONV2D:
-        st = shim(c, m, ft_conv2d(x, m->params[0].t, m->params[1].t, m->stride, m->padding,
-                                  m->dilation, m->groups, &r));
+        st = shim(c, m,
+                  ft_conv2d(x, m->params[0].t, m->params[1].t, m->stride, m->padding, m->dilation,
+                            m->groups, &r));
         break;
     case FTM_BATCHNORM: st = batchnorm(c, m, x, &r); break;
     case FTM_RELU:

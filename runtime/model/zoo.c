@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "model/module.h"
 
 static const int64_t ONE[2] = {1, 1};
 
@@ -32,7 +32,7 @@ static int add(ftm_module *m, const char *name, ftm_module *child) {
 static ftm_module *block(ftm_kind kind, int64_t inplanes, int64_t planes, int64_t stride,
                          ftm_module *downsample) {
     if (inplanes < 1 || planes < 1 || stride < 1) {
-        ftm_set_error("resnet block: inplanes, planes and stride must be positive");
+        ft_set_last_error("resnet block: inplanes, planes and stride must be positive");
         return NULL;
     }
     int basic = kind == FTM_BASICBLOCK;
@@ -86,8 +86,8 @@ static ftm_module *make_layer(ftm_kind kind, int64_t *inplanes, int64_t planes, 
     char name[16];
     for (int i = 0; ok && i < blocks; i++) {
         snprintf(name, sizeof name, "%d", i);
-        ok = add(seq, name, block(kind, *inplanes, planes, i == 0 ? stride : 1,
-                                  i == 0 ? down : NULL)) == 0;
+        ok = add(seq, name,
+                 block(kind, *inplanes, planes, i == 0 ? stride : 1, i == 0 ? down : NULL)) == 0;
         *inplanes = planes * expansion;
     }
     ftm_release(NULL, down);
@@ -101,8 +101,9 @@ static ftm_module *make_layer(ftm_kind kind, int64_t *inplanes, int64_t planes, 
 /* torchvision: Conv2d weights kaiming_normal_(mode="fan_out", nonlinearity="relu"); BN
  * weight 1, bias 0 (already so); Linear keeps torch's default init. */
 static int init_convs(ftm_module *m) {
-    if (m->kind == FTM_CONV2D && ft_kaiming_normal_(m->params[0].t, 0, /*fan_in=*/0, /*relu=*/1) != FT_OK) {
-        ftm_set_error("resnet init: %s", ft_last_error());
+    if (m->kind == FTM_CONV2D &&
+        ft_kaiming_normal_(m->params[0].t, 0, /*fan_in=*/0, /*relu=*/1) != FT_OK) {
+        ft_set_last_error("resnet init: %s", ft_last_error());
         return -1;
     }
     for (int i = 0; i < m->nchildren; i++)
@@ -124,7 +125,7 @@ ftm_module *ftm_resnet(int depth, int64_t num_classes) {
     for (int i = 0; i < 5; i++)
         if (ARCHS[i].depth == depth) a = i;
     if (a < 0 || num_classes < 1) {
-        ftm_set_error("resnet: depth must be 18, 34, 50, 101 or 152 and num_classes positive");
+        ft_set_last_error("resnet: depth must be 18, 34, 50, 101 or 152 and num_classes positive");
         return NULL;
     }
     ftm_kind kind = ARCHS[a].kind;
@@ -137,14 +138,15 @@ ftm_module *ftm_resnet(int depth, int64_t num_classes) {
              add(m, "maxpool", ftm_maxpool2d(k3, s2, p1, 0)) == 0;
     static const char *const LAYER[4] = {"layer1", "layer2", "layer3", "layer4"};
     for (int i = 0; ok && i < 4; i++)
-        ok = add(m, LAYER[i], make_layer(kind, &inplanes, 64 << i, ARCHS[a].layers[i],
-                                         i == 0 ? 1 : 2)) == 0;
+        ok = add(m, LAYER[i],
+                 make_layer(kind, &inplanes, 64 << i, ARCHS[a].layers[i], i == 0 ? 1 : 2)) == 0;
     ok = ok && add(m, "avgpool", ftm_adaptive_pool2d(FTM_ADAPTIVE_AVGPOOL2D, ONE, 1)) == 0 &&
          add(m, "flatten", ftm_flatten(1, -1)) == 0 &&
          add(m, "fc", ftm_linear(inplanes, num_classes, 1)) == 0 && init_convs(m) == 0;
     /* fastai's _resnet_split, on the resnet itself: stem + layer1 + layer2, layer3 + layer4,
      * and the classifier. */
-    static const char SPLIT[] = "conv1,bn1,relu,maxpool,layer1,layer2;layer3,layer4;avgpool,flatten,fc";
+    static const char SPLIT[] =
+        "conv1,bn1,relu,maxpool,layer1,layer2;layer3,layer4;avgpool,flatten,fc";
     if (ok && !(m->split = strdup(SPLIT))) ok = 0;
     if (!ok) {
         ftm_release(NULL, m);

@@ -57,7 +57,8 @@ int gp_open(gp_proc *p, char *err, size_t errsz) {
                      "gnuplot not found (%s): install it with `apt-get install gnuplot-nox` "
                      "(or gnuplot-qt for windows), or set FTLUA_GNUPLOT",
                      exe);
-        else snprintf(err, errsz, "cannot start gnuplot (%s): %s", exe, strerror(rc));
+        else
+            snprintf(err, errsz, "cannot start gnuplot (%s): %s", exe, strerror(rc));
         return -1;
     }
     fcntl(ep[0], F_SETFL, fcntl(ep[0], F_GETFL) | O_NONBLOCK);
@@ -124,8 +125,10 @@ int gp_exchange(gp_proc *p, const char *cmds, size_t n, char *out, size_t outsz,
             for (ssize_t i = 0; i < got; i++) {
                 char c = buf[i];
                 if (c != '\n') {
-                    if (llen + 1 < sizeof line) line[llen++] = c;
-                    else line_long = 1;
+                    if (llen + 1 < sizeof line)
+                        line[llen++] = c;
+                    else
+                        line_long = 1;
                     continue;
                 }
                 line[llen] = '\0';
@@ -156,8 +159,7 @@ void gp_close(gp_proc *p) {
         nanosleep(&ts, NULL);
     }
     kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
 }
 
 /* Copy s (len bytes) into msg at *pos, truncating. */

@@ -9,10 +9,10 @@
 #include <sys/types.h>
 
 typedef struct {
-    pid_t pid;      /* -1 when closed */
-    int in_fd;      /* gnuplot's stdin (a socket: writes never raise SIGPIPE) */
-    int err_fd;     /* gnuplot's stderr (a pipe), read back after every batch */
-    unsigned sync;  /* counter of the markers printed after each batch */
+    pid_t pid;     /* -1 when closed */
+    int in_fd;     /* gnuplot's stdin (a socket: writes never raise SIGPIPE) */
+    int err_fd;    /* gnuplot's stderr (a pipe), read back after every batch */
+    unsigned sync; /* counter of the markers printed after each batch */
 } gp_proc;
 
 /* Start gnuplot (FTLUA_GNUPLOT or "gnuplot" from PATH). 0 on success; -1 with err filled. */

@@ -61,7 +61,8 @@ static int complete(FILE *f, long size, int check) {
 int ftl_fig_commit(const char *tmp, const char *path, int check, char *err, size_t errlen) {
     FILE *f = fopen(tmp, "rb");
     if (!f) {
-        snprintf(err, errlen, "cannot write '%s': gnuplot wrote no file (%s)", path, strerror(errno));
+        snprintf(err, errlen, "cannot write '%s': gnuplot wrote no file (%s)", path,
+                 strerror(errno));
         return -1;
     }
     long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
@@ -69,8 +70,14 @@ int ftl_fig_commit(const char *tmp, const char *path, int check, char *err, size
     fclose(f);
     /* gnuplot does not report a failed write: a full disk shows as an empty or cut file */
     if (size <= 0 || !ok) {
-        if (size <= 0) snprintf(err, errlen, "cannot write '%s': gnuplot wrote an empty file (is the disk full?)", path);
-        else snprintf(err, errlen, "cannot write '%s': gnuplot's file is incomplete (%ld bytes; is the disk full?)", path, size);
+        if (size <= 0)
+            snprintf(err, errlen,
+                     "cannot write '%s': gnuplot wrote an empty file (is the disk full?)", path);
+        else
+            snprintf(
+                err, errlen,
+                "cannot write '%s': gnuplot's file is incomplete (%ld bytes; is the disk full?)",
+                path, size);
         remove(tmp);
         return -1;
     }

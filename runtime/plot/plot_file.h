@@ -16,7 +16,8 @@ enum { FTL_FIG_ANY, FTL_FIG_PNG, FTL_FIG_SVG, FTL_FIG_PDF };
 
 /* A fresh temp name next to path (io/atomic.h's ".<name>.ftlua-tmp...": hidden, and not ending
  * in .png, so a folder watcher such as --report's never takes it for a figure), after checking
- * that the folder exists. 0, or -1 with err ("cannot write 'x.png': folder 'out' does not exist"). */
+ * that the folder exists. 0, or -1 with err ("cannot write 'x.png': folder 'out' does not exist").
+ */
 int ftl_fig_tmpname(const char *path, char *tmp, size_t tmpsz, char *err, size_t errlen);
 
 /* tmp was written by another process (gnuplot): check it is non-empty and ends as a `check`

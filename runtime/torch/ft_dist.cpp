@@ -36,9 +36,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <mutex>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -165,8 +165,10 @@ void unflatten(const bucket &b, double scale) {
     for (const auto &t : b.ts) {
         int64_t k = t.numel();
         at::Tensor part = b.flat.narrow(0, off, k).view(t.sizes());
-        if (scale != 1.0) t.copy_(part * scale);
-        else t.copy_(part);
+        if (scale != 1.0)
+            t.copy_(part * scale);
+        else
+            t.copy_(part);
         off += k;
     }
 }
@@ -186,7 +188,9 @@ int ft_dist_has_backend(ft_dist_backend b) noexcept {
     return 0;
 }
 
-const char *ft_dist_backend_name(ft_dist_backend b) noexcept { return b == FT_DIST_NCCL ? "nccl" : "gloo"; }
+const char *ft_dist_backend_name(ft_dist_backend b) noexcept {
+    return b == FT_DIST_NCCL ? "nccl" : "gloo";
+}
 
 ft_status new_ft_dist(const char *addr, int port, int rank, int world, ft_dist_backend backend,
                       int device, double timeout_s, ft_dist **out) noexcept {
@@ -227,7 +231,8 @@ ft_status new_ft_dist(const char *addr, int port, int rank, int world, ft_dist_b
 #ifdef FT_HAVE_NCCL
         if (backend == FT_DIST_NCCL) {
             at::globalContext().lazyInitCUDA();
-            c10::cuda::set_device((c10::DeviceIndex)(device >= 0 ? device : 0)); // NCCL's current device
+            c10::cuda::set_device(
+                (c10::DeviceIndex)(device >= 0 ? device : 0)); // NCCL's current device
             auto opts = c10d::ProcessGroupNCCL::Options::create();
             opts->timeout = d->timeout;
             d->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(d->store, rank, world, opts);
@@ -264,8 +269,7 @@ void free_ft_dist(ft_dist *d) noexcept {
     if (d->broken) return; // see ft_dist.h: left to the process exit
     try {
         delete d;
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 int ft_dist_rank(const ft_dist *d) noexcept { return d->rank; }
@@ -278,8 +282,8 @@ ft_status ft_dist_all_reduce_mean(ft_dist *d, ft_tensor *const *ts, int n, doubl
         if (bucket_bytes <= 0) bucket_bytes = 25 << 20;
         std::vector<bucket> bs = make_buckets(ts, n, bucket_bytes);
         // The weight rides as one more element of the first bucket (or alone when none).
-        at::Tensor w = at::full({1}, weight, bs.empty() ? at::TensorOptions(at::kDouble)
-                                                        : bs[0].ts[0].options());
+        at::Tensor w = at::full(
+            {1}, weight, bs.empty() ? at::TensorOptions(at::kDouble) : bs[0].ts[0].options());
         std::vector<c10::intrusive_ptr<c10d::Work>> works;
         for (size_t k = 0; k < bs.size() || (k == 0 && bs.empty()); k++) {
             std::vector<at::Tensor> one;
@@ -310,9 +314,9 @@ ft_status ft_dist_all_reduce_mean(ft_dist *d, ft_tensor *const *ts, int n, doubl
 
 struct ft_dist_reducer {
     struct rbucket {
-        std::vector<int> params;  // indices into ps
-        at::Tensor flat;          // their gradients times the weight, end to end
-        int pending = 0;          // gradients still to come this step
+        std::vector<int> params; // indices into ps
+        at::Tensor flat;         // their gradients times the weight, end to end
+        int pending = 0;         // gradients still to come this step
         c10::intrusive_ptr<c10d::Work> work;
     };
     size_t next = 0; // buckets go out in order, the same on every rank (c10d pairs collectives
@@ -391,7 +395,8 @@ ft_status new_ft_dist_reducer(ft_dist *d, ft_tensor *const *params, int n, int64
         ft_dist_reducer *raw = r.get();
         for (size_t i = 0; i < r->ps.size(); i++) {
             int k = (int)i;
-            r->hooks.push_back(r->ps[i].register_hook([raw, k](const at::Tensor &g) { raw->on_grad(k, g); }));
+            r->hooks.push_back(
+                r->ps[i].register_hook([raw, k](const at::Tensor &g) { raw->on_grad(k, g); }));
         }
     });
     if (st != FT_OK) {
@@ -406,8 +411,7 @@ void free_ft_dist_reducer(ft_dist_reducer *r) noexcept {
     if (!r) return;
     try {
         for (size_t i = 0; i < r->hooks.size(); i++) r->ps[i].remove_hook(r->hooks[i]);
-    } catch (...) {
-    }
+    } catch (...) {}
     if (r->d && r->d->broken) { // a bucket may still be in Gloo's hands: leave it be
         for (auto &b : r->buckets) b.work.release();
     }
@@ -431,7 +435,8 @@ ft_status ft_dist_reducer_prepare(ft_dist_reducer *r, double weight) noexcept {
     });
 }
 
-ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *total_weight) noexcept {
+ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss,
+                                 double *total_weight) noexcept {
     return guard_dist(r->d, "all_reduce", [&] {
         if (!loss) throw std::invalid_argument("NULL loss handle");
         std::lock_guard<std::mutex> lock(r->mu);
@@ -448,7 +453,8 @@ ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *to
                                      at::scalar_tensor(r->weight, at::kDouble)});
         if (loss->t.device() != tail.device()) tail = tail.to(loss->t.device());
 #ifdef FT_HAVE_NCCL
-        if (r->d->nccl) tail = tail.to(loss->t.is_cuda() ? loss->t.device() : at::Device(at::kCUDA));
+        if (r->d->nccl)
+            tail = tail.to(loss->t.is_cuda() ? loss->t.device() : at::Device(at::kCUDA));
 #endif
         std::vector<at::Tensor> one{tail};
         c10::intrusive_ptr<c10d::Work> tw;
@@ -466,7 +472,8 @@ ft_status ft_dist_reducer_finish(ft_dist_reducer *r, ft_tensor *loss, double *to
             for (int i : b.params) {
                 at::Tensor g = r->ps[i].grad();
                 if (g.defined())
-                    g.copy_(b.flat.narrow(0, r->offset_of[i], r->ps[i].numel()).view(g.sizes()) / total);
+                    g.copy_(b.flat.narrow(0, r->offset_of[i], r->ps[i].numel()).view(g.sizes()) /
+                            total);
             }
         if (total_weight) *total_weight = total;
     });

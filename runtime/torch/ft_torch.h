@@ -31,8 +31,8 @@ extern "C" {
 typedef struct ft_tensor ft_tensor; /* opaque: a heap-allocated torch::Tensor */
 
 typedef int ft_status;
-#define FT_OK 0
-#define FT_ERR 1     /* libtorch raised an error: bad shape, bad argument, ... */
+#define FT_OK      0
+#define FT_ERR     1 /* libtorch raised an error: bad shape, bad argument, ... */
 #define FT_ERR_OOM 2 /* an allocation failed (host or device): the caller may collect and retry */
 
 #define FT_CPU (-1)
@@ -52,7 +52,7 @@ int ft_default_device(void) FT_NOEXCEPT; /* 0 (cuda:0) when CUDA is available, e
 ft_status ft_manual_seed(uint64_t seed) FT_NOEXCEPT; /* seeds CPU and every CUDA device */
 ft_status ft_set_num_threads(int n) FT_NOEXCEPT;     /* intra-op threads */
 int ft_get_num_threads(void) FT_NOEXCEPT;
-int ft_grad_enabled(void) FT_NOEXCEPT;               /* thread-local autograd mode */
+int ft_grad_enabled(void) FT_NOEXCEPT; /* thread-local autograd mode */
 void ft_set_grad_enabled(int enabled) FT_NOEXCEPT;
 /* Waits for the queued kernels of cuda:device (for timing). FT_CPU is a no-op: CPU ops are
  * synchronous. */
@@ -92,7 +92,7 @@ ft_status ft_rand(const int64_t *shape, int ndim, ft_dtype dtype, int device,
 ft_status ft_randn(const int64_t *shape, int ndim, ft_dtype dtype, int device,
                    ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, ft_dtype dtype,
-                     int device, ft_tensor **out) FT_NOEXCEPT;      /* values in [low, high) */
+                     int device, ft_tensor **out) FT_NOEXCEPT; /* values in [low, high) */
 ft_status ft_randperm(int64_t n, int device, ft_tensor **out) FT_NOEXCEPT; /* int64 */
 ft_status ft_arange(double start, double end, double step, ft_dtype dtype, int device,
                     ft_tensor **out) FT_NOEXCEPT;
@@ -147,18 +147,22 @@ ft_status ft_cat(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) FT
 ft_status ft_stack(const ft_tensor *const *ts, int n, int dim, ft_tensor **out) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- elementwise maths */
+/* clang-format off */
 typedef enum {
     FT_ADD = 0, FT_SUB, FT_MUL, FT_DIV, FT_POW, FT_REMAINDER, FT_MAXIMUM, FT_MINIMUM, FT_ATAN2,
     FT_EQ, FT_NE, FT_LT, FT_LE, FT_GT, FT_GE, FT_LOGICAL_AND, FT_LOGICAL_OR,
     FT_NBINOPS
 } ft_binop;
+/* clang-format on */
 
+/* clang-format off */
 typedef enum {
     FT_NEG = 0, FT_ABS, FT_EXP, FT_LOG, FT_LOG2, FT_LOG1P, FT_EXPM1, FT_SQRT, FT_RSQRT, FT_SIN,
     FT_COS, FT_TAN, FT_TANH, FT_SIGMOID, FT_RELU, FT_FLOOR, FT_CEIL, FT_ROUND, FT_TRUNC, FT_SIGN,
     FT_RECIPROCAL, FT_SQUARE, FT_LOGICAL_NOT, FT_ISNAN, FT_ISFINITE, FT_ERF, FT_GELU, FT_SILU,
     FT_NUNOPS
 } ft_unop;
+/* clang-format on */
 
 /* out = a op b, broadcasting; for FT_ADD/FT_SUB, alpha scales b (a + alpha*b). */
 ft_status ft_binary(ft_binop op, const ft_tensor *a, const ft_tensor *b,
@@ -189,11 +193,13 @@ ft_status ft_allclose(const ft_tensor *a, const ft_tensor *b, double rtol, doubl
 ft_status ft_equal(const ft_tensor *a, const ft_tensor *b, int *out) FT_NOEXCEPT;
 
 /* ---------------------------------------------------------------- reductions */
+/* clang-format off */
 typedef enum {
     FT_SUM = 0, FT_MEAN, FT_PROD, FT_MAX, FT_MIN, FT_ARGMAX, FT_ARGMIN, FT_STD, FT_VAR,
     FT_NORM, FT_ALL, FT_ANY, FT_LOGSUMEXP, FT_CUMSUM,
     FT_NREDUCEOPS
 } ft_reduceop;
+/* clang-format on */
 
 /* Over all elements; result is 0-dim. FT_STD/FT_VAR are unbiased. FT_CUMSUM is not allowed. */
 ft_status ft_reduce_all(ft_reduceop op, const ft_tensor *a, ft_tensor **out) FT_NOEXCEPT;
@@ -242,8 +248,8 @@ ft_status ft_log_softmax(const ft_tensor *x, int dim, ft_tensor **out) FT_NOEXCE
 typedef enum { FT_REDUCE_NONE = 0, FT_REDUCE_MEAN, FT_REDUCE_SUM } ft_reduction;
 /* logits [N,C], target int64 [N]. weight may be NULL. */
 ft_status ft_cross_entropy(const ft_tensor *logits, const ft_tensor *target,
-                           const ft_tensor *weight, ft_reduction reduction,
-                           double label_smoothing, ft_tensor **out) FT_NOEXCEPT;
+                           const ft_tensor *weight, ft_reduction reduction, double label_smoothing,
+                           ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_nll_loss(const ft_tensor *logp, const ft_tensor *target, ft_reduction reduction,
                       ft_tensor **out) FT_NOEXCEPT;
 ft_status ft_mse_loss(const ft_tensor *a, const ft_tensor *b, ft_reduction reduction,
@@ -253,7 +259,7 @@ ft_status ft_mse_loss(const ft_tensor *a, const ft_tensor *b, ft_reduction reduc
 ft_status ft_bce_with_logits(const ft_tensor *logits, const ft_tensor *target,
                              const ft_tensor *weight, const ft_tensor *pos_weight,
                              ft_reduction reduction, ft_tensor **out) FT_NOEXCEPT;
-/* Normalises over the last ndim dims (their sizes are normalized_shape); weight/bias may be NULL. */
+/* Normalises over the last ndim dims (sizes normalized_shape); weight/bias may be NULL. */
 ft_status ft_layer_norm(const ft_tensor *x, const int64_t *normalized_shape, int ndim,
                         const ft_tensor *weight, const ft_tensor *bias, double eps,
                         ft_tensor **out) FT_NOEXCEPT;
@@ -280,10 +286,10 @@ ft_status ft_backward(const ft_tensor *t, const ft_tensor *grad, int retain_grap
 
 /* ---------------------------------------------------------------- modules (runtime/model) */
 /* Memory formats for ft_convert_. */
-#define FT_KEEP_FORMAT 0
+#define FT_KEEP_FORMAT       0
 #define FT_CONTIGUOUS_FORMAT 1
-#define FT_CHANNELS_LAST 2
-#define FT_SAME_DEVICE (-2) /* ft_convert_: leave the device as it is */
+#define FT_CHANNELS_LAST     2
+#define FT_SAME_DEVICE       (-2) /* ft_convert_: leave the device as it is */
 
 /* Converts t's data in place, like torch's `param.data = param.data.to(...)`: t keeps its
  * identity (every handle sharing t's tensor sees the new data), its requires_grad and its
@@ -307,7 +313,8 @@ ft_status ft_autocast_exit(const ft_autocast_state *saved) FT_NOEXCEPT;
 int ft_autocast_enabled(int cuda) FT_NOEXCEPT;
 
 /* The first element's address (CPU or CUDA memory), for our own kernels that write straight
- * into a tensor (the CUDA augmentation); NULL when t is undefined. */
+ * into a tensor (the CUDA augmentation); NULL when t is undefined, or when libtorch refused
+ * (then ft_last_error() says why). */
 void *ft_data_ptr(const ft_tensor *t) FT_NOEXCEPT;
 
 #ifdef __cplusplus

@@ -14,7 +14,8 @@ static int have_ref;
 static void ref_init(void) {
     const char *root = getenv("FTLUA_ROOT") ? getenv("FTLUA_ROOT") : ".";
     snprintf(script, sizeof script, "%s/tests/py/learner_ref.py", root);
-    snprintf(py, sizeof py, "%s", getenv("FTLUA_PYTHON") ? getenv("FTLUA_PYTHON") : "/usr/bin/python3");
+    snprintf(py, sizeof py, "%s",
+             getenv("FTLUA_PYTHON") ? getenv("FTLUA_PYTHON") : "/usr/bin/python3");
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", py);
     have_ref = access(script, R_OK) == 0 && system(cmd) == 0;
@@ -37,7 +38,10 @@ static char *ref_run(const char *mode, const char *req) {
     size_t cap = 0;
     if (f) {
         ssize_t n = getdelim(&text, &cap, '\0', f);
-        if (n < 0) { free(text); text = NULL; }
+        if (n < 0) {
+            free(text);
+            text = NULL;
+        }
         fclose(f);
     }
     unlink(in);
@@ -55,7 +59,10 @@ __attribute__((unused)) static double next_num(char **s) {
     while (**s && !(**s == '-' || **s == '.' || (**s >= '0' && **s <= '9') || **s == 'n')) (*s)++;
     char *end;
     double v = strtod(*s, &end);
-    if (end == *s) { (*s)++; return NAN; }
+    if (end == *s) {
+        (*s)++;
+        return NAN;
+    }
     *s = end;
     return v;
 }

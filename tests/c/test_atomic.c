@@ -139,7 +139,8 @@ int main(void) {
         rmdir(sub);
         rc = ftl_atomic_write("/nonexistent-ftlua-dir/x.csv", "x", 1, err, sizeof err);
         CHECK("atomic missing folder names the file",
-              rc == -1 && strstr(err, "/nonexistent-ftlua-dir/x.csv") && strstr(err, strerror(ENOENT)));
+              rc == -1 && strstr(err, "/nonexistent-ftlua-dir/x.csv") &&
+                  strstr(err, strerror(ENOENT)));
     }
 
     /* stale temps: a dead pid's are removed at the next write, a live pid's and other hosts'
@@ -178,11 +179,14 @@ int main(void) {
         snprintf(p, sizeof p, "%s/%s/inner/file", dir, dead_dir);
         FILE *f = fopen(p, "wb");
         if (f) fclose(f);
-        CHECK("atomic pattern parses", ftl_atomic_is_temp_name(dead) && ftl_atomic_is_temp_name(other));
-        CHECK("atomic pattern rejects others", !ftl_atomic_is_temp_name("model.pth.tmp.1") &&
-                                                   !ftl_atomic_is_temp_name(".x.ftlua-tmp.h.12a.abcdef") &&
-                                                   !ftl_atomic_is_temp_name(".x.ftlua-tmp..12.abcdef"));
-        CHECK("atomic write with orphans", ftl_atomic_write(path, "five\n", 5, err, sizeof err) == 0);
+        CHECK("atomic pattern parses",
+              ftl_atomic_is_temp_name(dead) && ftl_atomic_is_temp_name(other));
+        CHECK("atomic pattern rejects others",
+              !ftl_atomic_is_temp_name("model.pth.tmp.1") &&
+                  !ftl_atomic_is_temp_name(".x.ftlua-tmp.h.12a.abcdef") &&
+                  !ftl_atomic_is_temp_name(".x.ftlua-tmp..12.abcdef"));
+        CHECK("atomic write with orphans",
+              ftl_atomic_write(path, "five\n", 5, err, sizeof err) == 0);
         CHECK("atomic removes a dead pid's temp", !exists(dead));
         CHECK("atomic removes a dead pid's temp folder", !exists(dead_dir));
         CHECK("atomic keeps a live pid's temp", exists(live));
@@ -209,7 +213,8 @@ int main(void) {
         CHECK("atomic rename refuses an empty file",
               ftl_atomic_rename(tmp, png, err, sizeof err) == -1 && strstr(err, "empty") &&
                   strstr(err, png));
-        CHECK("atomic rename removed the empty temp", access(tmp, F_OK) != 0 && access(png, F_OK) != 0);
+        CHECK("atomic rename removed the empty temp",
+              access(tmp, F_OK) != 0 && access(png, F_OK) != 0);
         ftl_atomic_temp_name(png, tmp, sizeof tmp, err, sizeof err);
         FILE *f = fopen(tmp, "wb");
         fputs("PNG", f);

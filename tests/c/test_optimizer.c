@@ -18,7 +18,6 @@
 
 #include "check.h"
 #include "learner/optimizer.h"
-#include "learner/schedule.h"
 
 /* ---------------------------------------------------------------- the Python reference */
 
@@ -38,7 +37,7 @@ static double normal(void) { /* splitmix64 + Box-Muller, rounded to float32 */
     return (float)(sqrt(-2 * log(u[0])) * cos(2 * M_PI * u[1]));
 }
 
-#define NP 5
+#define NP     5
 #define NSTEPS 6
 static const int64_t SHAPES[NP][2] = {{4, 3}, {3, 1}, {5, 1}, {2, 2}, {3, 1}};
 static const int NDIM[NP] = {2, 1, 1, 2, 1};
@@ -60,7 +59,8 @@ static void make_data(int vary) {
         }
         double mom = vary ? 0.95 - 0.02 * s : 0.9;
         for (int g = 0; g < 2; g++) {
-            double h[5] = {(g ? 3e-3 : 1e-3) * (vary ? 1 + s : 1), mom, 0.99, 1e-5, g && vary ? 0.1 : 0.01};
+            double h[5] = {(g ? 3e-3 : 1e-3) * (vary ? 1 + s : 1), mom, 0.99, 1e-5,
+                           g && vary ? 0.1 : 0.01};
             memcpy(hyp[s][g], h, sizeof h);
         }
     }
@@ -98,7 +98,7 @@ static ftl_adam *run_opt(ftl_adam *o, ft_tensor *params[NP], int all_wd, int nst
             double v[2] = {hyp[s][0][k], hyp[s][1][k]};
             ftl_adam_set_hyper(o, (ftl_hyper)k, v);
         }
-        if (ftl_adam_step(o) != FT_OK) printf("# step: %s\n", ftl_learn_error());
+        if (ftl_adam_step(o) != FT_OK) printf("# step: %s\n", ft_last_error());
         ftl_adam_zero_grad(o, 1);
     }
     return o;
@@ -116,7 +116,8 @@ static char *request(const char *impl, int all_wd) {
     for (int i = 0; i < NP; i++) {
         fprintf(m, "%s{\"shape\": [%lld", i ? ", " : "", (long long)SHAPES[i][0]);
         if (NDIM[i] == 2) fprintf(m, ", %lld", (long long)SHAPES[i][1]);
-        fprintf(m, "], \"group\": %d, \"do_wd\": %s, \"data\": [", GROUP[i], all_wd || DO_WD[i] ? "true" : "false");
+        fprintf(m, "], \"group\": %d, \"do_wd\": %s, \"data\": [", GROUP[i],
+                all_wd || DO_WD[i] ? "true" : "false");
         for (int k = 0; k < numel(i); k++) fprintf(m, "%s%.17g", k ? ", " : "", init[i][k]);
         fputs("]}", m);
     }
@@ -125,17 +126,21 @@ static char *request(const char *impl, int all_wd) {
         fputs(s ? ", [" : "[", m);
         for (int i = 0; i < NP; i++) {
             if (i) fputs(", ", m);
-            if (!has_grad[s][i]) { fputs("null", m); continue; }
+            if (!has_grad[s][i]) {
+                fputs("null", m);
+                continue;
+            }
             fputc('[', m);
-            for (int k = 0; k < numel(i); k++) fprintf(m, "%s%.17g", k ? ", " : "", (double)(float)grads[s][i][k]);
+            for (int k = 0; k < numel(i); k++)
+                fprintf(m, "%s%.17g", k ? ", " : "", (double)(float)grads[s][i][k]);
             fputc(']', m);
         }
         fputc(']', m);
     }
     fputs("], \"hypers\": [", m);
     for (int s = 0; s < NSTEPS; s++)
-        fprintf(m, "%s[[%.17g, %.17g, %.17g, %.17g, %.17g], [%.17g, %.17g, %.17g, %.17g, %.17g]]", s ? ", " : "",
-                hyp[s][0][0], hyp[s][0][1], hyp[s][0][2], hyp[s][0][3], hyp[s][0][4],
+        fprintf(m, "%s[[%.17g, %.17g, %.17g, %.17g, %.17g], [%.17g, %.17g, %.17g, %.17g, %.17g]]",
+                s ? ", " : "", hyp[s][0][0], hyp[s][0][1], hyp[s][0][2], hyp[s][0][3], hyp[s][0][4],
                 hyp[s][1][0], hyp[s][1][1], hyp[s][1][2], hyp[s][1][3], hyp[s][1][4]);
     fputs("]}\n", m);
     fclose(m);
@@ -160,11 +165,17 @@ static void compare(const char *name, ftl_adam *o, ft_tensor *params[NP], char *
     for (int i = 0; i < NP; i++) {
         ftl_adam_param *q = &o->params[i];
         s = strstr(s, "state");
-        if (!s) { state_ok = 0; break; }
+        if (!s) {
+            state_ok = 0;
+            break;
+        }
         s += 5;
         int64_t step = (int64_t)next_num(&s);
         if (step != q->step) state_ok = 0;
-        if (!step) { state_ok &= q->grad_avg == NULL; continue; }
+        if (!step) {
+            state_ok &= q->grad_avg == NULL;
+            continue;
+        }
         for (int pass = 0; pass < 2; pass++) {
             to_doubles(pass ? q->sqr_avg : q->grad_avg, v);
             for (int k = 0; k < numel(i); k++) {
@@ -195,8 +206,10 @@ static void test_against_reference(void) {
     make_data(1);
     ftl_adam *o = run_c(params, 0, NSTEPS);
     char *req = request("fastai", 0), *out = ref_run("adam", req);
-    if (out) compare("adam_vs_fastai_reference", o, params, out, 0);
-    else CHECK("adam_vs_fastai_reference", 0);
+    if (out)
+        compare("adam_vs_fastai_reference", o, params, out, 0);
+    else
+        CHECK("adam_vs_fastai_reference", 0);
     free(req);
     free(out);
     free_ftl_adam(o);
@@ -206,8 +219,10 @@ static void test_against_reference(void) {
     o = run_c(params, 1, NSTEPS);
     req = request("adamw", 1);
     out = ref_run("adam", req);
-    if (out) compare("adam_vs_torch_adamw", o, params, out, 2e-6);
-    else CHECK("adam_vs_torch_adamw", 0);
+    if (out)
+        compare("adam_vs_torch_adamw", o, params, out, 2e-6);
+    else
+        CHECK("adam_vs_torch_adamw", 0);
     free(req);
     free(out);
     free_ftl_adam(o);
@@ -228,17 +243,8 @@ static int same_bits(const ft_tensor *a, const ft_tensor *b) {
     return same;
 }
 
-static void test_behaviour(void) {
-    ft_tensor *params[NP];
-    make_data(1);
-    ftl_adam *o = run_c(params, 0, NSTEPS);
-    ft_tensor *p4 = from_doubles(init[4], 4);
-    CHECK("no_grad_param_untouched", same_bits(params[4], p4));
-    CHECK("no_grad_param_no_state", o->params[4].step == 0 && !o->params[4].grad_avg && !o->params[4].sqr_avg);
-    CHECK("skipped_step_not_counted", o->params[2].step == NSTEPS - 1 && o->params[0].step == NSTEPS);
-    ft_free(p4);
-
-    /* snapshot after 6 steps, 3 more steps, restore: params and state as at the snapshot */
+/* Snapshot after 6 steps, 3 more steps, restore: params and state as at the snapshot. */
+static void check_snapshots(ftl_adam *o, ft_tensor **params) {
     ftl_adam_snapshot *snap = NULL;
     ftl_tensor_snapshot *ts = NULL;
     CHECK("adam_snapshot", new_ftl_adam_snapshot(o, &snap) == FT_OK);
@@ -267,25 +273,33 @@ static void test_behaviour(void) {
     int params_same = 1, state_same = 1;
     for (int i = 0; i < NP; i++) {
         params_same &= same_bits(params[i], before[i]);
-        if (avg_before[i]) state_same &= same_bits(o->params[i].sqr_avg, avg_before[i]);
-        else state_same &= !o->params[i].sqr_avg;
+        if (avg_before[i])
+            state_same &= same_bits(o->params[i].sqr_avg, avg_before[i]);
+        else
+            state_same &= !o->params[i].sqr_avg;
         ft_free(before[i]);
         ft_free(avg_before[i]);
     }
     CHECK("restore_params_bit_identical", params_same);
-    CHECK("restore_state_bit_identical", state_same && o->params[0].step == NSTEPS && o->params[2].step == NSTEPS - 1);
+    CHECK("restore_state_bit_identical",
+          state_same && o->params[0].step == NSTEPS && o->params[2].step == NSTEPS - 1);
     CHECK("restore_hypers", o->hypers[0].lr == lr0);
     CHECK("restore_keeps_requires_grad", ft_requires_grad(params[0]));
     free_ftl_tensor_snapshot(ts);
     free_ftl_adam_snapshot(snap);
+}
 
+/* clear_state keeps the flags; zero_grad in place (fastai) or to undefined. */
+static void check_clear_and_zero_grad(ftl_adam *o, ft_tensor **params) {
     /* clear_state keeps the flags */
     o->params[3].force_train = 1;
     ftl_adam_clear_state(o);
     int cleared = 1;
-    for (int i = 0; i < NP; i++) cleared &= o->params[i].step == 0 && !o->params[i].grad_avg && !o->params[i].sqr_avg;
+    for (int i = 0; i < NP; i++)
+        cleared &= o->params[i].step == 0 && !o->params[i].grad_avg && !o->params[i].sqr_avg;
     CHECK("clear_state_drops_moments", cleared);
-    CHECK("clear_state_keeps_flags", o->params[1].do_wd == 0 && o->params[0].do_wd == 1 && o->params[3].force_train == 1);
+    CHECK("clear_state_keeps_flags",
+          o->params[1].do_wd == 0 && o->params[0].do_wd == 1 && o->params[3].force_train == 1);
 
     /* zero_grad: in place (fastai) or to undefined */
     ft_tensor *g = from_doubles(grads[0][0], 0), *got = NULL;
@@ -306,13 +320,17 @@ static void test_behaviour(void) {
     got = NULL;
     ft_grad(params[0], &got);
     CHECK("zero_grad_set_to_none", got == NULL);
+}
 
+/* freeze_to, and restore refusing a snapshot of another optimizer. */
+static void check_freeze_to(ftl_adam *o, ft_tensor **params) {
     /* freeze_to(-1): group 1 (the last) trains, group 0 is frozen except force_train params */
     o->params[1].force_train = 1;
     int idx = -9;
     ftl_adam_freeze_to(o, -1, &idx);
-    CHECK("freeze_to_last", idx == 1 && !ft_requires_grad(params[0]) && ft_requires_grad(params[1]) &&
-                                ft_requires_grad(params[2]) && ft_requires_grad(params[4]));
+    CHECK("freeze_to_last", idx == 1 && !ft_requires_grad(params[0]) &&
+                                ft_requires_grad(params[1]) && ft_requires_grad(params[2]) &&
+                                ft_requires_grad(params[4]));
     ftl_adam_freeze_to(o, 0, &idx);
     CHECK("unfreeze", idx == 0 && ft_requires_grad(params[0]));
     ftl_adam_freeze_to(o, 5, &idx);
@@ -323,13 +341,31 @@ static void test_behaviour(void) {
     ftl_adam_snapshot *bad = NULL;
     new_ftl_adam_snapshot(o, &bad);
     bad->n_params--;
-    CHECK("restore_mismatch_error", ftl_adam_restore(o, bad) != FT_OK && strstr(ftl_learn_error(), "snapshot"));
+    CHECK("restore_mismatch_error",
+          ftl_adam_restore(o, bad) != FT_OK && strstr(ft_last_error(), "snapshot"));
     bad->n_params++;
     free_ftl_adam_snapshot(bad);
+}
 
+static void test_behaviour(void) {
+    ft_tensor *params[NP];
+    make_data(1);
+    ftl_adam *o = run_c(params, 0, NSTEPS);
+    ft_tensor *p4 = from_doubles(init[4], 4);
+    CHECK("no_grad_param_untouched", same_bits(params[4], p4));
+    CHECK("no_grad_param_no_state",
+          o->params[4].step == 0 && !o->params[4].grad_avg && !o->params[4].sqr_avg);
+    CHECK("skipped_step_not_counted",
+          o->params[2].step == NSTEPS - 1 && o->params[0].step == NSTEPS);
+    ft_free(p4);
+
+    check_snapshots(o, params);
+    check_clear_and_zero_grad(o, params);
+    check_freeze_to(o, params);
     free_ftl_adam(o);
     free_params(params);
-    CHECK("hyper_names", ftl_hyper_from_name("sqr_mom") == FTL_SQR_MOM && ftl_hyper_from_name("x") == -1);
+    CHECK("hyper_names",
+          ftl_hyper_from_name("sqr_mom") == FTL_SQR_MOM && ftl_hyper_from_name("x") == -1);
 }
 
 /* fastai's SGD against its formula in doubles (the Lua parity test checks it against fastai
@@ -363,7 +399,8 @@ static void test_sgd(void) {
             if (worst > 1e-5) printf("# %s: max |diff| %g\n", nm, worst);
             CHECK(nm, worst <= 1e-5);
             int state_ok = o->kind == FTL_OPT_SGD && o->params[4].grad_avg == NULL;
-            for (int i = 0; i < NP; i++) state_ok &= o->params[i].step == 0 && !o->params[i].sqr_avg;
+            for (int i = 0; i < NP; i++)
+                state_ok &= o->params[i].step == 0 && !o->params[i].sqr_avg;
             state_ok &= momentum ? o->params[0].grad_avg != NULL : o->params[0].grad_avg == NULL;
             snprintf(nm, sizeof nm, "sgd_mom%d_%s_state", momentum, l2 ? "l2" : "decoupled");
             CHECK(nm, state_ok);
@@ -382,7 +419,8 @@ static void test_sgd(void) {
             free_params(params);
         }
     ftl_adam_hypers d = ftl_sgd_defaults();
-    CHECK("sgd_defaults", d.mom == 0 && d.wd == 0 && d.lr == 1e-3 && !strcmp(ftl_opt_kind_name(FTL_OPT_SGD), "SGD"));
+    CHECK("sgd_defaults", d.mom == 0 && d.wd == 0 && d.lr == 1e-3 &&
+                              !strcmp(ftl_opt_kind_name(FTL_OPT_SGD), "SGD"));
 }
 
 int main(void) {

@@ -14,7 +14,7 @@
 
 #include "check.h"
 #include "learner/progress.h"
-#include "learner/schedule.h"
+#include "torch/ft_torch.h"
 
 /* ---------------------------------------------------------------- the Python reference */
 
@@ -46,11 +46,18 @@ static void json_cell(FILE *m, const ftl_cell *c) {
     switch (c->kind) {
     case FTL_CELL_INT: fprintf(m, "{\"i\": %lld}", (long long)c->i); break;
     case FTL_CELL_FLOAT:
-        if (isnan(c->f)) fputs("{\"f\": NaN}", m);
-        else if (isinf(c->f)) fprintf(m, "{\"f\": %sInfinity}", c->f < 0 ? "-" : "");
-        else fprintf(m, "{\"f\": %.17g}", c->f);
+        if (isnan(c->f))
+            fputs("{\"f\": NaN}", m);
+        else if (isinf(c->f))
+            fprintf(m, "{\"f\": %sInfinity}", c->f < 0 ? "-" : "");
+        else
+            fprintf(m, "{\"f\": %.17g}", c->f);
         break;
-    case FTL_CELL_STR: fputs("{\"s\": ", m); json_str(m, c->s); fputc('}', m); break;
+    case FTL_CELL_STR:
+        fputs("{\"s\": ", m);
+        json_str(m, c->s);
+        fputc('}', m);
+        break;
     default: fputs("{\"none\": 1}", m);
     }
 }
@@ -66,10 +73,12 @@ static uint64_t next_u64(void) {
 /* ---------------------------------------------------------------- format_time */
 
 static void test_format_time(void) {
-    struct { double t; const char *want; } known[] = {
-        {0, "00:00"}, {0.99, "00:00"}, {18.7, "00:18"}, {59.999, "00:59"}, {60, "01:00"},
-        {3599.9, "59:59"}, {3600, "1:00:00"}, {3661.5, "1:01:01"}, {86399, "23:59:59"},
-        {100000, "27:46:40"}, {-5, "-1:59:55"}, {-0.5, "00:00"}};
+    struct {
+        double t;
+        const char *want;
+    } known[] = {{0, "00:00"},        {0.99, "00:00"},      {18.7, "00:18"},   {59.999, "00:59"},
+                 {60, "01:00"},       {3599.9, "59:59"},    {3600, "1:00:00"}, {3661.5, "1:01:01"},
+                 {86399, "23:59:59"}, {100000, "27:46:40"}, {-5, "-1:59:55"},  {-0.5, "00:00"}};
     int n = sizeof known / sizeof known[0], ok = 1;
     char buf[32];
     for (int i = 0; i < n; i++)
@@ -109,10 +118,22 @@ static void test_format_time(void) {
 
 static void test_repr(void) {
     char buf[64];
-    struct { double x; const char *want; } known[] = {
-        {0.1, "0.1"}, {1e-5, "1e-05"}, {1e-4, "0.0001"}, {123.0, "123.0"}, {1e16, "1e+16"},
-        {1e15, "1000000000000000.0"}, {0.33735501766204834, "0.33735501766204834"}, {-0.0, "-0.0"},
-        {NAN, "nan"}, {-INFINITY, "-inf"}, {5e-324, "5e-324"}, {1.5, "1.5"}, {2e-3, "0.002"}};
+    struct {
+        double x;
+        const char *want;
+    } known[] = {{0.1, "0.1"},
+                 {1e-5, "1e-05"},
+                 {1e-4, "0.0001"},
+                 {123.0, "123.0"},
+                 {1e16, "1e+16"},
+                 {1e15, "1000000000000000.0"},
+                 {0.33735501766204834, "0.33735501766204834"},
+                 {-0.0, "-0.0"},
+                 {NAN, "nan"},
+                 {-INFINITY, "-inf"},
+                 {5e-324, "5e-324"},
+                 {1.5, "1.5"},
+                 {2e-3, "0.002"}};
     int n = sizeof known / sizeof known[0], ok = 1;
     for (int i = 0; i < n; i++) {
         ftl_repr_double(known[i].x, buf, sizeof buf);
@@ -143,7 +164,8 @@ static void test_repr(void) {
         if (isfinite(f)) xs[k++] = f;
     }
     for (int e = -1074; e <= 1023 && k < 6000; e += 1) xs[k++] = ldexp(1, e);
-    for (int i = 0; k < N; i++) xs[k++] = (double)(next_u64() % 100000) * pow(10, (int)(next_u64() % 40) - 20);
+    for (int i = 0; k < N; i++)
+        xs[k++] = (double)(next_u64() % 100000) * pow(10, (int)(next_u64() % 40) - 20);
     char *req = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&req, &len);
@@ -172,32 +194,28 @@ static void test_repr(void) {
 static const char *NAMES[5] = {"epoch", "train_loss", "valid_loss", "error_rate", "time"};
 static const char *NAMES2[6] = {"epoch", "loss", "top_k_accuracy", "x", "métrique", "time"};
 
-static void test_table(void) {
-    char line[1024];
-    ftl_table_header(line, sizeof line, NAMES, 5);
-    CHECK("table_header_book", !strcmp(line, "epoch     train_loss  valid_loss  error_rate  time    "));
-    ftl_cell row[5] = {{FTL_CELL_INT, 0, 0, NULL}, {FTL_CELL_FLOAT, 0, 1.491732, NULL},
-                       {FTL_CELL_FLOAT, 0, 0.337355, NULL}, {FTL_CELL_FLOAT, 0, 0.108254, NULL},
-                       {FTL_CELL_STR, 0, 0, "00:18"}};
-    ftl_table_row(line, sizeof line, NAMES, row, 5);
-    CHECK("table_row_book", !strcmp(line, "0         1.491732    0.337355    0.108254    00:18     "));
-    if (!have_ref) {
-        SKIP("table_vs_python", "no /usr/bin/python3 with torch and numpy");
-        return;
-    }
-    /* a second table: long names, a name with a non-ASCII letter, values wider than their
-     * column, NaN, inf, None, negatives, big epochs */
-    ftl_cell rows[NROWS][6];
+/* A second table: long names, a name with a non-ASCII letter, values wider than their column,
+ * NaN, inf, None, negatives, big epochs. */
+static void make_rows(ftl_cell rows[NROWS][6]) {
     for (int r = 0; r < NROWS; r++) {
         double v = (double)(next_u64() % 1000000) / 997.0;
         ftl_cell c[6] = {{FTL_CELL_INT, r * 1000, 0, NULL},
-                         {FTL_CELL_FLOAT, 0, r == 1 ? NAN : r == 2 ? INFINITY : v, NULL},
+                         {FTL_CELL_FLOAT, 0,
+                          r == 1   ? NAN
+                          : r == 2 ? INFINITY
+                                   : v,
+                          NULL},
                          {FTL_CELL_FLOAT, 0, r == 3 ? -v : v / 1000, NULL},
                          {FTL_CELL_FLOAT, 0, r == 4 ? 123456789.125 : (float)(v / 1e3), NULL},
                          {r == 5 ? FTL_CELL_NONE : FTL_CELL_FLOAT, 0, 0.5, NULL},
                          {FTL_CELL_STR, 0, 0, r == 2 ? "1:02:03" : "00:18"}};
         memcpy(rows[r], c, sizeof c);
     }
+}
+
+/* The rows printed as fastprogress prints them, header included. */
+static void check_table_vs_python(ftl_cell rows[NROWS][6]) {
+    char line[1024];
     char *req = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&req, &len);
@@ -224,8 +242,10 @@ static void test_table(void) {
     int ok = out != NULL;
     for (int r = -1; ok && r < NROWS; r++) {
         char *want = next_line(&s);
-        if (r < 0) ftl_table_header(line, sizeof line, NAMES2, 6);
-        else ftl_table_row(line, sizeof line, NAMES2, rows[r], 6);
+        if (r < 0)
+            ftl_table_header(line, sizeof line, NAMES2, 6);
+        else
+            ftl_table_row(line, sizeof line, NAMES2, rows[r], 6);
         if (!want || strcmp(line, want)) {
             printf("# got  [%s]\n# want [%s]\n", line, want ? want : "(none)");
             ok = 0;
@@ -233,8 +253,13 @@ static void test_table(void) {
     }
     free(out);
     CHECK("table_vs_python", ok);
+}
 
-    /* CSV of the same rows, and append mode adding a second header */
+/* CSV of the same rows, and append mode adding a second header. */
+static void check_csv(ftl_cell rows[NROWS][6]) {
+    char *req = NULL, *out = NULL;
+    size_t len = 0;
+    FILE *m = NULL;
     char path[] = "/tmp/ftl_csv_XXXXXX";
     int fd = mkstemp(path);
     close(fd);
@@ -278,7 +303,31 @@ static void test_table(void) {
     if (out && got && strcmp(got, out)) printf("# got:\n%s# want:\n%s", got, out);
     free(out);
     free(got);
-    CHECK("csv_bad_path", !new_ftl_csv("/nonexistent/dir/h.csv", 0, NAMES2, 6) && strstr(ftl_learn_error(), "cannot write '/nonexistent/dir/h.csv'"));
+    CHECK("csv_bad_path", !new_ftl_csv("/nonexistent/dir/h.csv", 0, NAMES2, 6) &&
+                              strstr(ft_last_error(), "cannot write '/nonexistent/dir/h.csv'"));
+}
+
+static void test_table(void) {
+    char line[1024];
+    ftl_table_header(line, sizeof line, NAMES, 5);
+    CHECK("table_header_book",
+          !strcmp(line, "epoch     train_loss  valid_loss  error_rate  time    "));
+    ftl_cell row[5] = {{FTL_CELL_INT, 0, 0, NULL},
+                       {FTL_CELL_FLOAT, 0, 1.491732, NULL},
+                       {FTL_CELL_FLOAT, 0, 0.337355, NULL},
+                       {FTL_CELL_FLOAT, 0, 0.108254, NULL},
+                       {FTL_CELL_STR, 0, 0, "00:18"}};
+    ftl_table_row(line, sizeof line, NAMES, row, 5);
+    CHECK("table_row_book",
+          !strcmp(line, "0         1.491732    0.337355    0.108254    00:18     "));
+    if (!have_ref) {
+        SKIP("table_vs_python", "no /usr/bin/python3 with torch and numpy");
+        return;
+    }
+    ftl_cell rows[NROWS][6];
+    make_rows(rows);
+    check_table_vs_python(rows);
+    check_csv(rows);
 }
 
 /* ---------------------------------------------------------------- the bar */
@@ -317,8 +366,8 @@ static char *run_bar(const bar_case *c, int force, size_t *len) {
 static void test_bar(void) {
     static bar_case cases[6];
     int spec[6][5] = {/* total cols epoch n_epoch kind */
-                      {10, 100, 0, 3, 0}, {92, 100, 1, 2, 1}, {24, 70, 0, 1, 0},
-                      {30, 50, 4, 5, 0}, {300, 250, 0, 12, 1}, {8, 120, 2, 3, 2}};
+                      {10, 100, 0, 3, 0}, {92, 100, 1, 2, 1},   {24, 70, 0, 1, 0},
+                      {30, 50, 4, 5, 0},  {300, 250, 0, 12, 1}, {8, 120, 2, 3, 2}};
     for (int k = 0; k < 6; k++) {
         bar_case *c = &cases[k];
         c->total = spec[k][0];
@@ -342,7 +391,8 @@ static void test_bar(void) {
     free(out);
     /* The first redraw, by hand: 0 of 10, no comment yet, cols 100 so the bar is 40 wide */
     out = run_bar(&(bar_case){10, 100, 0, 3, 1, {0}, {5.0}, {NAN}}, 1, &len);
-    char want0[256] = "\rEpoch 1/3 : |----------------------------------------| 0.00% [0/10 00:00<00:00]\r";
+    char want0[256] =
+        "\rEpoch 1/3 : |----------------------------------------| 0.00% [0/10 00:00<00:00]\r";
     CHECK("bar_first_draw", out && !strncmp(out, want0, strlen(want0)));
     free(out);
     if (!have_ref) {
@@ -354,12 +404,14 @@ static void test_bar(void) {
     fputs("{\"cases\": [", m);
     for (int k = 0; k < 6; k++) {
         const bar_case *c = &cases[k];
-        fprintf(m, "%s{\"total\": %d, \"cols\": %d, \"epoch\": %d, \"n_epoch\": %d, \"events\": [", k ? ", " : "",
-                c->total, c->cols, c->epoch, c->n_epoch);
+        fprintf(m, "%s{\"total\": %d, \"cols\": %d, \"epoch\": %d, \"n_epoch\": %d, \"events\": [",
+                k ? ", " : "", c->total, c->cols, c->epoch, c->n_epoch);
         for (int i = 0; i < c->nev; i++) {
             fprintf(m, "%s[%d, %.17g, ", i ? ", " : "", c->val[i], c->t[i]);
-            if (isnan(c->comment[i])) fputs("null]", m);
-            else fprintf(m, "%.17g]", c->comment[i]);
+            if (isnan(c->comment[i]))
+                fputs("null]", m);
+            else
+                fprintf(m, "%.17g]", c->comment[i]);
         }
         fputs("]}", m);
     }
@@ -375,7 +427,8 @@ static void test_bar(void) {
         char *hex = malloc(2 * len + 1);
         hex_of(got, len, hex);
         int ok = want && !strcmp(hex, want);
-        if (!ok && want) printf("# case %d: got %zu bytes, reference %zu\n", k + 1, len, strlen(want) / 2);
+        if (!ok && want)
+            printf("# case %d: got %zu bytes, reference %zu\n", k + 1, len, strlen(want) / 2);
         CHECK(name, ok);
         free(hex);
         free(got);

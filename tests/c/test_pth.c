@@ -37,15 +37,47 @@ static double half_to_double(uint16_t h) {
 
 static double element(const uint8_t *p, ft_dtype d) {
     switch (d) {
-    case FT_FLOAT32: { float x; memcpy(&x, p, 4); return x; }
-    case FT_FLOAT64: { double x; memcpy(&x, p, 8); return x; }
-    case FT_FLOAT16: { uint16_t x; memcpy(&x, p, 2); return half_to_double(x); }
-    case FT_BFLOAT16: { uint16_t x; memcpy(&x, p, 2); uint32_t u = (uint32_t)x << 16; float f; memcpy(&f, &u, 4); return f; }
-    case FT_INT64: { int64_t x; memcpy(&x, p, 8); return (double)x; }
-    case FT_INT32: { int32_t x; memcpy(&x, p, 4); return x; }
-    case FT_INT16: { int16_t x; memcpy(&x, p, 2); return x; }
+    case FT_FLOAT32: {
+        float x;
+        memcpy(&x, p, 4);
+        return x;
+    }
+    case FT_FLOAT64: {
+        double x;
+        memcpy(&x, p, 8);
+        return x;
+    }
+    case FT_FLOAT16: {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        return half_to_double(x);
+    }
+    case FT_BFLOAT16: {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        uint32_t u = (uint32_t)x << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    case FT_INT64: {
+        int64_t x;
+        memcpy(&x, p, 8);
+        return (double)x;
+    }
+    case FT_INT32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        return x;
+    }
+    case FT_INT16: {
+        int16_t x;
+        memcpy(&x, p, 2);
+        return x;
+    }
     case FT_INT8: return (int8_t)p[0];
-    case FT_UINT8: case FT_BOOL: return p[0];
+    case FT_UINT8:
+    case FT_BOOL: return p[0];
     default: return NAN;
     }
 }
@@ -66,7 +98,7 @@ static double view_sum(const pth_entry *e) {
     return s;
 }
 
-/* ---------------------------------------------------------------- invariants any result must hold */
+/* ------------------------------------------------------- invariants any result must hold */
 
 /* Returns NULL when f is self-consistent, else what is wrong. buf/len: where storages must
  * point (NULL to skip, e.g. for byte-swapped files). */
@@ -76,7 +108,8 @@ static const char *invariants(const pth_file *f, const uint8_t *buf, size_t len)
         if (!s->key || ft_dtype_size(s->dtype) == 0) return "storage key or dtype";
         if (s->nbytes != (size_t)s->numel * ft_dtype_size(s->dtype)) return "storage nbytes";
         if (s->nbytes && !s->data) return "storage without data";
-        if (buf && s->nbytes && (s->data < buf || s->data + s->nbytes > buf + len)) return "storage outside the file";
+        if (buf && s->nbytes && (s->data < buf || s->data + s->nbytes > buf + len))
+            return "storage outside the file";
     }
     for (int k = 0; k < f->n_entries; k++) {
         const pth_entry *e = &f->entries[k];
@@ -94,7 +127,8 @@ static const char *invariants(const pth_file *f, const uint8_t *buf, size_t len)
         for (int d = 0; d < e->ndim; d++) last += (e->shape[d] - 1) * e->stride[d];
         size_t es = ft_dtype_size(e->dtype);
         if (e->data != s->data + (size_t)e->storage_offset * es) return "data pointer";
-        if ((size_t)(e->storage_offset + last + 1) * es > s->nbytes) return "view outside its storage";
+        if ((size_t)(e->storage_offset + last + 1) * es > s->nbytes)
+            return "view outside its storage";
     }
     return NULL;
 }
@@ -111,7 +145,8 @@ typedef struct {
 static int parse_t_line(char *line, expected *x) {
     char *save = NULL, *tok[200];
     int n = 0;
-    for (char *t = strtok_r(line, " \n", &save); t && n < 200; t = strtok_r(NULL, " \n", &save)) tok[n++] = t;
+    for (char *t = strtok_r(line, " \n", &save); t && n < 200; t = strtok_r(NULL, " \n", &save))
+        tok[n++] = t;
     if (n < 4 || strcmp(tok[0], "t")) return -1;
     snprintf(x->name, sizeof(x->name), "%s", strcmp(tok[1], "\"\"") ? tok[1] : "");
     snprintf(x->dtype, sizeof(x->dtype), "%s", tok[2]);
@@ -138,13 +173,20 @@ static int parse_t_line(char *line, expected *x) {
 static void compare(const char *label, const pth_file *f, const expected *x, int n) {
     char name[700];
     snprintf(name, sizeof(name), "%s: entry count", label);
-    if (f->n_entries != n) { failf(name, "%d entries, manifest has %d", f->n_entries, n); return; }
+    if (f->n_entries != n) {
+        failf(name, "%d entries, manifest has %d", f->n_entries, n);
+        return;
+    }
     printf("ok %s\n", name);
 
     int bad = 0;
     for (int i = 0; i < n && !bad; i++) {
         const pth_entry *e = &f->entries[i];
-        if (strcmp(e->name, x[i].name)) { failf((snprintf(name, sizeof(name), "%s: names in order", label), name), "entry %d is '%s', expected '%s'", i, e->name, x[i].name); bad = 1; }
+        if (strcmp(e->name, x[i].name)) {
+            failf((snprintf(name, sizeof(name), "%s: names in order", label), name),
+                  "entry %d is '%s', expected '%s'", i, e->name, x[i].name);
+            bad = 1;
+        }
     }
     if (!bad) printf("ok %s: names in order\n", label);
 
@@ -154,10 +196,14 @@ static void compare(const char *label, const pth_file *f, const expected *x, int
         const pth_entry *e = &f->entries[i];
         int ok = !strcmp(ft_dtype_name(e->dtype), x[i].dtype) && e->ndim == x[i].ndim &&
                  e->storage_offset == x[i].offset && e->requires_grad == x[i].rg;
-        for (int d = 0; ok && d < e->ndim; d++) ok = e->shape[d] == x[i].shape[d] && e->stride[d] == x[i].stride[d];
-        if (!ok) { failf(name, "'%s': %s ndim %d offset %lld rg %d vs %s ndim %d offset %lld rg %d", e->name,
-                         ft_dtype_name(e->dtype), e->ndim, (long long)e->storage_offset, e->requires_grad,
-                         x[i].dtype, x[i].ndim, (long long)x[i].offset, x[i].rg); bad = 1; }
+        for (int d = 0; ok && d < e->ndim; d++)
+            ok = e->shape[d] == x[i].shape[d] && e->stride[d] == x[i].stride[d];
+        if (!ok) {
+            failf(name, "'%s': %s ndim %d offset %lld rg %d vs %s ndim %d offset %lld rg %d",
+                  e->name, ft_dtype_name(e->dtype), e->ndim, (long long)e->storage_offset,
+                  e->requires_grad, x[i].dtype, x[i].ndim, (long long)x[i].offset, x[i].rg);
+            bad = 1;
+        }
     }
     if (!bad) printf("ok %s\n", name);
 
@@ -166,10 +212,17 @@ static void compare(const char *label, const pth_file *f, const expected *x, int
     for (int i = 0; i < n && !bad; i++) {
         const pth_entry *e = &f->entries[i];
         double s = view_sum(e);
-        if (!(fabs(s - x[i].sum) <= 1e-6 * fmax(1, fabs(x[i].sum)))) { failf(name, "'%s': sum %.17g, torch says %.17g", e->name, s, x[i].sum); bad = 1; }
+        if (!(fabs(s - x[i].sum) <= 1e-6 * fmax(1, fabs(x[i].sum)))) {
+            failf(name, "'%s': sum %.17g, torch says %.17g", e->name, s, x[i].sum);
+            bad = 1;
+        }
         for (int k = 0; k < x[i].nsamples && !bad; k++) {
             double v = x[i].sidx[k] < e->numel ? element_at(e, x[i].sidx[k]) : NAN;
-            if (v != x[i].sval[k]) { failf(name, "'%s'[%lld] = %.17g, torch says %.17g", e->name, (long long)x[i].sidx[k], v, x[i].sval[k]); bad = 1; }
+            if (v != x[i].sval[k]) {
+                failf(name, "'%s'[%lld] = %.17g, torch says %.17g", e->name,
+                      (long long)x[i].sidx[k], v, x[i].sval[k]);
+                bad = 1;
+            }
         }
     }
     if (!bad) printf("ok %s\n", name);
@@ -181,14 +234,20 @@ static void compare(const char *label, const pth_file *f, const expected *x, int
             /* Empty tensors' storages carry no data; torch gives them no identity to compare. */
             if (!f->entries[i].numel || !f->entries[j].numel) continue;
             int same = f->entries[i].storage == f->entries[j].storage;
-            if (same != (x[i].tag == x[j].tag)) { failf(name, "'%s' and '%s' %s a storage", f->entries[i].name, f->entries[j].name, same ? "share" : "do not share"); bad = 1; }
+            if (same != (x[i].tag == x[j].tag)) {
+                failf(name, "'%s' and '%s' %s a storage", f->entries[i].name, f->entries[j].name,
+                      same ? "share" : "do not share");
+                bad = 1;
+            }
         }
     if (!bad) printf("ok %s\n", name);
 
     const char *why = invariants(f, NULL, 0);
     snprintf(name, sizeof(name), "%s: invariants", label);
-    if (why) failf(name, "%s", why);
-    else printf("ok %s\n", name);
+    if (why)
+        failf(name, "%s", why);
+    else
+        printf("ok %s\n", name);
 }
 
 /* ---------------------------------------------------------------- damaged files */
@@ -200,14 +259,22 @@ static uint8_t *read_file(const char *path, size_t *len) {
     long n = ftell(fp);
     fseek(fp, 0, SEEK_SET);
     uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
-    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) { free(b); b = NULL; }
+    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
     fclose(fp);
     *len = (size_t)n;
     return b;
 }
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+static uint64_t next_rand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
 
 /* Every strict prefix must be refused with a message. Each copy gets an exact-size heap
  * buffer so that a sanitizer build catches any read past it. */
@@ -218,19 +285,24 @@ static void truncations(const char *label, const uint8_t *buf, size_t len) {
         memcpy(copy, buf, n);
         char err[256] = "";
         pth_file *f = new_pth_file_from_buffer(copy, n, NULL, err, sizeof(err));
-        if (f) accepted++;
-        else if (!err[0]) silent++;
+        if (f)
+            accepted++;
+        else if (!err[0])
+            silent++;
         free_pth_file(f);
         free(copy);
     }
     char name[400];
     snprintf(name, sizeof(name), "%s: every truncation is refused with a message", label);
-    if (accepted || silent) failf(name, "%zu prefixes accepted, %zu refused without a message", accepted, silent);
-    else printf("ok %s\n", name);
+    if (accepted || silent)
+        failf(name, "%zu prefixes accepted, %zu refused without a message", accepted, silent);
+    else
+        printf("ok %s\n", name);
 }
 
 /* Random byte changes: each copy loads or is refused; what loads must be self-consistent. */
-static void flips(const char *label, const uint8_t *buf, size_t len, int tries, int want_refusals, int swapped) {
+static void flips(const char *label, const uint8_t *buf, size_t len, int tries, int want_refusals,
+                  int swapped) {
     size_t refused = 0, broken = 0;
     const char *why = NULL;
     for (int t = 0; t < tries; t++) {
@@ -242,23 +314,34 @@ static void flips(const char *label, const uint8_t *buf, size_t len, int tries, 
         pth_file *f = new_pth_file_from_buffer(copy, len, NULL, err, sizeof(err));
         if (!f) {
             refused++;
-            if (!err[0]) { broken++; why = "refused without a message"; }
+            if (!err[0]) {
+                broken++;
+                why = "refused without a message";
+            }
         } else {
             const char *w = invariants(f, swapped ? NULL : copy, len);
-            if (w) { broken++; why = w; }
+            if (w) {
+                broken++;
+                why = w;
+            }
         }
         free_pth_file(f);
         free(copy);
     }
     char name[400];
-    snprintf(name, sizeof(name), "%s: %d damaged copies are refused or load consistently", label, tries);
-    if (broken) failf(name, "%zu broken results, e.g. %s", broken, why);
-    else printf("ok %s\n", name);
+    snprintf(name, sizeof(name), "%s: %d damaged copies are refused or load consistently", label,
+             tries);
+    if (broken)
+        failf(name, "%zu broken results, e.g. %s", broken, why);
+    else
+        printf("ok %s\n", name);
     if (want_refusals) {
         /* The zip format carries CRCs, so nearly every change must be caught. */
         snprintf(name, sizeof(name), "%s: most damaged copies are refused", label);
-        if (refused * 10 < (size_t)tries * 8) failf(name, "only %zu of %d refused", refused, tries);
-        else printf("ok %s\n", name);
+        if (refused * 10 < (size_t)tries * 8)
+            failf(name, "only %zu of %d refused", refused, tries);
+        else
+            printf("ok %s\n", name);
     }
 }
 
@@ -271,9 +354,13 @@ int main(void) {
     }
     const char *root = getenv("FTLUA_ROOT") ? getenv("FTLUA_ROOT") : ".";
     char dir[] = "/tmp/ftlua_pth_XXXXXX";
-    if (!mkdtemp(dir)) { failf("pth fixtures", "mkdtemp failed"); return 1; }
+    if (!mkdtemp(dir)) {
+        failf("pth fixtures", "mkdtemp failed");
+        return 1;
+    }
     char cmd[1024], path[1200], line[8192];
-    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s/tests/py/make_pth_fixtures.py' '%s' >/dev/null", root, dir);
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 '%s/tests/py/make_pth_fixtures.py' '%s' >/dev/null", root, dir);
     int rc = system(cmd);
     CHECK("pth fixtures written by torch", rc == 0);
     snprintf(path, sizeof(path), "%s/manifest.txt", dir);
@@ -286,7 +373,8 @@ int main(void) {
         if (sscanf(line, "file %239s %239s %15s %n", file, key, status, &off) != 3) continue;
         const char *key_path = strcmp(key, "-") ? key : NULL;
         char label[520];
-        snprintf(label, sizeof(label), "pth %s%s%s", file, key_path ? " key " : "", key_path ? key : "");
+        snprintf(label, sizeof(label), "pth %s%s%s", file, key_path ? " key " : "",
+                 key_path ? key : "");
         snprintf(path, sizeof(path), "%s/%s", dir, file);
         char err[512] = "";
         pth_file *f = new_pth_file(path, key_path, err, sizeof(err));
@@ -295,9 +383,12 @@ int main(void) {
             want[strcspn(want, "\n")] = 0;
             char name[700];
             snprintf(name, sizeof(name), "%s: refused with \"%s\"", label, want);
-            if (f) failf(name, "it loaded");
-            else if (!strstr(err, want)) failf(name, "message was: %s", err);
-            else printf("ok %s\n", name);
+            if (f)
+                failf(name, "it loaded");
+            else if (!strstr(err, want))
+                failf(name, "message was: %s", err);
+            else
+                printf("ok %s\n", name);
             free_pth_file(f);
             continue;
         }
@@ -305,17 +396,25 @@ int main(void) {
         int bad_lines = n < 0 || n > 1024;
         for (int i = 0; i < n && !bad_lines; i++)
             if (!fgets(line, sizeof(line), m) || parse_t_line(line, &xs[i]) < 0) bad_lines = 1;
-        if (bad_lines) { failf(label, "bad manifest"); free_pth_file(f); break; }
+        if (bad_lines) {
+            failf(label, "bad manifest");
+            free_pth_file(f);
+            break;
+        }
         char name[700];
         snprintf(name, sizeof(name), "%s: loads", label);
-        if (!f) { failf(name, "%s", err); continue; }
+        if (!f) {
+            failf(name, "%s", err);
+            continue;
+        }
         printf("ok %s\n", name);
         compare(label, f, xs, n);
         if (strstr(file, "resnet18")) {
             saw_resnet = 1;
             snprintf(name, sizeof(name), "%s: 122 keys from conv1.weight to fc.bias", label);
             CHECK(name, f->n_entries == 122 && !strcmp(f->entries[0].name, "conv1.weight") &&
-                            !strcmp(f->entries[121].name, "fc.bias") && pth_find(f, "layer4.1.bn2.running_var"));
+                            !strcmp(f->entries[121].name, "fc.bias") &&
+                            pth_find(f, "layer4.1.bn2.running_var"));
         }
         free_pth_file(f);
     }
@@ -328,7 +427,8 @@ int main(void) {
     snprintf(path, sizeof(path), "%s/malicious.pth", dir);
     pth_file *f = new_pth_file(path, NULL, err, sizeof(err));
     CHECK("pth malicious: message says it is refused and names the file",
-          !f && strstr(err, "which ftlua does not load (only state dicts are accepted)") && strstr(err, path) == err);
+          !f && strstr(err, "which ftlua does not load (only state dicts are accepted)") &&
+              strstr(err, path) == err);
     free_pth_file(f);
     f = new_pth_file("/nonexistent/x.pth", NULL, err, sizeof(err));
     CHECK("pth missing file: message names it", !f && strstr(err, "/nonexistent/x.pth"));
@@ -337,14 +437,18 @@ int main(void) {
     CHECK("pth empty buffer is refused", !f);
 
     /* Damaged copies of valid files. */
-    const char *damaged[] = {"small.pth", "small_legacy.pth", "nested.pth", "small_p4.pth", "bigendian.pth", "zip64.pth", "legacy_views.pth"};
+    const char *damaged[] = {"small.pth",     "small_legacy.pth", "nested.pth",      "small_p4.pth",
+                             "bigendian.pth", "zip64.pth",        "legacy_views.pth"};
     for (size_t k = 0; k < sizeof(damaged) / sizeof(damaged[0]); k++) {
         size_t len;
         snprintf(path, sizeof(path), "%s/%s", dir, damaged[k]);
         uint8_t *buf = read_file(path, &len);
         char label[300];
         snprintf(label, sizeof(label), "pth %s", damaged[k]);
-        if (!buf) { failf(label, "cannot read %s", path); continue; }
+        if (!buf) {
+            failf(label, "cannot read %s", path);
+            continue;
+        }
         pth_file *ok = new_pth_file_from_buffer(buf, len, NULL, err, sizeof(err));
         snprintf(label, sizeof(label), "pth %s from a buffer: storages point into it", damaged[k]);
         int swapped = strstr(damaged[k], "bigendian") != NULL;

@@ -40,12 +40,33 @@ static void tv_encode(ft_dtype dt, int64_t i, uint8_t *dst) {
     switch (dt) {
     case FT_FLOAT32: memcpy(dst, &f32, 4); break;
     case FT_FLOAT64: memcpy(dst, &f, 8); break;
-    case FT_FLOAT16: { uint16_t h = tv_f16(f32); memcpy(dst, &h, 2); } break;
-    case FT_BFLOAT16: memcpy(&bits, &f32, 4); { uint16_t h = (uint16_t)(bits >> 16); memcpy(dst, &h, 2); } break;
-    case FT_INT8: { int8_t v = (int8_t)((i % 11) * 3 - 15); memcpy(dst, &v, 1); } break;
-    case FT_INT16: { int16_t v = (int16_t)((i % 11) * 3000 - 15000); memcpy(dst, &v, 2); } break;
-    case FT_INT32: { int32_t v = (int32_t)((i % 11) * 100000000 - 500000000); memcpy(dst, &v, 4); } break;
-    case FT_INT64: { int64_t v = ((i % 11) - 5) * ((int64_t)1 << 40) + i; memcpy(dst, &v, 8); } break;
+    case FT_FLOAT16: {
+        uint16_t h = tv_f16(f32);
+        memcpy(dst, &h, 2);
+    } break;
+    case FT_BFLOAT16:
+        memcpy(&bits, &f32, 4);
+        {
+            uint16_t h = (uint16_t)(bits >> 16);
+            memcpy(dst, &h, 2);
+        }
+        break;
+    case FT_INT8: {
+        int8_t v = (int8_t)((i % 11) * 3 - 15);
+        memcpy(dst, &v, 1);
+    } break;
+    case FT_INT16: {
+        int16_t v = (int16_t)((i % 11) * 3000 - 15000);
+        memcpy(dst, &v, 2);
+    } break;
+    case FT_INT32: {
+        int32_t v = (int32_t)((i % 11) * 100000000 - 500000000);
+        memcpy(dst, &v, 4);
+    } break;
+    case FT_INT64: {
+        int64_t v = ((i % 11) - 5) * ((int64_t)1 << 40) + i;
+        memcpy(dst, &v, 8);
+    } break;
     case FT_UINT8: dst[0] = (uint8_t)((i * 37) % 256); break;
     case FT_BOOL: dst[0] = i % 3 == 0; break;
     default: break;
@@ -262,8 +283,8 @@ static void test_round_trip(void) {
     /* An empty file: {} and no data. */
     rc = st_write(tpath("none.safetensors"), NULL, 0, NULL, 0, err, sizeof err);
     b = slurp(tpath("none.safetensors"), &len);
-    CHECK("empty_file_bytes", rc == 0 && b && len == 16 && memcmp(b + 8, "{}      ", 8) == 0 &&
-                                  b[0] == 8 && b[1] == 0);
+    CHECK("empty_file_bytes",
+          rc == 0 && b && len == 16 && memcmp(b + 8, "{}      ", 8) == 0 && b[0] == 8 && b[1] == 0);
     f = new_st_file_from_path(tpath("none.safetensors"), err, sizeof err);
     CHECK("empty_file_reads", f && f->n == 0 && f->nmeta == 0);
     free_st_file(f);
@@ -323,7 +344,8 @@ static void test_write_fill(void) {
 static void test_write_errors(void) {
     char err[512];
     float x[3] = {1, 2, 3};
-    st_tensor_in a = {.name = "a", .dtype = FT_FLOAT32, .ndim = 1, .shape = {3}, .data = x, .nbytes = 12};
+    st_tensor_in a = {
+        .name = "a", .dtype = FT_FLOAT32, .ndim = 1, .shape = {3}, .data = x, .nbytes = 12};
     st_tensor_in two[2] = {a, a};
     struct {
         const char *name, *want;
@@ -344,8 +366,10 @@ static void test_write_errors(void) {
     cases[4].t.name = "__metadata__";
     cases[5].t.dtype = FT_NDTYPES;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        int rc = st_write(tpath("bad.safetensors"), &cases[k].t, cases[k].n, NULL, 0, err, sizeof err);
-        CHECK(cases[k].name, rc != 0 && strstr(err, cases[k].want) && strncmp(err, "safetensors: ", 13) == 0);
+        int rc =
+            st_write(tpath("bad.safetensors"), &cases[k].t, cases[k].n, NULL, 0, err, sizeof err);
+        CHECK(cases[k].name,
+              rc != 0 && strstr(err, cases[k].want) && strncmp(err, "safetensors: ", 13) == 0);
     }
     int rc = st_write(tpath("bad.safetensors"), two, 2, NULL, 0, err, sizeof err);
     CHECK("write_rejects_duplicate_name", rc != 0 && strstr(err, "duplicate tensor name 'a'"));
@@ -355,9 +379,11 @@ static void test_write_errors(void) {
     st_kv bm = {"k", "\xc0\x80"};
     rc = st_write(tpath("bad.safetensors"), &a, 1, &bm, 1, err, sizeof err);
     CHECK("write_rejects_bad_utf8_meta", rc != 0 && strstr(err, "not valid UTF-8"));
-    CHECK("write_errors_leave_nothing", access(tpath("bad.safetensors"), F_OK) != 0 && count_tmp() == 0);
+    CHECK("write_errors_leave_nothing",
+          access(tpath("bad.safetensors"), F_OK) != 0 && count_tmp() == 0);
     rc = st_write("/nonexistent-dir/x.safetensors", &a, 1, NULL, 0, err, sizeof err);
-    CHECK("write_to_missing_dir", rc != 0 && strstr(err, "cannot write '/nonexistent-dir/x.safetensors': No such file"));
+    CHECK("write_to_missing_dir",
+          rc != 0 && strstr(err, "cannot write '/nonexistent-dir/x.safetensors': No such file"));
 }
 
 /* ---------------------------------------------------------------- hostile files */
@@ -376,16 +402,21 @@ static const bad_case CASES[] = {
     /* valid variants */
     {"valid_minimal", "{}", 0, 0, NULL, 0},
     {"valid_space_padding", "{\"a\":" F32_2 "[0,8]}}       ", 0, 8, NULL, 0},
-    {"valid_json_whitespace", "{ \"a\" :\n\t{ \"shape\" : [ 2 ] , \"data_offsets\":[0 ,8],\r\n"
-                              "\"dtype\":\"F32\" } }  ", 0, 8, NULL, 0},
-    {"valid_metadata_last", "{\"a\":" F32_2 "[0,8]},\"__metadata__\":{\"x\":\"y\"}}", 0, 8, NULL, 0},
+    {"valid_json_whitespace",
+     "{ \"a\" :\n\t{ \"shape\" : [ 2 ] , \"data_offsets\":[0 ,8],\r\n"
+     "\"dtype\":\"F32\" } }  ",
+     0, 8, NULL, 0},
+    {"valid_metadata_last", "{\"a\":" F32_2 "[0,8]},\"__metadata__\":{\"x\":\"y\"}}", 0, 8, NULL,
+     0},
     {"valid_empty_metadata", "{\"__metadata__\":{}}", 0, 0, NULL, 0},
-    {"valid_header_order_not_offset_order",
-     "{\"b\":" F32_2 "[8,16]},\"a\":" F32_2 "[0,8]}}", 0, 16, NULL, 0},
+    {"valid_header_order_not_offset_order", "{\"b\":" F32_2 "[8,16]},\"a\":" F32_2 "[0,8]}}", 0, 16,
+     NULL, 0},
     {"valid_empty_tensors_on_boundaries",
      "{\"e\":{\"dtype\":\"I64\",\"shape\":[0],\"data_offsets\":[8,8]},\"a\":" F32_2
-     "[0,8]},\"z\":{\"dtype\":\"U8\",\"shape\":[3,0],\"data_offsets\":[0,0]}}", 0, 8, NULL, 0},
-    {"valid_scalar", "{\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]}}", 0, 8, NULL, 0},
+     "[0,8]},\"z\":{\"dtype\":\"U8\",\"shape\":[3,0],\"data_offsets\":[0,0]}}",
+     0, 8, NULL, 0},
+    {"valid_scalar", "{\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]}}", 0, 8, NULL,
+     0},
     {"valid_escaped_names", "{\"\\u00e9\\ud83d\\ude00\\n\\/\":" F32_2 "[0,8]}}", 0, 8, NULL, 0},
     /* the header length */
     {"not_brace_space", " {}", 0, 0, "not a safetensors file (header does not start with '{')", 0},
@@ -411,48 +442,89 @@ static const bad_case CASES[] = {
     {"overlong_utf8", "{\"\xc0\x80\":" F32_2 "[0,8]}}", 0, 8, "invalid UTF-8", 0},
     {"surrogate_utf8", "{\"\xed\xa0\x80\":" F32_2 "[0,8]}}", 0, 8, "invalid UTF-8", 0},
     {"truncated_utf8", "{\"\xe2\x9c\":" F32_2 "[0,8]}}", 0, 8, "invalid UTF-8", 0},
-    {"negative_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0, 0, "negative", 0},
-    {"fraction_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 0, 4, "not a fraction", 0},
-    {"exponent_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e0],\"data_offsets\":[0,4]}}", 0, 4, "not a fraction", 0},
-    {"leading_zero", "{\"a\":{\"dtype\":\"F32\",\"shape\":[02],\"data_offsets\":[0,8]}}", 0, 8, "leading zero", 0},
-    {"string_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 0, 8, "expected a non-negative integer", 0},
-    {"huge_integer", "{\"a\":{\"dtype\":\"F32\",\"shape\":[18446744073709551616],\"data_offsets\":[0,8]}}", 0, 8, "integer too large", 0},
-    {"shape_not_array", "{\"a\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}", 0, 8, "expected '['", 0},
-    {"dtype_not_string", "{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, "expected a string", 0},
+    {"negative_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0, 0,
+     "negative", 0},
+    {"fraction_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 0, 4,
+     "not a fraction", 0},
+    {"exponent_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e0],\"data_offsets\":[0,4]}}", 0, 4,
+     "not a fraction", 0},
+    {"leading_zero", "{\"a\":{\"dtype\":\"F32\",\"shape\":[02],\"data_offsets\":[0,8]}}", 0, 8,
+     "leading zero", 0},
+    {"string_dim", "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 0, 8,
+     "expected a non-negative integer", 0},
+    {"huge_integer",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[18446744073709551616],\"data_offsets\":[0,8]}}", 0, 8,
+     "integer too large", 0},
+    {"shape_not_array", "{\"a\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}", 0, 8,
+     "expected '['", 0},
+    {"dtype_not_string", "{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8,
+     "expected a string", 0},
     /* entries */
     {"missing_dtype", "{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, "lacks \"dtype\"", 0},
-    {"missing_offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 0, 8, "lacks \"data_offsets\"", 0},
+    {"missing_offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 0, 8, "lacks \"data_offsets\"",
+     0},
     {"empty_entry", "{\"a\":{}}", 0, 0, "empty tensor entry", 0},
-    {"unknown_field", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":[]}}", 0, 8, "unknown field \"x\"", 0},
-    {"duplicate_field", "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, "duplicate field \"dtype\"", 0},
-    {"offsets_three", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,8]}}", 0, 8, "data_offsets has more than 2", 0},
-    {"offsets_one", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8]}}", 0, 8, "must have 2 elements, has 1", 0},
-    {"dims_17", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 0, 4, "shape has more than 16 elements", 1},
-    {"unknown_dtype", "{\"a\":{\"dtype\":\"F33\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, "tensor 'a': unknown dtype \"F33\"", 0},
-    {"unsupported_u16", "{\"a\":{\"dtype\":\"U16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 4, "tensor 'a': unsupported dtype U16", 1},
-    {"unsupported_u64", "{\"a\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 8, "unsupported dtype U64", 1},
-    {"unsupported_f8", "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}", 0, 2, "unsupported dtype F8_E4M3", 1},
-    {"unsupported_c64", "{\"a\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 8, "unsupported dtype C64", 0},
-    {"duplicate_name", "{\"w\":" F32_2 "[0,8]},\"w\":" F32_2 "[8,16]}}", 0, 16, "duplicate tensor name 'w'", 0},
-    {"duplicate_name_escaped", "{\"w\":" F32_2 "[0,8]},\"\\u0077\":" F32_2 "[8,16]}}", 0, 16, "duplicate tensor name 'w'", 0},
-    {"duplicate_metadata", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, "duplicate \"__metadata__\"", 0},
-    {"duplicate_metadata_key", "{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, 0, "duplicate __metadata__ key 'k'", 0},
-    {"metadata_int_value", "{\"__metadata__\":{\"k\":1}}", 0, 0, "__metadata__ value for 'k' must be a string", 0},
+    {"unknown_field", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":[]}}",
+     0, 8, "unknown field \"x\"", 0},
+    {"duplicate_field",
+     "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8,
+     "duplicate field \"dtype\"", 0},
+    {"offsets_three", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,8]}}", 0, 8,
+     "data_offsets has more than 2", 0},
+    {"offsets_one", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8]}}", 0, 8,
+     "must have 2 elements, has 1", 0},
+    {"dims_17",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
+     0, 4, "shape has more than 16 elements", 1},
+    {"unknown_dtype", "{\"a\":{\"dtype\":\"F33\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8,
+     "tensor 'a': unknown dtype \"F33\"", 0},
+    {"unsupported_u16", "{\"a\":{\"dtype\":\"U16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 4,
+     "tensor 'a': unsupported dtype U16", 1},
+    {"unsupported_u64", "{\"a\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 8,
+     "unsupported dtype U64", 1},
+    {"unsupported_f8", "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}", 0, 2,
+     "unsupported dtype F8_E4M3", 1},
+    {"unsupported_c64", "{\"a\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 0, 8,
+     "unsupported dtype C64", 0},
+    {"duplicate_name", "{\"w\":" F32_2 "[0,8]},\"w\":" F32_2 "[8,16]}}", 0, 16,
+     "duplicate tensor name 'w'", 0},
+    {"duplicate_name_escaped", "{\"w\":" F32_2 "[0,8]},\"\\u0077\":" F32_2 "[8,16]}}", 0, 16,
+     "duplicate tensor name 'w'", 0},
+    {"duplicate_metadata", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0,
+     "duplicate \"__metadata__\"", 0},
+    {"duplicate_metadata_key", "{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, 0,
+     "duplicate __metadata__ key 'k'", 0},
+    {"metadata_int_value", "{\"__metadata__\":{\"k\":1}}", 0, 0,
+     "__metadata__ value for 'k' must be a string", 0},
     {"metadata_list_value", "{\"__metadata__\":{\"k\":[\"a\"]}}", 0, 0, "must be a string", 0},
     {"metadata_not_object", "{\"__metadata__\":\"x\"}", 0, 0, "__metadata__ must be an object", 0},
     /* offsets and sizes that lie */
     {"size_mismatch", "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 0, 8,
      "safetensors: tensor 'w': data_offsets [0, 8] but shape [3] of F32 needs 12 bytes", 0},
-    {"end_before_begin", "{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[8,4]}}", 0, 8, "end before begin", 0},
-    {"offsets_past_end", "{\"w\":" F32_2 "[8,16]}}", 0, 8, "run past the end of the 8-byte data buffer", 0},
-    {"offsets_huge", "{\"w\":" F32_2 "[18446744073709551615,18446744073709551615]}}", 0, 8, "run past the end", 0},
-    {"shape_huge", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}}", 0, 8, "is too large", 0},
-    {"shape_product_overflow", "{\"w\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}", 0, 8, "has too many elements", 0},
-    {"shape_wraps_to_small", "{\"w\":{\"dtype\":\"U8\",\"shape\":[2,9223372036854775812],\"data_offsets\":[0,8]}}", 0, 8, "has too many elements", 0},
-    {"overlap", "{\"a\":" F32_2 "[0,8]},\"b\":" F32_2 "[4,12]}}", 0, 12, "tensors 'a' and 'b' overlap", 0},
-    {"overlap_same_range", "{\"a\":" F32_2 "[0,8]},\"b\":" F32_2 "[0,8]}}", 0, 8, "tensors 'a' and 'b' overlap", 0},
-    {"empty_inside_tensor", "{\"a\":" F32_2 "[0,8]},\"e\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,4]}}", 0, 8, "tensors 'a' and 'e' overlap", 0},
-    {"hole", "{\"a\":" F32_2 "[0,8]},\"b\":" F32_2 "[16,24]}}", 0, 24, "hole in data buffer at byte 8", 0},
+    {"end_before_begin", "{\"w\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[8,4]}}", 0, 8,
+     "end before begin", 0},
+    {"offsets_past_end", "{\"w\":" F32_2 "[8,16]}}", 0, 8,
+     "run past the end of the 8-byte data buffer", 0},
+    {"offsets_huge", "{\"w\":" F32_2 "[18446744073709551615,18446744073709551615]}}", 0, 8,
+     "run past the end", 0},
+    {"shape_huge",
+     "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}}", 0, 8,
+     "is too large", 0},
+    {"shape_product_overflow",
+     "{\"w\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}", 0, 8,
+     "has too many elements", 0},
+    {"shape_wraps_to_small",
+     "{\"w\":{\"dtype\":\"U8\",\"shape\":[2,9223372036854775812],\"data_offsets\":[0,8]}}", 0, 8,
+     "has too many elements", 0},
+    {"overlap", "{\"a\":" F32_2 "[0,8]},\"b\":" F32_2 "[4,12]}}", 0, 12,
+     "tensors 'a' and 'b' overlap", 0},
+    {"overlap_same_range", "{\"a\":" F32_2 "[0,8]},\"b\":" F32_2 "[0,8]}}", 0, 8,
+     "tensors 'a' and 'b' overlap", 0},
+    {"empty_inside_tensor",
+     "{\"a\":" F32_2 "[0,8]},\"e\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,4]}}", 0, 8,
+     "tensors 'a' and 'e' overlap", 0},
+    {"hole", "{\"a\":" F32_2 "[0,8]},\"b\":" F32_2 "[16,24]}}", 0, 24,
+     "hole in data buffer at byte 8", 0},
     {"hole_at_start", "{\"a\":" F32_2 "[8,16]}}", 0, 16, "hole in data buffer at byte 0", 0},
     {"trailing_data", "{\"a\":" F32_2 "[0,8]}}", 0, 40, "hole in data buffer at byte 8", 0},
     {"data_without_tensors", "{}", 0, 1, "hole in data buffer at byte 0", 0},
@@ -471,7 +543,8 @@ static void test_hostile(void) {
             CHECK(name, f != NULL);
             if (!f) printf("    %s\n", err);
         } else {
-            CHECK(name, f == NULL && strstr(err, c->want) && strncmp(err, "safetensors: ", 13) == 0);
+            CHECK(name,
+                  f == NULL && strstr(err, c->want) && strncmp(err, "safetensors: ", 13) == 0);
             if (f || !strstr(err, c->want)) printf("    got: %s\n", f ? "(accepted)" : err);
         }
         free_st_file(f);
@@ -482,11 +555,13 @@ static void test_hostile(void) {
     size_t len;
     uint8_t *b = make_file(12345678, "{}", 2, 90, &len);
     st_file *f = new_st_file_from_buffer(b, len, err, sizeof err);
-    CHECK("header_length_past_file", !f && strcmp(err, "safetensors: header length 12345678 exceeds file size 100") == 0);
+    CHECK("header_length_past_file",
+          !f && strcmp(err, "safetensors: header length 12345678 exceeds file size 100") == 0);
     free(b);
     b = make_file(UINT64_MAX, "{}", 2, 0, &len);
     f = new_st_file_from_buffer(b, len, err, sizeof err);
-    CHECK("header_length_u64_max", !f && strstr(err, "header length 18446744073709551615 exceeds file size 10"));
+    CHECK("header_length_u64_max",
+          !f && strstr(err, "header length 18446744073709551615 exceeds file size 10"));
     free(b);
     b = make_file(1, "{}", 2, 0, &len); /* N cuts the JSON short: "}" is data */
     f = new_st_file_from_buffer(b, len, err, sizeof err);
@@ -510,7 +585,8 @@ static void test_hostile(void) {
         for (int i = 0; i < 8; i++) b[i] = (uint8_t)(n >> (8 * i));
         b[8] = '{';
         f = new_st_file_from_buffer(b, huge, err, sizeof err);
-        CHECK("header_over_100MB", !f && strstr(err, "header length 100000001 exceeds the limit of 100000000 bytes"));
+        CHECK("header_over_100MB",
+              !f && strstr(err, "header length 100000001 exceeds the limit of 100000000 bytes"));
         free(b);
     } else {
         SKIP("header_over_100MB", "cannot allocate 100 MB");
@@ -519,7 +595,8 @@ static void test_hostile(void) {
     /* Messages locate JSON errors by file byte. */
     b = make_file(7, "{\"a\" 1}", 7, 0, &len);
     f = new_st_file_from_buffer(b, len, err, sizeof err);
-    CHECK("json_error_offset", !f && strcmp(err, "safetensors: header JSON at byte 13: expected ':'") == 0);
+    CHECK("json_error_offset",
+          !f && strcmp(err, "safetensors: header JSON at byte 13: expected ':'") == 0);
     free(b);
 }
 
@@ -542,7 +619,8 @@ static void test_truncation_and_mutation(void) {
         uint8_t *b = malloc(n ? n : 1); /* exact size, so ASan sees any overread */
         memcpy(b, file, n);
         st_file *f = new_st_file_from_buffer(b, n, err, sizeof err);
-        if (f || strncmp(err, "safetensors: ", 13) != 0) bad = 1, printf("    prefix %zu accepted\n", n);
+        if (f || strncmp(err, "safetensors: ", 13) != 0)
+            bad = 1, printf("    prefix %zu accepted\n", n);
         free_st_file(f);
         free(b);
     }
@@ -555,7 +633,8 @@ static void test_truncation_and_mutation(void) {
     }
     CHECK("truncated_files_rejected_with_path", !bad);
 
-    static const uint8_t vals[] = {0, 1, 0xff, 0x80, '"', '\\', '{', '}', '[', ']', ',', ':', '0', '9', ' '};
+    static const uint8_t vals[] = {0,   1,   0xff, 0x80, '"', '\\', '{', '}',
+                                   '[', ']', ',',  ':',  '0', '9',  ' '};
     int accepted = 0;
     uint8_t *b = malloc(len);
     for (size_t pos = 0; pos < len && !bad; pos++) {
@@ -619,13 +698,16 @@ static void test_python(void) {
     char want[4096] = "";
     size_t w = 0;
     for (int k = 0; k < NSPEC; k++) {
-        w += (size_t)snprintf(want + w, sizeof want - w, "tensor %s %s [", SPEC[k].name, st_dtype_name(SPEC[k].dtype));
+        w += (size_t)snprintf(want + w, sizeof want - w, "tensor %s %s [", SPEC[k].name,
+                              st_dtype_name(SPEC[k].dtype));
         for (int d = 0; d < SPEC[k].ndim; d++)
-            w += (size_t)snprintf(want + w, sizeof want - w, d ? ",%" PRId64 : "%" PRId64, SPEC[k].shape[d]);
+            w += (size_t)snprintf(want + w, sizeof want - w, d ? ",%" PRId64 : "%" PRId64,
+                                  SPEC[k].shape[d]);
         w += (size_t)snprintf(want + w, sizeof want - w, "] ok\n");
     }
     for (int k = 0; k < NMETA; k++)
-        w += (size_t)snprintf(want + w, sizeof want - w, "meta %s=%s\n", META[k].key, META[k].value);
+        w +=
+            (size_t)snprintf(want + w, sizeof want - w, "meta %s=%s\n", META[k].key, META[k].value);
     CHECK("python_reads_c_file", out && strcmp(out, want) == 0);
     if (out && strcmp(out, want) != 0) printf("    python printed:\n%s    want:\n%s", out, want);
     free(out);
@@ -689,9 +771,12 @@ int main(void) {
     /* find_spec, not import: the probe should not cost a torch import. */
     snprintf(probe, sizeof probe,
              "%s -c 'import importlib.util as u, sys; sys.exit(u.find_spec(\"torch\") is None)' "
-             ">/dev/null 2>&1", python);
+             ">/dev/null 2>&1",
+             python);
     snprintf(no_py, sizeof no_py, "%s has no torch (apt-get install python3-torch)", python);
-    if (system(probe) == 0) snprintf(py, sizeof py, "PYTHONIOENCODING=utf-8 %s %s/tests/py/safetensors_ref.py", python, root);
+    if (system(probe) == 0)
+        snprintf(py, sizeof py, "PYTHONIOENCODING=utf-8 %s %s/tests/py/safetensors_ref.py", python,
+                 root);
 
     test_round_trip();
     test_write_fill();

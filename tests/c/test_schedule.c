@@ -15,14 +15,17 @@
 
 #include "check.h"
 #include "learner/schedule.h"
+#include "torch/ft_torch.h"
 
 /* ---------------------------------------------------------------- the Python reference */
 
 #include "learner_ref.h"
 
 static void json_num(FILE *m, double v) {
-    if (isnan(v)) fputs("NaN", m);
-    else fprintf(m, "%.17g", v);
+    if (isnan(v))
+        fputs("NaN", m);
+    else
+        fprintf(m, "%.17g", v);
 }
 
 /* ---------------------------------------------------------------- the cases */
@@ -36,22 +39,58 @@ typedef struct {
     int n_cycles, cycle_len, cycle_mult;
 } sched_case;
 
-#define SLICE(a, b) {.kind = FTL_LR_SLICE, .has_lo = 1, .lo = a, .hi = b}
-#define SLICE_HI(b) {.kind = FTL_LR_SLICE, .hi = b}
-#define NUMBER(v) {.kind = FTL_LR_NUMBER, .hi = v}
+#define SLICE(a, b)                                                                                \
+    { .kind = FTL_LR_SLICE, .has_lo = 1, .lo = a, .hi = b }
+#define SLICE_HI(b)                                                                                \
+    { .kind = FTL_LR_SLICE, .hi = b }
+#define NUMBER(v)                                                                                  \
+    { .kind = FTL_LR_NUMBER, .hi = v }
 static sched_case cases[] = {
     {"one_cycle_slice_3x7", "one_cycle", 3, 7, 3, SLICE(1e-6, 1e-4), {0}, .div = 0},
     {"fine_tune_frozen_1x100", "one_cycle", 1, 100, 3, SLICE_HI(2e-3), {0}, .pct_start = 0.99},
-    {"fine_tune_unfrozen_2x13", "one_cycle", 2, 13, 3, SLICE(1e-5, 1e-3), {0}, .div = 5, .pct_start = 0.3},
-    {"one_cycle_list_5x4", "one_cycle", 5, 4, 3, {.kind = FTL_LR_LIST, .n = 3}, {1e-3, 3e-3, 1e-2},
-     .div_final = 1e4, .moms = {0.9, 0.8, 0.9}},
+    {"fine_tune_unfrozen_2x13",
+     "one_cycle",
+     2,
+     13,
+     3,
+     SLICE(1e-5, 1e-3),
+     {0},
+     .div = 5,
+     .pct_start = 0.3},
+    {"one_cycle_list_5x4",
+     "one_cycle",
+     5,
+     4,
+     3,
+     {.kind = FTL_LR_LIST, .n = 3},
+     {1e-3, 3e-3, 1e-2},
+     .div_final = 1e4,
+     .moms = {0.9, 0.8, 0.9}},
     {"one_cycle_pets_4x92", "one_cycle", 4, 92, 1, NUMBER(3e-3), {0}, .div = 0},
     {"one_cycle_pct0_2x5", "one_cycle", 2, 5, 3, NUMBER(1e-2), {0}, .pct_start = -1},
     {"one_cycle_pct1_2x5", "one_cycle", 2, 5, 3, NUMBER(1e-2), {0}, .pct_start = 1},
     {"one_cycle_3x10_pct03", "one_cycle", 3, 10, 3, SLICE(1e-4, 1e-2), {0}, .pct_start = 0.3},
     {"flat_cos_3x10", "flat_cos", 3, 10, 3, SLICE(1e-4, 1e-2), {0}, .div = 0},
-    {"sgdr_3cycles_x6", "sgdr", 0, 6, 3, SLICE_HI(1e-2), {0}, .n_cycles = 3, .cycle_len = 1, .cycle_mult = 2},
-    {"sgdr_2cycles_len2_mult3", "sgdr", 0, 5, 1, NUMBER(1e-3), {0}, .n_cycles = 2, .cycle_len = 2, .cycle_mult = 3},
+    {"sgdr_3cycles_x6",
+     "sgdr",
+     0,
+     6,
+     3,
+     SLICE_HI(1e-2),
+     {0},
+     .n_cycles = 3,
+     .cycle_len = 1,
+     .cycle_mult = 2},
+    {"sgdr_2cycles_len2_mult3",
+     "sgdr",
+     0,
+     5,
+     1,
+     NUMBER(1e-3),
+     {0},
+     .n_cycles = 2,
+     .cycle_len = 2,
+     .cycle_mult = 3},
 };
 #define NCASES (int)(sizeof cases / sizeof cases[0])
 
@@ -60,7 +99,7 @@ static int run_case(sched_case *c, double **lrs_out, double **moms_out) {
     if (c->lr.kind == FTL_LR_LIST) c->lr.list = c->list;
     double lr[3];
     if (ftl_lr_per_group(&c->lr, c->n_groups, lr)) {
-        printf("# %s: %s\n", c->name, ftl_learn_error());
+        printf("# %s: %s\n", c->name, ft_last_error());
         return -1;
     }
     ftl_one_cycle_opts o = ftl_one_cycle_defaults();
@@ -81,7 +120,7 @@ static int run_case(sched_case *c, double **lrs_out, double **moms_out) {
         c->n_epoch = n_epoch;
     }
     if (!ls) {
-        printf("# %s: %s\n", c->name, ftl_learn_error());
+        printf("# %s: %s\n", c->name, ft_last_error());
         return -1;
     }
     int nb = n_epoch * c->n_iter;
@@ -103,15 +142,22 @@ static int run_case(sched_case *c, double **lrs_out, double **moms_out) {
 static void write_case_json(FILE *m, const sched_case *c) {
     fprintf(m, "{\"kind\": \"%s\", \"n_epoch\": %d, \"n_iter\": %d, \"n_groups\": %d, \"lr\": ",
             c->kind, c->n_epoch, c->n_iter, c->n_groups);
-    if (c->lr.kind == FTL_LR_NUMBER) json_num(m, c->lr.hi);
-    else if (c->lr.kind == FTL_LR_LIST) fprintf(m, "[%.17g, %.17g, %.17g]", c->list[0], c->list[1], c->list[2]);
-    else if (c->lr.has_lo) fprintf(m, "{\"slice\": [%.17g, %.17g]}", c->lr.lo, c->lr.hi);
-    else fprintf(m, "{\"slice\": [null, %.17g]}", c->lr.hi);
+    if (c->lr.kind == FTL_LR_NUMBER)
+        json_num(m, c->lr.hi);
+    else if (c->lr.kind == FTL_LR_LIST)
+        fprintf(m, "[%.17g, %.17g, %.17g]", c->list[0], c->list[1], c->list[2]);
+    else if (c->lr.has_lo)
+        fprintf(m, "{\"slice\": [%.17g, %.17g]}", c->lr.lo, c->lr.hi);
+    else
+        fprintf(m, "{\"slice\": [null, %.17g]}", c->lr.hi);
     if (c->div) fprintf(m, ", \"div\": %.17g", c->div);
     if (c->div_final) fprintf(m, ", \"div_final\": %.17g", c->div_final);
     if (c->pct_start) fprintf(m, ", \"pct_start\": %.17g", c->pct_start < 0 ? 0 : c->pct_start);
-    if (c->moms[0]) fprintf(m, ", \"moms\": [%.17g, %.17g, %.17g]", c->moms[0], c->moms[1], c->moms[2]);
-    if (c->n_cycles) fprintf(m, ", \"n_cycles\": %d, \"cycle_len\": %d, \"cycle_mult\": %d", c->n_cycles, c->cycle_len, c->cycle_mult);
+    if (c->moms[0])
+        fprintf(m, ", \"moms\": [%.17g, %.17g, %.17g]", c->moms[0], c->moms[1], c->moms[2]);
+    if (c->n_cycles)
+        fprintf(m, ", \"n_cycles\": %d, \"cycle_len\": %d, \"cycle_mult\": %d", c->n_cycles,
+                c->cycle_len, c->cycle_mult);
     fputs("}", m);
 }
 
@@ -146,7 +192,8 @@ static void test_against_reference(void) {
         }
         if (!out) {
             SKIP(name, "no /usr/bin/python3 with torch and numpy");
-            free(lrs[i]); free(moms[i]);
+            free(lrs[i]);
+            free(moms[i]);
             continue;
         }
         int g = cases[i].n_groups;
@@ -155,7 +202,8 @@ static void test_against_reference(void) {
         for (int pass = 0; pass < 2; pass++)
             for (int b = 0; b < nb[i]; b++)
                 for (int k = 0; k <= g; k++) {
-                    double want = next_num(&s), got = k < g ? lrs[i][(size_t)b * g + k] : moms[i][b];
+                    double want = next_num(&s),
+                           got = k < g ? lrs[i][(size_t)b * g + k] : moms[i][b];
                     double d = rel(got, want);
                     if (pass == 0) {
                         if (d > worst_f) worst_f = d;
@@ -166,7 +214,8 @@ static void test_against_reference(void) {
                     }
                 }
         printf("# %s: %d batches x %d groups, %d/%d values bit-identical to the reference, "
-               "worst rel %.3g (plain doubles: %.3g)\n", cases[i].name, nb[i], g, exact, total, worst_f, worst_d);
+               "worst rel %.3g (plain doubles: %.3g)\n",
+               cases[i].name, nb[i], g, exact, total, worst_f, worst_d);
         CHECK(name, worst_f <= 1e-9);
         free(lrs[i]);
         free(moms[i]);
@@ -182,9 +231,11 @@ static void test_known_values(void) {
     CHECK("lr_slice_lo_hi", ftl_lr_per_group(&sl, 3, out) == 0 && fabs(out[0] - 1e-6) < 1e-18 &&
                                 fabs(out[1] - 1e-5) < 1e-17 && fabs(out[2] - 1e-4) < 1e-16);
     ftl_lr_spec sh = {FTL_LR_SLICE, 0, 0, 2e-3, NULL, 0};
-    CHECK("lr_slice_hi", ftl_lr_per_group(&sh, 3, out) == 0 && out[0] == 2e-3 / 10 && out[1] == 2e-3 / 10 && out[2] == 2e-3);
+    CHECK("lr_slice_hi", ftl_lr_per_group(&sh, 3, out) == 0 && out[0] == 2e-3 / 10 &&
+                             out[1] == 2e-3 / 10 && out[2] == 2e-3);
     ftl_lr_spec num = {FTL_LR_NUMBER, 0, 0, 3e-3, NULL, 0};
-    CHECK("lr_number", ftl_lr_per_group(&num, 3, out) == 0 && out[0] == 3e-3 && out[1] == 3e-3 && out[2] == 3e-3);
+    CHECK("lr_number", ftl_lr_per_group(&num, 3, out) == 0 && out[0] == 3e-3 && out[1] == 3e-3 &&
+                           out[2] == 3e-3);
     CHECK("lr_slice_one_group", ftl_lr_per_group(&sl, 1, out) == 0 && out[0] == 1e-4);
 
     /* one cycle over 4 x 7 batches: batch 0 is lr_max/div and mom 0.95; batch 7 (pos 0.25)
@@ -199,11 +250,13 @@ static void test_known_values(void) {
     ftl_sched_at(ms, ftl_train_pos(1, 0, 7, 4), &mom);
     CHECK("one_cycle_peak_at_pct_start", v == lr_max && mom == 0.85);
     ftl_sched_at(ls, ftl_train_pos(3, 6, 7, 4), &v);
-    CHECK_CLOSE("one_cycle_last_batch", v, ftl_sched_cos(lr_max, lr_max / 1e5, (27. / 28 - 0.25) / 0.75), 1e-6);
+    CHECK_CLOSE("one_cycle_last_batch", v,
+                ftl_sched_cos(lr_max, lr_max / 1e5, (27. / 28 - 0.25) / 0.75), 1e-6);
     CHECK("train_pos_last", fabs(ftl_train_pos(3, 6, 7, 4) - 27. / 28) < 1e-15);
     free_ftl_sched(ls);
     free_ftl_sched(ms);
-    CHECK("sched_cos_ends", ftl_sched_cos(1, 3, 0) == 1 && ftl_sched_cos(1, 3, 1) == 3 && ftl_sched_cos(1, 3, 0.5) == 2);
+    CHECK("sched_cos_ends", ftl_sched_cos(1, 3, 0) == 1 && ftl_sched_cos(1, 3, 1) == 3 &&
+                                ftl_sched_cos(1, 3, 0.5) == 2);
 
     int n_epoch = 0;
     ls = new_ftl_sgdr_lr(&lr_max, 1, 3, 1, 2, &n_epoch);
@@ -217,8 +270,8 @@ static void test_known_values(void) {
 static int lr_error(ftl_lr_spec spec, int n_groups, const char *want) {
     double out[8];
     if (ftl_lr_per_group(&spec, n_groups, out) == 0) return 0;
-    if (!strstr(ftl_learn_error(), want)) {
-        printf("# error '%s' does not mention '%s'\n", ftl_learn_error(), want);
+    if (!strstr(ft_last_error(), want)) {
+        printf("# error '%s' does not mention '%s'\n", ft_last_error(), want);
         return 0;
     }
     return 1;
@@ -226,24 +279,31 @@ static int lr_error(ftl_lr_spec spec, int n_groups, const char *want) {
 
 static void test_errors(void) {
     double two[2] = {1e-3, 1e-2}, bad[3] = {1e-3, -1, 1e-2};
-    CHECK("lr_error_negative", lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, -1e-3, NULL, 0}, 3, "positive"));
+    CHECK("lr_error_negative",
+          lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, -1e-3, NULL, 0}, 3, "positive"));
     CHECK("lr_error_zero", lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, 0, NULL, 0}, 3, "positive"));
     CHECK("lr_error_nan", lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, NAN, NULL, 0}, 3, "NaN"));
-    CHECK("lr_error_inf", lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, INFINITY, NULL, 0}, 3, "finite"));
-    CHECK("lr_error_slice_lo_gt_hi", lr_error((ftl_lr_spec){FTL_LR_SLICE, 1, 1e-2, 1e-3, NULL, 0}, 3, "lo <= hi"));
-    CHECK("lr_error_slice_lo_zero", lr_error((ftl_lr_spec){FTL_LR_SLICE, 1, 0, 1e-3, NULL, 0}, 3, "positive"));
-    CHECK("lr_error_slice_nan", lr_error((ftl_lr_spec){FTL_LR_SLICE, 0, 0, NAN, NULL, 0}, 3, "NaN"));
-    CHECK("lr_error_list_length", lr_error((ftl_lr_spec){FTL_LR_LIST, 0, 0, 0, two, 2}, 3, "2 learning rates for 3 parameter groups"));
-    CHECK("lr_error_list_value", lr_error((ftl_lr_spec){FTL_LR_LIST, 0, 0, 0, bad, 3}, 3, "got -1"));
+    CHECK("lr_error_inf",
+          lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, INFINITY, NULL, 0}, 3, "finite"));
+    CHECK("lr_error_slice_lo_gt_hi",
+          lr_error((ftl_lr_spec){FTL_LR_SLICE, 1, 1e-2, 1e-3, NULL, 0}, 3, "lo <= hi"));
+    CHECK("lr_error_slice_lo_zero",
+          lr_error((ftl_lr_spec){FTL_LR_SLICE, 1, 0, 1e-3, NULL, 0}, 3, "positive"));
+    CHECK("lr_error_slice_nan",
+          lr_error((ftl_lr_spec){FTL_LR_SLICE, 0, 0, NAN, NULL, 0}, 3, "NaN"));
+    CHECK("lr_error_list_length", lr_error((ftl_lr_spec){FTL_LR_LIST, 0, 0, 0, two, 2}, 3,
+                                           "2 learning rates for 3 parameter groups"));
+    CHECK("lr_error_list_value",
+          lr_error((ftl_lr_spec){FTL_LR_LIST, 0, 0, 0, bad, 3}, 3, "got -1"));
     double lr = 1e-3;
     ftl_one_cycle_opts o = ftl_one_cycle_defaults();
     o.pct_start = 1.5;
     ftl_sched *s = new_ftl_one_cycle_lr(&lr, 1, &o);
-    CHECK("sched_error_pct_start", !s && strstr(ftl_learn_error(), "pct_start"));
+    CHECK("sched_error_pct_start", !s && strstr(ft_last_error(), "pct_start"));
     free_ftl_sched(s);
     double pcts[2] = {0.5, 0.6}, st[2] = {1, 2}, en[2] = {2, 3};
     s = new_ftl_sched(2, pcts, st, en, 1);
-    CHECK("sched_error_pcts_sum", !s && strstr(ftl_learn_error(), "add up to 1"));
+    CHECK("sched_error_pcts_sum", !s && strstr(ft_last_error(), "add up to 1"));
     free_ftl_sched(s);
 }
 

@@ -187,12 +187,13 @@ static void run_python_checks(void) {
         for (int i = 0; i < nexpects; i++) SKIP(expects[i].name, "cannot write temp script");
         return;
     }
-    fprintf(f, "import torch, torch.nn.functional as F\n"
-               "torch.set_default_dtype(torch.float32)\n"
-               "def out(name, t):\n"
-               "    v = t.detach().double().flatten().tolist()\n"
-               "    print(name, len(v), ' '.join(repr(float(x)) for x in v))\n"
-               "%s",
+    fprintf(f,
+            "import torch, torch.nn.functional as F\n"
+            "torch.set_default_dtype(torch.float32)\n"
+            "def out(name, t):\n"
+            "    v = t.detach().double().flatten().tolist()\n"
+            "    print(name, len(v), ' '.join(repr(float(x)) for x in v))\n"
+            "%s",
             py_src ? py_src : "");
     fclose(f);
     char cmd[256];
@@ -224,8 +225,10 @@ static void run_python_checks(void) {
         /* Search from a newline so "x" does not match inside "max". */
         size_t keylen = strlen(key);
         char *line = NULL;
-        if (strncmp(text, key + 1, keylen - 1) == 0) line = text;
-        else if ((line = strstr(text, key))) line++;
+        if (strncmp(text, key + 1, keylen - 1) == 0)
+            line = text;
+        else if ((line = strstr(text, key)))
+            line++;
         if (!line) {
             printf("FAIL %s: no PyTorch reference printed\n", e->name);
             check_failures++;
@@ -234,12 +237,14 @@ static void run_python_checks(void) {
         char *s = line + keylen - 1, *end;
         long long n = strtoll(s, &end, 10);
         int good = n == e->n;
-        if (!good) printf("# %s: %lld reference values, shim gave %lld\n", e->name, n, (long long)e->n);
+        if (!good)
+            printf("# %s: %lld reference values, shim gave %lld\n", e->name, n, (long long)e->n);
         for (int64_t k = 0; good && k < e->n; k++) {
             double want = strtod(end, &end);
             double sc = fabs(want) > 1 ? fabs(want) : 1;
             if (!(fabs(e->got[k] - want) <= e->tol * sc)) {
-                printf("# %s[%lld]: shim %.12g, torch %.12g\n", e->name, (long long)k, e->got[k], want);
+                printf("# %s[%lld]: shim %.12g, torch %.12g\n", e->name, (long long)k, e->got[k],
+                       want);
                 good = 0;
             }
         }
@@ -346,7 +351,8 @@ static void test_creation(void) {
     CHECK("arange", close_to(t, (double[]){1, 1.25, 1.5, 1.75}, 4, 0));
     ft_free(t);
     OK(ft_arange(0, 5, 1, FT_INT64, FT_CPU, &t));
-    CHECK("arange_int64", ft_get_dtype(t) == FT_INT64 && close_to(t, (double[]){0, 1, 2, 3, 4}, 5, 0));
+    CHECK("arange_int64",
+          ft_get_dtype(t) == FT_INT64 && close_to(t, (double[]){0, 1, 2, 3, 4}, 5, 0));
     ft_free(t);
     OK(ft_linspace(0, 1, 5, FT_FLOAT64, FT_CPU, &t));
     CHECK("linspace", close_to(t, (double[]){0, 0.25, 0.5, 0.75, 1}, 5, 1e-15));
@@ -393,7 +399,8 @@ static void test_creation(void) {
     ft_free(t);
     if (!ft_cuda_available()) {
         t = (ft_tensor *)&pi; /* sentinel: a failing call must not write it */
-        CHECK("to_cuda_without_cuda", ft_to(c, FT_FLOAT32, 0, &t) == FT_ERR && t == (ft_tensor *)&pi &&
+        CHECK("to_cuda_without_cuda", ft_to(c, FT_FLOAT32, 0, &t) == FT_ERR &&
+                                          t == (ft_tensor *)&pi &&
                                           strstr(ft_last_error(), "CUDA") != NULL);
         CHECK("empty_on_cuda_without_cuda", ft_empty(s3, 1, FT_FLOAT32, 0, &t) == FT_ERR);
     }
@@ -427,8 +434,16 @@ static void test_creation(void) {
     CHECK("channels_last_equal", eq == 1);
     CHECK("channels_last_needs_4d", ft_contiguous_channels_last(c, &t) == FT_ERR);
 
-    ft_free(cl); ft_free(x4); ft_free(one); ft_free(c); ft_free(sc);
-    ft_free(a); ft_free(b); ft_free(u); ft_free(bo); ft_free(h);
+    ft_free(cl);
+    ft_free(x4);
+    ft_free(one);
+    ft_free(c);
+    ft_free(sc);
+    ft_free(a);
+    ft_free(b);
+    ft_free(u);
+    ft_free(bo);
+    ft_free(h);
 }
 
 /* ---------------------------------------------------------------- views and indexing */
@@ -450,7 +465,8 @@ static void test_views(void) {
     CHECK("narrow_shares", ft_storage_id(t) == id && ft_storage_offset(t) == 1 &&
                                !ft_is_contiguous(t) && ft_stride(t, 0) == 4);
     OK(ft_fill_(t, -1)); /* writes through to a */
-    CHECK("narrow_writes_through", close_to(a, (double[]){0, -1, -1, 3, 4, -1, -1, 7, 8, -1, -1, 11}, 12, 0));
+    CHECK("narrow_writes_through",
+          close_to(a, (double[]){0, -1, -1, 3, 4, -1, -1, 7, 8, -1, -1, 11}, 12, 0));
     ft_free(t);
     ft_free(a);
     a = f64(v, s34, 2);
@@ -470,20 +486,25 @@ static void test_views(void) {
     CHECK("permute", ft_size(t, 0) == 4 && ft_stride(t, 0) == 1 && ft_stride(t, 1) == 4 &&
                          ft_storage_id(t) == id && !ft_is_contiguous(t));
     OK(ft_contiguous(t, &u));
-    CHECK("permute_contiguous", ft_is_contiguous(u) && ft_storage_id(u) != id &&
-                                    close_to(u, (double[]){0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}, 12, 0));
+    CHECK("permute_contiguous",
+          ft_is_contiguous(u) && ft_storage_id(u) != id &&
+              close_to(u, (double[]){0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}, 12, 0));
     ft_free(u);
     int64_t flat[1] = {12};
-    CHECK("view_noncontiguous_fails", ft_view(t, flat, 1, &u) == FT_ERR && strlen(ft_last_error()) > 0);
+    CHECK("view_noncontiguous_fails",
+          ft_view(t, flat, 1, &u) == FT_ERR && strlen(ft_last_error()) > 0);
     OK(ft_reshape(t, flat, 1, &u)); /* reshape copies when it must */
-    CHECK("reshape_copies", ft_storage_id(u) != id && close_to(u, (double[]){0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}, 12, 0));
+    CHECK("reshape_copies",
+          ft_storage_id(u) != id &&
+              close_to(u, (double[]){0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}, 12, 0));
     ft_free(u);
     float fb[12]; /* strided view, converted: copy_to_buffer must gather in C order */
     ft_tensor *tf;
     OK(ft_to(t, FT_FLOAT32, FT_CPU, &tf));
     OK(ft_narrow(tf, 0, 1, 2, &u));
     CHECK("copy_to_buffer_strided", ft_copy_to_buffer(u, fb, 6 * sizeof(float)) == FT_OK &&
-                                        fb[0] == 1 && fb[1] == 5 && fb[2] == 9 && fb[3] == 2 && fb[5] == 10);
+                                        fb[0] == 1 && fb[1] == 5 && fb[2] == 9 && fb[3] == 2 &&
+                                        fb[5] == 10);
     ft_free(u);
     ft_free(tf);
     ft_free(t);
@@ -516,7 +537,8 @@ static void test_views(void) {
     double row[4] = {1, 2, 3, 4};
     ft_tensor *r = f64(row, s1_4, 2);
     OK(ft_expand(r, s34e, 2, &t));
-    CHECK("expand", shape_is(t, 2, s34e) && ft_stride(t, 0) == 0 && ft_storage_id(t) == ft_storage_id(r));
+    CHECK("expand",
+          shape_is(t, 2, s34e) && ft_stride(t, 0) == 0 && ft_storage_id(t) == ft_storage_id(r));
     ft_free(t);
     ft_free(r);
 
@@ -562,7 +584,10 @@ static void test_views(void) {
     ft_free(t);
     CHECK("cat_empty_list", ft_cat(two, 0, 0, &t) == FT_ERR);
 
-    ft_free(g); ft_free(mask); ft_free(ix); ft_free(a);
+    ft_free(g);
+    ft_free(mask);
+    ft_free(ix);
+    ft_free(a);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -609,12 +634,26 @@ static void test_elementwise(void) {
     double av[4] = {1.5, -2, 0.25, 3}, bv[4] = {0.5, 4, -0.75, 2};
     ft_tensor *a = f64(av, s4, 1), *b = f64(bv, s4, 1), *t;
 
-    static const struct { ft_binop op; const char *name; } bops[] = {
-        {FT_ADD, "binary_add"}, {FT_SUB, "binary_sub"}, {FT_MUL, "binary_mul"},
-        {FT_DIV, "binary_div"}, {FT_POW, "binary_pow"}, {FT_REMAINDER, "binary_remainder"},
-        {FT_MAXIMUM, "binary_maximum"}, {FT_MINIMUM, "binary_minimum"}, {FT_ATAN2, "binary_atan2"},
-        {FT_EQ, "binary_eq"}, {FT_NE, "binary_ne"}, {FT_LT, "binary_lt"}, {FT_LE, "binary_le"},
-        {FT_GT, "binary_gt"}, {FT_GE, "binary_ge"}, {FT_LOGICAL_AND, "binary_logical_and"},
+    static const struct {
+        ft_binop op;
+        const char *name;
+    } bops[] = {
+        {FT_ADD, "binary_add"},
+        {FT_SUB, "binary_sub"},
+        {FT_MUL, "binary_mul"},
+        {FT_DIV, "binary_div"},
+        {FT_POW, "binary_pow"},
+        {FT_REMAINDER, "binary_remainder"},
+        {FT_MAXIMUM, "binary_maximum"},
+        {FT_MINIMUM, "binary_minimum"},
+        {FT_ATAN2, "binary_atan2"},
+        {FT_EQ, "binary_eq"},
+        {FT_NE, "binary_ne"},
+        {FT_LT, "binary_lt"},
+        {FT_LE, "binary_le"},
+        {FT_GT, "binary_gt"},
+        {FT_GE, "binary_ge"},
+        {FT_LOGICAL_AND, "binary_logical_and"},
         {FT_LOGICAL_OR, "binary_logical_or"},
     };
     double pa[4] = {1.5, 2, 0.25, 3}; /* positive base for pow */
@@ -647,8 +686,8 @@ static void test_elementwise(void) {
         }
         t = binary(bops[k].op, bops[k].op == FT_POW ? ap : a, b);
         int is_bool = bops[k].op >= FT_EQ;
-        CHECK(bops[k].name, close_to(t, want, 4, 1e-15) &&
-                                ft_get_dtype(t) == (is_bool ? FT_BOOL : FT_FLOAT64));
+        CHECK(bops[k].name,
+              close_to(t, want, 4, 1e-15) && ft_get_dtype(t) == (is_bool ? FT_BOOL : FT_FLOAT64));
         ft_free(t);
     }
     /* equal values make eq/le/ge true somewhere */
@@ -680,16 +719,20 @@ static void test_elementwise(void) {
     CHECK("scalar_binary_div", close_to(t, (double[]){2 / 1.5, -1, 8, 2.0 / 3}, 4, 1e-15));
     ft_free(t);
     OK(ft_scalar_binary(FT_POW, 2, a, &t));
-    CHECK("scalar_binary_pow", close_to(t, (double[]){pow(2, 1.5), 0.25, pow(2, 0.25), 8}, 4, 1e-15));
+    CHECK("scalar_binary_pow",
+          close_to(t, (double[]){pow(2, 1.5), 0.25, pow(2, 0.25), 8}, 4, 1e-15));
     ft_free(t);
     OK(ft_scalar_binary(FT_MAXIMUM, 0.5, a, &t));
     CHECK("scalar_binary_maximum", close_to(t, (double[]){1.5, 0.5, 0.5, 3}, 4, 0));
     ft_free(t);
     OK(ft_binary_scalar(FT_ATAN2, a, 1, &t));
-    CHECK("binary_scalar_atan2", close_to(t, (double[]){atan2(1.5, 1), atan2(-2, 1), atan2(0.25, 1), atan2(3, 1)}, 4, 1e-15));
+    CHECK("binary_scalar_atan2",
+          close_to(t, (double[]){atan2(1.5, 1), atan2(-2, 1), atan2(0.25, 1), atan2(3, 1)}, 4,
+                   1e-15));
     ft_free(t);
     OK(ft_binary_scalar(FT_LE, a, 1.5, &t));
-    CHECK("binary_scalar_le", ft_get_dtype(t) == FT_BOOL && close_to(t, (double[]){1, 1, 1, 0}, 4, 0));
+    CHECK("binary_scalar_le",
+          ft_get_dtype(t) == FT_BOOL && close_to(t, (double[]){1, 1, 1, 0}, 4, 0));
     ft_free(t);
 
     /* Lua numbers promote like Python scalars: int64 + 1 stays int64, float32 * 2 stays float32,
@@ -697,13 +740,16 @@ static void test_elementwise(void) {
     int64_t iv[3] = {1, 2, 3};
     ft_tensor *ia = i64(iv, s3, 1);
     OK(ft_binary_scalar(FT_ADD, ia, 1, &t));
-    CHECK("scalar_int_stays_int", ft_get_dtype(t) == FT_INT64 && close_to(t, (double[]){2, 3, 4}, 3, 0));
+    CHECK("scalar_int_stays_int",
+          ft_get_dtype(t) == FT_INT64 && close_to(t, (double[]){2, 3, 4}, 3, 0));
     ft_free(t);
     OK(ft_binary_scalar(FT_ADD, ia, 0.5, &t));
-    CHECK("scalar_float_promotes", ft_get_dtype(t) == FT_FLOAT32 && close_to(t, (double[]){1.5, 2.5, 3.5}, 3, 0));
+    CHECK("scalar_float_promotes",
+          ft_get_dtype(t) == FT_FLOAT32 && close_to(t, (double[]){1.5, 2.5, 3.5}, 3, 0));
     ft_free(t);
     OK(ft_binary_scalar(FT_DIV, ia, 2, &t));
-    CHECK("int_div_is_true_div", ft_get_dtype(t) == FT_FLOAT32 && close_to(t, (double[]){0.5, 1, 1.5}, 3, 0));
+    CHECK("int_div_is_true_div",
+          ft_get_dtype(t) == FT_FLOAT32 && close_to(t, (double[]){0.5, 1, 1.5}, 3, 0));
     ft_free(t);
     float f3[3] = {1, 2, 3};
     ft_tensor *fa = f32(f3, s3, 1);
@@ -716,7 +762,11 @@ static void test_elementwise(void) {
 
     /* Scalars outside int64's range (1e300, +-inf, NaN) must stay floating point: the shim
      * checks the range before converting (the conversion itself would be undefined). */
-    struct { const char *name; ft_binop op; double v, want; } huge[] = {
+    struct {
+        const char *name;
+        ft_binop op;
+        double v, want;
+    } huge[] = {
         {"scalar_1e300_promotes", FT_ADD, 1e300, INFINITY},
         {"scalar_minus_inf_promotes", FT_MUL, -INFINITY, -INFINITY},
         {"scalar_nan_promotes", FT_ADD, NAN, NAN},
@@ -728,7 +778,7 @@ static void test_elementwise(void) {
         OK(ft_copy_to_doubles(t, got, 3));
         int same = 1;
         for (int i = 0; i < 3; i++)
-            same &= isnan(huge[k].want) ? isnan(got[i])
+            same &= isnan(huge[k].want)   ? isnan(got[i])
                     : isinf(huge[k].want) ? got[i] == huge[k].want
                                           : fabs(got[i] - huge[k].want) <= 1e-6 * 9.3e18;
         CHECK(huge[k].name, ft_get_dtype(t) == FT_FLOAT32 && same);
@@ -737,10 +787,12 @@ static void test_elementwise(void) {
     double d3[3] = {1, 2, 3};
     ft_tensor *da = f64(d3, s3, 1);
     OK(ft_binary_scalar(FT_ADD, da, 1e300, &t));
-    CHECK("scalar_1e300_float64", ft_get_dtype(t) == FT_FLOAT64 && close_to(t, (double[]){1e300, 1e300, 1e300}, 3, 1e-15));
+    CHECK("scalar_1e300_float64",
+          ft_get_dtype(t) == FT_FLOAT64 && close_to(t, (double[]){1e300, 1e300, 1e300}, 3, 1e-15));
     ft_free(t);
     OK(ft_scalar_binary(FT_SUB, -INFINITY, da, &t));
-    CHECK("scalar_minus_inf_first", ft_get_dtype(t) == FT_FLOAT64 && isinf(item_at(t, 2)) && item_at(t, 2) < 0);
+    CHECK("scalar_minus_inf_first",
+          ft_get_dtype(t) == FT_FLOAT64 && isinf(item_at(t, 2)) && item_at(t, 2) < 0);
     ft_free(t);
     OK(ft_fill_(da, NAN));
     CHECK("fill_nan", isnan(item_at(da, 0)) && isnan(item_at(da, 2)));
@@ -761,7 +813,8 @@ static void test_elementwise(void) {
     OK(ft_binary_scalar_(FT_MINIMUM, c, 2));
     CHECK("minimum_scalar_inplace", close_to(c, (double[]){1.75, 2, 0.8125, 2}, 4, 0));
     OK(ft_binary_scalar_(FT_GT, c, 1));
-    CHECK("compare_inplace_keeps_dtype", ft_get_dtype(c) == FT_FLOAT64 && close_to(c, (double[]){1, 1, 0, 1}, 4, 0));
+    CHECK("compare_inplace_keeps_dtype",
+          ft_get_dtype(c) == FT_FLOAT64 && close_to(c, (double[]){1, 1, 0, 1}, 4, 0));
     OK(ft_copy_(c, a));
     OK(ft_add_scaled_(c, b, -2));
     CHECK("add_scaled_", close_to(c, (double[]){0.5, -10, 1.75, -1}, 4, 0));
@@ -781,11 +834,13 @@ static void test_elementwise(void) {
     double sx[4] = {-1.3, 0.2, 2.5, -0.5};
     ft_tensor *pos = f64(ux, s4, 1), *mixed = f64(sx, s4, 1);
     static const char *unames[FT_NUNOPS] = {
-        "neg", "abs", "exp", "log", "log2", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos",
-        "tan", "tanh", "sigmoid", "relu", "floor", "ceil", "round", "trunc", "sign",
-        "reciprocal", "square", "logical_not", "isnan", "isfinite", "erf", "gelu", "silu"};
+        "neg",    "abs",         "exp",   "log",      "log2",  "log1p", "expm1",
+        "sqrt",   "rsqrt",       "sin",   "cos",      "tan",   "tanh",  "sigmoid",
+        "relu",   "floor",       "ceil",  "round",    "trunc", "sign",  "reciprocal",
+        "square", "logical_not", "isnan", "isfinite", "erf",   "gelu",  "silu"};
     for (int op = 0; op < FT_NUNOPS; op++) {
-        int needs_pos = op == FT_LOG || op == FT_LOG2 || op == FT_LOG1P || op == FT_SQRT || op == FT_RSQRT;
+        int needs_pos =
+            op == FT_LOG || op == FT_LOG2 || op == FT_LOG1P || op == FT_SQRT || op == FT_RSQRT;
         const double *x = needs_pos ? ux : sx;
         double want[4];
         for (int i = 0; i < 4; i++) want[i] = unop_ref((ft_unop)op, x[i]);
@@ -837,8 +892,14 @@ static void test_elementwise(void) {
     CHECK("equal_false_when_close", yes == 0);
     ft_free(a2);
 
-    ft_free(cond); ft_free(pos); ft_free(mixed); ft_free(fa); ft_free(ia); ft_free(ap);
-    ft_free(a); ft_free(b);
+    ft_free(cond);
+    ft_free(pos);
+    ft_free(mixed);
+    ft_free(fa);
+    ft_free(ia);
+    ft_free(ap);
+    ft_free(a);
+    ft_free(b);
 }
 
 /* ---------------------------------------------------------------- reductions, matmul */
@@ -855,12 +916,23 @@ static void test_reductions(void) {
     double var = ss / 5, lse = 0;
     for (int i = 0; i < 6; i++) lse += exp(v[i]);
     lse = log(lse);
-    struct { ft_reduceop op; const char *name; double want; } all[] = {
-        {FT_SUM, "reduce_sum", sum}, {FT_MEAN, "reduce_mean", mean}, {FT_PROD, "reduce_prod", prod},
-        {FT_MAX, "reduce_max", 4}, {FT_MIN, "reduce_min", -6}, {FT_ARGMAX, "reduce_argmax", 3},
-        {FT_ARGMIN, "reduce_argmin", 5}, {FT_STD, "reduce_std", sqrt(var)},
-        {FT_VAR, "reduce_var", var}, {FT_NORM, "reduce_norm", sqrt(sq)},
-        {FT_ALL, "reduce_all_", 1}, {FT_ANY, "reduce_any", 1},
+    struct {
+        ft_reduceop op;
+        const char *name;
+        double want;
+    } all[] = {
+        {FT_SUM, "reduce_sum", sum},
+        {FT_MEAN, "reduce_mean", mean},
+        {FT_PROD, "reduce_prod", prod},
+        {FT_MAX, "reduce_max", 4},
+        {FT_MIN, "reduce_min", -6},
+        {FT_ARGMAX, "reduce_argmax", 3},
+        {FT_ARGMIN, "reduce_argmin", 5},
+        {FT_STD, "reduce_std", sqrt(var)},
+        {FT_VAR, "reduce_var", var},
+        {FT_NORM, "reduce_norm", sqrt(sq)},
+        {FT_ALL, "reduce_all_", 1},
+        {FT_ANY, "reduce_any", 1},
         {FT_LOGSUMEXP, "reduce_logsumexp", lse},
     };
     for (size_t k = 0; k < sizeof all / sizeof *all; k++) {
@@ -898,7 +970,13 @@ static void test_reductions(void) {
     ft_free(ia);
 
     /* Over one dim of [[1,-2,3],[4,0.5,-6]] */
-    struct { ft_reduceop op; int dim; const char *name; int n; double want[3]; } dims[] = {
+    struct {
+        ft_reduceop op;
+        int dim;
+        const char *name;
+        int n;
+        double want[3];
+    } dims[] = {
         {FT_SUM, 1, "dim_sum", 2, {2, -1.5}},
         {FT_MEAN, 0, "dim_mean", 3, {2.5, -0.75, -1.5}},
         {FT_PROD, 1, "dim_prod", 2, {-6, -12}},
@@ -911,7 +989,11 @@ static void test_reductions(void) {
         {FT_NORM, 1, "dim_norm", 2, {sqrt(14), sqrt(52.25)}},
         {FT_ALL, 1, "dim_all", 2, {1, 1}},
         {FT_ANY, 0, "dim_any", 3, {1, 1, 1}},
-        {FT_LOGSUMEXP, 1, "dim_logsumexp", 2, {log(exp(1) + exp(-2) + exp(3)), log(exp(4) + exp(0.5) + exp(-6))}},
+        {FT_LOGSUMEXP,
+         1,
+         "dim_logsumexp",
+         2,
+         {log(exp(1) + exp(-2) + exp(3)), log(exp(4) + exp(0.5) + exp(-6))}},
         {FT_SUM, -1, "dim_negative", 2, {2, -1.5}},
     };
     for (size_t k = 0; k < sizeof dims / sizeof *dims; k++) {
@@ -928,10 +1010,11 @@ static void test_reductions(void) {
     CHECK("dim_argmax_keepdim", shape_is(t, 2, s13) && ft_get_dtype(t) == FT_INT64);
     ft_free(t);
     OK(ft_reduce_dim(FT_CUMSUM, a, 1, 0, &t));
-    CHECK("dim_cumsum", shape_is(t, 2, s23) && close_to(t, (double[]){1, -1, 2, 4, 4.5, -1.5}, 6, 0));
+    CHECK("dim_cumsum",
+          shape_is(t, 2, s23) && close_to(t, (double[]){1, -1, 2, 4, 4.5, -1.5}, 6, 0));
     ft_free(t);
-    CHECK("dim_out_of_range", ft_reduce_dim(FT_SUM, a, 2, 0, &t) == FT_ERR &&
-                                  strstr(ft_last_error(), "ange") != NULL);
+    CHECK("dim_out_of_range",
+          ft_reduce_dim(FT_SUM, a, 2, 0, &t) == FT_ERR && strstr(ft_last_error(), "ange") != NULL);
     CHECK("dim_out_of_range_neg", ft_reduce_dim(FT_MAX, a, -3, 0, &t) == FT_ERR);
     CHECK("dim_bad_op", ft_reduce_dim((ft_reduceop)77, a, 0, 0, &t) == FT_ERR);
 
@@ -939,11 +1022,13 @@ static void test_reductions(void) {
     ft_tensor *vals, *idx;
     OK(ft_topk(a, 2, 1, 1, &vals, &idx));
     CHECK("topk_values", close_to(vals, (double[]){3, 1, 4, 0.5}, 4, 0));
-    CHECK("topk_indices", ft_get_dtype(idx) == FT_INT64 && close_to(idx, (double[]){2, 0, 0, 1}, 4, 0));
+    CHECK("topk_indices",
+          ft_get_dtype(idx) == FT_INT64 && close_to(idx, (double[]){2, 0, 0, 1}, 4, 0));
     ft_free(vals);
     ft_free(idx);
     OK(ft_topk(a, 1, 0, 0, &vals, &idx));
-    CHECK("topk_smallest", close_to(vals, (double[]){1, -2, -6}, 3, 0) && close_to(idx, (double[]){0, 0, 1}, 3, 0));
+    CHECK("topk_smallest",
+          close_to(vals, (double[]){1, -2, -6}, 3, 0) && close_to(idx, (double[]){0, 0, 1}, 3, 0));
     ft_free(vals);
     ft_free(idx);
     vals = idx = NULL;
@@ -972,7 +1057,9 @@ static void test_reductions(void) {
     OK(ft_stack(aa, 2, 0, &ab));
     OK(ft_matmul(ab, b, &t));
     int64_t s222[3] = {2, 2, 2};
-    CHECK("matmul_batched", shape_is(t, 3, s222) && close_to(t, (double[]){10, 12, -24.5, -26, 10, 12, -24.5, -26}, 8, 1e-15));
+    CHECK("matmul_batched",
+          shape_is(t, 3, s222) &&
+              close_to(t, (double[]){10, 12, -24.5, -26, 10, 12, -24.5, -26}, 8, 1e-15));
     ft_free(t);
     ft_free(ab);
 
@@ -1050,23 +1137,28 @@ static void test_random(void) {
     OK(ft_uniform_(x, -2, 3));
     ft_tensor *mn = reduce(FT_MIN, x), *mx = reduce(FT_MAX, x), *me = reduce(FT_MEAN, x), *sd;
     CHECK("uniform_range", item(mn) >= -2 && item(mx) < 3 && fabs(item(me) - 0.5) < 0.05);
-    ft_free(mn); ft_free(mx); ft_free(me);
+    ft_free(mn);
+    ft_free(mx);
+    ft_free(me);
     OK(ft_normal_(x, 1, 2));
     me = reduce(FT_MEAN, x);
     sd = reduce(FT_STD, x);
     /* 20000 samples: mean within 5 sigma/sqrt(n) = 0.07, std within ~3% */
     CHECK("normal_moments", fabs(item(me) - 1) < 0.07 && fabs(item(sd) - 2) < 0.06);
-    ft_free(me); ft_free(sd);
+    ft_free(me);
+    ft_free(sd);
     OK(ft_fill_(x, 1));
     OK(ft_bernoulli(x, &y));
     me = reduce(FT_MIN, y);
     CHECK("bernoulli_one", item(me) == 1);
-    ft_free(me); ft_free(y);
+    ft_free(me);
+    ft_free(y);
     OK(ft_fill_(x, 0.3));
     OK(ft_bernoulli(x, &y));
     me = reduce(FT_MEAN, y);
     CHECK("bernoulli_mean", fabs(item(me) - 0.3) < 0.02);
-    ft_free(me); ft_free(y);
+    ft_free(me);
+    ft_free(y);
     ft_free(x);
 
     /* kaiming_normal_: std = gain / sqrt(fan); weight [out=64, in=32, 3, 3]. */
@@ -1118,7 +1210,9 @@ static void test_nn(void) {
     py("out('conv2d_float32_dilated', F.conv2d(x.float(), w2.float(), None, stride=1, padding=2, dilation=2))");
     ft_free(t);
     CHECK("conv2d_bad_channels", ft_conv2d(x, w2, NULL, one, one, one, 2, &t) == FT_ERR);
-    ft_free(x32); ft_free(w32); ft_free(w2);
+    ft_free(x32);
+    ft_free(w32);
+    ft_free(w2);
 
     /* linear: x [3,5], w [4,5], b [4] */
     int64_t lxs[2] = {3, 5}, lws[2] = {4, 5}, lbs[1] = {4};
@@ -1134,7 +1228,9 @@ static void test_nn(void) {
     expect_py("linear_nobias", t, 1e-13);
     py("out('linear_nobias', F.linear(lx, lw))");
     ft_free(t);
-    ft_free(lx); ft_free(lw); ft_free(lb);
+    ft_free(lx);
+    ft_free(lw);
+    ft_free(lb);
 
     /* pooling on x [2,4,7,6] */
     static const int64_t k3[2] = {3, 3}, k2[2] = {2, 2}, o32[2] = {3, 2};
@@ -1195,7 +1291,8 @@ static void test_nn(void) {
     expect_py("cross_entropy_sum", t, 1e-14);
     py("out('cross_entropy_sum', F.cross_entropy(z, tg, reduction='sum'))");
     ft_free(t);
-    CHECK("cross_entropy_bad_reduction", ft_cross_entropy(z, tg, NULL, (ft_reduction)5, 0, &t) == FT_ERR);
+    CHECK("cross_entropy_bad_reduction",
+          ft_cross_entropy(z, tg, NULL, (ft_reduction)5, 0, &t) == FT_ERR);
     OK(ft_nll_loss(logp, tg, FT_REDUCE_MEAN, &t));
     expect_py("nll_loss", t, 1e-14);
     py("out('nll_loss', F.nll_loss(F.log_softmax(z, -1), tg))");
@@ -1235,19 +1332,31 @@ static void test_nn(void) {
     expect_py("layer_norm_2d", t, 1e-12);
     py("out('layer_norm_2d', F.layer_norm(z, [4, 5]))");
     ft_free(t);
-    ft_free(z2); ft_free(logp); ft_free(cw); ft_free(tg); ft_free(z);
+    ft_free(z2);
+    ft_free(logp);
+    ft_free(cw);
+    ft_free(tg);
+    ft_free(z);
 
     /* grid_sample / affine_grid: img [1,2,5,6], grid [1,3,4,2] partly outside [-1,1] */
     int64_t is[4] = {1, 2, 5, 6}, gs[4] = {1, 3, 4, 2};
     ft_tensor *img = wave(is, 4, 0.9, 1), *grid = wave(gs, 4, 0.5, 1.2);
     py_tensor("img", img);
     py_tensor("grid", grid);
-    static const struct { ft_interp m; ft_padding_mode p; int ac; const char *name, *pm, *pp; } gsv[] = {
+    static const struct {
+        ft_interp m;
+        ft_padding_mode p;
+        int ac;
+        const char *name, *pm, *pp;
+    } gsv[] = {
         {FT_INTERP_BILINEAR, FT_PAD_ZEROS, 0, "grid_sample_bilinear_zeros", "bilinear", "zeros"},
-        {FT_INTERP_BILINEAR, FT_PAD_BORDER, 1, "grid_sample_bilinear_border_ac", "bilinear", "border"},
-        {FT_INTERP_NEAREST, FT_PAD_REFLECTION, 0, "grid_sample_nearest_reflection", "nearest", "reflection"},
+        {FT_INTERP_BILINEAR, FT_PAD_BORDER, 1, "grid_sample_bilinear_border_ac", "bilinear",
+         "border"},
+        {FT_INTERP_NEAREST, FT_PAD_REFLECTION, 0, "grid_sample_nearest_reflection", "nearest",
+         "reflection"},
         {FT_INTERP_BICUBIC, FT_PAD_ZEROS, 0, "grid_sample_bicubic", "bicubic", "zeros"},
-        {FT_INTERP_BICUBIC, FT_PAD_REFLECTION, 1, "grid_sample_bicubic_reflection_ac", "bicubic", "reflection"},
+        {FT_INTERP_BICUBIC, FT_PAD_REFLECTION, 1, "grid_sample_bicubic_reflection_ac", "bicubic",
+         "reflection"},
     };
     for (size_t k = 0; k < sizeof gsv / sizeof *gsv; k++) {
         OK(ft_grid_sample(img, grid, gsv[k].m, gsv[k].p, gsv[k].ac, &t));
@@ -1279,14 +1388,54 @@ static void test_nn(void) {
     ft_free(grid);
 
     /* interpolate img [1,2,5,6]: up, down, antialiased down */
-    static const struct { int64_t hw[2]; ft_interp m; int ac, aa; const char *name, *py; } iv[] = {
-        {{9, 11}, FT_INTERP_BILINEAR, 0, 0, "interp_bilinear_up", "mode='bilinear', align_corners=False"},
-        {{9, 11}, FT_INTERP_BILINEAR, 1, 0, "interp_bilinear_up_ac", "mode='bilinear', align_corners=True"},
-        {{3, 4}, FT_INTERP_BILINEAR, 0, 0, "interp_bilinear_down", "mode='bilinear', align_corners=False"},
-        {{3, 2}, FT_INTERP_BILINEAR, 0, 1, "interp_bilinear_aa", "mode='bilinear', align_corners=False, antialias=True"},
-        {{2, 3}, FT_INTERP_BICUBIC, 0, 1, "interp_bicubic_aa", "mode='bicubic', align_corners=False, antialias=True"},
-        {{8, 7}, FT_INTERP_BICUBIC, 0, 0, "interp_bicubic_up", "mode='bicubic', align_corners=False"},
-        {{8, 7}, FT_INTERP_BICUBIC, 1, 0, "interp_bicubic_up_ac", "mode='bicubic', align_corners=True"},
+    static const struct {
+        int64_t hw[2];
+        ft_interp m;
+        int ac, aa;
+        const char *name, *py;
+    } iv[] = {
+        {{9, 11},
+         FT_INTERP_BILINEAR,
+         0,
+         0,
+         "interp_bilinear_up",
+         "mode='bilinear', align_corners=False"},
+        {{9, 11},
+         FT_INTERP_BILINEAR,
+         1,
+         0,
+         "interp_bilinear_up_ac",
+         "mode='bilinear', align_corners=True"},
+        {{3, 4},
+         FT_INTERP_BILINEAR,
+         0,
+         0,
+         "interp_bilinear_down",
+         "mode='bilinear', align_corners=False"},
+        {{3, 2},
+         FT_INTERP_BILINEAR,
+         0,
+         1,
+         "interp_bilinear_aa",
+         "mode='bilinear', align_corners=False, antialias=True"},
+        {{2, 3},
+         FT_INTERP_BICUBIC,
+         0,
+         1,
+         "interp_bicubic_aa",
+         "mode='bicubic', align_corners=False, antialias=True"},
+        {{8, 7},
+         FT_INTERP_BICUBIC,
+         0,
+         0,
+         "interp_bicubic_up",
+         "mode='bicubic', align_corners=False"},
+        {{8, 7},
+         FT_INTERP_BICUBIC,
+         1,
+         0,
+         "interp_bicubic_up_ac",
+         "mode='bicubic', align_corners=True"},
         {{8, 4}, FT_INTERP_NEAREST, 0, 0, "interp_nearest", "mode='nearest'"},
         {{3, 3}, FT_INTERP_NEAREST, 0, 1, "interp_nearest_ignores_aa", "mode='nearest'"},
     };
@@ -1307,7 +1456,8 @@ static void test_nn(void) {
     int same = 1;
     OK(ft_allclose(p1, p2, 1e-6, 1e-9, &same));
     CHECK("interp_antialias_differs", same == 0);
-    ft_free(p1); ft_free(p2);
+    ft_free(p1);
+    ft_free(p2);
     ft_free(img);
 
     /* batch_norm in training mode updates running stats; eval uses them; NULL stats work. */
@@ -1342,8 +1492,15 @@ static void test_nn(void) {
     ft_tensor *cm;
     OK(ft_reduce_dim(FT_MEAN, flat, 1, 0, &cm));
     CHECK("batch_norm_zero_mean", close_to(cm, (double[]){0, 0, 0, 0}, 4, 1e-12));
-    ft_free(cm); ft_free(flat); ft_free(perm_t); ft_free(t);
-    ft_free(rm); ft_free(rv); ft_free(gamma); ft_free(beta); ft_free(bx);
+    ft_free(cm);
+    ft_free(flat);
+    ft_free(perm_t);
+    ft_free(t);
+    ft_free(rm);
+    ft_free(rv);
+    ft_free(gamma);
+    ft_free(beta);
+    ft_free(bx);
 
     /* dropout: eval is identity; training zeroes or scales by 1/(1-p) */
     OK(ft_dropout(x, 0.5, 0, &t));
@@ -1358,14 +1515,19 @@ static void test_nn(void) {
     OK(ft_copy_to_doubles(t, dv, n));
     int good = 1, zeros = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (dv[i] == 0) zeros++;
-        else good &= fabs(dv[i] - 2 * xv[i]) < 1e-14;
+        if (dv[i] == 0)
+            zeros++;
+        else
+            good &= fabs(dv[i] - 2 * xv[i]) < 1e-14;
     }
     CHECK("dropout_train", good && zeros > n / 4 && zeros < 3 * n / 4);
-    free(xv); free(dv);
+    free(xv);
+    free(dv);
     ft_free(t);
 
-    ft_free(x); ft_free(w); ft_free(b);
+    ft_free(x);
+    ft_free(w);
+    ft_free(b);
 }
 
 /* ---------------------------------------------------------------- autograd */
@@ -1373,19 +1535,24 @@ static void test_nn(void) {
 /* f(x) = sum(tanh(W x + c) * x_rep) with float64; W [3,4], x [4] -> through matmul, tanh, mul. */
 static double composite(const ft_tensor *W, const ft_tensor *x, ft_tensor **out_graph) {
     ft_tensor *wx, *th, *sq, *s, *x3;
-    OK(ft_matmul(W, x, &wx));               /* [3] */
+    OK(ft_matmul(W, x, &wx)); /* [3] */
     OK(ft_binary_scalar(FT_ADD, wx, 0.3, &th));
     ft_free(wx);
     wx = unary(FT_TANH, th);
     ft_free(th);
-    OK(ft_narrow(x, 0, 1, 3, &x3));         /* x[1:4] */
+    OK(ft_narrow(x, 0, 1, 3, &x3)); /* x[1:4] */
     sq = binary(FT_MUL, wx, x3);
     OK(ft_reduce_all(FT_SUM, sq, &s));
-    ft_tensor *e = unary(FT_EXP, s);        /* a final nonlinearity */
+    ft_tensor *e = unary(FT_EXP, s); /* a final nonlinearity */
     double v = item(e);
-    ft_free(wx); ft_free(x3); ft_free(sq); ft_free(s);
-    if (out_graph) *out_graph = e;
-    else ft_free(e);
+    ft_free(wx);
+    ft_free(x3);
+    ft_free(sq);
+    ft_free(s);
+    if (out_graph)
+        *out_graph = e;
+    else
+        ft_free(e);
     return v;
 }
 
@@ -1428,7 +1595,10 @@ static void test_autograd(void) {
     ft_tensor *wrong = f64((double[]){1, 2}, s2, 1);
     CHECK("set_grad_shape_mismatch", ft_set_grad(x, wrong) == FT_ERR);
     ft_free(wrong);
-    ft_free(go); ft_free(y2); ft_free(s); ft_free(y);
+    ft_free(go);
+    ft_free(y2);
+    ft_free(s);
+    ft_free(y);
 
     /* grad mode off: results do not require grad */
     CHECK("grad_enabled_default", ft_grad_enabled() == 1);
@@ -1461,7 +1631,8 @@ static void test_autograd(void) {
     double an_x[4], an_w[12], base[4], wbase[12];
     OK(ft_copy_to_doubles(gx, an_x, 4));
     OK(ft_copy_to_doubles(gw, an_w, 12));
-    ft_free(gx); ft_free(gw);
+    ft_free(gx);
+    ft_free(gw);
     ft_set_grad_enabled(0);
     OK(ft_copy_to_doubles(x4, base, 4));
     OK(ft_copy_to_doubles(W, wbase, 12));
@@ -1505,7 +1676,8 @@ static void test_autograd(void) {
     }
     CHECK("finite_diff_W", good);
     ft_set_grad_enabled(1);
-    ft_free(W); ft_free(x4);
+    ft_free(W);
+    ft_free(x4);
 
     /* NN ops are differentiable too: d/dz cross_entropy(z, t) vs PyTorch. */
     int64_t zs[2] = {2, 3}, ts[1] = {2};
@@ -1517,7 +1689,10 @@ static void test_autograd(void) {
     OK(ft_grad(z, &gz));
     expect_py("cross_entropy_grad", gz, 1e-14);
     py("gz_in.requires_grad_(); F.cross_entropy(gz_in, torch.tensor([1, 2]), label_smoothing=0.05).backward(); out('cross_entropy_grad', gz_in.grad)");
-    ft_free(gz); ft_free(loss); ft_free(tg); ft_free(z);
+    ft_free(gz);
+    ft_free(loss);
+    ft_free(tg);
+    ft_free(z);
 }
 
 int main(void) {

@@ -1,12 +1,15 @@
-/* test_shim_model.c: the shim calls added for runtime/model (ft_convert_, autocast).
+/* test_shim_model.c: the shim calls added for runtime/model (ft_convert_, autocast), and the
+ * model's C core (model/module.h) used from plain C, with no Lua state and no Lua header.
  *
  * References: known values and strides, and for autocast the definition of the cast policy
- * (a linear under bf16 autocast equals the linear of bf16-cast inputs, computed by hand). */
+ * (a linear under bf16 autocast equals the linear of bf16-cast inputs, computed by hand); the
+ * core's forward is compared with the same layers called through the shim directly. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "model/module.h" /* C only: no lua.h comes with it */
 #include "torch/ft_torch.h"
 
 #define OK(call) must((call), #call, __LINE__)
@@ -79,8 +82,8 @@ static void test_convert(void) {
     if (ft_cuda_device_count() == 0) {
         ft_tensor *copy;
         OK(ft_clone(m, &copy));
-        CHECK("missing device refused", ft_convert_(m, -1, 0, FT_KEEP_FORMAT) == FT_ERR &&
-                                            strstr(ft_last_error(), "cuda:0"));
+        CHECK("missing device refused",
+              ft_convert_(m, -1, 0, FT_KEEP_FORMAT) == FT_ERR && strstr(ft_last_error(), "cuda:0"));
         CHECK("failed convert leaves tensor", equal(m, copy) && ft_device(m) == FT_CPU);
         ft_free(copy);
     } else {
@@ -96,7 +99,8 @@ static void test_convert(void) {
 
 static void test_autocast(void) {
     const int64_t sx[2] = {4, 6}, sw[2] = {3, 6}, sb[1] = {3};
-    ft_tensor *x = ramp(sx, 2, FT_FLOAT32), *w = ramp(sw, 2, FT_FLOAT32), *b = ramp(sb, 1, FT_FLOAT32);
+    ft_tensor *x = ramp(sx, 2, FT_FLOAT32), *w = ramp(sw, 2, FT_FLOAT32),
+              *b = ramp(sb, 1, FT_FLOAT32);
     CHECK("autocast off at start", !ft_autocast_enabled(0));
 
     ft_autocast_state outer, inner;
@@ -136,8 +140,45 @@ static void test_autocast(void) {
     ft_free(want), ft_free(y32);
 }
 
+/* Sequential(Linear, ReLU) built and run by module.c without Lua; its failures go through
+ * ft_last_error, and a Lua-defined module refuses to run without the Lua side. */
+static void test_core_without_lua(void) {
+    ftm_module *seq = ftm_new(FTM_SEQUENTIAL, "Sequential");
+    ftm_module *lin = ftm_linear(4, 3, 1), *relu = ftm_relu(0);
+    CHECK("core builds without Lua", seq && lin && relu);
+    if (!seq || !lin || !relu) return;
+    CHECK("core adds children",
+          ftm_add_child(seq, "0", lin) == 0 && ftm_add_child(seq, "1", relu) == 0);
+    ftm_release(NULL, lin), ftm_release(NULL, relu); /* seq holds them */
+    const int64_t shape[2] = {5, 4};
+    ft_tensor *x, *y = NULL, *lin_y, *want;
+    OK(ft_randn(shape, 2, FT_FLOAT32, FT_CPU, &x));
+    ftm_ctx c = {.L = NULL};
+    CHECK("core forward without Lua", ftm_forward(&c, seq, x, &y) == FT_OK);
+    OK(ft_linear(x, lin->params[0].t, lin->params[1].t, &lin_y));
+    OK(ft_clamp(lin_y, 1, 0, 0, 0, &want));
+    CHECK("core forward = relu(linear) through the shim", y && equal(y, want));
+
+    CHECK("core error in ft_last_error",
+          !ftm_linear(0, 3, 1) && strstr(ft_last_error(), "Linear: features must be positive"));
+    ftm_module *again = ftm_relu(0);
+    CHECK("core duplicate child refused", again && ftm_add_child(seq, "1", again) == -1 &&
+                                              strstr(ft_last_error(), "duplicate child name '1'"));
+    ftm_release(NULL, again);
+
+    ftm_module *lua_defined = ftm_new(FTM_LUA, "Net");
+    ft_tensor *none = NULL;
+    CHECK("Lua-defined module refuses without Lua",
+          lua_defined && ftm_forward(&c, lua_defined, x, &none) == FT_ERR && !none &&
+              strstr(c.msg, "needs a Lua state"));
+    ftm_release(NULL, lua_defined);
+    ftm_release(NULL, seq);
+    ft_free(x), ft_free(y), ft_free(lin_y), ft_free(want);
+}
+
 int main(void) {
     test_convert();
     test_autocast();
+    test_core_without_lua();
     return check_exit();
 }

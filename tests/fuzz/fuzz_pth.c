@@ -1,7 +1,8 @@
-/* fuzz_pth.c: libFuzzer target for the checkpoint reader (runtime/io/pth.c, zip.c).
+/* fuzz_pth.c: libFuzzer target for the checkpoint reader (runtime/io/pth.c, pth_load.c, zip.c).
  *
  *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iruntime \
- *         tests/fuzz/fuzz_pth.c runtime/io/pth.c runtime/io/zip.c -o fuzz_pth
+ *         tests/fuzz/fuzz_pth.c runtime/io/pth.c runtime/io/pth_load.c runtime/io/pickle.c \
+ *         runtime/io/zip.c runtime/io/dtype.c -o fuzz_pth
  *   ./fuzz_pth tests/fuzz/seeds/fuzz_pth
  *
  * Any input must give a result or an error message, never a crash, a leak or a read outside

@@ -332,6 +332,17 @@ H.test("zero_grad, num_params, constructor errors", function()
   H.eq(trainable, 8, "trainable")
   H.errors(function() nn.Conv2d(3, 4, 3, { groups = 2 }) end, "divisible by groups")
   H.errors(function() nn.Conv2d(3, 4, { 3 }) end, "kernel_size must be an integer or {h, w}")
+  -- options: base/args.h's one message form, the function named, unknown keys refused
+  H.errors(function() nn.Conv2d(3, 4, 3, { strid = 2 }) end,
+    "Conv2d: unknown option 'strid' (known: bias, dilation, groups, padding, stride)")
+  H.errors(function() nn.Conv2d(3, 4, 3, { stride = "2" }) end,
+    "Conv2d: option 'stride' must be an integer or {h, w}, got the string \"2\"")
+  H.errors(function() nn.Linear(3, 2, { bias = 1 }) end, "Linear: option 'bias' must be true or false, got 1")
+  H.errors(function() nn.BasicBlock(4, 4, { downsample = 3 }) end, "BasicBlock: option 'downsample' must be a module, got 3")
+  H.errors(function() nn.init.kaiming_normal_(T.ones { 2, 2 }, { mode = "fan" }) end,
+    "kaiming_normal_: option 'mode' must be one of \"fan_in\" or \"fan_out\", got the string \"fan\"")
+  H.errors(function() m:freeze_to(1, { train = false }) end, "freeze_to: unknown option 'train' (known: train_bn)")
+  H.errors(function() m:load_state_dict({}, { strict = 1 }) end, "load_state_dict: option 'strict' must be true or false, got 1")
   H.errors(function() nn.Sequential { 1 } end, "element 1 is a number")
   H.errors(function() nn.Dropout(2) end, "p must be in [0, 1]")
   H.errors(function() nn.BatchNorm2d(4)(T.ones { 2, 4 }) end, "expected 4D input (got 2D input)")

@@ -82,6 +82,19 @@ H.test("gnuplot errors become Lua errors naming the command", function()
   H.errors(function() P.figure{term = "gif"} end, "unknown terminal")
 end)
 
+H.test("bad options are named with what was received (base/args.h's messages)", function()
+  H.errors(function() P.figure{titel = "x"} end, "ft.plot.figure: unknown option 'titel'", "title")
+  H.errors(function() P.figure{width = 0} end, "ft.plot.figure: option 'width' must be an integer in [1, 100000], got 0")
+  H.errors(function() P.figure{title = ("x"):rep(300)} end, "option 'title' must be a string of at most 255 bytes", "300")
+  local fig <close> = P.figure{term = "dumb", output = dir .. "/opts.txt"}
+  H.errors(function() fig:plot{ {y = {1, 2}}, logx = 1 } end, "ft.plot: option 'logx' must be true or false, got 1")
+  H.errors(function() fig:plot{ {y = {1, 2}, titel = "a"} } end, "ft.plot: unknown option 'titel'")
+  H.errors(function() fig:plot{ {y = {1, 2}}, xlable = "a" } end, "ft.plot: unknown option 'xlable'")
+  H.errors(function() fig:hist({1, 2, 3}, {bins = 0}) end, "ft.plot.hist: option 'bins' must be an integer in [1, 100000], got 0")
+  H.errors(function() fig:imagesc({{1}}, {cell_text = "yes", output = dir .. "/c.png"}) end, "ft.plot.imagesc: option 'cell_text' must be true or false")
+  fig:plot{ {1, 4, 9}, {y = {1, 2}, title = "t"}, logy = true } -- array parts are series, not options
+end)
+
 H.test("missing gnuplot names the package", function()
   local p = io.popen("FTLUA_GNUPLOT=/nonexistent/gnuplot ./ftlua -e 'ft.plot.figure{term=\"dumb\"}' 2>&1")
   local out = p:read("a"); p:close()
