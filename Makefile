@@ -76,7 +76,7 @@ LIB_OBJ  += $(CUDA_OBJ)
 HOST_OBJ  = $(HOST_SRC:%.c=$(BUILD)/%.o)
 INC       = -Iruntime $(LUA_CFLAGS)
 
-.PHONY: all run test test-bins deps asan test-asan audit fuzz bench clean
+.PHONY: all run test test-bins deps asan test-asan audit fuzz bench clean format format-check
 all: ftlua ftlua.so
 
 ftlua: $(HOST_OBJ) $(LIB_OBJ)
@@ -185,3 +185,10 @@ clean:
 
 # The generated header dependencies (absent before the first build).
 -include $(wildcard $(DEPFILES) $(TEST_BIN:=.d))
+
+# The house style (.clang-format, docs/design.md "Style") over every C, C++ and CUDA file.
+FORMAT_SRC = $(shell find runtime tests -name '*.[ch]' -o -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' | sort)
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	@for f in $(FORMAT_SRC); do clang-format "$$f" | cmp -s - "$$f" || echo "$$f"; done

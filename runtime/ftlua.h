@@ -21,7 +21,7 @@ int luaopen_ftlua(lua_State *L);
 int luaopen_ftlua_tensor(lua_State *L);
 int luaopen_ftlua_model(lua_State *L);
 int luaopen_ftlua_weights(lua_State *L);
-int luaopen_ftlua_data(lua_State *L); /* ft.data; ftlua.c also merges it into ft.vision */
+int luaopen_ftlua_data(lua_State *L);         /* ft.data; ftlua.c also merges it into ft.vision */
 int luaopen_ftlua_learner_core(lua_State *L); /* ft.learner_core: schedules, Adam, lr_find, ... */
 int luaopen_ftlua_learner(lua_State *L);      /* ft.Learner, ft.metrics, ft.slice, ... */
 int luaopen_ftlua_plot(lua_State *L);

@@ -19,8 +19,8 @@
 typedef struct {
     char **v; /* malloc'ed strings */
     size_t n, cap;
-} ftl_strlist;
-void ftl_strlist_free(ftl_strlist *l); /* frees the strings and the array; l is then empty */
+} fth_strlist;
+void fth_strlist_free(fth_strlist *l); /* frees the strings and the array; l is then empty */
 
 /* Complete the word that ends at byte `cursor` of `line` (the text before the cursor, back to
  * one of " \t\n\"'\\><=;+-*, /%^~#&|{}()[]"). The word is a path: "pri", "ft.tensor.ze", "x:ma".
@@ -29,7 +29,7 @@ void ftl_strlist_free(ftl_strlist *l); /* frees the strings and the array; l is 
  * only callable ones after ':'. Unsorted, possibly with repeats. Returns the byte offset where
  * the word starts: the candidates replace line[start, cursor). Offsets are bytes, not
  * characters. */
-size_t ftl_complete(lua_State *L, const char *line, size_t cursor, ftl_strlist *out);
+size_t ftl_complete(lua_State *L, const char *line, size_t cursor, fth_strlist *out);
 
 /* lua_CFunction: names(v [, methods]) -> sorted list of the public names v has (its keys and
  * those of its __index chain; only functions when methods is true). "did you mean" uses it. */

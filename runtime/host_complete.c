@@ -25,7 +25,7 @@ static int is_keyword(const char *s, size_t len) {
 }
 
 /* A name that can follow '.' or stand alone. */
-int ftl_host_is_name(const char *s, size_t len) {
+int fth_host_is_name(const char *s, size_t len) {
     if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return 0;
     for (size_t i = 1; i < len; i++)
         if (!(isalnum((unsigned char)s[i]) || s[i] == '_')) return 0;
@@ -38,7 +38,7 @@ int ftl_host_is_name(const char *s, size_t len) {
  * (a table's keys) and those reachable through its metatables' __index tables. After ':' only
  * functions count. With no '.' or ':' the candidates are the globals and the keywords. */
 
-static void ftl_strlist_add(ftl_strlist *l, const char *prefix, size_t plen, const char *name) {
+static void ftl_strlist_add(fth_strlist *l, const char *prefix, size_t plen, const char *name) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
         char **v = realloc(l->v, cap * sizeof *v);
@@ -54,7 +54,7 @@ static void ftl_strlist_add(ftl_strlist *l, const char *prefix, size_t plen, con
     l->v[l->n++] = s;
 }
 
-void ftl_strlist_free(ftl_strlist *l) {
+void fth_strlist_free(fth_strlist *l) {
     for (size_t i = 0; i < l->n; i++) free(l->v[i]);
     free(l->v);
     l->v = NULL;
@@ -63,7 +63,7 @@ void ftl_strlist_free(ftl_strlist *l) {
 
 typedef struct {
     const char *text; /* the word being completed */
-    ftl_strlist *out;
+    fth_strlist *out;
 } complete_args;
 
 static int callable(lua_State *L, int idx) {
@@ -75,14 +75,14 @@ static int callable(lua_State *L, int idx) {
 
 /* Add the names among the keys of the table at idx that start with word. */
 static void add_names(lua_State *L, int idx, const char *word, const char *prefix, size_t plen,
-                      int methods, int skip_meta, ftl_strlist *out) {
+                      int methods, int skip_meta, fth_strlist *out) {
     size_t wlen = strlen(word);
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         size_t len;
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
-        if (k && ftl_host_is_name(k, len) && strncmp(k, word, wlen) == 0 &&
+        if (k && fth_host_is_name(k, len) && strncmp(k, word, wlen) == 0 &&
             !(skip_meta && strncmp(k, "__", 2) == 0) && (!methods || callable(L, -1)))
             ftl_strlist_add(out, prefix, plen, k);
         lua_pop(L, 1);
@@ -92,7 +92,7 @@ static void add_names(lua_State *L, int idx, const char *word, const char *prefi
 /* Add the names of the value on top (its keys, then each __index table up its chain) that start
  * with word, each after prefix. It replaces the value with what it walks to: push a copy. */
 static void collect_names(lua_State *L, const char *word, const char *prefix, size_t plen,
-                          int methods, ftl_strlist *out) {
+                          int methods, fth_strlist *out) {
     for (int depth = 0; depth < INDEX_DEPTH; depth++) {
         if (lua_type(L, -1) == LUA_TTABLE)
             add_names(L, -1, word, prefix, plen, methods, depth > 0, out);
@@ -142,7 +142,7 @@ static int complete_protected(lua_State *L) {
     while (p < sep) {
         const char *dot = memchr(p, '.', (size_t)(sep - p));
         const char *end = dot ? dot : sep;
-        if (!ftl_host_is_name(p, (size_t)(end - p)))
+        if (!fth_host_is_name(p, (size_t)(end - p)))
             return 0; /* "x:y.z", "a..b", "t[1].": no guess */
         lua_pushlstring(L, p, (size_t)(end - p));
         lua_gettable(L, -2); /* may run __index: we are protected */
@@ -157,7 +157,7 @@ static int complete_protected(lua_State *L) {
 
 static const char WORD_BREAKS[] = " \t\n\"'\\><=;+-*/%^~#&|{}()[],";
 
-size_t ftl_complete(lua_State *L, const char *line, size_t cursor, ftl_strlist *out) {
+size_t ftl_complete(lua_State *L, const char *line, size_t cursor, fth_strlist *out) {
     size_t start = cursor;
     while (start > 0 && !strchr(WORD_BREAKS, line[start - 1])) start--;
     char *word = malloc(cursor - start + 1);
@@ -183,7 +183,7 @@ static int sort_names(const void *a, const void *b) {
 int ftl_names(lua_State *L) {
     luaL_checkany(L, 1);
     int methods = lua_toboolean(L, 2);
-    ftl_strlist names = {0};
+    fth_strlist names = {0};
     lua_settop(L, 1);
     lua_pushvalue(L, 1);
     collect_names(L, "", "", 0, methods, &names); /* may raise: names leaks then, rarely */
@@ -197,6 +197,6 @@ int ftl_names(lua_State *L) {
         lua_pushstring(L, names.v[i]);
         lua_rawseti(L, -2, ++k);
     }
-    ftl_strlist_free(&names);
+    fth_strlist_free(&names);
     return 1;
 }

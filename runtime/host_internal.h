@@ -8,7 +8,7 @@
 #include <lua.h>
 
 /* 1 when s[0, len) is a Lua name that is not a keyword (it can follow '.' or stand alone). */
-int ftl_host_is_name(const char *s, size_t len);
+int fth_host_is_name(const char *s, size_t len);
 
 /* Push the text of line `line` of the chunk named `source` (ftl_push_chunk_source) and return 1;
  * or return 0 with nothing pushed. */

@@ -160,7 +160,7 @@ static void push_table(lua_State *L, int idx) {
             int k = lua_gettop(L);
             size_t len;
             const char *s = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &len) : NULL;
-            if (s && ftl_host_is_name(s, len))
+            if (s && fth_host_is_name(s, len))
                 lua_pushvalue(L, k);
             else {
                 lua_pushliteral(L, "[");

@@ -33,7 +33,7 @@ static volatile sig_atomic_t interrupted;
 static volatile sig_atomic_t sigint_in_call; /* Ctrl-C came during the current call */
 static int failed_by_sigint; /* the last call failed after a Ctrl-C: exit status 130 */
 
-int ftl_interrupt_requested(void) { return interrupted != 0; }
+int fth_interrupt_requested(void) { return interrupted != 0; }
 
 static void set_signal(int sig, void (*handler)(int)) {
     struct sigaction sa;
@@ -51,7 +51,7 @@ static void lstop(lua_State *L, lua_Debug *ar) {
 
 /* C code that consumed the interrupt (the learner stops between batches) raises its own
  * "interrupted!": drop the pending hook too, or Lua would raise a second one right after. */
-void ftl_interrupt_clear(void) {
+void fth_interrupt_clear(void) {
     interrupted = 0;
     if (globalL && lua_gethook(globalL) == lstop) lua_sethook(globalL, NULL, 0, 0);
 }
@@ -227,7 +227,7 @@ typedef struct {
     const char *kernel; /* --kernel CONNECTION_FILE */
     int install_kernel, install_user;
     const char *install_prefix;
-    ftl_launch_opts lo;
+    ftr_launch_opts lo;
 } cmdline;
 
 static int to_int(const char *s, int *out) {
@@ -241,7 +241,7 @@ static int to_int(const char *s, int *out) {
 /* First pass: check every option and find the script. Returns 0 (after printing usage) on error. */
 static int parse_args(int argc, char **argv, cmdline *cl) {
     memset(cl, 0, sizeof *cl);
-    cl->lo = (ftl_launch_opts){
+    cl->lo = (ftr_launch_opts){
         .nproc = 1, .nnodes = 1, .master_addr = "127.0.0.1", .master_port = 29500};
     int i = 1;
     while (i < argc) {
@@ -406,9 +406,9 @@ static int launch(int argc, char **argv, const cmdline *cl) {
     av[n++] = "--";
     for (i = cl->script; i < argc; i++) av[n++] = argv[i];
     av[n] = NULL;
-    ftl_launch_opts lo = cl->lo;
+    ftr_launch_opts lo = cl->lo;
     lo.progname = ftl_progname;
-    int rc = ftl_launch(&lo, n, av);
+    int rc = ftr_launch(&lo, n, av);
     free(av);
     return rc;
 }
@@ -434,11 +434,11 @@ static int pmain(lua_State *L) {
         return 1;
     }
     if (cl.install_kernel) {
-        lua_pushboolean(L, ftl_kernel_install(argv[0], cl.install_user, cl.install_prefix) == 0);
+        lua_pushboolean(L, ftk_install(argv[0], cl.install_user, cl.install_prefix) == 0);
         return 1;
     }
-    if (ftl_env_int("FTLUA_TRACEBACK", 0) > 0) ftl_full_traceback = 1;
-    if (cl.report && ftl_env_int("RANK", 0) != 0)
+    if (ftr_env_int("FTLUA_TRACEBACK", 0) > 0) ftl_full_traceback = 1;
+    if (cl.report && ftr_env_int("RANK", 0) != 0)
         cl.report = NULL; /* data parallel: rank 0 reports */
 
     luaL_checkversion(L);
@@ -477,7 +477,7 @@ int main(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     lua_gc(L, LUA_GCSTOP); /* no collections while the libraries load */
-    ftl_set_interrupt_hook(ftl_interrupt_requested, ftl_interrupt_clear); /* base/hooks.h */
+    ftb_set_interrupt_hook(fth_interrupt_requested, fth_interrupt_clear); /* base/hooks.h */
     ftl_set_figure_hook(ftl_report_publish);
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);

@@ -16,8 +16,8 @@
 #include "base/hooks.h"
 #include "host.h"
 
-int ftl_interrupt_requested(void); /* 1 after Ctrl-C in the current call */
-void ftl_interrupt_clear(void);    /* forget it, and the pending "interrupted!" hook */
+int fth_interrupt_requested(void); /* 1 after Ctrl-C in the current call */
+void fth_interrupt_clear(void);    /* forget it, and the pending "interrupted!" hook */
 
 extern const char *ftl_progname; /* "ftlua": prefixes error messages */
 

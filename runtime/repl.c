@@ -38,7 +38,7 @@
 static lua_State *complete_L;
 
 /* readline hands out matches one at a time. */
-static ftl_strlist matches;
+static fth_strlist matches;
 static size_t next_match;
 
 static char *match_generator(const char *text, int state) {
@@ -56,7 +56,7 @@ static char **complete(const char *text, int start, int end) {
     (void)start;
     rl_attempted_completion_over = 1;      /* never fall back to file names */
     rl_completion_append_character = '\0'; /* "ft." is as likely next as "ft " */
-    ftl_strlist_free(&matches);
+    fth_strlist_free(&matches);
     ftl_complete(complete_L, rl_line_buffer, (size_t)end, &matches);
     return rl_completion_matches(text, match_generator);
 }
@@ -360,7 +360,7 @@ void ftl_repl(lua_State *L, ftl_docall_fn docall, ftl_print_error_fn print_error
     lua_pushlightuserdata(L, &host);
     lua_call(L, 1, 0);
     if (use_readline) {
-        ftl_strlist_free(&matches);
+        fth_strlist_free(&matches);
         free(history_path);
         history_path = NULL;
     }

@@ -43,17 +43,17 @@ void ftl_report_publish(lua_State *L, const char *path) {
     FILE *in = fopen(path, "rb");
     if (!in) return;
     /* whole or not at all: the cell's scan never sees half a PNG */
-    ftl_atomic_file af;
+    af_file af;
     char err[1200];
-    int ok = ftl_atomic_open(&af, dest, err, sizeof err) == 0;
+    int ok = af_open(&af, dest, err, sizeof err) == 0;
     char buf[65536];
     size_t n;
     while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, af.f) == n;
     ok = ok && !ferror(in);
     fclose(in);
     if (!ok)
-        ftl_atomic_abort(&af);
-    else if (ftl_atomic_commit(&af, err, sizeof err) == 0 && ftl_report_on_figure)
+        af_abort(&af);
+    else if (af_commit(&af, err, sizeof err) == 0 && ftl_report_on_figure)
         ftl_report_on_figure(dest); /* a failed copy leaves the page without it */
 }
 
@@ -399,15 +399,15 @@ static int write_html(FILE *f, const char *script, const char *text, int nargs, 
 static int save_html(lua_State *L, const char *path, const char *script, const char *text,
                      int nargs, const char **args, const char *load_error, const char *run_error,
                      double seconds) {
-    ftl_atomic_file af;
+    af_file af;
     char err[1200];
-    if (ftl_atomic_open(&af, path, err, sizeof err) != 0) {
+    if (af_open(&af, path, err, sizeof err) != 0) {
         lua_pushfstring(L, "--report: %s", err);
         return -1;
     }
     /* a failed write is reported by commit, with its cause (ENOSPC) */
     (void)write_html(af.f, script, text, nargs, args, load_error, run_error, seconds);
-    if (ftl_atomic_commit(&af, err, sizeof err) != 0) {
+    if (af_commit(&af, err, sizeof err) != 0) {
         lua_pushfstring(L, "--report: %s", err);
         return -1;
     }

@@ -4,7 +4,7 @@
 --
 -- Levels: fail and the checks raise at the caller of the library function that called them
 -- (error level 3 from fail), so a script run by plain lua5.4 sees its own line; ./ftlua's
--- message handler (runtime/host.c) also maps any position inside lua/ftlua/ to the user's line.
+-- message handler (runtime/host_errors.c) also maps any position inside lua/ftlua/ to the user's line.
 -- fail_at(0, ...) raises without a position, for messages that name their file instead.
 local A = {}
 

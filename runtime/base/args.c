@@ -45,7 +45,8 @@ void ftl_check_options(lua_State *L, int t, const char *fn, const char *const kn
         lua_pop(L, 1); /* the value */
         int found = 0;
         if (lua_type(L, -1) == LUA_TSTRING)
-            for (int i = 0; known[i] && !found; i++) found = strcmp(lua_tostring(L, -1), known[i]) == 0;
+            for (int i = 0; known[i] && !found; i++)
+                found = strcmp(lua_tostring(L, -1), known[i]) == 0;
         if (found) continue;
         /* sorted list of the known names */
         luaL_Buffer b;
@@ -57,7 +58,8 @@ void ftl_check_options(lua_State *L, int t, const char *fn, const char *const kn
         for (int k = 0; k < n; k++) { /* n is small: pick the next name in order each time */
             const char *next = NULL;
             for (int i = 0; i < n; i++)
-                if (strcmp(known[i], prev) > 0 && (!next || strcmp(known[i], next) < 0)) next = known[i];
+                if (strcmp(known[i], prev) > 0 && (!next || strcmp(known[i], next) < 0))
+                    next = known[i];
             if (!next) break;
             if (k) luaL_addstring(&b, ", ");
             luaL_addstring(&b, next);
@@ -77,8 +79,8 @@ lua_Integer ftl_opt_integer(lua_State *L, int t, const char *fn, const char *key
     return v;
 }
 
-lua_Integer ftl_opt_integer_in(lua_State *L, int t, const char *fn, const char *key, lua_Integer def,
-                               lua_Integer lo, lua_Integer hi) {
+lua_Integer ftl_opt_integer_in(lua_State *L, int t, const char *fn, const char *key,
+                               lua_Integer def, lua_Integer lo, lua_Integer hi) {
     if (!get(L, t, fn, key)) return def;
     int ok;
     lua_Integer v = lua_tointegerx(L, -1, &ok);
@@ -99,8 +101,8 @@ double ftl_opt_number(lua_State *L, int t, const char *fn, const char *key, doub
     return v;
 }
 
-double ftl_opt_number_in(lua_State *L, int t, const char *fn, const char *key, double def, double lo,
-                         double hi) {
+double ftl_opt_number_in(lua_State *L, int t, const char *fn, const char *key, double def,
+                         double lo, double hi) {
     if (!get(L, t, fn, key)) return def;
     double v = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(v >= lo && v <= hi)) { /* NaN fails too */
@@ -128,7 +130,8 @@ const char *ftl_opt_string(lua_State *L, int t, const char *fn, const char *key,
     return s;
 }
 
-int ftl_opt_enum(lua_State *L, int t, const char *fn, const char *key, const char *const names[], int def) {
+int ftl_opt_enum(lua_State *L, int t, const char *fn, const char *key, const char *const names[],
+                 int def) {
     if (!get(L, t, fn, key)) return def;
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     for (int i = 0; s && names[i]; i++)

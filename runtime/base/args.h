@@ -32,13 +32,14 @@ int ftl_opt_boolean(lua_State *L, int t, const char *fn, const char *key, int de
 const char *ftl_opt_string(lua_State *L, int t, const char *fn, const char *key, const char *def);
 
 /* Range-checked forms: the value must lie in [lo, hi] ("must be an integer in [1, 64], got 0"). */
-lua_Integer ftl_opt_integer_in(lua_State *L, int t, const char *fn, const char *key, lua_Integer def,
-                               lua_Integer lo, lua_Integer hi);
-double ftl_opt_number_in(lua_State *L, int t, const char *fn, const char *key, double def, double lo,
-                         double hi);
+lua_Integer ftl_opt_integer_in(lua_State *L, int t, const char *fn, const char *key,
+                               lua_Integer def, lua_Integer lo, lua_Integer hi);
+double ftl_opt_number_in(lua_State *L, int t, const char *fn, const char *key, double def,
+                         double lo, double hi);
 
 /* One of the NULL-terminated `names`; returns its index, or def when the option is absent. */
-int ftl_opt_enum(lua_State *L, int t, const char *fn, const char *key, const char *const names[], int def);
+int ftl_opt_enum(lua_State *L, int t, const char *fn, const char *key, const char *const names[],
+                 int def);
 
 /* A tensor option, or NULL when absent. The handle stays owned by the table's userdata. */
 ft_tensor *ftl_opt_tensor(lua_State *L, int t, const char *fn, const char *key);

@@ -5,12 +5,12 @@
 
 #include <lauxlib.h>
 
-static ftl_interrupt_requested_fn interrupt_requested;
-static ftl_interrupt_clear_fn interrupt_clear;
+static ftb_interrupt_requested_fn interrupt_requested;
+static ftb_interrupt_clear_fn interrupt_clear;
 static ftl_figure_fn figure_written;
 static lua_State *main_thread; /* of the last state that loaded ftlua */
 
-void ftl_set_interrupt_hook(ftl_interrupt_requested_fn requested, ftl_interrupt_clear_fn clear) {
+void ftb_set_interrupt_hook(ftb_interrupt_requested_fn requested, ftb_interrupt_clear_fn clear) {
     interrupt_requested = requested;
     interrupt_clear = clear;
 }
@@ -30,12 +30,12 @@ static int lua_c_stop_pending(void) {
            lua_gethookmask(main_thread) == LUA_C_STOP_MASK && lua_gethookcount(main_thread) == 1;
 }
 
-int ftl_interrupted(void) {
+int ftb_interrupted(void) {
     if (interrupt_requested) return interrupt_requested();
     return lua_c_stop_pending();
 }
 
-void ftl_interrupt_handled(void) {
+void ftb_interrupt_handled(void) {
     if (interrupt_clear) {
         interrupt_clear();
     } else if (lua_c_stop_pending()) {

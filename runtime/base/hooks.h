@@ -6,7 +6,7 @@
  * Interrupts. Ctrl-C asks Lua to raise "interrupted!" at its next hook, but a loop that stays in
  * C (the learner's training loop) never reaches one, so it checks between steps:
  *
- *     if (ftl_interrupted()) { ftl_interrupt_handled(); return luaL_error(L, "interrupted!"); }
+ *     if (ftb_interrupted()) { ftb_interrupt_handled(); return luaL_error(L, "interrupted!"); }
  *
  * (free what the step owns before raising). Under ftlua the host's flag answers. Under a stock
  * lua5.4 there is no flag, but lua.c's SIGINT handler installs a hook with every mask and a
@@ -21,19 +21,19 @@
 
 #include <lua.h>
 
-typedef int (*ftl_interrupt_requested_fn)(void); /* 1 after Ctrl-C in the current call */
-typedef void (*ftl_interrupt_clear_fn)(void);    /* forget it, and any pending Lua hook */
+typedef int (*ftb_interrupt_requested_fn)(void); /* 1 after Ctrl-C in the current call */
+typedef void (*ftb_interrupt_clear_fn)(void);    /* forget it, and any pending Lua hook */
 typedef void (*ftl_figure_fn)(lua_State *L, const char *path);
 
 /* The host's side. NULL uninstalls. */
-void ftl_set_interrupt_hook(ftl_interrupt_requested_fn requested, ftl_interrupt_clear_fn clear);
+void ftb_set_interrupt_hook(ftb_interrupt_requested_fn requested, ftb_interrupt_clear_fn clear);
 void ftl_set_figure_hook(ftl_figure_fn fn);
 /* luaopen_ftlua records L's main thread, where lua.c sets its interrupt hook. */
 void ftl_hooks_attach(lua_State *L);
 
 /* The library's side. */
-int ftl_interrupted(void);        /* 1 when Ctrl-C asked the current call to stop */
-void ftl_interrupt_handled(void); /* the caller raises its own "interrupted!": clear the request */
+int ftb_interrupted(void);        /* 1 when Ctrl-C asked the current call to stop */
+void ftb_interrupt_handled(void); /* the caller raises its own "interrupted!": clear the request */
 void ftl_figure_written(lua_State *L, const char *path);
 
 #endif /* FTLUA_BASE_HOOKS_H */

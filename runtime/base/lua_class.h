@@ -1,4 +1,5 @@
-/* lua_class.h: one way to register a C class (a userdata metatable) for every module (base layer). */
+/* lua_class.h: one way to register a C class (a userdata metatable) for every module (base layer).
+ */
 #ifndef FTL_LUA_CLASS_H
 #define FTL_LUA_CLASS_H
 

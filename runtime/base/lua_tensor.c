@@ -31,7 +31,7 @@ void ftl_push_tensor(lua_State *L, ft_tensor *h) {
     }
     orphan = h;
     ftl_tensor *ud = lua_newuserdatauv(L, sizeof(ftl_tensor), 0); /* may raise */
-    ud->h = NULL; /* "closed" until filled */
+    ud->h = NULL;                                                 /* "closed" until filled */
     ud->counted = 0;
     luaL_setmetatable(L, FTL_TENSOR_MT);
     ud->h = h;
@@ -68,11 +68,12 @@ static const struct {
     const char *name;
     ft_dtype dtype;
 } DTYPE_NAMES[] = {
-    {"float32", FT_FLOAT32}, {"float", FT_FLOAT32},   {"float64", FT_FLOAT64}, {"double", FT_FLOAT64},
-    {"float16", FT_FLOAT16}, {"half", FT_FLOAT16},    {"bfloat16", FT_BFLOAT16}, {"int64", FT_INT64},
-    {"long", FT_INT64},      {"int32", FT_INT32},     {"int", FT_INT32},       {"int16", FT_INT16},
-    {"short", FT_INT16},     {"int8", FT_INT8},       {"uint8", FT_UINT8},     {"byte", FT_UINT8},
-    {"bool", FT_BOOL},
+    {"float32", FT_FLOAT32},   {"float", FT_FLOAT32},   {"float64", FT_FLOAT64},
+    {"double", FT_FLOAT64},    {"float16", FT_FLOAT16}, {"half", FT_FLOAT16},
+    {"bfloat16", FT_BFLOAT16}, {"int64", FT_INT64},     {"long", FT_INT64},
+    {"int32", FT_INT32},       {"int", FT_INT32},       {"int16", FT_INT16},
+    {"short", FT_INT16},       {"int8", FT_INT8},       {"uint8", FT_UINT8},
+    {"byte", FT_UINT8},        {"bool", FT_BOOL},
 };
 
 ft_dtype ftl_check_dtype(lua_State *L, int idx) {
@@ -81,8 +82,10 @@ ft_dtype ftl_check_dtype(lua_State *L, int idx) {
     for (size_t i = 0; i < sizeof DTYPE_NAMES / sizeof DTYPE_NAMES[0]; i++)
         if (strcmp(s, DTYPE_NAMES[i].name) == 0) return DTYPE_NAMES[i].dtype;
     luaL_argerror(L, idx,
-                  lua_pushfstring(L, "unknown dtype '%s' (use float32, float64, float16, bfloat16, "
-                                     "int64, int32, int16, int8, uint8 or bool)", s));
+                  lua_pushfstring(L,
+                                  "unknown dtype '%s' (use float32, float64, float16, bfloat16, "
+                                  "int64, int32, int16, int8, uint8 or bool)",
+                                  s));
     return FT_FLOAT32;
 }
 
@@ -94,13 +97,16 @@ int ftl_check_device(lua_State *L, int idx, int default_device) {
     int k;
     char tail;
     if (sscanf(s, "cuda:%d%c", &k, &tail) == 1 && k >= 0) return k;
-    luaL_argerror(L, idx, lua_pushfstring(L, "unknown device '%s' (use \"cpu\", \"cuda\" or \"cuda:N\")", s));
+    luaL_argerror(
+        L, idx, lua_pushfstring(L, "unknown device '%s' (use \"cpu\", \"cuda\" or \"cuda:N\")", s));
     return FT_CPU;
 }
 
 void ftl_push_device(lua_State *L, int device) {
-    if (device == FT_CPU) lua_pushliteral(L, "cpu");
-    else lua_pushfstring(L, "cuda:%d", device);
+    if (device == FT_CPU)
+        lua_pushliteral(L, "cpu");
+    else
+        lua_pushfstring(L, "cuda:%d", device);
 }
 
 int ftl_check_shape(lua_State *L, int idx, int64_t shape[FT_MAX_DIMS]) {
@@ -114,7 +120,9 @@ int ftl_check_shape(lua_State *L, int idx, int64_t shape[FT_MAX_DIMS]) {
             lua_Integer d = lua_tointegerx(L, -1, &isint);
             lua_pop(L, 1);
             if (!isint || d < 0)
-                luaL_argerror(L, idx, lua_pushfstring(L, "shape entry %d must be a non-negative integer", (int)i));
+                luaL_argerror(
+                    L, idx,
+                    lua_pushfstring(L, "shape entry %d must be a non-negative integer", (int)i));
             shape[ndim++] = d;
         }
         return ndim;
@@ -135,8 +143,9 @@ int ftl_dim_arg(lua_State *L, int idx, int ndim) {
     int n = ndim > 0 ? ndim : 1; /* 0-dim tensors accept dim 1 / -1 like PyTorch's 0 / -1 */
     if (d < 0) d += n + 1;
     if (d < 1 || d > n)
-        luaL_argerror(L, idx, lua_pushfstring(L, "dim %d out of range for a %d-dim tensor (use 1..%d or negative)",
-                                              (int)luaL_checkinteger(L, idx), ndim, n));
+        luaL_argerror(
+            L, idx,
+            lua_pushfstring(L, "dim %d out of range for a %d-dim tensor (use 1..%d or negative)",
+                            (int)luaL_checkinteger(L, idx), ndim, n));
     return (int)d - 1;
 }
-

@@ -48,6 +48,7 @@ int ftl_mem_stats(lua_State *L) {
     lua_setfield(L, -2, "threshold_bytes");
     lua_pushinteger(L, (lua_Integer)collections);
     lua_setfield(L, -2, "collections");
-    if (lua_toboolean(L, 1)) peak_bytes = atomic_load(&live_bytes); /* T.memory(true) resets the peak */
+    if (lua_toboolean(L, 1))
+        peak_bytes = atomic_load(&live_bytes); /* T.memory(true) resets the peak */
     return 1;
 }

@@ -16,15 +16,15 @@ const float ftl_aug_imagenet_std[3] = {0.229f, 0.224f, 0.225f};
 
 /* ---------------------------------------------------------------- PCG32 */
 
-void ftl_aug_rng_seed(ftl_aug_rng *r, uint64_t seed, uint64_t stream) {
+void ftd_aug_rng_seed(ftd_aug_rng *r, uint64_t seed, uint64_t stream) {
     r->state = 0;
     r->inc = (stream << 1) | 1;
-    ftl_aug_rng_u32(r);
+    ftd_aug_rng_u32(r);
     r->state += seed;
-    ftl_aug_rng_u32(r);
+    ftd_aug_rng_u32(r);
 }
 
-uint32_t ftl_aug_rng_u32(ftl_aug_rng *r) {
+uint32_t ftd_aug_rng_u32(ftd_aug_rng *r) {
     uint64_t old = r->state;
     r->state = old * 6364136223846793005ULL + r->inc;
     uint32_t xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
@@ -32,26 +32,26 @@ uint32_t ftl_aug_rng_u32(ftl_aug_rng *r) {
     return (xorshifted >> rot) | (xorshifted << ((32 - rot) & 31));
 }
 
-double ftl_aug_rng_uniform(ftl_aug_rng *r, double lo, double hi) {
-    uint32_t a = ftl_aug_rng_u32(r) >> 5, b = ftl_aug_rng_u32(r) >> 6; /* 27 + 26 bits */
+double ftd_aug_rng_uniform(ftd_aug_rng *r, double lo, double hi) {
+    uint32_t a = ftd_aug_rng_u32(r) >> 5, b = ftd_aug_rng_u32(r) >> 6; /* 27 + 26 bits */
     double u = (a * 67108864.0 + b) / 9007199254740992.0;
     return lo + (hi - lo) * u;
 }
 
-int ftl_aug_rng_int(ftl_aug_rng *r, int lo, int hi) {
+int ftd_aug_rng_int(ftd_aug_rng *r, int lo, int hi) {
     if (hi <= lo) return lo;
     uint32_t range = (uint32_t)((int64_t)hi - lo) + 1u;
     uint32_t limit = range ? (uint32_t)(-range) % range : 0; /* reject the biased low values */
     uint32_t u;
-    do u = ftl_aug_rng_u32(r);
+    do u = ftd_aug_rng_u32(r);
     while (range && u < limit);
     return range ? lo + (int)(u % range) : (int)u;
 }
 
 /* ---------------------------------------------------------------- draws */
 
-ftl_aug_config ftl_aug_default_config(void) {
-    ftl_aug_config c = {
+ftd_aug_config ftd_aug_default_config(void) {
+    ftd_aug_config c = {
         .do_flip = 1,
         .max_rotate = 10,
         .min_zoom = 1,
@@ -70,20 +70,20 @@ ftl_aug_config ftl_aug_default_config(void) {
 }
 
 /* RandomResizedCropGPU.before_call for an [h,w] input; rng NULL is the valid split. */
-static void draw_crop(ftl_aug_rng *rng, const ftl_aug_config *c, int h, int w, ftl_aug_params *p) {
+static void draw_crop(ftd_aug_rng *rng, const ftd_aug_config *c, int h, int w, ftd_aug_params *p) {
     p->crop_x = p->crop_y = 0;
     p->crop_w = w;
     p->crop_h = h;
     if (c->min_scale >= 1) return; /* aug_transforms adds no crop when min_scale == 1 */
     for (int attempt = 0; rng && attempt < 10; attempt++) {
-        double area = ftl_aug_rng_uniform(rng, c->min_scale, c->max_scale) * w * h;
-        double ratio = exp(ftl_aug_rng_uniform(rng, log(c->ratio_lo), log(c->ratio_hi)));
+        double area = ftd_aug_rng_uniform(rng, c->min_scale, c->max_scale) * w * h;
+        double ratio = exp(ftd_aug_rng_uniform(rng, log(c->ratio_lo), log(c->ratio_hi)));
         int nw = (int)nearbyint(sqrt(area * ratio)), nh = (int)nearbyint(sqrt(area / ratio));
         if (nw <= w && nh <= h) { /* Python's round() is to even, like nearbyint */
             p->crop_w = nw;
             p->crop_h = nh;
-            p->crop_y = ftl_aug_rng_int(rng, 0, h - nh);
-            p->crop_x = ftl_aug_rng_int(rng, 0, w - nw);
+            p->crop_y = ftd_aug_rng_int(rng, 0, h - nh);
+            p->crop_x = ftd_aug_rng_int(rng, 0, w - nw);
             return;
         }
     }
@@ -96,32 +96,32 @@ static void draw_crop(ftl_aug_rng *rng, const ftl_aug_config *c, int h, int w, f
     p->crop_x = (w - p->crop_w) / 2;
 }
 
-static ftl_aug_params neutral_params(void) {
-    ftl_aug_params p = {
+static ftd_aug_params neutral_params(void) {
+    ftd_aug_params p = {
         .zoom = 1, .zoom_col = 0.5, .zoom_row = 0.5, .brightness = 0.5, .contrast = 1};
     return p;
 }
 
 /* fastai's _draw_mask: the value with probability p, else neutral. Both numbers are always drawn
  * so the stream advances the same way whatever the outcome. */
-static double masked(ftl_aug_rng *r, double p, double lo, double hi, double neutral) {
-    int on = ftl_aug_rng_uniform(r, 0, 1) < p;
-    double v = ftl_aug_rng_uniform(r, lo, hi);
+static double masked(ftd_aug_rng *r, double p, double lo, double hi, double neutral) {
+    int on = ftd_aug_rng_uniform(r, 0, 1) < p;
+    double v = ftd_aug_rng_uniform(r, lo, hi);
     return on ? v : neutral;
 }
 
-void ftl_aug_draw(ftl_aug_rng *rng, const ftl_aug_config *cfg, int n, int h, int w,
-                  ftl_aug_params *out) {
-    ftl_aug_config dflt = ftl_aug_default_config();
-    const ftl_aug_config *c = cfg ? cfg : &dflt;
+void ftd_aug_draw(ftd_aug_rng *rng, const ftd_aug_config *cfg, int n, int h, int w,
+                  ftd_aug_params *out) {
+    ftd_aug_config dflt = ftd_aug_default_config();
+    const ftd_aug_config *c = cfg ? cfg : &dflt;
     double l = c->max_lighting;
     for (int i = 0; i < n; i++) {
-        ftl_aug_params p = neutral_params();
-        p.flip = c->do_flip && ftl_aug_rng_uniform(rng, 0, 1) < 0.5;
+        ftd_aug_params p = neutral_params();
+        p.flip = c->do_flip && ftd_aug_rng_uniform(rng, 0, 1) < 0.5;
         p.rotate = masked(rng, c->p_affine, -c->max_rotate, c->max_rotate, 0);
         p.zoom = masked(rng, c->p_affine, c->min_zoom, c->max_zoom, 1);
-        p.zoom_col = ftl_aug_rng_uniform(rng, 0, 1);
-        p.zoom_row = ftl_aug_rng_uniform(rng, 0, 1);
+        p.zoom_col = ftd_aug_rng_uniform(rng, 0, 1);
+        p.zoom_row = ftd_aug_rng_uniform(rng, 0, 1);
         p.warp_x = masked(rng, c->p_affine, -c->max_warp, c->max_warp, 0);
         p.warp_y = masked(rng, c->p_affine, -c->max_warp, c->max_warp, 0);
         p.lighting = 1; /* fastai always runs LightingTfm on train, neutral or not */
@@ -139,9 +139,9 @@ void ftl_aug_draw(ftl_aug_rng *rng, const ftl_aug_config *cfg, int n, int h, int
     }
 }
 
-ftl_aug_params ftl_aug_valid_params(const ftl_aug_config *cfg, int h, int w) {
-    ftl_aug_config dflt = ftl_aug_default_config();
-    ftl_aug_params p = neutral_params();
+ftd_aug_params ftd_aug_valid_params(const ftd_aug_config *cfg, int h, int w) {
+    ftd_aug_config dflt = ftd_aug_default_config();
+    ftd_aug_params p = neutral_params();
     draw_crop(NULL, cfg ? cfg : &dflt, h, w, &p);
     return p;
 }
@@ -193,8 +193,8 @@ static int warp_homography(double wx, double wy, double H[9]) {
     return 0;
 }
 
-int ftl_aug_plan_make(const ftl_aug_params *p, int h, int w, int out_size, const float mean[3],
-                      const float std[3], ftl_aug_plan *plan) {
+int ftd_aug_plan_make(const ftd_aug_params *p, int h, int w, int out_size, const float mean[3],
+                      const float std[3], ftd_aug_plan *plan) {
     if (h <= 0 || w <= 0 || out_size <= 0 || p->crop_w <= 0 || p->crop_h <= 0 || p->crop_x < 0 ||
         p->crop_y < 0 || p->crop_x + p->crop_w > w || p->crop_y + p->crop_h > h)
         return -1;
@@ -252,7 +252,7 @@ int ftl_aug_plan_make(const ftl_aug_params *p, int h, int w, int out_size, const
 typedef struct {
     const uint8_t *src;
     int h, w, S;
-    const ftl_aug_plan *plans;
+    const ftd_aug_plan *plans;
     float *dst;
     long row0, row1; /* rows of the whole batch, [n*S) */
 } aug_job;
@@ -266,7 +266,7 @@ static void *aug_rows(void *arg) {
         float *o = j->dst + (size_t)i * 3 * plane + (size_t)y * j->S; /* [3,S,S] of image i */
         for (int x = 0; x < j->S; x++) {
             float v[3];
-            ftl_aug_pixel(&j->plans[i], img, j->h, j->w, y, x, v);
+            ftd_aug_pixel(&j->plans[i], img, j->h, j->w, y, x, v);
             o[x] = v[0];
             o[plane + x] = v[1];
             o[2 * plane + x] = v[2];
@@ -275,14 +275,14 @@ static void *aug_rows(void *arg) {
     return NULL;
 }
 
-int ftl_aug_batch(const uint8_t *src, int n, int h, int w, const ftl_aug_params *per_image,
+int ftd_aug_batch(const uint8_t *src, int n, int h, int w, const ftd_aug_params *per_image,
                   int out_size, const float mean[3], const float std[3], float *dst, int nthreads) {
     if (!src || !per_image || !dst || n < 0 || h <= 0 || w <= 0 || out_size <= 0) return -1;
     if (n == 0) return 0;
-    ftl_aug_plan *plans = malloc(sizeof *plans * n);
+    ftd_aug_plan *plans = malloc(sizeof *plans * n);
     if (!plans) return -1;
     for (int i = 0; i < n; i++)
-        if (ftl_aug_plan_make(&per_image[i], h, w, out_size, mean, std, &plans[i])) {
+        if (ftd_aug_plan_make(&per_image[i], h, w, out_size, mean, std, &plans[i])) {
             free(plans);
             return -1;
         }

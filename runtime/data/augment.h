@@ -8,11 +8,11 @@
  * and normalisation, written as float32 [N,3,S,S].
  *
  * Two halves:
- * - the RANDOM DRAWS (ftl_aug_draw): a seeded PCG32 of our own fills one ftl_aug_params per
- *   image, with fastai's ranges and probabilities; the valid split uses ftl_aug_valid_params,
+ * - the RANDOM DRAWS (ftd_aug_draw): a seeded PCG32 of our own fills one ftd_aug_params per
+ *   image, with fastai's ranges and probabilities; the valid split uses ftd_aug_valid_params,
  *   which draws nothing;
- * - the KERNEL (ftl_aug_batch): applies given params. It is ftl_aug_plan_make once per image
- *   (host) plus ftl_aug_pixel per output pixel, a static inline function a CUDA kernel can share.
+ * - the KERNEL (ftd_aug_batch): applies given params. It is ftd_aug_plan_make once per image
+ *   (host) plus ftd_aug_pixel per output pixel, a static inline function a CUDA kernel can share.
  *
  * Where this differs from fastai (measured in tests/c/test_image.c against fastai's own steps):
  * - fastai resamples twice (affine at full size, then the crop to S); we resample once, from the
@@ -43,13 +43,13 @@
 
 typedef struct {
     uint64_t state, inc;
-} ftl_aug_rng; /* PCG32 (O'Neill, pcg-random.org): small, fast, reproducible everywhere */
+} ftd_aug_rng; /* PCG32 (O'Neill, pcg-random.org): small, fast, reproducible everywhere */
 
 /* Same (seed, stream) -> same sequence. Different streams are independent (e.g. one per worker). */
-void ftl_aug_rng_seed(ftl_aug_rng *r, uint64_t seed, uint64_t stream);
-uint32_t ftl_aug_rng_u32(ftl_aug_rng *r);
-double ftl_aug_rng_uniform(ftl_aug_rng *r, double lo, double hi); /* [lo, hi) with 53 bits */
-int ftl_aug_rng_int(ftl_aug_rng *r, int lo, int hi);              /* [lo, hi] inclusive */
+void ftd_aug_rng_seed(ftd_aug_rng *r, uint64_t seed, uint64_t stream);
+uint32_t ftd_aug_rng_u32(ftd_aug_rng *r);
+double ftd_aug_rng_uniform(ftd_aug_rng *r, double lo, double hi); /* [lo, hi) with 53 bits */
+int ftd_aug_rng_int(ftd_aug_rng *r, int lo, int hi);              /* [lo, hi] inclusive */
 
 /* aug_transforms' arguments (fastai vision/augment.py) plus RandomResizedCropGPU's. */
 typedef struct {
@@ -63,11 +63,11 @@ typedef struct {
     double min_scale, max_scale; /* RandomResizedCrop area fraction; min_scale >= 1: no crop */
     double ratio_lo, ratio_hi; /* RandomResizedCrop aspect (w/h) range; (1,1) for aug_transforms */
     int crop_per_image;        /* 0: one crop for the whole batch, as fastai; 1: one per image */
-} ftl_aug_config;
+} ftd_aug_config;
 
 /* aug_transforms(size=S, min_scale=0.75): flip, rotate 10, zoom 1..1.1, warp .2, lighting .2,
  * p_affine .75, p_lighting .75, crop area U(.75, 1) with square ratio. */
-ftl_aug_config ftl_aug_default_config(void);
+ftd_aug_config ftd_aug_default_config(void);
 
 /* One image's draws: the neutral values mean "not applied". Coordinates follow fastai: x is the
  * column, normalised coordinates run -1..1 over pixel centres. */
@@ -81,14 +81,14 @@ typedef struct {
     double brightness;         /* b in (0,1): x = sigmoid(logit(x) + logit(b)); 0.5 neutral */
     double contrast;           /* c > 0: x = sigmoid(logit(x) * c); 1 neutral */
     int crop_x, crop_y, crop_w, crop_h; /* RandomResizedCrop window on the [h,w] input, pixels */
-} ftl_aug_params;
+} ftd_aug_params;
 
 /* Train: fill out[0..n) for n images of h x w, advancing rng. cfg NULL means the defaults. */
-void ftl_aug_draw(ftl_aug_rng *rng, const ftl_aug_config *cfg, int n, int h, int w,
-                  ftl_aug_params *out);
+void ftd_aug_draw(ftd_aug_rng *rng, const ftd_aug_config *cfg, int n, int h, int w,
+                  ftd_aug_params *out);
 /* Valid: no randomness. fastai's valid crop (the centre region with an allowed ratio, the whole
  * image for square inputs), no affine, no lighting. */
-ftl_aug_params ftl_aug_valid_params(const ftl_aug_config *cfg, int h, int w);
+ftd_aug_params ftd_aug_valid_params(const ftd_aug_config *cfg, int h, int w);
 
 /* ---------------------------------------------------------------- the kernel */
 
@@ -98,7 +98,7 @@ typedef struct {
     int lighting;
     float bright_logit, contrast;
     float mean[3], inv_std[3]; /* normalise: (x - mean) * inv_std, x in [0,1] */
-} ftl_aug_plan;
+} ftd_aug_plan;
 
 extern const float ftl_aug_imagenet_mean[3]; /* 0.485, 0.456, 0.406 */
 extern const float ftl_aug_imagenet_std[3];  /* 0.229, 0.224, 0.225 */
@@ -106,18 +106,18 @@ extern const float ftl_aug_imagenet_std[3];  /* 0.229, 0.224, 0.225 */
 /* Compose crop (RandomResizedCrop), flip, rotate, zoom and warp for an [h,w] input and an
  * [S,S] output, the way fastai orders them. mean/std NULL: ImageNet stats. Returns 0, or -1 for
  * bad sizes or a crop outside the image. */
-int ftl_aug_plan_make(const ftl_aug_params *p, int h, int w, int out_size, const float mean[3],
-                      const float std[3], ftl_aug_plan *plan);
+int ftd_aug_plan_make(const ftd_aug_params *p, int h, int w, int out_size, const float mean[3],
+                      const float std[3], ftd_aug_plan *plan);
 
 /* Apply per-image params to src [N,H,W,3] uint8, writing dst [N,3,S,S] float32, threads over
  * rows of the whole batch (nthreads <= 1: the calling thread only). Returns 0, or -1 on bad
  * arguments. Results do not depend on nthreads. */
-int ftl_aug_batch(const uint8_t *src, int n, int h, int w, const ftl_aug_params *per_image,
+int ftd_aug_batch(const uint8_t *src, int n, int h, int w, const ftd_aug_params *per_image,
                   int out_size, const float mean[3], const float std[3], float *dst, int nthreads);
 
 /* grid_sample's reflection padding with align_corners=True: mirror about the centres of the
  * first and last pixel as often as needed, then clamp. NaN and infinities land on pixel 0. */
-FTL_AUG_FN double ftl_aug_reflect(double v, int n) {
+FTL_AUG_FN double ftd_aug_reflect(double v, int n) {
     double span = n - 1;
     if (v >= 0 && v <= span) return v; /* the common case: inside */
     if (n <= 1 || !(fabs(v) < 1e18)) return 0;
@@ -128,13 +128,13 @@ FTL_AUG_FN double ftl_aug_reflect(double v, int n) {
 }
 
 /* The 3 output floats (one per channel) of output pixel (x, y) for one [h,w,3] image. */
-FTL_AUG_FN void ftl_aug_pixel(const ftl_aug_plan *p, const uint8_t *img, int h, int w, int y, int x,
+FTL_AUG_FN void ftd_aug_pixel(const ftd_aug_plan *p, const uint8_t *img, int h, int w, int y, int x,
                               float out[3]) {
     const double *m = p->m;
     double X = m[0] * x + m[1] * y + m[2];
     double Y = m[3] * x + m[4] * y + m[5];
     double Z = m[6] * x + m[7] * y + m[8];
-    double sx = ftl_aug_reflect(X / Z, w), sy = ftl_aug_reflect(Y / Z, h);
+    double sx = ftd_aug_reflect(X / Z, w), sy = ftd_aug_reflect(Y / Z, h);
     int x0 = (int)floor(sx), y0 = (int)floor(sy);
     float fx = (float)(sx - x0), fy = (float)(sy - y0);
     /* On the last row/column the fraction is 0, so reusing the pixel adds nothing. */

@@ -1,6 +1,6 @@
-/* augment_cuda.cu: the CUDA twin of ftl_aug_batch (augment_cuda.h). Built only with CUDA.
+/* augment_cuda.cu: the CUDA twin of ftd_aug_batch (augment_cuda.h). Built only with CUDA.
  *
- * One thread per output pixel of the whole batch runs ftl_aug_pixel, the very function the CPU
+ * One thread per output pixel of the whole batch runs ftd_aug_pixel, the very function the CPU
  * kernel runs (augment.h marks it __host__ __device__ under nvcc), so both sides compute the same
  * arithmetic; they differ only by the device's float rounding (fused multiply-adds, logf/expf
  * within 2 ulp). Plans (one 3x3 map per image) are made on the host, as on the CPU.
@@ -18,21 +18,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* augment.h is a C header without extern "C" guards: its functions (ftl_aug_plan_make) live in
+/* augment.h is a C header without extern "C" guards: its functions (ftd_aug_plan_make) live in
  * augment.o with C linkage. Its system headers are included above, outside the block. */
 extern "C" {
 #include "data/augment.h"
 }
 #include "data/augment_cuda.h"
 
-struct ftl_aug_cuda {
+struct ftd_aug_cuda {
     int device;
     cudaStream_t stream;
     uint8_t *host; /* pinned staging for the uint8 batch */
     size_t host_cap;
     uint8_t *src; /* the batch on the device */
     size_t src_cap;
-    ftl_aug_plan *plans; /* per-image plans on the device */
+    ftd_aug_plan *plans; /* per-image plans on the device */
     size_t plans_cap;    /* in plans */
 };
 
@@ -40,7 +40,7 @@ struct ftl_aug_cuda {
 
 /* Output pixel idx of the whole batch [n,S,S] -> its 3 floats in dst [n,3,S,S]. */
 static __global__ void aug_kernel(const uint8_t *src, int n, int h, int w,
-                                  const ftl_aug_plan *plans, int S, float *dst) {
+                                  const ftd_aug_plan *plans, int S, float *dst) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long plane = (long long)S * S;
     if (idx >= plane * n) return;
@@ -48,7 +48,7 @@ static __global__ void aug_kernel(const uint8_t *src, int n, int h, int w,
     int r = (int)(idx % plane);
     int y = r / S, x = r % S;
     float v[3];
-    ftl_aug_pixel(&plans[i], src + (size_t)i * h * w * 3, h, w, y, x, v);
+    ftd_aug_pixel(&plans[i], src + (size_t)i * h * w * 3, h, w, y, x, v);
     float *o = dst + (size_t)i * 3 * plane + r;
     o[0] = v[0];
     o[plane] = v[1];
@@ -74,7 +74,7 @@ static cudaError_t guard_enter(device_guard *g, int device) {
 
 static void guard_exit(const device_guard *g) { cudaSetDevice(g->prev); }
 
-extern "C" ftl_aug_cuda *ftl_aug_cuda_new(int device, char *err, size_t errlen) {
+extern "C" ftd_aug_cuda *ftd_aug_cuda_new(int device, char *err, size_t errlen) {
     int count = 0;
     if (cuda_fail(cudaGetDeviceCount(&count), "device count", err, errlen)) return NULL;
     if (device < 0 || device >= count) {
@@ -82,7 +82,7 @@ extern "C" ftl_aug_cuda *ftl_aug_cuda_new(int device, char *err, size_t errlen) 
             snprintf(err, errlen, "CUDA: no device cuda:%d (%d devices)", device, count);
         return NULL;
     }
-    ftl_aug_cuda *c = (ftl_aug_cuda *)calloc(1, sizeof *c);
+    ftd_aug_cuda *c = (ftd_aug_cuda *)calloc(1, sizeof *c);
     if (!c) {
         if (err && errlen) snprintf(err, errlen, "out of memory");
         return NULL;
@@ -101,7 +101,7 @@ extern "C" ftl_aug_cuda *ftl_aug_cuda_new(int device, char *err, size_t errlen) 
     return c;
 }
 
-extern "C" void ftl_aug_cuda_free(ftl_aug_cuda *c) {
+extern "C" void ftd_aug_cuda_free(ftd_aug_cuda *c) {
     if (!c) return;
     device_guard g;
     if (guard_enter(&g, c->device) == cudaSuccess) {
@@ -116,7 +116,7 @@ extern "C" void ftl_aug_cuda_free(ftl_aug_cuda *c) {
 }
 
 /* Make sure the staging and device buffers hold `bytes` of batch and n plans. */
-static cudaError_t reserve(ftl_aug_cuda *c, size_t bytes, size_t n) {
+static cudaError_t reserve(ftd_aug_cuda *c, size_t bytes, size_t n) {
     cudaError_t e = cudaSuccess;
     if (bytes > c->host_cap) {
         cudaFreeHost(c->host);
@@ -137,14 +137,14 @@ static cudaError_t reserve(ftl_aug_cuda *c, size_t bytes, size_t n) {
         cudaFree(c->plans);
         c->plans = NULL;
         c->plans_cap = 0;
-        if ((e = cudaMalloc((void **)&c->plans, n * sizeof(ftl_aug_plan))) != cudaSuccess) return e;
+        if ((e = cudaMalloc((void **)&c->plans, n * sizeof(ftd_aug_plan))) != cudaSuccess) return e;
         c->plans_cap = n;
     }
     return e;
 }
 
-extern "C" int ftl_aug_cuda_batch(ftl_aug_cuda *c, const uint8_t *src, int n, int h, int w,
-                                  const ftl_aug_params *per_image, int out_size,
+extern "C" int ftd_aug_cuda_batch(ftd_aug_cuda *c, const uint8_t *src, int n, int h, int w,
+                                  const ftd_aug_params *per_image, int out_size,
                                   const float mean[3], const float std[3], float *dst, char *err,
                                   size_t errlen) {
     if (!c || !src || !per_image || !dst || n < 0 || h <= 0 || w <= 0 || out_size <= 0) {
@@ -152,13 +152,13 @@ extern "C" int ftl_aug_cuda_batch(ftl_aug_cuda *c, const uint8_t *src, int n, in
         return -1;
     }
     if (n == 0) return 0;
-    ftl_aug_plan *plans = (ftl_aug_plan *)malloc(sizeof *plans * (size_t)n);
+    ftd_aug_plan *plans = (ftd_aug_plan *)malloc(sizeof *plans * (size_t)n);
     if (!plans) {
         if (err && errlen) snprintf(err, errlen, "augment (CUDA): out of memory");
         return -1;
     }
     for (int i = 0; i < n; i++)
-        if (ftl_aug_plan_make(&per_image[i], h, w, out_size, mean, std, &plans[i])) {
+        if (ftd_aug_plan_make(&per_image[i], h, w, out_size, mean, std, &plans[i])) {
             free(plans);
             if (err && errlen) snprintf(err, errlen, "augment (CUDA): bad sizes or crop");
             return -1;

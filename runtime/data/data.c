@@ -10,7 +10,7 @@
  * module's table to extend it.
  *
  * Labels: class indices are 1-based in Lua, as every ftlua index; the C loader keeps them 0-based
- * for the C training loop (ftl_loader_next), and this file adds 1 when a batch reaches Lua.
+ * for the C training loop (ftd_loader_next), and this file adds 1 when a batch reaches Lua.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +30,12 @@
 #endif
 
 typedef struct {
-    ftl_dataset *ds;
+    ftd_dataset *ds;
     size_t counted; /* bytes reported to the GC pacing (base/memory.c): cache + pixels */
 } dataset_ud;
 
 typedef struct {
-    ftl_loader *l;
+    ftd_loader *l;
     int64_t next_epoch; /* what batches() without an argument runs next */
     int64_t run;        /* counts epoch starts: an iterator of an older run yields nothing */
 } loader_ud;
@@ -74,8 +74,8 @@ static int opt_triple(lua_State *L, int t, const char *fn, const char *k, float 
 
 /* aug_transforms' settings from the table at t (missing fields keep fastai's defaults); fn names
  * the user's function in messages. */
-static ftl_aug_config check_aug_config(lua_State *L, int t, const char *fn) {
-    ftl_aug_config c = ftl_aug_default_config();
+static ftd_aug_config check_aug_config(lua_State *L, int t, const char *fn) {
+    ftd_aug_config c = ftd_aug_default_config();
     c.do_flip = ftl_opt_boolean(L, t, fn, "do_flip", c.do_flip);
     c.max_rotate = ftl_opt_number(L, t, fn, "max_rotate", c.max_rotate);
     c.min_zoom = ftl_opt_number(L, t, fn, "min_zoom", c.min_zoom);
@@ -122,7 +122,7 @@ static dataset_ud *check_dataset(lua_State *L, int idx) {
 
 static int dataset_gc(lua_State *L) {
     dataset_ud *u = luaL_checkudata(L, 1, FTL_DATASET_MT);
-    ftl_dataset_release(u->ds); /* loaders may still hold it; their bytes go with this count */
+    ftd_dataset_release(u->ds); /* loaders may still hold it; their bytes go with this count */
     u->ds = NULL;
     ftl_mem_sub(u->counted);
     u->counted = 0;
@@ -130,15 +130,15 @@ static int dataset_gc(lua_State *L) {
 }
 
 /* The dataset's options (resize_w, resize_h and method come from Resize), for fn. */
-static ftl_dataset_config check_dataset_opts(lua_State *L, int t, const char *fn) {
+static ftd_dataset_config check_dataset_opts(lua_State *L, int t, const char *fn) {
     static const char *const known[] = {"num_workers", "cache_mb", "resize_w",
                                         "resize_h",    "method",   NULL};
     static const char *const methods[] = {"crop", "squish", "pad", "pad_zeros", NULL};
     static const int method_of[] = {FTL_RESIZE_CROP, FTL_RESIZE_SQUISH, FTL_RESIZE_PAD,
                                     FTL_RESIZE_PAD_ZEROS};
     ftl_check_options(L, t, fn, known);
-    ftl_dataset_config c = {0};
-    c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftl_num_cores());
+    ftd_dataset_config c = {0};
+    c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftd_num_cores());
     if (c.nworkers < 1) c.nworkers = 1;
     lua_Integer mb = ftl_opt_integer(L, t, fn, "cache_mb", -1);
     c.cache_bytes = mb < 0 ? default_cache_bytes() : (size_t)mb << 20;
@@ -158,7 +158,7 @@ static int d_new_file_dataset(lua_State *L) {
     luaL_checktype(L, 4, LUA_TTABLE);
     lua_settop(L, 4);
     int64_t n = (int64_t)luaL_len(L, 1);
-    ftl_dataset_config cfg = check_dataset_opts(L, 4, "new_file_dataset");
+    ftd_dataset_config cfg = check_dataset_opts(L, 4, "new_file_dataset");
     const char **paths = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *paths, 0);
     for (int64_t i = 0; i < n; i++) {
         lua_geti(L, 1, i + 1);
@@ -194,16 +194,16 @@ static int d_new_file_dataset(lua_State *L) {
     u->counted = 0;
     luaL_setmetatable(L, FTL_DATASET_MT);
     int ud_idx = lua_gettop(L);
-    u->ds = ftl_dataset_new_files(paths, labels, train, n, &cfg);
+    u->ds = ftd_dataset_new_files(paths, labels, train, n, &cfg);
     if (!u->ds) return luaL_error(L, "dataset: out of memory");
     char err[1024];
-    if (ftl_dataset_scan(u->ds, err, sizeof err)) return luaL_error(L, "%s", err);
-    u->counted = ftl_dataset_memory(u->ds); /* Lua's GC cannot see C memory: tell the pacer */
+    if (ftd_dataset_scan(u->ds, err, sizeof err)) return luaL_error(L, "%s", err);
+    u->counted = ftd_dataset_memory(u->ds); /* Lua's GC cannot see C memory: tell the pacer */
     ftl_mem_add(L, u->counted);
     lua_newtable(L);
     int nbad = 0;
     for (int64_t i = 0; i < n; i++) {
-        const char *e = ftl_dataset_item_error(u->ds, i);
+        const char *e = ftd_dataset_item_error(u->ds, i);
         if (!e) continue;
         lua_createtable(L, 2, 0);
         lua_pushinteger(L, i + 1);
@@ -223,7 +223,7 @@ static int d_new_array_dataset(lua_State *L) {
     ft_tensor *x = ftl_check_tensor(L, 1);
     ft_tensor *y = lua_isnoneornil(L, 2) ? NULL : ftl_check_tensor(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
-    ftl_dataset_config cfg = check_dataset_opts(L, 3, "new_array_dataset");
+    ftd_dataset_config cfg = check_dataset_opts(L, 3, "new_array_dataset");
     int nd = ft_dim(x);
     if (ft_get_dtype(x) != FT_UINT8 || (nd != 3 && nd != 4) ||
         (nd == 4 && ft_size(x, 3) != 1 && ft_size(x, 3) != 3))
@@ -247,31 +247,31 @@ static int d_new_array_dataset(lua_State *L) {
     u->ds = NULL;
     u->counted = 0;
     luaL_setmetatable(L, FTL_DATASET_MT);
-    u->ds = ftl_dataset_new_array(px, n, h, w, c, labels, NULL, &cfg);
+    u->ds = ftd_dataset_new_array(px, n, h, w, c, labels, NULL, &cfg);
     if (!u->ds) return luaL_error(L, "dataset: out of memory");
-    u->counted = ftl_dataset_memory(u->ds);
+    u->counted = ftd_dataset_memory(u->ds);
     ftl_mem_add(L, u->counted);
     return 1;
 }
 
 static int ds_len(lua_State *L) {
-    lua_pushinteger(L, ftl_dataset_len(check_dataset(L, 1)->ds));
+    lua_pushinteger(L, ftd_dataset_len(check_dataset(L, 1)->ds));
     return 1;
 }
 
 /* ds:info() -> {n=, item_w=, item_h=, cached_bytes=} */
 static int ds_info(lua_State *L) {
-    ftl_dataset *ds = check_dataset(L, 1)->ds;
+    ftd_dataset *ds = check_dataset(L, 1)->ds;
     int w, h;
-    ftl_dataset_item_size(ds, &w, &h);
+    ftd_dataset_item_size(ds, &w, &h);
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, ftl_dataset_len(ds));
+    lua_pushinteger(L, ftd_dataset_len(ds));
     lua_setfield(L, -2, "n");
     lua_pushinteger(L, w);
     lua_setfield(L, -2, "item_w");
     lua_pushinteger(L, h);
     lua_setfield(L, -2, "item_h");
-    lua_pushinteger(L, (lua_Integer)ftl_dataset_cached_bytes(ds));
+    lua_pushinteger(L, (lua_Integer)ftd_dataset_cached_bytes(ds));
     lua_setfield(L, -2, "cached_bytes");
     return 1;
 }
@@ -279,17 +279,17 @@ static int ds_info(lua_State *L) {
 /* ds:item(i [, train, px, py]) -> uint8 [H,W,3]: item i after the item transform (centre crop
  * unless train with pcts px, py). For tests and for looking at data. */
 static int ds_item(lua_State *L) {
-    ftl_dataset *ds = check_dataset(L, 1)->ds;
+    ftd_dataset *ds = check_dataset(L, 1)->ds;
     lua_Integer i = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, i >= 1 && i <= ftl_dataset_len(ds), 2, "item index out of range");
+    luaL_argcheck(L, i >= 1 && i <= ftd_dataset_len(ds), 2, "item index out of range");
     int train = lua_toboolean(L, 3);
     double px = luaL_optnumber(L, 4, 0.5), py = luaL_optnumber(L, 5, 0.5);
     int w, h;
-    ftl_dataset_item_size(ds, &w, &h);
+    ftd_dataset_item_size(ds, &w, &h);
     if (w <= 0) return luaL_error(L, "dataset: no item could be decoded");
     uint8_t *buf = lua_newuserdatauv(L, (size_t)w * h * 3, 0);
     char err[1024];
-    if (ftl_dataset_get(ds, i - 1, train, px, py, buf, err, sizeof err))
+    if (ftd_dataset_get(ds, i - 1, train, px, py, buf, err, sizeof err))
         return luaL_error(L, "%s", err);
     int64_t shape[3] = {h, w, 3};
     ft_tensor *t = NULL;
@@ -306,7 +306,7 @@ static loader_ud *check_loader_ud(lua_State *L, int idx) {
     return u;
 }
 
-ftl_loader *ftl_check_loader(lua_State *L, int idx) {
+ftd_loader *ftl_check_loader(lua_State *L, int idx) {
     if (lua_istable(L, idx)) {
         lua_getfield(L, idx, "_loader");
         loader_ud *u = luaL_testudata(L, -1, FTL_LOADER_MT);
@@ -319,7 +319,7 @@ ftl_loader *ftl_check_loader(lua_State *L, int idx) {
 
 static int loader_gc(lua_State *L) {
     loader_ud *u = luaL_checkudata(L, 1, FTL_LOADER_MT);
-    ftl_loader_free(u->l); /* stops and joins the workers */
+    ftd_loader_free(u->l); /* stops and joins the workers */
     u->l = NULL;
     return 0;
 }
@@ -327,12 +327,12 @@ static int loader_gc(lua_State *L) {
 /* __close: the for loop of batches() ends (break, error or done): stop the workers. */
 static int loader_close_epoch(lua_State *L) {
     loader_ud *u = luaL_checkudata(L, 1, FTL_LOADER_MT);
-    if (u->l) ftl_loader_stop(u->l);
+    if (u->l) ftd_loader_stop(u->l);
     return 0;
 }
 
 /* A loader's options (the table at t). */
-static ftl_loader_config check_loader_opts(lua_State *L, int t) {
+static ftd_loader_config check_loader_opts(lua_State *L, int t) {
     static const char *const known[] = {
         "bs",  "shuffle",  "drop_last", "train",       "seed",     "aug",      "size", "mean",
         "std", "channels", "device",    "num_workers", "prefetch", "on_error", NULL};
@@ -340,7 +340,7 @@ static ftl_loader_config check_loader_opts(lua_State *L, int t) {
     static const char *const aug_known[] = {AUG_KEYS, NULL};
     const char *fn = "loader";
     ftl_check_options(L, t, fn, known);
-    ftl_loader_config c = ftl_loader_default_config();
+    ftd_loader_config c = ftd_loader_default_config();
     c.bs = (int)ftl_opt_integer(L, t, fn, "bs", 64);
     c.shuffle = ftl_opt_boolean(L, t, fn, "shuffle", 0);
     c.drop_last = ftl_opt_boolean(L, t, fn, "drop_last", 0);
@@ -364,7 +364,7 @@ static ftl_loader_config check_loader_opts(lua_State *L, int t) {
     lua_getfield(L, t, "device");
     c.device = ftl_check_device(L, -1, ft_default_device());
     lua_pop(L, 1);
-    c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftl_num_cores());
+    c.nworkers = (int)ftl_opt_integer(L, t, fn, "num_workers", ftd_num_cores());
     c.prefetch = (int)ftl_opt_integer(L, t, fn, "prefetch", 0);
     c.skip_errors = ftl_opt_enum(L, t, fn, "on_error", on_error, 0) == 0;
     return c;
@@ -375,7 +375,7 @@ static int ds_loader(lua_State *L) {
     dataset_ud *d = check_dataset(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    ftl_loader_config c = check_loader_opts(L, 3);
+    ftd_loader_config c = check_loader_opts(L, 3);
     int64_t n = (int64_t)luaL_len(L, 2);
     int64_t *items = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *items, 0);
     for (int64_t k = 0; k < n; k++) {
@@ -395,13 +395,13 @@ static int ds_loader(lua_State *L) {
     lua_setiuservalue(L, -2, 1); /* keep the dataset userdata alive too (the C ref suffices,
                                     but ds:info() through a loader is handy) */
     char err[1024];
-    u->l = ftl_loader_new(d->ds, items, n, &c, err, sizeof err);
+    u->l = ftd_loader_new(d->ds, items, n, &c, err, sizeof err);
     if (!u->l) return luaL_error(L, "%s", err);
     return 1;
 }
 
 static int loader_len(lua_State *L) {
-    lua_pushinteger(L, ftl_loader_len(check_loader_ud(L, 1)->l));
+    lua_pushinteger(L, ftd_loader_len(check_loader_ud(L, 1)->l));
     return 1;
 }
 
@@ -421,7 +421,7 @@ static int push_batch(lua_State *L, ft_tensor *x, ft_tensor *y) {
 static int next_batch(lua_State *L, loader_ud *u) {
     ft_tensor *x = NULL, *y = NULL;
     char err[1024];
-    int rc = ftl_loader_next(u->l, &x, &y, err, sizeof err);
+    int rc = ftd_loader_next(u->l, &x, &y, err, sizeof err);
     if (rc < 0) return luaL_error(L, "%s", err);
     if (rc == 0) {
         lua_pushnil(L);
@@ -446,7 +446,7 @@ static int loader_batches(lua_State *L) {
     int64_t epoch = lua_isnoneornil(L, 2) ? u->next_epoch : luaL_checkinteger(L, 2);
     u->next_epoch = epoch + 1;
     char err[1024];
-    if (ftl_loader_start(u->l, epoch, -1, err, sizeof err)) return luaL_error(L, "%s", err);
+    if (ftd_loader_start(u->l, epoch, -1, err, sizeof err)) return luaL_error(L, "%s", err);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, ++u->run);
     lua_pushcclosure(L, batches_iter, 2);
@@ -461,22 +461,22 @@ static int loader_batches(lua_State *L) {
 static int loader_one_batch(lua_State *L) {
     loader_ud *u = check_loader_ud(L, 1);
     int64_t epoch = lua_isnoneornil(L, 2) ? u->next_epoch : luaL_checkinteger(L, 2);
-    if (ftl_loader_len(u->l) == 0)
+    if (ftd_loader_len(u->l) == 0)
         return luaL_error(
             L, "one_batch: the loader has no batch (fewer items than bs with drop_last?)");
     char err[1024];
     u->run++;
-    if (ftl_loader_start(u->l, epoch, 1, err, sizeof err)) return luaL_error(L, "%s", err);
+    if (ftd_loader_start(u->l, epoch, 1, err, sizeof err)) return luaL_error(L, "%s", err);
     ft_tensor *x = NULL, *y = NULL;
-    int rc = ftl_loader_next(u->l, &x, &y, err, sizeof err);
-    ftl_loader_stop(u->l);
+    int rc = ftd_loader_next(u->l, &x, &y, err, sizeof err);
+    ftd_loader_stop(u->l);
     if (rc < 0) return luaL_error(L, "%s", err);
     if (rc == 0) return luaL_error(L, "one_batch: no batch");
     return push_batch(L, x, y);
 }
 
 static int loader_stop(lua_State *L) {
-    ftl_loader_stop(check_loader_ud(L, 1)->l);
+    ftd_loader_stop(check_loader_ud(L, 1)->l);
     return 0;
 }
 
@@ -498,21 +498,21 @@ static int loader_set_normalize(lua_State *L) {
         for (int c = 0; c < 3; c++)
             if (s[c] == 0) return luaL_error(L, "set_normalize: std must not be 0");
     }
-    ftl_loader_stop(u->l);
-    ftl_loader_set_normalize(u->l, on, m, s);
+    ftd_loader_stop(u->l);
+    ftd_loader_set_normalize(u->l, on, m, s);
     return 0;
 }
 
 /* dl:info() -> {n=, bs=, batches=, epoch=, size=, channels=, device=, train=, mean=, std=} */
 static int loader_info(lua_State *L) {
     loader_ud *u = check_loader_ud(L, 1);
-    const ftl_loader_config *c = ftl_loader_config_of(u->l);
+    const ftd_loader_config *c = ftd_loader_config_of(u->l);
     lua_createtable(L, 0, 12);
-    lua_pushinteger(L, ftl_loader_items(u->l));
+    lua_pushinteger(L, ftd_loader_items(u->l));
     lua_setfield(L, -2, "n");
     lua_pushinteger(L, c->bs);
     lua_setfield(L, -2, "bs");
-    lua_pushinteger(L, ftl_loader_len(u->l));
+    lua_pushinteger(L, ftd_loader_len(u->l));
     lua_setfield(L, -2, "batches");
     lua_pushinteger(L, u->next_epoch);
     lua_setfield(L, -2, "next_epoch");
@@ -548,12 +548,12 @@ static int loader_info(lua_State *L) {
 static int d_load_image(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     char err[1024];
-    ftl_image *im = ftl_image_new_from_file(path, 0, err, sizeof err);
+    ftd_image *im = ftd_image_new_from_file(path, 0, err, sizeof err);
     if (!im) return luaL_error(L, "load_image: %s", err);
     int64_t shape[3] = {im->h, im->w, 3};
     ft_tensor *t = NULL;
     ft_status st = ft_from_data(im->rgb, FT_UINT8, shape, 3, &t);
-    ftl_image_free(im);
+    ftd_image_free(im);
     ftl_check(L, st, "load_image");
     ftl_push_tensor(L, t);
     return 1;
@@ -579,7 +579,7 @@ static int d_augment(lua_State *L) {
     int n = (int)ft_size(x, 0), h = (int)ft_size(x, 1), w = (int)ft_size(x, 2);
     int S = (int)ftl_opt_integer(L, 2, fn, "size", h == w ? h : 0);
     if (S <= 0) return luaL_error(L, "augment: size must be positive");
-    ftl_aug_config cfg = check_aug_config(L, 2, fn);
+    ftd_aug_config cfg = check_aug_config(L, 2, fn);
     float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
     int norm = opt_triple(L, 2, fn, "mean", mean);
     if (opt_triple(L, 2, fn, "std", std) != norm)
@@ -590,20 +590,20 @@ static int d_augment(lua_State *L) {
     size_t nbytes = (size_t)ft_numel(x);
     uint8_t *src = lua_newuserdatauv(L, nbytes ? nbytes : 1, 0);
     ftl_check(L, ft_copy_to_buffer(x, src, nbytes), "augment");
-    ftl_aug_params *p = lua_newuserdatauv(L, sizeof *p * (size_t)(n ? n : 1), 0);
+    ftd_aug_params *p = lua_newuserdatauv(L, sizeof *p * (size_t)(n ? n : 1), 0);
     if (ftl_opt_boolean(L, 2, fn, "train", 1)) {
-        ftl_aug_rng rng;
+        ftd_aug_rng rng;
         uint64_t seed = (uint64_t)ftl_opt_integer(L, 2, fn, "seed", 0);
-        ftl_aug_rng_seed(&rng, seed, (uint64_t)ftl_opt_integer(L, 2, fn, "stream", 0));
-        ftl_aug_draw(&rng, &cfg, n, h, w, p);
+        ftd_aug_rng_seed(&rng, seed, (uint64_t)ftl_opt_integer(L, 2, fn, "stream", 0));
+        ftd_aug_draw(&rng, &cfg, n, h, w, p);
     } else {
-        for (int i = 0; i < n; i++) p[i] = ftl_aug_valid_params(&cfg, h, w);
+        for (int i = 0; i < n; i++) p[i] = ftd_aug_valid_params(&cfg, h, w);
     }
     int64_t shape[4] = {n, 3, S, S};
     ft_tensor *out = NULL;
     if (device == FT_CPU) {
         float *dst = lua_newuserdatauv(L, sizeof(float) * (size_t)n * 3 * S * S + 1, 0);
-        if (ftl_aug_batch(src, n, h, w, p, S, mean, std, dst, ftl_num_cores()))
+        if (ftd_aug_batch(src, n, h, w, p, S, mean, std, dst, ftd_num_cores()))
             return luaL_error(L, "augment: bad sizes or crop");
         ftl_check(L, ft_from_data(dst, FT_FLOAT32, shape, 4, &out), "augment");
         ftl_push_tensor(L, out);
@@ -613,11 +613,11 @@ static int d_augment(lua_State *L) {
     ftl_check(L, ft_empty(shape, 4, FT_FLOAT32, device, &out), "augment");
     ftl_push_tensor(L, out); /* Lua owns it before anything can fail */
     char err[1024];
-    ftl_aug_cuda *ws = ftl_aug_cuda_new(device, err, sizeof err);
+    ftd_aug_cuda *ws = ftd_aug_cuda_new(device, err, sizeof err);
     if (!ws) return luaL_error(L, "augment: %s", err);
     int rc =
-        ftl_aug_cuda_batch(ws, src, n, h, w, p, S, mean, std, ft_data_ptr(out), err, sizeof err);
-    ftl_aug_cuda_free(ws);
+        ftd_aug_cuda_batch(ws, src, n, h, w, p, S, mean, std, ft_data_ptr(out), err, sizeof err);
+    ftd_aug_cuda_free(ws);
     if (rc) return luaL_error(L, "augment: %s", err);
     return 1;
 #else
@@ -684,7 +684,7 @@ static int d_write_grid(lua_State *L) {
     }
     int ncols = (int)ftl_opt_integer(L, 4, fn, "ncols", 0), W = 0, H = 0;
     char err[1024];
-    if (ftl_grid_write_png(path, rgb, n, h, w, labels, ncols, &W, &H, err, sizeof err))
+    if (ftd_grid_write_png(path, rgb, n, h, w, labels, ncols, &W, &H, err, sizeof err))
         return luaL_error(L, "%s", err);
     ftl_figure_written(L, path);
     lua_pushinteger(L, W);
@@ -693,7 +693,7 @@ static int d_write_grid(lua_State *L) {
 }
 
 static int d_num_cores(lua_State *L) {
-    lua_pushinteger(L, ftl_num_cores());
+    lua_pushinteger(L, ftd_num_cores());
     return 1;
 }
 

@@ -15,7 +15,7 @@
 /* The C loader behind the value at idx: a loader userdata, or a table (a Lua DataLoader) whose
  * field `_loader` holds one. Raises a Lua error otherwise. The loader lives as long as that Lua
  * value does: keep the value reachable while using the pointer. */
-ftl_loader *ftl_check_loader(lua_State *L, int idx);
+ftd_loader *ftl_check_loader(lua_State *L, int idx);
 
 /* items.c */
 int ftl_data_get_image_files(lua_State *L); /* (dir [, extensions]) -> sorted paths */
@@ -26,7 +26,7 @@ int ftl_data_read_idx(lua_State *L); /* (path) -> tensor */
 /* grid.c: imgs [n,h,w,3] uint8 as a PNG grid, ncols wide, each image with its label (labels or
  * labels[i] may be NULL) under it; images under 128 px are scaled up (nearest) so labels fit.
  * Returns 0, or -1 with err. *out_w, *out_h (may be NULL) get the PNG's size. */
-int ftl_grid_write_png(const char *path, const uint8_t *imgs, int n, int h, int w,
+int ftd_grid_write_png(const char *path, const uint8_t *imgs, int n, int h, int w,
                        const char *const *labels, int ncols, int *out_w, int *out_h, char *err,
                        size_t errlen);
 

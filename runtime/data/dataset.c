@@ -1,6 +1,6 @@
 /* dataset.c: image datasets: the items (files or images in memory), the scan that decodes every
  * file once on worker threads, the item cache kept across epochs, and one item after the item
- * transform (ftl_dataset_get). No Lua here; loader.h describes the design. */
+ * transform (ftd_dataset_get). No Lua here; loader.h describes the design. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include "data/image.h"
 #include "data/loader.h"
 
-struct ftl_dataset {
+struct ftd_dataset {
     atomic_int refs;
     int64_t n;
     char **paths;    /* [n] file items; NULL for images in memory */
@@ -18,9 +18,9 @@ struct ftl_dataset {
     int ah, aw, ac;
     int32_t *labels; /* [n] 0-based; NULL: no labels */
     uint8_t *train;  /* [n] 1: a train loader uses it (random crop position) */
-    ftl_dataset_config cfg;
+    ftd_dataset_config cfg;
     int item_w, item_h; /* after the item transform */
-    ftl_image **cache;  /* [n] kept across epochs, NULL when not kept */
+    ftd_image **cache;  /* [n] kept across epochs, NULL when not kept */
     uint8_t *final;     /* [n] 1: cache[i] is the finished item, else the decoded image */
     char **errors;      /* [n] why item i failed, NULL when it is good */
     atomic_size_t cached;
@@ -29,10 +29,10 @@ struct ftl_dataset {
 
 static char OOM_TEXT[] = "(out of memory while recording an error)"; /* never freed */
 
-static ftl_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_t *train,
-                                  const ftl_dataset_config *cfg) {
+static ftd_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_t *train,
+                                  const ftd_dataset_config *cfg) {
     if (n < 0 || !cfg) return NULL;
-    ftl_dataset *ds = calloc(1, sizeof *ds);
+    ftd_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return NULL;
     atomic_init(&ds->refs, 1);
     atomic_init(&ds->cached, 0);
@@ -45,7 +45,7 @@ static ftl_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_
     ds->errors = calloc(m, sizeof *ds->errors);
     if (labels) ds->labels = malloc(m * sizeof *ds->labels);
     if (!ds->train || !ds->cache || !ds->final || !ds->errors || (labels && !ds->labels)) {
-        ftl_dataset_release(ds);
+        ftd_dataset_release(ds);
         return NULL;
     }
     if (labels) memcpy(ds->labels, labels, (size_t)n * sizeof *labels);
@@ -57,30 +57,30 @@ static ftl_dataset *dataset_alloc(int64_t n, const int32_t *labels, const uint8_
     return ds;
 }
 
-ftl_dataset *ftl_dataset_new_files(const char *const *paths, const int32_t *labels,
-                                   const uint8_t *train, int64_t n, const ftl_dataset_config *cfg) {
-    ftl_dataset *ds = dataset_alloc(n, labels, train, cfg);
+ftd_dataset *ftd_dataset_new_files(const char *const *paths, const int32_t *labels,
+                                   const uint8_t *train, int64_t n, const ftd_dataset_config *cfg) {
+    ftd_dataset *ds = dataset_alloc(n, labels, train, cfg);
     if (!ds) return NULL;
     ds->paths = calloc(n ? (size_t)n : 1, sizeof *ds->paths);
     for (int64_t i = 0; ds->paths && i < n; i++)
         if (!(ds->paths[i] = strdup(paths[i]))) break;
     if (!ds->paths || (n && !ds->paths[n - 1])) {
-        ftl_dataset_release(ds);
+        ftd_dataset_release(ds);
         return NULL;
     }
     return ds;
 }
 
-ftl_dataset *ftl_dataset_new_array(const uint8_t *pixels, int64_t n, int h, int w, int c,
+ftd_dataset *ftd_dataset_new_array(const uint8_t *pixels, int64_t n, int h, int w, int c,
                                    const int32_t *labels, const uint8_t *train,
-                                   const ftl_dataset_config *cfg) {
+                                   const ftd_dataset_config *cfg) {
     if (h <= 0 || w <= 0 || (c != 1 && c != 3) || !pixels) return NULL;
-    ftl_dataset *ds = dataset_alloc(n, labels, train, cfg);
+    ftd_dataset *ds = dataset_alloc(n, labels, train, cfg);
     if (!ds) return NULL;
     size_t bytes = (size_t)n * h * w * c;
     ds->pixels = malloc(bytes ? bytes : 1);
     if (!ds->pixels) {
-        ftl_dataset_release(ds);
+        ftd_dataset_release(ds);
         return NULL;
     }
     memcpy(ds->pixels, pixels, bytes);
@@ -94,13 +94,13 @@ ftl_dataset *ftl_dataset_new_array(const uint8_t *pixels, int64_t n, int h, int 
     return ds;
 }
 
-void ftl_dataset_retain(ftl_dataset *ds) { atomic_fetch_add(&ds->refs, 1); }
+void ftd_dataset_retain(ftd_dataset *ds) { atomic_fetch_add(&ds->refs, 1); }
 
-void ftl_dataset_release(ftl_dataset *ds) {
+void ftd_dataset_release(ftd_dataset *ds) {
     if (!ds || atomic_fetch_sub(&ds->refs, 1) != 1) return;
     for (int64_t i = 0; i < ds->n; i++) {
         if (ds->paths) free(ds->paths[i]);
-        if (ds->cache) ftl_image_free(ds->cache[i]);
+        if (ds->cache) ftd_image_free(ds->cache[i]);
         if (ds->errors && ds->errors[i] != OOM_TEXT) free(ds->errors[i]);
     }
     free(ds->paths);
@@ -113,30 +113,30 @@ void ftl_dataset_release(ftl_dataset *ds) {
     free(ds);
 }
 
-int64_t ftl_dataset_len(const ftl_dataset *ds) { return ds->n; }
-const char *ftl_dataset_item_error(const ftl_dataset *ds, int64_t i) { return ds->errors[i]; }
-int ftl_dataset_has_labels(const ftl_dataset *ds) { return ds->labels != NULL; }
-int32_t ftl_dataset_label(const ftl_dataset *ds, int64_t i) {
+int64_t ftd_dataset_len(const ftd_dataset *ds) { return ds->n; }
+const char *ftd_dataset_item_error(const ftd_dataset *ds, int64_t i) { return ds->errors[i]; }
+int ftd_dataset_has_labels(const ftd_dataset *ds) { return ds->labels != NULL; }
+int32_t ftd_dataset_label(const ftd_dataset *ds, int64_t i) {
     return ds->labels ? ds->labels[i] : -1;
 }
-void ftl_dataset_item_size(const ftl_dataset *ds, int *w, int *h) {
+void ftd_dataset_item_size(const ftd_dataset *ds, int *w, int *h) {
     *w = ds->item_w;
     *h = ds->item_h;
 }
-size_t ftl_dataset_cached_bytes(const ftl_dataset *ds) { return atomic_load(&ds->cached); }
-size_t ftl_dataset_memory(const ftl_dataset *ds) {
+size_t ftd_dataset_cached_bytes(const ftd_dataset *ds) { return atomic_load(&ds->cached); }
+size_t ftd_dataset_memory(const ftd_dataset *ds) {
     size_t pixels = ds->pixels ? (size_t)ds->n * ds->ah * ds->aw * ds->ac : 0;
     return atomic_load(&ds->cached) + pixels;
 }
 
 /* Where the crop lands does not matter: no resize, or squish (the whole image). */
-static int position_free(const ftl_dataset *ds) {
+static int position_free(const ftd_dataset *ds) {
     return !ds->cfg.resize_w || ds->cfg.method == FTL_RESIZE_SQUISH;
 }
 
 /* JPEGs over FTL_IMAGE_DRAFT_PIXELS decode at a DCT scale that keeps their shorter side at least
  * twice the item's longer side (image.h); 0 (full size) without a resize. */
-static int draft_side(const ftl_dataset *ds) {
+static int draft_side(const ftd_dataset *ds) {
     int s = ds->cfg.resize_w > ds->cfg.resize_h ? ds->cfg.resize_w : ds->cfg.resize_h;
     return ds->full_decode ? 0 : 2 * s;
 }
@@ -144,22 +144,22 @@ static int draft_side(const ftl_dataset *ds) {
 /* A train item keeps its decoded image in the cache (its crop moves every epoch) only up to this
  * many pixels: 16 items' worth, at least 4 megapixels (12 MB). A bigger one is decoded again
  * each epoch, so a few huge images cannot take the RAM. */
-static int cacheable_train_image(const ftl_dataset *ds, const ftl_image *im) {
+static int cacheable_train_image(const ftd_dataset *ds, const ftd_image *im) {
     uint64_t item = (uint64_t)ds->item_w * ds->item_h, most = 16 * item;
     if (most < (1u << 22)) most = 1u << 22;
     return (uint64_t)im->w * im->h <= most;
 }
 
-static const char *item_name(const ftl_dataset *ds, int64_t i, char *buf, size_t len) {
+static const char *item_name(const ftd_dataset *ds, int64_t i, char *buf, size_t len) {
     if (ds->paths) return ds->paths[i];
     snprintf(buf, len, "item %lld", (long long)i + 1);
     return buf;
 }
 
 /* Item i as a new RGB image: decoded from its file, or copied from memory (grey -> RGB). */
-static ftl_image *load_source(const ftl_dataset *ds, int64_t i, char *err, size_t errlen) {
-    if (ds->paths) return ftl_image_new_item_from_file(ds->paths[i], draft_side(ds), err, errlen);
-    ftl_image *im = ftl_image_new(ds->aw, ds->ah);
+static ftd_image *load_source(const ftd_dataset *ds, int64_t i, char *err, size_t errlen) {
+    if (ds->paths) return ftd_image_new_item_from_file(ds->paths[i], draft_side(ds), err, errlen);
+    ftd_image *im = ftd_image_new(ds->aw, ds->ah);
     if (!im) {
         snprintf(err, errlen, "item %lld: out of memory", (long long)i + 1);
         return NULL;
@@ -176,7 +176,7 @@ static ftl_image *load_source(const ftl_dataset *ds, int64_t i, char *err, size_
 
 /* Resize src into dst [item_h,item_w,3] (fastai's Resize at pcts px, py), or copy it when the
  * dataset has no resize. */
-static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, double px, double py,
+static int finish_item(const ftd_dataset *ds, int64_t i, const ftd_image *src, double px, double py,
                        uint8_t *dst, char *err, size_t errlen) {
     char nb[32];
     const char *name = item_name(ds, i, nb, sizeof nb);
@@ -189,8 +189,8 @@ static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, d
         memcpy(dst, src->rgb, (size_t)src->w * src->h * 3);
         return 0;
     }
-    ftl_image *r =
-        ftl_image_resize(src, ds->cfg.resize_w, ds->cfg.resize_h, ds->cfg.method, px, py);
+    ftd_image *r =
+        ftd_image_resize(src, ds->cfg.resize_w, ds->cfg.resize_h, ds->cfg.method, px, py);
     if (!r) {
         snprintf(err, errlen,
                  "%s: cannot resize a %dx%d image to %dx%d (out of memory, or an "
@@ -199,15 +199,15 @@ static int finish_item(const ftl_dataset *ds, int64_t i, const ftl_image *src, d
         return -1;
     }
     memcpy(dst, r->rgb, (size_t)r->w * r->h * 3);
-    ftl_image_free(r);
+    ftd_image_free(r);
     return 0;
 }
 
-int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, double py, uint8_t *dst,
+int ftd_dataset_get(const ftd_dataset *ds, int64_t i, int train, double px, double py, uint8_t *dst,
                     char *err, size_t errlen) {
     if (!train) px = py = 0.5; /* fastai's valid split: the centre */
     size_t isz = (size_t)ds->item_w * ds->item_h * 3;
-    const ftl_image *c = ds->cache[i];
+    const ftd_image *c = ds->cache[i];
     if (c && ds->final[i]) {
         if (!train || position_free(ds)) {
             memcpy(dst, c->rgb, isz);
@@ -224,39 +224,39 @@ int ftl_dataset_get(const ftl_dataset *ds, int64_t i, int train, double px, doub
             for (size_t k = 0; k < npix; k++) dst[3 * k] = dst[3 * k + 1] = dst[3 * k + 2] = p[k];
         return 0;
     }
-    ftl_image *own = NULL;
+    ftd_image *own = NULL;
     if (!c) {
         own = load_source(ds, i, err, errlen);
         if (!own) return -1;
         c = own;
     }
     int rc = finish_item(ds, i, c, px, py, dst, err, errlen);
-    ftl_image_free(own);
+    ftd_image_free(own);
     return rc;
 }
 
 /* ---------------------------------------------------------------- the scan */
 
 typedef struct {
-    ftl_dataset *ds;
+    ftd_dataset *ds;
     atomic_llong next;
     int *sizes; /* [n,2] decoded w, h; 0 for bad items */
 } scan_job;
 
-static void record_error(ftl_dataset *ds, int64_t i, const char *msg) {
+static void record_error(ftd_dataset *ds, int64_t i, const char *msg) {
     ds->errors[i] = strdup(msg);
     if (!ds->errors[i]) ds->errors[i] = OOM_TEXT;
 }
 
 static void *scan_worker(void *arg) {
     scan_job *job = arg;
-    ftl_dataset *ds = job->ds;
-    const ftl_dataset_config *cfg = &ds->cfg;
+    ftd_dataset *ds = job->ds;
+    const ftd_dataset_config *cfg = &ds->cfg;
     char err[1024];
     for (;;) {
         int64_t i = atomic_fetch_add(&job->next, 1);
         if (i >= ds->n) break;
-        ftl_image *im = ftl_image_new_item_from_file(ds->paths[i], draft_side(ds), err, sizeof err);
+        ftd_image *im = ftd_image_new_item_from_file(ds->paths[i], draft_side(ds), err, sizeof err);
         if (!im) {
             record_error(ds, i, err);
             continue;
@@ -265,22 +265,22 @@ static void *scan_worker(void *arg) {
         job->sizes[2 * i + 1] = im->h;
         /* Keep the finished item when its crop is known (valid items, squish, no resize); keep
          * the decoded image for train items, whose crop position changes every epoch. */
-        ftl_image *keep = im;
+        ftd_image *keep = im;
         int final = !cfg->resize_w;
         if (cfg->resize_w && (!ds->train[i] || position_free(ds))) {
-            keep = ftl_image_resize(im, cfg->resize_w, cfg->resize_h, cfg->method, 0.5, 0.5);
+            keep = ftd_image_resize(im, cfg->resize_w, cfg->resize_h, cfg->method, 0.5, 0.5);
             if (!keep) {
                 snprintf(err, sizeof err, "%s: cannot resize a %dx%d image to %dx%d", ds->paths[i],
                          im->w, im->h, cfg->resize_w, cfg->resize_h);
-                ftl_image_free(im);
+                ftd_image_free(im);
                 record_error(ds, i, err);
                 continue;
             }
-            ftl_image_free(im);
+            ftd_image_free(im);
             final = 1;
         }
         if (!final && !cacheable_train_image(ds, keep)) {
-            ftl_image_free(keep);
+            ftd_image_free(keep);
             continue;
         }
         size_t bytes = sizeof *keep + (size_t)keep->w * keep->h * 3;
@@ -289,13 +289,13 @@ static void *scan_worker(void *arg) {
             ds->final[i] = (uint8_t) final;
         } else {
             atomic_fetch_sub(&ds->cached, bytes);
-            ftl_image_free(keep);
+            ftd_image_free(keep);
         }
     }
     return NULL;
 }
 
-int ftl_dataset_scan(ftl_dataset *ds, char *err, size_t errlen) {
+int ftd_dataset_scan(ftd_dataset *ds, char *err, size_t errlen) {
     if (!ds->paths || ds->n == 0) return 0; /* images in memory are all good */
     scan_job job = {.ds = ds, .sizes = calloc((size_t)ds->n * 2, sizeof(int))};
     if (!job.sizes) {

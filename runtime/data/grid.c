@@ -154,7 +154,7 @@ static void draw_line(uint8_t *img, int W, int H, int x0, int cw, int y, const l
     }
 }
 
-int ftl_grid_write_png(const char *path, const uint8_t *imgs, int n, int h, int w,
+int ftd_grid_write_png(const char *path, const uint8_t *imgs, int n, int h, int w,
                        const char *const *labels, int ncols, int *out_w, int *out_h, char *err,
                        size_t errlen) {
     if (n < 1 || h < 1 || w < 1 || !imgs || !path) {
@@ -216,7 +216,7 @@ int ftl_grid_write_png(const char *path, const uint8_t *imgs, int n, int h, int 
         snprintf(err, errlen, "cannot write '%s': out of memory encoding the PNG", path);
         return -1;
     }
-    int rc = ftl_fig_write(path, png, (size_t)len, err, errlen); /* temp file, checked, renamed */
+    int rc = ftp_fig_write(path, png, (size_t)len, err, errlen); /* temp file, checked, renamed */
     STBIW_FREE(png);
     if (rc != 0) return -1;
     if (out_w) *out_w = W;

@@ -32,7 +32,7 @@
 #define STBI_ONLY_GIF
 #define STBI_ONLY_BMP
 #define STBI_MAX_DIMENSIONS (1 << 20)
-#define STBI_MALLOC(sz)     malloc(sz) /* so ftl_image can adopt stb's pixels and free() them */
+#define STBI_MALLOC(sz)     malloc(sz) /* so ftd_image can adopt stb's pixels and free() them */
 #define STBI_REALLOC(p, sz) realloc(p, sz)
 #define STBI_FREE(p)        free(p)
 #if defined(__clang__)
@@ -73,11 +73,11 @@ static uint64_t default_max_pixels(void) {
     return n;
 }
 
-void ftl_image_set_max_pixels(uint64_t n) {
+void ftd_image_set_max_pixels(uint64_t n) {
     atomic_store_explicit(&max_pixels, n ? n : default_max_pixels(), memory_order_relaxed);
 }
 
-uint64_t ftl_image_max_pixels(void) {
+uint64_t ftd_image_max_pixels(void) {
     uint64_t n = atomic_load_explicit(&max_pixels, memory_order_relaxed);
     if (!n) { /* first use: threads racing here all store the same value */
         n = default_max_pixels();
@@ -87,12 +87,12 @@ uint64_t ftl_image_max_pixels(void) {
 }
 
 static int too_big(int w, int h) {
-    return w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > ftl_image_max_pixels();
+    return w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > ftd_image_max_pixels();
 }
 
-ftl_image *ftl_image_new(int w, int h) {
+ftd_image *ftd_image_new(int w, int h) {
     if (too_big(w, h)) return NULL;
-    ftl_image *im = malloc(sizeof *im);
+    ftd_image *im = malloc(sizeof *im);
     if (!im) return NULL;
     im->w = w;
     im->h = h;
@@ -104,7 +104,7 @@ ftl_image *ftl_image_new(int w, int h) {
     return im;
 }
 
-void ftl_image_free(ftl_image *im) {
+void ftd_image_free(ftd_image *im) {
     if (!im) return;
     free(im->rgb);
     free(im);
@@ -128,7 +128,7 @@ __attribute__((format(printf, 4, 5))) static void set_err(char *err, size_t errl
  * DecompressionBombWarning) and 0. */
 static int check_size(const char *name, const char *kind, int64_t w, int64_t h, char *err,
                       size_t errlen) {
-    uint64_t cap = ftl_image_max_pixels();
+    uint64_t cap = ftd_image_max_pixels();
     uint64_t pixels = w > 0 && h > 0 ? (uint64_t)w * (uint64_t)h : 0;
     if (pixels > cap) {
         set_err(err, errlen, name,
@@ -268,7 +268,7 @@ static int gif_truncated(const uint8_t *b, size_t len, char *why, size_t whylen)
 
 /* stb path: PNG, GIF (first frame), BMP, CMYK JPEG. req_comp=3 replicates grey and drops alpha,
  * which is what PIL's convert('RGB') does for L, LA, P (with or without transparency) and RGBA. */
-static ftl_image *decode_stb(const uint8_t *buf, size_t len, const char *name, const char *kind,
+static ftd_image *decode_stb(const uint8_t *buf, size_t len, const char *name, const char *kind,
                              char *err, size_t errlen) {
     if (len > INT_MAX) {
         set_err(err, errlen, name, "%s file too large (%zu bytes)", kind, len);
@@ -301,7 +301,7 @@ static ftl_image *decode_stb(const uint8_t *buf, size_t len, const char *name, c
             set_err(err, errlen, name, "corrupt %s header (size %dx%d)", kind, w, h);
         return NULL;
     }
-    ftl_image *im = malloc(sizeof *im);
+    ftd_image *im = malloc(sizeof *im);
     if (!im) {
         set_err(err, errlen, name, "out of memory");
         return NULL;
@@ -345,14 +345,14 @@ static int jpeg_denominator(int w, int h, int min_side) {
 }
 
 /* draft_above: DCT scaling only for images of more pixels than this. */
-static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, int min_side,
+static ftd_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, int min_side,
                               uint64_t draft_above, char *err, size_t errlen) {
     tjhandle tj = tjInitDecompress();
     if (!tj) {
         set_err(err, errlen, name, "cannot start libjpeg-turbo (%s)", tjGetErrorStr2(NULL));
         return NULL;
     }
-    ftl_image *im = NULL;
+    ftd_image *im = NULL;
     int w = 0, h = 0, subsamp = -1, cs = -1;
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0) {
         set_err(err, errlen, name, "corrupt JPEG header (%s)", tjGetErrorStr2(tj));
@@ -365,7 +365,7 @@ static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, 
     } else {
         int d = (uint64_t)w * h > draft_above ? jpeg_denominator(w, h, min_side) : 1;
         tjscalingfactor sf = {1, d};
-        im = ftl_image_new(TJSCALED(w, sf), TJSCALED(h, sf));
+        im = ftd_image_new(TJSCALED(w, sf), TJSCALED(h, sf));
         if (!im) {
             set_err(err, errlen, name, "out of memory for a %dx%d image", w, h);
         } else if (tjDecompress2(tj, buf, (unsigned long)len, im->rgb, im->w, 0, im->h, TJPF_RGB,
@@ -376,7 +376,7 @@ static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, 
             const char *msg = tjGetErrorStr2(tj);
             if (tjGetErrorCode(tj) != TJERR_WARNING || strstr(msg, "Premature end")) {
                 set_err(err, errlen, name, "corrupt or truncated JPEG (%s)", msg);
-                ftl_image_free(im);
+                ftd_image_free(im);
                 im = NULL;
             }
         }
@@ -385,7 +385,7 @@ static ftl_image *decode_jpeg(const uint8_t *buf, size_t len, const char *name, 
     return im;
 }
 
-static ftl_image *decode_memory(const void *data, size_t len, const char *name, int min_side,
+static ftd_image *decode_memory(const void *data, size_t len, const char *name, int min_side,
                                 uint64_t draft_above, char *err, size_t errlen) {
     const uint8_t *b = data;
     if (!name) name = "(memory)";
@@ -407,12 +407,12 @@ static ftl_image *decode_memory(const void *data, size_t len, const char *name, 
     return NULL;
 }
 
-ftl_image *ftl_image_new_from_memory(const void *data, size_t len, const char *name, int min_side,
+ftd_image *ftd_image_new_from_memory(const void *data, size_t len, const char *name, int min_side,
                                      char *err, size_t errlen) {
     return decode_memory(data, len, name, min_side, 0, err, errlen);
 }
 
-static ftl_image *decode_file(const char *path, int min_side, uint64_t draft_above, char *err,
+static ftd_image *decode_file(const char *path, int min_side, uint64_t draft_above, char *err,
                               size_t errlen) {
     /* O_NONBLOCK: opening a FIFO named x.jpg must not wait for a writer that never comes. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -464,7 +464,7 @@ static ftl_image *decode_file(const char *path, int min_side, uint64_t draft_abo
         buf = nb;
         cap *= 2;
     }
-    ftl_image *im = NULL;
+    ftd_image *im = NULL;
     if (!buf) {
         set_err(err, errlen, path, "out of memory reading the file");
     } else if (ferror(f)) {
@@ -479,11 +479,11 @@ static ftl_image *decode_file(const char *path, int min_side, uint64_t draft_abo
     return im;
 }
 
-ftl_image *ftl_image_new_from_file(const char *path, int min_side, char *err, size_t errlen) {
+ftd_image *ftd_image_new_from_file(const char *path, int min_side, char *err, size_t errlen) {
     return decode_file(path, min_side, 0, err, errlen);
 }
 
-ftl_image *ftl_image_new_item_from_file(const char *path, int min_side, char *err, size_t errlen) {
+ftd_image *ftd_image_new_item_from_file(const char *path, int min_side, char *err, size_t errlen) {
     return decode_file(path, min_side, FTL_IMAGE_DRAFT_PIXELS, err, errlen);
 }
 
@@ -649,7 +649,7 @@ out:
     return rc;
 }
 
-int ftl_image_resample(const uint8_t *src, int sw, int sh, size_t src_stride, uint8_t *dst, int dw,
+int ftd_image_resample(const uint8_t *src, int sw, int sh, size_t src_stride, uint8_t *dst, int dw,
                        int dh) {
     if (!src || !dst || sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0) return -1;
     return resample_region(src, src_stride, sh, NULL, sw, NULL, sh, dst, dw, dh);
@@ -666,7 +666,7 @@ static int reflect_index(int i, int n) {
     return i < n ? i : period - i;
 }
 
-ftl_image *ftl_image_resize(const ftl_image *src, int out_w, int out_h, int method, double px,
+ftd_image *ftd_image_resize(const ftd_image *src, int out_w, int out_h, int method, double px,
                             double py) {
     if (!src || !src->rgb || out_w <= 0 || out_h <= 0 || method < FTL_RESIZE_CROP ||
         method > FTL_RESIZE_PAD_ZEROS)
@@ -692,12 +692,12 @@ ftl_image *ftl_image_resize(const ftl_image *src, int out_w, int out_h, int meth
      * pixels: refuse regions over 64x the image's pixels (aspect beyond 64:1) and 2^24. */
     uint64_t region = (uint64_t)cw * ch, pixels = (uint64_t)w * h;
     if (region > 64 * pixels && region > (1u << 24)) return NULL;
-    ftl_image *out = ftl_image_new(out_w, out_h);
+    ftd_image *out = ftd_image_new(out_w, out_h);
     if (!out) return NULL;
     int rc;
     if (x0 >= 0 && y0 >= 0 && x0 + cw <= w && y0 + ch <= h) {
         /* Inside the image: resample the window in place. */
-        rc = ftl_image_resample(src->rgb + ((size_t)y0 * w + x0) * 3, cw, ch, (size_t)w * 3,
+        rc = ftd_image_resample(src->rgb + ((size_t)y0 * w + x0) * 3, cw, ch, (size_t)w * 3,
                                 out->rgb, out_w, out_h);
     } else {
         /* fastai crops to the part inside the image, [cy0,cy1) x [cx0,cx1), then pads that part
@@ -727,7 +727,7 @@ ftl_image *ftl_image_resize(const ftl_image *src, int out_w, int out_h, int meth
         free(ymap);
     }
     if (rc) {
-        ftl_image_free(out);
+        ftd_image_free(out);
         return NULL;
     }
     return out;

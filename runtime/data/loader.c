@@ -17,7 +17,7 @@
 
 #define SHUFFLE_STREAM 0x5348554646ULL /* "SHUFF": the order's PCG stream; batch b uses b */
 
-int ftl_num_cores(void) {
+int ftd_num_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)(n > FTL_MAX_WORKERS ? FTL_MAX_WORKERS : n) : 1;
 }
@@ -42,19 +42,19 @@ typedef struct {
 typedef struct { /* one worker's buffers, reused from batch to batch and epoch to epoch */
     uint8_t *u8; /* [bs,H,W,3] */
     float *f32;  /* [bs,3,S,S] or [bs,C,H,W] */
-    ftl_aug_params *params; /* [bs] */
+    ftd_aug_params *params; /* [bs] */
     int64_t *labels;        /* [bs] */
 #ifdef FT_WITH_CUDA
-    ftl_aug_cuda *cuda;
+    ftd_aug_cuda *cuda;
     int cuda_failed; /* once CUDA could not start here, stay on the CPU */
 #endif
 } scratch;
 
-struct ftl_loader {
-    ftl_dataset *ds;
+struct ftd_loader {
+    ftd_dataset *ds;
     int64_t *items, n;
-    ftl_loader_config cfg; /* as set; `run` is the copy the running epoch uses */
-    ftl_loader_config run;
+    ftd_loader_config cfg; /* as set; `run` is the copy the running epoch uses */
+    ftd_loader_config run;
     int64_t nbatches;                   /* batches of the whole epoch, all ranks together */
     int shard, shard_rank, shard_world; /* FTL_SHARD_*: this rank's part of each epoch */
     int out_h, out_w;                   /* x's spatial size */
@@ -72,18 +72,18 @@ struct ftl_loader {
     slot *ring;
     int nslots;
     pthread_t tids[FTL_MAX_WORKERS];
-    int nthreads; /* 0: batches are made in ftl_loader_next */
+    int nthreads; /* 0: batches are made in ftd_loader_next */
     struct worker_arg {
-        struct ftl_loader *l;
+        struct ftd_loader *l;
         int id; /* which scratch */
     } args[FTL_MAX_WORKERS];
     pthread_mutex_t mu;
     pthread_cond_t can_build, built;
 };
 
-ftl_loader_config ftl_loader_default_config(void) {
-    ftl_loader_config c = {.bs = 64,
-                           .aug = ftl_aug_default_config(),
+ftd_loader_config ftd_loader_default_config(void) {
+    ftd_loader_config c = {.bs = 64,
+                           .aug = ftd_aug_default_config(),
                            .channels = 3,
                            .device = FT_CPU,
                            .nworkers = 0,
@@ -92,10 +92,10 @@ ftl_loader_config ftl_loader_default_config(void) {
     return c;
 }
 
-/* Checks what ftl_loader_new is given; fills the batches' spatial size. Returns 0, or -1 with
+/* Checks what ftd_loader_new is given; fills the batches' spatial size. Returns 0, or -1 with
  * err. */
-static int check_loader_args(const ftl_dataset *ds, const int64_t *items, int64_t n,
-                             const ftl_loader_config *cfg, int *out_h, int *out_w, char *err,
+static int check_loader_args(const ftd_dataset *ds, const int64_t *items, int64_t n,
+                             const ftd_loader_config *cfg, int *out_h, int *out_w, char *err,
                              size_t errlen) {
     char num[64];
     if (!ds || n < 0 || (n > 0 && !items) || !cfg) {
@@ -117,12 +117,12 @@ static int check_loader_args(const ftl_dataset *ds, const int64_t *items, int64_
             return -1;
         }
     for (int64_t k = 0; k < n; k++)
-        if (items[k] < 0 || items[k] >= ftl_dataset_len(ds)) {
+        if (items[k] < 0 || items[k] >= ftd_dataset_len(ds)) {
             snprintf(num, sizeof num, "%lld", (long long)items[k] + 1);
             set_err(err, errlen, "loader: item %s out of range", num);
             return -1;
         }
-    ftl_dataset_item_size(ds, out_w, out_h);
+    ftd_dataset_item_size(ds, out_w, out_h);
     if (n > 0 && (*out_h <= 0 || *out_w <= 0)) {
         set_err(err, errlen, "%s", "loader: no item of the dataset could be decoded");
         return -1;
@@ -137,12 +137,12 @@ static int check_loader_args(const ftl_dataset *ds, const int64_t *items, int64_
     return 0;
 }
 
-ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
-                           const ftl_loader_config *cfg, char *err, size_t errlen) {
+ftd_loader *ftd_loader_new(ftd_dataset *ds, const int64_t *items, int64_t n,
+                           const ftd_loader_config *cfg, char *err, size_t errlen) {
     int out_h, out_w, item_w, item_h;
     if (check_loader_args(ds, items, n, cfg, &out_h, &out_w, err, errlen)) return NULL;
-    ftl_dataset_item_size(ds, &item_w, &item_h);
-    ftl_loader *l = calloc(1, sizeof *l);
+    ftd_dataset_item_size(ds, &item_w, &item_h);
+    ftd_loader *l = calloc(1, sizeof *l);
     if (!l) return NULL;
     l->cfg = *cfg;
     l->n = n;
@@ -150,7 +150,7 @@ ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
     l->out_w = out_w;
     l->item_h = item_h;
     l->item_w = item_w;
-    l->has_labels = ftl_dataset_has_labels(ds);
+    l->has_labels = ftd_dataset_has_labels(ds);
     l->epoch = -1;
     l->shard_world = 1;
     int nw = cfg->nworkers < 0                 ? 0
@@ -175,7 +175,7 @@ ftl_loader *ftl_loader_new(ftl_dataset *ds, const int64_t *items, int64_t n,
     pthread_cond_init(&l->can_build, NULL);
     pthread_cond_init(&l->built, NULL);
     atomic_init(&l->stop, 0);
-    ftl_dataset_retain(ds);
+    ftd_dataset_retain(ds);
     l->ds = ds;
     return l;
 }
@@ -196,19 +196,19 @@ static void scratch_release_host(scratch *s) {
 static void scratch_free(scratch *s) {
     scratch_release_host(s);
 #ifdef FT_WITH_CUDA
-    ftl_aug_cuda_free(s->cuda);
+    ftd_aug_cuda_free(s->cuda);
 #endif
     memset(s, 0, sizeof *s);
 }
 
-void ftl_loader_free(ftl_loader *l) {
+void ftd_loader_free(ftd_loader *l) {
     if (!l) return;
-    ftl_loader_stop(l);
+    ftd_loader_stop(l);
     for (int t = 0; t < FTL_MAX_WORKERS; t++) scratch_free(&l->scratch[t]);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->can_build);
     pthread_cond_destroy(&l->built);
-    ftl_dataset_release(l->ds);
+    ftd_dataset_release(l->ds);
     free(l->items);
     free(l->order);
     free(l->ring);
@@ -217,7 +217,7 @@ void ftl_loader_free(ftl_loader *l) {
 
 /* Batches this rank takes. Split: every batch, but a last batch with fewer items than ranks
  * is left out (a rank with no item could not join the step). Stride: every world-th batch. */
-int64_t ftl_loader_len(const ftl_loader *l) {
+int64_t ftd_loader_len(const ftd_loader *l) {
     int64_t nb = l->nbatches, w = l->shard_world;
     if (l->shard == FTL_SHARD_SPLIT && nb > 0 && l->n - (nb - 1) * l->cfg.bs < w) return nb - 1;
     if (l->shard == FTL_SHARD_STRIDE)
@@ -225,19 +225,19 @@ int64_t ftl_loader_len(const ftl_loader *l) {
     return nb;
 }
 
-void ftl_loader_set_shard(ftl_loader *l, ftl_shard_mode mode, int rank, int world) {
+void ftd_loader_set_shard(ftd_loader *l, ftd_shard_mode mode, int rank, int world) {
     if (world < 2 || rank < 0 || rank >= world) mode = FTL_SHARD_NONE;
     l->shard = mode;
     l->shard_rank = mode == FTL_SHARD_NONE ? 0 : rank;
     l->shard_world = mode == FTL_SHARD_NONE ? 1 : world;
 }
 
-void ftl_loader_set_seed(ftl_loader *l, uint64_t seed) { l->cfg.seed = seed; }
-int64_t ftl_loader_items(const ftl_loader *l) { return l->n; }
-int64_t ftl_loader_epoch(const ftl_loader *l) { return l->epoch; }
-const ftl_loader_config *ftl_loader_config_of(const ftl_loader *l) { return &l->cfg; }
+void ftd_loader_set_seed(ftd_loader *l, uint64_t seed) { l->cfg.seed = seed; }
+int64_t ftd_loader_items(const ftd_loader *l) { return l->n; }
+int64_t ftd_loader_epoch(const ftd_loader *l) { return l->epoch; }
+const ftd_loader_config *ftd_loader_config_of(const ftd_loader *l) { return &l->cfg; }
 
-void ftl_loader_set_normalize(ftl_loader *l, int normalize, const float mean[3],
+void ftd_loader_set_normalize(ftd_loader *l, int normalize, const float mean[3],
                               const float std[3]) {
     l->cfg.normalize = normalize;
     for (int c = 0; c < 3; c++) {
@@ -261,7 +261,7 @@ static void convert(const uint8_t *src, int n, int h, int w, int C, const float 
         }
 }
 
-static int scratch_ready(scratch *s, const ftl_loader *l) {
+static int scratch_ready(scratch *s, const ftd_loader *l) {
     if (s->u8) return 0;
     size_t bs = (size_t)l->run.bs;
     size_t in = bs * l->item_h * l->item_w * 3;
@@ -286,7 +286,7 @@ typedef struct {
     int nb_g, lo, hi;
 } batch_span;
 
-static batch_span span_of(const ftl_loader *l, int64_t b) {
+static batch_span span_of(const ftd_loader *l, int64_t b) {
     batch_span sp;
     sp.gb = l->shard == FTL_SHARD_STRIDE ? l->shard_rank + b * l->shard_world : b;
     int64_t first = sp.gb * l->run.bs;
@@ -304,19 +304,19 @@ static batch_span span_of(const ftl_loader *l, int64_t b) {
 /* Decode this rank's items into s->u8 and s->labels, two draws of rng each (their crop
  * position), the other ranks' items' draws dropped. Returns how many were kept (items that
  * fail are skipped with a warning under skip_errors), or BATCH_FAILED / BATCH_STOPPED. */
-static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_rng *rng, char *err,
+static int load_items(ftd_loader *l, scratch *s, const batch_span *sp, ftd_aug_rng *rng, char *err,
                       size_t errlen) {
-    const ftl_loader_config *c = &l->run;
-    const ftl_dataset *ds = l->ds;
+    const ftd_loader_config *c = &l->run;
+    const ftd_dataset *ds = l->ds;
     size_t isz = (size_t)l->item_h * l->item_w * 3;
-    for (int k = 0; k < 2 * sp->lo; k++) ftl_aug_rng_uniform(rng, 0, 1);
+    for (int k = 0; k < 2 * sp->lo; k++) ftd_aug_rng_uniform(rng, 0, 1);
     int kept = 0;
     char e[1024];
     for (int k = 0; k < sp->hi - sp->lo; k++) {
         if (atomic_load(&l->stop)) return BATCH_STOPPED;
         int64_t idx = l->order[sp->first + k];
-        double px = ftl_aug_rng_uniform(rng, 0, 1), py = ftl_aug_rng_uniform(rng, 0, 1);
-        if (ftl_dataset_get(ds, idx, c->train, px, py, s->u8 + kept * isz, e, sizeof e)) {
+        double px = ftd_aug_rng_uniform(rng, 0, 1), py = ftd_aug_rng_uniform(rng, 0, 1);
+        if (ftd_dataset_get(ds, idx, c->train, px, py, s->u8 + kept * isz, e, sizeof e)) {
             if (!c->skip_errors) {
                 set_err(err, errlen, "%s", e);
                 return BATCH_FAILED;
@@ -324,9 +324,9 @@ static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_r
             fprintf(stderr, "warning: skipping %s\n", e);
             continue;
         }
-        s->labels[kept++] = ftl_dataset_label(ds, idx);
+        s->labels[kept++] = ftd_dataset_label(ds, idx);
     }
-    for (int k = 2 * sp->hi; k < 2 * sp->nb_g; k++) ftl_aug_rng_uniform(rng, 0, 1);
+    for (int k = 2 * sp->hi; k < 2 * sp->nb_g; k++) ftd_aug_rng_uniform(rng, 0, 1);
     if (kept == 0) {
         set_err(err, errlen, "%s", "loader: no image of this batch could be loaded");
         return BATCH_FAILED;
@@ -336,26 +336,26 @@ static int load_items(ftl_loader *l, scratch *s, const batch_span *sp, ftl_aug_r
 
 /* s->params for the kept items: random (the draws of items [0, lo) too, then ours moved to the
  * front) when training, the centre crop otherwise. */
-static void draw_params(const ftl_loader *l, scratch *s, ftl_aug_rng *rng, int lo, int kept) {
-    const ftl_loader_config *c = &l->run;
+static void draw_params(const ftd_loader *l, scratch *s, ftd_aug_rng *rng, int lo, int kept) {
+    const ftd_loader_config *c = &l->run;
     int H = l->item_h, W = l->item_w;
     if (c->train) {
-        ftl_aug_draw(rng, &c->aug, lo + kept, H, W, s->params);
+        ftd_aug_draw(rng, &c->aug, lo + kept, H, W, s->params);
         memmove(s->params, s->params + lo, (size_t)kept * sizeof *s->params);
     } else {
-        for (int i = 0; i < kept; i++) s->params[i] = ftl_aug_valid_params(&c->aug, H, W);
+        for (int i = 0; i < kept; i++) s->params[i] = ftd_aug_valid_params(&c->aug, H, W);
     }
 }
 
 #ifdef FT_WITH_CUDA
 /* The images as *x, augmented by the CUDA kernel in place on the device. Returns BATCH_OK, 1
  * when the kernel is not available (augment on the CPU instead), or BATCH_FAILED. */
-static int images_on_gpu(const ftl_loader *l, scratch *s, int kept, const float mean[3],
+static int images_on_gpu(const ftd_loader *l, scratch *s, int kept, const float mean[3],
                          const float std[3], ft_tensor **x, char *err, size_t errlen) {
-    const ftl_loader_config *c = &l->run;
+    const ftd_loader_config *c = &l->run;
     int H = l->item_h, W = l->item_w, S = l->out_h;
     char e[1024];
-    if (!s->cuda && !(s->cuda = ftl_aug_cuda_new(c->device, e, sizeof e))) {
+    if (!s->cuda && !(s->cuda = ftd_aug_cuda_new(c->device, e, sizeof e))) {
         fprintf(stderr, "warning: augmenting on the CPU: %s\n", e);
         s->cuda_failed = 1;
         return 1;
@@ -367,7 +367,7 @@ static int images_on_gpu(const ftl_loader *l, scratch *s, int kept, const float 
         set_err(err, errlen, "loader: %s", ft_last_error());
         return BATCH_FAILED;
     }
-    if (ftl_aug_cuda_batch(s->cuda, s->u8, kept, H, W, s->params, S, mean, std, ft_data_ptr(x3),
+    if (ftd_aug_cuda_batch(s->cuda, s->u8, kept, H, W, s->params, S, mean, std, ft_data_ptr(x3),
                            err, errlen)) {
         ft_free(x3);
         return BATCH_FAILED;
@@ -390,7 +390,7 @@ static int images_on_gpu(const ftl_loader *l, scratch *s, int kept, const float 
 
 /* *out, a tensor made from scratch data on the CPU, then moved to the loader's device (through
  * pinned memory when pin is set: a faster copy). Returns BATCH_OK or BATCH_FAILED. */
-static int scratch_to_device(const ftl_loader *l, const void *data, ft_dtype dtype,
+static int scratch_to_device(const ftd_loader *l, const void *data, ft_dtype dtype,
                              const int64_t *shape, int ndim, int pin, ft_tensor **out, char *err,
                              size_t errlen) {
     ft_tensor *cpu = NULL, *pinned = NULL;
@@ -412,12 +412,12 @@ static int scratch_to_device(const ftl_loader *l, const void *data, ft_dtype dty
 
 /* The images as *x, float32 [kept,C,S,S] made on the CPU, then copied to the loader's device
  * through pinned memory (a faster copy). Returns BATCH_OK or BATCH_FAILED. */
-static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float mean[3],
+static int images_on_cpu(const ftd_loader *l, scratch *s, int kept, const float mean[3],
                          const float std[3], ft_tensor **x, char *err, size_t errlen) {
-    const ftl_loader_config *c = &l->run;
+    const ftd_loader_config *c = &l->run;
     int H = l->item_h, W = l->item_w, S = l->out_h, C = c->channels;
     if (c->augment) {
-        if (ftl_aug_batch(s->u8, kept, H, W, s->params, S, mean, std, s->f32, 1)) {
+        if (ftd_aug_batch(s->u8, kept, H, W, s->params, S, mean, std, s->f32, 1)) {
             set_err(err, errlen, "%s", "loader: augmentation failed (bad crop or size)");
             return BATCH_FAILED;
         }
@@ -433,7 +433,7 @@ static int images_on_cpu(const ftl_loader *l, scratch *s, int kept, const float 
 }
 
 /* The labels as *y, int64 [kept] on the loader's device. Returns BATCH_OK or BATCH_FAILED. */
-static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_tensor **y, char *err,
+static int labels_tensor(const ftd_loader *l, const scratch *s, int kept, ft_tensor **y, char *err,
                          size_t errlen) {
     int64_t n1 = kept;
     return scratch_to_device(l, s->labels, FT_INT64, &n1, 1, 0, y, err, errlen);
@@ -441,17 +441,17 @@ static int labels_tensor(const ftl_loader *l, const scratch *s, int kept, ft_ten
 
 /* Batch b of the running epoch, made with scratch s: *x float32 [N,C,S,S] and *y int64 [N] (or
  * NULL) on the loader's device. */
-static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y, char *err,
+static int make_batch(ftd_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_tensor **y, char *err,
                       size_t errlen) {
-    const ftl_loader_config *c = &l->run;
+    const ftd_loader_config *c = &l->run;
     *x = *y = NULL;
     if (scratch_ready(s, l)) {
         set_err(err, errlen, "%s", "loader: out of memory for a batch");
         return BATCH_FAILED;
     }
     batch_span sp = span_of(l, b);
-    ftl_aug_rng rng;
-    ftl_aug_rng_seed(&rng, l->epoch_seed, (uint64_t)sp.gb);
+    ftd_aug_rng rng;
+    ftd_aug_rng_seed(&rng, l->epoch_seed, (uint64_t)sp.gb);
     int kept = load_items(l, s, &sp, &rng, err, errlen);
     if (kept < 0) return kept;
 
@@ -480,7 +480,7 @@ static int make_batch(ftl_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
 /* ---------------------------------------------------------------- workers and the ring */
 
 static void *worker_main(void *arg) {
-    ftl_loader *l = ((struct worker_arg *)arg)->l;
+    ftd_loader *l = ((struct worker_arg *)arg)->l;
     scratch *s = &l->scratch[((struct worker_arg *)arg)->id];
     for (;;) {
         pthread_mutex_lock(&l->mu);
@@ -510,7 +510,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-void ftl_loader_stop(ftl_loader *l) {
+void ftd_loader_stop(ftd_loader *l) {
     if (!l || !l->running) return;
     pthread_mutex_lock(&l->mu);
     atomic_store(&l->stop, 1);
@@ -528,23 +528,23 @@ void ftl_loader_stop(ftl_loader *l) {
     l->running = 0;
 }
 
-int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *err, size_t errlen) {
-    ftl_loader_stop(l);
+int ftd_loader_start(ftd_loader *l, int64_t epoch, int64_t max_batches, char *err, size_t errlen) {
+    ftd_loader_stop(l);
     l->run = l->cfg;
     l->epoch = epoch;
     l->epoch_seed = l->cfg.seed + (uint64_t)epoch;
     memcpy(l->order, l->items, (size_t)l->n * sizeof *l->order);
     if (l->run.shuffle && l->n > 1) { /* Fisher-Yates */
-        ftl_aug_rng r;
-        ftl_aug_rng_seed(&r, l->epoch_seed, SHUFFLE_STREAM);
+        ftd_aug_rng r;
+        ftd_aug_rng_seed(&r, l->epoch_seed, SHUFFLE_STREAM);
         for (int64_t k = l->n - 1; k > 0; k--) {
-            int64_t j = ftl_aug_rng_int(&r, 0, (int)k);
+            int64_t j = ftd_aug_rng_int(&r, 0, (int)k);
             int64_t t = l->order[k];
             l->order[k] = l->order[j];
             l->order[j] = t;
         }
     }
-    int64_t len = ftl_loader_len(l);
+    int64_t len = ftd_loader_len(l);
     l->end = max_batches >= 0 && max_batches < len ? max_batches : len;
     l->next_build = l->next_take = 0;
     atomic_store(&l->stop, 0);
@@ -554,7 +554,7 @@ int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *er
         l->args[t].l = l;
         l->args[t].id = t;
         if (pthread_create(&l->tids[t], NULL, worker_main, &l->args[t]) != 0)
-            break; /* fewer workers; with none, ftl_loader_next makes the batches */
+            break; /* fewer workers; with none, ftd_loader_next makes the batches */
         l->nthreads++;
     }
     (void)err;
@@ -563,11 +563,11 @@ int ftl_loader_start(ftl_loader *l, int64_t epoch, int64_t max_batches, char *er
     return 0;
 }
 
-int ftl_loader_next(ftl_loader *l, ft_tensor **x, ft_tensor **y, char *err, size_t errlen) {
+int ftd_loader_next(ftd_loader *l, ft_tensor **x, ft_tensor **y, char *err, size_t errlen) {
     *x = *y = NULL;
     if (!l->running) return 0;
     if (l->next_take >= l->end) {
-        ftl_loader_stop(l);
+        ftd_loader_stop(l);
         return 0;
     }
     int64_t b = l->next_take;
@@ -575,7 +575,7 @@ int ftl_loader_next(ftl_loader *l, ft_tensor **x, ft_tensor **y, char *err, size
         int rc = make_batch(l, &l->scratch[0], b, x, y, err, errlen);
         l->next_take++;
         if (rc != BATCH_OK) {
-            ftl_loader_stop(l);
+            ftd_loader_stop(l);
             return -1;
         }
         return 1;
@@ -593,7 +593,7 @@ int ftl_loader_next(ftl_loader *l, ft_tensor **x, ft_tensor **y, char *err, size
     pthread_cond_broadcast(&l->can_build);
     pthread_mutex_unlock(&l->mu);
     if (failed) {
-        ftl_loader_stop(l);
+        ftd_loader_stop(l);
         return -1;
     }
     return 1;

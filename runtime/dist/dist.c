@@ -21,9 +21,9 @@
 static ft_dist *g_group; /* the process's one group */
 static ft_dist_backend g_backend;
 
-ft_dist *ftl_dist_group(void) { return g_group; }
+ft_dist *ftr_dist_group(void) { return g_group; }
 
-int ftl_env_int(const char *name, int def) {
+int ftr_env_int(const char *name, int def) {
     const char *s = getenv(name);
     if (!s || !*s) return def;
     char *end;
@@ -31,9 +31,9 @@ int ftl_env_int(const char *name, int def) {
     return *end ? def : (int)v;
 }
 
-int ftl_dist_rank(void) { return g_group ? ft_dist_rank(g_group) : ftl_env_int("RANK", 0); }
-int ftl_dist_world(void) { return g_group ? ft_dist_world(g_group) : ftl_env_int("WORLD_SIZE", 1); }
-int ftl_dist_is_main(void) { return ftl_dist_rank() == 0; }
+int ftr_dist_rank(void) { return g_group ? ft_dist_rank(g_group) : ftr_env_int("RANK", 0); }
+int ftr_dist_world(void) { return g_group ? ft_dist_world(g_group) : ftr_env_int("WORLD_SIZE", 1); }
+int ftr_dist_is_main(void) { return ftr_dist_rank() == 0; }
 
 static double env_num(const char *name, double def) {
     const char *s = getenv(name);
@@ -55,11 +55,11 @@ static int l_init(lua_State *L) {
     const char *fn = "dist.init";
     int t = 1;
     ftl_check_options(L, t, fn, known);
-    int world = (int)ftl_opt_integer(L, t, fn, "world_size", ftl_env_int("WORLD_SIZE", 1));
-    int rank = (int)ftl_opt_integer(L, t, fn, "rank", ftl_env_int("RANK", 0));
+    int world = (int)ftl_opt_integer(L, t, fn, "world_size", ftr_env_int("WORLD_SIZE", 1));
+    int rank = (int)ftl_opt_integer(L, t, fn, "rank", ftr_env_int("RANK", 0));
     /* A world of one needs no agreed port: let the system pick one (0). */
     int port =
-        (int)ftl_opt_integer(L, t, fn, "port", ftl_env_int("MASTER_PORT", world == 1 ? 0 : 29500));
+        (int)ftl_opt_integer(L, t, fn, "port", ftr_env_int("MASTER_PORT", world == 1 ? 0 : 29500));
     /* the strings stay valid while the options table holds them, until we return */
     const char *addr = ftl_opt_string(L, t, fn, "addr", getenv("MASTER_ADDR"));
     double timeout = ftl_opt_number(L, t, fn, "timeout", env_num("FTLUA_DIST_TIMEOUT", 600));
@@ -68,7 +68,7 @@ static int l_init(lua_State *L) {
     ft_dist_backend b = ft_default_device() == FT_CPU ? FT_DIST_GLOO : FT_DIST_NCCL;
     int chosen = ftl_opt_enum(L, t, fn, "backend", backends, -1);
     if (chosen >= 0) b = chosen == 0 ? FT_DIST_GLOO : FT_DIST_NCCL;
-    int device = b == FT_DIST_NCCL ? ftl_env_int("LOCAL_RANK", 0) %
+    int device = b == FT_DIST_NCCL ? ftr_env_int("LOCAL_RANK", 0) %
                                          (ft_cuda_device_count() > 0 ? ft_cuda_device_count() : 1)
                                    : FT_CPU;
     ft_dist *d = NULL;
@@ -88,22 +88,22 @@ static int l_destroy(lua_State *L) {
 }
 
 static int l_rank(lua_State *L) {
-    lua_pushinteger(L, ftl_dist_rank());
+    lua_pushinteger(L, ftr_dist_rank());
     return 1;
 }
 
 static int l_world_size(lua_State *L) {
-    lua_pushinteger(L, ftl_dist_world());
+    lua_pushinteger(L, ftr_dist_world());
     return 1;
 }
 
 static int l_local_rank(lua_State *L) {
-    lua_pushinteger(L, ftl_env_int("LOCAL_RANK", 0));
+    lua_pushinteger(L, ftr_env_int("LOCAL_RANK", 0));
     return 1;
 }
 
 static int l_is_main(lua_State *L) {
-    lua_pushboolean(L, ftl_dist_is_main());
+    lua_pushboolean(L, ftr_dist_is_main());
     return 1;
 }
 

@@ -12,15 +12,15 @@
 #include "torch/ft_dist.h"
 
 /* The process group, or NULL before ft.dist.init (or in a world of one without it). */
-ft_dist *ftl_dist_group(void);
+ft_dist *ftr_dist_group(void);
 /* This process's rank and the world size: the group's, else the environment's (0 and 1 when
  * nothing is set). */
-int ftl_dist_rank(void);
-int ftl_dist_world(void);
+int ftr_dist_rank(void);
+int ftr_dist_world(void);
 /* Rank 0: the one that prints, plots and writes files. */
-int ftl_dist_is_main(void);
+int ftr_dist_is_main(void);
 /* An integer environment variable, or def when unset or not a number. */
-int ftl_env_int(const char *name, int def);
+int ftr_env_int(const char *name, int def);
 
 /* The launcher (launch.c): runs argv (ftlua's own command line without the launcher options)
  * as nproc local ranks of a world of nnodes * nproc, watches them, and stops the others when
@@ -30,7 +30,7 @@ typedef struct {
     const char *master_addr;
     int master_port;
     const char *progname; /* prefixes the launcher's messages */
-} ftl_launch_opts;
-int ftl_launch(const ftl_launch_opts *o, int argc, char **argv);
+} ftr_launch_opts;
+int ftr_launch(const ftr_launch_opts *o, int argc, char **argv);
 
 #endif

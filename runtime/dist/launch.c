@@ -61,7 +61,7 @@ static void describe(int status, char *buf, size_t n) {
 
 /* Options that cannot make a world: say which (in err), before anything starts. Returns 0 when
  * fine, else -1. */
-static int check_launch_opts(const ftl_launch_opts *o, char *err, size_t errlen) {
+static int check_launch_opts(const ftr_launch_opts *o, char *err, size_t errlen) {
     int world = o->nnodes * o->nproc;
     if (o->nproc < 1 || o->nnodes < 1 || world > MAX_PROCS || o->node_rank < 0 ||
         o->node_rank >= o->nnodes) {
@@ -92,7 +92,7 @@ static void setenv_int(const char *name, int v) {
 }
 
 /* What every rank of this machine shares; RANK and LOCAL_RANK are set in each child. */
-static void set_world_env(const ftl_launch_opts *o) {
+static void set_world_env(const ftr_launch_opts *o) {
     setenv("MASTER_ADDR", o->master_addr, 1);
     setenv_int("MASTER_PORT", o->master_port);
     setenv_int("WORLD_SIZE", o->nnodes * o->nproc);
@@ -101,7 +101,7 @@ static void set_world_env(const ftl_launch_opts *o) {
 }
 
 /* Fork the nproc local ranks into g_pids; a failed fork stops the ones already started. */
-static void start_ranks(const ftl_launch_opts *o, char **argv) {
+static void start_ranks(const ftr_launch_opts *o, char **argv) {
     g_n = 0;
     for (int i = 0; i < o->nproc; i++) {
         pid_t pid = fork();
@@ -140,7 +140,7 @@ static void stop_survivors(double waited, double grace, int *termed, int *killed
 /* Wait for every rank. Returns the global rank of the first one that failed (its wait status in
  * *failed_status), or -1 when all exited 0. The grace period lets the survivors report their
  * own error first. */
-static int watch_ranks(const ftl_launch_opts *o, int *failed_status) {
+static int watch_ranks(const ftr_launch_opts *o, int *failed_status) {
     double grace = 10;
     const char *g = getenv("FTLUA_DIST_GRACE");
     if (g && atof(g) > 0) grace = atof(g);
@@ -171,7 +171,7 @@ static int watch_ranks(const ftl_launch_opts *o, int *failed_status) {
     return failed_rank;
 }
 
-int ftl_launch(const ftl_launch_opts *o, int argc, char **argv) {
+int ftr_launch(const ftr_launch_opts *o, int argc, char **argv) {
     (void)argc;
     char err[256];
     if (check_launch_opts(o, err, sizeof err) != 0) {

@@ -81,9 +81,7 @@ static int parse_temp(const char *name, char *host, size_t hostlen, long *pid) {
     return 0;
 }
 
-int ftl_atomic_is_temp_name(const char *name) {
-    return name && parse_temp(name, NULL, 0, NULL) == 0;
-}
+int af_is_temp_name(const char *name) { return name && parse_temp(name, NULL, 0, NULL) == 0; }
 
 /* ftlua before this writer wrote safetensors through "NAME.safetensors.tmp.<pid>" and left
  * them behind when killed: those are removed too, when their pid is dead. */
@@ -104,7 +102,7 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
     return 0;
 }
 
-int ftl_atomic_reap(const char *path) {
+int af_reap(const char *path) {
     char dir[FTL_ATOMIC_PATH_MAX], me[64], host[64];
     const char *base;
     if (!path || split_path(path, dir, sizeof dir, &base) != 0) return 0;
@@ -175,7 +173,7 @@ static int make_temp_name(const char *path, char *tmp, size_t tmplen, char *err,
 
 /* Creates a fresh temp next to path with O_EXCL (a planted symlink is never followed). */
 static int create_temp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen) {
-    ftl_atomic_reap(path);
+    af_reap(path);
     for (int tries = 0; tries < 100; tries++) {
         if (make_temp_name(path, tmp, tmplen, err, errlen) != 0) return -1;
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
@@ -206,7 +204,7 @@ static void sync_dir(const char *path) {
 }
 
 /* af->f writes through here, so the first errno of a failed write (ENOSPC) is kept even when
- * later calls change errno. The cookie is the ftl_atomic_file, which must not move. */
+ * later calls change errno. The cookie is the af_file, which must not move. */
 typedef struct {
     int fd;
     int err_no;
@@ -232,7 +230,7 @@ static int cookie_close(void *c) {
     return 0;
 }
 
-int ftl_atomic_open(ftl_atomic_file *af, const char *path, char *err, size_t errlen) {
+int af_open(af_file *af, const char *path, char *err, size_t errlen) {
     memset(af, 0, sizeof *af);
     af->fd = -1;
     if (!path || strlen(path) >= sizeof af->path) {
@@ -266,7 +264,7 @@ int ftl_atomic_open(ftl_atomic_file *af, const char *path, char *err, size_t err
     return 0;
 }
 
-void ftl_atomic_abort(ftl_atomic_file *af) {
+void af_abort(af_file *af) {
     if (!af) return;
     if (af->f) fclose(af->f); /* frees the cookie */
     af->f = NULL;
@@ -277,7 +275,7 @@ void ftl_atomic_abort(ftl_atomic_file *af) {
     af->tmp[0] = 0;
 }
 
-int ftl_atomic_commit(ftl_atomic_file *af, char *err, size_t errlen) {
+int af_commit(af_file *af, char *err, size_t errlen) {
     if (!af || !af->f || af->fd < 0) {
         set_err(err, errlen, "cannot write '%s': the file is not open", af ? af->path : "(none)");
         return -1;
@@ -294,7 +292,7 @@ int ftl_atomic_commit(ftl_atomic_file *af, char *err, size_t errlen) {
     if (fsync(af->fd) != 0) {
         first = errno;
         set_err(err, errlen, "cannot write '%s': %s (while syncing)", af->path, strerror(first));
-        ftl_atomic_abort(af);
+        af_abort(af);
         return -1;
     }
     fclose(af->f); /* frees the cookie */
@@ -309,7 +307,7 @@ int ftl_atomic_commit(ftl_atomic_file *af, char *err, size_t errlen) {
     if (rename(af->tmp, af->path) != 0) {
         first = errno;
         set_err(err, errlen, "cannot replace '%s': %s", af->path, strerror(first));
-        ftl_atomic_abort(af);
+        af_abort(af);
         return -1;
     }
     af->tmp[0] = 0;
@@ -317,26 +315,26 @@ int ftl_atomic_commit(ftl_atomic_file *af, char *err, size_t errlen) {
     return 0;
 fail:
     set_err(err, errlen, "cannot write '%s': %s", af->path, strerror(first));
-    ftl_atomic_abort(af);
+    af_abort(af);
     return -1;
 }
 
-int ftl_atomic_write(const char *path, const void *data, size_t len, char *err, size_t errlen) {
-    ftl_atomic_file af;
-    if (ftl_atomic_open(&af, path, err, errlen) != 0) return -1;
+int af_write(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+    af_file af;
+    if (af_open(&af, path, err, errlen) != 0) return -1;
     if (len) fwrite(data, 1, len, af.f); /* a short write is reported by commit, with its cause */
-    return ftl_atomic_commit(&af, err, errlen);
+    return af_commit(&af, err, errlen);
 }
 
-int ftl_atomic_temp_name(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen) {
+int af_temp_name(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen) {
     int fd = create_temp(path, tmp, tmplen, err, errlen);
     if (fd < 0) return -1;
     close(fd);
     return 0;
 }
 
-int ftl_atomic_temp_dir(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen) {
-    ftl_atomic_reap(path);
+int af_temp_dir(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen) {
+    af_reap(path);
     for (int tries = 0; tries < 100; tries++) {
         if (make_temp_name(path, tmp, tmplen, err, errlen) != 0) return -1;
         if (mkdir(tmp, 0777) == 0) return 0;
@@ -349,7 +347,7 @@ int ftl_atomic_temp_dir(const char *path, char *tmp, size_t tmplen, char *err, s
     return -1;
 }
 
-int ftl_atomic_rename(const char *tmp, const char *path, char *err, size_t errlen) {
+int af_rename(const char *tmp, const char *path, char *err, size_t errlen) {
     struct stat st;
     int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 || fstat(fd, &st) != 0) {

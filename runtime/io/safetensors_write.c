@@ -217,9 +217,9 @@ int st_write_fill(const char *path, const st_tensor_in *t, int n, const st_kv *m
         return -1;
     }
     /* a temp next to path, renamed over it at the end: path is the old file or the new one */
-    ftl_atomic_file af;
+    af_file af;
     char aerr[512];
-    if (ftl_atomic_open(&af, path, aerr, sizeof aerr) != 0) {
+    if (af_open(&af, path, aerr, sizeof aerr) != 0) {
         st_set_err(err, errlen, "%s", aerr);
         free(header);
         free(scratch);
@@ -246,11 +246,11 @@ int st_write_fill(const char *path, const st_tensor_in *t, int n, const st_kv *m
             rc = -1;
         }
     }
-    if (rc == 0 && ftl_atomic_commit(&af, aerr, sizeof aerr) != 0) {
+    if (rc == 0 && af_commit(&af, aerr, sizeof aerr) != 0) {
         st_set_err(err, errlen, "%s", aerr);
         rc = -1;
     }
-    if (rc != 0) ftl_atomic_abort(&af);
+    if (rc != 0) af_abort(&af);
     free(header);
     free(scratch);
     return rc;

@@ -26,7 +26,7 @@ static char figure_dir[256];
 /* Shared with the output thread, under lock. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drained = PTHREAD_COND_INITIALIZER;
-static char *parent_header;  /* the current request's header, JSON */
+static char *parent_header; /* the current request's header, JSON */
 static unsigned long flush_asked, flush_done;
 static int stopping;
 static int reading; /* the output thread holds bytes it has read but not yet published */
@@ -52,7 +52,11 @@ static size_t utf8_complete(const unsigned char *p, size_t n) {
     for (int back = 0; back < 4 && k > 0; back++) {
         unsigned char c = p[k - 1];
         if ((c & 0xC0) != 0x80) { /* a lead byte (or ASCII): is its sequence whole? */
-            size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+            size_t need = c < 0x80             ? 1
+                          : (c & 0xE0) == 0xC0 ? 2
+                          : (c & 0xF0) == 0xE0 ? 3
+                          : (c & 0xF8) == 0xF0 ? 4
+                                               : 1;
             return (n - (k - 1) >= need) ? n : k - 1;
         }
         k--;
@@ -70,7 +74,11 @@ static json_t *text_json(const char *p, size_t n) {
     const unsigned char *s = (const unsigned char *)p;
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
-        size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xE0) == 0xC0 ? 2
+                     : (c & 0xF0) == 0xE0 ? 3
+                     : (c & 0xF8) == 0xF0 ? 4
+                                          : 0;
         int ok = len > 0 && i + len <= n;
         for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xC0) == 0x80;
         if (ok && json_stringn((const char *)s + i, len) == NULL) ok = 0; /* overlong, surrogate */
@@ -127,7 +135,8 @@ static void *output_main(void *arg) {
     (void)arg;
     stream streams[2] = {{out_pipe[0], "stdout", {0}, 0}, {err_pipe[0], "stderr", {0}, 0}};
     for (;;) {
-        struct pollfd p[3] = {{streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
+        struct pollfd p[3] = {
+            {streams[0].fd, POLLIN, 0}, {streams[1].fd, POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
         if (poll(p, 3, -1) < 0) {
             if (errno == EINTR) continue;
             break;
@@ -205,7 +214,8 @@ json_t *ftk_base64(const unsigned char *p, size_t n) {
     if (!s) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
         s[o++] = b64[v >> 18 & 63];
         s[o++] = b64[v >> 12 & 63];
         s[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
@@ -235,7 +245,11 @@ static char *read_file(const char *path, size_t *n) {
         if (len == cap) {
             cap = cap ? 2 * cap : 65536;
             char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); return NULL; }
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
             buf = nb;
         }
         r = fread(buf + len, 1, cap - len, f);
@@ -251,8 +265,10 @@ static void send_figure(const char *path, int svg) {
     char *bytes = read_file(path, &n);
     if (!bytes) return;
     json_t *data = json_object();
-    if (svg) json_object_set_new(data, "image/svg+xml", text_json(bytes, n));
-    else json_object_set_new(data, "image/png", ftk_base64((unsigned char *)bytes, n));
+    if (svg)
+        json_object_set_new(data, "image/svg+xml", text_json(bytes, n));
+    else
+        json_object_set_new(data, "image/png", ftk_base64((unsigned char *)bytes, n));
     const char *base = strrchr(path, '/');
     json_object_set_new(data, "text/plain", json_sprintf("<figure %s>", base ? base + 1 : path));
     free(bytes);
@@ -331,9 +347,12 @@ static void append(char **s, const char *t) {
 static void append_escaped(char **s, const char *t) {
     char one[2] = {0, 0};
     for (; *t; t++) {
-        if (*t == '<') append(s, "&lt;");
-        else if (*t == '>') append(s, "&gt;");
-        else if (*t == '&') append(s, "&amp;");
+        if (*t == '<')
+            append(s, "&lt;");
+        else if (*t == '>')
+            append(s, "&gt;");
+        else if (*t == '&')
+            append(s, "&amp;");
         else {
             one[0] = *t;
             append(s, one);
@@ -352,10 +371,11 @@ static void send_table(int update) {
     ftk_display_data(data, table_id, update);
 }
 
-static void on_table(const char *line, const char *const *names, const ftl_cell *cells, int k) {
+static void on_table(const char *line, const char *const *names, const ftf_cell *cells, int k) {
     if (!cells) { /* a new fit: a new table, and its own bar below it */
         fit_serial++;
-        snprintf(table_id, sizeof table_id, "ftlua-table-%lu-%lu", (unsigned long)getpid(), fit_serial);
+        snprintf(table_id, sizeof table_id, "ftlua-table-%lu-%lu", (unsigned long)getpid(),
+                 fit_serial);
         bar_shown = 0;
         free(table_html);
         free(table_text);
@@ -374,7 +394,7 @@ static void on_table(const char *line, const char *const *names, const ftl_cell 
     append(&table_html, "    <tr>\n");
     for (int i = 0; i < k; i++) {
         char v[512];
-        ftl_cell_text(&cells[i], v, sizeof v);
+        ftf_cell_text(&cells[i], v, sizeof v);
         append(&table_html, "      <td>");
         append_escaped(&table_html, v);
         append(&table_html, "</td>\n");
@@ -385,7 +405,7 @@ static void on_table(const char *line, const char *const *names, const ftl_cell 
     if (table_id[0]) send_table(1);
 }
 
-static void on_bar(const ftl_pbar *b, int val, const char *text) {
+static void on_bar(const ftf_pbar *b, int val, const char *text) {
     if (!bar_shown) {
         snprintf(bar_id, sizeof bar_id, "ftlua-bar-%lu-%lu", (unsigned long)getpid(), ++fit_serial);
     }
@@ -397,8 +417,10 @@ static void on_bar(const ftl_pbar *b, int val, const char *text) {
     const char *numbers = bar_end ? bar_end + 2 : after ? after + 2 : last;
     char *html = NULL;
     char head[256];
-    snprintf(head, sizeof head, "<div>%s <progress value=\"%d\" max=\"%d\" style=\"width:300px; "
-             "height:20px; vertical-align: middle;\"></progress> ", b->prefix, val, b->total > 0 ? b->total : 1);
+    snprintf(head, sizeof head,
+             "<div>%s <progress value=\"%d\" max=\"%d\" style=\"width:300px; "
+             "height:20px; vertical-align: middle;\"></progress> ",
+             b->prefix, val, b->total > 0 ? b->total : 1);
     append(&html, head);
     append_escaped(&html, numbers);
     append(&html, text ? "</div>" : " (done)</div>");
@@ -408,7 +430,7 @@ static void on_bar(const ftl_pbar *b, int val, const char *text) {
     bar_shown = 1;
 }
 
-static const ftl_progress_hooks hooks = {on_bar, on_table};
+static const ftf_progress_hooks hooks = {on_bar, on_table};
 
 void ftk_display_cell_start(void) {
     bar_shown = 0;

@@ -8,8 +8,10 @@
 
 void ftk_hmac_init(ftk_hmac *h, const void *key, size_t keylen) {
     uint8_t k[BLOCK] = {0}, pad[BLOCK];
-    if (keylen > BLOCK) sha256(key, keylen, k);
-    else memcpy(k, key, keylen);
+    if (keylen > BLOCK)
+        sha256(key, keylen, k);
+    else
+        memcpy(k, key, keylen);
     for (int i = 0; i < BLOCK; i++) pad[i] = k[i] ^ 0x36;
     sha256_init(&h->inner);
     sha256_update(&h->inner, pad, BLOCK);

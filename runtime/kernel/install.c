@@ -10,12 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include "base/stb_begin.h"
+#include <jansson.h>
 #define STB_IMAGE_WRITE_STATIC /* a private copy, as data/grid.c has its own */
 #define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image_write.h>
 #include "base/stb_end.h"
+#include <stb/stb_image_write.h>
 
 #include "kernel/kernel.h"
 #include "main.h"
@@ -75,32 +75,39 @@ static int write_json(const char *path, json_t *j) {
     return ok ? 0 : -1;
 }
 
-int ftl_kernel_install(const char *exe_path, int user, const char *prefix) {
+int ftk_install(const char *exe_path, int user, const char *prefix) {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) exe[n] = '\0';
+    if (n > 0)
+        exe[n] = '\0';
     else if (!realpath(exe_path, exe)) {
-        fprintf(stderr, "%s: --install-kernel: cannot find this program's path: %s\n", ftl_progname, strerror(errno));
+        fprintf(stderr, "%s: --install-kernel: cannot find this program's path: %s\n", ftl_progname,
+                strerror(errno));
         return 1;
     }
     char dir[1024];
-    if (prefix) snprintf(dir, sizeof dir, "%s/share/jupyter/kernels/ftlua", prefix);
+    if (prefix)
+        snprintf(dir, sizeof dir, "%s/share/jupyter/kernels/ftlua", prefix);
     else if (user) {
         const char *data = getenv("JUPYTER_DATA_DIR"), *home = getenv("HOME");
-        if (data && *data) snprintf(dir, sizeof dir, "%s/kernels/ftlua", data);
-        else if (home && *home) snprintf(dir, sizeof dir, "%s/.local/share/jupyter/kernels/ftlua", home);
+        if (data && *data)
+            snprintf(dir, sizeof dir, "%s/kernels/ftlua", data);
+        else if (home && *home)
+            snprintf(dir, sizeof dir, "%s/.local/share/jupyter/kernels/ftlua", home);
         else {
             fprintf(stderr, "%s: --install-kernel --user: HOME is not set\n", ftl_progname);
             return 1;
         }
-    } else snprintf(dir, sizeof dir, "/usr/local/share/jupyter/kernels/ftlua");
+    } else
+        snprintf(dir, sizeof dir, "/usr/local/share/jupyter/kernels/ftlua");
     if (mkdirs(dir) != 0) {
-        fprintf(stderr, "%s: --install-kernel: cannot create %s: %s%s\n", ftl_progname, dir, strerror(errno),
-                errno == EACCES ? " (try --user, or --prefix DIR)" : "");
+        fprintf(stderr, "%s: --install-kernel: cannot create %s: %s%s\n", ftl_progname, dir,
+                strerror(errno), errno == EACCES ? " (try --user, or --prefix DIR)" : "");
         return 1;
     }
-    json_t *spec = json_pack("{s:[s, s, s], s:s, s:s, s:s, s:{}}", "argv", exe, "--kernel", "{connection_file}",
-                             "display_name", "ftlua", "language", "lua", "interrupt_mode", "message", "env");
+    json_t *spec = json_pack("{s:[s, s, s], s:s, s:s, s:s, s:{}}", "argv", exe, "--kernel",
+                             "{connection_file}", "display_name", "ftlua", "language", "lua",
+                             "interrupt_mode", "message", "env");
     char path[1100];
     snprintf(path, sizeof path, "%s/kernel.json", dir);
     int rc = spec ? write_json(path, spec) : -1;
@@ -111,7 +118,8 @@ int ftl_kernel_install(const char *exe_path, int user, const char *prefix) {
         rc = write_logo(path, sizes[i]);
     }
     if (rc != 0) {
-        fprintf(stderr, "%s: --install-kernel: cannot write %s: %s\n", ftl_progname, path, strerror(errno));
+        fprintf(stderr, "%s: --install-kernel: cannot write %s: %s\n", ftl_progname, path,
+                strerror(errno));
         return 1;
     }
     printf("installed the ftlua kernel in %s\n", dir);

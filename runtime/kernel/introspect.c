@@ -1,4 +1,4 @@
-/* introspect.c: see introspect.h. The work is host.c's (the REPL's completer, its <eof> rule,
+/* introspect.c: see introspect.h. The work is host.h's (the REPL's completer, its <eof> rule,
  * help from docs/api.md); this file converts between Jupyter's cursor positions (Unicode code
  * points) and bytes, and lets those functions see the cells' session locals (session.h). */
 #include <stdlib.h>
@@ -26,20 +26,22 @@ static json_int_t byte_to_cp(const char *s, size_t b) {
     return n;
 }
 
-static int has(const ftl_strlist *l, size_t n, const char *s) {
+static int has(const fth_strlist *l, size_t n, const char *s) {
     for (size_t i = 0; i < n; i++)
         if (strcmp(l->v[i], s) == 0) return 1;
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 json_t *ftk_complete(lua_State *L, json_t *request) {
     const char *code = json_string_value(json_object_get(request, "code"));
     if (!code) code = "";
     json_t *pos = json_object_get(request, "cursor_pos");
     size_t cursor = json_is_integer(pos) ? cp_to_byte(code, json_integer_value(pos)) : strlen(code);
-    ftl_strlist found = {0};
+    fth_strlist found = {0};
     /* the globals, then the session's locals (whose table reads through to _G) */
     size_t start = ftl_complete(L, code, cursor, &found);
     if (ftl_session_swap_globals(L, 1)) {
@@ -49,10 +51,12 @@ json_t *ftk_complete(lua_State *L, json_t *request) {
     if (found.n > 1) qsort(found.v, found.n, sizeof *found.v, cmp_str);
     json_t *matches = json_array();
     for (size_t i = 0; i < found.n; i++)
-        if (i == 0 || !has(&found, i, found.v[i])) json_array_append_new(matches, json_string(found.v[i]));
-    ftl_strlist_free(&found);
-    return json_pack("{s:s, s:o, s:I, s:I, s:{}}", "status", "ok", "matches", matches, "cursor_start",
-                     byte_to_cp(code, start), "cursor_end", byte_to_cp(code, cursor), "metadata");
+        if (i == 0 || !has(&found, i, found.v[i]))
+            json_array_append_new(matches, json_string(found.v[i]));
+    fth_strlist_free(&found);
+    return json_pack("{s:s, s:o, s:I, s:I, s:{}}", "status", "ok", "matches", matches,
+                     "cursor_start", byte_to_cp(code, start), "cursor_end",
+                     byte_to_cp(code, cursor), "metadata");
 }
 
 static int name_char(char c) {
@@ -82,7 +86,8 @@ json_t *ftk_inspect(lua_State *L, json_t *request) {
         lua_settop(L, top);
         free(expr);
     }
-    return json_pack("{s:s, s:b, s:o, s:{}}", "status", "ok", "found", found, "data", data, "metadata");
+    return json_pack("{s:s, s:b, s:o, s:{}}", "status", "ok", "found", found, "data", data,
+                     "metadata");
 }
 
 json_t *ftk_is_complete(lua_State *L, json_t *request) {
@@ -91,6 +96,7 @@ json_t *ftk_is_complete(lua_State *L, json_t *request) {
     int top = lua_gettop(L);
     int status = ftl_compile_input(L, code, strlen(code), "=In");
     lua_settop(L, top);
-    if (status == FTL_INCOMPLETE) return json_pack("{s:s, s:s}", "status", "incomplete", "indent", "  ");
+    if (status == FTL_INCOMPLETE)
+        return json_pack("{s:s, s:s}", "status", "incomplete", "indent", "  ");
     return json_pack("{s:s}", "status", status == LUA_OK ? "complete" : "invalid");
 }

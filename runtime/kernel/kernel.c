@@ -5,7 +5,7 @@
  * interrupt while a cell runs; display.c's output thread publishes what fds 1 and 2 receive.
  * An interrupt (interrupt_request, or SIGINT from the front end) is delivered to the main
  * thread as SIGINT, so it takes the same path as Ctrl-C in the REPL (ftl_docall's handler and
- * ftl_interrupted()).
+ * ftb_interrupted()).
  */
 #include <errno.h>
 #include <fnmatch.h>
@@ -114,7 +114,7 @@ static void *control_main(void *arg) {
         if (strcmp(m.type, "interrupt_request") == 0) {
             /* once: a second SIGINT in the same cell would end the process (the REPL's way out
              * of C code), and an impatient second click must not cost the notebook its state */
-            if (!ftl_interrupted()) pthread_kill(main_thread, SIGINT);
+            if (!ftb_interrupted()) pthread_kill(main_thread, SIGINT);
             ftk_send(&W, W.control, &m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
         } else if (strcmp(m.type, "kernel_info_request") == 0) {
             ftk_send(&W, W.control, &m, "kernel_info_reply", kernel_info());
@@ -146,8 +146,8 @@ static int k_io_read(lua_State *L) {
     ftk_send(&W, W.stdin_sock, current, "input_request",
              json_pack("{s:s, s:b}", "prompt", "", "password", 0));
     for (;;) {
-        if (ftl_interrupted() || shutting_down) {
-            ftl_interrupt_clear();
+        if (ftb_interrupted() || shutting_down) {
+            fth_interrupt_clear();
             return luaL_error(L, "interrupted!");
         }
         zmq_pollitem_t it = {W.stdin_sock, 0, ZMQ_POLLIN, 0};
@@ -165,7 +165,8 @@ static int k_io_read(lua_State *L) {
             if (!lua_stringtonumber(L, lua_tostring(L, -1))) lua_pushnil(L);
         } else if (*fmt == 'L' || *fmt == 'a') {
             lua_pushfstring(L, "%s\n", v);
-        } else lua_pushstring(L, v);
+        } else
+            lua_pushstring(L, v);
         ftk_msg_free(&m);
         return 1;
     }
@@ -209,8 +210,10 @@ static json_t *shown_data(lua_State *L, int base) {
     size_t tl;
     const char *text = lua_tolstring(L, base, &tl);
     json_t *data = json_object();
-    json_object_set_new(data, "text/plain", json_stringn(text ? text : "", tl > MAX_SHOWN_TEXT ? MAX_SHOWN_TEXT : tl));
-    if (lua_isstring(L, base + 1)) json_object_set_new(data, "text/html", json_string(lua_tostring(L, base + 1)));
+    json_object_set_new(data, "text/plain",
+                        json_stringn(text ? text : "", tl > MAX_SHOWN_TEXT ? MAX_SHOWN_TEXT : tl));
+    if (lua_isstring(L, base + 1))
+        json_object_set_new(data, "text/html", json_string(lua_tostring(L, base + 1)));
     if (lua_isstring(L, base + 2)) {
         size_t pl;
         const char *png = lua_tolstring(L, base + 2, &pl);
@@ -249,8 +252,11 @@ static json_t *png_json(const char *s, size_t n) {
         len += r;
         if (len == cap) {
             unsigned char *nb = realloc(buf, cap *= 2);
-            if (!nb) { free(buf); buf = NULL; }
-            else buf = nb;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            } else
+                buf = nb;
         }
     }
     fclose(f);
@@ -281,8 +287,8 @@ static json_t *error_content(lua_State *L, const char *ename) {
     const char *first_nl = memchr(msg, '\n', len);
     json_t *evalue = json_stringn(msg, first_nl ? (size_t)(first_nl - msg) : len);
     if (strstr(msg, "interrupted!")) ename = "KeyboardInterrupt";
-    return json_pack("{s:s, s:o, s:o}", "ename", ename, "evalue", evalue ? evalue : json_string("?"),
-                     "traceback", tb);
+    return json_pack("{s:s, s:o, s:o}", "ename", ename, "evalue",
+                     evalue ? evalue : json_string("?"), "traceback", tb);
 }
 
 static void add_history(int count, const char *code) {
@@ -313,7 +319,8 @@ static void execute(lua_State *L, ftk_msg *m) {
     int count = execution_count;
     if (store) add_history(count, code);
     if (!silent)
-        ftk_send(&W, W.iopub, m, "execute_input", json_pack("{s:s, s:i}", "code", code, "execution_count", count));
+        ftk_send(&W, W.iopub, m, "execute_input",
+                 json_pack("{s:s, s:i}", "code", code, "execution_count", count));
     ftk_display_cell_start();
 
     lua_settop(L, 0);
@@ -322,7 +329,8 @@ static void execute(lua_State *L, ftk_msg *m) {
     int has_value = 0;
     int status = ftl_session_load_cell(L, code, strlen(code), chunkname, &has_value);
     const char *ename = status == LUA_ERRSYNTAX ? "SyntaxError" : "LuaError";
-    if (status == LUA_ERRSYNTAX && ftl_input_hint(L, code, strlen(code))) lua_remove(L, -2); /* "a = f(); a" */
+    if (status == LUA_ERRSYNTAX && ftl_input_hint(L, code, strlen(code)))
+        lua_remove(L, -2); /* "a = f(); a" */
     if (status == LUA_OK) status = ftl_docall(L, 0, has_value ? LUA_MULTRET : 0);
     ftk_display_flush();
     ftk_display_figures();
@@ -332,8 +340,9 @@ static void execute(lua_State *L, ftk_msg *m) {
         status = ftl_docall(L, lua_gettop(L) - 1, 3);
         if (status == LUA_OK) {
             json_t *data = shown_data(L, 1);
-            ftk_send(&W, W.iopub, m, "execute_result",
-                     json_pack("{s:i, s:o, s:{}}", "execution_count", count, "data", data, "metadata"));
+            ftk_send(
+                &W, W.iopub, m, "execute_result",
+                json_pack("{s:i, s:o, s:{}}", "execution_count", count, "data", data, "metadata"));
         }
     }
     json_t *reply;
@@ -375,11 +384,15 @@ static void history_reply(ftk_msg *m) {
     const char *pattern = json_string_value(json_object_get(c, "pattern"));
     for (size_t i = from; i < to; i++) {
         hist_entry *h = &history[i];
-        if (access && strcmp(access, "range") == 0 && (h->count < start || (stop > 0 && h->count >= stop))) continue;
-        if (access && strcmp(access, "search") == 0 && pattern && fnmatch(pattern, h->code, 0) != 0) continue;
+        if (access && strcmp(access, "range") == 0 &&
+            (h->count < start || (stop > 0 && h->count >= stop)))
+            continue;
+        if (access && strcmp(access, "search") == 0 && pattern && fnmatch(pattern, h->code, 0) != 0)
+            continue;
         json_array_append_new(out, json_pack("[i, i, s]", 0, h->count, h->code));
     }
-    ftk_send(&W, W.shell, m, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", out));
+    ftk_send(&W, W.shell, m, "history_reply",
+             json_pack("{s:s, s:o}", "status", "ok", "history", out));
 }
 
 static void dispatch(lua_State *L, ftk_msg *m) {
@@ -387,19 +400,28 @@ static void dispatch(lua_State *L, ftk_msg *m) {
     if (strcmp(t, "execute_request") == 0 && abort_queued)
         ftk_send(&W, W.shell, m, "execute_reply",
                  json_pack("{s:s, s:i}", "status", "aborted", "execution_count", execution_count));
-    else if (strcmp(t, "execute_request") == 0) execute(L, m);
-    else if (strcmp(t, "kernel_info_request") == 0) ftk_send(&W, W.shell, m, "kernel_info_reply", kernel_info());
-    else if (strcmp(t, "complete_request") == 0) ftk_send(&W, W.shell, m, "complete_reply", ftk_complete(L, m->content));
-    else if (strcmp(t, "inspect_request") == 0) ftk_send(&W, W.shell, m, "inspect_reply", ftk_inspect(L, m->content));
-    else if (strcmp(t, "is_complete_request") == 0) ftk_send(&W, W.shell, m, "is_complete_reply", ftk_is_complete(L, m->content));
-    else if (strcmp(t, "history_request") == 0) history_reply(m);
+    else if (strcmp(t, "execute_request") == 0)
+        execute(L, m);
+    else if (strcmp(t, "kernel_info_request") == 0)
+        ftk_send(&W, W.shell, m, "kernel_info_reply", kernel_info());
+    else if (strcmp(t, "complete_request") == 0)
+        ftk_send(&W, W.shell, m, "complete_reply", ftk_complete(L, m->content));
+    else if (strcmp(t, "inspect_request") == 0)
+        ftk_send(&W, W.shell, m, "inspect_reply", ftk_inspect(L, m->content));
+    else if (strcmp(t, "is_complete_request") == 0)
+        ftk_send(&W, W.shell, m, "is_complete_reply", ftk_is_complete(L, m->content));
+    else if (strcmp(t, "history_request") == 0)
+        history_reply(m);
     else if (strcmp(t, "comm_info_request") == 0)
-        ftk_send(&W, W.shell, m, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"));
+        ftk_send(&W, W.shell, m, "comm_info_reply",
+                 json_pack("{s:s, s:{}}", "status", "ok", "comms"));
     else if (strcmp(t, "shutdown_request") == 0) { /* old clients send it on shell */
         int restart = json_is_true(json_object_get(m->content, "restart"));
-        ftk_send(&W, W.shell, m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+        ftk_send(&W, W.shell, m, "shutdown_reply",
+                 json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
         shutting_down = 1;
-    } else klog("shell: ignored a ", t);
+    } else
+        klog("shell: ignored a ", t);
 }
 
 /* ---------------------------------------------------------------- the loop */

@@ -19,6 +19,6 @@ int ftl_kernel_run(lua_State *L, const char *connection_file);
 
 /* Writes the kernelspec for the ftlua at exe_path: user != 0: the user's Jupyter data folder;
  * prefix: PREFIX/share/jupyter/kernels; else /usr/local/share/jupyter/kernels. 0 or 1. */
-int ftl_kernel_install(const char *exe_path, int user, const char *prefix);
+int ftk_install(const char *exe_path, int user, const char *prefix);
 
 #endif

@@ -49,8 +49,10 @@ static int next_token(lexer *x, token *t) {
         if (x->i + 1 < x->n && s[x->i] == '-' && s[x->i + 1] == '-') {
             x->i += 2;
             int level = x->i < x->n ? long_open(x, x->i) : -1;
-            if (level >= 0) x->i = skip_long(x, x->i, level);
-            else while (x->i < x->n && s[x->i] != '\n') x->i++;
+            if (level >= 0)
+                x->i = skip_long(x, x->i, level);
+            else
+                while (x->i < x->n && s[x->i] != '\n') x->i++;
             continue;
         }
         break;
@@ -62,13 +64,17 @@ static int next_token(lexer *x, token *t) {
     if (isalpha((unsigned char)c) || c == '_') {
         while (x->i < x->n && (isalnum((unsigned char)s[x->i]) || s[x->i] == '_')) x->i++;
         t->kind = 'n';
-    } else if (isdigit((unsigned char)c) || (c == '.' && b + 1 < x->n && isdigit((unsigned char)s[b + 1]))) {
+    } else if (isdigit((unsigned char)c) ||
+               (c == '.' && b + 1 < x->n && isdigit((unsigned char)s[b + 1]))) {
         x->i++;
         while (x->i < x->n) {
             char d = s[x->i];
             char prev = s[x->i - 1];
-            if (isalnum((unsigned char)d) || d == '.' || ((d == '+' || d == '-') && strchr("eEpP", prev))) x->i++;
-            else break;
+            if (isalnum((unsigned char)d) || d == '.' ||
+                ((d == '+' || d == '-') && strchr("eEpP", prev)))
+                x->i++;
+            else
+                break;
         }
         t->kind = 's';
     } else if (c == '"' || c == '\'') {
@@ -101,8 +107,10 @@ static void rewrite(lua_State *L, const char *src, size_t len, luaL_Buffer *b, i
     int depth = 0;
     while (next_token(&x, &t)) {
         if (is_word(&x, &t, "function") || is_word(&x, &t, "do") || is_word(&x, &t, "if") ||
-            is_word(&x, &t, "repeat")) depth++;
-        else if (is_word(&x, &t, "end") || is_word(&x, &t, "until")) depth--;
+            is_word(&x, &t, "repeat"))
+            depth++;
+        else if (is_word(&x, &t, "end") || is_word(&x, &t, "until"))
+            depth--;
         if (depth != 0 || !is_word(&x, &t, "local")) continue;
         luaL_addlstring(b, src + copied, t.start - copied); /* drop "local" */
         copied = t.end;
@@ -125,7 +133,10 @@ static void rewrite(lua_State *L, const char *src, size_t len, luaL_Buffer *b, i
         for (;;) {
             token nm;
             lexer before = x;
-            if (!next_token(&x, &nm) || nm.kind != 'n') { x = before; break; }
+            if (!next_token(&x, &nm) || nm.kind != 'n') {
+                x = before;
+                break;
+            }
             lua_pushlstring(L, src + nm.start, nm.end - nm.start);
             lua_pushboolean(L, 1);
             lua_settable(L, names);
@@ -135,15 +146,23 @@ static void rewrite(lua_State *L, const char *src, size_t len, luaL_Buffer *b, i
             if (next_token(&x, &a) && a.kind == '<') { /* <const> / <close>: dropped */
                 token an, gt;
                 lexer in_attrib = x;
-                if (next_token(&x, &an) && an.kind == 'n' && next_token(&x, &gt) && gt.kind == '>') {
+                if (next_token(&x, &an) && an.kind == 'n' && next_token(&x, &gt) &&
+                    gt.kind == '>') {
                     luaL_addlstring(b, src + copied, a.start - copied);
                     copied = gt.end;
                     last_end = gt.end;
                     before = x;
-                } else x = in_attrib;
-                if (!next_token(&x, &a)) { x = before; break; }
+                } else
+                    x = in_attrib;
+                if (!next_token(&x, &a)) {
+                    x = before;
+                    break;
+                }
             }
-            if (a.kind != ',') { x = before; break; }
+            if (a.kind != ',') {
+                x = before;
+                break;
+            }
         }
         lexer peek = x;
         token eq;
@@ -183,9 +202,9 @@ static void push_session(lua_State *L) {
         return;
     }
     lua_pop(L, 1);
-    lua_newtable(L);           /* session */
-    lua_newtable(L);           /* declared */
-    lua_createtable(L, 0, 2);  /* metatable */
+    lua_newtable(L);          /* session */
+    lua_newtable(L);          /* declared */
+    lua_createtable(L, 0, 2); /* metatable */
     lua_pushglobaltable(L);
     lua_setfield(L, -2, "__index");
     lua_pushvalue(L, -2);
@@ -221,13 +240,16 @@ static void bind_session(lua_State *L, int names) {
     if (lua_getupvalue(L, -2, 1) != NULL) { /* a main chunk's only upvalue is _ENV */
         lua_pop(L, 1);
         lua_setupvalue(L, -2, 1);
-    } else lua_pop(L, 1);
+    } else
+        lua_pop(L, 1);
 }
 
-/* names, text on the stack; compiles text (with host.c's rule when input is set), binds on
+/* names, text on the stack; compiles text (with host_input.c's rule when input is set), binds on
  * success, and leaves only the function or the error. */
-static int compile_bound(lua_State *L, int names, const char *text, size_t n, const char *chunkname, int input) {
-    int status = input ? ftl_compile_input(L, text, n, chunkname) : luaL_loadbuffer(L, text, n, chunkname);
+static int compile_bound(lua_State *L, int names, const char *text, size_t n, const char *chunkname,
+                         int input) {
+    int status =
+        input ? ftl_compile_input(L, text, n, chunkname) : luaL_loadbuffer(L, text, n, chunkname);
     if (status == LUA_OK) bind_session(L, names);
     lua_replace(L, names); /* the function or the error, where the names were */
     lua_settop(L, names);
@@ -256,8 +278,10 @@ static size_t line_starts(const char *src, size_t len, size_t *out, size_t max) 
         }
         last_line_start = ls;
         if (is_word(&x, &t, "function") || is_word(&x, &t, "do") || is_word(&x, &t, "if") ||
-            is_word(&x, &t, "repeat")) depth++;
-        else if (is_word(&x, &t, "end") || is_word(&x, &t, "until")) depth--;
+            is_word(&x, &t, "repeat"))
+            depth++;
+        else if (is_word(&x, &t, "end") || is_word(&x, &t, "until"))
+            depth--;
     }
     return n;
 }
@@ -272,7 +296,7 @@ int ftl_session_load_cell(lua_State *L, const char *src, size_t len, const char 
     size_t end = n;
     while (end > 0 && isspace((unsigned char)text[end - 1])) end--;
     int quiet = end > 0 && text[end - 1] == ';';
-    /* the whole cell an expression: host.c's rule compiles it so (and records its source) */
+    /* the whole cell an expression: host_input.c's rule compiles it so (and records its source) */
     lua_pushliteral(L, "return ");
     lua_pushlstring(L, text, n);
     lua_concat(L, 2);

@@ -26,7 +26,9 @@ static void *bind_socket(ftk_wire *w, int type, json_t *conn, const char *port_k
     char addr[300];
     if (strcmp(transport, "ipc") == 0)
         snprintf(addr, sizeof addr, "ipc://%s-%lld", ip, (long long)json_integer_value(port));
-    else snprintf(addr, sizeof addr, "%s://%s:%lld", transport, ip, (long long)json_integer_value(port));
+    else
+        snprintf(addr, sizeof addr, "%s://%s:%lld", transport, ip,
+                 (long long)json_integer_value(port));
     void *s = zmq_socket(w->ctx, type);
     int linger = 1000;
     if (s) zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
@@ -45,15 +47,18 @@ int ftk_wire_open(ftk_wire *w, const char *conn_file, char *err, size_t errlen) 
     json_t *conn = json_load_file(conn_file, 0, &je);
     if (!conn || !json_is_object(conn)) {
         if (!conn && je.line > 0)
-            snprintf(err, errlen, "cannot read the connection file %s: %s (line %d)", conn_file, je.text, je.line);
-        else snprintf(err, errlen, "cannot read the connection file %s: %s", conn_file,
-                      conn ? "not a JSON object" : je.text);
+            snprintf(err, errlen, "cannot read the connection file %s: %s (line %d)", conn_file,
+                     je.text, je.line);
+        else
+            snprintf(err, errlen, "cannot read the connection file %s: %s", conn_file,
+                     conn ? "not a JSON object" : je.text);
         json_decref(conn);
         return -1;
     }
     const char *scheme = json_string_value(json_object_get(conn, "signature_scheme"));
     if (scheme && *scheme && strcmp(scheme, "hmac-sha256") != 0) {
-        snprintf(err, errlen, "signature_scheme \"%s\" is not supported (only hmac-sha256)", scheme);
+        snprintf(err, errlen, "signature_scheme \"%s\" is not supported (only hmac-sha256)",
+                 scheme);
         json_decref(conn);
         return -1;
     }
@@ -66,8 +71,8 @@ int ftk_wire_open(ftk_wire *w, const char *conn_file, char *err, size_t errlen) 
         gettimeofday(&tv, NULL);
         memcpy(r, &tv, sizeof r < sizeof tv ? sizeof r : sizeof tv);
     }
-    snprintf(w->session, sizeof w->session, "%02x%02x%02x%02x-%02x%02x-%02x%02x", r[0], r[1],
-             r[2], r[3], r[4], r[5], r[6], r[7]);
+    snprintf(w->session, sizeof w->session, "%02x%02x%02x%02x-%02x%02x-%02x%02x", r[0], r[1], r[2],
+             r[3], r[4], r[5], r[6], r[7]);
     w->ctx = zmq_ctx_new();
     int ok = w->ctx != NULL;
     ok = ok && (w->shell = bind_socket(w, ZMQ_ROUTER, conn, "shell_port", err, errlen));
@@ -115,7 +120,10 @@ static int recv_frames(void *sock, frames *f) {
         if (f->n == f->cap) {
             int cap = f->cap ? 2 * f->cap : 8;
             zmq_msg_t *v = realloc(f->v, sizeof *v * (size_t)cap);
-            if (!v) { frames_free(f); return FTK_RECV_DROPPED; }
+            if (!v) {
+                frames_free(f);
+                return FTK_RECV_DROPPED;
+            }
             f->v = v;
             f->cap = cap;
         }
@@ -156,7 +164,8 @@ int ftk_recv(ftk_wire *w, void *sock, ftk_msg *m) {
     if (r != FTK_RECV_OK) return r;
     int d = -1;
     for (int i = 0; i < f.n; i++)
-        if (zmq_msg_size(&f.v[i]) == sizeof DELIM - 1 && memcmp(zmq_msg_data(&f.v[i]), DELIM, sizeof DELIM - 1) == 0) {
+        if (zmq_msg_size(&f.v[i]) == sizeof DELIM - 1 &&
+            memcmp(zmq_msg_data(&f.v[i]), DELIM, sizeof DELIM - 1) == 0) {
             d = i;
             break;
         }
@@ -197,8 +206,10 @@ int ftk_recv(ftk_wire *w, void *sock, ftk_msg *m) {
     for (int i = 0; m->ids && m->id_lens && i < d; i++) {
         m->id_lens[i] = zmq_msg_size(&f.v[i]);
         m->ids[i] = malloc(m->id_lens[i] + 1);
-        if (m->ids[i]) memcpy(m->ids[i], zmq_msg_data(&f.v[i]), m->id_lens[i]);
-        else m->id_lens[i] = 0;
+        if (m->ids[i])
+            memcpy(m->ids[i], zmq_msg_data(&f.v[i]), m->id_lens[i]);
+        else
+            m->id_lens[i] = 0;
     }
     frames_free(&f);
     return FTK_RECV_OK;
@@ -229,8 +240,9 @@ static char *new_header(ftk_wire *w, const char *msg_type) {
     unsigned long n = ++w->serial;
     pthread_mutex_unlock(&w->lock);
     snprintf(id, sizeof id, "%s_%lu", w->session, n);
-    json_t *h = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", id, "session", w->session,
-                          "username", "kernel", "date", date, "msg_type", msg_type, "version", "5.3");
+    json_t *h =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", id, "session", w->session, "username",
+                  "kernel", "date", date, "msg_type", msg_type, "version", "5.3");
     char *s = h ? json_dumps(h, JSON_COMPACT) : NULL;
     json_decref(h);
     return s;
@@ -259,14 +271,16 @@ static int send_parts(ftk_wire *w, void *sock, char **ids, size_t *id_lens, int 
     for (int i = 0; i < n_ids && rc >= 0; i++) rc = zmq_send(sock, ids[i], id_lens[i], ZMQ_SNDMORE);
     if (rc >= 0) rc = zmq_send(sock, DELIM, sizeof DELIM - 1, ZMQ_SNDMORE);
     if (rc >= 0) rc = zmq_send(sock, hex, strlen(hex), ZMQ_SNDMORE);
-    for (int i = 0; i < 4 && rc >= 0; i++) rc = zmq_send(sock, parts[i], lens[i], i < 3 ? ZMQ_SNDMORE : 0);
+    for (int i = 0; i < 4 && rc >= 0; i++)
+        rc = zmq_send(sock, parts[i], lens[i], i < 3 ? ZMQ_SNDMORE : 0);
     if (is_iopub) pthread_mutex_unlock(&w->lock);
     free(header);
     free(body);
     return rc < 0 ? -1 : 0;
 }
 
-int ftk_send(ftk_wire *w, void *sock, const ftk_msg *parent, const char *msg_type, json_t *content) {
+int ftk_send(ftk_wire *w, void *sock, const ftk_msg *parent, const char *msg_type,
+             json_t *content) {
     char *ph = parent && parent->header ? json_dumps(parent->header, JSON_COMPACT) : NULL;
     int rc;
     if (sock == w->iopub) {
@@ -288,5 +302,6 @@ int ftk_send_iopub(ftk_wire *w, const char *parent_header, const char *msg_type,
     snprintf(topic, sizeof topic, "kernel.%s.%s", w->session, msg_type);
     char *t = topic;
     size_t tl = strlen(topic);
-    return send_parts(w, w->iopub, &t, &tl, 1, msg_type, parent_header ? parent_header : "{}", content);
+    return send_parts(w, w->iopub, &t, &tl, 1, msg_type, parent_header ? parent_header : "{}",
+                      content);
 }

@@ -76,12 +76,12 @@ static int collect_groups(ftm_module *m, plist *p, char *err, size_t errlen) {
 
 /* fastai's create_opt: Adam or SGD (kind, momentum, l2_wd: see optimizer.h) over the splitter's
  * groups, no wd on norm params and biases, norm params forced trainable when frozen (train_bn). */
-static ftl_adam *make_opt(ftm_module *m, ftl_opt_kind kind, int momentum, int l2_wd,
-                          const ftl_adam_hypers *h, int train_bn, int *n_groups, char *err,
+static ftf_adam *make_opt(ftm_module *m, ftf_opt_kind kind, int momentum, int l2_wd,
+                          const ftf_adam_hypers *h, int train_bn, int *n_groups, char *err,
                           size_t errlen) {
     plist p = {0};
     int ng = collect_groups(m, &p, err, errlen);
-    ftl_adam *o = ng <= 0               ? NULL
+    ftf_adam *o = ng <= 0               ? NULL
                   : kind == FTL_OPT_SGD ? new_ftl_sgd(momentum, l2_wd)
                                         : new_ftl_adam();
     if (o) o->l2_wd = l2_wd;
@@ -92,7 +92,7 @@ static ftl_adam *make_opt(ftm_module *m, ftl_opt_kind kind, int momentum, int l2
         for (int i = 0; ts && i < p.n; i++)
             if (p.group[i] == g) ts[k++] = p.t[i];
         int first = o->n_params;
-        ft_status st = ts ? ftl_adam_add_group(o, ts, k, h) : FT_ERR_OOM;
+        ft_status st = ts ? ftf_adam_add_group(o, ts, k, h) : FT_ERR_OOM;
         free(ts);
         if (st != FT_OK) {
             snprintf(err, errlen, "optimizer: %s", ts ? ft_last_error() : "out of memory");
@@ -239,8 +239,8 @@ static int l_core_new(lua_State *L) {
     b->ln = ln; /* owned by the userdata from here on */
     /* opts.opt: "Adam" (default) or "SGD", with opt_func's mom, sqr_mom, eps, decouple_wd */
     static const char *const kinds[] = {"Adam", "SGD", NULL};
-    ftl_opt_kind kind = ftl_opt_enum(L, 2, "Learner", "opt", kinds, 0) ? FTL_OPT_SGD : FTL_OPT_ADAM;
-    ftl_adam_hypers h = kind == FTL_OPT_SGD ? ftl_sgd_defaults() : ftl_adam_defaults();
+    ftf_opt_kind kind = ftl_opt_enum(L, 2, "Learner", "opt", kinds, 0) ? FTL_OPT_SGD : FTL_OPT_ADAM;
+    ftf_adam_hypers h = kind == FTL_OPT_SGD ? ftf_sgd_defaults() : ftf_adam_defaults();
     h.lr = ftl_opt_number(L, 2, "Learner", "lr", h.lr);
     h.wd = ftl_opt_number(L, 2, "Learner", "wd", h.wd);
     h.mom = ftl_opt_number(L, 2, "Learner", "mom", h.mom);
@@ -276,9 +276,9 @@ static int l_core_n_groups(lua_State *L) {
 static int l_core_freeze_to(lua_State *L) {
     ftl_learner *ln = ftl_check_core(L, 1);
     int n = (int)luaL_checkinteger(L, 2), idx = 0;
-    ft_status st = ftl_adam_freeze_to(ln->opt, n, &idx);
+    ft_status st = ftf_adam_freeze_to(ln->opt, n, &idx);
     if (st != FT_OK) return luaL_error(L, "freeze_to: %s", ft_last_error());
-    ftl_adam_clear_state(ln->opt);
+    ftf_adam_clear_state(ln->opt);
     if (idx >= ln->n_groups) {
         char msg[128];
         snprintf(msg, sizeof msg, "Freezing %d groups; model has %d; whole model is frozen.", idx,
@@ -291,7 +291,7 @@ static int l_core_freeze_to(lua_State *L) {
 
 /* core:opt_kind() -> "Adam" or "SGD" */
 static int l_core_opt_kind(lua_State *L) {
-    lua_pushstring(L, ftl_opt_kind_name(ftl_check_core(L, 1)->opt->kind));
+    lua_pushstring(L, ftf_opt_kind_name(ftl_check_core(L, 1)->opt->kind));
     return 1;
 }
 
@@ -301,8 +301,8 @@ static int l_core_hypers(lua_State *L) {
     for (int g = 0; g < ln->n_groups; g++) {
         lua_createtable(L, 0, FTL_NHYPERS);
         for (int k = 0; k < FTL_NHYPERS; k++) {
-            lua_pushnumber(L, ftl_adam_get_hyper(ln->opt, g, (ftl_hyper)k));
-            lua_setfield(L, -2, ftl_hyper_name((ftl_hyper)k));
+            lua_pushnumber(L, ftf_adam_get_hyper(ln->opt, g, (ftf_hyper)k));
+            lua_setfield(L, -2, ftf_hyper_name((ftf_hyper)k));
         }
         lua_rawseti(L, -2, g + 1);
     }
@@ -312,7 +312,7 @@ static int l_core_hypers(lua_State *L) {
 /* core:set_hyper(name, {per group} | number) */
 static int l_core_set_hyper(lua_State *L) {
     ftl_learner *ln = ftl_check_core(L, 1);
-    int k = ftl_hyper_from_name(luaL_checkstring(L, 2));
+    int k = ftf_hyper_from_name(luaL_checkstring(L, 2));
     if (k < 0) return luaL_argerror(L, 2, "unknown hyper-parameter");
     double *v = lua_newuserdatauv(L, sizeof(double) * (size_t)ln->n_groups, 0);
     for (int g = 0; g < ln->n_groups; g++) {
@@ -324,7 +324,7 @@ static int l_core_set_hyper(lua_State *L) {
             v[g] = luaL_checknumber(L, 3);
         }
     }
-    ftl_adam_set_hyper(ln->opt, (ftl_hyper)k, v);
+    ftf_adam_set_hyper(ln->opt, (ftf_hyper)k, v);
     return 0;
 }
 
@@ -366,7 +366,7 @@ static int l_core_opt_state(lua_State *L) {
     ftl_learner *ln = ftl_check_core(L, 1);
     lua_newtable(L);
     for (int i = 0; i < ln->opt->n_params; i++) {
-        ftl_adam_param *q = &ln->opt->params[i];
+        ftf_adam_param *q = &ln->opt->params[i];
         char key[64];
         ft_tensor *c = NULL;
         if (q->grad_avg) {
@@ -390,7 +390,7 @@ static int l_core_opt_state(lua_State *L) {
     }
     for (int g = 0; g < ln->n_groups; g++) {
         double hv[FTL_NHYPERS];
-        for (int k = 0; k < FTL_NHYPERS; k++) hv[k] = ftl_adam_get_hyper(ln->opt, g, (ftl_hyper)k);
+        for (int k = 0; k < FTL_NHYPERS; k++) hv[k] = ftf_adam_get_hyper(ln->opt, g, (ftf_hyper)k);
         int64_t shape[1] = {FTL_NHYPERS};
         ft_tensor *c = NULL;
         ftl_check(L, ft_from_data(hv, FT_FLOAT64, shape, 1, &c), "opt_state");
@@ -407,7 +407,7 @@ static int l_core_opt_state(lua_State *L) {
 static int l_core_set_opt_state(lua_State *L) {
     ftl_learner *ln = ftl_check_core(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    ftl_adam *o = ln->opt;
+    ftf_adam *o = ln->opt;
     for (int i = 0; i < o->n_params; i++) {
         char key[64];
         snprintf(key, sizeof key, "%d.step", i + 1);
@@ -446,7 +446,7 @@ static int l_core_set_opt_state(lua_State *L) {
             }
             lua_pop(L, 1);
         }
-        ftl_adam_param *q = &o->params[i];
+        ftf_adam_param *q = &o->params[i];
         ft_free(q->grad_avg);
         ft_free(q->sqr_avg);
         q->grad_avg = ga;
@@ -464,9 +464,9 @@ static int l_core_set_opt_state(lua_State *L) {
             for (int k = 0; k < FTL_NHYPERS; k++) {
                 double *vals = lua_newuserdatauv(L, sizeof(double) * (size_t)ln->n_groups, 0);
                 for (int j = 0; j < ln->n_groups; j++)
-                    vals[j] = ftl_adam_get_hyper(o, j, (ftl_hyper)k);
+                    vals[j] = ftf_adam_get_hyper(o, j, (ftf_hyper)k);
                 vals[g] = hv[k];
-                ftl_adam_set_hyper(o, (ftl_hyper)k, vals);
+                ftf_adam_set_hyper(o, (ftf_hyper)k, vals);
                 lua_pop(L, 1);
             }
         }

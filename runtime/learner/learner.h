@@ -51,7 +51,7 @@ typedef enum { FTL_AMP_OFF = 0, FTL_AMP_BF16, FTL_AMP_FP16 } ftl_amp;
 
 typedef struct {
     ftm_module *model; /* retained */
-    ftl_adam *opt;
+    ftf_adam *opt;
     int n_groups;
     ftl_loss_kind loss;
     double ls_eps;

@@ -23,31 +23,31 @@ static int l_lr_finder(lua_State *L) {
     int num_it = (int)ftl_opt_integer(L, 1, "LRFinder", "num_it", 100), stop_div = 1;
     if (lua_istable(L, 1) && lua_getfield(L, 1, "stop_div") != LUA_TNIL)
         stop_div = lua_toboolean(L, -1);
-    ftl_lr_finder *f = lua_newuserdatauv(L, sizeof *f, 0);
+    ftf_lr_finder *f = lua_newuserdatauv(L, sizeof *f, 0);
     luaL_setmetatable(L, FINDER_MT);
-    if (ftl_lr_finder_init(f, start, end, num_it, stop_div)) luaL_error(L, "%s", ft_last_error());
+    if (ftf_lr_finder_init(f, start, end, num_it, stop_div)) luaL_error(L, "%s", ft_last_error());
     return 1;
 }
 
 static int finder_lr(lua_State *L) {
-    lua_pushnumber(L, ftl_lr_finder_lr(luaL_checkudata(L, 1, FINDER_MT)));
+    lua_pushnumber(L, ftf_lr_finder_lr(luaL_checkudata(L, 1, FINDER_MT)));
     return 1;
 }
 
 /* finder:after_batch(smooth_loss) -> true when the sweep must stop */
 static int finder_after_batch(lua_State *L) {
-    ftl_lr_finder *f = luaL_checkudata(L, 1, FINDER_MT);
-    lua_pushboolean(L, ftl_lr_finder_after_batch(f, luaL_checknumber(L, 2)));
+    ftf_lr_finder *f = luaL_checkudata(L, 1, FINDER_MT);
+    lua_pushboolean(L, ftf_lr_finder_after_batch(f, luaL_checknumber(L, 2)));
     return 1;
 }
 
 static int finder_train_iter(lua_State *L) {
-    lua_pushinteger(L, ((ftl_lr_finder *)luaL_checkudata(L, 1, FINDER_MT))->train_iter);
+    lua_pushinteger(L, ((ftf_lr_finder *)luaL_checkudata(L, 1, FINDER_MT))->train_iter);
     return 1;
 }
 
 static int finder_num_it(lua_State *L) {
-    lua_pushinteger(L, ((ftl_lr_finder *)luaL_checkudata(L, 1, FINDER_MT))->num_it);
+    lua_pushinteger(L, ((ftf_lr_finder *)luaL_checkudata(L, 1, FINDER_MT))->num_it);
     return 1;
 }
 
@@ -59,8 +59,8 @@ static int l_lr_suggestions(lua_State *L) {
     double *losses = ftl_lcore_number_list(L, 2, &m, "losses");
     int num_it = (int)luaL_checkinteger(L, 3);
     luaL_argcheck(L, n == m, 2, "lrs and losses must have the same length");
-    ftl_lr_suggestions sg;
-    int used = ftl_lr_suggest(lrs, losses, n, num_it, &sg);
+    ftf_lr_suggestions sg;
+    int used = ftf_lr_suggest(lrs, losses, n, num_it, &sg);
     if (used < 0) luaL_error(L, "%s", ft_last_error());
     lua_createtable(L, 0, 5);
     const char *names[4] = {"minimum", "steep", "valley", "slide"};
@@ -95,14 +95,14 @@ static int run_metric(lua_State *L, metric_fn fn) {
     return 1;
 }
 
-static int l_accuracy(lua_State *L) { return run_metric(L, ftl_accuracy); }
-static int l_error_rate(lua_State *L) { return run_metric(L, ftl_error_rate); }
+static int l_accuracy(lua_State *L) { return run_metric(L, ftf_accuracy); }
+static int l_error_rate(lua_State *L) { return run_metric(L, ftf_error_rate); }
 
 static int l_top_k_accuracy(lua_State *L) {
     ft_tensor *pred = ftl_check_tensor(L, 1);
     int k = (int)luaL_optinteger(L, 3, 5);
     ft_tensor *targ = zero_based(L, 2), *out = NULL;
-    ft_status st = ftl_top_k_accuracy(pred, targ, k, &out);
+    ft_status st = ftf_top_k_accuracy(pred, targ, k, &out);
     ft_free(targ);
     ftl_lcore_check(L, st);
     ftl_push_tensor(L, out);
@@ -124,7 +124,7 @@ static int l_label_smoothing_ce(lua_State *L) {
     double eps = ftl_opt_number(L, 3, "label_smoothing_ce", "eps", 0.1);
     ft_reduction red = opt_reduction(L, 3, "label_smoothing_ce");
     ft_tensor *targ = zero_based(L, 2), *out = NULL;
-    ft_status st = ftl_label_smoothing_ce(logits, targ, eps, red, &out);
+    ft_status st = ftf_label_smoothing_ce(logits, targ, eps, red, &out);
     ft_free(targ);
     ftl_lcore_check(L, st);
     ftl_push_tensor(L, out);
@@ -172,32 +172,32 @@ static int l_nll_loss(lua_State *L) {
 
 /* core.AvgMetric(): :accumulate(value (tensor or number), bs), :value(), :reset() */
 static int l_avg(lua_State *L) {
-    ftl_avg *a = lua_newuserdatauv(L, sizeof *a, 0);
+    ftf_avg *a = lua_newuserdatauv(L, sizeof *a, 0);
     memset(a, 0, sizeof *a);
     luaL_setmetatable(L, AVG_MT);
     return 1;
 }
 
 static int avg_gc(lua_State *L) {
-    ftl_avg_reset(luaL_checkudata(L, 1, AVG_MT));
+    ftf_avg_reset(luaL_checkudata(L, 1, AVG_MT));
     return 0;
 }
 
 static int avg_accumulate(lua_State *L) {
-    ftl_avg *a = luaL_checkudata(L, 1, AVG_MT);
+    ftf_avg *a = luaL_checkudata(L, 1, AVG_MT);
     lua_Integer bs = luaL_checkinteger(L, 3);
     luaL_argcheck(L, bs >= 0, 3, "batch size must be non-negative");
     if (lua_type(L, 2) == LUA_TNUMBER)
-        ftl_avg_add_number(a, lua_tonumber(L, 2), bs);
+        ftf_avg_add_number(a, lua_tonumber(L, 2), bs);
     else
-        ftl_lcore_check(L, ftl_avg_add(a, ftl_check_tensor(L, 2), bs));
+        ftl_lcore_check(L, ftf_avg_add(a, ftl_check_tensor(L, 2), bs));
     return 0;
 }
 
 static int avg_value(lua_State *L) {
     double v;
-    ftl_lcore_check(L, ftl_avg_value(luaL_checkudata(L, 1, AVG_MT), &v));
-    if (isnan(v) && ((ftl_avg *)lua_touserdata(L, 1))->count == 0)
+    ftl_lcore_check(L, ftf_avg_value(luaL_checkudata(L, 1, AVG_MT), &v));
+    if (isnan(v) && ((ftf_avg *)lua_touserdata(L, 1))->count == 0)
         lua_pushnil(L);
     else
         lua_pushnumber(L, v);
@@ -207,7 +207,7 @@ static int avg_value(lua_State *L) {
 /* core.AvgSmoothLoss([beta = 0.98]): :accumulate(loss), :value(), :reset() */
 static int l_smooth(lua_State *L) {
     double beta = luaL_optnumber(L, 1, 0.98);
-    ftl_smooth_loss *s = lua_newuserdatauv(L, sizeof *s, 0);
+    ftf_smooth_loss *s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
     s->beta = beta;
     luaL_setmetatable(L, SMOOTH_MT);
@@ -215,20 +215,20 @@ static int l_smooth(lua_State *L) {
 }
 
 static int smooth_gc(lua_State *L) {
-    ftl_smooth_loss *s = luaL_checkudata(L, 1, SMOOTH_MT);
-    ftl_smooth_reset(s, s->beta);
+    ftf_smooth_loss *s = luaL_checkudata(L, 1, SMOOTH_MT);
+    ftf_smooth_reset(s, s->beta);
     return 0;
 }
 
 static int smooth_accumulate(lua_State *L) {
-    ftl_lcore_check(L, ftl_smooth_add(luaL_checkudata(L, 1, SMOOTH_MT), ftl_check_tensor(L, 2)));
+    ftl_lcore_check(L, ftf_smooth_add(luaL_checkudata(L, 1, SMOOTH_MT), ftl_check_tensor(L, 2)));
     return 0;
 }
 
 static int smooth_value(lua_State *L) {
-    ftl_smooth_loss *s = luaL_checkudata(L, 1, SMOOTH_MT);
+    ftf_smooth_loss *s = luaL_checkudata(L, 1, SMOOTH_MT);
     double v;
-    ftl_lcore_check(L, ftl_smooth_value(s, &v));
+    ftl_lcore_check(L, ftf_smooth_value(s, &v));
     if (s->count == 0)
         lua_pushnil(L);
     else

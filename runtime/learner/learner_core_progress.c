@@ -11,13 +11,13 @@
 
 static int l_format_time(lua_State *L) {
     char buf[32];
-    lua_pushstring(L, ftl_format_time(luaL_checknumber(L, 1), buf));
+    lua_pushstring(L, ftf_format_time(luaL_checknumber(L, 1), buf));
     return 1;
 }
 
 static int l_repr(lua_State *L) {
     char buf[64];
-    ftl_repr_double(luaL_checknumber(L, 1), buf, sizeof buf);
+    ftf_repr_double(luaL_checknumber(L, 1), buf, sizeof buf);
     lua_pushstring(L, buf);
     return 1;
 }
@@ -39,13 +39,13 @@ static const char **name_list(lua_State *L, int idx, int *n) {
 }
 
 /* Lua values to cells: integer -> int, float -> float, string -> str, false -> None. */
-static ftl_cell *cell_list(lua_State *L, int idx, int n) {
+static ftf_cell *cell_list(lua_State *L, int idx, int n) {
     idx = lua_absindex(L, idx);
     luaL_checktype(L, idx, LUA_TTABLE);
-    ftl_cell *cells = ftl_lcore_scratch(L, sizeof(ftl_cell) * (size_t)n);
+    ftf_cell *cells = ftl_lcore_scratch(L, sizeof(ftf_cell) * (size_t)n);
     for (int i = 0; i < n; i++) {
         lua_geti(L, idx, i + 1);
-        ftl_cell c = {FTL_CELL_NONE, 0, 0, NULL};
+        ftf_cell c = {FTL_CELL_NONE, 0, 0, NULL};
         if (lua_isinteger(L, -1)) {
             c.kind = FTL_CELL_INT;
             c.i = lua_tointeger(L, -1);
@@ -68,9 +68,9 @@ static ftl_cell *cell_list(lua_State *L, int idx, int n) {
 static int l_table_header(lua_State *L) {
     int n;
     const char **names = name_list(L, 1, &n);
-    int len = ftl_table_header(NULL, 0, names, n);
+    int len = ftf_table_header(NULL, 0, names, n);
     char *buf = ftl_lcore_scratch(L, (size_t)len + 1);
-    ftl_table_header(buf, (size_t)len + 1, names, n);
+    ftf_table_header(buf, (size_t)len + 1, names, n);
     lua_pushlstring(L, buf, (size_t)len);
     return 1;
 }
@@ -79,10 +79,10 @@ static int l_table_header(lua_State *L) {
 static int l_table_row(lua_State *L) {
     int n;
     const char **names = name_list(L, 1, &n);
-    ftl_cell *cells = cell_list(L, 2, n);
-    int len = ftl_table_row(NULL, 0, names, cells, n);
+    ftf_cell *cells = cell_list(L, 2, n);
+    int len = ftf_table_row(NULL, 0, names, cells, n);
     char *buf = ftl_lcore_scratch(L, (size_t)len + 1);
-    ftl_table_row(buf, (size_t)len + 1, names, cells, n);
+    ftf_table_row(buf, (size_t)len + 1, names, cells, n);
     lua_pushlstring(L, buf, (size_t)len);
     return 1;
 }
@@ -93,25 +93,25 @@ static int l_pbar(lua_State *L) {
     int e = (int)luaL_checkinteger(L, 1), n = (int)luaL_checkinteger(L, 2),
         total = (int)luaL_checkinteger(L, 3);
     luaL_argcheck(L, total >= 0, 3, "total must be non-negative");
-    ftl_pbar *b = lua_newuserdatauv(L, sizeof *b, 0);
+    ftf_pbar *b = lua_newuserdatauv(L, sizeof *b, 0);
     luaL_setmetatable(L, PBAR_MT);
-    ftl_pbar_start(b, stdout, e, n, total, monotonic_seconds());
+    ftf_pbar_start(b, stdout, e, n, total, monotonic_seconds());
     return 1;
 }
 
 static int pbar_update(lua_State *L) {
-    ftl_pbar *b = luaL_checkudata(L, 1, PBAR_MT);
-    ftl_pbar_update(b, (int)luaL_checkinteger(L, 2), luaL_optnumber(L, 3, monotonic_seconds()));
+    ftf_pbar *b = luaL_checkudata(L, 1, PBAR_MT);
+    ftf_pbar_update(b, (int)luaL_checkinteger(L, 2), luaL_optnumber(L, 3, monotonic_seconds()));
     return 0;
 }
 
 static int pbar_comment(lua_State *L) {
-    ftl_pbar_comment(luaL_checkudata(L, 1, PBAR_MT), luaL_checknumber(L, 2));
+    ftf_pbar_comment(luaL_checkudata(L, 1, PBAR_MT), luaL_checknumber(L, 2));
     return 0;
 }
 
 static int pbar_finish(lua_State *L) {
-    ftl_pbar_finish(luaL_checkudata(L, 1, PBAR_MT));
+    ftf_pbar_finish(luaL_checkudata(L, 1, PBAR_MT));
     return 0;
 }
 
@@ -129,18 +129,18 @@ static int l_csv(lua_State *L) {
         lua_pop(L, 1);
     }
     void **slot = ftl_lcore_new_box(L, CSV_MT);
-    ftl_csv *c = new_ftl_csv(path, append, names, n);
+    ftf_csv *c = new_ftl_csv(path, append, names, n);
     if (!c) luaL_error(L, "%s", ft_last_error());
     *slot = c;
     return 1;
 }
 
 static int csv_write(lua_State *L) {
-    ftl_csv *c = ftl_lcore_check_box(L, 1, CSV_MT);
+    ftf_csv *c = ftl_lcore_check_box(L, 1, CSV_MT);
     luaL_checktype(L, 2, LUA_TTABLE);
     int n = (int)luaL_len(L, 2);
-    ftl_cell *cells = cell_list(L, 2, n);
-    if (ftl_csv_write(c, cells, n)) luaL_error(L, "%s", ft_last_error());
+    ftf_cell *cells = cell_list(L, 2, n);
+    if (ftf_csv_write(c, cells, n)) luaL_error(L, "%s", ft_last_error());
     return 0;
 }
 

@@ -50,7 +50,7 @@ static int slice_tostring(lua_State *L) {
 }
 
 /* A number, a slice or a list at idx as an lr spec (the list lives in a scratch userdata). */
-static void check_lr_spec(lua_State *L, int idx, ftl_lr_spec *spec) {
+static void check_lr_spec(lua_State *L, int idx, ftf_lr_spec *spec) {
     memset(spec, 0, sizeof *spec);
     if (lua_type(L, idx) == LUA_TNUMBER) {
         spec->kind = FTL_LR_NUMBER;
@@ -74,11 +74,11 @@ static void check_lr_spec(lua_State *L, int idx, ftl_lr_spec *spec) {
 
 /* The n_groups lrs of the value at idx, validated (errors name the problem). */
 double *ftl_lcore_lr_values(lua_State *L, int idx, int n_groups) {
-    ftl_lr_spec spec;
+    ftf_lr_spec spec;
     int abs_idx = lua_absindex(L, idx);
     check_lr_spec(L, abs_idx, &spec);
     double *out = ftl_lcore_scratch(L, sizeof(double) * (size_t)(n_groups > 0 ? n_groups : 1));
-    if (ftl_lr_per_group(&spec, n_groups, out)) luaL_error(L, "%s", ft_last_error());
+    if (ftf_lr_per_group(&spec, n_groups, out)) luaL_error(L, "%s", ft_last_error());
     return out;
 }
 
@@ -96,14 +96,14 @@ static int l_even_mults(lua_State *L) {
     int n = (int)luaL_checkinteger(L, 3);
     luaL_argcheck(L, n >= 1, 3, "needs n >= 1");
     double *v = ftl_lcore_scratch(L, sizeof(double) * (size_t)n);
-    ftl_even_mults(a, b, n, v);
+    ftf_even_mults(a, b, n, v);
     ftl_lcore_push_numbers(L, v, n);
     return 1;
 }
 
 static int l_sched_cos(lua_State *L) {
     lua_pushnumber(
-        L, ftl_sched_cos(luaL_checknumber(L, 1), luaL_checknumber(L, 2), luaL_checknumber(L, 3)));
+        L, ftf_sched_cos(luaL_checknumber(L, 1), luaL_checknumber(L, 2), luaL_checknumber(L, 3)));
     return 1;
 }
 
@@ -112,14 +112,14 @@ static int l_train_pos(lua_State *L) {
     int e = (int)luaL_checkinteger(L, 1), it = (int)luaL_checkinteger(L, 2);
     int n_iter = (int)luaL_checkinteger(L, 3), n_epoch = (int)luaL_checkinteger(L, 4);
     luaL_argcheck(L, n_iter > 0 && n_epoch > 0, 3, "n_iter and n_epoch must be positive");
-    lua_pushnumber(L, ftl_train_pos(e, it, n_iter, n_epoch));
+    lua_pushnumber(L, ftf_train_pos(e, it, n_iter, n_epoch));
     return 1;
 }
 
 /* ---------------------------------------------------------------- schedules */
 
 typedef struct {
-    ftl_sched *lr, *mom; /* mom NULL when the fit schedules none */
+    ftf_sched *lr, *mom; /* mom NULL when the fit schedules none */
     int n_epoch;         /* fit_sgdr's epoch count, else 0 */
 } sched_ud;
 
@@ -161,7 +161,7 @@ static int l_one_cycle(lua_State *L) {
     ftl_check_options(L, 2, "one_cycle", keys);
     int n = groups_of(L, 1, 2, "one_cycle");
     double *lr = ftl_lcore_lr_values(L, 1, n);
-    ftl_one_cycle_opts o = ftl_one_cycle_defaults();
+    ftf_one_cycle_opts o = ftf_one_cycle_defaults();
     o.div = ftl_opt_number(L, 2, "one_cycle", "div", o.div);
     o.div_final = ftl_opt_number(L, 2, "one_cycle", "div_final", o.div_final);
     o.pct_start = ftl_opt_number(L, 2, "one_cycle", "pct_start", o.pct_start);
@@ -211,11 +211,11 @@ static int sched_at(lua_State *L) {
     sched_ud *s = check_sched(L, 1);
     double pos = luaL_checknumber(L, 2);
     double *v = ftl_lcore_scratch(L, sizeof(double) * (size_t)s->lr->n_groups);
-    ftl_sched_at(s->lr, pos, v);
+    ftf_sched_at(s->lr, pos, v);
     ftl_lcore_push_numbers(L, v, s->lr->n_groups);
     if (s->mom) {
         double m;
-        ftl_sched_at(s->mom, pos, &m);
+        ftf_sched_at(s->mom, pos, &m);
         lua_pushnumber(L, m);
     } else {
         lua_pushnil(L);
@@ -239,14 +239,14 @@ static int sched_values(lua_State *L) {
     int b = 0;
     for (int e = 0; e < n_epoch; e++)
         for (int it = 0; it < n_iter; it++) {
-            double pos = ftl_train_pos(e, it, n_iter, n_epoch);
-            ftl_sched_at(s->lr, pos, v);
+            double pos = ftf_train_pos(e, it, n_iter, n_epoch);
+            ftf_sched_at(s->lr, pos, v);
             b++;
             ftl_lcore_push_numbers(L, v, g);
             lua_rawseti(L, s->mom ? -3 : -2, b);
             if (s->mom) {
                 double m;
-                ftl_sched_at(s->mom, pos, &m);
+                ftf_sched_at(s->mom, pos, &m);
                 lua_pushnumber(L, m);
                 lua_rawseti(L, -2, b);
             }

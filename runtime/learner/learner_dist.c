@@ -7,14 +7,14 @@
 #include "learner/learner_internal.h"
 
 /* The group this learner trains over, or NULL (one process, or no learn:to_distributed()). */
-ft_dist *ftl_fit_dist(const ftl_learner *ln) { return ln->dist ? ftl_dist_group() : NULL; }
+ft_dist *ftl_fit_dist(const ftl_learner *ln) { return ln->dist ? ftr_dist_group() : NULL; }
 
 /* After backward: every rank's gradients, and its batch loss, become their mean over the
  * global batch, sum_r(n_r * g_r) / sum_r(n_r) with n_r the rank's items: what one process's
  * mean loss over the whole batch gives. fs->loss becomes that (detached) global loss, so the
  * smoothed loss, the recorder and lr_find's stop agree on every rank. */
 int ftl_fit_reduce_grads(fit_state *fs, ft_dist *d) {
-    ftl_adam *o = fs->ln->opt;
+    ftf_adam *o = fs->ln->opt;
     ft_tensor **ts = calloc((size_t)o->n_params + 1, sizeof *ts);
     if (!ts) return ftl_fit_failf(fs, "all_reduce: out of memory");
     int n = 0, r = GO;
@@ -61,7 +61,7 @@ int ftl_fit_reduce_avgs(fit_state *fs, ft_dist *d) {
     int k = 1 + fs->ln->n_metrics;
     double v[2 * (FTL_MAX_METRICS + 1)];
     for (int i = 0; i < k; i++) {
-        ftl_avg *a = i == 0 ? &fs->vloss : &fs->vmet[i - 1];
+        ftf_avg *a = i == 0 ? &fs->vloss : &fs->vmet[i - 1];
         double t = 0;
         if (a->total && ft_item(a->total, &t) != FT_OK) return ftl_fit_shim_fail(fs, "valid");
         v[2 * i] = a->dtotal + t;
@@ -70,8 +70,8 @@ int ftl_fit_reduce_avgs(fit_state *fs, ft_dist *d) {
     if (ft_dist_all_reduce_doubles(d, v, 2 * k, FT_DIST_SUM) != FT_OK)
         return ftl_fit_shim_fail(fs, "valid");
     for (int i = 0; i < k; i++) {
-        ftl_avg *a = i == 0 ? &fs->vloss : &fs->vmet[i - 1];
-        ftl_avg_reset(a);
+        ftf_avg *a = i == 0 ? &fs->vloss : &fs->vmet[i - 1];
+        ftf_avg_reset(a);
         a->dtotal = v[2 * i];
         a->count = (int64_t)v[2 * i + 1];
     }
@@ -80,22 +80,22 @@ int ftl_fit_reduce_avgs(fit_state *fs, ft_dist *d) {
 
 /* fit's data-parallel setup: the ranks agree on rank 0's shuffle seed, the train loader gives
  * this rank its part of every global batch, the valid loader every world-th batch. */
-int ftl_fit_shard(fit_state *fs, ft_dist *d, ftl_loader *train, ftl_loader *valid) {
+int ftl_fit_shard(fit_state *fs, ft_dist *d, ftd_loader *train, ftd_loader *valid) {
     int rank = ft_dist_rank(d), world = ft_dist_world(d);
-    if (ftl_loader_config_of(train)->bs < world) {
+    if (ftd_loader_config_of(train)->bs < world) {
         snprintf(fs->err, sizeof fs->err,
                  "fit: the batch size (%d) is smaller than the number of ranks (%d)",
-                 ftl_loader_config_of(train)->bs, world);
+                 ftd_loader_config_of(train)->bs, world);
         return FAIL;
     }
-    uint64_t seed = ftl_loader_config_of(train)->seed;
+    uint64_t seed = ftd_loader_config_of(train)->seed;
     if (ft_dist_broadcast_bytes(d, &seed, sizeof seed, 0) != FT_OK)
         return ftl_fit_shim_fail(fs, "fit");
-    ftl_loader_set_seed(train, seed);
-    ftl_loader_set_shard(train, FTL_SHARD_SPLIT, rank, world);
+    ftd_loader_set_seed(train, seed);
+    ftd_loader_set_shard(train, FTL_SHARD_SPLIT, rank, world);
     fs->sharded[0] = train;
     if (valid && valid != train) {
-        ftl_loader_set_shard(valid, FTL_SHARD_STRIDE, rank, world);
+        ftd_loader_set_shard(valid, FTL_SHARD_STRIDE, rank, world);
         fs->sharded[1] = valid;
     }
     /* Overlap the all-reduce with backward over the parameters this fit trains (freezing
@@ -105,7 +105,7 @@ int ftl_fit_shard(fit_state *fs, ft_dist *d, ftl_loader *train, ftl_loader *vali
     if (ov && !strcmp(ov, "0")) return GO;
     const char *mb = getenv("FTLUA_DIST_BUCKET_MB");
     int64_t bucket = mb && atof(mb) > 0 ? (int64_t)(atof(mb) * 1048576.0) : 0;
-    ftl_adam *o = fs->ln->opt;
+    ftf_adam *o = fs->ln->opt;
     ft_tensor **ps = calloc((size_t)o->n_params + 1, sizeof *ps);
     if (!ps) return ftl_fit_failf(fs, "fit: out of memory");
     int n = 0;

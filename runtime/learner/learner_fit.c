@@ -33,16 +33,16 @@ void ftl_fit_batch_free(fit_state *fs) {
 
 void ftl_fit_state_clear(fit_state *fs) {
     ftl_fit_batch_free(fs);
-    if (fs->running) ftl_loader_stop(fs->running);
+    if (fs->running) ftd_loader_stop(fs->running);
     fs->running = NULL;
-    if (fs->bar_on) ftl_pbar_finish(&fs->bar);
+    if (fs->bar_on) ftf_pbar_finish(&fs->bar);
     fs->bar_on = 0;
     free_ftl_sched(fs->lr_s);
     free_ftl_sched(fs->mom_s);
     fs->lr_s = fs->mom_s = NULL;
-    ftl_smooth_reset(&fs->smooth, 0.98);
-    ftl_avg_reset(&fs->vloss);
-    for (int i = 0; i < FTL_MAX_METRICS; i++) ftl_avg_reset(&fs->vmet[i]);
+    ftf_smooth_reset(&fs->smooth, 0.98);
+    ftf_avg_reset(&fs->vloss);
+    for (int i = 0; i < FTL_MAX_METRICS; i++) ftf_avg_reset(&fs->vmet[i]);
     free_ftl_tensor_snapshot(fs->wsnap);
     free_ftl_adam_snapshot(fs->osnap);
     fs->wsnap = NULL;
@@ -52,7 +52,7 @@ void ftl_fit_state_clear(fit_state *fs) {
     if (fs->grad_off) ft_set_grad_enabled(1);
     fs->grad_off = 0;
     for (int i = 0; i < 2; i++) {
-        if (fs->sharded[i]) ftl_loader_set_shard(fs->sharded[i], FTL_SHARD_NONE, 0, 1);
+        if (fs->sharded[i]) ftd_loader_set_shard(fs->sharded[i], FTL_SHARD_NONE, 0, 1);
         fs->sharded[i] = NULL;
     }
     free_ft_dist_reducer(fs->reducer);
@@ -88,9 +88,9 @@ int ftl_fit_shim_fail(fit_state *fs, const char *what) {
 /* The next batch of dl into fs->x / fs->y, laid out channels-last when the learner asks for it.
  * Returns 1 for a batch, 0 at the end of the epoch, FAIL (message in fs->err) on an error.
  * need_y names the phase that needs labels ("training", "validation"), or is NULL. */
-int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftl_loader *dl, const char *need_y) {
+int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftd_loader *dl, const char *need_y) {
     char err[512];
-    int got = ftl_loader_next(dl, &fs->x, &fs->y, err, sizeof err);
+    int got = ftd_loader_next(dl, &fs->x, &fs->y, err, sizeof err);
     if (got < 0) return ftl_fit_failf(fs, "loader: %s", err);
     if (got == 0) return 0;
     if (need_y && !fs->y) return ftl_fit_failf(fs, "%s needs labels", need_y);
@@ -221,7 +221,7 @@ static int build_spec(lua_State *L, int spec, fit_state *fs, fit_spec *sp, int n
         double start_lr = ftl_opt_number(L, spec, "lr_find", "start_lr", 1e-7);
         double end_lr = ftl_opt_number(L, spec, "lr_find", "end_lr", 10);
         int num_it = (int)ftl_opt_integer(L, spec, "lr_find", "num_it", 100);
-        if (ftl_lr_finder_init(&sp->finder, start_lr, end_lr, num_it, 1))
+        if (ftf_lr_finder_init(&sp->finder, start_lr, end_lr, num_it, 1))
             luaL_error(L, "lr_find: %s", ft_last_error());
         lua_getfield(L, spec, "stop_div");
         sp->finder.stop_div = lua_isnil(L, -1) || lua_toboolean(L, -1);
@@ -230,7 +230,7 @@ static int build_spec(lua_State *L, int spec, fit_state *fs, fit_spec *sp, int n
     }
     read_lrs(L, spec, ln, sp->lrs);
     if (sp->kind == SCHED_ONE_CYCLE) {
-        ftl_one_cycle_opts o = ftl_one_cycle_defaults();
+        ftf_one_cycle_opts o = ftf_one_cycle_defaults();
         o.div = ftl_opt_number(L, spec, "fit_one_cycle", "div", o.div);
         o.div_final = ftl_opt_number(L, spec, "fit_one_cycle", "div_final", o.div_final);
         o.pct_start = ftl_opt_number(L, spec, "fit_one_cycle", "pct_start", o.pct_start);
@@ -367,10 +367,10 @@ static void set_fit_hypers(lua_State *L, int spec, ftl_learner *ln, const fit_sp
     if (lua_getfield(L, spec, "wd") != LUA_TNIL) {
         double wd = luaL_checknumber(L, -1);
         for (int g = 0; g < ln->n_groups; g++) tmp[g] = wd;
-        ftl_adam_set_hyper(ln->opt, FTL_WD, tmp);
+        ftf_adam_set_hyper(ln->opt, FTL_WD, tmp);
     }
     lua_pop(L, 1);
-    if (sp->kind != SCHED_LR_FIND) ftl_adam_set_hyper(ln->opt, FTL_LR, sp->lrs);
+    if (sp->kind != SCHED_LR_FIND) ftf_adam_set_hyper(ln->opt, FTL_LR, sp->lrs);
 }
 
 /* lr_find: snapshot the weights, buffers and optimizer state in memory; may raise (fs's __gc
@@ -391,24 +391,24 @@ static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *s
     ftl_learner *ln = fs->ln;
     int nv = 2 + ln->n_metrics;
     double vals[FTL_MAX_METRICS + 2];
-    ftl_smooth_value(&fs->smooth, &vals[0]);
-    if (ftl_avg_value(&fs->vloss, &vals[1]) != FT_OK) vals[1] = NAN;
+    ftf_smooth_value(&fs->smooth, &vals[0]);
+    if (ftf_avg_value(&fs->vloss, &vals[1]) != FT_OK) vals[1] = NAN;
     for (int i = 0; i < ln->n_metrics; i++)
-        if (ftl_avg_value(&fs->vmet[i], &vals[2 + i]) != FT_OK) vals[2 + i] = NAN;
+        if (ftf_avg_value(&fs->vmet[i], &vals[2 + i]) != FT_OK) vals[2 + i] = NAN;
     for (int j = 0; j < nv; j++)
         if (ftl_dvec_push(&ln->rec.values, vals[j]))
             return ftl_fit_failf(fs, "recorder: out of memory");
     columns cols;
     make_columns(ln, &cols);
-    ftl_cell cells[FTL_MAX_METRICS + 4];
+    ftf_cell cells[FTL_MAX_METRICS + 4];
     char tbuf[32], line[4096];
-    cells[0] = (ftl_cell){.kind = FTL_CELL_INT, .i = epoch};
-    for (int j = 0; j < nv; j++) cells[1 + j] = (ftl_cell){.kind = FTL_CELL_FLOAT, .f = vals[j]};
+    cells[0] = (ftf_cell){.kind = FTL_CELL_INT, .i = epoch};
+    for (int j = 0; j < nv; j++) cells[1 + j] = (ftf_cell){.kind = FTL_CELL_FLOAT, .f = vals[j]};
     cells[1 + nv] =
-        (ftl_cell){.kind = FTL_CELL_STR, .s = ftl_format_time(monotonic_seconds() - t0, tbuf)};
-    if (!sp->no_logging && ftl_dist_is_main()) {
-        ftl_table_row(line, sizeof line, cols.names, cells, cols.k);
-        ftl_table_emit(line, cols.names, cells, cols.k);
+        (ftf_cell){.kind = FTL_CELL_STR, .s = ftf_format_time(monotonic_seconds() - t0, tbuf)};
+    if (!sp->no_logging && ftr_dist_is_main()) {
+        ftf_table_row(line, sizeof line, cols.names, cells, cols.k);
+        ftf_table_emit(line, cols.names, cells, cols.k);
     }
     if (fl->has[EV_AFTER_EPOCH]) {
         lua_createtable(L, nv, 0);
@@ -426,8 +426,8 @@ static int end_epoch(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *s
 
 /* One epoch: before_epoch, training, validation (not for lr_find), the row. Returns FAIL or
  * CANCEL_FIT to stop the fit. */
-static int run_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train,
-                     ftl_loader *valid, int epoch, int n_epoch, int64_t *train_iter) {
+static int run_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftd_loader *train,
+                     ftd_loader *valid, int epoch, int n_epoch, int64_t *train_iter) {
     double t0 = monotonic_seconds();
     ftl_fit_set_int(L, fl->learn, "epoch", epoch);
     int r = ftl_run_event(L, fs, fl, EV_BEFORE_EPOCH);
@@ -439,7 +439,7 @@ static int run_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl
     if (r != CANCEL_EPOCH && sp->kind != SCHED_LR_FIND && valid) {
         r = ftl_validate(L, fs, fl, valid, epoch, n_epoch);
         if (r == FAIL || r == CANCEL_FIT) return r;
-        if (ftl_interrupted()) {
+        if (ftb_interrupted()) {
             snprintf(fs->err, sizeof fs->err, "interrupted!");
             r = CANCEL_FIT;
         }
@@ -454,10 +454,10 @@ static int end_fit(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *sp,
     int failed = r == FAIL || (r == CANCEL_FIT && fs->err[0]);
     if (!failed && ftl_run_event(L, fs, fl, EV_AFTER_FIT) == FAIL) failed = 1;
     if (sp->kind == SCHED_LR_FIND) {
-        ftl_adam *opt = fs->ln->opt;
-        ft_status st = ftl_adam_zero_grad(opt, 1);
-        if (st == FT_OK) st = ftl_tensor_snapshot_restore(fs->wsnap, fs->state, fs->n_state);
-        if (st == FT_OK) st = ftl_adam_restore(opt, fs->osnap);
+        ftf_adam *opt = fs->ln->opt;
+        ft_status st = ftf_adam_zero_grad(opt, 1);
+        if (st == FT_OK) st = ftf_tensor_snapshot_restore(fs->wsnap, fs->state, fs->n_state);
+        if (st == FT_OK) st = ftf_adam_restore(opt, fs->osnap);
         if (st != FT_OK && !failed) {
             snprintf(fs->err, sizeof fs->err, "lr_find: restoring the model: %s", ft_last_error());
             failed = 1;
@@ -468,18 +468,18 @@ static int end_fit(lua_State *L, fit_state *fs, fit_lua *fl, const fit_spec *sp,
 
 /* Sets up fs for a fit (data-parallel shards, schedules, hypers, lr_find's snapshot); may raise.
  * Returns the number of epochs. */
-static int prepare_fit(lua_State *L, fit_state *fs, fit_spec *sp, ftl_loader *train,
-                       ftl_loader *valid, int n_epoch) {
+static int prepare_fit(lua_State *L, fit_state *fs, fit_spec *sp, ftd_loader *train,
+                       ftd_loader *valid, int n_epoch) {
     ftl_learner *ln = fs->ln;
-    int64_t n_iter = ftl_loader_len(train);
+    int64_t n_iter = ftd_loader_len(train);
     if (ftl_fit_dist(ln)) {
         if (ftl_fit_shard(fs, ftl_fit_dist(ln), train, valid) != GO) luaL_error(L, "%s", fs->err);
-        n_iter = ftl_loader_len(train);
+        n_iter = ftd_loader_len(train);
     }
     n_epoch = build_spec(L, 4, fs, sp, n_epoch);
     if (sp->kind == SCHED_LR_FIND)
         n_epoch =
-            ftl_lr_find_n_epoch((int)ftl_opt_integer(L, 4, "lr_find", "num_it", 100), (int)n_iter);
+            ftf_lr_find_n_epoch((int)ftl_opt_integer(L, 4, "lr_find", "num_it", 100), (int)n_iter);
     if (n_epoch < 1) luaL_error(L, "fit: n_epoch must be >= 1, got %d", n_epoch);
     set_fit_hypers(L, 4, ln, sp); /* its scratch stays on the stack */
     if (sp->kind == SCHED_LR_FIND) snapshot_for_lr_find(L, fs);
@@ -498,13 +498,13 @@ int ftl_core_fit(lua_State *L) {
     int n_epoch = (int)luaL_checkinteger(L, 3);
     luaL_checktype(L, 4, LUA_TTABLE);
     luaL_checktype(L, 5, LUA_TTABLE);
-    ftl_loader *train = ftl_check_loader(L, 6);
-    ftl_loader *valid = lua_isnoneornil(L, 7) ? NULL : ftl_check_loader(L, 7);
+    ftd_loader *train = ftl_check_loader(L, 6);
+    ftd_loader *valid = lua_isnoneornil(L, 7) ? NULL : ftl_check_loader(L, 7);
     lua_settop(L, 7);
-    if (ftl_loader_len(train) <= 0)
+    if (ftd_loader_len(train) <= 0)
         return luaL_error(L, "fit: the training set is empty (%d items, batch size %d%s)",
-                          (int)ftl_loader_items(train), ftl_loader_config_of(train)->bs,
-                          ftl_loader_config_of(train)->drop_last ? ", drop_last" : "");
+                          (int)ftd_loader_items(train), ftd_loader_config_of(train)->bs,
+                          ftd_loader_config_of(train)->drop_last ? ", drop_last" : "");
     fit_lua fl = {.learn = 2, .cbs = 5};
     scan_callbacks(L, &fl);
     fit_state *fs = new_ftl_fit_state(L, ln);
@@ -513,15 +513,15 @@ int ftl_core_fit(lua_State *L) {
     memset(&sp, 0, sizeof sp);
     n_epoch = prepare_fit(L, fs, &sp, train, valid, n_epoch);
 
-    if (!sp.no_logging && ftl_dist_is_main()) { /* data parallel: only rank 0 prints */
+    if (!sp.no_logging && ftr_dist_is_main()) { /* data parallel: only rank 0 prints */
         columns cols;
         char line[4096];
         make_columns(ln, &cols);
-        ftl_table_header(line, sizeof line, cols.names, cols.k);
-        ftl_table_emit(line, cols.names, NULL, cols.k);
+        ftf_table_header(line, sizeof line, cols.names, cols.k);
+        ftf_table_emit(line, cols.names, NULL, cols.k);
     }
     recorder_reset(&ln->rec);
-    ftl_smooth_reset(&fs->smooth, 0.98);
+    ftf_smooth_reset(&fs->smooth, 0.98);
     ftl_fit_set_int(L, 2, "n_epoch", n_epoch);
     int64_t train_iter = 0;
     int r = ftl_run_event(L, fs, &fl, EV_BEFORE_FIT);
@@ -533,7 +533,7 @@ int ftl_core_fit(lua_State *L) {
     memcpy(msg, fs->err, sizeof msg);
     ftl_fit_state_clear(fs);
     ftm_set_training(ln->model, 0);
-    if (ftl_interrupted()) ftl_interrupt_handled();
+    if (ftb_interrupted()) ftb_interrupt_handled();
     push_recorder(L, ln, 2);
     if (failed) return luaL_error(L, "%s", msg);
     return 0;

@@ -57,18 +57,18 @@ enum { GO = 0, CANCEL_BATCH, CANCEL_TRAIN, CANCEL_VALID, CANCEL_EPOCH, CANCEL_FI
 typedef struct {
     ftl_learner *ln;
     ft_tensor *x, *y, *pred, *loss;
-    ftl_sched *lr_s, *mom_s;
-    ftl_smooth_loss smooth;
-    ftl_avg vloss, vmet[FTL_MAX_METRICS];
-    ftl_tensor_snapshot *wsnap;
-    ftl_adam_snapshot *osnap;
+    ftf_sched *lr_s, *mom_s;
+    ftf_smooth_loss smooth;
+    ftf_avg vloss, vmet[FTL_MAX_METRICS];
+    ftf_tensor_snapshot *wsnap;
+    ftf_adam_snapshot *osnap;
     ft_tensor **state; /* lr_find: every param and buffer (borrowed from the model) */
     int n_state;
-    ftl_loader *running;
-    ftl_pbar bar;
+    ftd_loader *running;
+    ftf_pbar bar;
     int bar_on;
     int grad_off;             /* autograd was turned off by us */
-    ftl_loader *sharded[2];   /* data parallel: loaders given this rank's shard for the fit */
+    ftd_loader *sharded[2];   /* data parallel: loaders given this rank's shard for the fit */
     ft_dist_reducer *reducer; /* data parallel: all-reduce overlapped with backward, or NULL */
     char err[2048];
 } fit_state;
@@ -90,7 +90,7 @@ typedef enum {
 typedef struct {
     sched_kind kind;
     double *lrs; /* n_groups, from spec.lrs */
-    ftl_lr_finder finder;
+    ftf_lr_finder finder;
     int no_logging;
 } fit_spec;
 
@@ -107,7 +107,7 @@ void ftl_fit_batch_free(fit_state *fs);
 __attribute__((format(printf, 2, 3))) int ftl_fit_failf(fit_state *fs, const char *fmt, ...);
 /* fs->err = "what: ft_last_error()" (the shim's or the learner's own message); returns FAIL. */
 int ftl_fit_shim_fail(fit_state *fs, const char *what);
-int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftl_loader *dl, const char *need_y);
+int ftl_fit_next_batch(fit_state *fs, const ftl_learner *ln, ftd_loader *dl, const char *need_y);
 void ftl_fit_set_num(lua_State *L, int t, const char *k, double v);
 void ftl_fit_set_int(lua_State *L, int t, const char *k, int64_t v);
 int ftl_fit_set_tensor(lua_State *L, int t, const char *k, const ft_tensor *h);
@@ -119,9 +119,9 @@ int ftl_core_fit(lua_State *L);
 int ftl_fit_forward(lua_State *L, fit_state *fs, const ft_tensor *x, ft_tensor **out);
 int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_tensor *y,
                  ft_reduction red, ft_tensor **out);
-int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train,
+int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftd_loader *train,
                     int epoch, int n_epoch, int64_t *train_iter);
-int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, int epoch,
+int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftd_loader *valid, int epoch,
                  int n_epoch);
 
 /* ---------------------------------------------------------------- learner_dist.c */
@@ -129,7 +129,7 @@ int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, in
 ft_dist *ftl_fit_dist(const ftl_learner *ln);
 int ftl_fit_reduce_grads(fit_state *fs, ft_dist *d);
 int ftl_fit_reduce_avgs(fit_state *fs, ft_dist *d);
-int ftl_fit_shard(fit_state *fs, ft_dist *d, ftl_loader *train, ftl_loader *valid);
+int ftl_fit_shard(fit_state *fs, ft_dist *d, ftd_loader *train, ftd_loader *valid);
 
 /* ---------------------------------------------------------------- learner_predict.c */
 

@@ -11,7 +11,7 @@
 typedef struct {
     ft_tensor **p, **y, **l;
     int n, cap;
-    ftl_loader *running;
+    ftd_loader *running;
     int grad_off;
 } pred_state;
 
@@ -26,7 +26,7 @@ static void pred_state_clear(pred_state *ps) {
     free(ps->l);
     ps->p = ps->y = ps->l = NULL;
     ps->n = ps->cap = 0;
-    if (ps->running) ftl_loader_stop(ps->running);
+    if (ps->running) ftd_loader_stop(ps->running);
     ps->running = NULL;
     if (ps->grad_off) ft_set_grad_enabled(1);
     ps->grad_off = 0;
@@ -146,7 +146,7 @@ static int predict_batch(lua_State *L, fit_state *fs, pred_state *ps, int with_l
 
 /* Every batch of dl, or of the list at index 2 when dl is NULL, into ps. Eval mode, no
  * autograd. Returns GO, or FAIL with fs->err. */
-static int predict_all(lua_State *L, fit_state *fs, pred_state *ps, ftl_loader *dl, int with_loss,
+static int predict_all(lua_State *L, fit_state *fs, pred_state *ps, ftd_loader *dl, int with_loss,
                        int act) {
     int r = GO;
     ft_set_grad_enabled(0);
@@ -162,7 +162,7 @@ static int predict_all(lua_State *L, fit_state *fs, pred_state *ps, ftl_loader *
         ftl_fit_batch_free(fs);
     }
     ftl_fit_batch_free(fs);
-    if (dl) ftl_loader_stop(dl);
+    if (dl) ftd_loader_stop(dl);
     ps->running = NULL;
     ft_set_grad_enabled(1);
     ps->grad_off = 0;
@@ -201,7 +201,7 @@ static int push_predictions(lua_State *L, pred_state *ps) {
 int ftl_core_predict(lua_State *L) {
     ftl_learner *ln = ftl_check_core(L, 1);
     int is_list = lua_type(L, 2) == LUA_TTABLE;
-    ftl_loader *dl = is_list ? NULL : ftl_check_loader(L, 2);
+    ftd_loader *dl = is_list ? NULL : ftl_check_loader(L, 2);
     int with_loss = 0, act = 1;
     int64_t epoch = 0;
     if (lua_istable(L, 3)) {
@@ -217,7 +217,7 @@ int ftl_core_predict(lua_State *L) {
     fit_state *fs = new_ftl_fit_state(L, ln); /* for forward/loss errors and batch tensors */
     char err[512];
     ftm_set_training(ln->model, 0);
-    if (dl && ftl_loader_start(dl, epoch, -1, err, sizeof err))
+    if (dl && ftd_loader_start(dl, epoch, -1, err, sizeof err))
         return luaL_error(L, "predict: %s", err);
     ps->running = dl;
     if (predict_all(L, fs, ps, dl, with_loss, act) != GO) {

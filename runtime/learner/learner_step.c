@@ -67,7 +67,7 @@ int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_te
         st = ft_cross_entropy(pred, y, NULL, red, 0.0, out);
         return st == FT_OK ? GO : ftl_fit_shim_fail(fs, "loss");
     case FTL_LOSS_LS:
-        st = ftl_label_smoothing_ce(pred, y, ln->ls_eps, red, out);
+        st = ftf_label_smoothing_ce(pred, y, ln->ls_eps, red, out);
         return st == FT_OK ? GO : ftl_fit_shim_fail(fs, "loss");
     default: {
         int top = lua_gettop(L);
@@ -99,7 +99,7 @@ int ftl_fit_loss(lua_State *L, fit_state *fs, const ft_tensor *pred, const ft_te
  * doubles after 2000 good steps (torch's GradScaler defaults). Returns 1 when the step should
  * be skipped. Gradients are unscaled in place. */
 static int unscale_grads(fit_state *fs, int *skip) {
-    ftl_adam *o = fs->ln->opt;
+    ftf_adam *o = fs->ln->opt;
     int finite = 1;
     for (int i = 0; i < o->n_params && finite; i++) {
         ft_tensor *g = NULL;
@@ -139,11 +139,11 @@ static int add_metrics(lua_State *L, fit_state *fs, const ft_tensor *pred, const
         ft_tensor *v = NULL;
         ft_status st = FT_OK;
         if (m->kind == FTL_MET_ERROR_RATE)
-            st = ftl_error_rate(pred, y, &v);
+            st = ftf_error_rate(pred, y, &v);
         else if (m->kind == FTL_MET_ACCURACY)
-            st = ftl_accuracy(pred, y, &v);
+            st = ftf_accuracy(pred, y, &v);
         else if (m->kind == FTL_MET_TOP_K)
-            st = ftl_top_k_accuracy(pred, y, m->k, &v);
+            st = ftf_top_k_accuracy(pred, y, m->k, &v);
         else {
             int top = lua_gettop(L);
             lua_rawgeti(L, LUA_REGISTRYINDEX, m->ref);
@@ -159,9 +159,9 @@ static int add_metrics(lua_State *L, fit_state *fs, const ft_tensor *pred, const
             }
             ft_tensor *t = ftl_to_tensor(L, -1);
             if (t)
-                st = ftl_avg_add(&fs->vmet[i], t, bs);
+                st = ftf_avg_add(&fs->vmet[i], t, bs);
             else if (lua_type(L, -1) == LUA_TNUMBER)
-                ftl_avg_add_number(&fs->vmet[i], lua_tonumber(L, -1), bs);
+                ftf_avg_add_number(&fs->vmet[i], lua_tonumber(L, -1), bs);
             else {
                 snprintf(fs->err, sizeof fs->err,
                          "metric '%s' returned a %s, expected a number or a tensor", m->name,
@@ -173,30 +173,30 @@ static int add_metrics(lua_State *L, fit_state *fs, const ft_tensor *pred, const
             if (st != FT_OK) return ftl_fit_failf(fs, "metric '%s': %s", m->name, ft_last_error());
             continue;
         }
-        if (st == FT_OK) st = ftl_avg_add(&fs->vmet[i], v, bs);
+        if (st == FT_OK) st = ftf_avg_add(&fs->vmet[i], v, bs);
         ft_free(v);
         if (st != FT_OK) return ftl_fit_failf(fs, "metric '%s': %s", m->name, ft_last_error());
     }
     return GO;
 }
 
-int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, int epoch,
+int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftd_loader *valid, int epoch,
                  int n_epoch) {
     ftl_learner *ln = fs->ln;
-    ftl_avg_reset(&fs->vloss);
-    for (int i = 0; i < FTL_MAX_METRICS; i++) ftl_avg_reset(&fs->vmet[i]);
+    ftf_avg_reset(&fs->vloss);
+    for (int i = 0; i < FTL_MAX_METRICS; i++) ftf_avg_reset(&fs->vmet[i]);
     int r = ftl_run_event(L, fs, fl, EV_BEFORE_VALIDATE);
     if (r == FAIL || r >= CANCEL_EPOCH) return r;
     if (r == CANCEL_VALID) return GO;
     ftm_set_training(ln->model, 0);
     char err[512];
-    if (ftl_loader_start(valid, 0, -1, err, sizeof err))
+    if (ftd_loader_start(valid, 0, -1, err, sizeof err))
         return ftl_fit_failf(fs, "valid loader: %s", err);
     fs->running = valid;
-    int64_t total = ftl_loader_len(valid), v = 0;
+    int64_t total = ftd_loader_len(valid), v = 0;
     if (!fl->has[EV_BEFORE_BATCH] &&
-        ftl_dist_is_main()) { /* a valid bar, as fastprogress draws one */
-        ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, (int)total, monotonic_seconds());
+        ftr_dist_is_main()) { /* a valid bar, as fastprogress draws one */
+        ftf_pbar_start(&fs->bar, stdout, epoch, n_epoch, (int)total, monotonic_seconds());
         fs->bar_on = 1;
     }
     ft_set_grad_enabled(0);
@@ -212,21 +212,21 @@ int ftl_validate(lua_State *L, fit_state *fs, fit_lua *fl, ftl_loader *valid, in
         int64_t bs = ft_size(fs->y, 0);
         if ((r = ftl_fit_forward(L, fs, fs->x, &fs->pred)) != GO) break;
         if ((r = ftl_fit_loss(L, fs, fs->pred, fs->y, FT_REDUCE_MEAN, &fs->loss)) != GO) break;
-        if (ftl_avg_add(&fs->vloss, fs->loss, bs) != FT_OK) {
+        if (ftf_avg_add(&fs->vloss, fs->loss, bs) != FT_OK) {
             r = ftl_fit_shim_fail(fs, "valid loss");
             break;
         }
         if ((r = add_metrics(L, fs, fs->pred, fs->y, bs)) != GO) break;
         ftl_fit_batch_free(fs);
-        if (fs->bar_on) ftl_pbar_update(&fs->bar, (int)++v, monotonic_seconds());
-        if (ftl_interrupted()) break;
+        if (fs->bar_on) ftf_pbar_update(&fs->bar, (int)++v, monotonic_seconds());
+        if (ftb_interrupted()) break;
     }
     ftl_fit_batch_free(fs);
     ft_set_grad_enabled(1);
     fs->grad_off = 0;
-    ftl_loader_stop(valid);
+    ftd_loader_stop(valid);
     fs->running = NULL;
-    if (fs->bar_on) ftl_pbar_finish(&fs->bar);
+    if (fs->bar_on) ftf_pbar_finish(&fs->bar);
     fs->bar_on = 0;
     if (r == GO && ftl_fit_dist(ln)) r = ftl_fit_reduce_avgs(fs, ftl_fit_dist(ln));
     if (r != GO) return r;
@@ -239,18 +239,18 @@ static void set_batch_hypers(fit_state *fs, fit_spec *sp, double pos) {
     int ng = ln->n_groups;
     double lrs[64], moms[64];
     if (sp->kind == SCHED_LR_FIND) {
-        double lr = ftl_lr_finder_lr(&sp->finder);
+        double lr = ftf_lr_finder_lr(&sp->finder);
         for (int g = 0; g < ng; g++) lrs[g] = lr;
-        ftl_adam_set_hyper(ln->opt, FTL_LR, lrs);
+        ftf_adam_set_hyper(ln->opt, FTL_LR, lrs);
     } else if (fs->lr_s) {
-        ftl_sched_at(fs->lr_s, pos, lrs);
-        ftl_adam_set_hyper(ln->opt, FTL_LR, lrs);
+        ftf_sched_at(fs->lr_s, pos, lrs);
+        ftf_adam_set_hyper(ln->opt, FTL_LR, lrs);
     }
     if (fs->mom_s) {
         double m[64];
-        ftl_sched_at(fs->mom_s, pos, m);
+        ftf_sched_at(fs->mom_s, pos, m);
         for (int g = 0; g < ng; g++) moms[g] = fs->mom_s->n_groups == 1 ? m[0] : m[g];
-        ftl_adam_set_hyper(ln->opt, FTL_MOM, moms);
+        ftf_adam_set_hyper(ln->opt, FTL_MOM, moms);
     }
 }
 
@@ -304,8 +304,8 @@ static int backward_and_step(fit_state *fs) {
         if (ft_backward(fs->loss, NULL, 0) != FT_OK) return ftl_fit_shim_fail(fs, "backward");
         if (d && (r = ftl_fit_reduce_grads(fs, d)) != GO) return r;
     }
-    if (!skip && ftl_adam_step(ln->opt) != FT_OK) return ftl_fit_shim_fail(fs, "optimizer step");
-    if (ftl_adam_zero_grad(ln->opt, 1) != FT_OK) return ftl_fit_shim_fail(fs, "zero_grad");
+    if (!skip && ftf_adam_step(ln->opt) != FT_OK) return ftl_fit_shim_fail(fs, "optimizer step");
+    if (ftf_adam_zero_grad(ln->opt, 1) != FT_OK) return ftl_fit_shim_fail(fs, "zero_grad");
     return GO;
 }
 
@@ -322,12 +322,12 @@ static int record_batch(fit_state *fs, double *sl) {
     int ng = ln->n_groups;
     double lrs[64], moms[64];
     *sl = NAN;
-    if (ftl_smooth_add(&fs->smooth, fs->loss) != FT_OK ||
-        ftl_smooth_value(&fs->smooth, sl) != FT_OK)
+    if (ftf_smooth_add(&fs->smooth, fs->loss) != FT_OK ||
+        ftf_smooth_value(&fs->smooth, sl) != FT_OK)
         return ftl_fit_shim_fail(fs, "smooth loss");
     for (int g = 0; g < ng; g++) {
-        lrs[g] = ftl_adam_get_hyper(ln->opt, g, FTL_LR);
-        moms[g] = ftl_adam_get_hyper(ln->opt, g, FTL_MOM);
+        lrs[g] = ftf_adam_get_hyper(ln->opt, g, FTL_LR);
+        moms[g] = ftf_adam_get_hyper(ln->opt, g, FTL_MOM);
     }
     if (rec_push_groups(&ln->rec.lrs, lrs, ng) || rec_push_groups(&ln->rec.moms, moms, ng) ||
         ftl_dvec_push(&ln->rec.losses, *sl))
@@ -343,12 +343,12 @@ static int step_and_record(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *s
     if (r != GO) return r;
     double sl;
     if ((r = record_batch(fs, &sl)) != GO) return r;
-    if (fs->bar_on) ftl_pbar_comment(&fs->bar, sl);
+    if (fs->bar_on) ftf_pbar_comment(&fs->bar, sl);
     (*train_iter)++;
     if (fl->has[EV_AFTER_BATCH]) ftl_fit_set_num(L, fl->learn, "smooth_loss", sl);
-    if (sp->kind == SCHED_LR_FIND && ftl_lr_finder_after_batch(&sp->finder, sl)) {
+    if (sp->kind == SCHED_LR_FIND && ftf_lr_finder_after_batch(&sp->finder, sl)) {
         ftl_fit_batch_free(fs);
-        if (fs->bar_on) ftl_pbar_update(&fs->bar, it + 1, monotonic_seconds());
+        if (fs->bar_on) ftf_pbar_update(&fs->bar, it + 1, monotonic_seconds());
         return CANCEL_FIT;
     }
     return GO;
@@ -358,7 +358,7 @@ static int step_and_record(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *s
  * what ends the epoch. */
 static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, int epoch, int it,
                        int n_iter, int n_epoch, int64_t *train_iter) {
-    double pos = ftl_train_pos(epoch, it, n_iter, n_epoch);
+    double pos = ftf_train_pos(epoch, it, n_iter, n_epoch);
     set_batch_hypers(fs, sp, pos);
     if (fl->has[EV_BEFORE_BATCH] || fl->has[EV_AFTER_LOSS] || fl->has[EV_AFTER_BATCH]) {
         if (expose_batch(L, fs, fl, epoch, it, n_iter, pos, *train_iter))
@@ -374,9 +374,9 @@ static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, i
     }
     c = ftl_run_event(L, fs, fl, EV_AFTER_BATCH);
     ftl_fit_batch_free(fs);
-    if (fs->bar_on) ftl_pbar_update(&fs->bar, it + 1, monotonic_seconds());
+    if (fs->bar_on) ftf_pbar_update(&fs->bar, it + 1, monotonic_seconds());
     if (c == FAIL || c >= CANCEL_TRAIN) return c;
-    if (ftl_interrupted()) {
+    if (ftb_interrupted()) {
         snprintf(fs->err, sizeof fs->err, "interrupted!");
         return CANCEL_FIT;
     }
@@ -384,7 +384,7 @@ static int train_batch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, i
 }
 
 /* The training part of one epoch. */
-int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_loader *train,
+int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftd_loader *train,
                     int epoch, int n_epoch, int64_t *train_iter) {
     ftl_learner *ln = fs->ln;
     if (ln->n_groups > 64) return ftl_fit_failf(fs, "at most 64 parameter groups");
@@ -393,12 +393,12 @@ int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_
     if (r == CANCEL_TRAIN) return GO;
     ftm_set_training(ln->model, 1);
     char err[512];
-    if (ftl_loader_start(train, ln->data_epoch++, -1, err, sizeof err))
+    if (ftd_loader_start(train, ln->data_epoch++, -1, err, sizeof err))
         return ftl_fit_failf(fs, "train loader: %s", err);
     fs->running = train;
-    int n_iter = (int)ftl_loader_len(train);
-    if (ftl_dist_is_main()) { /* only rank 0 prints */
-        ftl_pbar_start(&fs->bar, stdout, epoch, n_epoch, n_iter, monotonic_seconds());
+    int n_iter = (int)ftd_loader_len(train);
+    if (ftr_dist_is_main()) { /* only rank 0 prints */
+        ftf_pbar_start(&fs->bar, stdout, epoch, n_epoch, n_iter, monotonic_seconds());
         fs->bar_on = 1;
     }
     r = GO;
@@ -411,9 +411,9 @@ int ftl_train_epoch(lua_State *L, fit_state *fs, fit_lua *fl, fit_spec *sp, ftl_
         r = train_batch(L, fs, fl, sp, epoch, it, n_iter, n_epoch, train_iter);
     }
     ftl_fit_batch_free(fs);
-    ftl_loader_stop(train);
+    ftd_loader_stop(train);
     fs->running = NULL;
-    if (fs->bar_on) ftl_pbar_finish(&fs->bar);
+    if (fs->bar_on) ftf_pbar_finish(&fs->bar);
     fs->bar_on = 0;
     if (r == CANCEL_TRAIN) r = GO;
     if (r != GO) return r;

@@ -6,7 +6,7 @@
 #include "learner/lr_find.h"
 #include "torch/ft_torch.h"
 
-int ftl_lr_finder_init(ftl_lr_finder *f, double start_lr, double end_lr, int num_it, int stop_div) {
+int ftf_lr_finder_init(ftf_lr_finder *f, double start_lr, double end_lr, int num_it, int stop_div) {
     if (!(start_lr > 0 && isfinite(start_lr)) || !(end_lr > 0 && isfinite(end_lr))) {
         ft_set_last_error(
             "lr_find: start_lr and end_lr must be positive finite numbers, got %g and %g", start_lr,
@@ -22,16 +22,16 @@ int ftl_lr_finder_init(ftl_lr_finder *f, double start_lr, double end_lr, int num
     return 0;
 }
 
-double ftl_lr_find_lr_at(double start_lr, double end_lr, int num_it, int i) {
+double ftf_lr_find_lr_at(double start_lr, double end_lr, int num_it, int i) {
     /* SchedExp(start, end)(pos) = start * (end/start)**pos, pos = train_iter/num_it */
     return start_lr * pow(end_lr / start_lr, (double)i / num_it);
 }
 
-double ftl_lr_finder_lr(const ftl_lr_finder *f) {
-    return ftl_lr_find_lr_at(f->start_lr, f->end_lr, f->num_it, f->train_iter);
+double ftf_lr_finder_lr(const ftf_lr_finder *f) {
+    return ftf_lr_find_lr_at(f->start_lr, f->end_lr, f->num_it, f->train_iter);
 }
 
-int ftl_lr_finder_after_batch(ftl_lr_finder *f, double smooth_loss) {
+int ftf_lr_finder_after_batch(ftf_lr_finder *f, double smooth_loss) {
     f->train_iter++;              /* TrainEvalCallback.after_batch runs before LRFinder's */
     float v = (float)smooth_loss; /* fastai compares float32 tensors */
     if (v < f->best) f->best = v;
@@ -39,7 +39,7 @@ int ftl_lr_finder_after_batch(ftl_lr_finder *f, double smooth_loss) {
     return f->train_iter >= f->num_it;
 }
 
-int ftl_lr_find_n_epoch(int num_it, int n_batches) { return num_it / n_batches + 1; }
+int ftf_lr_find_n_epoch(int num_it, int n_batches) { return num_it / n_batches + 1; }
 
 /* ---------------------------------------------------------------- suggestions */
 
@@ -121,8 +121,8 @@ static double slide(const float *lrs, const float *losses, int n, float *g) {
     return (double)lr * 1.0;
 }
 
-int ftl_lr_suggest(const double *rec_lrs, const double *rec_losses, int n, int num_it,
-                   ftl_lr_suggestions *out) {
+int ftf_lr_suggest(const double *rec_lrs, const double *rec_losses, int n, int num_it,
+                   ftf_lr_suggestions *out) {
     out->minimum = out->steep = out->valley = out->slide = NAN;
     int start = num_it / 10, stop = n - 5; /* [num_it//10 : -5] */
     if (start < 0) start = 0;

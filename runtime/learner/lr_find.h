@@ -16,19 +16,19 @@ typedef struct {
     int num_it, stop_div;
     int train_iter; /* batches done */
     float best;     /* best smoothed loss so far */
-} ftl_lr_finder;
+} ftf_lr_finder;
 
 /* 0 on success; -1 (ft_last_error) when an lr is not a positive finite number. */
-int ftl_lr_finder_init(ftl_lr_finder *f, double start_lr, double end_lr, int num_it, int stop_div);
+int ftf_lr_finder_init(ftf_lr_finder *f, double start_lr, double end_lr, int num_it, int stop_div);
 /* The lr of the next batch (the same for every parameter group). */
-double ftl_lr_finder_lr(const ftl_lr_finder *f);
+double ftf_lr_finder_lr(const ftf_lr_finder *f);
 /* After a training batch, with the Recorder's smoothed loss: counts the batch and says
  * whether to stop (1) — the loss went over 4x the best, or num_it batches ran. A NaN loss
  * never stops the sweep early (fastai's comparisons are false on NaN). */
-int ftl_lr_finder_after_batch(ftl_lr_finder *f, double smooth_loss);
+int ftf_lr_finder_after_batch(ftf_lr_finder *f, double smooth_loss);
 /* fastai's lr_find fits num_it // n_batches + 1 epochs (with the num_it it was given). */
-int ftl_lr_find_n_epoch(int num_it, int n_batches);
-double ftl_lr_find_lr_at(double start_lr, double end_lr, int num_it, int i);
+int ftf_lr_find_n_epoch(int num_it, int n_batches);
+double ftf_lr_find_lr_at(double start_lr, double end_lr, int num_it, int i);
 
 /* NaN marks a suggestion that needs more points than there are: minimum and valley need 1,
  * steep 2, slide 16 (fastai raises an error in those cases). */
@@ -37,12 +37,12 @@ typedef struct {
     double steep;   /* the left end of the steepest descent in log-lr */
     double valley;  /* inside the longest strictly decreasing run */
     double slide;   /* the interval slide rule (lr_diff 15, thresh 0.005) */
-} ftl_lr_suggestions;
+} ftf_lr_suggestions;
 
 /* From the n recorded lrs and smoothed losses of a sweep and the num_it given to lr_find:
  * takes [num_it//10 : -5] (Python's slice), cuts at the first NaN loss, and suggests.
  * Returns the number of points used, or -1 on a libtorch failure (ft_last_error). */
-int ftl_lr_suggest(const double *lrs, const double *losses, int n, int num_it,
-                   ftl_lr_suggestions *out);
+int ftf_lr_suggest(const double *lrs, const double *losses, int n, int num_it,
+                   ftf_lr_suggestions *out);
 
 #endif /* FTL_LR_FIND_H */

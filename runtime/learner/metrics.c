@@ -50,7 +50,7 @@ static ft_status mean_equal(const ft_tensor *a, const ft_tensor *b, ft_tensor **
     return st;
 }
 
-ft_status ftl_accuracy(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out) {
+ft_status ftf_accuracy(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out) {
     *out = NULL;
     int nd = ft_dim(pred);
     ft_tensor *am = NULL, *a = NULL, *t = NULL;
@@ -63,17 +63,17 @@ ft_status ftl_accuracy(const ft_tensor *pred, const ft_tensor *targ, ft_tensor *
     return st;
 }
 
-ft_status ftl_error_rate(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out) {
+ft_status ftf_error_rate(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out) {
     ft_tensor *acc = NULL;
     *out = NULL;
-    ft_status st = ftl_accuracy(pred, targ, &acc);
+    ft_status st = ftf_accuracy(pred, targ, &acc);
     if (st != FT_OK) return st;
     st = ft_scalar_binary(FT_SUB, 1, acc, out);
     ft_free(acc);
     return fail(st, "error_rate");
 }
 
-ft_status ftl_top_k_accuracy(const ft_tensor *pred, const ft_tensor *targ, int k, ft_tensor **out) {
+ft_status ftf_top_k_accuracy(const ft_tensor *pred, const ft_tensor *targ, int k, ft_tensor **out) {
     *out = NULL;
     int nd = ft_dim(pred);
     if (nd < 1 || k < 1 || k > ft_size(pred, nd - 1)) {
@@ -99,7 +99,7 @@ ft_status ftl_top_k_accuracy(const ft_tensor *pred, const ft_tensor *targ, int k
     return fail(st, "top_k_accuracy");
 }
 
-ft_status ftl_label_smoothing_ce(const ft_tensor *logits, const ft_tensor *targ, double eps,
+ft_status ftf_label_smoothing_ce(const ft_tensor *logits, const ft_tensor *targ, double eps,
                                  ft_reduction reduction, ft_tensor **out) {
     *out = NULL;
     if (ft_dim(logits) < 2) {
@@ -131,14 +131,14 @@ ft_status ftl_label_smoothing_ce(const ft_tensor *logits, const ft_tensor *targ,
 
 /* ---------------------------------------------------------------- accumulators */
 
-void ftl_avg_reset(ftl_avg *a) {
+void ftf_avg_reset(ftf_avg *a) {
     ft_free(a->total);
     a->total = NULL;
     a->dtotal = 0;
     a->count = 0;
 }
 
-ft_status ftl_avg_add(ftl_avg *a, const ft_tensor *value, int64_t bs) {
+ft_status ftf_avg_add(ftf_avg *a, const ft_tensor *value, int64_t bs) {
     int was = ft_grad_enabled();
     ft_set_grad_enabled(0); /* fastai detaches */
     ft_tensor *t = NULL;
@@ -156,13 +156,13 @@ ft_status ftl_avg_add(ftl_avg *a, const ft_tensor *value, int64_t bs) {
     return fail(st, "metric");
 }
 
-void ftl_avg_add_number(ftl_avg *a, double value, int64_t bs) {
+void ftf_avg_add_number(ftf_avg *a, double value, int64_t bs) {
     if (a->total && ft_binary_scalar_(FT_ADD, a->total, value * (double)bs) != FT_OK) return;
     if (!a->total) a->dtotal += value * (double)bs;
     a->count += bs;
 }
 
-ft_status ftl_avg_value(const ftl_avg *a, double *out) {
+ft_status ftf_avg_value(const ftf_avg *a, double *out) {
     *out = NAN;
     if (a->count == 0) return FT_OK;
     if (!a->total) {
@@ -176,14 +176,14 @@ ft_status ftl_avg_value(const ftl_avg *a, double *out) {
     return fail(st, "metric value");
 }
 
-void ftl_smooth_reset(ftl_smooth_loss *s, double beta) {
+void ftf_smooth_reset(ftf_smooth_loss *s, double beta) {
     ft_free(s->val);
     s->val = NULL;
     s->count = 0;
     s->beta = beta;
 }
 
-ft_status ftl_smooth_add(ftl_smooth_loss *s, const ft_tensor *loss) {
+ft_status ftf_smooth_add(ftf_smooth_loss *s, const ft_tensor *loss) {
     int was = ft_grad_enabled();
     ft_set_grad_enabled(0);
     ft_tensor *m = NULL, *t = NULL;
@@ -203,7 +203,7 @@ ft_status ftl_smooth_add(ftl_smooth_loss *s, const ft_tensor *loss) {
     return FT_OK;
 }
 
-ft_status ftl_smooth_value(const ftl_smooth_loss *s, double *out) {
+ft_status ftf_smooth_value(const ftf_smooth_loss *s, double *out) {
     *out = NAN;
     if (!s->val) return FT_OK;
     ft_tensor *v = NULL;

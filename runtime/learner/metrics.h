@@ -15,18 +15,18 @@
 #include "torch/ft_torch.h"
 
 /* accuracy: (pred.argmax(-1) == targ).float().mean(), both flattened, lengths must match. */
-ft_status ftl_accuracy(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out);
+ft_status ftf_accuracy(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out);
 /* error_rate: 1 - accuracy */
-ft_status ftl_error_rate(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out);
+ft_status ftf_error_rate(const ft_tensor *pred, const ft_tensor *targ, ft_tensor **out);
 /* top_k_accuracy: is targ among the k largest of pred's last dim; the mean of that. */
-ft_status ftl_top_k_accuracy(const ft_tensor *pred, const ft_tensor *targ, int k, ft_tensor **out);
+ft_status ftf_top_k_accuracy(const ft_tensor *pred, const ft_tensor *targ, int k, ft_tensor **out);
 
 /* LabelSmoothingCrossEntropy(eps): lp = log_softmax(out, 1), c = out.size(1);
  *   mean: (-lp.sum(1)).mean()*eps/c + (1-eps)*nll_loss(lp, targ)
  *   sum:  (-lp.sum())*eps/c + (1-eps)*nll_loss(lp, targ, sum)
  *   none: (-lp.sum(1))*eps/c + (1-eps)*nll_loss(lp, targ, none)
  * Differentiable (autograd follows the shim's ops). */
-ft_status ftl_label_smoothing_ce(const ft_tensor *logits, const ft_tensor *targ, double eps,
+ft_status ftf_label_smoothing_ce(const ft_tensor *logits, const ft_tensor *targ, double eps,
                                  ft_reduction reduction, ft_tensor **out);
 
 /* AvgMetric and AvgLoss: total += value*bs, count += bs; value = total/count. A metric may
@@ -36,12 +36,12 @@ typedef struct {
     ft_tensor *total; /* NULL while only numbers came */
     double dtotal;
     int64_t count;
-} ftl_avg;
-void ftl_avg_reset(ftl_avg *a); /* frees the total */
-ft_status ftl_avg_add(ftl_avg *a, const ft_tensor *value, int64_t bs);
-void ftl_avg_add_number(ftl_avg *a, double value, int64_t bs);
+} ftf_avg;
+void ftf_avg_reset(ftf_avg *a); /* frees the total */
+ft_status ftf_avg_add(ftf_avg *a, const ft_tensor *value, int64_t bs);
+void ftf_avg_add_number(ftf_avg *a, double value, int64_t bs);
 /* total/count (float32 when the total is a tensor, as fastai's); NaN when count is 0. */
-ft_status ftl_avg_value(const ftl_avg *a, double *out);
+ft_status ftf_avg_value(const ftf_avg *a, double *out);
 
 /* AvgSmoothLoss(beta=0.98): val = lerp(loss.mean(), val, beta), count += 1; value is
  * val/(1-beta^count). Reset only when a fit starts, not per epoch. */
@@ -49,9 +49,9 @@ typedef struct {
     ft_tensor *val; /* float32, 0-dim, on the loss's device; NULL means 0 */
     int64_t count;
     double beta;
-} ftl_smooth_loss;
-void ftl_smooth_reset(ftl_smooth_loss *s, double beta); /* frees val */
-ft_status ftl_smooth_add(ftl_smooth_loss *s, const ft_tensor *loss);
-ft_status ftl_smooth_value(const ftl_smooth_loss *s, double *out); /* NaN before any batch */
+} ftf_smooth_loss;
+void ftf_smooth_reset(ftf_smooth_loss *s, double beta); /* frees val */
+ft_status ftf_smooth_add(ftf_smooth_loss *s, const ft_tensor *loss);
+ft_status ftf_smooth_value(const ftf_smooth_loss *s, double *out); /* NaN before any batch */
 
 #endif /* FTL_METRICS_H */

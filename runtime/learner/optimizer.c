@@ -16,31 +16,31 @@ static ft_status oom(const char *what) {
     return FT_ERR_OOM;
 }
 
-ftl_adam_hypers ftl_adam_defaults(void) {
-    ftl_adam_hypers h = {1e-3, 0.9, 0.99, 1e-5, 0.01};
+ftf_adam_hypers ftf_adam_defaults(void) {
+    ftf_adam_hypers h = {1e-3, 0.9, 0.99, 1e-5, 0.01};
     return h;
 }
 
-ftl_adam_hypers ftl_sgd_defaults(void) {
-    ftl_adam_hypers h = ftl_adam_defaults();
+ftf_adam_hypers ftf_sgd_defaults(void) {
+    ftf_adam_hypers h = ftf_adam_defaults();
     h.mom = 0;
     h.wd = 0;
     return h;
 }
 
-const char *ftl_opt_kind_name(ftl_opt_kind kind) { return kind == FTL_OPT_SGD ? "SGD" : "Adam"; }
+const char *ftf_opt_kind_name(ftf_opt_kind kind) { return kind == FTL_OPT_SGD ? "SGD" : "Adam"; }
 
 static const char *const HYPER_NAMES[FTL_NHYPERS] = {"lr", "mom", "sqr_mom", "eps", "wd"};
 
-int ftl_hyper_from_name(const char *name) {
+int ftf_hyper_from_name(const char *name) {
     for (int k = 0; k < FTL_NHYPERS; k++)
         if (!strcmp(name, HYPER_NAMES[k])) return k;
     return -1;
 }
 
-const char *ftl_hyper_name(ftl_hyper k) { return k >= 0 && k < FTL_NHYPERS ? HYPER_NAMES[k] : "?"; }
+const char *ftf_hyper_name(ftf_hyper k) { return k >= 0 && k < FTL_NHYPERS ? HYPER_NAMES[k] : "?"; }
 
-static double *hyper_field(ftl_adam_hypers *h, ftl_hyper k) {
+static double *hyper_field(ftf_adam_hypers *h, ftf_hyper k) {
     switch (k) {
     case FTL_LR: return &h->lr;
     case FTL_MOM: return &h->mom;
@@ -52,8 +52,8 @@ static double *hyper_field(ftl_adam_hypers *h, ftl_hyper k) {
 
 /* ---------------------------------------------------------------- lifetime */
 
-ftl_adam *new_ftl_adam(void) {
-    ftl_adam *o = calloc(1, sizeof *o);
+ftf_adam *new_ftl_adam(void) {
+    ftf_adam *o = calloc(1, sizeof *o);
     if (o) o->group_start = calloc(1, sizeof(int));
     if (!o || !o->group_start) {
         free(o);
@@ -63,8 +63,8 @@ ftl_adam *new_ftl_adam(void) {
     return o;
 }
 
-ftl_adam *new_ftl_sgd(int momentum, int l2_wd) {
-    ftl_adam *o = new_ftl_adam();
+ftf_adam *new_ftl_sgd(int momentum, int l2_wd) {
+    ftf_adam *o = new_ftl_adam();
     if (o) {
         o->kind = FTL_OPT_SGD;
         o->momentum = momentum;
@@ -73,14 +73,14 @@ ftl_adam *new_ftl_sgd(int momentum, int l2_wd) {
     return o;
 }
 
-static void drop_state(ftl_adam_param *q) {
+static void drop_state(ftf_adam_param *q) {
     ft_free(q->grad_avg);
     ft_free(q->sqr_avg);
     q->grad_avg = q->sqr_avg = NULL;
     q->step = 0;
 }
 
-void free_ftl_adam(ftl_adam *o) {
+void free_ftl_adam(ftf_adam *o) {
     if (!o) return;
     for (int i = 0; i < o->n_params; i++) {
         drop_state(&o->params[i]);
@@ -92,16 +92,16 @@ void free_ftl_adam(ftl_adam *o) {
     free(o);
 }
 
-ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n,
-                             const ftl_adam_hypers *h) {
+ft_status ftf_adam_add_group(ftf_adam *o, ft_tensor *const *params, int n,
+                             const ftf_adam_hypers *h) {
     if (n < 0) n = 0;
-    ftl_adam_hypers *hy = realloc(o->hypers, sizeof *hy * (size_t)(o->n_groups + 1));
+    ftf_adam_hypers *hy = realloc(o->hypers, sizeof *hy * (size_t)(o->n_groups + 1));
     if (!hy) return oom("add_group");
     o->hypers = hy;
     int *gs = realloc(o->group_start, sizeof *gs * (size_t)(o->n_groups + 2));
     if (!gs) return oom("add_group");
     o->group_start = gs;
-    ftl_adam_param *ps = realloc(o->params, sizeof *ps * (size_t)(o->n_params + n + 1));
+    ftf_adam_param *ps = realloc(o->params, sizeof *ps * (size_t)(o->n_params + n + 1));
     if (!ps) return oom("add_group");
     o->params = ps;
     for (int i = 0; i < n; i++) {
@@ -111,7 +111,7 @@ ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n,
             for (int j = 0; j < i; j++) ft_free(o->params[o->n_params + j].p);
             return fail(st, "add_group");
         }
-        ftl_adam_param q = {.p = p, .do_wd = 1, .group = o->n_groups};
+        ftf_adam_param q = {.p = p, .do_wd = 1, .group = o->n_groups};
         o->params[o->n_params + i] = q;
     }
     o->hypers[o->n_groups] = *h;
@@ -135,14 +135,14 @@ static ft_status zeros_like(const ft_tensor *t, ft_tensor **out) {
 
 /* fastai's weight_decay (p *= 1 - lr*wd) or, with l2, its l2_reg (grad += wd*p, in place on
  * the parameter's grad as fastai does). */
-static ft_status weight_decay(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad,
+static ft_status weight_decay(ftf_adam_param *q, const ftf_adam_hypers *h, ft_tensor *grad,
                               int l2) {
     if (!q->do_wd || h->wd == 0) return FT_OK;
     return l2 ? ft_add_scaled_(grad, q->p, h->wd)
               : ft_binary_scalar_(FT_MUL, q->p, 1 - h->lr * h->wd);
 }
 
-static ft_status adam_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad) {
+static ft_status adam_step_param(ftf_adam_param *q, const ftf_adam_hypers *h, ft_tensor *grad) {
     ft_tensor *den = NULL;
     double lr = h->lr, mom = h->mom, sqr_mom = h->sqr_mom;
     ft_status st = FT_OK;
@@ -170,7 +170,7 @@ static ft_status adam_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft
 }
 
 /* fastai's average_grad without dampening, then momentum_step; or sgd_step without momentum. */
-static ft_status sgd_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_tensor *grad,
+static ft_status sgd_step_param(ftf_adam_param *q, const ftf_adam_hypers *h, ft_tensor *grad,
                                 int momentum) {
     if (!momentum) return ft_add_scaled_(q->p, grad, -h->lr);
     ft_status st = q->grad_avg ? FT_OK : zeros_like(grad, &q->grad_avg);
@@ -180,7 +180,7 @@ static ft_status sgd_step_param(ftl_adam_param *q, const ftl_adam_hypers *h, ft_
     return st;
 }
 
-static ft_status step_param(const ftl_adam *o, ftl_adam_param *q, const ftl_adam_hypers *h) {
+static ft_status step_param(const ftf_adam *o, ftf_adam_param *q, const ftf_adam_hypers *h) {
     ft_tensor *grad = NULL;
     ft_status st = ft_grad(q->p, &grad);
     if (st != FT_OK || !grad) return st; /* no grad: frozen, skipped like fastai's with_grad */
@@ -192,7 +192,7 @@ static ft_status step_param(const ftl_adam *o, ftl_adam_param *q, const ftl_adam
     return st;
 }
 
-ft_status ftl_adam_step(ftl_adam *o) {
+ft_status ftf_adam_step(ftf_adam *o) {
     int was = ft_grad_enabled();
     ft_set_grad_enabled(0); /* in-place updates of leaves that require grad */
     ft_status st = FT_OK;
@@ -202,7 +202,7 @@ ft_status ftl_adam_step(ftl_adam *o) {
     return fail(st, o->kind == FTL_OPT_SGD ? "SGD step" : "Adam step");
 }
 
-ft_status ftl_adam_zero_grad(ftl_adam *o, int set_to_none) {
+ft_status ftf_adam_zero_grad(ftf_adam *o, int set_to_none) {
     int was = ft_grad_enabled();
     ft_set_grad_enabled(0);
     ft_status st = FT_OK;
@@ -217,25 +217,25 @@ ft_status ftl_adam_zero_grad(ftl_adam *o, int set_to_none) {
     return fail(st, "zero_grad");
 }
 
-void ftl_adam_clear_state(ftl_adam *o) {
+void ftf_adam_clear_state(ftf_adam *o) {
     for (int i = 0; i < o->n_params; i++) drop_state(&o->params[i]);
 }
 
-void ftl_adam_set_hyper(ftl_adam *o, ftl_hyper k, const double *values) {
+void ftf_adam_set_hyper(ftf_adam *o, ftf_hyper k, const double *values) {
     for (int g = 0; g < o->n_groups; g++) *hyper_field(&o->hypers[g], k) = values[g];
 }
 
-double ftl_adam_get_hyper(const ftl_adam *o, int group, ftl_hyper k) {
-    ftl_adam_hypers h = o->hypers[group];
+double ftf_adam_get_hyper(const ftf_adam *o, int group, ftf_hyper k) {
+    ftf_adam_hypers h = o->hypers[group];
     return *hyper_field(&h, k);
 }
 
-ft_status ftl_adam_freeze_to(ftl_adam *o, int n, int *frozen_idx) {
+ft_status ftf_adam_freeze_to(ftf_adam *o, int n, int *frozen_idx) {
     int ng = o->n_groups;
     if (frozen_idx) *frozen_idx = n >= 0 ? n : ng + n;
     int cut = n >= 0 ? (n < ng ? n : ng) : (ng + n > 0 ? ng + n : 0); /* Python's groups[:n] */
     for (int i = 0; i < o->n_params; i++) {
-        ftl_adam_param *q = &o->params[i];
+        ftf_adam_param *q = &o->params[i];
         ft_status st = ft_set_requires_grad(q->p, q->group >= cut || q->force_train);
         if (st != FT_OK) return fail(st, "freeze_to");
     }
@@ -249,7 +249,7 @@ static ft_status clone_or_null(const ft_tensor *t, ft_tensor **out) {
     return t ? ft_clone(t, out) : FT_OK;
 }
 
-void free_ftl_adam_snapshot(ftl_adam_snapshot *s) {
+void free_ftl_adam_snapshot(ftf_adam_snapshot *s) {
     if (!s) return;
     for (int i = 0; i < s->n_params; i++) drop_state(&s->params[i]);
     free(s->params);
@@ -257,9 +257,9 @@ void free_ftl_adam_snapshot(ftl_adam_snapshot *s) {
     free(s);
 }
 
-ft_status new_ftl_adam_snapshot(const ftl_adam *o, ftl_adam_snapshot **out) {
+ft_status new_ftl_adam_snapshot(const ftf_adam *o, ftf_adam_snapshot **out) {
     *out = NULL;
-    ftl_adam_snapshot *s = calloc(1, sizeof *s);
+    ftf_adam_snapshot *s = calloc(1, sizeof *s);
     if (!s) return oom("optimizer snapshot");
     s->hypers = malloc(sizeof *s->hypers * (size_t)(o->n_groups + 1));
     s->params = calloc((size_t)o->n_params + 1, sizeof *s->params);
@@ -274,8 +274,8 @@ ft_status new_ftl_adam_snapshot(const ftl_adam *o, ftl_adam_snapshot **out) {
     ft_set_grad_enabled(0);
     ft_status st = FT_OK;
     for (int i = 0; i < o->n_params && st == FT_OK; i++) {
-        const ftl_adam_param *q = &o->params[i];
-        ftl_adam_param *c = &s->params[i];
+        const ftf_adam_param *q = &o->params[i];
+        ftf_adam_param *c = &s->params[i];
         c->step = q->step;
         c->do_wd = q->do_wd;
         c->force_train = q->force_train;
@@ -292,7 +292,7 @@ ft_status new_ftl_adam_snapshot(const ftl_adam *o, ftl_adam_snapshot **out) {
     return FT_OK;
 }
 
-ft_status ftl_adam_restore(ftl_adam *o, const ftl_adam_snapshot *s) {
+ft_status ftf_adam_restore(ftf_adam *o, const ftf_adam_snapshot *s) {
     if (s->n_groups != o->n_groups || s->n_params != o->n_params) {
         ft_set_last_error("optimizer restore: the snapshot has %d groups and %d params, the "
                           "optimizer %d and %d",
@@ -316,7 +316,7 @@ ft_status ftl_adam_restore(ftl_adam *o, const ftl_adam_snapshot *s) {
         return fail(st, "optimizer restore");
     }
     for (int i = 0; i < s->n_params; i++) {
-        ftl_adam_param *q = &o->params[i];
+        ftf_adam_param *q = &o->params[i];
         drop_state(q);
         q->grad_avg = fresh[2 * i];
         q->sqr_avg = fresh[2 * i + 1];
@@ -329,16 +329,16 @@ ft_status ftl_adam_restore(ftl_adam *o, const ftl_adam_snapshot *s) {
     return FT_OK;
 }
 
-void free_ftl_tensor_snapshot(ftl_tensor_snapshot *s) {
+void free_ftl_tensor_snapshot(ftf_tensor_snapshot *s) {
     if (!s) return;
     for (int i = 0; i < s->n; i++) ft_free(s->copies[i]);
     free(s->copies);
     free(s);
 }
 
-ft_status new_ftl_tensor_snapshot(ft_tensor *const *ts, int n, ftl_tensor_snapshot **out) {
+ft_status new_ftl_tensor_snapshot(ft_tensor *const *ts, int n, ftf_tensor_snapshot **out) {
     *out = NULL;
-    ftl_tensor_snapshot *s = calloc(1, sizeof *s);
+    ftf_tensor_snapshot *s = calloc(1, sizeof *s);
     if (s) s->copies = calloc((size_t)n + 1, sizeof *s->copies);
     if (!s || !s->copies) {
         free(s);
@@ -358,7 +358,7 @@ ft_status new_ftl_tensor_snapshot(ft_tensor *const *ts, int n, ftl_tensor_snapsh
     return FT_OK;
 }
 
-ft_status ftl_tensor_snapshot_restore(const ftl_tensor_snapshot *s, ft_tensor *const *ts, int n) {
+ft_status ftf_tensor_snapshot_restore(const ftf_tensor_snapshot *s, ft_tensor *const *ts, int n) {
     if (n != s->n) {
         ft_set_last_error("tensor restore: the snapshot has %d tensors, got %d", s->n, n);
         return FT_ERR;

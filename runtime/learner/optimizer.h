@@ -1,7 +1,7 @@
 /* optimizer.h: fastai's Adam and SGD over shim tensors (fastai's optimizer.py), and in-memory
  * snapshots of their state and of tensor lists (what lr_find needs to restore exactly).
  *
- * One optimizer type, ftl_adam, with a kind: the groups, flags, freeze and snapshots are shared,
+ * One optimizer type, ftf_adam, with a kind: the groups, flags, freeze and snapshots are shared,
  * only the per-parameter step differs. Both start with fastai's weight decay:
  *     if do_wd and wd != 0:  p *= 1 - lr*wd                    (decoupled, decouple_wd=True)
  *                       or:  grad += wd*p                      (l2_reg, decouple_wd=False)
@@ -36,18 +36,18 @@
 
 #include "torch/ft_torch.h"
 
-typedef enum { FTL_LR = 0, FTL_MOM, FTL_SQR_MOM, FTL_EPS, FTL_WD, FTL_NHYPERS } ftl_hyper;
+typedef enum { FTL_LR = 0, FTL_MOM, FTL_SQR_MOM, FTL_EPS, FTL_WD, FTL_NHYPERS } ftf_hyper;
 
 typedef struct {
     double lr, mom, sqr_mom, eps, wd;
-} ftl_adam_hypers;
+} ftf_adam_hypers;
 
 /* fastai's Adam defaults with the Learner's lr: lr 1e-3, mom 0.9, sqr_mom 0.99, eps 1e-5,
  * wd 0.01. */
-ftl_adam_hypers ftl_adam_defaults(void);
-/* "lr", "mom", "sqr_mom", "eps", "wd" -> ftl_hyper, or -1. */
-int ftl_hyper_from_name(const char *name);
-const char *ftl_hyper_name(ftl_hyper k);
+ftf_adam_hypers ftf_adam_defaults(void);
+/* "lr", "mom", "sqr_mom", "eps", "wd" -> ftf_hyper, or -1. */
+int ftf_hyper_from_name(const char *name);
+const char *ftf_hyper_name(ftf_hyper k);
 
 typedef struct {
     ft_tensor *p;                  /* our handle on the parameter (shares its tensor) */
@@ -56,68 +56,68 @@ typedef struct {
     int do_wd;       /* 0 for norm-layer params and biases (fastai's wd_bn_bias=False) */
     int force_train; /* norm-layer params stay trainable when frozen (train_bn=True) */
     int group;
-} ftl_adam_param;
+} ftf_adam_param;
 
-typedef enum { FTL_OPT_ADAM = 0, FTL_OPT_SGD } ftl_opt_kind;
+typedef enum { FTL_OPT_ADAM = 0, FTL_OPT_SGD } ftf_opt_kind;
 
 /* fastai's SGD defaults: lr 1e-3 (the Learner's), mom 0, wd 0 (sqr_mom and eps unused). */
-ftl_adam_hypers ftl_sgd_defaults(void);
-const char *ftl_opt_kind_name(ftl_opt_kind kind); /* "Adam", "SGD" */
+ftf_adam_hypers ftf_sgd_defaults(void);
+const char *ftf_opt_kind_name(ftf_opt_kind kind); /* "Adam", "SGD" */
 
 typedef struct {
-    ftl_opt_kind kind;
+    ftf_opt_kind kind;
     int l2_wd;    /* 1: fastai's decouple_wd=False (l2_reg into the grad); 0: decoupled */
     int momentum; /* SGD: keeps grad_avg (fastai's mom != 0 at creation); Adam always does */
     int n_groups, n_params;
-    ftl_adam_hypers *hypers; /* per group */
+    ftf_adam_hypers *hypers; /* per group */
     int *group_start;        /* group g holds params [group_start[g], group_start[g+1]) */
-    ftl_adam_param *params;
-} ftl_adam;
+    ftf_adam_param *params;
+} ftf_adam;
 
-ftl_adam *new_ftl_adam(void); /* Adam, decoupled wd; NULL when out of memory */
+ftf_adam *new_ftl_adam(void); /* Adam, decoupled wd; NULL when out of memory */
 /* SGD; momentum as fastai's mom != 0 at creation, l2_wd as decouple_wd=False. */
-ftl_adam *new_ftl_sgd(int momentum, int l2_wd);
-void free_ftl_adam(ftl_adam *o);
+ftf_adam *new_ftl_sgd(int momentum, int l2_wd);
+void free_ftl_adam(ftf_adam *o);
 /* Appends a parameter group (do_wd 1, force_train 0 for each param). */
-ft_status ftl_adam_add_group(ftl_adam *o, ft_tensor *const *params, int n,
-                             const ftl_adam_hypers *h);
+ft_status ftf_adam_add_group(ftf_adam *o, ft_tensor *const *params, int n,
+                             const ftf_adam_hypers *h);
 
 /* One step over every parameter that has a grad (autograd off while it runs). */
-ft_status ftl_adam_step(ftl_adam *o);
+ft_status ftf_adam_step(ftf_adam *o);
 /* set_to_none: grads become undefined (the default in ftlua: see docs/learner.md); otherwise
  * they are zeroed in place like fastai's grad.detach_().zero_(). */
-ft_status ftl_adam_zero_grad(ftl_adam *o, int set_to_none);
+ft_status ftf_adam_zero_grad(ftf_adam *o, int set_to_none);
 /* Drops grad_avg, sqr_avg and step of every param; keeps do_wd and force_train. */
-void ftl_adam_clear_state(ftl_adam *o);
+void ftf_adam_clear_state(ftf_adam *o);
 /* Sets hyper k of every group: values[g] for group g. */
-void ftl_adam_set_hyper(ftl_adam *o, ftl_hyper k, const double *values);
-double ftl_adam_get_hyper(const ftl_adam *o, int group, ftl_hyper k);
+void ftf_adam_set_hyper(ftf_adam *o, ftf_hyper k, const double *values);
+double ftf_adam_get_hyper(const ftf_adam *o, int group, ftf_hyper k);
 /* fastai's freeze_to(n): groups before n (n < 0 counts from the end) get requires_grad =
  * force_train, the others requires_grad = 1. *frozen_idx (may be NULL) gets fastai's
  * frozen_idx; when it is >= n_groups the whole model is frozen (fastai warns). The caller
  * clears the state afterwards, as Learner.freeze_to does. */
-ft_status ftl_adam_freeze_to(ftl_adam *o, int n, int *frozen_idx);
+ft_status ftf_adam_freeze_to(ftf_adam *o, int n, int *frozen_idx);
 
 /* A deep copy of the hypers and of every param's state (tensors cloned). */
 typedef struct {
     int n_groups, n_params;
-    ftl_adam_hypers *hypers;
-    ftl_adam_param *params; /* p is NULL here */
-} ftl_adam_snapshot;
-ft_status new_ftl_adam_snapshot(const ftl_adam *o, ftl_adam_snapshot **out);
+    ftf_adam_hypers *hypers;
+    ftf_adam_param *params; /* p is NULL here */
+} ftf_adam_snapshot;
+ft_status new_ftl_adam_snapshot(const ftf_adam *o, ftf_adam_snapshot **out);
 /* Puts the snapshot's hypers and state back, bit for bit (the snapshot stays usable). The
  * optimizer must have the same groups and params as when it was taken. */
-ft_status ftl_adam_restore(ftl_adam *o, const ftl_adam_snapshot *s);
-void free_ftl_adam_snapshot(ftl_adam_snapshot *s);
+ft_status ftf_adam_restore(ftf_adam *o, const ftf_adam_snapshot *s);
+void free_ftl_adam_snapshot(ftf_adam_snapshot *s);
 
 /* Copies of a list of tensors (weights, buffers), restored in place with copy_ so that every
  * handle on them sees the old values again, bit for bit. NULL entries are kept as NULL. */
 typedef struct {
     int n;
     ft_tensor **copies;
-} ftl_tensor_snapshot;
-ft_status new_ftl_tensor_snapshot(ft_tensor *const *ts, int n, ftl_tensor_snapshot **out);
-ft_status ftl_tensor_snapshot_restore(const ftl_tensor_snapshot *s, ft_tensor *const *ts, int n);
-void free_ftl_tensor_snapshot(ftl_tensor_snapshot *s);
+} ftf_tensor_snapshot;
+ft_status new_ftl_tensor_snapshot(ft_tensor *const *ts, int n, ftf_tensor_snapshot **out);
+ft_status ftf_tensor_snapshot_restore(const ftf_tensor_snapshot *s, ft_tensor *const *ts, int n);
+void free_ftl_tensor_snapshot(ftf_tensor_snapshot *s);
 
 #endif /* FTL_OPTIMIZER_H */

@@ -41,7 +41,7 @@ static void put_spaces(outbuf *o, int n) {
 
 /* ---------------------------------------------------------------- format_time, repr */
 
-char *ftl_format_time(double t, char buf[32]) {
+char *ftf_format_time(double t, char buf[32]) {
     /* int(t) truncates; then Python's floor division and modulo (also for negatives) */
     long long s = isfinite(t) && fabs(t) < 9e15 ? (long long)t : 0;
     long long h = s >= 0 ? s / 3600 : -((-s + 3599) / 3600);
@@ -96,7 +96,7 @@ static int bump(char *digits, int *exp10, int delta) {
     return digits[0] != '0';
 }
 
-int ftl_repr_double(double x, char *buf, size_t n) {
+int ftf_repr_double(double x, char *buf, size_t n) {
     if (isnan(x)) return snprintf(buf, n, "nan");
     if (isinf(x)) return snprintf(buf, n, x > 0 ? "inf" : "-inf");
     if (x == 0) return snprintf(buf, n, signbit(x) ? "-0.0" : "0.0");
@@ -159,7 +159,7 @@ int ftl_repr_double(double x, char *buf, size_t n) {
 
 /* ---------------------------------------------------------------- the table */
 
-int ftl_cell_text(const ftl_cell *c, char *buf, size_t n) {
+int ftf_cell_text(const ftf_cell *c, char *buf, size_t n) {
     switch (c->kind) {
     case FTL_CELL_INT: return snprintf(buf, n, "%lld", (long long)c->i);
     case FTL_CELL_FLOAT:
@@ -170,7 +170,7 @@ int ftl_cell_text(const ftl_cell *c, char *buf, size_t n) {
     }
 }
 
-int ftl_table_header(char *buf, size_t n, const char *const *names, int k) {
+int ftf_table_header(char *buf, size_t n, const char *const *names, int k) {
     outbuf o = {buf, n, 0};
     if (n) buf[0] = '\0';
     for (int i = 0; i < k; i++) {
@@ -181,12 +181,12 @@ int ftl_table_header(char *buf, size_t n, const char *const *names, int k) {
     return (int)o.len;
 }
 
-int ftl_table_row(char *buf, size_t n, const char *const *names, const ftl_cell *cells, int k) {
+int ftf_table_row(char *buf, size_t n, const char *const *names, const ftf_cell *cells, int k) {
     outbuf o = {buf, n, 0};
     if (n) buf[0] = '\0';
     char v[512];
     for (int i = 0; i < k; i++) {
-        ftl_cell_text(&cells[i], v, sizeof v);
+        ftf_cell_text(&cells[i], v, sizeof v);
         int name_len = text_len(names[i]);
         if (name_len < 8) name_len = 8;
         put(&o, v);
@@ -195,9 +195,9 @@ int ftl_table_row(char *buf, size_t n, const char *const *names, const ftl_cell 
     return (int)o.len;
 }
 
-const ftl_progress_hooks *ftl_progress_display;
+const ftf_progress_hooks *ftl_progress_display;
 
-void ftl_table_emit(const char *line, const char *const *names, const ftl_cell *cells, int k) {
+void ftf_table_emit(const char *line, const char *const *names, const ftf_cell *cells, int k) {
     if (ftl_progress_display) {
         ftl_progress_display->table(line, names, cells, k);
         return;
@@ -208,7 +208,7 @@ void ftl_table_emit(const char *line, const char *const *names, const ftl_cell *
 
 /* ---------------------------------------------------------------- CSVLogger */
 
-static int csv_line(ftl_csv *c, const char *line) {
+static int csv_line(ftf_csv *c, const char *line) {
     size_t n = strlen(line);
     if (c->len + n + 2 > c->cap) {
         size_t cap = (c->cap ? c->cap * 2 : 4096) + n + 2;
@@ -222,7 +222,7 @@ static int csv_line(ftl_csv *c, const char *line) {
     memcpy(c->text + c->len, line, n);
     c->text[c->len + n] = '\n';
     char err[1200];
-    if (ftl_atomic_write(c->path, c->text, c->len + n + 1, err, sizeof err) != 0) {
+    if (af_write(c->path, c->text, c->len + n + 1, err, sizeof err) != 0) {
         ft_set_last_error("CSVLogger: %s", err); /* the file keeps its previous lines */
         return -1;
     }
@@ -230,8 +230,8 @@ static int csv_line(ftl_csv *c, const char *line) {
     return 0;
 }
 
-ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k) {
-    ftl_csv *c = calloc(1, sizeof *c);
+ftf_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k) {
+    ftf_csv *c = calloc(1, sizeof *c);
     if (!c || !(c->path = strdup(path))) {
         free(c);
         ft_set_last_error("CSVLogger: out of memory");
@@ -279,22 +279,22 @@ ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int
     return c;
 }
 
-int ftl_csv_write(ftl_csv *c, const ftl_cell *cells, int k) {
+int ftf_csv_write(ftf_csv *c, const ftf_cell *cells, int k) {
     char line[4096], v[512];
     outbuf o = {line, sizeof line, 0};
     line[0] = '\0';
     for (int i = 0; i < k; i++) {
         if (i) put(&o, ",");
         if (cells[i].kind == FTL_CELL_FLOAT)
-            ftl_repr_double(cells[i].f, v, sizeof v); /* str(float) */
+            ftf_repr_double(cells[i].f, v, sizeof v); /* str(float) */
         else
-            ftl_cell_text(&cells[i], v, sizeof v);
+            ftf_cell_text(&cells[i], v, sizeof v);
         put(&o, v);
     }
     return csv_line(c, line);
 }
 
-void free_ftl_csv(ftl_csv *c) {
+void free_ftl_csv(ftf_csv *c) {
     if (!c) return;
     free(c->path);
     free(c->text);
@@ -303,7 +303,7 @@ void free_ftl_csv(ftl_csv *c) {
 
 /* ---------------------------------------------------------------- the batch bar */
 
-int ftl_terminal_cols(FILE *out) {
+int ftf_terminal_cols(FILE *out) {
     const char *env = getenv("COLUMNS");
     int cols = env ? atoi(env) : 0;
     if (cols > 0) return cols;
@@ -317,11 +317,11 @@ static long long floor_div(long long a, long long b) {
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-int ftl_pbar_text(ftl_pbar *b, int val, char *buf, size_t n, int *chars) {
+int ftf_pbar_text(ftf_pbar *b, int val, char *buf, size_t n, int *chars) {
     char el[32], rem[32], text[256];
     double elapsed = b->last_t - b->start_t;
-    ftl_format_time(b->pred_t - elapsed, rem);
-    ftl_format_time(elapsed, el);
+    ftf_format_time(b->pred_t - elapsed, rem);
+    ftf_format_time(elapsed, el);
     if (b->total == 0)
         snprintf(text, sizeof text, "100%% [0/0]");
     else
@@ -345,10 +345,10 @@ int ftl_pbar_text(ftl_pbar *b, int val, char *buf, size_t n, int *chars) {
     return (int)o.len;
 }
 
-static void draw(ftl_pbar *b, int val) {
+static void draw(ftf_pbar *b, int val) {
     char buf[2048];
     int chars = 0;
-    ftl_pbar_text(b, val, buf, sizeof buf, &chars);
+    ftf_pbar_text(b, val, buf, sizeof buf, &chars);
     if (chars > b->max_len) b->max_len = chars;
     if (ftl_progress_display) {
         ftl_progress_display->bar(b, val, buf + 1);
@@ -362,7 +362,7 @@ static void draw(ftl_pbar *b, int val) {
 
 /* Blank the whole bar, prefix included: whatever is printed next starts on an empty line, so a
  * shorter line ("[93.38s]", a prompt) leaves no "2 :" of "Epoch 2/2 :" behind. */
-static void clear(ftl_pbar *b) {
+static void clear(ftf_pbar *b) {
     b->done = 1;
     if (ftl_progress_display) {
         ftl_progress_display->bar(b, b->last_v, NULL);
@@ -375,23 +375,23 @@ static void clear(ftl_pbar *b) {
     fflush(b->out);
 }
 
-void ftl_pbar_init(ftl_pbar *b, FILE *out, int epoch, int n_epoch, int total) {
+void ftf_pbar_init(ftf_pbar *b, FILE *out, int epoch, int n_epoch, int total) {
     memset(b, 0, sizeof *b);
     b->out = out;
     b->display = isatty(fileno(out));
-    b->cols = ftl_terminal_cols(out);
+    b->cols = ftf_terminal_cols(out);
     if (b->cols > 160) b->cols = 160;
     b->length = b->cols - 60;
     b->total = total;
     snprintf(b->prefix, sizeof b->prefix, "Epoch %d/%d :", epoch + 1, n_epoch);
 }
 
-void ftl_pbar_start(ftl_pbar *b, FILE *out, int epoch, int n_epoch, int total, double now) {
-    ftl_pbar_init(b, out, epoch, n_epoch, total);
-    ftl_pbar_update(b, 0, now);
+void ftf_pbar_start(ftf_pbar *b, FILE *out, int epoch, int n_epoch, int total, double now) {
+    ftf_pbar_init(b, out, epoch, n_epoch, total);
+    ftf_pbar_update(b, 0, now);
 }
 
-void ftl_pbar_update(ftl_pbar *b, int val, double now) {
+void ftf_pbar_update(ftf_pbar *b, int val, double now) {
     if (b->done) return;
     if (val == 0) {
         b->start_t = b->last_t = now;
@@ -411,13 +411,13 @@ void ftl_pbar_update(ftl_pbar *b, int val, double now) {
     }
 }
 
-void ftl_pbar_comment(ftl_pbar *b, double smooth_loss) {
+void ftf_pbar_comment(ftf_pbar *b, double smooth_loss) {
     if (isnan(smooth_loss))
         snprintf(b->comment, sizeof b->comment, "nan");
     else
         snprintf(b->comment, sizeof b->comment, "%.4f", smooth_loss);
 }
 
-void ftl_pbar_finish(ftl_pbar *b) {
+void ftf_pbar_finish(ftf_pbar *b) {
     if (!b->done) clear(b);
 }

@@ -14,29 +14,29 @@
 
 /* fastprogress's format_time: t truncated to whole seconds, "mm:ss", or "h:mm:ss" from an
  * hour on. Returns buf. */
-char *ftl_format_time(double t, char buf[32]);
+char *ftf_format_time(double t, char buf[32]);
 
 /* Python's repr(float): the shortest digits that read back to x, in Python's layout
  * ("0.1", "1e-05", "123.0", "1e+16", "nan", "inf"). Returns the length (as snprintf). */
-int ftl_repr_double(double x, char *buf, size_t n);
+int ftf_repr_double(double x, char *buf, size_t n);
 
 /* A logged value: an int (the epoch), a float (losses, metrics), a string (the time), or
  * None. */
-typedef enum { FTL_CELL_INT = 0, FTL_CELL_FLOAT, FTL_CELL_STR, FTL_CELL_NONE } ftl_cell_kind;
+typedef enum { FTL_CELL_INT = 0, FTL_CELL_FLOAT, FTL_CELL_STR, FTL_CELL_NONE } ftf_cell_kind;
 typedef struct {
-    ftl_cell_kind kind;
+    ftf_cell_kind kind;
     int64_t i;
     double f;
     const char *s;
-} ftl_cell;
+} ftf_cell;
 
 /* ProgressCallback._write_stats: floats as "%.6f", the rest as Python's str(). */
-int ftl_cell_text(const ftl_cell *c, char *buf, size_t n);
+int ftf_cell_text(const ftf_cell *c, char *buf, size_t n);
 /* The header: each name left-justified to at least 8 characters, joined by two spaces. */
-int ftl_table_header(char *buf, size_t n, const char *const *names, int k);
+int ftf_table_header(char *buf, size_t n, const char *const *names, int k);
 /* A row: each value followed by 2 + len(padded name) - len(value) spaces (none when the
  * value is wider). */
-int ftl_table_row(char *buf, size_t n, const char *const *names, const ftl_cell *cells, int k);
+int ftf_table_row(char *buf, size_t n, const char *const *names, const ftf_cell *cells, int k);
 
 /* CSVLogger: a header line of names, then one line per epoch with floats unrounded
  * (repr). The lines are kept, and every line rewrites the whole file atomically (io/atomic.h):
@@ -46,11 +46,11 @@ typedef struct {
     char *path;
     char *text; /* the whole file */
     size_t len, cap;
-} ftl_csv;
+} ftf_csv;
 /* NULL on failure (ft_last_error names the file and the reason). */
-ftl_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k);
-int ftl_csv_write(ftl_csv *c, const ftl_cell *cells, int k); /* 0, or -1 (ft_last_error) */
-void free_ftl_csv(ftl_csv *c);                               /* closes the file */
+ftf_csv *new_ftl_csv(const char *path, int append, const char *const *names, int k);
+int ftf_csv_write(ftf_csv *c, const ftf_cell *cells, int k); /* 0, or -1 (ft_last_error) */
+void free_ftl_csv(ftf_csv *c);                               /* closes the file */
 
 /* The live bar of one training or validation loop:
  *   Epoch {e+1}/{n} : |████------| {100*v/total:.2f}% [{v}/{total} {elapsed}<{remaining} {comment}]
@@ -59,43 +59,43 @@ void free_ftl_csv(ftl_csv *c);                               /* closes the file 
  * Times are passed in (seconds, any monotonic origin), so the bar is testable. */
 typedef struct {
     FILE *out;
-    int display; /* out is a terminal (set by ftl_pbar_start; tests may force it) */
+    int display; /* out is a terminal (set by ftf_pbar_start; tests may force it) */
     int total, cols, length, max_len, last_v, wait_for, done;
     double start_t, last_t, pred_t;
     char prefix[64];
     char comment[64];
-} ftl_pbar;
+} ftf_pbar;
 
 /* The terminal's width as Python's shutil.get_terminal_size((100, 40)) finds it. */
-int ftl_terminal_cols(FILE *out);
+int ftf_terminal_cols(FILE *out);
 /* A new bar for epoch (0-based) of n_epoch over total batches; draws it at 0. That is
- * ftl_pbar_init (which draws nothing) then ftl_pbar_update(b, 0, now). */
-void ftl_pbar_start(ftl_pbar *b, FILE *out, int epoch, int n_epoch, int total, double now);
-void ftl_pbar_init(ftl_pbar *b, FILE *out, int epoch, int n_epoch, int total);
+ * ftf_pbar_init (which draws nothing) then ftf_pbar_update(b, 0, now). */
+void ftf_pbar_start(ftf_pbar *b, FILE *out, int epoch, int n_epoch, int total, double now);
+void ftf_pbar_init(ftf_pbar *b, FILE *out, int epoch, int n_epoch, int total);
 /* After batch val (1-based count of batches done). At total it draws and clears the bar. */
-void ftl_pbar_update(ftl_pbar *b, int val, double now);
+void ftf_pbar_update(ftf_pbar *b, int val, double now);
 /* The comment shown from the next redraw on: the smoothed loss as "%.4f". fastai sets it
  * after each update, so the bar shows the loss of the batch before. */
-void ftl_pbar_comment(ftl_pbar *b, double smooth_loss);
+void ftf_pbar_comment(ftf_pbar *b, double smooth_loss);
 /* Clears the bar's line if it was not cleared yet (an interrupted loop). */
-void ftl_pbar_finish(ftl_pbar *b);
+void ftf_pbar_finish(ftf_pbar *b);
 /* The text one redraw writes, "\r" + prefix + " |" + bar + "| " + text, and its length in
  * characters (the bar's blocks are 3 bytes each). For tests. */
-int ftl_pbar_text(ftl_pbar *b, int val, char *buf, size_t n, int *chars);
+int ftf_pbar_text(ftf_pbar *b, int val, char *buf, size_t n, int *chars);
 
 /* A front end that shows progress itself (the Jupyter kernel: an HTML table that grows, a bar
  * updated in place) sets this; the library never calls the host otherwise. While it is set
  * the table and the bar are handed to it instead of printed. */
 typedef struct {
-    /* a redraw of the bar after val batches (text as ftl_pbar_text, without the '\r'), or
+    /* a redraw of the bar after val batches (text as ftf_pbar_text, without the '\r'), or
      * text NULL when its loop ended */
-    void (*bar)(const ftl_pbar *b, int val, const char *text);
+    void (*bar)(const ftf_pbar *b, int val, const char *text);
     /* a table line: the header when cells is NULL, else an epoch's row */
-    void (*table)(const char *line, const char *const *names, const ftl_cell *cells, int k);
-} ftl_progress_hooks;
-extern const ftl_progress_hooks *ftl_progress_display;
+    void (*table)(const char *line, const char *const *names, const ftf_cell *cells, int k);
+} ftf_progress_hooks;
+extern const ftf_progress_hooks *ftl_progress_display;
 
 /* Prints a table line to stdout (and flushes), or hands it to ftl_progress_display. */
-void ftl_table_emit(const char *line, const char *const *names, const ftl_cell *cells, int k);
+void ftf_table_emit(const char *line, const char *const *names, const ftf_cell *cells, int k);
 
 #endif /* FTL_PROGRESS_H */

@@ -9,18 +9,18 @@
 
 /* ---------------------------------------------------------------- schedules */
 
-double ftl_sched_cos(double start, double end, double pos) {
+double ftf_sched_cos(double start, double end, double pos) {
     return start + (1 + cos(M_PI * (1 - pos))) * (end - start) / 2;
 }
 
-double ftl_train_pos(int epoch, int iter, int n_iter, int n_epoch) {
+double ftf_train_pos(int epoch, int iter, int n_iter, int n_epoch) {
     double pos = (double)epoch / n_epoch;
     double step = 1. / ((double)n_iter * n_epoch);
     for (int i = 0; i < iter; i++) pos += step;
     return pos;
 }
 
-ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, const double *end,
+ftf_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, const double *end,
                          int n_groups) {
     if (n_phases < 1 || n_phases > FTL_SCHED_MAX_PHASES) {
         ft_set_last_error("schedule: %d phases (1 to %d allowed)", n_phases, FTL_SCHED_MAX_PHASES);
@@ -43,7 +43,7 @@ ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, 
         ft_set_last_error("schedule: the phases cover %g of training (must add up to 1)", sum);
         return NULL;
     }
-    ftl_sched *s = calloc(1, sizeof *s);
+    ftf_sched *s = calloc(1, sizeof *s);
     size_t n = (size_t)n_phases * n_groups;
     if (s) s->start = malloc(2 * n * sizeof(double));
     if (!s || !s->start) {
@@ -67,13 +67,13 @@ ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, 
     return s;
 }
 
-void free_ftl_sched(ftl_sched *s) {
+void free_ftl_sched(ftf_sched *s) {
     if (!s) return;
     free(s->start);
     free(s);
 }
 
-void ftl_sched_at(const ftl_sched *s, double pos, double *out) {
+void ftf_sched_at(const ftf_sched *s, double pos, double *out) {
     /* idx = min(max{i: pos >= cum[i]}, n_phases - 1), compared in float32 as torch does for
      * a Python float against a float32 tensor. */
     float p = (float)pos;
@@ -84,10 +84,10 @@ void ftl_sched_at(const ftl_sched *s, double pos, double *out) {
     float actual = (p - s->cum[idx]) / (s->cum[idx + 1] - s->cum[idx]);
     const double *st = s->start + (size_t)idx * s->n_groups,
                  *en = s->end + (size_t)idx * s->n_groups;
-    for (int g = 0; g < s->n_groups; g++) out[g] = ftl_sched_cos(st[g], en[g], (double)actual);
+    for (int g = 0; g < s->n_groups; g++) out[g] = ftf_sched_cos(st[g], en[g], (double)actual);
 }
 
-ftl_sched *new_ftl_combined_cos(double pct, const double *start, const double *middle,
+ftf_sched *new_ftl_combined_cos(double pct, const double *start, const double *middle,
                                 const double *end, int n_groups) {
     if (!(pct >= 0 && pct <= 1)) {
         ft_set_last_error("pct_start must be in [0, 1], got %g", pct);
@@ -110,13 +110,13 @@ ftl_sched *new_ftl_combined_cos(double pct, const double *start, const double *m
         en[n_groups + g] = end[g];
     }
     double pcts[2] = {pct, 1 - pct};
-    ftl_sched *s = new_ftl_sched(2, pcts, st, en, n_groups);
+    ftf_sched *s = new_ftl_sched(2, pcts, st, en, n_groups);
     free(v);
     return s;
 }
 
-ftl_one_cycle_opts ftl_one_cycle_defaults(void) {
-    ftl_one_cycle_opts o = {25., 1e5, 0.25, {0.95, 0.85, 0.95}};
+ftf_one_cycle_opts ftf_one_cycle_defaults(void) {
+    ftf_one_cycle_opts o = {25., 1e5, 0.25, {0.95, 0.85, 0.95}};
     return o;
 }
 
@@ -126,7 +126,7 @@ static int check_positive(const char *what, double v) {
     return -1;
 }
 
-ftl_sched *new_ftl_one_cycle_lr(const double *lr_max, int n_groups, const ftl_one_cycle_opts *o) {
+ftf_sched *new_ftl_one_cycle_lr(const double *lr_max, int n_groups, const ftf_one_cycle_opts *o) {
     if (check_positive("div", o->div) || check_positive("div_final", o->div_final)) return NULL;
     if (n_groups < 1) {
         ft_set_last_error("schedule: %d parameter groups", n_groups);
@@ -141,16 +141,16 @@ ftl_sched *new_ftl_one_cycle_lr(const double *lr_max, int n_groups, const ftl_on
         v[g] = lr_max[g] / o->div;
         v[n_groups + g] = lr_max[g] / o->div_final;
     }
-    ftl_sched *s = new_ftl_combined_cos(o->pct_start, v, lr_max, v + n_groups, n_groups);
+    ftf_sched *s = new_ftl_combined_cos(o->pct_start, v, lr_max, v + n_groups, n_groups);
     free(v);
     return s;
 }
 
-ftl_sched *new_ftl_one_cycle_mom(const ftl_one_cycle_opts *o) {
+ftf_sched *new_ftl_one_cycle_mom(const ftf_one_cycle_opts *o) {
     return new_ftl_combined_cos(o->pct_start, &o->moms[0], &o->moms[1], &o->moms[2], 1);
 }
 
-ftl_sched *new_ftl_flat_cos_lr(const double *lr, int n_groups, double div_final, double pct_start) {
+ftf_sched *new_ftl_flat_cos_lr(const double *lr, int n_groups, double div_final, double pct_start) {
     if (check_positive("div_final", div_final)) return NULL;
     if (n_groups < 1) {
         ft_set_last_error("schedule: %d parameter groups", n_groups);
@@ -162,12 +162,12 @@ ftl_sched *new_ftl_flat_cos_lr(const double *lr, int n_groups, double div_final,
         return NULL;
     }
     for (int g = 0; g < n_groups; g++) low[g] = lr[g] / div_final;
-    ftl_sched *s = new_ftl_combined_cos(pct_start, lr, lr, low, n_groups);
+    ftf_sched *s = new_ftl_combined_cos(pct_start, lr, lr, low, n_groups);
     free(low);
     return s;
 }
 
-ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int cycle_len,
+ftf_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int cycle_len,
                            int cycle_mult, int *n_epoch) {
     if (n_cycles < 1 || n_cycles > FTL_SCHED_MAX_PHASES || cycle_len < 1 || cycle_mult < 1) {
         ft_set_last_error("fit_sgdr: needs 1 <= n_cycles <= %d, cycle_len >= 1 and cycle_mult >= 1 "
@@ -205,7 +205,7 @@ ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int
     }
     for (int i = 0; i < n_cycles; i++)
         for (int g = 0; g < n_groups; g++) v[(size_t)i * n_groups + g] = lr_max[g];
-    ftl_sched *s = new_ftl_sched(n_cycles, pcts, v, v + n, n_groups);
+    ftf_sched *s = new_ftl_sched(n_cycles, pcts, v, v + n, n_groups);
     free(v);
     if (s && n_epoch) *n_epoch = (int)total;
     return s;
@@ -213,7 +213,7 @@ ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int
 
 /* ---------------------------------------------------------------- lr per parameter group */
 
-void ftl_even_mults(double start, double stop, int n, double *out) {
+void ftf_even_mults(double start, double stop, int n, double *out) {
     if (n == 1) {
         out[0] = stop;
         return;
@@ -234,7 +234,7 @@ static int check_lr(double v) {
     return 0;
 }
 
-int ftl_lr_per_group(const ftl_lr_spec *spec, int n_groups, double *out) {
+int ftf_lr_per_group(const ftf_lr_spec *spec, int n_groups, double *out) {
     if (n_groups < 1) {
         ft_set_last_error("lr: %d parameter groups", n_groups);
         return -1;
@@ -252,7 +252,7 @@ int ftl_lr_per_group(const ftl_lr_spec *spec, int n_groups, double *out) {
             return -1;
         }
         if (spec->has_lo) {
-            ftl_even_mults(spec->lo, spec->hi, n_groups, out);
+            ftf_even_mults(spec->lo, spec->hi, n_groups, out);
         } else {
             for (int g = 0; g < n_groups - 1; g++) out[g] = spec->hi / 10;
             out[n_groups - 1] = spec->hi;

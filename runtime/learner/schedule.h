@@ -17,12 +17,12 @@
 #include <stddef.h>
 
 /* fastai's sched_cos: start + (1 + cos(pi*(1-pos))) * (end-start) / 2 */
-double ftl_sched_cos(double start, double end, double pos);
+double ftf_sched_cos(double start, double end, double pos);
 
 /* fastai's pct_train for batch `iter` of `epoch` (both 0-based): epoch/n_epoch, then
  * 1/(n_iter*n_epoch) added once per batch, as TrainEvalCallback does. It differs from
  * (epoch + iter/n_iter)/n_epoch by rounding only (~1e-16). */
-double ftl_train_pos(int epoch, int iter, int n_iter, int n_epoch);
+double ftf_train_pos(int epoch, int iter, int n_iter, int n_epoch);
 
 #define FTL_SCHED_MAX_PHASES 64
 
@@ -30,60 +30,60 @@ typedef struct {
     int n_phases, n_groups;
     float cum[FTL_SCHED_MAX_PHASES + 1]; /* 0, p1, p1+p2, ...: fastai's float32 cumsum */
     double *start, *end;                 /* [phase * n_groups + group] */
-} ftl_sched;
+} ftf_sched;
 
 /* combine_scheds(pcts, [SchedCos(start, end) per phase]) for n_groups values at once.
  * start and end hold n_phases * n_groups values, phase-major. pcts must be >= 0 and sum
  * to 1. NULL on failure (ft_last_error). */
-ftl_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, const double *end,
+ftf_sched *new_ftl_sched(int n_phases, const double *pcts, const double *start, const double *end,
                          int n_groups);
-void free_ftl_sched(ftl_sched *s);
+void free_ftl_sched(ftf_sched *s);
 /* The n_groups values at pos. */
-void ftl_sched_at(const ftl_sched *s, double pos, double *out);
+void ftf_sched_at(const ftf_sched *s, double pos, double *out);
 
 /* combined_cos(pct, start, middle, end): cosine start -> middle over the first pct of
  * training, then middle -> end. Arrays of n_groups values. */
-ftl_sched *new_ftl_combined_cos(double pct, const double *start, const double *middle,
+ftf_sched *new_ftl_combined_cos(double pct, const double *start, const double *middle,
                                 const double *end, int n_groups);
 
 /* The schedules of fastai's fit methods. lr arrays hold one value per group, already mapped
- * with ftl_lr_per_group. */
+ * with ftf_lr_per_group. */
 typedef struct {
     double div, div_final, pct_start, moms[3];
-} ftl_one_cycle_opts;
+} ftf_one_cycle_opts;
 /* fit_one_cycle's defaults: div 25, div_final 1e5, pct_start 0.25, moms (0.95, 0.85, 0.95) */
-ftl_one_cycle_opts ftl_one_cycle_defaults(void);
+ftf_one_cycle_opts ftf_one_cycle_defaults(void);
 /* lr: combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final) */
-ftl_sched *new_ftl_one_cycle_lr(const double *lr_max, int n_groups, const ftl_one_cycle_opts *o);
+ftf_sched *new_ftl_one_cycle_lr(const double *lr_max, int n_groups, const ftf_one_cycle_opts *o);
 /* mom: combined_cos(pct_start, moms[0], moms[1], moms[2]), one value for every group */
-ftl_sched *new_ftl_one_cycle_mom(const ftl_one_cycle_opts *o);
+ftf_sched *new_ftl_one_cycle_mom(const ftf_one_cycle_opts *o);
 /* fit_flat_cos: flat at lr, then a cosine to lr/div_final (defaults 1e5 and 0.75). fastai
  * schedules no momentum here: it stays what the optimizer has. */
-ftl_sched *new_ftl_flat_cos_lr(const double *lr, int n_groups, double div_final, double pct_start);
+ftf_sched *new_ftl_flat_cos_lr(const double *lr, int n_groups, double div_final, double pct_start);
 /* fit_sgdr: n_cycles cosines from lr_max to 0, cycle i lasting cycle_len*cycle_mult^i epochs;
  * *n_epoch gets the total. fastai divides by cycle_mult-1; cycle_mult 1 (which fastai cannot
  * do) gives n_cycles*cycle_len epochs here. */
-ftl_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int cycle_len,
+ftf_sched *new_ftl_sgdr_lr(const double *lr_max, int n_groups, int n_cycles, int cycle_len,
                            int cycle_mult, int *n_epoch);
 
 /* ---------------------------------------------------------------- lr per parameter group */
 
 /* What a user may pass as lr: a number, slice(lo, hi), slice(hi) or one value per group. */
-typedef enum { FTL_LR_NUMBER = 0, FTL_LR_SLICE, FTL_LR_LIST } ftl_lr_kind;
+typedef enum { FTL_LR_NUMBER = 0, FTL_LR_SLICE, FTL_LR_LIST } ftf_lr_kind;
 typedef struct {
-    ftl_lr_kind kind;
+    ftf_lr_kind kind;
     int has_lo;    /* SLICE: slice(lo, hi) when set, slice(hi) otherwise */
     double lo, hi; /* NUMBER: the value is hi */
     const double *list;
     int n; /* LIST */
-} ftl_lr_spec;
+} ftf_lr_spec;
 
 /* fastai's set_hyper rule, checked: a number goes to every group; slice(lo, hi) is
  * even_mults(lo, hi, n_groups) (log-spaced); slice(hi) is hi/10 for every group but the
  * last, which gets hi; a list must have one value per group. Every lr must be a positive
  * finite number and lo <= hi. Writes n_groups values; 0 on success, -1 on error. */
-int ftl_lr_per_group(const ftl_lr_spec *spec, int n_groups, double *out);
+int ftf_lr_per_group(const ftf_lr_spec *spec, int n_groups, double *out);
 /* fastcore's even_mults: start*step^i with step = (stop/start)^(1/(n-1)); n == 1 gives stop. */
-void ftl_even_mults(double start, double stop, int n, double *out);
+void ftf_even_mults(double start, double stop, int n, double *out);
 
 #endif /* FTL_SCHEDULE_H */

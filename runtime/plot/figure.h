@@ -49,16 +49,16 @@ int ftl_plot_opt_string(lua_State *L, int t, const char *fn, const char *k, char
 void ftl_plot_check_named_options(lua_State *L, int t, const char *fn, const char *const known[]);
 /* The terminal kind named `name` (K_*); `where` says where the name came from in the error. */
 int ftl_plot_parse_kind(lua_State *L, const char *name, const char *where);
-int ftl_plot_kind_of_path(const char *path);         /* K_* by the extension, -1 when unknown */
-const char *ftl_plot_dir(void);                      /* FTLUA_PLOT_DIR, NULL when unset */
-const char *ftl_plot_window_term(const plot_fig *f); /* qt, wxt or x11; NULL: no window */
+int ftp_plot_kind_of_path(const char *path);         /* K_* by the extension, -1 when unknown */
+const char *ftp_plot_dir(void);                      /* FTLUA_PLOT_DIR, NULL when unset */
+const char *ftp_plot_window_term(const plot_fig *f); /* qt, wxt or x11; NULL: no window */
 
 /* A gnuplot single-quoted string; a printf into the buffer (short results only: 64 bytes). */
 void ftl_plot_add_quoted(luaL_Buffer *b, const char *s);
 __attribute__((format(printf, 2, 3))) void ftl_plot_addf(luaL_Buffer *b, const char *fmt, ...);
 
 /* Forget the file of the plot in progress (its temp file is removed). */
-void ftl_plot_discard(plot_fig *f);
+void ftp_plot_discard(plot_fig *f);
 /* Send the string on top of the stack (popped); gnuplot's complaints become Lua errors. */
 void ftl_plot_run(lua_State *L, plot_fig *f, int to_stdout);
 

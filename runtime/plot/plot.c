@@ -64,9 +64,9 @@ static int f_figure(lua_State *L) {
     int kind = -1;
     if (has_t)
         kind = ftl_plot_parse_kind(L, term, "term");
-    else if (output[0] && ftl_plot_kind_of_path(output) >= 0)
-        kind = ftl_plot_kind_of_path(output);
-    else if (!output[0] && ftl_plot_dir())
+    else if (output[0] && ftp_plot_kind_of_path(output) >= 0)
+        kind = ftp_plot_kind_of_path(output);
+    else if (!output[0] && ftp_plot_dir())
         kind = K_PNG;
     else if (getenv("FTLUA_PLOT") && *getenv("FTLUA_PLOT"))
         kind = ftl_plot_parse_kind(L, getenv("FTLUA_PLOT"), "FTLUA_PLOT");
@@ -84,7 +84,7 @@ static int f_figure(lua_State *L) {
     memcpy(f->output, output, sizeof output);
     memcpy(f->title, title, sizeof title);
     read_terms(L, f);
-    if (kind < 0) kind = ftl_plot_window_term(f) ? K_WINDOW : K_DUMB;
+    if (kind < 0) kind = ftp_plot_window_term(f) ? K_WINDOW : K_DUMB;
     f->kind = kind;
     /* A file figure with no output: named at each plot, in FTLUA_PLOT_DIR (see where()). */
     f->auto_out = !f->output[0] && (kind == K_PNG || kind == K_SVG || kind == K_PDF);
@@ -113,7 +113,7 @@ static plot_fig *current(lua_State *L) {
 static int m_close(lua_State *L) {
     plot_fig *f = luaL_checkudata(L, 1, FTL_PLOT_FIG_MT);
     gp_close(&f->gp);
-    ftl_plot_discard(f); /* a plot stopped by an error between begin() and finish() */
+    ftp_plot_discard(f); /* a plot stopped by an error between begin() and finish() */
     return 0;
 }
 
@@ -187,7 +187,7 @@ static int f_write_file(lua_State *L) {
     size_t n;
     const char *text = luaL_checklstring(L, 2, &n);
     char err[1200];
-    if (ftl_fig_write(path, text, n, err, sizeof err) != 0) return luaL_error(L, "%s", err);
+    if (ftp_fig_write(path, text, n, err, sizeof err) != 0) return luaL_error(L, "%s", err);
     return 0;
 }
 
@@ -213,7 +213,7 @@ static int f_close(lua_State *L) {
     while (lua_next(L, -2)) {
         lua_pop(L, 1);
         plot_fig *f = luaL_testudata(L, -1, FTL_PLOT_FIG_MT);
-        if (f) gp_close(&f->gp), ftl_plot_discard(f);
+        if (f) gp_close(&f->gp), ftp_plot_discard(f);
     }
     lua_pop(L, 1);
     new_open_set(L); /* forget them */

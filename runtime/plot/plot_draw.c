@@ -53,7 +53,7 @@ int ftl_plot_parse_kind(lua_State *L, const char *name, const char *where) {
                       where, name);
 }
 
-int ftl_plot_kind_of_path(const char *path) {
+int ftp_plot_kind_of_path(const char *path) {
     const char *dot = strrchr(path, '.');
     if (!dot) return -1;
     if (strcmp(dot, ".png") == 0) return K_PNG;
@@ -65,7 +65,7 @@ int ftl_plot_kind_of_path(const char *path) {
 
 /* FTLUA_PLOT_DIR (set by `ftlua --report`): figures with no term or output default to PNG, and
  * default-named files go in that folder, a fresh name per plot so none is overwritten. */
-const char *ftl_plot_dir(void) {
+const char *ftp_plot_dir(void) {
     const char *d = getenv("FTLUA_PLOT_DIR");
     return d && *d ? d : NULL;
 }
@@ -77,7 +77,7 @@ static int has_term(const plot_fig *f, const char *name) {
     return strstr(f->terms, pat) != NULL;
 }
 
-const char *ftl_plot_window_term(const plot_fig *f) {
+const char *ftp_plot_window_term(const plot_fig *f) {
     const char *d = getenv("DISPLAY");
     if (!d || !*d) return NULL;
     static const char *const wins[] = {"qt", "wxt", "x11"};
@@ -142,7 +142,7 @@ void ftl_plot_addf(luaL_Buffer *b, const char *fmt, ...) {
 }
 
 /* Forget the file of the plot in progress (its temp file is removed). */
-void ftl_plot_discard(plot_fig *f) {
+void ftp_plot_discard(plot_fig *f) {
     if (f->tmp[0]) remove(f->tmp);
     f->tmp[0] = f->drawing[0] = '\0';
 }
@@ -158,11 +158,11 @@ void ftl_plot_run(lua_State *L, plot_fig *f, int to_stdout) {
     int rc = gp_exchange(&f->gp, cmds, n, out, sizeof out, err, sizeof err);
     lua_pop(L, 1);
     if (rc != 0) { /* gp_exchange closed the process */
-        ftl_plot_discard(f);
+        ftp_plot_discard(f);
         luaL_error(L, "ft.plot: %s%s", file, err);
     }
     if (gp_parse_error(out, msg, sizeof msg)) {
-        ftl_plot_discard(f);
+        ftp_plot_discard(f);
         luaL_error(L, "ft.plot: %s%s", file, msg);
     }
     for (const char *w = out; *w;) { /* warnings: one line each, without gnuplot's indent */
@@ -186,7 +186,7 @@ static void add_term(lua_State *L, luaL_Buffer *b, plot_fig *f, int kind, int w,
     case K_SVG: t = has_term(f, "svg") ? "svg" : NULL; break;
     case K_PDF: t = has_term(f, "pdfcairo") ? "pdfcairo" : NULL; break;
     case K_DUMB: t = "dumb"; break;
-    case K_WINDOW: t = ftl_plot_window_term(f); break;
+    case K_WINDOW: t = ftp_plot_window_term(f); break;
     }
     if (!t) {
         if (kind == K_WINDOW)
@@ -219,8 +219,8 @@ int ftl_plot_kind_for(lua_State *L, plot_fig *f, int o, const char *fn) {
     if (ftl_plot_opt_string(L, o, fn, "term", term, sizeof term))
         return ftl_plot_parse_kind(L, term, "term");
     if (ftl_plot_opt_string(L, o, fn, "output", output, sizeof output) &&
-        ftl_plot_kind_of_path(output) >= 0)
-        return ftl_plot_kind_of_path(output);
+        ftp_plot_kind_of_path(output) >= 0)
+        return ftp_plot_kind_of_path(output);
     return f->kind;
 }
 
@@ -237,8 +237,8 @@ void ftl_plot_where(lua_State *L, plot_fig *f, int o, const char *fn, int *kind_
         output[0] = '\0';
         if (f->output[0] && kind == f->kind && !f->auto_out)
             snprintf(output, outsz, "%s", f->output);
-        else if (is_file_kind(kind) && ftl_plot_dir()) {
-            snprintf(output, outsz, "%s/ftlua-fig%d-%d.%s", ftl_plot_dir(), f->number, dir_serial++,
+        else if (is_file_kind(kind) && ftp_plot_dir()) {
+            snprintf(output, outsz, "%s/ftlua-fig%d-%d.%s", ftp_plot_dir(), f->number, dir_serial++,
                      ftl_plot_kind_names[kind]);
             if (f->auto_out) memcpy(f->output, output, sizeof f->output); /* fig:term() names it */
         } else if (is_file_kind(kind))
@@ -262,9 +262,9 @@ int ftl_plot_begin(lua_State *L, plot_fig *f, int o, const char *fn, luaL_Buffer
     ftl_plot_where(L, f, o, fn, &kind, output, sizeof output);
     int w = (int)ftl_opt_integer_in(L, o, fn, "width", f->width, 1, 100000);
     int h = (int)ftl_opt_integer_in(L, o, fn, "height", f->height, 1, 100000);
-    ftl_plot_discard(f);
+    ftp_plot_discard(f);
     if (output[0]) {
-        if (ftl_fig_tmpname(output, f->tmp, sizeof f->tmp, err, sizeof err) != 0)
+        if (ftp_fig_tmpname(output, f->tmp, sizeof f->tmp, err, sizeof err) != 0)
             luaL_error(L, "ft.plot: %s", err);
         memcpy(f->drawing, output, sizeof output);
         f->drawing_kind = kind;
@@ -319,7 +319,7 @@ void ftl_plot_finish(lua_State *L, plot_fig *f, luaL_Buffer *b, int to_stdout) {
                 : kind == K_SVG ? FTL_FIG_SVG
                 : kind == K_PDF ? FTL_FIG_PDF
                                 : FTL_FIG_ANY;
-    int rc = ftl_fig_commit(f->tmp, path, check, err, sizeof err);
+    int rc = ftp_fig_commit(f->tmp, path, check, err, sizeof err);
     f->tmp[0] = f->drawing[0] = '\0';
     if (rc != 0) luaL_error(L, "ft.plot: %s", err);
     if (kind == K_PNG || kind == K_SVG) ftl_figure_written(L, path); /* whole, at its path */

@@ -34,9 +34,9 @@ static int check_folder(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-int ftl_fig_tmpname(const char *path, char *tmp, size_t tmpsz, char *err, size_t errlen) {
+int ftp_fig_tmpname(const char *path, char *tmp, size_t tmpsz, char *err, size_t errlen) {
     if (check_folder(path, err, errlen) != 0) return -1;
-    return ftl_atomic_temp_name(path, tmp, tmpsz, err, errlen); /* reserved, stale temps reaped */
+    return af_temp_name(path, tmp, tmpsz, err, errlen); /* reserved, stale temps reaped */
 }
 
 /* Does the file's tail look like a complete file of this kind? */
@@ -58,7 +58,7 @@ static int complete(FILE *f, long size, int check) {
     }
 }
 
-int ftl_fig_commit(const char *tmp, const char *path, int check, char *err, size_t errlen) {
+int ftp_fig_commit(const char *tmp, const char *path, int check, char *err, size_t errlen) {
     FILE *f = fopen(tmp, "rb");
     if (!f) {
         snprintf(err, errlen, "cannot write '%s': gnuplot wrote no file (%s)", path,
@@ -81,10 +81,10 @@ int ftl_fig_commit(const char *tmp, const char *path, int check, char *err, size
         remove(tmp);
         return -1;
     }
-    return ftl_atomic_rename(tmp, path, err, errlen); /* fsync, rename, sync the folder */
+    return af_rename(tmp, path, err, errlen); /* fsync, rename, sync the folder */
 }
 
-int ftl_fig_write(const char *path, const void *data, size_t n, char *err, size_t errlen) {
+int ftp_fig_write(const char *path, const void *data, size_t n, char *err, size_t errlen) {
     if (check_folder(path, err, errlen) != 0) return -1;
-    return ftl_atomic_write(path, data, n, err, errlen);
+    return af_write(path, data, n, err, errlen);
 }

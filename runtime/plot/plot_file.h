@@ -18,13 +18,13 @@ enum { FTL_FIG_ANY, FTL_FIG_PNG, FTL_FIG_SVG, FTL_FIG_PDF };
  * in .png, so a folder watcher such as --report's never takes it for a figure), after checking
  * that the folder exists. 0, or -1 with err ("cannot write 'x.png': folder 'out' does not exist").
  */
-int ftl_fig_tmpname(const char *path, char *tmp, size_t tmpsz, char *err, size_t errlen);
+int ftp_fig_tmpname(const char *path, char *tmp, size_t tmpsz, char *err, size_t errlen);
 
 /* tmp was written by another process (gnuplot): check it is non-empty and ends as a `check`
  * file must, then sync and rename it to path. On any failure tmp is removed and err says why. */
-int ftl_fig_commit(const char *tmp, const char *path, int check, char *err, size_t errlen);
+int ftp_fig_commit(const char *tmp, const char *path, int check, char *err, size_t errlen);
 
-/* Write n bytes to path atomically (ftl_atomic_write), after the folder check. */
-int ftl_fig_write(const char *path, const void *data, size_t n, char *err, size_t errlen);
+/* Write n bytes to path atomically (af_write), after the folder check. */
+int ftp_fig_write(const char *path, const void *data, size_t n, char *err, size_t errlen);
 
 #endif

@@ -214,7 +214,7 @@ static void imagesc_text(lua_State *L, plot_fig *f, int o, const char *fn, const
     if (!output[0]) {
         fwrite(text, 1, n, stdout);
         fflush(stdout);
-    } else if (ftl_fig_write(output, text, n, err, sizeof err) != 0)
+    } else if (ftp_fig_write(output, text, n, err, sizeof err) != 0)
         luaL_error(L, "ft.plot: %s", err);
     lua_pop(L, 1);
 }

@@ -21,7 +21,7 @@
 #define ATOMIC_MT "ftlua.AtomicFile"
 
 typedef struct {
-    ftl_atomic_file af;
+    af_file af;
     int open; /* 1 until commit or abort */
 } atomic_ud;
 
@@ -30,8 +30,7 @@ static int l_write_atomic(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 2, &n);
     char err[1200];
-    if (ftl_atomic_write(path, s, n, err, sizeof err) != 0)
-        return luaL_error(L, "write_atomic: %s", err);
+    if (af_write(path, s, n, err, sizeof err) != 0) return luaL_error(L, "write_atomic: %s", err);
     return 0;
 }
 
@@ -41,8 +40,7 @@ static int l_open_atomic(lua_State *L) {
     u->open = 0;
     luaL_setmetatable(L, ATOMIC_MT);
     char err[1200];
-    if (ftl_atomic_open(&u->af, path, err, sizeof err) != 0)
-        return luaL_error(L, "open_atomic: %s", err);
+    if (af_open(&u->af, path, err, sizeof err) != 0) return luaL_error(L, "open_atomic: %s", err);
     u->open = 1;
     return 1;
 }
@@ -74,13 +72,13 @@ static int l_w_commit(lua_State *L) {
     atomic_ud *u = check_open(L, "commit");
     u->open = 0;
     char err[1200];
-    if (ftl_atomic_commit(&u->af, err, sizeof err) != 0) return luaL_error(L, "commit: %s", err);
+    if (af_commit(&u->af, err, sizeof err) != 0) return luaL_error(L, "commit: %s", err);
     return 0;
 }
 
 static int l_w_abort(lua_State *L) {
     atomic_ud *u = luaL_checkudata(L, 1, ATOMIC_MT);
-    if (u->open) ftl_atomic_abort(&u->af);
+    if (u->open) af_abort(&u->af);
     u->open = 0;
     return 0;
 }

@@ -422,7 +422,7 @@ int ftl_tensor_tostring(lua_State *L, const ft_tensor *t) {
     int nd = ft_dim(t);
     int64_t full[FT_MAX_DIMS], shape[FT_MAX_DIMS];
     for (int d = 0; d < nd; d++) full[d] = ft_size(t, d);
-    int summ = ftl_print_should_summarize(ft_numel(t));
+    int summ = ftt_print_should_summarize(ft_numel(t));
     ft_tensor *data = NULL;
     ftl_check(L, summ ? summarize(t, &data) : ft_shallow_copy(t, &data), "tostring");
     ftl_push_tensor(L, data); /* owned by Lua, so errors below can't leak it */
@@ -432,7 +432,7 @@ int ftl_tensor_tostring(lua_State *L, const ft_tensor *t) {
     ftl_check(L, ft_copy_to_doubles(data, vals, n), "tostring");
     int leaf_grad = ft_requires_grad(t) && ft_is_leaf(t);
     char *s =
-        ftl_format_tensor(vals, shape, full, nd, ft_get_dtype(t), ft_device(t), leaf_grad, summ);
+        ftt_format_tensor(vals, shape, full, nd, ft_get_dtype(t), ft_device(t), leaf_grad, summ);
     if (!s) return luaL_error(L, "tostring: out of memory");
     lua_pushstring(L, s);
     free(s);

@@ -186,9 +186,9 @@ static void add_suffixes(strbuf *s, char suffixes[][64], int nsuf) {
     sb_puts(s, ")");
 }
 
-int ftl_print_should_summarize(int64_t numel) { return numel > FTL_PRINT_THRESHOLD; }
+int ftt_print_should_summarize(int64_t numel) { return numel > FTL_PRINT_THRESHOLD; }
 
-char *ftl_format_tensor(const double *vals, const int64_t *shape, const int64_t *full_shape,
+char *ftt_format_tensor(const double *vals, const int64_t *shape, const int64_t *full_shape,
                         int ndim, ft_dtype dtype, int device, int requires_grad, int summarize) {
     strbuf s = {0};
     char suf[4][64];

@@ -18,10 +18,10 @@
  *   must already be rounded to their dtype.
  * shape: shape of vals. full_shape: the tensor's real shape (same ndim, at most FT_MAX_DIMS).
  * device: -1 for cpu, k for cuda:k. requires_grad: a leaf that requires grad. */
-char *ftl_format_tensor(const double *vals, const int64_t *shape, const int64_t *full_shape,
+char *ftt_format_tensor(const double *vals, const int64_t *shape, const int64_t *full_shape,
                         int ndim, ft_dtype dtype, int device, int requires_grad, int summarize);
 
 /* PyTorch's rule: summarize when numel > threshold (1000). */
-int ftl_print_should_summarize(int64_t numel);
+int ftt_print_should_summarize(int64_t numel);
 
 #endif

@@ -272,7 +272,7 @@ int weights_download(const char *url, const char *dir, const char *file, const c
         return -1;
     }
     /* ftlua's temp pattern: a download cut off by kill -9 is removed at the next one */
-    if (ftl_atomic_temp_name(final, tmp, sizeof tmp, why0, sizeof why0) != 0) {
+    if (af_temp_name(final, tmp, sizeof tmp, why0, sizeof why0) != 0) {
         snprintf(err, errlen, "%s (set TORCH_HOME to a writable folder)", why0);
         return -1;
     }
@@ -322,7 +322,7 @@ int weights_download(const char *url, const char *dir, const char *file, const c
     }
     close(fd);
     /* fsync + rename; the temp is removed on failure */
-    if (ftl_atomic_rename(tmp, final, why0, sizeof why0) != 0) {
+    if (af_rename(tmp, final, why0, sizeof why0) != 0) {
         snprintf(err, errlen, "%s", why0);
         return -1;
     }
@@ -370,7 +370,7 @@ int weights_download_resume(const char *url, const char *path, int progress, cha
                 break;
             }
             char why1[1200];
-            if (ftl_atomic_rename(part, path, why1, sizeof why1) != 0) {
+            if (af_rename(part, path, why1, sizeof why1) != 0) {
                 snprintf(err, errlen, "%s", why1);
                 return -1;
             }

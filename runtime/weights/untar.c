@@ -302,7 +302,7 @@ static int extract_archive(const untar_paths *p, char *tmp, size_t tmplen, char 
                            size_t errlen) {
     char why[1024];
     /* ftlua's temp pattern: a folder left by kill -9 is removed at the next write to data */
-    if (ftl_atomic_temp_dir(p->final, tmp, tmplen, why, sizeof why) != 0) {
+    if (af_temp_dir(p->final, tmp, tmplen, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s", why);
         return -1;
     }
@@ -335,7 +335,7 @@ static int replace_folder(const char *src, const char *tmp, const char *final, c
     }
     /* no RENAME_EXCHANGE on this file system: move the old copy away first */
     char old[FTL_ATOMIC_PATH_MAX + 128], why[1024];
-    if (ftl_atomic_temp_dir(final, old, sizeof old, why, sizeof why) != 0 || rmdir(old) != 0 ||
+    if (af_temp_dir(final, old, sizeof old, why, sizeof why) != 0 || rmdir(old) != 0 ||
         rename(final, old) != 0) {
         snprintf(err, errlen, "cannot replace %s: %s", final, strerror(errno));
         rm_tree(tmp);

@@ -39,7 +39,7 @@ static int count_temps(void) {
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) n += ftl_atomic_is_temp_name(e->d_name);
+    while (d && (e = readdir(d)) != NULL) n += af_is_temp_name(e->d_name);
     if (d) closedir(d);
     return n;
 }
@@ -78,32 +78,32 @@ int main(void) {
     snprintf(path, sizeof path, "%s/out.csv", dir);
 
     /* write, then replace */
-    CHECK("atomic write new", ftl_atomic_write(path, "one\n", 4, err, sizeof err) == 0);
+    CHECK("atomic write new", af_write(path, "one\n", 4, err, sizeof err) == 0);
     CHECK("atomic write new content", is(path, "one\n"));
-    ftl_atomic_file af;
-    CHECK("atomic open", ftl_atomic_open(&af, path, err, sizeof err) == 0);
+    af_file af;
+    CHECK("atomic open", af_open(&af, path, err, sizeof err) == 0);
     CHECK("atomic temp is in the same folder", strncmp(af.tmp, dir, strlen(dir)) == 0);
     {
         const char *slash = strrchr(af.tmp, '/');
-        CHECK("atomic temp follows the pattern", slash && ftl_atomic_is_temp_name(slash + 1));
+        CHECK("atomic temp follows the pattern", slash && af_is_temp_name(slash + 1));
     }
     fputs("two\n", af.f);
     CHECK("atomic old file intact before commit", is(path, "one\n"));
-    CHECK("atomic commit", ftl_atomic_commit(&af, err, sizeof err) == 0);
+    CHECK("atomic commit", af_commit(&af, err, sizeof err) == 0);
     CHECK("atomic commit content", is(path, "two\n"));
     CHECK("atomic commit leaves no temp", count_temps() == 0);
 
     /* abort keeps the old file */
-    CHECK("atomic open 2", ftl_atomic_open(&af, path, err, sizeof err) == 0);
+    CHECK("atomic open 2", af_open(&af, path, err, sizeof err) == 0);
     fputs("three\n", af.f);
-    ftl_atomic_abort(&af);
-    ftl_atomic_abort(&af); /* twice is fine */
+    af_abort(&af);
+    af_abort(&af); /* twice is fine */
     CHECK("atomic abort keeps the old file", is(path, "two\n"));
     CHECK("atomic abort leaves no temp", count_temps() == 0);
 
     /* permission bits of an existing file are kept */
     chmod(path, 0640);
-    CHECK("atomic mode write", ftl_atomic_write(path, "four\n", 5, err, sizeof err) == 0);
+    CHECK("atomic mode write", af_write(path, "four\n", 5, err, sizeof err) == 0);
     struct stat st;
     CHECK("atomic keeps the mode", stat(path, &st) == 0 && (st.st_mode & 0777) == 0640);
 
@@ -118,7 +118,7 @@ int main(void) {
         static char big[100000];
         memset(big, 'x', sizeof big);
         err[0] = 0;
-        int rc = ftl_atomic_write(path, big, sizeof big, err, sizeof err);
+        int rc = af_write(path, big, sizeof big, err, sizeof err);
         setrlimit(RLIMIT_FSIZE, &old);
         CHECK("atomic failed write returns -1", rc == -1);
         CHECK("atomic failed write names the file", strstr(err, path) != NULL);
@@ -133,11 +133,11 @@ int main(void) {
         char sub[512];
         snprintf(sub, sizeof sub, "%s/sub", dir);
         mkdir(sub, 0755);
-        int rc = ftl_atomic_write(sub, "x", 1, err, sizeof err);
+        int rc = af_write(sub, "x", 1, err, sizeof err);
         CHECK("atomic refuses to replace a folder", rc == -1 && strstr(err, sub) != NULL);
         CHECK("atomic folder case leaves no temp", count_temps() == 0);
         rmdir(sub);
-        rc = ftl_atomic_write("/nonexistent-ftlua-dir/x.csv", "x", 1, err, sizeof err);
+        rc = af_write("/nonexistent-ftlua-dir/x.csv", "x", 1, err, sizeof err);
         CHECK("atomic missing folder names the file",
               rc == -1 && strstr(err, "/nonexistent-ftlua-dir/x.csv") &&
                   strstr(err, strerror(ENOENT)));
@@ -148,13 +148,13 @@ int main(void) {
     {
         char host[64] = "";
         {
-            ftl_atomic_file t;
-            ftl_atomic_open(&t, path, err, sizeof err);
+            af_file t;
+            af_open(&t, path, err, sizeof err);
             /* the host part is between ".ftlua-tmp." and ".<pid>." */
             const char *h = strstr(t.tmp, ".ftlua-tmp.") + strlen(".ftlua-tmp.");
             const char *e = strchr(h, '.');
             snprintf(host, sizeof host, "%.*s", (int)(e - h), h);
-            ftl_atomic_abort(&t);
+            af_abort(&t);
         }
         char dead[256], live[256], other[256], dead_dir[256];
         pid_t d = dead_pid();
@@ -179,14 +179,11 @@ int main(void) {
         snprintf(p, sizeof p, "%s/%s/inner/file", dir, dead_dir);
         FILE *f = fopen(p, "wb");
         if (f) fclose(f);
-        CHECK("atomic pattern parses",
-              ftl_atomic_is_temp_name(dead) && ftl_atomic_is_temp_name(other));
-        CHECK("atomic pattern rejects others",
-              !ftl_atomic_is_temp_name("model.pth.tmp.1") &&
-                  !ftl_atomic_is_temp_name(".x.ftlua-tmp.h.12a.abcdef") &&
-                  !ftl_atomic_is_temp_name(".x.ftlua-tmp..12.abcdef"));
-        CHECK("atomic write with orphans",
-              ftl_atomic_write(path, "five\n", 5, err, sizeof err) == 0);
+        CHECK("atomic pattern parses", af_is_temp_name(dead) && af_is_temp_name(other));
+        CHECK("atomic pattern rejects others", !af_is_temp_name("model.pth.tmp.1") &&
+                                                   !af_is_temp_name(".x.ftlua-tmp.h.12a.abcdef") &&
+                                                   !af_is_temp_name(".x.ftlua-tmp..12.abcdef"));
+        CHECK("atomic write with orphans", af_write(path, "five\n", 5, err, sizeof err) == 0);
         CHECK("atomic removes a dead pid's temp", !exists(dead));
         CHECK("atomic removes a dead pid's temp folder", !exists(dead_dir));
         CHECK("atomic keeps a live pid's temp", exists(live));
@@ -208,23 +205,22 @@ int main(void) {
     {
         char tmp[FTL_ATOMIC_PATH_MAX + 128], png[512];
         snprintf(png, sizeof png, "%s/plot.png", dir);
-        CHECK("atomic temp_name", ftl_atomic_temp_name(png, tmp, sizeof tmp, err, sizeof err) == 0);
+        CHECK("atomic temp_name", af_temp_name(png, tmp, sizeof tmp, err, sizeof err) == 0);
         CHECK("atomic temp_name reserves the file", access(tmp, F_OK) == 0);
-        CHECK("atomic rename refuses an empty file",
-              ftl_atomic_rename(tmp, png, err, sizeof err) == -1 && strstr(err, "empty") &&
-                  strstr(err, png));
+        CHECK("atomic rename refuses an empty file", af_rename(tmp, png, err, sizeof err) == -1 &&
+                                                         strstr(err, "empty") && strstr(err, png));
         CHECK("atomic rename removed the empty temp",
               access(tmp, F_OK) != 0 && access(png, F_OK) != 0);
-        ftl_atomic_temp_name(png, tmp, sizeof tmp, err, sizeof err);
+        af_temp_name(png, tmp, sizeof tmp, err, sizeof err);
         FILE *f = fopen(tmp, "wb");
         fputs("PNG", f);
         fclose(f);
-        CHECK("atomic rename", ftl_atomic_rename(tmp, png, err, sizeof err) == 0 && is(png, "PNG"));
+        CHECK("atomic rename", af_rename(tmp, png, err, sizeof err) == 0 && is(png, "PNG"));
         CHECK("atomic rename of a missing temp fails",
-              ftl_atomic_rename(tmp, png, err, sizeof err) == -1 && is(png, "PNG"));
+              af_rename(tmp, png, err, sizeof err) == -1 && is(png, "PNG"));
         unlink(png);
         char tdir[FTL_ATOMIC_PATH_MAX + 128];
-        CHECK("atomic temp_dir", ftl_atomic_temp_dir(png, tdir, sizeof tdir, err, sizeof err) == 0);
+        CHECK("atomic temp_dir", af_temp_dir(png, tdir, sizeof tdir, err, sizeof err) == 0);
         CHECK("atomic temp_dir is a folder", stat(tdir, &st) == 0 && S_ISDIR(st.st_mode));
         rmdir(tdir);
     }

@@ -16,7 +16,7 @@
 #include "ftlua.h"
 #include "host.h"
 
-static int has(const ftl_strlist *l, const char *s) {
+static int has(const fth_strlist *l, const char *s) {
     for (size_t i = 0; i < l->n; i++)
         if (strcmp(l->v[i], s) == 0) return 1;
     return 0;
@@ -45,7 +45,10 @@ static char *api_row(const char *cell) {
     char want[256];
     snprintf(want, sizeof want, "| `%s", cell);
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, want, strlen(want)) == 0) { found = strdup(line); break; }
+        if (strncmp(line, want, strlen(want)) == 0) {
+            found = strdup(line);
+            break;
+        }
     fclose(f);
     return found;
 }
@@ -56,30 +59,31 @@ int main(void) {
     luaL_requiref(L, "ftlua", luaopen_ftlua, 0);
     lua_setglobal(L, "ft");
     ftl_open_host(L);
-    (void)luaL_dostring(L, "learn_like = setmetatable({}, {__index = {fit_one_cycle = function() end, "
-                     "lr_find = function() end}}) x = ft.tensor.zeros(2)");
+    (void)luaL_dostring(L,
+                        "learn_like = setmetatable({}, {__index = {fit_one_cycle = function() end, "
+                        "lr_find = function() end}}) x = ft.tensor.zeros(2)");
     int top = lua_gettop(L);
 
     const char *m;
     /* ---- completion at a cursor */
-    ftl_strlist c = {0};
+    fth_strlist c = {0};
     const char *line = "y = ft.tensor.ze";
     size_t start = ftl_complete(L, line, strlen(line), &c);
     CHECK("complete_field", start == 4 && has(&c, "ft.tensor.zeros"));
-    ftl_strlist_free(&c);
+    fth_strlist_free(&c);
     line = "print(x:ma)";
     start = ftl_complete(L, line, 10, &c); /* the cursor before ')' */
     CHECK("complete_method_mid_line", start == 6 && has(&c, "x:max") && !has(&c, "x:shape"));
-    ftl_strlist_free(&c);
+    fth_strlist_free(&c);
     start = ftl_complete(L, "pri", 3, &c);
     CHECK("complete_global", start == 0 && has(&c, "print"));
-    ftl_strlist_free(&c);
+    fth_strlist_free(&c);
     start = ftl_complete(L, "whi", 3, &c);
     CHECK("complete_keyword", has(&c, "while"));
-    ftl_strlist_free(&c);
+    fth_strlist_free(&c);
     start = ftl_complete(L, "learn_like:fi", 13, &c);
     CHECK("complete_through_index", c.n == 1 && has(&c, "learn_like:fit_one_cycle"));
-    ftl_strlist_free(&c);
+    fth_strlist_free(&c);
     CHECK("complete_stack_kept", lua_gettop(L) == top);
 
     /* ---- the unfinished-input rule */
@@ -94,14 +98,15 @@ int main(void) {
     const char *forms[] = {"1, 2", "1, 2;", "1, 2 ; ", "1, 2 -- note", "1, 2; -- note"};
     for (int i = 0; i < 5; i++) {
         st = ftl_compile_input(L, forms[i], strlen(forms[i]), "=stdin");
-        ok = st == LUA_OK && lua_pcall(L, 0, LUA_MULTRET, 0) == LUA_OK && lua_gettop(L) == top + 2 &&
-             lua_tointeger(L, -1) == 2;
+        ok = st == LUA_OK && lua_pcall(L, 0, LUA_MULTRET, 0) == LUA_OK &&
+             lua_gettop(L) == top + 2 && lua_tointeger(L, -1) == 2;
         if (!ok) printf("# %s\n", forms[i]);
         lua_settop(L, top);
         CHECK("compile_expression_forms", ok);
     }
     m = error_of(L, "ft.learner.LearnerClass.fit_one_cycle({}, 'x');", "=stdin");
-    CHECK("expression_with_semicolon_not_a_tail_call", strncmp(m, "stdin:1: fit_one_cycle", 22) == 0);
+    CHECK("expression_with_semicolon_not_a_tail_call",
+          strncmp(m, "stdin:1: fit_one_cycle", 22) == 0);
     st = ftl_compile_input(L, "for i = 1, 2 do", 15, "=stdin");
     CHECK("compile_incomplete", st == FTL_INCOMPLETE && lua_isstring(L, -1));
     lua_settop(L, top);
@@ -112,7 +117,8 @@ int main(void) {
                            strstr(lua_tostring(L, -1), "`a` alone is not a statement in Lua") &&
                            strstr(lua_tostring(L, -1), "print(a)"));
     lua_settop(L, top);
-    CHECK("hint_length", ftl_input_hint(L, "t = {}; #t", 10) && strstr(lua_tostring(L, -1), "`#t` alone"));
+    CHECK("hint_length",
+          ftl_input_hint(L, "t = {}; #t", 10) && strstr(lua_tostring(L, -1), "`#t` alone"));
     lua_settop(L, top);
     CHECK("no_hint_for_statements", !ftl_input_hint(L, "a = 1; b = 2", 12) && lua_gettop(L) == top);
     CHECK("no_hint_for_multiline", !ftl_input_hint(L, "a = 1\n; a", 9) && lua_gettop(L) == top);
@@ -132,10 +138,10 @@ int main(void) {
     lua_getfield(L, -1, "imagesc");
     int found = ftl_help_value(L, -1);
     const char *text = found ? lua_tostring(L, -1) : "";
-    CHECK("help_value_function", found && row && strncmp(text, "ft.plot.imagesc(matrix [, opts])\n", 33) == 0 &&
-                                     strstr(row, "a heat map, values in the cells") &&
-                                     strstr(text, "a heat map, values in the cells") &&
-                                     strstr(text, "docs/plot.md#api"));
+    CHECK("help_value_function",
+          found && row && strncmp(text, "ft.plot.imagesc(matrix [, opts])\n", 33) == 0 &&
+              strstr(row, "a heat map, values in the cells") &&
+              strstr(text, "a heat map, values in the cells") && strstr(text, "docs/plot.md#api"));
     free(row);
     lua_settop(L, top);
     found = ftl_help_text(L, "ft.plot.imagesc");
@@ -145,10 +151,12 @@ int main(void) {
     CHECK("help_text_method", found && strstr(lua_tostring(L, -1), "x:sum([dim, keepdim])"));
     lua_settop(L, top);
     found = ftl_help_text(L, "fit_one_cycle");
-    CHECK("help_text_entry_name", found && strstr(lua_tostring(L, -1), "learn:fit_one_cycle(n, lr_max"));
+    CHECK("help_text_entry_name",
+          found && strstr(lua_tostring(L, -1), "learn:fit_one_cycle(n, lr_max"));
     lua_settop(L, top);
     found = ftl_help_text(L, "learn_like:fit_one_cyle");
-    CHECK("help_did_you_mean", !found && strstr(lua_tostring(L, -1), "has no method 'fit_one_cyle'") &&
+    CHECK("help_did_you_mean", !found &&
+                                   strstr(lua_tostring(L, -1), "has no method 'fit_one_cyle'") &&
                                    strstr(lua_tostring(L, -1), "did you mean fit_one_cycle?"));
     lua_settop(L, top);
     line = "learn_like:fit_one_cycle(3)";
@@ -156,7 +164,8 @@ int main(void) {
     CHECK("help_at_cursor", found && strstr(lua_tostring(L, -1), "learn:fit_one_cycle(n, lr_max"));
     lua_settop(L, top);
     found = ftl_help_at(L, "y = ft.plot.imagesc(m)", 14);
-    CHECK("help_at_cursor_path", found && strncmp(lua_tostring(L, -1), "ft.plot.imagesc(", 16) == 0);
+    CHECK("help_at_cursor_path",
+          found && strncmp(lua_tostring(L, -1), "ft.plot.imagesc(", 16) == 0);
     lua_settop(L, top);
     CHECK("help_at_nothing", !ftl_help_at(L, "  (  ", 2) && lua_isstring(L, -1));
     lua_settop(L, top);
@@ -171,26 +180,31 @@ int main(void) {
     CHECK("help_value_none", !ftl_help_value(L, -1) && lua_isnil(L, -1));
     lua_settop(L, top);
     lua_getglobal(L, "x");
-    CHECK("suggestion", ftl_push_suggestion(L, -1, "sumx", 1) && strcmp(lua_tostring(L, -1), "did you mean sum?") == 0);
+    CHECK("suggestion", ftl_push_suggestion(L, -1, "sumx", 1) &&
+                            strcmp(lua_tostring(L, -1), "did you mean sum?") == 0);
     lua_settop(L, top);
 
     /* ---- the message handler */
     m = error_of(L, "learn_like:fit_one_cyle()", "=stdin");
-    CHECK("msg_method_typo", strcmp(m, "stdin:1: attempt to call a nil value (method 'fit_one_cyle'); "
-                                       "did you mean fit_one_cycle?") == 0);
+    CHECK("msg_method_typo",
+          strcmp(m, "stdin:1: attempt to call a nil value (method 'fit_one_cyle'); "
+                    "did you mean fit_one_cycle?") == 0);
     m = error_of(L, "prnt(1)", "=stdin");
     CHECK("msg_global_typo", strstr(m, "(global 'prnt'); did you mean print?") != NULL);
     m = error_of(L, "local T = ft.tensor\nT.zeross(2)", "=cell");
-    CHECK("msg_field_typo_local", strstr(m, "cell:2: attempt to call a nil value (field 'zeross'); did you mean zeros?") == m);
+    CHECK("msg_field_typo_local",
+          strstr(m, "cell:2: attempt to call a nil value (field 'zeross'); did you mean zeros?") ==
+              m);
     /* an error raised inside the library's Lua code is said at the user's line */
     m = error_of(L, "\nft.learner.LearnerClass.fit_one_cycle({}, 'x')", "=cell");
-    CHECK("msg_library_error_at_user_line", strncmp(m, "cell:2: ", 8) == 0 && !strstr(m, "lua/ftlua/") &&
-                                                !strstr(m, "traceback"));
+    CHECK("msg_library_error_at_user_line",
+          strncmp(m, "cell:2: ", 8) == 0 && !strstr(m, "lua/ftlua/") && !strstr(m, "traceback"));
     m = error_of(L, "error('interrupted!')", "=stdin");
     CHECK("msg_interrupted_bare", strcmp(m, "interrupted!") == 0);
     m = error_of(L, "local function f() error('boom') end\nf()", "=cell");
-    CHECK("msg_user_traceback", strncmp(m, "cell:1: boom\nstack traceback:\n\tcell:1: in ", 40) == 0 &&
-                                    strstr(m, "\n\tcell:2: in main chunk"));
+    CHECK("msg_user_traceback",
+          strncmp(m, "cell:1: boom\nstack traceback:\n\tcell:1: in ", 40) == 0 &&
+              strstr(m, "\n\tcell:2: in main chunk"));
     /* a stack overflow: the deep middle of the stack is skipped, not walked level by level */
     m = error_of(L, "local function f() return 1 + f() end\nf()", "=cell");
     CHECK("msg_stack_overflow", strstr(m, "stack overflow") && strstr(m, "levels)\n") &&

@@ -23,7 +23,7 @@
 #include "data/image.h"
 #include "data/loader.h"
 
-static char tmpdir[256];     /* mkdtemp, removed at the end */
+static char tmpdir[256];      /* mkdtemp, removed at the end */
 static char images_dir[1024]; /* pets-sample images, "" when absent */
 static char python[512], ref_script[1024];
 static int have_ref; /* python with PIL + torch + torchvision runs */
@@ -193,8 +193,8 @@ static diff_stat diff_f32(const float *a, const float *b, size_t n) {
     return s;
 }
 
-/* Compare an ftl_image with a reference dump whose status line is "ok w h". */
-static int same_size_as_ref(const ftl_image *im, const char *line) {
+/* Compare an ftd_image with a reference dump whose status line is "ok w h". */
+static int same_size_as_ref(const ftd_image *im, const char *line) {
     int w = -1, h = -1;
     return im && sscanf(line, "ok %d %d", &w, &h) == 2 && w == im->w && h == im->h;
 }
@@ -223,16 +223,18 @@ static void test_decode_pets(void) {
     char first_err[512] = "";
     for (int start = 0; start < n; start += 150) {
         int end = start + 150 < n ? start + 150 : n;
-        ftl_image *ims[150];
+        ftd_image *ims[150];
         sbuf jobs = {0};
         for (int i = start; i < end; i++) {
             char path[2048], err[512];
             snprintf(path, sizeof path, "%s/%s", images_dir, names[i]);
             double t0 = now();
-            ims[i - start] = ftl_image_new_from_file(path, 0, err, sizeof err);
+            ims[i - start] = ftd_image_new_from_file(path, 0, err, sizeof err);
             t_decode += now() - t0;
-            if (ims[i - start]) decoded++;
-            else if (!first_err[0]) snprintf(first_err, sizeof first_err, "%s", err);
+            if (ims[i - start])
+                decoded++;
+            else if (!first_err[0])
+                snprintf(first_err, sizeof first_err, "%s", err);
             job_sep(&jobs);
             sb_printf(&jobs, "{\"op\": \"decode\", \"path\": ");
             sb_str(&jobs, path);
@@ -242,7 +244,7 @@ static void test_decode_pets(void) {
         }
         int ok = have_ref && run_ref(&jobs, end - start) == 0;
         for (int i = start; ok && i < end; i++) {
-            ftl_image *im = ims[i - start];
+            ftd_image *im = ims[i - start];
             char path[2048];
             snprintf(path, sizeof path, "%s/%s", images_dir, names[i]);
             int jpeg = is_jpeg_file(path);
@@ -262,12 +264,12 @@ static void test_decode_pets(void) {
             } else {
                 others++;
                 others_exact += d.max == 0;
-                printf("# %s (not a JPEG): %dx%d, max diff vs PIL %.0f\n", names[i],
-                       im ? im->w : 0, im ? im->h : 0, d.max);
+                printf("# %s (not a JPEG): %dx%d, max diff vs PIL %.0f\n", names[i], im ? im->w : 0,
+                       im ? im->h : 0, d.max);
             }
             free(ref);
         }
-        for (int i = start; i < end; i++) ftl_image_free(ims[i - start]);
+        for (int i = start; i < end; i++) ftd_image_free(ims[i - start]);
         free(jobs.s);
         if (!ok) break;
     }
@@ -318,7 +320,7 @@ static void test_decode_formats(void) {
     int ok = run_ref(&jobs, n) == 0;
     for (int i = 0; ok && i < n; i++) {
         char err[512] = "", name[128];
-        ftl_image *im = ftl_image_new_from_file(tmp_path("%s", names[i]), 0, err, sizeof err);
+        ftd_image *im = ftd_image_new_from_file(tmp_path("%s", names[i]), 0, err, sizeof err);
         size_t len = 0;
         uint8_t *ref = read_file(tmp_path("fmt%d.u8", i), &len);
         int same = same_size_as_ref(im, ref_lines[i]) && ref && len == (size_t)im->w * im->h * 3;
@@ -332,7 +334,7 @@ static void test_decode_formats(void) {
                    im ? im->w : 0, im ? im->h : 0, ref_lines[i], d.mean, d.max);
         CHECK(name, d.max <= tol);
         free(ref);
-        ftl_image_free(im);
+        ftd_image_free(im);
     }
     free(jobs.s);
 }
@@ -346,13 +348,13 @@ static void test_decode_scaled(void) {
     const char *files[] = {"Abyssinian_1.jpg", "Bengal_10.jpg", "american_bulldog_100.jpg"};
     const int min_sides[] = {100, 60, 150};
     sbuf jobs = {0};
-    ftl_image *ims[3], *full[3];
+    ftd_image *ims[3], *full[3];
     int denom[3];
     for (int i = 0; i < 3; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", images_dir, files[i]);
-        full[i] = ftl_image_new_from_file(path, 0, NULL, 0);
-        ims[i] = ftl_image_new_from_file(path, min_sides[i], NULL, 0);
+        full[i] = ftd_image_new_from_file(path, 0, NULL, 0);
+        ims[i] = ftd_image_new_from_file(path, min_sides[i], NULL, 0);
         denom[i] = (full[i] && ims[i]) ? (full[i]->w + ims[i]->w - 1) / ims[i]->w : 1;
         job_sep(&jobs);
         sb_printf(&jobs, "{\"op\": \"decode\", \"draft\": %d, \"path\": ", denom[i]);
@@ -381,8 +383,8 @@ static void test_decode_scaled(void) {
         snprintf(name, sizeof name, "decode_scaled_vs_pil_draft_%d", i);
         CHECK(name, d.mean < 1.5);
         free(ref);
-        ftl_image_free(ims[i]);
-        ftl_image_free(full[i]);
+        ftd_image_free(ims[i]);
+        ftd_image_free(full[i]);
     }
     free(jobs.s);
 }
@@ -390,7 +392,8 @@ static void test_decode_scaled(void) {
 /* ---------------------------------------------------------------- bombs, FIFOs, the cap */
 
 static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
 }
 static void put_le(uint8_t *p, uint32_t v, int n) {
     for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> 8 * i);
@@ -482,18 +485,18 @@ static const char *stderr_of(void (*f)(void *), void *arg) {
 typedef struct {
     const uint8_t *data;
     size_t len;
-    ftl_image *im;
+    ftd_image *im;
     char err[512];
 } decode_call;
 
 static void decode_it(void *arg) {
     decode_call *c = arg;
-    c->im = ftl_image_new_from_memory(c->data, c->len, "bomb", 0, c->err, sizeof c->err);
+    c->im = ftd_image_new_from_memory(c->data, c->len, "bomb", 0, c->err, sizeof c->err);
 }
 
 static void reset_cap(void *arg) {
     (void)arg;
-    ftl_image_set_max_pixels(0);
+    ftd_image_set_max_pixels(0);
 }
 
 typedef struct {
@@ -504,9 +507,9 @@ typedef struct {
 
 static void test_decode_bombs(void) {
     char want_cap[64];
-    CHECK("bomb_default_cap_is_twice_pillows", ftl_image_max_pixels() == 2 * 89478485ull);
+    CHECK("bomb_default_cap_is_twice_pillows", ftd_image_max_pixels() == 2 * 89478485ull);
     snprintf(want_cap, sizeof want_cap, "over the cap of %llu pixels",
-             (unsigned long long)ftl_image_max_pixels());
+             (unsigned long long)ftd_image_max_pixels());
     /* Each format claiming more than the cap: refused before any allocation, and the message
      * says the size and the cap (a 50000x50000 PNG used to be "unknown image type"). */
     size_t jlen = 0;
@@ -519,41 +522,42 @@ static void test_decode_bombs(void) {
     bombs[3] = (bomb_case){"bmp", "BMP is 60000x60000", bmp, bmp_claiming(bmp, 60000, 60000)};
     for (int i = 0; i < 4; i++) {
         char name[64], err[512] = "";
-        ftl_image *im = bombs[i].data ? ftl_image_new_from_memory(bombs[i].data, bombs[i].len,
+        ftd_image *im = bombs[i].data ? ftd_image_new_from_memory(bombs[i].data, bombs[i].len,
                                                                   "bomb", 0, err, sizeof err)
                                       : NULL;
         printf("# bomb %s -> %s\n", bombs[i].name, err);
         snprintf(name, sizeof name, "bomb_refused_with_size_and_cap_%s", bombs[i].name);
         CHECK(name, !im && strstr(err, bombs[i].size) && strstr(err, want_cap) &&
                         strstr(err, "FTLUA_MAX_IMAGE_PIXELS"));
-        ftl_image_free(im);
+        ftd_image_free(im);
     }
     /* Over half the cap: decoded (here: found truncated) with a warning naming the size. */
-    ftl_image_set_max_pixels(1000);
+    ftd_image_set_max_pixels(1000);
     size_t len = 0;
     uint8_t *half = jpeg_claiming(30, 20, &len); /* 600 pixels: over 500, under 1000 */
     decode_call c = {half, len, NULL, ""};
     const char *warned = stderr_of(decode_it, &c);
     printf("# 600 pixels, cap 1000 -> %s", warned);
-    CHECK("bomb_warning_over_half_the_cap", strstr(warned, "warning: bomb: JPEG is 30x20 (600 pixels), over 500") != NULL);
-    ftl_image_free(c.im);
+    CHECK("bomb_warning_over_half_the_cap",
+          strstr(warned, "warning: bomb: JPEG is 30x20 (600 pixels), over 500") != NULL);
+    ftd_image_free(c.im);
     free(half);
     decode_call small = {NULL, 0, NULL, ""};
     small.data = jpeg_claiming(20, 20, &small.len); /* 400: no warning */
     warned = stderr_of(decode_it, &small);
     CHECK("bomb_no_warning_under_half_the_cap", !strstr(warned, "warning"));
-    ftl_image_free(small.im);
+    ftd_image_free(small.im);
     free((void *)small.data);
     /* The environment sets the cap (0 restores the default, read from the environment). */
     setenv("FTLUA_MAX_IMAGE_PIXELS", "12345", 1);
-    ftl_image_set_max_pixels(0);
-    CHECK("bomb_cap_from_environment", ftl_image_max_pixels() == 12345);
+    ftd_image_set_max_pixels(0);
+    CHECK("bomb_cap_from_environment", ftd_image_max_pixels() == 12345);
     setenv("FTLUA_MAX_IMAGE_PIXELS", "lots", 1);
     warned = stderr_of(reset_cap, NULL);
     CHECK("bomb_bad_environment_warns", strstr(warned, "FTLUA_MAX_IMAGE_PIXELS='lots'") &&
-                                            ftl_image_max_pixels() == 2 * 89478485ull);
+                                            ftd_image_max_pixels() == 2 * 89478485ull);
     unsetenv("FTLUA_MAX_IMAGE_PIXELS");
-    ftl_image_set_max_pixels(0);
+    ftd_image_set_max_pixels(0);
     free(jpg);
 
     /* A FIFO named .jpg is refused at once, not waited on (alarm: a hang fails the program). */
@@ -562,11 +566,11 @@ static void test_decode_bombs(void) {
         SKIP("decode_fifo_refused", "mkfifo failed");
     } else {
         alarm(20);
-        ftl_image *im = ftl_image_new_from_file(fifo, 0, err, sizeof err);
+        ftd_image *im = ftd_image_new_from_file(fifo, 0, err, sizeof err);
         alarm(0);
         printf("# fifo -> %s\n", err);
         CHECK("decode_fifo_refused", !im && strstr(err, fifo) && strstr(err, "FIFO"));
-        ftl_image_free(im);
+        ftd_image_free(im);
     }
 }
 
@@ -631,39 +635,39 @@ static void test_decode_errors(void) {
         char *path = tmp_path("bad_%s", cases[i].name), name[128];
         write_file(path, cases[i].data, cases[i].len);
         err[0] = 0;
-        ftl_image *im = ftl_image_new_from_file(path, 0, err, sizeof err);
+        ftd_image *im = ftd_image_new_from_file(path, 0, err, sizeof err);
         printf("# %s -> %s\n", cases[i].name, im ? "(decoded!)" : err);
         snprintf(name, sizeof name, "decode_error_%s", cases[i].name);
         CHECK(name, !im && strstr(err, path) && strlen(err) > strlen(path) + 4);
-        ftl_image_free(im);
+        ftd_image_free(im);
         /* The same bytes from memory name the given label. */
         err[0] = 0;
-        im = ftl_image_new_from_memory(cases[i].data, cases[i].len, "label", 0, err, sizeof err);
+        im = ftd_image_new_from_memory(cases[i].data, cases[i].len, "label", 0, err, sizeof err);
         snprintf(name, sizeof name, "decode_error_mem_%s", cases[i].name);
         CHECK(name, !im && !strncmp(err, "label: ", 7));
-        ftl_image_free(im);
+        ftd_image_free(im);
     }
     if (!jpeg) SKIP("decode_error_truncated", "no pets sample to truncate");
     /* Missing file, directory, and a tiny error buffer (must still be a terminated string). */
     char *missing = tmp_path("no_such_file.jpg");
-    ftl_image *im = ftl_image_new_from_file(missing, 0, err, sizeof err);
+    ftd_image *im = ftd_image_new_from_file(missing, 0, err, sizeof err);
     CHECK("decode_error_missing", !im && strstr(err, missing) && strstr(err, "No such file"));
-    im = ftl_image_new_from_file(tmpdir, 0, err, sizeof err);
+    im = ftd_image_new_from_file(tmpdir, 0, err, sizeof err);
     CHECK("decode_error_directory", !im && strstr(err, tmpdir));
     char small[8];
-    im = ftl_image_new_from_file(missing, 0, small, sizeof small);
+    im = ftd_image_new_from_file(missing, 0, small, sizeof small);
     CHECK("decode_error_small_buffer", !im && strlen(small) == sizeof small - 1);
-    CHECK("decode_error_null_buffer", !ftl_image_new_from_memory(NULL, 10, NULL, 0, NULL, 0));
+    CHECK("decode_error_null_buffer", !ftd_image_new_from_memory(NULL, 10, NULL, 0, NULL, 0));
     /* From memory equals from file. */
     if (jpeg) {
-        ftl_image *a = ftl_image_new_from_memory(jpeg, jlen, "m", 0, NULL, 0);
+        ftd_image *a = ftd_image_new_from_memory(jpeg, jlen, "m", 0, NULL, 0);
         char path[2048];
         snprintf(path, sizeof path, "%s/Bengal_10.jpg", images_dir);
-        ftl_image *b = ftl_image_new_from_file(path, 0, NULL, 0);
+        ftd_image *b = ftd_image_new_from_file(path, 0, NULL, 0);
         CHECK("decode_memory_equals_file", a && b && a->w == b->w && a->h == b->h &&
                                                !memcmp(a->rgb, b->rgb, (size_t)a->w * a->h * 3));
-        ftl_image_free(a);
-        ftl_image_free(b);
+        ftd_image_free(a);
+        ftd_image_free(b);
     }
     free(jpeg);
     free(png);
@@ -676,27 +680,28 @@ static void test_decode_errors(void) {
 
 /* An image whose PIL-bilinear resize we can check without PIL: constant colour stays exact. */
 static void test_resize_basic(void) {
-    ftl_image *im = ftl_image_new(37, 23);
-    for (int i = 0; i < 37 * 23; i++) im->rgb[3 * i] = 10, im->rgb[3 * i + 1] = 128, im->rgb[3 * i + 2] = 250;
+    ftd_image *im = ftd_image_new(37, 23);
+    for (int i = 0; i < 37 * 23; i++)
+        im->rgb[3 * i] = 10, im->rgb[3 * i + 1] = 128, im->rgb[3 * i + 2] = 250;
     int ok = 1;
     for (int m = 0; m < 3; m++) {
-        ftl_image *r = ftl_image_resize(im, 16, 16, m, 0.3, 0.7);
+        ftd_image *r = ftd_image_resize(im, 16, 16, m, 0.3, 0.7);
         for (int i = 0; r && i < 16 * 16; i++)
             ok &= r->rgb[3 * i] == 10 && r->rgb[3 * i + 1] == 128 && r->rgb[3 * i + 2] == 250;
         ok &= r != NULL;
-        ftl_image_free(r);
+        ftd_image_free(r);
     }
     CHECK("resize_constant_stays_constant", ok);
     /* Same size crop at (0,0) is a copy of the top-left square. */
-    ftl_image *r = ftl_image_resize(im, 23, 23, FTL_RESIZE_CROP, 0, 0);
+    ftd_image *r = ftd_image_resize(im, 23, 23, FTL_RESIZE_CROP, 0, 0);
     ok = r != NULL;
     for (int y = 0; r && y < 23; y++) ok &= !memcmp(r->rgb + y * 23 * 3, im->rgb + y * 37 * 3, 69);
     CHECK("resize_same_size_crop_is_copy", ok);
-    ftl_image_free(r);
-    CHECK("resize_bad_args", !ftl_image_resize(im, 0, 10, 0, .5, .5) &&
-                                 !ftl_image_resize(im, 10, 10, 9, .5, .5) &&
-                                 !ftl_image_resize(NULL, 10, 10, 0, .5, .5));
-    ftl_image_free(im);
+    ftd_image_free(r);
+    CHECK("resize_bad_args", !ftd_image_resize(im, 0, 10, 0, .5, .5) &&
+                                 !ftd_image_resize(im, 10, 10, 9, .5, .5) &&
+                                 !ftd_image_resize(NULL, 10, 10, 0, .5, .5));
+    ftd_image_free(im);
 }
 
 static void test_resize_vs_pil(void) {
@@ -710,24 +715,25 @@ static void test_resize_vs_pil(void) {
     struct {
         int w, h, method;
         double px, py;
-    } cases[] = {{460, 460, FTL_RESIZE_CROP, .5, .5},  {224, 224, FTL_RESIZE_CROP, 0, 0},
-                 {460, 460, FTL_RESIZE_CROP, 1, 1},    {128, 128, FTL_RESIZE_CROP, .31, .83},
-                 {300, 200, FTL_RESIZE_CROP, .7, .2},  {224, 224, FTL_RESIZE_SQUISH, .5, .5},
-                 {224, 224, FTL_RESIZE_PAD, .5, .5},   {160, 160, FTL_RESIZE_PAD, .13, .91},
-                 {200, 120, FTL_RESIZE_PAD, .5, .5},   {224, 224, FTL_RESIZE_PAD_ZEROS, .4, .6},
+    } cases[] = {{460, 460, FTL_RESIZE_CROP, .5, .5}, {224, 224, FTL_RESIZE_CROP, 0, 0},
+                 {460, 460, FTL_RESIZE_CROP, 1, 1},   {128, 128, FTL_RESIZE_CROP, .31, .83},
+                 {300, 200, FTL_RESIZE_CROP, .7, .2}, {224, 224, FTL_RESIZE_SQUISH, .5, .5},
+                 {224, 224, FTL_RESIZE_PAD, .5, .5},  {160, 160, FTL_RESIZE_PAD, .13, .91},
+                 {200, 120, FTL_RESIZE_PAD, .5, .5},  {224, 224, FTL_RESIZE_PAD_ZEROS, .4, .6},
                  {64, 64, FTL_RESIZE_CROP, .5, .5}};
     const char *mnames[] = {"crop", "squish", "pad", "pad_zeros"};
     int nf = 5, nc = sizeof cases / sizeof cases[0];
-    ftl_image *src[5], *out[5 * 11];
+    ftd_image *src[5], *out[5 * 11];
     sbuf jobs = {0};
     for (int f = 0; f < nf; f++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", images_dir, files[f]);
-        src[f] = ftl_image_new_from_file(path, 0, NULL, 0);
-        if (src[f]) write_file(tmp_path("rs_src%d.u8", f), src[f]->rgb, (size_t)src[f]->w * src[f]->h * 3);
+        src[f] = ftd_image_new_from_file(path, 0, NULL, 0);
+        if (src[f])
+            write_file(tmp_path("rs_src%d.u8", f), src[f]->rgb, (size_t)src[f]->w * src[f]->h * 3);
         for (int c = 0; c < nc; c++) {
-            out[f * nc + c] = src[f] ? ftl_image_resize(src[f], cases[c].w, cases[c].h, cases[c].method,
-                                                        cases[c].px, cases[c].py)
+            out[f * nc + c] = src[f] ? ftd_image_resize(src[f], cases[c].w, cases[c].h,
+                                                        cases[c].method, cases[c].px, cases[c].py)
                                      : NULL;
             job_sep(&jobs);
             sb_printf(&jobs,
@@ -747,7 +753,8 @@ static void test_resize_vs_pil(void) {
     for (int i = 0; ok && i < nf * nc; i++) {
         size_t len = 0;
         uint8_t *ref = read_file(tmp_path("rs_out%d.u8", i), &len);
-        int same = same_size_as_ref(out[i], ref_lines[i]) && ref && len == (size_t)out[i]->w * out[i]->h * 3;
+        int same = same_size_as_ref(out[i], ref_lines[i]) && ref &&
+                   len == (size_t)out[i]->w * out[i]->h * 3;
         diff_stat d = same ? diff_u8(out[i]->rgb, ref, len) : (diff_stat){999, 999};
         /* We reimplement PIL's fixed-point resampler, so we expect 0; the stated tolerance is
          * what interpolation choices would legitimately move. */
@@ -763,8 +770,8 @@ static void test_resize_vs_pil(void) {
     printf("# resize vs fastai+PIL: %d/%d cases, %d exact, worst mean %.4f max %.0f\n", good,
            nf * nc, exact, worst_mean, worst_max);
     CHECK("resize_vs_pil_crop_squish_pad", ok && good == nf * nc);
-    for (int i = 0; i < nf * nc; i++) ftl_image_free(out[i]);
-    for (int f = 0; f < nf; f++) ftl_image_free(src[f]);
+    for (int i = 0; i < nf * nc; i++) ftd_image_free(out[i]);
+    for (int f = 0; f < nf; f++) ftd_image_free(src[f]);
     free(jobs.s);
 }
 
@@ -807,7 +814,7 @@ static uint8_t *smooth_picture(int h, int w, int k) {
 /* A real photo (pets sample, centre-cropped and resized by our Resize) when there is one, else
  * the smooth synthetic picture. k picks the photo. */
 static uint8_t *photo(int h, int w, int k) {
-    static const char *files[] = {"Abyssinian_1.jpg", "Bengal_10.jpg", "american_bulldog_100.jpg",
+    static const char *files[] = {"Abyssinian_1.jpg", "Bengal_10.jpg",  "american_bulldog_100.jpg",
                                   "Abyssinian_5.jpg", "Bengal_105.jpg", "american_bulldog_11.jpg"};
     /* The GPU machine has no ../shared: tools/device-check.sh carries these six photos in an
      * ignored folder and names it in FTLUA_TEST_PHOTOS. */
@@ -815,9 +822,9 @@ static uint8_t *photo(int h, int w, int k) {
     if (dir && dir[0]) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", dir, files[k % 6]);
-        ftl_image *im = ftl_image_new_from_file(path, 0, NULL, 0);
-        ftl_image *r = im ? ftl_image_resize(im, w, h, FTL_RESIZE_CROP, 0.5, 0.5) : NULL;
-        ftl_image_free(im);
+        ftd_image *im = ftd_image_new_from_file(path, 0, NULL, 0);
+        ftd_image *r = im ? ftd_image_resize(im, w, h, FTL_RESIZE_CROP, 0.5, 0.5) : NULL;
+        ftd_image_free(im);
         if (r) {
             uint8_t *p = r->rgb;
             free(r);
@@ -827,7 +834,7 @@ static uint8_t *photo(int h, int w, int k) {
     return smooth_picture(h, w, k);
 }
 
-static void print_params_json(sbuf *b, const ftl_aug_params *p) {
+static void print_params_json(sbuf *b, const ftd_aug_params *p) {
     sb_printf(b,
               "{\"flip\": %d, \"rotate\": %.17g, \"zoom\": %.17g, \"zoom_col\": %.17g, "
               "\"zoom_row\": %.17g, \"warp_x\": %.17g, \"warp_y\": %.17g, \"lighting\": %d, "
@@ -838,11 +845,13 @@ static void print_params_json(sbuf *b, const ftl_aug_params *p) {
 }
 
 static void add_augment_job(sbuf *jobs, const char *src, int n, int h, int w, int S,
-                            const ftl_aug_params *ps, const char *mode, const char *out) {
+                            const ftd_aug_params *ps, const char *mode, const char *out) {
     job_sep(jobs);
-    sb_printf(jobs, "{\"op\": \"augment\", \"mode\": \"%s\", \"n\": %d, \"h\": %d, \"w\": %d, "
-                    "\"size\": %d, \"mean\": [%.9g, %.9g, %.9g], \"std\": [%.9g, %.9g, %.9g], "
-                    "\"src\": ", mode, n, h, w, S, MEAN[0], MEAN[1], MEAN[2], STD[0], STD[1], STD[2]);
+    sb_printf(jobs,
+              "{\"op\": \"augment\", \"mode\": \"%s\", \"n\": %d, \"h\": %d, \"w\": %d, "
+              "\"size\": %d, \"mean\": [%.9g, %.9g, %.9g], \"std\": [%.9g, %.9g, %.9g], "
+              "\"src\": ",
+              mode, n, h, w, S, MEAN[0], MEAN[1], MEAN[2], STD[0], STD[1], STD[2]);
     sb_str(jobs, src);
     sb_printf(jobs, ", \"out\": ");
     sb_str(jobs, out);
@@ -859,11 +868,11 @@ static void test_augment_identities(void) {
     int h = 37, w = 53, S = 37;
     uint8_t *img = test_picture(h, w, 1);
     /* Valid params on a square-cropped input of the output size sample pixel centres exactly. */
-    ftl_aug_params p = ftl_aug_valid_params(NULL, h, w);
+    ftd_aug_params p = ftd_aug_valid_params(NULL, h, w);
     CHECK("augment_valid_crop_is_centre_square",
           p.crop_w == 37 && p.crop_h == 37 && p.crop_x == 8 && p.crop_y == 0 && !p.lighting);
     float *out = malloc(sizeof(float) * 3 * S * S);
-    ftl_aug_batch(img, 1, h, w, &p, S, NULL, NULL, out, 1);
+    ftd_aug_batch(img, 1, h, w, &p, S, NULL, NULL, out, 1);
     double worst = 0;
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < S; y++)
@@ -876,12 +885,13 @@ static void test_augment_identities(void) {
     /* Flip alone on the same crop mirrors the columns. */
     p.flip = 1;
     float *out2 = malloc(sizeof(float) * 3 * S * S);
-    ftl_aug_batch(img, 1, h, w, &p, S, NULL, NULL, out2, 1);
+    ftd_aug_batch(img, 1, h, w, &p, S, NULL, NULL, out2, 1);
     worst = 0;
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < S; y++)
             for (int x = 0; x < S; x++) {
-                double d = fabs(out2[((size_t)c * S + y) * S + x] - out[((size_t)c * S + y) * S + S - 1 - x]);
+                double d = fabs(out2[((size_t)c * S + y) * S + x] -
+                                out[((size_t)c * S + y) * S + S - 1 - x]);
                 if (d > worst) worst = d;
             }
     CHECK("augment_flip_mirrors", worst < 1e-5);
@@ -889,16 +899,17 @@ static void test_augment_identities(void) {
      * mirrored pixels, so a horizontally constant image stays constant and finite. */
     uint8_t *flat = malloc((size_t)h * w * 3);
     for (int i = 0; i < h * w * 3; i++) flat[i] = (uint8_t)(i / 3 / w * 5);
-    ftl_aug_params z = ftl_aug_valid_params(NULL, h, w);
+    ftd_aug_params z = ftd_aug_valid_params(NULL, h, w);
     z.zoom = 0.5, z.rotate = 0;
-    ftl_aug_batch(flat, 1, h, w, &z, S, NULL, NULL, out2, 1);
+    ftd_aug_batch(flat, 1, h, w, &z, S, NULL, NULL, out2, 1);
     int finite = 1;
     for (int i = 0; i < 3 * S * S; i++) finite &= isfinite(out2[i]);
     CHECK("augment_reflection_finite", finite);
     /* Bad params are refused, not read out of bounds. */
-    ftl_aug_params bad = ftl_aug_valid_params(NULL, h, w);
+    ftd_aug_params bad = ftd_aug_valid_params(NULL, h, w);
     bad.crop_x = w;
-    CHECK("augment_bad_crop_refused", ftl_aug_batch(img, 1, h, w, &bad, S, NULL, NULL, out2, 1) == -1);
+    CHECK("augment_bad_crop_refused",
+          ftd_aug_batch(img, 1, h, w, &bad, S, NULL, NULL, out2, 1) == -1);
     free(flat);
     free(out);
     free(out2);
@@ -914,9 +925,9 @@ static void test_augment_vs_torch(void) {
     typedef struct {
         const char *name;
         int h, w, S;
-        ftl_aug_params p;
+        ftd_aug_params p;
     } acase;
-    ftl_aug_params v460 = ftl_aug_valid_params(NULL, 460, 460), v = v460;
+    ftd_aug_params v460 = ftd_aug_valid_params(NULL, 460, 460), v = v460;
     acase cases[16];
     int n = 0;
     cases[n++] = (acase){"valid", 460, 460, 224, v460};
@@ -934,25 +945,35 @@ static void test_augment_vs_torch(void) {
     cases[n++] = (acase){"lighting_dark", 460, 460, 224, v};
     v = v460, v.crop_x = 37, v.crop_y = 11, v.crop_w = 401, v.crop_h = 401;
     cases[n++] = (acase){"crop", 460, 460, 224, v};
-    v = (ftl_aug_params){.flip = 1, .rotate = -9.1, .zoom = 1.06, .zoom_col = 0.8,
-                         .zoom_row = 0.25, .warp_x = -0.19, .warp_y = 0.07, .lighting = 1,
-                         .brightness = 0.45, .contrast = 1.15, .crop_x = 20, .crop_y = 41,
-                         .crop_w = 410, .crop_h = 410};
+    v = (ftd_aug_params){.flip = 1,
+                         .rotate = -9.1,
+                         .zoom = 1.06,
+                         .zoom_col = 0.8,
+                         .zoom_row = 0.25,
+                         .warp_x = -0.19,
+                         .warp_y = 0.07,
+                         .lighting = 1,
+                         .brightness = 0.45,
+                         .contrast = 1.15,
+                         .crop_x = 20,
+                         .crop_y = 41,
+                         .crop_w = 410,
+                         .crop_h = 410};
     cases[n++] = (acase){"all", 460, 460, 224, v};
     /* A non-square input checks _prepare_mat's aspect correction with rotation. */
-    v = ftl_aug_valid_params(NULL, 300, 460);
+    v = ftd_aug_valid_params(NULL, 300, 460);
     v.rotate = 8.5, v.zoom = 1.04, v.warp_x = -0.12, v.lighting = 1, v.crop_w = 460, v.crop_x = 0;
     cases[n++] = (acase){"nonsquare_rotate", 300, 460, 200, v};
     /* Upsampling (small input, bigger output) and a tiny output. */
-    v = ftl_aug_valid_params(NULL, 96, 96), v.rotate = 4, v.lighting = 1;
+    v = ftd_aug_valid_params(NULL, 96, 96), v.rotate = 4, v.lighting = 1;
     cases[n++] = (acase){"upsample", 96, 96, 150, v};
-    v = ftl_aug_valid_params(NULL, 64, 64), v.zoom = 1.05;
+    v = ftd_aug_valid_params(NULL, 64, 64), v.zoom = 1.05;
     cases[n++] = (acase){"out_size_1", 64, 64, 1, v};
     /* Draws from a seed, several images. */
-    ftl_aug_rng rng;
-    ftl_aug_rng_seed(&rng, 42, 0);
-    ftl_aug_params drawn[4];
-    ftl_aug_draw(&rng, NULL, 4, 460, 460, drawn);
+    ftd_aug_rng rng;
+    ftd_aug_rng_seed(&rng, 42, 0);
+    ftd_aug_params drawn[4];
+    ftd_aug_draw(&rng, NULL, 4, 460, 460, drawn);
     sbuf jobs = {0};
     float *outs[16];
     size_t sizes[16];
@@ -961,7 +982,7 @@ static void test_augment_vs_torch(void) {
         int last = i == n; /* the drawn batch */
         int h = last ? 460 : cases[i].h, w = last ? 460 : cases[i].w, S = last ? 224 : cases[i].S;
         int ni = last ? 4 : 1;
-        const ftl_aug_params *ps = last ? drawn : &cases[i].p;
+        const ftd_aug_params *ps = last ? drawn : &cases[i].p;
         uint8_t *src = malloc((size_t)ni * h * w * 3);
         for (int k = 0; k < ni; k++) {
             uint8_t *pic = photo(h, w, i + k);
@@ -972,7 +993,7 @@ static void test_augment_vs_torch(void) {
         sizes[i] = (size_t)ni * 3 * S * S;
         nimg[i] = ni;
         outs[i] = malloc(sizeof(float) * sizes[i]);
-        int rc = ftl_aug_batch(src, ni, h, w, ps, S, MEAN, STD, outs[i], 2);
+        int rc = ftd_aug_batch(src, ni, h, w, ps, S, MEAN, STD, outs[i], 2);
         if (rc) printf("# augment case %d: kernel refused\n", i);
         free(src);
         add_augment_job(&jobs, tmp_path("aug_src%d.u8", i), ni, h, w, S, ps, "fused",
@@ -990,9 +1011,11 @@ static void test_augment_vs_torch(void) {
         size_t len = 0, len2 = 0;
         float *ref = (float *)read_file(tmp_path("aug_fused%d.f32", i), &len);
         float *fa = (float *)read_file(tmp_path("aug_fastai%d.f32", i), &len2);
-        diff_stat d = ref && len == sizes[i] * 4 ? diff_f32(outs[i], ref, sizes[i]) : (diff_stat){1e9, 1e9};
+        diff_stat d =
+            ref && len == sizes[i] * 4 ? diff_f32(outs[i], ref, sizes[i]) : (diff_stat){1e9, 1e9};
         int S = i == n ? 224 : cases[i].S;
-        diff_stat e = fa && len2 == sizes[i] * 4 ? diff_f32(outs[i], fa, sizes[i]) : (diff_stat){1e9, 1e9};
+        diff_stat e =
+            fa && len2 == sizes[i] * 4 ? diff_f32(outs[i], fa, sizes[i]) : (diff_stat){1e9, 1e9};
         printf("# augment %-16s (%d img) vs fused torch f64: max %.2e mean %.2e", cname, nimg[i],
                d.max, d.mean);
         if (S > 1) printf(" | vs fastai 2-step f32: max %.3g mean %.4f", e.max, e.mean);
@@ -1009,7 +1032,8 @@ static void test_augment_vs_torch(void) {
          * affine, crop under 2x the output: "crop") the two agree to float rounding. */
         snprintf(name, sizeof name, "augment_near_fastai_%s", cname);
         if (S > 1) CHECK(name, e.mean <= (i < n && !strcmp(cname, "crop") ? 1e-5 : 0.15));
-        if (i < n && !strcmp(cname, "crop")) CHECK("augment_equals_fastai_single_sampling", e.max <= 1e-4);
+        if (i < n && !strcmp(cname, "crop"))
+            CHECK("augment_equals_fastai_single_sampling", e.max <= 1e-4);
         free(ref);
         free(fa);
     }
@@ -1017,21 +1041,21 @@ static void test_augment_vs_torch(void) {
     free(jobs.s);
 }
 
-static int params_equal(const ftl_aug_params *a, const ftl_aug_params *b, int n) {
+static int params_equal(const ftd_aug_params *a, const ftd_aug_params *b, int n) {
     return !memcmp(a, b, sizeof *a * n);
 }
 
 static void test_draws(void) {
     enum { N = 20000 };
-    ftl_aug_params *a = calloc(N, sizeof *a), *b = calloc(N, sizeof *b);
-    ftl_aug_rng r1, r2;
-    ftl_aug_rng_seed(&r1, 7, 3);
-    ftl_aug_rng_seed(&r2, 7, 3);
-    ftl_aug_draw(&r1, NULL, 64, 460, 460, a);
-    ftl_aug_draw(&r2, NULL, 64, 460, 460, b);
+    ftd_aug_params *a = calloc(N, sizeof *a), *b = calloc(N, sizeof *b);
+    ftd_aug_rng r1, r2;
+    ftd_aug_rng_seed(&r1, 7, 3);
+    ftd_aug_rng_seed(&r2, 7, 3);
+    ftd_aug_draw(&r1, NULL, 64, 460, 460, a);
+    ftd_aug_draw(&r2, NULL, 64, 460, 460, b);
     CHECK("draws_reproducible_from_seed", params_equal(a, b, 64));
-    ftl_aug_rng_seed(&r2, 8, 3);
-    ftl_aug_draw(&r2, NULL, 64, 460, 460, b);
+    ftd_aug_rng_seed(&r2, 8, 3);
+    ftd_aug_draw(&r2, NULL, 64, 460, 460, b);
     CHECK("draws_differ_with_seed", !params_equal(a, b, 64));
     /* The batch shares one crop (fastai's RandomResizedCropGPU draws per batch). */
     int same_crop = 1;
@@ -1040,24 +1064,25 @@ static void test_draws(void) {
                      a[i].crop_w == a[0].crop_w && a[i].crop_h == a[0].crop_h;
     CHECK("draws_crop_per_batch", same_crop);
     /* A known first value pins the generator (PCG32 reference output for seed 42, stream 54). */
-    ftl_aug_rng pcg;
-    ftl_aug_rng_seed(&pcg, 42, 54);
-    CHECK("draws_pcg32_reference", ftl_aug_rng_u32(&pcg) == 0xa15c02b7u);
+    ftd_aug_rng pcg;
+    ftd_aug_rng_seed(&pcg, 42, 54);
+    CHECK("draws_pcg32_reference", ftd_aug_rng_u32(&pcg) == 0xa15c02b7u);
     /* Ranges and probabilities over many images, crop per image to see many crops. */
-    ftl_aug_config cfg = ftl_aug_default_config();
+    ftd_aug_config cfg = ftd_aug_default_config();
     cfg.crop_per_image = 1;
-    ftl_aug_rng_seed(&r1, 1, 1);
-    ftl_aug_draw(&r1, &cfg, N, 460, 460, a);
+    ftd_aug_rng_seed(&r1, 1, 1);
+    ftd_aug_draw(&r1, &cfg, N, 460, 460, a);
     int in_range = 1, flips = 0, rot = 0, zoom = 0, wx = 0, wy = 0, br = 0, co = 0;
     double area_min = 2, area_max = 0;
     for (int i = 0; i < N; i++) {
-        ftl_aug_params *p = &a[i];
+        ftd_aug_params *p = &a[i];
         in_range &= p->rotate >= -10 && p->rotate <= 10 && p->zoom >= 1 && p->zoom <= 1.1 &&
                     p->zoom_col >= 0 && p->zoom_col <= 1 && p->zoom_row >= 0 && p->zoom_row <= 1 &&
                     fabs(p->warp_x) <= 0.2 && fabs(p->warp_y) <= 0.2 && p->brightness >= 0.4 &&
-                    p->brightness <= 0.6 && p->contrast >= 0.8 - 1e-12 && p->contrast <= 1.25 + 1e-12 &&
-                    p->lighting == 1 && p->crop_w == p->crop_h && p->crop_x >= 0 && p->crop_y >= 0 &&
-                    p->crop_x + p->crop_w <= 460 && p->crop_y + p->crop_h <= 460;
+                    p->brightness <= 0.6 && p->contrast >= 0.8 - 1e-12 &&
+                    p->contrast <= 1.25 + 1e-12 && p->lighting == 1 && p->crop_w == p->crop_h &&
+                    p->crop_x >= 0 && p->crop_y >= 0 && p->crop_x + p->crop_w <= 460 &&
+                    p->crop_y + p->crop_h <= 460;
         double area = (double)p->crop_w * p->crop_h / (460.0 * 460.0);
         if (area < area_min) area_min = area;
         if (area > area_max) area_max = area;
@@ -1070,33 +1095,36 @@ static void test_draws(void) {
         co += p->contrast != 1;
     }
     printf("# %d draws: flip %.3f rotate %.3f zoom %.3f warp %.3f/%.3f bright %.3f contrast %.3f "
-           "crop area %.3f..%.3f\n", N, flips / (double)N, rot / (double)N, zoom / (double)N,
-           wx / (double)N, wy / (double)N, br / (double)N, co / (double)N, area_min, area_max);
-    CHECK("draws_in_fastai_ranges", in_range && area_min >= 0.745 && area_max <= 1.0 &&
-                                        area_min < 0.76 && area_max > 0.99);
+           "crop area %.3f..%.3f\n",
+           N, flips / (double)N, rot / (double)N, zoom / (double)N, wx / (double)N, wy / (double)N,
+           br / (double)N, co / (double)N, area_min, area_max);
+    CHECK("draws_in_fastai_ranges",
+          in_range && area_min >= 0.745 && area_max <= 1.0 && area_min < 0.76 && area_max > 0.99);
     /* Binomial sd at N=20000 is ~0.003; 0.015 is 5 sd. */
-    CHECK("draws_probabilities", fabs(flips / (double)N - 0.5) < 0.015 &&
-                                     fabs(rot / (double)N - 0.75) < 0.015 &&
-                                     fabs(zoom / (double)N - 0.75) < 0.015 &&
-                                     fabs(wx / (double)N - 0.75) < 0.015 &&
-                                     fabs(wy / (double)N - 0.75) < 0.015 &&
-                                     fabs(br / (double)N - 0.75) < 0.015 &&
-                                     fabs(co / (double)N - 0.75) < 0.015);
+    CHECK("draws_probabilities",
+          fabs(flips / (double)N - 0.5) < 0.015 && fabs(rot / (double)N - 0.75) < 0.015 &&
+              fabs(zoom / (double)N - 0.75) < 0.015 && fabs(wx / (double)N - 0.75) < 0.015 &&
+              fabs(wy / (double)N - 0.75) < 0.015 && fabs(br / (double)N - 0.75) < 0.015 &&
+              fabs(co / (double)N - 0.75) < 0.015);
     /* Non-square input with square ratio: a crop of at most the short side always fits. */
-    ftl_aug_draw(&r1, &cfg, 1000, 300, 500, a);
+    ftd_aug_draw(&r1, &cfg, 1000, 300, 500, a);
     int fits = 1;
     for (int i = 0; i < 1000; i++)
-        fits &= a[i].crop_w == a[i].crop_h && a[i].crop_w <= 300 && a[i].crop_x + a[i].crop_w <= 500;
+        fits &=
+            a[i].crop_w == a[i].crop_h && a[i].crop_w <= 300 && a[i].crop_x + a[i].crop_w <= 500;
     CHECK("draws_crop_fits_nonsquare", fits);
     /* Valid: no randomness (no rng at all), centre, neutral. */
-    ftl_aug_params v1 = ftl_aug_valid_params(NULL, 460, 460), v2 = ftl_aug_valid_params(NULL, 460, 460);
+    ftd_aug_params v1 = ftd_aug_valid_params(NULL, 460, 460),
+                   v2 = ftd_aug_valid_params(NULL, 460, 460);
     CHECK("valid_params_deterministic_neutral",
           params_equal(&v1, &v2, 1) && !v1.flip && v1.rotate == 0 && v1.zoom == 1 &&
-              v1.warp_x == 0 && v1.warp_y == 0 && !v1.lighting && v1.crop_w == 460 && v1.crop_x == 0);
-    ftl_aug_params v3 = ftl_aug_valid_params(NULL, 300, 500);
-    CHECK("valid_params_centre_square", v3.crop_w == 300 && v3.crop_h == 300 && v3.crop_x == 100 && v3.crop_y == 0);
+              v1.warp_x == 0 && v1.warp_y == 0 && !v1.lighting && v1.crop_w == 460 &&
+              v1.crop_x == 0);
+    ftd_aug_params v3 = ftd_aug_valid_params(NULL, 300, 500);
+    CHECK("valid_params_centre_square",
+          v3.crop_w == 300 && v3.crop_h == 300 && v3.crop_x == 100 && v3.crop_y == 0);
     cfg.min_scale = 1; /* aug_transforms(min_scale=1): no crop step, the whole image is resized */
-    ftl_aug_params v4 = ftl_aug_valid_params(&cfg, 300, 500);
+    ftd_aug_params v4 = ftd_aug_valid_params(&cfg, 300, 500);
     CHECK("valid_params_no_crop_when_min_scale_1", v4.crop_w == 500 && v4.crop_h == 300);
     free(a);
     free(b);
@@ -1110,26 +1138,26 @@ static void test_threads(void) {
         memcpy(src + (size_t)k * h * w * 3, pic, (size_t)h * w * 3);
         free(pic);
     }
-    ftl_aug_rng rng;
-    ftl_aug_rng_seed(&rng, 3, 0);
-    ftl_aug_params ps[5];
-    ftl_aug_draw(&rng, NULL, n, h, w, ps);
+    ftd_aug_rng rng;
+    ftd_aug_rng_seed(&rng, 3, 0);
+    ftd_aug_params ps[5];
+    ftd_aug_draw(&rng, NULL, n, h, w, ps);
     size_t sz = (size_t)n * 3 * S * S;
     float *o1 = malloc(sz * 4), *o2 = malloc(sz * 4), *o7 = malloc(sz * 4);
-    ftl_aug_batch(src, n, h, w, ps, S, NULL, NULL, o1, 1);
-    ftl_aug_batch(src, n, h, w, ps, S, NULL, NULL, o2, 2);
-    ftl_aug_batch(src, n, h, w, ps, S, NULL, NULL, o7, 7);
+    ftd_aug_batch(src, n, h, w, ps, S, NULL, NULL, o1, 1);
+    ftd_aug_batch(src, n, h, w, ps, S, NULL, NULL, o2, 2);
+    ftd_aug_batch(src, n, h, w, ps, S, NULL, NULL, o7, 7);
     CHECK("augment_threads_equal", !memcmp(o1, o2, sz * 4) && !memcmp(o1, o7, sz * 4));
     /* Rough speed, for the report: a pets-sized batch. */
     int nb = 16, hb = 460, Sb = 224;
     uint8_t *big = malloc((size_t)nb * hb * hb * 3);
     for (size_t i = 0; i < (size_t)nb * hb * hb * 3; i++) big[i] = (uint8_t)(i * 2654435761u >> 24);
-    ftl_aug_params pb[16];
-    ftl_aug_draw(&rng, NULL, nb, hb, hb, pb);
+    ftd_aug_params pb[16];
+    ftd_aug_draw(&rng, NULL, nb, hb, hb, pb);
     float *ob = malloc(sizeof(float) * nb * 3 * Sb * Sb);
     for (int t = 1; t <= 2; t++) {
         double t0 = now();
-        ftl_aug_batch(big, nb, hb, hb, pb, Sb, NULL, NULL, ob, t);
+        ftd_aug_batch(big, nb, hb, hb, pb, Sb, NULL, NULL, ob, t);
         printf("# augment 16 x 460^2 -> 224^2, %d thread(s): %.1f ms/image\n", t,
                (now() - t0) * 1e3 / nb);
     }
@@ -1163,33 +1191,38 @@ static void test_dataset_big_jpeg(void) {
     tjFree(jpg);
     const char *paths[1] = {path};
     uint8_t train[1] = {1};
-    ftl_dataset_config cfg = {.resize_w = S, .resize_h = S, .method = FTL_RESIZE_CROP,
-                              .nworkers = 1, .cache_bytes = (size_t)1 << 30};
+    ftd_dataset_config cfg = {.resize_w = S,
+                              .resize_h = S,
+                              .method = FTL_RESIZE_CROP,
+                              .nworkers = 1,
+                              .cache_bytes = (size_t)1 << 30};
     for (int full = 0; full < 2; full++) {
         if (full) setenv("FTLUA_JPEG_DRAFT", "0", 1);
-        ftl_dataset *ds = ftl_dataset_new_files(paths, NULL, train, 1, &cfg);
+        ftd_dataset *ds = ftd_dataset_new_files(paths, NULL, train, 1, &cfg);
         char err[256] = "";
-        int ok = ds && ftl_dataset_scan(ds, err, sizeof err) == 0 && !ftl_dataset_item_error(ds, 0);
+        int ok = ds && ftd_dataset_scan(ds, err, sizeof err) == 0 && !ftd_dataset_item_error(ds, 0);
         uint8_t got[S * S * 3];
-        ok = ok && ftl_dataset_get(ds, 0, 1, 0.3, 0.6, got, err, sizeof err) == 0;
+        ok = ok && ftd_dataset_get(ds, 0, 1, 0.3, 0.6, got, err, sizeof err) == 0;
         /* The same by hand: decode at the scale (1/8 keeps 225 >= 2 x 64), then Resize. */
-        ftl_image *im = ftl_image_new_from_file(path, full ? 0 : 2 * S, NULL, 0);
-        ftl_image *r = im ? ftl_image_resize(im, S, S, FTL_RESIZE_CROP, 0.3, 0.6) : NULL;
-        size_t cached = ds ? ftl_dataset_cached_bytes(ds) : 0;
+        ftd_image *im = ftd_image_new_from_file(path, full ? 0 : 2 * S, NULL, 0);
+        ftd_image *r = im ? ftd_image_resize(im, S, S, FTL_RESIZE_CROP, 0.3, 0.6) : NULL;
+        size_t cached = ds ? ftd_dataset_cached_bytes(ds) : 0;
         printf("# big JPEG %dx%d, %s: decoded %dx%d, cached %zu bytes\n", W, H,
                full ? "FTLUA_JPEG_DRAFT=0" : "default", im ? im->w : 0, im ? im->h : 0, cached);
         if (full) {
-            CHECK("dataset_big_jpeg_full_size_equals_resize", ok && r && !memcmp(got, r->rgb, sizeof got));
+            CHECK("dataset_big_jpeg_full_size_equals_resize",
+                  ok && r && !memcmp(got, r->rgb, sizeof got));
             CHECK("dataset_big_jpeg_full_size_not_cached", cached == 0); /* 4.32 MP > 4 MP */
         } else {
             CHECK("dataset_big_jpeg_dct_scaled", im && im->w == W / 8 && im->h == H / 8);
-            CHECK("dataset_big_jpeg_item_equals_scaled_resize", ok && r && !memcmp(got, r->rgb, sizeof got));
+            CHECK("dataset_big_jpeg_item_equals_scaled_resize",
+                  ok && r && !memcmp(got, r->rgb, sizeof got));
             CHECK("dataset_big_jpeg_cached_scaled", cached >= (size_t)(W / 8) * (H / 8) * 3 &&
                                                         cached < (size_t)(W / 4) * (H / 4) * 3);
         }
-        ftl_image_free(im);
-        ftl_image_free(r);
-        ftl_dataset_release(ds);
+        ftd_image_free(im);
+        ftd_image_free(r);
+        ftd_dataset_release(ds);
     }
     unsetenv("FTLUA_JPEG_DRAFT");
 }
@@ -1197,7 +1230,8 @@ static void test_dataset_big_jpeg(void) {
 /* ---------------------------------------------------------------- main */
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "%s/ftlua_image_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(tmpdir, sizeof tmpdir, "%s/ftlua_image_XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir)) {
         printf("FAIL image_tmpdir: cannot create %s\n", tmpdir);
         return 1;
@@ -1208,11 +1242,14 @@ int main(void) {
     if (stat(images_dir, &st) != 0 || !S_ISDIR(st.st_mode)) images_dir[0] = 0;
     const char *root = getenv("FTLUA_ROOT") ? getenv("FTLUA_ROOT") : ".";
     snprintf(ref_script, sizeof ref_script, "%s/tests/py/image_ref.py", root);
-    snprintf(python, sizeof python, "%s", getenv("FTLUA_PYTHON") ? getenv("FTLUA_PYTHON") : "/usr/bin/python3");
+    snprintf(python, sizeof python, "%s",
+             getenv("FTLUA_PYTHON") ? getenv("FTLUA_PYTHON") : "/usr/bin/python3");
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import PIL, numpy, torch, torchvision' >/dev/null 2>&1", python);
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import PIL, numpy, torch, torchvision' >/dev/null 2>&1",
+             python);
     have_ref = access(ref_script, R_OK) == 0 && system(cmd) == 0;
-    if (!have_ref) printf("# no reference: %s with PIL+torch, or %s, missing\n", python, ref_script);
+    if (!have_ref)
+        printf("# no reference: %s with PIL+torch, or %s, missing\n", python, ref_script);
 
     test_decode_errors();
     test_decode_bombs();

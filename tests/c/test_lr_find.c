@@ -66,10 +66,10 @@ static void test_sweep(void) {
     } else {
         int ok = 1;
         for (int k = 0; k < nsw; k++) {
-            ftl_lr_finder f;
-            ftl_lr_finder_init(&f, sw[k].start, sw[k].end, sw[k].num_it, 1);
+            ftf_lr_finder f;
+            ftf_lr_finder_init(&f, sw[k].start, sw[k].end, sw[k].num_it, 1);
             for (int i = 0; i <= f.num_it; i++) {
-                double want = next_num(&s), got = ftl_lr_finder_lr(&f);
+                double want = next_num(&s), got = ftf_lr_finder_lr(&f);
                 if (got != want) {
                     printf("# sweep %d batch %d: %.17g != %.17g\n", k, i, got, want);
                     ok = 0;
@@ -80,16 +80,16 @@ static void test_sweep(void) {
         CHECK("lr_find_sweep", ok);
     }
     free(out);
-    ftl_lr_finder f;
-    ftl_lr_finder_init(&f, 1e-7, 10, 100, 1);
-    CHECK("lr_find_first_lr", ftl_lr_finder_lr(&f) == 1e-7);
-    CHECK("lr_find_num_it_clamped", ftl_lr_finder_init(&f, 1e-7, 10, 3, 1) == 0 && f.num_it == 6);
+    ftf_lr_finder f;
+    ftf_lr_finder_init(&f, 1e-7, 10, 100, 1);
+    CHECK("lr_find_first_lr", ftf_lr_finder_lr(&f) == 1e-7);
+    CHECK("lr_find_num_it_clamped", ftf_lr_finder_init(&f, 1e-7, 10, 3, 1) == 0 && f.num_it == 6);
     CHECK("lr_find_bad_lr",
-          ftl_lr_finder_init(&f, 0, 10, 100, 1) == -1 && strstr(ft_last_error(), "positive"));
-    CHECK("lr_find_nan_lr", ftl_lr_finder_init(&f, 1e-7, NAN, 100, 1) == -1);
-    CHECK("lr_find_n_epoch", ftl_lr_find_n_epoch(100, 92) == 2 &&
-                                 ftl_lr_find_n_epoch(100, 100) == 2 &&
-                                 ftl_lr_find_n_epoch(50, 92) == 1);
+          ftf_lr_finder_init(&f, 0, 10, 100, 1) == -1 && strstr(ft_last_error(), "positive"));
+    CHECK("lr_find_nan_lr", ftf_lr_finder_init(&f, 1e-7, NAN, 100, 1) == -1);
+    CHECK("lr_find_n_epoch", ftf_lr_find_n_epoch(100, 92) == 2 &&
+                                 ftf_lr_find_n_epoch(100, 100) == 2 &&
+                                 ftf_lr_find_n_epoch(50, 92) == 1);
 }
 
 #define MAXN 400
@@ -125,12 +125,12 @@ static void test_stop_rule(void) {
     free(req);
     int ok = 1;
     for (int k = 0; k < 6; k++) {
-        ftl_lr_finder f;
-        ftl_lr_finder_init(&f, 1e-7, 10, num_its[k], stop_div[k]);
+        ftf_lr_finder f;
+        ftf_lr_finder_init(&f, 1e-7, 10, num_its[k], stop_div[k]);
         int ran = 0;
         for (int i = 0; i < lens[k]; i++) {
             ran++;
-            if (ftl_lr_finder_after_batch(&f, curves[k][i])) break;
+            if (ftf_lr_finder_after_batch(&f, curves[k][i])) break;
         }
         want_len[k] = ran;
         if (out) {
@@ -171,7 +171,7 @@ static curve *add_curve(const char *name, int n, int num_it) {
     c->name = name;
     c->n = n;
     c->num_it = num_it;
-    for (int i = 0; i < n; i++) c->lrs[i] = ftl_lr_find_lr_at(1e-7, 10, num_it < 6 ? 6 : num_it, i);
+    for (int i = 0; i < n; i++) c->lrs[i] = ftf_lr_find_lr_at(1e-7, 10, num_it < 6 ? 6 : num_it, i);
     return c;
 }
 
@@ -240,8 +240,8 @@ static void test_suggestions(void) {
     free(req);
     for (int k = 0; k < ncurves; k++) {
         curve *c = &curves[k];
-        ftl_lr_suggestions sg;
-        int used = ftl_lr_suggest(c->lrs, c->losses, c->n, c->num_it, &sg);
+        ftf_lr_suggestions sg;
+        int used = ftf_lr_suggest(c->lrs, c->losses, c->n, c->num_it, &sg);
         char name[96];
         snprintf(name, sizeof name, "suggest_%s", c->name);
         if (!out) {
@@ -268,15 +268,15 @@ static void test_suggestions(void) {
 static void test_book_values(void) {
     double lrs[100], losses[100];
     for (int i = 0; i < 100; i++) {
-        lrs[i] = ftl_lr_find_lr_at(1e-7, 10, 100, i);
+        lrs[i] = ftf_lr_find_lr_at(1e-7, 10, 100, i);
         losses[i] = i <= 15 ? 3 : i <= 38 ? 1 - 0.01 * (i - 16) : 0.78 + 0.05 * (i - 38);
     }
-    ftl_lr_suggestions sg;
-    CHECK("suggest_points", ftl_lr_suggest(lrs, losses, 100, 100, &sg) == 85);
+    ftf_lr_suggestions sg;
+    CHECK("suggest_points", ftf_lr_suggest(lrs, losses, 100, 100, &sg) == 85);
     CHECK("book_lr_min_over_10", sg.minimum == 1.0964782268274575e-05);
     CHECK("book_lr_steep", sg.steep == 1.5848931980144698e-06);
     CHECK("grid_6_31e-3_is_batch_60",
-          fabs((float)ftl_lr_find_lr_at(1e-7, 10, 100, 60) - 6.31e-3) < 1e-5);
+          fabs((float)ftf_lr_find_lr_at(1e-7, 10, 100, 60) - 6.31e-3) < 1e-5);
 }
 
 int main(void) {

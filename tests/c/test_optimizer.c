@@ -78,14 +78,14 @@ static void to_doubles(const ft_tensor *t, double *out) { ft_copy_to_doubles(t, 
 
 /* Runs the steps in C with optimizer o (new_ftl_adam or new_ftl_sgd); params[] get the leaf
  * tensors (requires_grad). */
-static ftl_adam *run_opt(ftl_adam *o, ft_tensor *params[NP], int all_wd, int nsteps) {
+static ftf_adam *run_opt(ftf_adam *o, ft_tensor *params[NP], int all_wd, int nsteps) {
     for (int i = 0; i < NP; i++) {
         params[i] = from_doubles(init[i], i);
         ft_set_requires_grad(params[i], 1);
     }
-    ftl_adam_hypers h = ftl_adam_defaults();
-    ftl_adam_add_group(o, params, 2, &h);
-    ftl_adam_add_group(o, params + 2, 3, &h);
+    ftf_adam_hypers h = ftf_adam_defaults();
+    ftf_adam_add_group(o, params, 2, &h);
+    ftf_adam_add_group(o, params + 2, 3, &h);
     for (int i = 0; i < NP; i++) o->params[i].do_wd = all_wd || DO_WD[i];
     for (int s = 0; s < nsteps; s++) {
         for (int i = 0; i < NP; i++) {
@@ -96,15 +96,15 @@ static ftl_adam *run_opt(ftl_adam *o, ft_tensor *params[NP], int all_wd, int nst
         }
         for (int k = 0; k < FTL_NHYPERS; k++) {
             double v[2] = {hyp[s][0][k], hyp[s][1][k]};
-            ftl_adam_set_hyper(o, (ftl_hyper)k, v);
+            ftf_adam_set_hyper(o, (ftf_hyper)k, v);
         }
-        if (ftl_adam_step(o) != FT_OK) printf("# step: %s\n", ft_last_error());
-        ftl_adam_zero_grad(o, 1);
+        if (ftf_adam_step(o) != FT_OK) printf("# step: %s\n", ft_last_error());
+        ftf_adam_zero_grad(o, 1);
     }
     return o;
 }
 
-static ftl_adam *run_c(ft_tensor *params[NP], int all_wd, int nsteps) {
+static ftf_adam *run_c(ft_tensor *params[NP], int all_wd, int nsteps) {
     return run_opt(new_ftl_adam(), params, all_wd, nsteps);
 }
 
@@ -148,7 +148,7 @@ static char *request(const char *impl, int all_wd) {
 }
 
 /* Compares the C params and state with the reference's output. tol 0: bit for bit. */
-static void compare(const char *name, ftl_adam *o, ft_tensor *params[NP], char *out, double tol) {
+static void compare(const char *name, ftf_adam *o, ft_tensor *params[NP], char *out, double tol) {
     char *s = out;
     double worst = 0;
     int mismatch = 0;
@@ -163,7 +163,7 @@ static void compare(const char *name, ftl_adam *o, ft_tensor *params[NP], char *
     }
     int state_ok = 1;
     for (int i = 0; i < NP; i++) {
-        ftl_adam_param *q = &o->params[i];
+        ftf_adam_param *q = &o->params[i];
         s = strstr(s, "state");
         if (!s) {
             state_ok = 0;
@@ -204,7 +204,7 @@ static void test_against_reference(void) {
     }
     ft_tensor *params[NP];
     make_data(1);
-    ftl_adam *o = run_c(params, 0, NSTEPS);
+    ftf_adam *o = run_c(params, 0, NSTEPS);
     char *req = request("fastai", 0), *out = ref_run("adam", req);
     if (out)
         compare("adam_vs_fastai_reference", o, params, out, 0);
@@ -244,9 +244,9 @@ static int same_bits(const ft_tensor *a, const ft_tensor *b) {
 }
 
 /* Snapshot after 6 steps, 3 more steps, restore: params and state as at the snapshot. */
-static void check_snapshots(ftl_adam *o, ft_tensor **params) {
-    ftl_adam_snapshot *snap = NULL;
-    ftl_tensor_snapshot *ts = NULL;
+static void check_snapshots(ftf_adam *o, ft_tensor **params) {
+    ftf_adam_snapshot *snap = NULL;
+    ftf_tensor_snapshot *ts = NULL;
     CHECK("adam_snapshot", new_ftl_adam_snapshot(o, &snap) == FT_OK);
     CHECK("tensor_snapshot", new_ftl_tensor_snapshot(params, NP, &ts) == FT_OK);
     ft_tensor *before[NP], *avg_before[NP];
@@ -263,13 +263,13 @@ static void check_snapshots(ftl_adam *o, ft_tensor **params) {
             ft_free(g);
         }
         double lr[2] = {0.5, 0.5};
-        ftl_adam_set_hyper(o, FTL_LR, lr);
-        ftl_adam_step(o);
-        ftl_adam_zero_grad(o, 1);
+        ftf_adam_set_hyper(o, FTL_LR, lr);
+        ftf_adam_step(o);
+        ftf_adam_zero_grad(o, 1);
     }
     CHECK("steps_changed_params", !same_bits(params[0], before[0]));
-    CHECK("tensor_restore", ftl_tensor_snapshot_restore(ts, params, NP) == FT_OK);
-    CHECK("adam_restore", ftl_adam_restore(o, snap) == FT_OK);
+    CHECK("tensor_restore", ftf_tensor_snapshot_restore(ts, params, NP) == FT_OK);
+    CHECK("adam_restore", ftf_adam_restore(o, snap) == FT_OK);
     int params_same = 1, state_same = 1;
     for (int i = 0; i < NP; i++) {
         params_same &= same_bits(params[i], before[i]);
@@ -290,10 +290,10 @@ static void check_snapshots(ftl_adam *o, ft_tensor **params) {
 }
 
 /* clear_state keeps the flags; zero_grad in place (fastai) or to undefined. */
-static void check_clear_and_zero_grad(ftl_adam *o, ft_tensor **params) {
+static void check_clear_and_zero_grad(ftf_adam *o, ft_tensor **params) {
     /* clear_state keeps the flags */
     o->params[3].force_train = 1;
-    ftl_adam_clear_state(o);
+    ftf_adam_clear_state(o);
     int cleared = 1;
     for (int i = 0; i < NP; i++)
         cleared &= o->params[i].step == 0 && !o->params[i].grad_avg && !o->params[i].sqr_avg;
@@ -305,7 +305,7 @@ static void check_clear_and_zero_grad(ftl_adam *o, ft_tensor **params) {
     ft_tensor *g = from_doubles(grads[0][0], 0), *got = NULL;
     ft_set_grad(params[0], g);
     ft_free(g);
-    ftl_adam_zero_grad(o, 0);
+    ftf_adam_zero_grad(o, 0);
     ft_grad(params[0], &got);
     double sum = 1;
     if (got) {
@@ -316,33 +316,33 @@ static void check_clear_and_zero_grad(ftl_adam *o, ft_tensor **params) {
     }
     CHECK("zero_grad_in_place", got && sum == 0);
     ft_free(got);
-    ftl_adam_zero_grad(o, 1);
+    ftf_adam_zero_grad(o, 1);
     got = NULL;
     ft_grad(params[0], &got);
     CHECK("zero_grad_set_to_none", got == NULL);
 }
 
 /* freeze_to, and restore refusing a snapshot of another optimizer. */
-static void check_freeze_to(ftl_adam *o, ft_tensor **params) {
+static void check_freeze_to(ftf_adam *o, ft_tensor **params) {
     /* freeze_to(-1): group 1 (the last) trains, group 0 is frozen except force_train params */
     o->params[1].force_train = 1;
     int idx = -9;
-    ftl_adam_freeze_to(o, -1, &idx);
+    ftf_adam_freeze_to(o, -1, &idx);
     CHECK("freeze_to_last", idx == 1 && !ft_requires_grad(params[0]) &&
                                 ft_requires_grad(params[1]) && ft_requires_grad(params[2]) &&
                                 ft_requires_grad(params[4]));
-    ftl_adam_freeze_to(o, 0, &idx);
+    ftf_adam_freeze_to(o, 0, &idx);
     CHECK("unfreeze", idx == 0 && ft_requires_grad(params[0]));
-    ftl_adam_freeze_to(o, 5, &idx);
+    ftf_adam_freeze_to(o, 5, &idx);
     CHECK("freeze_all", idx == 5 && !ft_requires_grad(params[4]) && ft_requires_grad(params[1]) &&
                             ft_requires_grad(params[3]) == o->params[3].force_train);
-    ftl_adam_freeze_to(o, 0, NULL);
+    ftf_adam_freeze_to(o, 0, NULL);
 
-    ftl_adam_snapshot *bad = NULL;
+    ftf_adam_snapshot *bad = NULL;
     new_ftl_adam_snapshot(o, &bad);
     bad->n_params--;
     CHECK("restore_mismatch_error",
-          ftl_adam_restore(o, bad) != FT_OK && strstr(ft_last_error(), "snapshot"));
+          ftf_adam_restore(o, bad) != FT_OK && strstr(ft_last_error(), "snapshot"));
     bad->n_params++;
     free_ftl_adam_snapshot(bad);
 }
@@ -350,7 +350,7 @@ static void check_freeze_to(ftl_adam *o, ft_tensor **params) {
 static void test_behaviour(void) {
     ft_tensor *params[NP];
     make_data(1);
-    ftl_adam *o = run_c(params, 0, NSTEPS);
+    ftf_adam *o = run_c(params, 0, NSTEPS);
     ft_tensor *p4 = from_doubles(init[4], 4);
     CHECK("no_grad_param_untouched", same_bits(params[4], p4));
     CHECK("no_grad_param_no_state",
@@ -365,7 +365,7 @@ static void test_behaviour(void) {
     free_ftl_adam(o);
     free_params(params);
     CHECK("hyper_names",
-          ftl_hyper_from_name("sqr_mom") == FTL_SQR_MOM && ftl_hyper_from_name("x") == -1);
+          ftf_hyper_from_name("sqr_mom") == FTL_SQR_MOM && ftf_hyper_from_name("x") == -1);
 }
 
 /* fastai's SGD against its formula in doubles (the Lua parity test checks it against fastai
@@ -375,7 +375,7 @@ static void test_sgd(void) {
         for (int l2 = 0; l2 < 2; l2++) {
             ft_tensor *params[NP];
             make_data(1);
-            ftl_adam *o = run_opt(new_ftl_sgd(momentum, l2), params, 0, NSTEPS);
+            ftf_adam *o = run_opt(new_ftl_sgd(momentum, l2), params, 0, NSTEPS);
             double p[NP][12], buf[NP][12] = {{0}}, got[12], worst = 0;
             memcpy(p, init, sizeof p);
             for (int s = 0; s < NSTEPS; s++)
@@ -405,12 +405,12 @@ static void test_sgd(void) {
             snprintf(nm, sizeof nm, "sgd_mom%d_%s_state", momentum, l2 ? "l2" : "decoupled");
             CHECK(nm, state_ok);
             if (momentum && !l2) { /* snapshot/restore keeps grad_avg bit for bit */
-                ftl_adam_snapshot *snap = NULL;
+                ftf_adam_snapshot *snap = NULL;
                 ft_tensor *avg = NULL;
                 ft_clone(o->params[0].grad_avg, &avg);
                 new_ftl_adam_snapshot(o, &snap);
-                ftl_adam_clear_state(o);
-                CHECK("sgd_restore", ftl_adam_restore(o, snap) == FT_OK && o->params[0].grad_avg &&
+                ftf_adam_clear_state(o);
+                CHECK("sgd_restore", ftf_adam_restore(o, snap) == FT_OK && o->params[0].grad_avg &&
                                          same_bits(o->params[0].grad_avg, avg));
                 ft_free(avg);
                 free_ftl_adam_snapshot(snap);
@@ -418,9 +418,9 @@ static void test_sgd(void) {
             free_ftl_adam(o);
             free_params(params);
         }
-    ftl_adam_hypers d = ftl_sgd_defaults();
+    ftf_adam_hypers d = ftf_sgd_defaults();
     CHECK("sgd_defaults", d.mom == 0 && d.wd == 0 && d.lr == 1e-3 &&
-                              !strcmp(ftl_opt_kind_name(FTL_OPT_SGD), "SGD"));
+                              !strcmp(ftf_opt_kind_name(FTL_OPT_SGD), "SGD"));
 }
 
 int main(void) {

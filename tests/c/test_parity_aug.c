@@ -39,7 +39,7 @@ static char *read_all(const char *path, size_t *len) {
 
 typedef struct {
     const char *name;
-    ftl_aug_params p;
+    ftd_aug_params p;
     int out; /* output size: S, or N for the lighting case (no resize) */
 } acase;
 
@@ -63,15 +63,15 @@ int main(void) {
     }
 
     /* One photo, centre-cropped to N x N (ftlua's own decoder and resize). */
-    ftl_image *im = ftl_image_new_from_file(photo, 0, NULL, 0);
-    ftl_image *sq = im ? ftl_image_resize(im, N, N, FTL_RESIZE_CROP, 0.5, 0.5) : NULL;
-    ftl_image_free(im);
+    ftd_image *im = ftd_image_new_from_file(photo, 0, NULL, 0);
+    ftd_image *sq = im ? ftd_image_resize(im, N, N, FTL_RESIZE_CROP, 0.5, 0.5) : NULL;
+    ftd_image_free(im);
     if (!sq) {
         CHECK("parity_aug_photo_loads", 0);
         return check_exit();
     }
 
-    ftl_aug_params full = ftl_aug_valid_params(NULL, N, N), v;
+    ftd_aug_params full = ftd_aug_valid_params(NULL, N, N), v;
     acase cases[8];
     int n = 0;
     v = full, v.lighting = 1, v.brightness = 0.583, v.contrast = 1.21;
@@ -83,7 +83,7 @@ int main(void) {
     cases[n++] = (acase){"flip_rotate_zoom", v, S};
     v = full, v.lighting = 1, v.brightness = 0.5, v.contrast = 1, v.warp_x = 0.17, v.warp_y = -0.11;
     cases[n++] = (acase){"warp", v, S};
-    v = (ftl_aug_params){.flip = 1,
+    v = (ftd_aug_params){.flip = 1,
                          .rotate = -9.1,
                          .zoom = 1.06,
                          .zoom_col = 0.8,
@@ -99,10 +99,10 @@ int main(void) {
                          .crop_h = 140};
     cases[n++] = (acase){"all_with_crop", v, S};
     /* Draws from our RNG with aug_transforms(size, min_scale = 0.75)'s ranges. */
-    ftl_aug_rng rng;
-    ftl_aug_rng_seed(&rng, 5, 0);
-    ftl_aug_params drawn[3];
-    ftl_aug_draw(&rng, NULL, 3, N, N, drawn);
+    ftd_aug_rng rng;
+    ftd_aug_rng_seed(&rng, 5, 0);
+    ftd_aug_params drawn[3];
+    ftd_aug_draw(&rng, NULL, 3, N, N, drawn);
     for (int i = 0; i < 3; i++) {
         static const char *names[3] = {"drawn_1", "drawn_2", "drawn_3"};
         cases[n++] = (acase){names[i], drawn[i], S};
@@ -132,7 +132,7 @@ int main(void) {
         FILE *f = fopen(req, "w");
         fprintf(f, "%d %d\n%s\n%d\n", N, out, src_path, m);
         for (int j = 0; j < m; j++) {
-            const ftl_aug_params *p = &cases[idx[j]].p;
+            const ftd_aug_params *p = &cases[idx[j]].p;
             fprintf(f, "%d %.17g %.17g %.17g %.17g %.17g %.17g %d %.17g %.17g %d %d %d %d\n",
                     p->flip, p->rotate, p->zoom, p->zoom_col, p->zoom_row, p->warp_x, p->warp_y,
                     p->lighting, p->brightness, p->contrast, p->crop_x, p->crop_y, p->crop_w,
@@ -160,8 +160,8 @@ int main(void) {
         float *mine = malloc(sizeof(float) * 3 * out * out);
         for (int j = 0; j < m; j++) {
             acase *c = &cases[idx[j]];
-            ftl_aug_plan plan;
-            ftl_aug_plan_make(&c->p, N, N, out, NULL, NULL, &plan);
+            ftd_aug_plan plan;
+            ftd_aug_plan_make(&c->p, N, N, out, NULL, NULL, &plan);
             double map_err = 0;
             for (int k = 0; k < NPTS; k++) {
                 double x = pts[k][0] * (out - 1) / (S - 1), y = pts[k][1] * (out - 1) / (S - 1);
@@ -173,7 +173,7 @@ int main(void) {
                 if (e > map_err) map_err = e;
             }
             if (map_err > worst_map) worst_map = map_err;
-            ftl_aug_batch(sq->rgb, 1, N, N, &c->p, out, NULL, NULL, mine, 1);
+            ftd_aug_batch(sq->rgb, 1, N, N, &c->p, out, NULL, NULL, mine, 1);
             const float *ref = (const float *)fo + (size_t)j * 3 * out * out;
             double sum = 0, mx = 0;
             for (int q = 0; q < 3 * out * out; q++) {
@@ -199,6 +199,6 @@ int main(void) {
     }
     printf("# worst coordinate difference over every case: %.2e px\n", worst_map);
     unlink(src_path);
-    ftl_image_free(sq);
+    ftd_image_free(sq);
     return check_exit();
 }

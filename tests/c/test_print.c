@@ -1,4 +1,4 @@
-/* test_print.c: ftl_format_tensor against PyTorch's own repr.
+/* test_print.c: ftt_format_tensor against PyTorch's own repr.
  * Every case is built here (seeded normals, edge values), written to a temp file, and one
  * /usr/bin/python3 run rebuilds each tensor from the same values and dtype and prints repr(t).
  * The text before our footer must match byte for byte; the footer is checked on its own.
@@ -16,7 +16,7 @@
 #ifndef PY
 #define PY "/usr/bin/python3" /* -DPY=... to point elsewhere */
 #endif
-#define MAXD 6
+#define MAXD     6
 #define MAXCASES 80
 
 typedef struct {
@@ -96,104 +96,187 @@ static void fill_list(tcase *c, const double *xs) {
 
 static void fill_ints(tcase *c, int64_t lo, int64_t hi) { /* uniform in [lo, hi] */
     for (int64_t i = 0; i < c->n; i++)
-        c->v[i] = to_dtype(c->dtype, (double)(lo + (int64_t)(rng_next() % (uint64_t)(hi - lo + 1))));
+        c->v[i] =
+            to_dtype(c->dtype, (double)(lo + (int64_t)(rng_next() % (uint64_t)(hi - lo + 1))));
 }
 
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
-#define LIST(...) ((const double[]){__VA_ARGS__})
-#define NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define SHAPE(...)         ((const int64_t[]){__VA_ARGS__})
+#define LIST(...)          ((const double[]){__VA_ARGS__})
+#define NDIM(...)          ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
 #define ADD(name, dt, ...) add(name, dt, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))
 
 static void build_cases(void) {
     tcase *c;
     double nan = NAN, inf = INFINITY;
     /* plain floats */
-    c = ADD("int_valued_2x2", FT_FLOAT32, 2, 2); fill_list(c, LIST(1, 2, 3, 4));
-    c = ADD("randn_3", FT_FLOAT32, 3); fill_normal(c, 1, 0);
-    c = ADD("randn_5x4", FT_FLOAT32, 5, 4); fill_normal(c, 1, 0);
-    c = ADD("randn_row_30_wraps", FT_FLOAT32, 30); fill_normal(c, 1, 0);
-    c = ADD("randn_row_100_wide", FT_FLOAT32, 100); fill_normal(c, 100, 0);
-    c = ADD("randn_2x3x4", FT_FLOAT32, 2, 3, 4); fill_normal(c, 1, 0);
-    c = ADD("randn_2x2x3x2", FT_FLOAT32, 2, 2, 3, 2); fill_normal(c, 1, 0);
-    c = ADD("randn_5d", FT_FLOAT32, 2, 1, 2, 1, 3); fill_normal(c, 1, 0);
-    c = ADD("randn_3x25_wraps", FT_FLOAT32, 3, 25); fill_normal(c, 1, 0);
-    c = ADD("negatives", FT_FLOAT32, 3, 3); fill_normal(c, 10, -40);
-    c = ADD("wide_fixed", FT_FLOAT32, 4); fill_list(c, LIST(123456.789, -0.5, 3, 17.25));
+    c = ADD("int_valued_2x2", FT_FLOAT32, 2, 2);
+    fill_list(c, LIST(1, 2, 3, 4));
+    c = ADD("randn_3", FT_FLOAT32, 3);
+    fill_normal(c, 1, 0);
+    c = ADD("randn_5x4", FT_FLOAT32, 5, 4);
+    fill_normal(c, 1, 0);
+    c = ADD("randn_row_30_wraps", FT_FLOAT32, 30);
+    fill_normal(c, 1, 0);
+    c = ADD("randn_row_100_wide", FT_FLOAT32, 100);
+    fill_normal(c, 100, 0);
+    c = ADD("randn_2x3x4", FT_FLOAT32, 2, 3, 4);
+    fill_normal(c, 1, 0);
+    c = ADD("randn_2x2x3x2", FT_FLOAT32, 2, 2, 3, 2);
+    fill_normal(c, 1, 0);
+    c = ADD("randn_5d", FT_FLOAT32, 2, 1, 2, 1, 3);
+    fill_normal(c, 1, 0);
+    c = ADD("randn_3x25_wraps", FT_FLOAT32, 3, 25);
+    fill_normal(c, 1, 0);
+    c = ADD("negatives", FT_FLOAT32, 3, 3);
+    fill_normal(c, 10, -40);
+    c = ADD("wide_fixed", FT_FLOAT32, 4);
+    fill_list(c, LIST(123456.789, -0.5, 3, 17.25));
     /* summarized */
-    c = ADD("summ_2000", FT_FLOAT32, 2000); fill_normal(c, 1, 0);
-    c = ADD("summ_2000_wide_rows", FT_FLOAT32, 2000); fill_normal(c, 1000, 0);
-    c = ADD("summ_30x40", FT_FLOAT32, 30, 40); fill_normal(c, 1, 0);
-    c = ADD("summ_10x10x20", FT_FLOAT32, 10, 10, 20); fill_normal(c, 1, 0);
-    c = ADD("summ_8x2x8x10", FT_FLOAT32, 8, 2, 8, 10); fill_normal(c, 1, 0);
-    c = ADD("summ_7x200", FT_FLOAT32, 7, 200); fill_normal(c, 1, 0);
-    c = ADD("summ_6x200", FT_FLOAT32, 6, 200); fill_normal(c, 1, 0);
-    c = ADD("summ_int64_2000", FT_INT64, 2000); fill_ints(c, -5000, 5000);
-    c = ADD("summ_bool_1500", FT_BOOL, 1500); fill_ints(c, 0, 1);
-    c = ADD("summ_tiny_1200", FT_FLOAT32, 1200); fill_normal(c, 1e-6, 0);
+    c = ADD("summ_2000", FT_FLOAT32, 2000);
+    fill_normal(c, 1, 0);
+    c = ADD("summ_2000_wide_rows", FT_FLOAT32, 2000);
+    fill_normal(c, 1000, 0);
+    c = ADD("summ_30x40", FT_FLOAT32, 30, 40);
+    fill_normal(c, 1, 0);
+    c = ADD("summ_10x10x20", FT_FLOAT32, 10, 10, 20);
+    fill_normal(c, 1, 0);
+    c = ADD("summ_8x2x8x10", FT_FLOAT32, 8, 2, 8, 10);
+    fill_normal(c, 1, 0);
+    c = ADD("summ_7x200", FT_FLOAT32, 7, 200);
+    fill_normal(c, 1, 0);
+    c = ADD("summ_6x200", FT_FLOAT32, 6, 200);
+    fill_normal(c, 1, 0);
+    c = ADD("summ_int64_2000", FT_INT64, 2000);
+    fill_ints(c, -5000, 5000);
+    c = ADD("summ_bool_1500", FT_BOOL, 1500);
+    fill_ints(c, 0, 1);
+    c = ADD("summ_tiny_1200", FT_FLOAT32, 1200);
+    fill_normal(c, 1e-6, 0);
     /* scientific and fixed mode selection */
-    c = ADD("tiny", FT_FLOAT32, 2, 3); fill_normal(c, 1e-5, 0);
-    c = ADD("huge", FT_FLOAT32, 2, 3); fill_normal(c, 1e9, 0);
-    c = ADD("very_huge", FT_FLOAT64, 3); fill_list(c, LIST(1e300, -2.5e-300, 7));
-    c = ADD("zero_and_tiny", FT_FLOAT32, 2); fill_list(c, LIST(0, 1e-5));
-    c = ADD("int_ratio_sci", FT_FLOAT32, 2); fill_list(c, LIST(1, 5000));
-    c = ADD("int_ratio_1000_fixed", FT_FLOAT32, 2); fill_list(c, LIST(1, -1000));
-    c = ADD("int_1e8_fixed", FT_FLOAT32, 2); fill_list(c, LIST(1e8, 1e6));
-    c = ADD("int_over_1e8_sci", FT_FLOAT32, 2); fill_list(c, LIST(2e8, 3));
-    c = ADD("min_1e-4_boundary", FT_FLOAT64, 2); fill_list(c, LIST(1e-4, 0.05));
-    c = ADD("int_valued_negatives", FT_FLOAT32, 4); fill_list(c, LIST(-3, 0, 100, 7));
+    c = ADD("tiny", FT_FLOAT32, 2, 3);
+    fill_normal(c, 1e-5, 0);
+    c = ADD("huge", FT_FLOAT32, 2, 3);
+    fill_normal(c, 1e9, 0);
+    c = ADD("very_huge", FT_FLOAT64, 3);
+    fill_list(c, LIST(1e300, -2.5e-300, 7));
+    c = ADD("zero_and_tiny", FT_FLOAT32, 2);
+    fill_list(c, LIST(0, 1e-5));
+    c = ADD("int_ratio_sci", FT_FLOAT32, 2);
+    fill_list(c, LIST(1, 5000));
+    c = ADD("int_ratio_1000_fixed", FT_FLOAT32, 2);
+    fill_list(c, LIST(1, -1000));
+    c = ADD("int_1e8_fixed", FT_FLOAT32, 2);
+    fill_list(c, LIST(1e8, 1e6));
+    c = ADD("int_over_1e8_sci", FT_FLOAT32, 2);
+    fill_list(c, LIST(2e8, 3));
+    c = ADD("min_1e-4_boundary", FT_FLOAT64, 2);
+    fill_list(c, LIST(1e-4, 0.05));
+    c = ADD("int_valued_negatives", FT_FLOAT32, 4);
+    fill_list(c, LIST(-3, 0, 100, 7));
     /* nan / inf / zeros */
-    c = ADD("nan_inf_mixed", FT_FLOAT32, 6); fill_list(c, LIST(1.5, nan, inf, -inf, 0, -2.25));
-    c = ADD("nan_inf_only", FT_FLOAT32, 3); fill_list(c, LIST(nan, inf, -inf));
-    c = ADD("nan_int_mode", FT_FLOAT32, 4); fill_list(c, LIST(1, nan, -inf, 3));
-    c = ADD("nan_sci", FT_FLOAT32, 3); fill_list(c, LIST(nan, 1e-5, -inf));
-    c = ADD("zeros", FT_FLOAT32, 2, 3); fill_list(c, LIST(0, 0, 0, 0, 0, 0));
-    c = ADD("signed_zeros", FT_FLOAT32, 3); fill_list(c, LIST(-0.0, 0.0, 0.5));
+    c = ADD("nan_inf_mixed", FT_FLOAT32, 6);
+    fill_list(c, LIST(1.5, nan, inf, -inf, 0, -2.25));
+    c = ADD("nan_inf_only", FT_FLOAT32, 3);
+    fill_list(c, LIST(nan, inf, -inf));
+    c = ADD("nan_int_mode", FT_FLOAT32, 4);
+    fill_list(c, LIST(1, nan, -inf, 3));
+    c = ADD("nan_sci", FT_FLOAT32, 3);
+    fill_list(c, LIST(nan, 1e-5, -inf));
+    c = ADD("zeros", FT_FLOAT32, 2, 3);
+    fill_list(c, LIST(0, 0, 0, 0, 0, 0));
+    c = ADD("signed_zeros", FT_FLOAT32, 3);
+    fill_list(c, LIST(-0.0, 0.0, 0.5));
     /* other dtypes */
-    c = ADD("int64", FT_INT64, 2, 5); fill_ints(c, -1000, 1000);
-    c = ADD("int64_big", FT_INT64, 3); fill_list(c, LIST(-9007199254740992.0, 123, 0));
-    c = ADD("int32", FT_INT32, 3, 4); fill_ints(c, -50, 50);
-    c = ADD("int16", FT_INT16, 4); fill_ints(c, -30000, 30000);
-    c = ADD("int8", FT_INT8, 3); fill_list(c, LIST(-128, 127, 0));
-    c = ADD("int32_neg_zero", FT_INT32, 2); fill_list(c, LIST(-0.2, 5));
-    c = ADD("uint8", FT_UINT8, 4, 8); fill_ints(c, 0, 255);
-    c = ADD("int64_row_wraps", FT_INT64, 100); fill_ints(c, 0, 999);
-    c = ADD("bool", FT_BOOL, 3, 3); fill_ints(c, 0, 1);
-    c = ADD("bool_all_true", FT_BOOL, 2); fill_list(c, LIST(1, 1));
-    c = ADD("float64", FT_FLOAT64, 4, 3); fill_normal(c, 1, 0);
-    c = ADD("float16", FT_FLOAT16, 3, 4); fill_normal(c, 1, 0);
-    c = ADD("float16_overflow", FT_FLOAT16, 3); fill_list(c, LIST(1.5, 70000, -1e-3));
-    c = ADD("bfloat16", FT_BFLOAT16, 2, 5); fill_normal(c, 1, 0);
-    c = ADD("bfloat16_summ", FT_BFLOAT16, 40, 30); fill_normal(c, 3, 0);
+    c = ADD("int64", FT_INT64, 2, 5);
+    fill_ints(c, -1000, 1000);
+    c = ADD("int64_big", FT_INT64, 3);
+    fill_list(c, LIST(-9007199254740992.0, 123, 0));
+    c = ADD("int32", FT_INT32, 3, 4);
+    fill_ints(c, -50, 50);
+    c = ADD("int16", FT_INT16, 4);
+    fill_ints(c, -30000, 30000);
+    c = ADD("int8", FT_INT8, 3);
+    fill_list(c, LIST(-128, 127, 0));
+    c = ADD("int32_neg_zero", FT_INT32, 2);
+    fill_list(c, LIST(-0.2, 5));
+    c = ADD("uint8", FT_UINT8, 4, 8);
+    fill_ints(c, 0, 255);
+    c = ADD("int64_row_wraps", FT_INT64, 100);
+    fill_ints(c, 0, 999);
+    c = ADD("bool", FT_BOOL, 3, 3);
+    fill_ints(c, 0, 1);
+    c = ADD("bool_all_true", FT_BOOL, 2);
+    fill_list(c, LIST(1, 1));
+    c = ADD("float64", FT_FLOAT64, 4, 3);
+    fill_normal(c, 1, 0);
+    c = ADD("float16", FT_FLOAT16, 3, 4);
+    fill_normal(c, 1, 0);
+    c = ADD("float16_overflow", FT_FLOAT16, 3);
+    fill_list(c, LIST(1.5, 70000, -1e-3));
+    c = ADD("bfloat16", FT_BFLOAT16, 2, 5);
+    fill_normal(c, 1, 0);
+    c = ADD("bfloat16_summ", FT_BFLOAT16, 40, 30);
+    fill_normal(c, 3, 0);
     /* empty and 0-dim */
     c = ADD("empty_0", FT_FLOAT32, 0);
     c = ADD("empty_0x3", FT_FLOAT32, 0, 3);
     c = ADD("empty_int64", FT_INT64, 0);
     c = ADD("empty_bool_2x0x3", FT_BOOL, 2, 0, 3);
     c = ADD("empty_float16", FT_FLOAT16, 0);
-    c = ADD("empty_grad", FT_FLOAT32, 0); c->requires_grad = 1;
-    c = add("scalar_float", FT_FLOAT32, 0, NULL); fill_list(c, LIST(3.5));
-    c = add("scalar_int64", FT_INT64, 0, NULL); fill_list(c, LIST(7));
-    c = add("scalar_bool", FT_BOOL, 0, NULL); fill_list(c, LIST(1));
-    c = add("scalar_nan", FT_FLOAT32, 0, NULL); fill_list(c, LIST(nan));
-    c = add("scalar_neg_zero", FT_FLOAT32, 0, NULL); fill_list(c, LIST(-0.0));
-    c = add("scalar_tiny", FT_FLOAT32, 0, NULL); fill_list(c, LIST(1e-5));
-    c = add("scalar_float16_grad", FT_FLOAT16, 0, NULL); fill_list(c, LIST(-2.75)); c->requires_grad = 1;
+    c = ADD("empty_grad", FT_FLOAT32, 0);
+    c->requires_grad = 1;
+    c = add("scalar_float", FT_FLOAT32, 0, NULL);
+    fill_list(c, LIST(3.5));
+    c = add("scalar_int64", FT_INT64, 0, NULL);
+    fill_list(c, LIST(7));
+    c = add("scalar_bool", FT_BOOL, 0, NULL);
+    fill_list(c, LIST(1));
+    c = add("scalar_nan", FT_FLOAT32, 0, NULL);
+    fill_list(c, LIST(nan));
+    c = add("scalar_neg_zero", FT_FLOAT32, 0, NULL);
+    fill_list(c, LIST(-0.0));
+    c = add("scalar_tiny", FT_FLOAT32, 0, NULL);
+    fill_list(c, LIST(1e-5));
+    c = add("scalar_float16_grad", FT_FLOAT16, 0, NULL);
+    fill_list(c, LIST(-2.75));
+    c->requires_grad = 1;
     /* suffixes and where they wrap */
-    c = ADD("grad_short", FT_FLOAT32, 2); fill_list(c, LIST(1, 2)); c->requires_grad = 1;
-    c = ADD("grad_wraps", FT_FLOAT32, 7); fill_normal(c, 1, 0); c->requires_grad = 1;
-    c = ADD("grad_2x3", FT_FLOAT32, 2, 3); fill_normal(c, 1, 0); c->requires_grad = 1;
-    c = ADD("float64_grad", FT_FLOAT64, 2, 2); fill_normal(c, 1, 0); c->requires_grad = 1;
-    c = ADD("float16_grad_3x4", FT_FLOAT16, 3, 4); fill_normal(c, 1, 0); c->requires_grad = 1;
+    c = ADD("grad_short", FT_FLOAT32, 2);
+    fill_list(c, LIST(1, 2));
+    c->requires_grad = 1;
+    c = ADD("grad_wraps", FT_FLOAT32, 7);
+    fill_normal(c, 1, 0);
+    c->requires_grad = 1;
+    c = ADD("grad_2x3", FT_FLOAT32, 2, 3);
+    fill_normal(c, 1, 0);
+    c->requires_grad = 1;
+    c = ADD("float64_grad", FT_FLOAT64, 2, 2);
+    fill_normal(c, 1, 0);
+    c->requires_grad = 1;
+    c = ADD("float16_grad_3x4", FT_FLOAT16, 3, 4);
+    fill_normal(c, 1, 0);
+    c->requires_grad = 1;
     /* PyTorch's last_line_len is 2 more than the line's length: these sit on that edge */
-    c = ADD("grad_edge_1line", FT_FLOAT32, 13); fill_ints(c, 1, 9); c->requires_grad = 1;
-    c = ADD("grad_edge_2x10", FT_FLOAT32, 2, 10); fill_ints(c, 10, 99); c->requires_grad = 1;
-    c = ADD("cuda0", FT_FLOAT32, 2, 3); fill_normal(c, 1, 0); c->device = 0;
-    c = ADD("cuda1_int32", FT_INT32, 4); fill_ints(c, -9, 9); c->device = 1;
-    c = ADD("cuda0_float16_grad", FT_FLOAT16, 6); fill_normal(c, 1, 0); c->device = 0;
+    c = ADD("grad_edge_1line", FT_FLOAT32, 13);
+    fill_ints(c, 1, 9);
+    c->requires_grad = 1;
+    c = ADD("grad_edge_2x10", FT_FLOAT32, 2, 10);
+    fill_ints(c, 10, 99);
+    c->requires_grad = 1;
+    c = ADD("cuda0", FT_FLOAT32, 2, 3);
+    fill_normal(c, 1, 0);
+    c->device = 0;
+    c = ADD("cuda1_int32", FT_INT32, 4);
+    fill_ints(c, -9, 9);
+    c->device = 1;
+    c = ADD("cuda0_float16_grad", FT_FLOAT16, 6);
+    fill_normal(c, 1, 0);
+    c->device = 0;
     c->requires_grad = 1;
 }
 
-/* ---------------------------------------------------------------- what the lead does via libtorch */
+/* ---------------------------------------------------------------- what the lead does via libtorch
+ */
 
 /* get_summarized_data: keep the first and last edgeitems entries of every long dim. */
 static void gather(const tcase *c, int d, int64_t off, int summarize, double *out, int64_t *k) {
@@ -202,13 +285,15 @@ static void gather(const tcase *c, int d, int64_t off, int summarize, double *ou
     int cut = summarize && n > 2 * FTL_PRINT_EDGEITEMS;
     for (int64_t j = 0; j < (cut ? 2 * FTL_PRINT_EDGEITEMS : n); j++) {
         int64_t i = cut && j >= FTL_PRINT_EDGEITEMS ? n - 2 * FTL_PRINT_EDGEITEMS + j : j;
-        if (d == c->ndim - 1) out[(*k)++] = c->v[off + i];
-        else gather(c, d + 1, off + i * stride, summarize, out, k);
+        if (d == c->ndim - 1)
+            out[(*k)++] = c->v[off + i];
+        else
+            gather(c, d + 1, off + i * stride, summarize, out, k);
     }
 }
 
 static char *format_case(const tcase *c) {
-    int summarize = ftl_print_should_summarize(c->n);
+    int summarize = ftt_print_should_summarize(c->n);
     int64_t shape[MAXD];
     for (int d = 0; d < c->ndim; d++) {
         int cut = summarize && c->shape[d] > 2 * FTL_PRINT_EDGEITEMS;
@@ -216,9 +301,11 @@ static char *format_case(const tcase *c) {
     }
     double *vals = malloc((size_t)(c->n ? c->n : 1) * sizeof(double));
     int64_t k = 0;
-    if (c->ndim == 0) vals[k++] = c->v[0];
-    else if (c->n > 0) gather(c, 0, 0, summarize, vals, &k);
-    char *s = ftl_format_tensor(vals, shape, c->shape, c->ndim, c->dtype, c->device,
+    if (c->ndim == 0)
+        vals[k++] = c->v[0];
+    else if (c->n > 0)
+        gather(c, 0, 0, summarize, vals, &k);
+    char *s = ftt_format_tensor(vals, shape, c->shape, c->ndim, c->dtype, c->device,
                                 c->requires_grad, summarize);
     free(vals);
     return s;
@@ -248,7 +335,7 @@ static void show_diff(const char *want, const char *got) {
 static void compare(const char *name, const char *got, const char *want, const char *want_footer) {
     char nm[80];
     if (!got) {
-        printf("FAIL %s: ftl_format_tensor returned NULL\n", name);
+        printf("FAIL %s: ftt_format_tensor returned NULL\n", name);
         check_failures++;
         return;
     }
@@ -273,11 +360,14 @@ static void compare(const char *name, const char *got, const char *want, const c
 }
 
 static void footer_of(const tcase *c, char *out, size_t n) {
-    size_t k = (size_t)snprintf(out, n, "[%s %s", dt_name(c->dtype), c->ndim ? "tensor of size " : "scalar");
+    size_t k = (size_t)snprintf(out, n, "[%s %s", dt_name(c->dtype),
+                                c->ndim ? "tensor of size " : "scalar");
     for (int d = 0; d < c->ndim; d++)
         k += (size_t)snprintf(out + k, n - k, d ? "x%lld" : "%lld", (long long)c->shape[d]);
-    if (c->device >= 0) snprintf(out + k, n - k, " on cuda:%d]", c->device);
-    else snprintf(out + k, n - k, " on cpu]");
+    if (c->device >= 0)
+        snprintf(out + k, n - k, " on cuda:%d]", c->device);
+    else
+        snprintf(out + k, n - k, " on cpu]");
 }
 
 /* ---------------------------------------------------------------- the reference */
@@ -336,8 +426,10 @@ static int write_cases(const char *path) {
         for (int d = 0; d < c->ndim; d++) fprintf(f, " %lld", (long long)c->shape[d]);
         fprintf(f, " %lld\n", (long long)c->n);
         for (int64_t j = 0; j < c->n; j++) {
-            if (isnan(c->v[j])) fprintf(f, "nan\n"); /* not "-nan": keep Python's float() happy */
-            else fprintf(f, "%.17g\n", c->v[j]);
+            if (isnan(c->v[j]))
+                fprintf(f, "nan\n"); /* not "-nan": keep Python's float() happy */
+            else
+                fprintf(f, "%.17g\n", c->v[j]);
         }
     }
     return fclose(f);
@@ -356,8 +448,11 @@ static char *run_python(const char *script, const char *data) {
         len += got;
         if (cap - len < 4096) {
             char *b = realloc(buf, cap *= 2);
-            if (!b) { free(buf); buf = NULL; }
-            else buf = b;
+            if (!b) {
+                free(buf);
+                buf = NULL;
+            } else
+                buf = b;
         }
     }
     pclose(p);
@@ -379,11 +474,12 @@ static char *find_ref(const char *out, const char *name) {
     return NULL;
 }
 
-/* ---------------------------------------------------------------- literal cases (no Python needed) */
+/* ---------------------------------------------------------------- literal cases (no Python needed)
+ */
 
 static void literal(const char *name, const double *v, const int64_t *shape, int ndim, ft_dtype dt,
                     int device, int rg, const char *want, const char *footer) {
-    char *s = ftl_format_tensor(v, shape, shape, ndim, dt, device, rg, 0);
+    char *s = ftt_format_tensor(v, shape, shape, ndim, dt, device, rg, 0);
     compare(name, s, want, footer);
     free(s);
 }
@@ -408,12 +504,12 @@ static void literal_cases(void) {
             "[int32 tensor of size 1x2x3 on cpu]");
     /* arange(2000) summarized: the vector's ellipsis layout */
     double a[6] = {0, 1, 2, 1997, 1998, 1999};
-    char *s = ftl_format_tensor(a, SHAPE(6), SHAPE(2000), 1, FT_INT64, -1, 0, 1);
+    char *s = ftt_format_tensor(a, SHAPE(6), SHAPE(2000), 1, FT_INT64, -1, 0, 1);
     compare("lit_arange_2000", s, "tensor([   0,    1,    2,  ..., 1997, 1998, 1999])",
             "[int64 tensor of size 2000 on cpu]");
     free(s);
-    CHECK("should_summarize_1000", ftl_print_should_summarize(1000) == 0);
-    CHECK("should_summarize_1001", ftl_print_should_summarize(1001) == 1);
+    CHECK("should_summarize_1000", ftt_print_should_summarize(1000) == 0);
+    CHECK("should_summarize_1001", ftt_print_should_summarize(1001) == 1);
 }
 
 int main(void) {
@@ -425,13 +521,24 @@ int main(void) {
     char *out = NULL;
     const char *why = NULL;
     int missing = 0;
-    if (fs < 0 || fd < 0) why = "cannot create temp files";
-    else if (access(PY, X_OK) != 0) why = PY " not found";
-    else if (write_file(script, py_script) || write_cases(data)) why = "cannot write temp files";
-    else if (!(out = run_python(script, data))) why = "cannot run " PY;
-    else if (!strncmp(out, "@@NOTORCH", 9)) why = PY " has no torch";
-    if (fs >= 0) { close(fs); unlink(script); }
-    if (fd >= 0) { close(fd); unlink(data); }
+    if (fs < 0 || fd < 0)
+        why = "cannot create temp files";
+    else if (access(PY, X_OK) != 0)
+        why = PY " not found";
+    else if (write_file(script, py_script) || write_cases(data))
+        why = "cannot write temp files";
+    else if (!(out = run_python(script, data)))
+        why = "cannot run " PY;
+    else if (!strncmp(out, "@@NOTORCH", 9))
+        why = PY " has no torch";
+    if (fs >= 0) {
+        close(fs);
+        unlink(script);
+    }
+    if (fd >= 0) {
+        close(fd);
+        unlink(data);
+    }
 
     for (int i = 0; i < ncases; i++) {
         tcase *c = &cases[i];

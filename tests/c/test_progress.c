@@ -42,7 +42,7 @@ static void json_str(FILE *m, const char *s) {
     fputc('"', m);
 }
 
-static void json_cell(FILE *m, const ftl_cell *c) {
+static void json_cell(FILE *m, const ftf_cell *c) {
     switch (c->kind) {
     case FTL_CELL_INT: fprintf(m, "{\"i\": %lld}", (long long)c->i); break;
     case FTL_CELL_FLOAT:
@@ -82,7 +82,7 @@ static void test_format_time(void) {
     int n = sizeof known / sizeof known[0], ok = 1;
     char buf[32];
     for (int i = 0; i < n; i++)
-        if (strcmp(ftl_format_time(known[i].t, buf), known[i].want)) {
+        if (strcmp(ftf_format_time(known[i].t, buf), known[i].want)) {
             printf("# format_time(%g) = %s, want %s\n", known[i].t, buf, known[i].want);
             ok = 0;
         }
@@ -105,7 +105,7 @@ static void test_format_time(void) {
     ok = out != NULL;
     for (int i = 0; ok && i < 200; i++) {
         char *want = next_line(&s);
-        if (!want || strcmp(ftl_format_time(ts[i], buf), want)) {
+        if (!want || strcmp(ftf_format_time(ts[i], buf), want)) {
             printf("# format_time(%.17g) = %s, want %s\n", ts[i], buf, want ? want : "(none)");
             ok = 0;
         }
@@ -136,7 +136,7 @@ static void test_repr(void) {
                  {2e-3, "0.002"}};
     int n = sizeof known / sizeof known[0], ok = 1;
     for (int i = 0; i < n; i++) {
-        ftl_repr_double(known[i].x, buf, sizeof buf);
+        ftf_repr_double(known[i].x, buf, sizeof buf);
         if (strcmp(buf, known[i].want)) {
             printf("# repr(%.17g) = %s, want %s\n", known[i].x, buf, known[i].want);
             ok = 0;
@@ -178,7 +178,7 @@ static void test_repr(void) {
     int bad = out ? 0 : 1;
     for (int i = 0; out && i < N; i++) {
         char *want = next_line(&s);
-        ftl_repr_double(xs[i], buf, sizeof buf);
+        ftf_repr_double(xs[i], buf, sizeof buf);
         if (!want || strcmp(buf, want)) {
             if (bad++ < 5) printf("# repr(%a) = %s, want %s\n", xs[i], buf, want ? want : "(none)");
         }
@@ -196,10 +196,10 @@ static const char *NAMES2[6] = {"epoch", "loss", "top_k_accuracy", "x", "métriq
 
 /* A second table: long names, a name with a non-ASCII letter, values wider than their column,
  * NaN, inf, None, negatives, big epochs. */
-static void make_rows(ftl_cell rows[NROWS][6]) {
+static void make_rows(ftf_cell rows[NROWS][6]) {
     for (int r = 0; r < NROWS; r++) {
         double v = (double)(next_u64() % 1000000) / 997.0;
-        ftl_cell c[6] = {{FTL_CELL_INT, r * 1000, 0, NULL},
+        ftf_cell c[6] = {{FTL_CELL_INT, r * 1000, 0, NULL},
                          {FTL_CELL_FLOAT, 0,
                           r == 1   ? NAN
                           : r == 2 ? INFINITY
@@ -214,7 +214,7 @@ static void make_rows(ftl_cell rows[NROWS][6]) {
 }
 
 /* The rows printed as fastprogress prints them, header included. */
-static void check_table_vs_python(ftl_cell rows[NROWS][6]) {
+static void check_table_vs_python(ftf_cell rows[NROWS][6]) {
     char line[1024];
     char *req = NULL;
     size_t len = 0;
@@ -243,9 +243,9 @@ static void check_table_vs_python(ftl_cell rows[NROWS][6]) {
     for (int r = -1; ok && r < NROWS; r++) {
         char *want = next_line(&s);
         if (r < 0)
-            ftl_table_header(line, sizeof line, NAMES2, 6);
+            ftf_table_header(line, sizeof line, NAMES2, 6);
         else
-            ftl_table_row(line, sizeof line, NAMES2, rows[r], 6);
+            ftf_table_row(line, sizeof line, NAMES2, rows[r], 6);
         if (!want || strcmp(line, want)) {
             printf("# got  [%s]\n# want [%s]\n", line, want ? want : "(none)");
             ok = 0;
@@ -256,19 +256,19 @@ static void check_table_vs_python(ftl_cell rows[NROWS][6]) {
 }
 
 /* CSV of the same rows, and append mode adding a second header. */
-static void check_csv(ftl_cell rows[NROWS][6]) {
+static void check_csv(ftf_cell rows[NROWS][6]) {
     char *req = NULL, *out = NULL;
     size_t len = 0;
     FILE *m = NULL;
     char path[] = "/tmp/ftl_csv_XXXXXX";
     int fd = mkstemp(path);
     close(fd);
-    ftl_csv *c = new_ftl_csv(path, 0, NAMES2, 6);
+    ftf_csv *c = new_ftl_csv(path, 0, NAMES2, 6);
     int wrote = c != NULL;
-    for (int r = 0; c && r < NROWS; r++) wrote &= ftl_csv_write(c, rows[r], 6) == 0;
+    for (int r = 0; c && r < NROWS; r++) wrote &= ftf_csv_write(c, rows[r], 6) == 0;
     free_ftl_csv(c);
     c = new_ftl_csv(path, 1, NAMES2, 6);
-    wrote &= c && ftl_csv_write(c, rows[0], 6) == 0;
+    wrote &= c && ftf_csv_write(c, rows[0], 6) == 0;
     free_ftl_csv(c);
     CHECK("csv_written", wrote);
     FILE *f = fopen(path, "r");
@@ -309,22 +309,22 @@ static void check_csv(ftl_cell rows[NROWS][6]) {
 
 static void test_table(void) {
     char line[1024];
-    ftl_table_header(line, sizeof line, NAMES, 5);
+    ftf_table_header(line, sizeof line, NAMES, 5);
     CHECK("table_header_book",
           !strcmp(line, "epoch     train_loss  valid_loss  error_rate  time    "));
-    ftl_cell row[5] = {{FTL_CELL_INT, 0, 0, NULL},
+    ftf_cell row[5] = {{FTL_CELL_INT, 0, 0, NULL},
                        {FTL_CELL_FLOAT, 0, 1.491732, NULL},
                        {FTL_CELL_FLOAT, 0, 0.337355, NULL},
                        {FTL_CELL_FLOAT, 0, 0.108254, NULL},
                        {FTL_CELL_STR, 0, 0, "00:18"}};
-    ftl_table_row(line, sizeof line, NAMES, row, 5);
+    ftf_table_row(line, sizeof line, NAMES, row, 5);
     CHECK("table_row_book",
           !strcmp(line, "0         1.491732    0.337355    0.108254    00:18     "));
     if (!have_ref) {
         SKIP("table_vs_python", "no /usr/bin/python3 with torch and numpy");
         return;
     }
-    ftl_cell rows[NROWS][6];
+    ftf_cell rows[NROWS][6];
     make_rows(rows);
     check_table_vs_python(rows);
     check_csv(rows);
@@ -351,14 +351,14 @@ static char *run_bar(const bar_case *c, int force, size_t *len) {
     char cols[16];
     snprintf(cols, sizeof cols, "%d", c->cols);
     setenv("COLUMNS", cols, 1);
-    ftl_pbar b;
-    ftl_pbar_init(&b, m, c->epoch, c->n_epoch, c->total);
+    ftf_pbar b;
+    ftf_pbar_init(&b, m, c->epoch, c->n_epoch, c->total);
     if (force) b.display = 1;
     for (int i = 0; i < c->nev; i++) {
-        ftl_pbar_update(&b, c->val[i], c->t[i]);
-        if (!isnan(c->comment[i])) ftl_pbar_comment(&b, c->comment[i]);
+        ftf_pbar_update(&b, c->val[i], c->t[i]);
+        if (!isnan(c->comment[i])) ftf_pbar_comment(&b, c->comment[i]);
     }
-    ftl_pbar_finish(&b);
+    ftf_pbar_finish(&b);
     fclose(m);
     return buf;
 }

@@ -217,7 +217,7 @@ static int count_tmp(void) {
     int n = 0;
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (ftl_atomic_is_temp_name(e->d_name)) n++;
+        if (af_is_temp_name(e->d_name)) n++;
     if (d) closedir(d);
     return n;
 }

@@ -33,7 +33,7 @@ static void json_num(FILE *m, double v) {
 typedef struct {
     const char *name, *kind; /* one_cycle, flat_cos, sgdr */
     int n_epoch, n_iter, n_groups;
-    ftl_lr_spec lr;
+    ftf_lr_spec lr;
     double list[3];
     double div, div_final, pct_start, moms[3]; /* 0: the default */
     int n_cycles, cycle_len, cycle_mult;
@@ -98,16 +98,16 @@ static sched_case cases[] = {
 static int run_case(sched_case *c, double **lrs_out, double **moms_out) {
     if (c->lr.kind == FTL_LR_LIST) c->lr.list = c->list;
     double lr[3];
-    if (ftl_lr_per_group(&c->lr, c->n_groups, lr)) {
+    if (ftf_lr_per_group(&c->lr, c->n_groups, lr)) {
         printf("# %s: %s\n", c->name, ft_last_error());
         return -1;
     }
-    ftl_one_cycle_opts o = ftl_one_cycle_defaults();
+    ftf_one_cycle_opts o = ftf_one_cycle_defaults();
     if (c->div) o.div = c->div;
     if (c->div_final) o.div_final = c->div_final;
     if (c->pct_start) o.pct_start = c->pct_start < 0 ? 0 : c->pct_start;
     if (c->moms[0]) memcpy(o.moms, c->moms, sizeof o.moms);
-    ftl_sched *ls = NULL, *ms = NULL;
+    ftf_sched *ls = NULL, *ms = NULL;
     int n_epoch = c->n_epoch;
     if (!strcmp(c->kind, "one_cycle")) {
         ls = new_ftl_one_cycle_lr(lr, c->n_groups, &o);
@@ -127,10 +127,10 @@ static int run_case(sched_case *c, double **lrs_out, double **moms_out) {
     double *lrs = malloc(sizeof(double) * nb * c->n_groups), *moms = malloc(sizeof(double) * nb);
     for (int e = 0, b = 0; e < n_epoch; e++)
         for (int it = 0; it < c->n_iter; it++, b++) {
-            double pos = ftl_train_pos(e, it, c->n_iter, n_epoch);
-            ftl_sched_at(ls, pos, lrs + (size_t)b * c->n_groups);
+            double pos = ftf_train_pos(e, it, c->n_iter, n_epoch);
+            ftf_sched_at(ls, pos, lrs + (size_t)b * c->n_groups);
             moms[b] = NAN;
-            if (ms) ftl_sched_at(ms, pos, &moms[b]);
+            if (ms) ftf_sched_at(ms, pos, &moms[b]);
         }
     free_ftl_sched(ls);
     free_ftl_sched(ms);
@@ -227,36 +227,36 @@ static void test_against_reference(void) {
 
 static void test_known_values(void) {
     double out[3];
-    ftl_lr_spec sl = {FTL_LR_SLICE, 1, 1e-6, 1e-4, NULL, 0};
-    CHECK("lr_slice_lo_hi", ftl_lr_per_group(&sl, 3, out) == 0 && fabs(out[0] - 1e-6) < 1e-18 &&
+    ftf_lr_spec sl = {FTL_LR_SLICE, 1, 1e-6, 1e-4, NULL, 0};
+    CHECK("lr_slice_lo_hi", ftf_lr_per_group(&sl, 3, out) == 0 && fabs(out[0] - 1e-6) < 1e-18 &&
                                 fabs(out[1] - 1e-5) < 1e-17 && fabs(out[2] - 1e-4) < 1e-16);
-    ftl_lr_spec sh = {FTL_LR_SLICE, 0, 0, 2e-3, NULL, 0};
-    CHECK("lr_slice_hi", ftl_lr_per_group(&sh, 3, out) == 0 && out[0] == 2e-3 / 10 &&
+    ftf_lr_spec sh = {FTL_LR_SLICE, 0, 0, 2e-3, NULL, 0};
+    CHECK("lr_slice_hi", ftf_lr_per_group(&sh, 3, out) == 0 && out[0] == 2e-3 / 10 &&
                              out[1] == 2e-3 / 10 && out[2] == 2e-3);
-    ftl_lr_spec num = {FTL_LR_NUMBER, 0, 0, 3e-3, NULL, 0};
-    CHECK("lr_number", ftl_lr_per_group(&num, 3, out) == 0 && out[0] == 3e-3 && out[1] == 3e-3 &&
+    ftf_lr_spec num = {FTL_LR_NUMBER, 0, 0, 3e-3, NULL, 0};
+    CHECK("lr_number", ftf_lr_per_group(&num, 3, out) == 0 && out[0] == 3e-3 && out[1] == 3e-3 &&
                            out[2] == 3e-3);
-    CHECK("lr_slice_one_group", ftl_lr_per_group(&sl, 1, out) == 0 && out[0] == 1e-4);
+    CHECK("lr_slice_one_group", ftf_lr_per_group(&sl, 1, out) == 0 && out[0] == 1e-4);
 
     /* one cycle over 4 x 7 batches: batch 0 is lr_max/div and mom 0.95; batch 7 (pos 0.25)
      * is the peak lr_max and the low mom 0.85, exactly; the last batch is at pos 27/28. */
     double lr_max = 1e-2, v, mom;
-    ftl_one_cycle_opts o = ftl_one_cycle_defaults();
-    ftl_sched *ls = new_ftl_one_cycle_lr(&lr_max, 1, &o), *ms = new_ftl_one_cycle_mom(&o);
-    ftl_sched_at(ls, ftl_train_pos(0, 0, 7, 4), &v);
-    ftl_sched_at(ms, ftl_train_pos(0, 0, 7, 4), &mom);
+    ftf_one_cycle_opts o = ftf_one_cycle_defaults();
+    ftf_sched *ls = new_ftl_one_cycle_lr(&lr_max, 1, &o), *ms = new_ftl_one_cycle_mom(&o);
+    ftf_sched_at(ls, ftf_train_pos(0, 0, 7, 4), &v);
+    ftf_sched_at(ms, ftf_train_pos(0, 0, 7, 4), &mom);
     CHECK("one_cycle_first_batch", v == lr_max / 25 && mom == 0.95);
-    ftl_sched_at(ls, ftl_train_pos(1, 0, 7, 4), &v);
-    ftl_sched_at(ms, ftl_train_pos(1, 0, 7, 4), &mom);
+    ftf_sched_at(ls, ftf_train_pos(1, 0, 7, 4), &v);
+    ftf_sched_at(ms, ftf_train_pos(1, 0, 7, 4), &mom);
     CHECK("one_cycle_peak_at_pct_start", v == lr_max && mom == 0.85);
-    ftl_sched_at(ls, ftl_train_pos(3, 6, 7, 4), &v);
+    ftf_sched_at(ls, ftf_train_pos(3, 6, 7, 4), &v);
     CHECK_CLOSE("one_cycle_last_batch", v,
-                ftl_sched_cos(lr_max, lr_max / 1e5, (27. / 28 - 0.25) / 0.75), 1e-6);
-    CHECK("train_pos_last", fabs(ftl_train_pos(3, 6, 7, 4) - 27. / 28) < 1e-15);
+                ftf_sched_cos(lr_max, lr_max / 1e5, (27. / 28 - 0.25) / 0.75), 1e-6);
+    CHECK("train_pos_last", fabs(ftf_train_pos(3, 6, 7, 4) - 27. / 28) < 1e-15);
     free_ftl_sched(ls);
     free_ftl_sched(ms);
-    CHECK("sched_cos_ends", ftl_sched_cos(1, 3, 0) == 1 && ftl_sched_cos(1, 3, 1) == 3 &&
-                                ftl_sched_cos(1, 3, 0.5) == 2);
+    CHECK("sched_cos_ends", ftf_sched_cos(1, 3, 0) == 1 && ftf_sched_cos(1, 3, 1) == 3 &&
+                                ftf_sched_cos(1, 3, 0.5) == 2);
 
     int n_epoch = 0;
     ls = new_ftl_sgdr_lr(&lr_max, 1, 3, 1, 2, &n_epoch);
@@ -267,9 +267,9 @@ static void test_known_values(void) {
     free_ftl_sched(ls);
 }
 
-static int lr_error(ftl_lr_spec spec, int n_groups, const char *want) {
+static int lr_error(ftf_lr_spec spec, int n_groups, const char *want) {
     double out[8];
-    if (ftl_lr_per_group(&spec, n_groups, out) == 0) return 0;
+    if (ftf_lr_per_group(&spec, n_groups, out) == 0) return 0;
     if (!strstr(ft_last_error(), want)) {
         printf("# error '%s' does not mention '%s'\n", ft_last_error(), want);
         return 0;
@@ -280,25 +280,25 @@ static int lr_error(ftl_lr_spec spec, int n_groups, const char *want) {
 static void test_errors(void) {
     double two[2] = {1e-3, 1e-2}, bad[3] = {1e-3, -1, 1e-2};
     CHECK("lr_error_negative",
-          lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, -1e-3, NULL, 0}, 3, "positive"));
-    CHECK("lr_error_zero", lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, 0, NULL, 0}, 3, "positive"));
-    CHECK("lr_error_nan", lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, NAN, NULL, 0}, 3, "NaN"));
+          lr_error((ftf_lr_spec){FTL_LR_NUMBER, 0, 0, -1e-3, NULL, 0}, 3, "positive"));
+    CHECK("lr_error_zero", lr_error((ftf_lr_spec){FTL_LR_NUMBER, 0, 0, 0, NULL, 0}, 3, "positive"));
+    CHECK("lr_error_nan", lr_error((ftf_lr_spec){FTL_LR_NUMBER, 0, 0, NAN, NULL, 0}, 3, "NaN"));
     CHECK("lr_error_inf",
-          lr_error((ftl_lr_spec){FTL_LR_NUMBER, 0, 0, INFINITY, NULL, 0}, 3, "finite"));
+          lr_error((ftf_lr_spec){FTL_LR_NUMBER, 0, 0, INFINITY, NULL, 0}, 3, "finite"));
     CHECK("lr_error_slice_lo_gt_hi",
-          lr_error((ftl_lr_spec){FTL_LR_SLICE, 1, 1e-2, 1e-3, NULL, 0}, 3, "lo <= hi"));
+          lr_error((ftf_lr_spec){FTL_LR_SLICE, 1, 1e-2, 1e-3, NULL, 0}, 3, "lo <= hi"));
     CHECK("lr_error_slice_lo_zero",
-          lr_error((ftl_lr_spec){FTL_LR_SLICE, 1, 0, 1e-3, NULL, 0}, 3, "positive"));
+          lr_error((ftf_lr_spec){FTL_LR_SLICE, 1, 0, 1e-3, NULL, 0}, 3, "positive"));
     CHECK("lr_error_slice_nan",
-          lr_error((ftl_lr_spec){FTL_LR_SLICE, 0, 0, NAN, NULL, 0}, 3, "NaN"));
-    CHECK("lr_error_list_length", lr_error((ftl_lr_spec){FTL_LR_LIST, 0, 0, 0, two, 2}, 3,
+          lr_error((ftf_lr_spec){FTL_LR_SLICE, 0, 0, NAN, NULL, 0}, 3, "NaN"));
+    CHECK("lr_error_list_length", lr_error((ftf_lr_spec){FTL_LR_LIST, 0, 0, 0, two, 2}, 3,
                                            "2 learning rates for 3 parameter groups"));
     CHECK("lr_error_list_value",
-          lr_error((ftl_lr_spec){FTL_LR_LIST, 0, 0, 0, bad, 3}, 3, "got -1"));
+          lr_error((ftf_lr_spec){FTL_LR_LIST, 0, 0, 0, bad, 3}, 3, "got -1"));
     double lr = 1e-3;
-    ftl_one_cycle_opts o = ftl_one_cycle_defaults();
+    ftf_one_cycle_opts o = ftf_one_cycle_defaults();
     o.pct_start = 1.5;
-    ftl_sched *s = new_ftl_one_cycle_lr(&lr, 1, &o);
+    ftf_sched *s = new_ftl_one_cycle_lr(&lr, 1, &o);
     CHECK("sched_error_pct_start", !s && strstr(ft_last_error(), "pct_start"));
     free_ftl_sched(s);
     double pcts[2] = {0.5, 0.6}, st[2] = {1, 2}, en[2] = {2, 3};

@@ -19,15 +19,20 @@ static int hex_of(const void *data, size_t len, const char *want) {
 }
 
 int main(void) {
-    CHECK("sha256 empty", hex_of("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
-    CHECK("sha256 abc", hex_of("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+    CHECK("sha256 empty",
+          hex_of("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    CHECK("sha256 abc",
+          hex_of("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
     const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     CHECK("sha256 448-bit message",
-          hex_of(m448, strlen(m448), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
-    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
-                       "klmnopqrlmnopqrsmnopqrstnopqrstu";
+          hex_of(m448, strlen(m448),
+                 "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+    const char *m896 =
+        "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopq"
+        "klmnopqrlmnopqrsmnopqrstnopqrstu";
     CHECK("sha256 896-bit message",
-          hex_of(m896, strlen(m896), "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"));
+          hex_of(m896, strlen(m896),
+                 "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"));
 
     /* A million 'a's, fed in uneven pieces so the block buffering is exercised. */
     sha256_ctx c;
@@ -45,7 +50,8 @@ int main(void) {
     char hex[65];
     sha256_final(&c, d);
     sha256_hex(d, hex);
-    CHECK("sha256 a million a's", strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
+    CHECK("sha256 a million a's",
+          strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
 
     /* Every length 0..200 and every split point: two updates equal one call. */
     uint8_t msg[200];
@@ -85,10 +91,13 @@ int main(void) {
     FILE *p = popen(cmd, "r");
     int have = p && fscanf(p, "%64s", want) == 1;
     if (p) pclose(p);
-    if (!have) SKIP("sha256 file vs sha256sum", "sha256sum not available");
-    else CHECK("sha256 file vs sha256sum", ok && strcmp(hex, want) == 0);
-    CHECK("sha256 missing file is an error", sha256_file("/nonexistent/x", d, err, sizeof err) == -1 &&
-                                                 strstr(err, "/nonexistent/x") != NULL);
+    if (!have)
+        SKIP("sha256 file vs sha256sum", "sha256sum not available");
+    else
+        CHECK("sha256 file vs sha256sum", ok && strcmp(hex, want) == 0);
+    CHECK("sha256 missing file is an error",
+          sha256_file("/nonexistent/x", d, err, sizeof err) == -1 &&
+              strstr(err, "/nonexistent/x") != NULL);
     unlink(path);
     return check_exit();
 }

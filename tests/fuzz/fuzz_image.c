@@ -17,22 +17,23 @@
 static void check_image(const uint8_t *data, size_t size) {
     char err[256] = "";
     uint8_t last = size ? data[size - 1] : 0;
-    ftl_image *im = ftl_image_new_from_memory(data, size, "fuzz", (last & 1) ? 16 : 0, err, sizeof err);
+    ftd_image *im =
+        ftd_image_new_from_memory(data, size, "fuzz", (last & 1) ? 16 : 0, err, sizeof err);
     if (!im) {
         if (strncmp(err, "fuzz: ", 6) != 0) abort(); /* every failure names the input */
         return;
     }
-    if (im->w <= 0 || im->h <= 0 || (uint64_t)im->w * im->h > ftl_image_max_pixels()) abort();
+    if (im->w <= 0 || im->h <= 0 || (uint64_t)im->w * im->h > ftd_image_max_pixels()) abort();
     /* Touch every pixel (ASan sees a short buffer) and resize small results. */
     unsigned sum = 0;
     for (size_t i = 0; i < (size_t)im->w * im->h * 3; i++) sum += im->rgb[i];
     if ((uint64_t)im->w * im->h <= (1u << 16)) {
         int method = (last >> 1) & 3, pad = method >= FTL_RESIZE_PAD;
-        ftl_image *r = ftl_image_resize(im, 1 + (last >> 4), 1 + (last & 7), method, 0.3, 0.7);
+        ftd_image *r = ftd_image_resize(im, 1 + (last >> 4), 1 + (last & 7), method, 0.3, 0.7);
         if (!r && !pad) abort(); /* only pad may refuse (absurd aspect ratios) */
-        ftl_image_free(r);
+        ftd_image_free(r);
     }
-    ftl_image_free(im);
+    ftd_image_free(im);
     (void)sum;
 }
 
@@ -41,7 +42,7 @@ static void check_image(const uint8_t *data, size_t size) {
  * limit and fast (the cap itself is what we test, not how much RAM there is). */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    ftl_image_set_max_pixels(1u << 20);
+    ftd_image_set_max_pixels(1u << 20);
     return 0;
 }
 
@@ -70,7 +71,8 @@ int main(int argc, char **argv) {
     for (int grey = 0; grey < 2; grey++) {
         unsigned char *jpg = NULL;
         unsigned long n = 0;
-        if (tjCompress2(tj, rgb, 8, 0, 6, TJPF_RGB, &jpg, &n, grey ? TJSAMP_GRAY : TJSAMP_420, 75, 0))
+        if (tjCompress2(tj, rgb, 8, 0, 6, TJPF_RGB, &jpg, &n, grey ? TJSAMP_GRAY : TJSAMP_420, 75,
+                        0))
             return 1;
         put(argv[1], grey ? "grey.jpg" : "rgb.jpg", jpg, n);
         tjFree(jpg);
@@ -87,8 +89,8 @@ int main(int argc, char **argv) {
         "\x00\x04\x24\x02\x00\xbe\xeb\x33\x97\x00\x00\x00\x00IEND\xae\x42\x60\x82";
     put(argv[1], "one.png", png, sizeof png - 1);
     /* A 2x2 24-bit BMP: 14-byte file header, 40-byte info header, rows padded to 4 bytes. */
-    uint8_t bmp[54 + 16] = {'B', 'M', 70, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0, 2, 0, 0, 0,
-                            2, 0, 0, 0, 1, 0, 24, 0, 0, 0, 0, 0, 16, 0, 0, 0};
+    uint8_t bmp[54 + 16] = {'B', 'M', 70, 0, 0, 0, 0, 0, 0, 0,  54, 0, 0, 0, 40, 0,  0, 0, 2,
+                            0,   0,   0,  2, 0, 0, 0, 1, 0, 24, 0,  0, 0, 0, 0,  16, 0, 0, 0};
     for (int i = 54; i < 70; i++) bmp[i] = (uint8_t)(i * 11);
     put(argv[1], "two.bmp", bmp, sizeof bmp);
     FILE *d = fopen(argv[2], "w");
@@ -97,7 +99,8 @@ int main(int argc, char **argv) {
           "dqt=\"\\xff\\xdb\"\nsos=\"\\xff\\xda\"\neoi=\"\\xff\\xd9\"\ndri=\"\\xff\\xdd\"\n"
           "adobe=\"Adobe\"\nihdr=\"IHDR\"\nidat=\"IDAT\"\niend=\"IEND\"\nplte=\"PLTE\"\n"
           "trns=\"tRNS\"\ngif89=\"GIF89a\"\ngce=\"!\\xf9\\x04\"\nimg=\",\\x00\\x00\\x00\\x00\"\n"
-          "bm=\"BM\"\n", d);
+          "bm=\"BM\"\n",
+          d);
     fclose(d);
     return 0;
 }

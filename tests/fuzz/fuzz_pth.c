@@ -16,13 +16,31 @@
 
 #include "io/pth.h"
 
-#define TOK(lit) {lit, sizeof(lit) - 1}
-static const struct { const char *s; size_t n; } tokens[] = {
-    TOK("PK\3\4"), TOK("PK\1\2"), TOK("PK\5\6"), TOK("PK\6\6"), TOK("PK\6\7"),
-    TOK("/data.pkl"), TOK("/data/"), TOK("/byteorder"), TOK("little"), TOK("big"), TOK("/constants.pkl"),
-    TOK("ctorch._utils\n_rebuild_tensor_v2\n"), TOK("ctorch._utils\n_rebuild_parameter\n"),
-    TOK("ccollections\nOrderedDict\n"), TOK("ctorch\nFloatStorage\n"), TOK("ctorch\nBoolStorage\n"),
-    TOK("ctorch\nHalfStorage\n"), TOK("ctorch\nSize\n"), TOK("X\7\0\0\0storage"),
+#define TOK(lit)                                                                                   \
+    { lit, sizeof(lit) - 1 }
+static const struct {
+    const char *s;
+    size_t n;
+} tokens[] = {
+    TOK("PK\3\4"),
+    TOK("PK\1\2"),
+    TOK("PK\5\6"),
+    TOK("PK\6\6"),
+    TOK("PK\6\7"),
+    TOK("/data.pkl"),
+    TOK("/data/"),
+    TOK("/byteorder"),
+    TOK("little"),
+    TOK("big"),
+    TOK("/constants.pkl"),
+    TOK("ctorch._utils\n_rebuild_tensor_v2\n"),
+    TOK("ctorch._utils\n_rebuild_parameter\n"),
+    TOK("ccollections\nOrderedDict\n"),
+    TOK("ctorch\nFloatStorage\n"),
+    TOK("ctorch\nBoolStorage\n"),
+    TOK("ctorch\nHalfStorage\n"),
+    TOK("ctorch\nSize\n"),
+    TOK("X\7\0\0\0storage"),
     TOK("\x80\2\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."), /* legacy magic number */
     TOK("\x80\2M\xe9\3."),                                          /* legacy protocol 1001 */
 };
@@ -38,8 +56,10 @@ int main(int argc, char **argv) {
         fputc('"', d);
         for (size_t i = 0; i < tokens[k].n; i++) {
             unsigned char c = (unsigned char)tokens[k].s[i];
-            if (c >= 32 && c < 127 && c != '"' && c != '\\') fputc(c, d);
-            else fprintf(d, "\\x%02x", c);
+            if (c >= 32 && c < 127 && c != '"' && c != '\\')
+                fputc(c, d);
+            else
+                fprintf(d, "\\x%02x", c);
         }
         fputs("\"\n", d);
     }
@@ -71,8 +91,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char err[256];
         err[0] = 1;
         pth_file *f = new_pth_file_from_buffer(data, size, paths[k], err, sizeof(err));
-        if (f) touch(f);
-        else if (err[0] == 1 || err[0] == 0) abort(); /* every refusal must say why */
+        if (f)
+            touch(f);
+        else if (err[0] == 1 || err[0] == 0)
+            abort(); /* every refusal must say why */
         free_pth_file(f);
     }
     (void)tokens;

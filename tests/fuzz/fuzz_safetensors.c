@@ -15,12 +15,12 @@
 
 #include "io/safetensors.h"
 
-#define FUZZ_ASSERT(c)                                                                     \
-    do {                                                                                   \
-        if (!(c)) {                                                                        \
-            fprintf(stderr, "fuzz_safetensors: %s:%d: %s\n", __FILE__, __LINE__, #c);      \
-            abort();                                                                       \
-        }                                                                                  \
+#define FUZZ_ASSERT(c)                                                                             \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_safetensors: %s:%d: %s\n", __FILE__, __LINE__, #c);              \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static int by_data(const void *a, const void *b) {
@@ -111,8 +111,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #ifdef FUZZ_SEED_MAIN
 /* Seeds: small valid files from the writer, plus hand-written headers that exercise escapes,
  * whitespace and metadata. */
-static void seed(const char *dir, const char *name, const st_tensor_in *t, int n,
-                 const st_kv *meta, int nmeta) {
+static void seed(const char *dir, const char *name, const st_tensor_in *t, int n, const st_kv *meta,
+                 int nmeta) {
     char path[1024], err[512];
     snprintf(path, sizeof path, "%s/seed_%s.safetensors", dir, name);
     if (st_write(path, t, n, meta, nmeta, err, sizeof err)) fprintf(stderr, "%s\n", err);
@@ -139,11 +139,11 @@ int main(int argc, char **argv) {
     static uint8_t bytes[256];
     for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)(i * 31 + 7);
     st_tensor_in all[] = {
-        {"w", FT_FLOAT32, 2, {2, 3}, bytes, 24},  {"d", FT_FLOAT64, 1, {2}, bytes, 16},
-        {"h", FT_FLOAT16, 1, {3}, bytes, 6},      {"bf", FT_BFLOAT16, 2, {1, 2}, bytes, 4},
-        {"l", FT_INT64, 0, {0}, bytes, 8},        {"i", FT_INT32, 1, {2}, bytes, 8},
-        {"s", FT_INT16, 1, {1}, bytes, 2},        {"c", FT_INT8, 1, {3}, bytes, 3},
-        {"u", FT_UINT8, 1, {4}, bytes, 4},        {"m", FT_BOOL, 1, {2}, bytes, 2},
+        {"w", FT_FLOAT32, 2, {2, 3}, bytes, 24},    {"d", FT_FLOAT64, 1, {2}, bytes, 16},
+        {"h", FT_FLOAT16, 1, {3}, bytes, 6},        {"bf", FT_BFLOAT16, 2, {1, 2}, bytes, 4},
+        {"l", FT_INT64, 0, {0}, bytes, 8},          {"i", FT_INT32, 1, {2}, bytes, 8},
+        {"s", FT_INT16, 1, {1}, bytes, 2},          {"c", FT_INT8, 1, {3}, bytes, 3},
+        {"u", FT_UINT8, 1, {4}, bytes, 4},          {"m", FT_BOOL, 1, {2}, bytes, 2},
         {"empty", FT_FLOAT32, 2, {0, 5}, bytes, 0},
     };
     st_kv meta[] = {{"format", "pt"}, {"q\"\\\n", "\xc3\xa9\xf0\x9f\x98\x80"}};
@@ -155,27 +155,59 @@ int main(int argc, char **argv) {
     seed(dir, "meta_only", NULL, 0, meta, 2);
     seed_raw(dir, "whitespace",
              "{ \"a\" : {\"shape\":[ 2 ],\r\n\t\"data_offsets\" : [0,8],\"dtype\":\"F32\"} ,"
-             " \"__metadata__\" : {\"k\":\"v\"} }       ", 8);
-    seed_raw(dir, "escapes", "{\"\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\":"
-             "{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
-    seed_raw(dir, "unsorted", "{\"b\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[4,8]},"
+             " \"__metadata__\" : {\"k\":\"v\"} }       ",
+             8);
+    seed_raw(dir, "escapes",
+             "{\"\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\":"
+             "{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+             1);
+    seed_raw(dir, "unsorted",
+             "{\"b\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[4,8]},"
              "\"a\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[0,4]},"
-             "\"z\":{\"dtype\":\"BOOL\",\"shape\":[0,7],\"data_offsets\":[8,8]}}", 8);
+             "\"z\":{\"dtype\":\"BOOL\",\"shape\":[0,7],\"data_offsets\":[8,8]}}",
+             8);
     if (argc > 2) { /* libFuzzer dictionary: one "token" a line, \" \\ and \xNN escaped */
         FILE *fp = fopen(argv[2], "w");
         static const char *tokens[] = {
-            "\"dtype\"", "\"shape\"", "\"data_offsets\"", "\"__metadata__\"", "\"F32\"",
-            "\"F64\"", "\"F16\"", "\"BF16\"", "\"I64\"", "\"I32\"", "\"I16\"", "\"I8\"",
-            "\"U8\"", "\"BOOL\"", "\"U16\"", "\"F8_E4M3\"", "\\u0000", "\\ud83d\\ude00",
-            "\\u00e9", "\\\"", "18446744073709551615", "9223372036854775807", "4294967296",
-            "[]", "[0,0]", "{}", "\":\"", "\xf0\x9f\x98\x80", "\xed\xa0\x80",
+            "\"dtype\"",
+            "\"shape\"",
+            "\"data_offsets\"",
+            "\"__metadata__\"",
+            "\"F32\"",
+            "\"F64\"",
+            "\"F16\"",
+            "\"BF16\"",
+            "\"I64\"",
+            "\"I32\"",
+            "\"I16\"",
+            "\"I8\"",
+            "\"U8\"",
+            "\"BOOL\"",
+            "\"U16\"",
+            "\"F8_E4M3\"",
+            "\\u0000",
+            "\\ud83d\\ude00",
+            "\\u00e9",
+            "\\\"",
+            "18446744073709551615",
+            "9223372036854775807",
+            "4294967296",
+            "[]",
+            "[0,0]",
+            "{}",
+            "\":\"",
+            "\xf0\x9f\x98\x80",
+            "\xed\xa0\x80",
         };
         for (size_t i = 0; fp && i < sizeof tokens / sizeof tokens[0]; i++) {
             fputc('"', fp);
             for (const unsigned char *c = (const unsigned char *)tokens[i]; *c; c++) {
-                if (*c == '"' || *c == '\\') fprintf(fp, "\\%c", *c);
-                else if (*c < 0x20 || *c >= 0x7f) fprintf(fp, "\\x%02X", *c);
-                else fputc(*c, fp);
+                if (*c == '"' || *c == '\\')
+                    fprintf(fp, "\\%c", *c);
+                else if (*c < 0x20 || *c >= 0x7f)
+                    fprintf(fp, "\\x%02X", *c);
+                else
+                    fputc(*c, fp);
             }
             fputs("\"\n", fp);
         }
