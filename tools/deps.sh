@@ -2,7 +2,7 @@
 # Install the Debian packages ftlua needs. Idempotent; silent when everything is present.
 set -e
 PKGS="build-essential pkg-config libtorch-dev liblua5.4-dev lua5.4 libreadline-dev libstb-dev
-libturbojpeg0-dev python3-torch python3-torchvision gnuplot-nox tmux clang libclang-rt-14-dev
+libturbojpeg0-dev python3-torch python3-torchvision gnuplot-nox tmux clang libclang-rt-14-dev clang-format
 dataset-fashion-mnist curl zlib1g-dev chromium libgloo-dev
 libzmq3-dev libjansson-dev python3-jupyter-client python3-nbclient jupyter-nbconvert jupyter-notebook
 python3-pandas python3-matplotlib python3-sklearn python3-scipy python3-packaging python3-pil
