@@ -140,6 +140,16 @@ void ftl_model_warn(lua_State *L, const char *msg) {
 
 /* ---------------------------------------------------------------- collecting tensors */
 
+int ftl_seen_before(lua_State *L, int seen, const void *key) {
+    int known = lua_rawgetp(L, seen, key) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (!known) {
+        lua_pushboolean(L, 1);
+        lua_rawsetp(L, seen, key);
+    }
+    return known;
+}
+
 typedef struct {
     lua_State *L;
     int names, values, seen; /* stack indices; 0 = not wanted */
@@ -151,15 +161,8 @@ static void collect_visit(void *p, const char *name, ftm_slot *s, ftm_module *ow
     (void)owner, (void)is_buffer;
     collect_t *c = p;
     lua_State *L = c->L;
-    if (c->seen) { /* a module shared twice in the tree shows its tensors once */
-        if (lua_rawgetp(L, c->seen, s->t) != LUA_TNIL) {
-            lua_pop(L, 1);
-            return;
-        }
-        lua_pop(L, 1);
-        lua_pushboolean(L, 1);
-        lua_rawsetp(L, c->seen, s->t);
-    }
+    /* a module shared twice in the tree shows its tensors once */
+    if (c->seen && ftl_seen_before(L, c->seen, s->t)) return;
     c->n++;
     lua_pushstring(L, name);
     lua_rawseti(L, c->names, c->n);

@@ -27,6 +27,9 @@ ftm_module *ftl_to_module(lua_State *L, int idx); /* NULL when not a module */
 /* Pushes the Lua tensor of a parameter or buffer handle: the same userdata every time while
  * it lives, so optimizers can key state by it. */
 void ftl_push_param(lua_State *L, ft_tensor *h);
+/* 1 when key is already in the set (a table) at index seen; otherwise adds it and returns 0.
+ * A tensor shared by two modules of a tree is walked twice, and counted once. */
+int ftl_seen_before(lua_State *L, int seen, const void *key);
 /* Pushes two lists, names and tensors (the cached ones of ftl_push_param), of m's parameters
  * and/or buffers in torch's order; dedup shows a tensor shared by two modules once. Returns
  * the count. Names start with prefix (NULL for none). */

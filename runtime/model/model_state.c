@@ -360,13 +360,7 @@ static void group_visit(void *p, const char *name, ftm_slot *s, ftm_module *owne
     (void)owner, (void)is_buffer;
     groups_t *c = p;
     lua_State *L = c->L;
-    if (lua_rawgetp(L, c->seen, s->t) != LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_pop(L, 1);
-    lua_pushboolean(L, 1);
-    lua_rawsetp(L, c->seen, s->t);
+    if (ftl_seen_before(L, c->seen, s->t)) return;
     lua_rawgeti(L, c->groups, c->group);
     ftl_push_param(L, s->t);
     lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);

@@ -211,6 +211,21 @@ static int set_slot(ftm_slot *s, const char *name, ft_tensor *t) {
     return t != NULL;
 }
 
+/* Gives m its weight (wshape, nd dims) and, when n_bias > 0, a bias of n_bias, both uniform in
+ * [-bound, bound] as PyTorch's reset_parameters does for Linear and Conv2d. Returns m, or NULL
+ * with m released (ft_last_error says why). */
+static ftm_module *with_weight_bias(ftm_module *m, const int64_t *wshape, int nd, int64_t n_bias,
+                                    double bound) {
+    int ok = set_slot(&m->params[0], "weight", new_tensor(wshape, nd, bound, 0, FT_FLOAT32, 1));
+    if (ok && n_bias > 0)
+        ok = set_slot(&m->params[1], "bias", new_tensor(&n_bias, 1, bound, 0, FT_FLOAT32, 1));
+    if (!ok) {
+        ftm_release(NULL, m);
+        return NULL;
+    }
+    return m;
+}
+
 ftm_module *ftm_conv2d(int64_t in, int64_t out, const int64_t kernel[2], const int64_t stride[2],
                        const int64_t padding[2], const int64_t dilation[2], int64_t groups,
                        int bias) {
@@ -230,14 +245,7 @@ ftm_module *ftm_conv2d(int64_t in, int64_t out, const int64_t kernel[2], const i
     memcpy(m->dilation, dilation, sizeof m->dilation);
     int64_t wshape[4] = {out, in / groups, kernel[0], kernel[1]};
     double bound = 1.0 / sqrt((double)(in / groups * kernel[0] * kernel[1]));
-    int ok = set_slot(&m->params[0], "weight", new_tensor(wshape, 4, bound, 0, FT_FLOAT32, 1));
-    if (ok && bias)
-        ok = set_slot(&m->params[1], "bias", new_tensor(&out, 1, bound, 0, FT_FLOAT32, 1));
-    if (!ok) {
-        ftm_release(NULL, m);
-        return NULL;
-    }
-    return m;
+    return with_weight_bias(m, wshape, 4, bias ? out : 0, bound);
 }
 
 ftm_module *ftm_batchnorm(int ndim, int64_t n, double eps, double momentum) {
@@ -332,14 +340,7 @@ ftm_module *ftm_linear(int64_t in, int64_t out, int bias) {
     m->out = out;
     int64_t wshape[2] = {out, in};
     double bound = 1.0 / sqrt((double)in);
-    int ok = set_slot(&m->params[0], "weight", new_tensor(wshape, 2, bound, 0, FT_FLOAT32, 1));
-    if (ok && bias)
-        ok = set_slot(&m->params[1], "bias", new_tensor(&out, 1, bound, 0, FT_FLOAT32, 1));
-    if (!ok) {
-        ftm_release(NULL, m);
-        return NULL;
-    }
-    return m;
+    return with_weight_bias(m, wshape, 2, bias ? out : 0, bound);
 }
 
 /* ---------------------------------------------------------------- forward */

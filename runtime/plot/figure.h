@@ -41,6 +41,9 @@ typedef struct {
 
 /* ---------------------------------------------------------------- plot_draw.c */
 
+/* The options table at o (nil or none: a new empty one put there), checked against known. */
+void ftl_plot_options(lua_State *L, int o, const char *fn, const char *const known[]);
+
 /* String option k of the table at t copied into buf (base/args.h's ftl_opt_string, and an error
  * when it does not fit); returns 1 when present, else 0 with buf untouched. */
 int ftl_plot_opt_string(lua_State *L, int t, const char *fn, const char *k, char *buf, size_t sz);

@@ -18,6 +18,16 @@ const char *const ftl_plot_kind_names[] = {"png", "svg", "pdf", "dumb", "window"
 
 /* ---------------------------------------------------------------- readers */
 
+void ftl_plot_options(lua_State *L, int o, const char *fn, const char *const known[]) {
+    if (!lua_isnoneornil(L, o))
+        luaL_checktype(L, o, LUA_TTABLE);
+    else {
+        lua_newtable(L);
+        lua_replace(L, o);
+    }
+    ftl_check_options(L, o, fn, known);
+}
+
 int ftl_plot_opt_string(lua_State *L, int t, const char *fn, const char *k, char *buf, size_t sz) {
     const char *s = ftl_opt_string(L, t, fn, k, NULL);
     if (!s) return 0;

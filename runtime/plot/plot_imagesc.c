@@ -291,13 +291,7 @@ int ftl_plot_draw_imagesc(lua_State *L, plot_fig *f, int m, int o) {
     static const char *const known[] = {FTL_PLOT_COMMON_OPTIONS, "xlabels", "ylabels", "cell_text",
                                         NULL};
     const char *fn = "ft.plot.imagesc";
-    if (!lua_isnoneornil(L, o))
-        luaL_checktype(L, o, LUA_TTABLE);
-    else {
-        lua_newtable(L);
-        lua_replace(L, o);
-    }
-    ftl_check_options(L, o, fn, known);
+    ftl_plot_options(L, o, fn, known);
     matrix mx = push_matrix(L, m);
     mx.xt = get_labels(L, o, "xlabels", mx.cols);
     mx.yt = get_labels(L, o, "ylabels", mx.rows);

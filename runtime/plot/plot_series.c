@@ -144,13 +144,7 @@ int ftl_plot_draw_lines(lua_State *L, plot_fig *f, int o) {
 int ftl_plot_draw_hist(lua_State *L, plot_fig *f, int v, int o) {
     static const char *const known[] = {FTL_PLOT_COMMON_OPTIONS, "bins", NULL};
     const char *fn = "ft.plot.hist";
-    if (!lua_isnoneornil(L, o))
-        luaL_checktype(L, o, LUA_TTABLE);
-    else {
-        lua_newtable(L);
-        lua_replace(L, o);
-    }
-    ftl_check_options(L, o, fn, known);
+    ftl_plot_options(L, o, fn, known);
     lua_Integer n = ftl_plot_to_numbers(L, v, "values");
     int bins = (int)ftl_opt_integer_in(L, o, fn, "bins", 20, 1, 100000);
     double lo = HUGE_VAL, hi = -HUGE_VAL;
