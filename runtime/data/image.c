@@ -7,6 +7,7 @@
  * PNG, GIF, BMP (and CMYK JPEGs, which TurboJPEG cannot turn into RGB) go through stb_image.
  */
 #include "data/image.h"
+#include "io/errbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,12 +113,9 @@ void ftd_image_free(ftd_image *im) {
 
 __attribute__((format(printf, 4, 5))) static void set_err(char *err, size_t errlen,
                                                           const char *name, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    int n = snprintf(err, errlen, "%s: ", name ? name : "(image)");
-    if (n < 0 || (size_t)n >= errlen) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err + n, errlen - n, fmt, ap);
+    errbuf_vset_prefixed(err, errlen, name ? name : "(image)", fmt, ap);
     va_end(ap);
 }
 

@@ -2,6 +2,7 @@
  * normalise, to the device) and handed out in order through a bounded prefetch ring. No Lua
  * here; loader.h describes the design, dataset.c holds the items. */
 #include "data/loader.h"
+#include "io/errbuf.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,15 +21,6 @@
 int ftd_num_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)(n > FTL_MAX_WORKERS ? FTL_MAX_WORKERS : n) : 1;
-}
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 enum { SLOT_EMPTY = 0, SLOT_READY, SLOT_FAILED };
@@ -99,37 +91,38 @@ static int check_loader_args(const ftd_dataset *ds, const int64_t *items, int64_
                              size_t errlen) {
     char num[64];
     if (!ds || n < 0 || (n > 0 && !items) || !cfg) {
-        set_err(err, errlen, "%s", "loader: bad arguments");
+        errbuf_set(err, errlen, "%s", "loader: bad arguments");
         return -1;
     }
     if (cfg->bs < 1) {
         snprintf(num, sizeof num, "%d", cfg->bs);
-        set_err(err, errlen, "batch size must be at least 1, got %s", num);
+        errbuf_set(err, errlen, "batch size must be at least 1, got %s", num);
         return -1;
     }
     if (cfg->channels != 1 && cfg->channels != 3) {
-        set_err(err, errlen, "%s", "channels must be 1 or 3");
+        errbuf_set(err, errlen, "%s", "channels must be 1 or 3");
         return -1;
     }
     for (int c = 0; c < 3; c++)
         if (cfg->normalize && !(cfg->std[c] != 0)) {
-            set_err(err, errlen, "%s", "normalize: std must not be 0");
+            errbuf_set(err, errlen, "%s", "normalize: std must not be 0");
             return -1;
         }
     for (int64_t k = 0; k < n; k++)
         if (items[k] < 0 || items[k] >= ftd_dataset_len(ds)) {
             snprintf(num, sizeof num, "%lld", (long long)items[k] + 1);
-            set_err(err, errlen, "loader: item %s out of range", num);
+            errbuf_set(err, errlen, "loader: item %s out of range", num);
             return -1;
         }
     ftd_dataset_item_size(ds, out_w, out_h);
     if (n > 0 && (*out_h <= 0 || *out_w <= 0)) {
-        set_err(err, errlen, "%s", "loader: no item of the dataset could be decoded");
+        errbuf_set(err, errlen, "%s", "loader: no item of the dataset could be decoded");
         return -1;
     }
     if (cfg->augment) {
         if (cfg->size < 0 || (cfg->size == 0 && *out_h != *out_w)) {
-            set_err(err, errlen, "%s", "aug_transforms needs size= when the items are not square");
+            errbuf_set(err, errlen, "%s",
+                       "aug_transforms needs size= when the items are not square");
             return -1;
         }
         if (cfg->size > 0) *out_h = *out_w = cfg->size;
@@ -166,7 +159,7 @@ ftd_loader *ftd_loader_new(ftd_dataset *ds, const int64_t *items, int64_t n,
         free(l->order);
         free(l->ring);
         free(l);
-        set_err(err, errlen, "%s", "loader: out of memory");
+        errbuf_set(err, errlen, "%s", "loader: out of memory");
         return NULL;
     }
     memcpy(l->items, items, (size_t)n * sizeof *items);
@@ -318,7 +311,7 @@ static int load_items(ftd_loader *l, scratch *s, const batch_span *sp, ftd_aug_r
         double px = ftd_aug_rng_uniform(rng, 0, 1), py = ftd_aug_rng_uniform(rng, 0, 1);
         if (ftd_dataset_get(ds, idx, c->train, px, py, s->u8 + kept * isz, e, sizeof e)) {
             if (!c->skip_errors) {
-                set_err(err, errlen, "%s", e);
+                errbuf_set(err, errlen, "%s", e);
                 return BATCH_FAILED;
             }
             fprintf(stderr, "warning: skipping %s\n", e);
@@ -328,7 +321,7 @@ static int load_items(ftd_loader *l, scratch *s, const batch_span *sp, ftd_aug_r
     }
     for (int k = 2 * sp->hi; k < 2 * sp->nb_g; k++) ftd_aug_rng_uniform(rng, 0, 1);
     if (kept == 0) {
-        set_err(err, errlen, "%s", "loader: no image of this batch could be loaded");
+        errbuf_set(err, errlen, "%s", "loader: no image of this batch could be loaded");
         return BATCH_FAILED;
     }
     return kept;
@@ -364,7 +357,7 @@ static int images_on_gpu(const ftd_loader *l, scratch *s, int kept, const float 
     ft_tensor *x3 = NULL, *x1 = NULL;
     ft_status st = ft_empty(shape3, 4, FT_FLOAT32, c->device, &x3);
     if (st != FT_OK) {
-        set_err(err, errlen, "loader: %s", ft_last_error());
+        errbuf_set(err, errlen, "loader: %s", ft_last_error());
         return BATCH_FAILED;
     }
     if (ftd_aug_cuda_batch(s->cuda, s->u8, kept, H, W, s->params, S, mean, std, ft_data_ptr(x3),
@@ -381,7 +374,7 @@ static int images_on_gpu(const ftd_loader *l, scratch *s, int kept, const float 
         *x = x3;
     }
     if (st != FT_OK) {
-        set_err(err, errlen, "loader: %s", ft_last_error());
+        errbuf_set(err, errlen, "loader: %s", ft_last_error());
         return BATCH_FAILED;
     }
     return BATCH_OK;
@@ -404,7 +397,7 @@ static int scratch_to_device(const ftd_loader *l, const void *data, ft_dtype dty
         *out = cpu;
     }
     if (st != FT_OK) {
-        set_err(err, errlen, "loader: %s", ft_last_error());
+        errbuf_set(err, errlen, "loader: %s", ft_last_error());
         return BATCH_FAILED;
     }
     return BATCH_OK;
@@ -418,7 +411,7 @@ static int images_on_cpu(const ftd_loader *l, scratch *s, int kept, const float 
     int H = l->item_h, W = l->item_w, S = l->out_h, C = c->channels;
     if (c->augment) {
         if (ftd_aug_batch(s->u8, kept, H, W, s->params, S, mean, std, s->f32, 1)) {
-            set_err(err, errlen, "%s", "loader: augmentation failed (bad crop or size)");
+            errbuf_set(err, errlen, "%s", "loader: augmentation failed (bad crop or size)");
             return BATCH_FAILED;
         }
         if (C == 1) /* keep plane 0 of each [3,S,S]; moving down never overwrites what is next */
@@ -446,7 +439,7 @@ static int make_batch(ftd_loader *l, scratch *s, int64_t b, ft_tensor **x, ft_te
     const ftd_loader_config *c = &l->run;
     *x = *y = NULL;
     if (scratch_ready(s, l)) {
-        set_err(err, errlen, "%s", "loader: out of memory for a batch");
+        errbuf_set(err, errlen, "%s", "loader: out of memory for a batch");
         return BATCH_FAILED;
     }
     batch_span sp = span_of(l, b);
@@ -586,7 +579,7 @@ int ftd_loader_next(ftd_loader *l, ft_tensor **x, ft_tensor **y, char *err, size
     int failed = sl->state == SLOT_FAILED;
     *x = sl->x;
     *y = sl->y;
-    if (failed) set_err(err, errlen, "%s", sl->err);
+    if (failed) errbuf_set(err, errlen, "%s", sl->err);
     sl->x = sl->y = NULL;
     sl->state = SLOT_EMPTY;
     l->next_take++;

@@ -1,5 +1,6 @@
 /* atomic.c: temp file + checked rename; see atomic.h. */
 #include "io/atomic.h"
+#include "io/errbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,15 +19,6 @@
 
 #define TEMP_TAG  ".ftlua-tmp."
 #define BASE_KEEP 150 /* bytes of the base name kept in the temp name (NAME_MAX is 255) */
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The folder holding path, and the base name ("a/b.csv" -> "a", "b.csv"; "b.csv" -> "."). */
 static int split_path(const char *path, char *dir, size_t dirlen, const char **base) {
@@ -140,12 +132,12 @@ static int make_temp_name(const char *path, char *tmp, size_t tmplen, char *err,
     char dir[FTL_ATOMIC_PATH_MAX], host[64];
     const char *base;
     if (!path || !path[0]) {
-        set_err(err, errlen, "no path given");
+        errbuf_set(err, errlen, "no path given");
         return -1;
     }
     if (split_path(path, dir, sizeof dir, &base) != 0 || !base[0]) {
-        set_err(err, errlen, "'%s' is not a file path (it %s)", path,
-                base && !base[0] ? "ends with '/'" : "is too long");
+        errbuf_set(err, errlen, "'%s' is not a file path (it %s)", path,
+                   base && !base[0] ? "ends with '/'" : "is too long");
         return -1;
     }
     host_tag(host, sizeof host);
@@ -165,7 +157,7 @@ static int make_temp_name(const char *path, char *tmp, size_t tmplen, char *err,
     int n = snprintf(tmp, tmplen, "%s/.%.*s" TEMP_TAG "%s.%ld.%s", dir, BASE_KEEP, base, host,
                      (long)getpid(), rnd);
     if (n < 0 || (size_t)n >= tmplen) {
-        set_err(err, errlen, "'%s': path too long", path);
+        errbuf_set(err, errlen, "'%s': path too long", path);
         return -1;
     }
     return 0;
@@ -183,11 +175,11 @@ static int create_temp(const char *path, char *tmp, size_t tmplen, char *err, si
             return fd;
         }
         if (errno != EEXIST) {
-            set_err(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+            errbuf_set(err, errlen, "cannot write '%s': %s", path, strerror(errno));
             return -1;
         }
     }
-    set_err(err, errlen, "cannot write '%s': no free temp name", path);
+    errbuf_set(err, errlen, "cannot write '%s': no free temp name", path);
     return -1;
 }
 
@@ -235,9 +227,9 @@ int af_open(af_file *af, const char *path, char *err, size_t errlen) {
     af->fd = -1;
     if (!path || strlen(path) >= sizeof af->path) {
         if (path)
-            set_err(err, errlen, "'%.200s...': path too long", path);
+            errbuf_set(err, errlen, "'%.200s...': path too long", path);
         else
-            set_err(err, errlen, "no path given");
+            errbuf_set(err, errlen, "no path given");
         return -1;
     }
     snprintf(af->path, sizeof af->path, "%s", path);
@@ -257,7 +249,7 @@ int af_open(af_file *af, const char *path, char *err, size_t errlen) {
         close(fd);
         unlink(af->tmp);
         af->tmp[0] = 0;
-        set_err(err, errlen, "cannot write '%s': out of memory", path);
+        errbuf_set(err, errlen, "cannot write '%s': out of memory", path);
         return -1;
     }
     af->fd = fd;
@@ -277,7 +269,8 @@ void af_abort(af_file *af) {
 
 int af_commit(af_file *af, char *err, size_t errlen) {
     if (!af || !af->f || af->fd < 0) {
-        set_err(err, errlen, "cannot write '%s': the file is not open", af ? af->path : "(none)");
+        errbuf_set(err, errlen, "cannot write '%s': the file is not open",
+                   af ? af->path : "(none)");
         return -1;
     }
     /* the first errno a write saw (kept by cookie_write), else the flush's own */
@@ -291,7 +284,7 @@ int af_commit(af_file *af, char *err, size_t errlen) {
     }
     if (fsync(af->fd) != 0) {
         first = errno;
-        set_err(err, errlen, "cannot write '%s': %s (while syncing)", af->path, strerror(first));
+        errbuf_set(err, errlen, "cannot write '%s': %s (while syncing)", af->path, strerror(first));
         af_abort(af);
         return -1;
     }
@@ -306,7 +299,7 @@ int af_commit(af_file *af, char *err, size_t errlen) {
     af->fd = -1;
     if (rename(af->tmp, af->path) != 0) {
         first = errno;
-        set_err(err, errlen, "cannot replace '%s': %s", af->path, strerror(first));
+        errbuf_set(err, errlen, "cannot replace '%s': %s", af->path, strerror(first));
         af_abort(af);
         return -1;
     }
@@ -314,7 +307,7 @@ int af_commit(af_file *af, char *err, size_t errlen) {
     sync_dir(af->path);
     return 0;
 fail:
-    set_err(err, errlen, "cannot write '%s': %s", af->path, strerror(first));
+    errbuf_set(err, errlen, "cannot write '%s': %s", af->path, strerror(first));
     af_abort(af);
     return -1;
 }
@@ -339,11 +332,12 @@ int af_temp_dir(const char *path, char *tmp, size_t tmplen, char *err, size_t er
         if (make_temp_name(path, tmp, tmplen, err, errlen) != 0) return -1;
         if (mkdir(tmp, 0777) == 0) return 0;
         if (errno != EEXIST) {
-            set_err(err, errlen, "cannot create a folder next to '%s': %s", path, strerror(errno));
+            errbuf_set(err, errlen, "cannot create a folder next to '%s': %s", path,
+                       strerror(errno));
             return -1;
         }
     }
-    set_err(err, errlen, "cannot create a folder next to '%s': no free temp name", path);
+    errbuf_set(err, errlen, "cannot create a folder next to '%s': no free temp name", path);
     return -1;
 }
 
@@ -351,8 +345,8 @@ int af_rename(const char *tmp, const char *path, char *err, size_t errlen) {
     struct stat st;
     int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 || fstat(fd, &st) != 0) {
-        set_err(err, errlen, "cannot write '%s': the writer left no file (%s)", path,
-                strerror(errno));
+        errbuf_set(err, errlen, "cannot write '%s': the writer left no file (%s)", path,
+                   strerror(errno));
         if (fd >= 0) close(fd);
         unlink(tmp);
         return -1;
@@ -361,9 +355,9 @@ int af_rename(const char *tmp, const char *path, char *err, size_t errlen) {
         /* the other process's errno is lost; a full file system is the usual cause: say so */
         struct statvfs vfs;
         int full = S_ISREG(st.st_mode) && fstatvfs(fd, &vfs) == 0 && vfs.f_bavail == 0;
-        set_err(err, errlen, "cannot write '%s': the writer produced %s%s", path,
-                S_ISREG(st.st_mode) ? "an empty file" : "something that is not a file",
-                full ? ": No space left on device" : "");
+        errbuf_set(err, errlen, "cannot write '%s': the writer produced %s%s", path,
+                   S_ISREG(st.st_mode) ? "an empty file" : "something that is not a file",
+                   full ? ": No space left on device" : "");
         close(fd);
         unlink(tmp);
         return -1;
@@ -372,14 +366,14 @@ int af_rename(const char *tmp, const char *path, char *err, size_t errlen) {
         int e = errno;
         close(fd);
         unlink(tmp);
-        set_err(err, errlen, "cannot write '%s': %s (while syncing)", path, strerror(e));
+        errbuf_set(err, errlen, "cannot write '%s': %s (while syncing)", path, strerror(e));
         return -1;
     }
     close(fd);
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        set_err(err, errlen, "cannot replace '%s': %s", path, strerror(e));
+        errbuf_set(err, errlen, "cannot replace '%s': %s", path, strerror(e));
         return -1;
     }
     sync_dir(path);

@@ -7,6 +7,7 @@
  * that bounds-checks each byte; shape products and offsets are checked for overflow and
  * against the data buffer's real size; the buffer must be covered exactly once.
  */
+#include "io/errbuf.h"
 #include "io/safetensors_internal.h"
 
 #include <errno.h>
@@ -50,12 +51,9 @@ size_t st_dtype_size(ft_dtype dtype) {
 /* ---------------------------------------------------------------- messages */
 
 void st_set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    int n = snprintf(err, errlen, "safetensors: ");
-    if (n < 0 || (size_t)n >= errlen) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    errbuf_vset_prefixed(err, errlen, "safetensors", fmt, ap);
     va_end(ap);
 }
 

@@ -1,6 +1,7 @@
 /* zip.c: see zip.h. The layout follows PKWARE's APPNOTE: end of central directory (EOCD),
  * optional ZIP64 EOCD locator and record, central directory headers, local headers. */
 #include "io/zip.h"
+#include "io/errbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,12 +22,10 @@ static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd
 
 __attribute__((format(printf, 3, 4))) static void *zfail(char *err, size_t errlen, const char *fmt,
                                                          ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    errbuf_vset(err, errlen, fmt, ap);
+    va_end(ap);
     return NULL;
 }
 
