@@ -307,6 +307,9 @@ function M.Learner(dls, model, opts)
   -- The Learner's wd overrides opt_func's, as fastai's fit sets it when it is not None.
   local wd = opts.wd
   if wd == nil then wd = opt_settings.wd end
+  -- What learn:save and learn:export record, so that a loaded learner trains the same way.
+  self._opt = { kind = opt_kind, mom = opt_settings.mom, sqr_mom = opt_settings.sqr_mom, eps = opt_settings.eps,
+    wd = wd, decouple_wd = opt_settings.decouple_wd }
   self._core = C.new(model, { lr = lr, wd = wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
     metrics = self.metrics, opt = opt_kind, mom = opt_settings.mom, sqr_mom = opt_settings.sqr_mom,
     eps = opt_settings.eps, decouple_wd = opt_settings.decouple_wd })

@@ -18,7 +18,8 @@ return function(M, Learner, C, L)
   end
 
   -- learn:save(name [, {with_opt = true}]): model and optimizer state in one safetensors file
-  -- (written atomically) at path/model_dir/name.safetensors. Returns the file name.
+  -- (written atomically) at path/model_dir/name.safetensors, with the optimizer's kind in its
+  -- metadata (learn:load refuses another kind's state). Returns the file name.
   function Learner:save(name, opts)
     opts = check_keys("save", opts, set { "with_opt" })
     local file = self:_file(name)
@@ -28,7 +29,9 @@ return function(M, Learner, C, L)
     if opts.with_opt ~= false then
       for k, t in pairs(self._core:opt_state()) do out["opt." .. k] = t end
     end
-    self:_rank0_writes(function() T.save(file, out, { format = "ftlua.learner" }) end)
+    local meta = { format = "ftlua.learner" }
+    if opts.with_opt ~= false and self._opt then meta.opt = self._opt.kind end
+    self:_rank0_writes(function() T.save(file, out, meta) end)
     return file
   end
 
@@ -36,7 +39,7 @@ return function(M, Learner, C, L)
   function Learner:load(name, opts)
     opts = check_keys("load", opts, set { "with_opt" })
     local file = self:_file(name)
-    local all = T.load(file)
+    local all, meta = T.load(file)
     local model, optst, has_opt = {}, {}, false
     for k, t in pairs(all) do
       local m = k:match("^model%.(.*)$")
@@ -48,6 +51,12 @@ return function(M, Learner, C, L)
     if next(model) == nil then model = all end -- a plain state dict
     self.model:load_state_dict(model)
     if opts.with_opt ~= false then
+      local saved, mine = meta and meta.opt, self._core:opt_kind()
+      if has_opt and saved and saved ~= mine then
+        A.fail("load: %s holds %s optimizer state, but this Learner's optimizer is %s: build the Learner with "
+          .. "opt_func = ft.learner.%s, or load the weights alone with learn:load(name, {with_opt = false})",
+          file, saved, mine, saved)
+      end
       if has_opt then self._core:set_opt_state(optst)
       else io.stderr:write("warning: Saved file doesn't contain an optimizer state.\n") end
     end
@@ -114,7 +123,7 @@ return function(M, Learner, C, L)
       return json.encode { format = EXPORT_FORMAT, version = 2, model = model_desc(self, opts.describe_model),
         data = data_desc(self.dls), loss = getmetatable(self.loss_func) == Loss and { kind = self.loss_func.kind,
           name = self.loss_func.name, reduction = self.loss_func.reduction, eps = self.loss_func.eps } or nil,
-        amp = self.amp }
+        amp = self.amp, opt = self._opt }
     end)
     if not ok then error(desc, 2) end
     local sd = self.model:state_dict()
@@ -209,7 +218,16 @@ return function(M, Learner, C, L)
       recorder = { lrs = {}, moms = {}, losses = {}, iters = {}, values = {}, metric_names = {} },
       _cnn = type(md) == "table" and (md.kind == "cnn" and md or md.cnn) or nil }, Learner)
     local loss, eps = loss_spec(desc.loss)
-    learn._core = C.new(model, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {} })
+    -- The exporting learner's optimizer (fastai's export pickles its opt_func): fine-tuning a
+    -- loaded learner trains as the original did. Exports from before it make an Adam.
+    local o = type(desc.opt) == "table" and desc.opt or {}
+    if o.kind ~= nil and o.kind ~= "Adam" and o.kind ~= "SGD" then
+      fail_up("load_learner: %s: unknown optimizer '%s' (written by a newer ftlua?)", file, tostring(o.kind))
+    end
+    learn._opt = { kind = o.kind or "Adam", mom = o.mom, sqr_mom = o.sqr_mom, eps = o.eps, wd = o.wd,
+      decouple_wd = o.decouple_wd }
+    learn._core = C.new(model, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {}, opt = learn._opt.kind,
+      mom = o.mom, sqr_mom = o.sqr_mom, eps = o.eps, wd = o.wd, decouple_wd = o.decouple_wd })
     -- The precision policy it was trained (and validated) under, so that its predictions are the
     -- exporting learner's: bf16 autocast stays bf16 (opts.amp overrides; "fp32" to leave it).
     local amp = opts.amp

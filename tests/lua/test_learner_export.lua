@@ -262,4 +262,56 @@ H.test("load_learner: truncated, damaged and mismatched exports are clear errors
   H.errors(function() ft.load_learner(plain) end, "not a file written by learn:export")
 end) end)
 
+-- The optimizer travels with the files: learn:save records its kind (learn:load refuses another
+-- kind's state, by name), and export records kind and settings, so load_learner's learner
+-- trains as the original (fastai's export pickles opt_func). Hypers are compared with the
+-- exporting learner's, read from the C core.
+H.test("save/export record the optimizer: SGD state round-trips, a kind mismatch is refused", function()
+  T.manual_seed(5)
+  local dir = H.tmpdir()
+  local xt = T.randint(0, 256, { 48, 8, 8 }):to("uint8")
+  local yt = T.randint(1, 4, { 48 })
+  local dls = ft.vision.ImageDataLoaders.from_tensors(xt, yt, xt:narrow(1, 1, 16), yt:narrow(1, 1, 16),
+    { bs = 16, channels = 1, seed = 1, verbose = false, num_workers = 0, vocab = { "a", "b", "c" } })
+  local function learner(opt_func)
+    return ft.Learner(dls, nn.Sequential { nn.Flatten(), nn.Linear(64, 3) }, { path = dir, opt_func = opt_func })
+  end
+  local sgd = learner { ft.learner.SGD, mom = 0.8, wd = 0.01 }
+  sgd:fit(1, 1e-2)
+  sgd:save("sgd")
+  -- the same kind: the momentum buffers come back as saved
+  local again = learner { ft.learner.SGD, mom = 0.8, wd = 0.01 }
+  again:load("sgd")
+  local want, got, n = sgd._core:opt_state(), again._core:opt_state(), 0
+  for k, t in pairs(want) do
+    n = n + 1
+    assert(got[k], "state " .. k .. " loaded")
+    H.close(got[k], t, 0, "SGD state " .. k)
+  end
+  assert(n > 0, "an SGD with momentum has state after a fit")
+  -- another kind: refused, naming the file, both kinds and the two ways out
+  local adam = learner()
+  H.errors(function() adam:load("sgd") end, dir .. "/models/sgd.safetensors", "holds SGD optimizer state",
+    "this Learner's optimizer is Adam", "opt_func = ft.learner.SGD", "with_opt = false")
+  adam:load("sgd", { with_opt = false }) -- the weights alone
+  H.close(adam.model:state_dict()["1.weight"], sgd.model:state_dict()["1.weight"], 0, "weights without the state")
+  -- export: kind and settings come back in load_learner's core
+  sgd:export("sgd_export.safetensors")
+  local loaded = ft.load_learner(dir .. "/sgd_export.safetensors")
+  H.eq(loaded._core:opt_kind(), "SGD", "load_learner's optimizer kind")
+  local h1, h2 = sgd._core:hypers()[1], loaded._core:hypers()[1]
+  for _, k in ipairs { "mom", "wd" } do H.close(h2[k], h1[k], 0, "load_learner's " .. k) end
+  H.close(h2.mom, 0.8, 1e-12, "mom as given to opt_func")
+  -- an export from before the optimizer was recorded makes an Adam, as it did
+  local tensors, meta = T.load(dir .. "/sgd_export.safetensors")
+  local desc = ft.json.decode(meta.learner)
+  desc.opt = nil
+  T.save(dir .. "/old.safetensors", tensors, { format = meta.format, learner = ft.json.encode(desc) })
+  H.eq(ft.load_learner(dir .. "/old.safetensors")._core:opt_kind(), "Adam", "an old export's optimizer")
+  desc.opt = { kind = "Lamb" }
+  T.save(dir .. "/new.safetensors", tensors, { format = meta.format, learner = ft.json.encode(desc) })
+  H.errors(function() ft.load_learner(dir .. "/new.safetensors") end, "unknown optimizer 'Lamb'")
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 H.done()
