@@ -23,6 +23,9 @@
  * in `known` (NULL-terminated), and "fn: options must be a table" when t holds something else
  * than a table, nil or nothing. */
 void ftl_check_options(lua_State *L, int t, const char *fn, const char *const known[]);
+/* The same over string keys only: the array part may hold anything (ft.plot's options table and
+ * its series keep their data there). */
+void ftl_check_named_options(lua_State *L, int t, const char *fn, const char *const known[]);
 
 /* An integer (3 and 3.0 both), a number, true/false, or a string option. */
 lua_Integer ftl_opt_integer(lua_State *L, int t, const char *fn, const char *key, lua_Integer def);

@@ -47,9 +47,6 @@ void ftl_plot_options(lua_State *L, int o, const char *fn, const char *const kno
 /* String option k of the table at t copied into buf (base/args.h's ftl_opt_string, and an error
  * when it does not fit); returns 1 when present, else 0 with buf untouched. */
 int ftl_plot_opt_string(lua_State *L, int t, const char *fn, const char *k, char *buf, size_t sz);
-/* base/args.h's ftl_check_options over the string keys of the table at t only: a plot's
- * options table, and a series, hold numbers or series in their array part. */
-void ftl_plot_check_named_options(lua_State *L, int t, const char *fn, const char *const known[]);
 /* The terminal kind named `name` (K_*); `where` says where the name came from in the error. */
 int ftl_plot_parse_kind(lua_State *L, const char *name, const char *where);
 int ftp_plot_kind_of_path(const char *path);         /* K_* by the extension, -1 when unknown */

@@ -39,23 +39,6 @@ int ftl_plot_opt_string(lua_State *L, int t, const char *fn, const char *k, char
     return 1;
 }
 
-void ftl_plot_check_named_options(lua_State *L, int t, const char *fn, const char *const known[]) {
-    t = lua_absindex(L, t);
-    lua_newtable(L); /* the string-keyed entries of t */
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            lua_pop(L, 1);
-            continue;
-        }
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, -4);
-    }
-    ftl_check_options(L, -1, fn, known);
-    lua_pop(L, 1);
-}
-
 int ftl_plot_parse_kind(lua_State *L, const char *name, const char *where) {
     for (int i = 0; ftl_plot_kind_names[i]; i++)
         if (strcmp(name, ftl_plot_kind_names[i]) == 0) return i;

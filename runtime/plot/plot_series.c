@@ -70,7 +70,7 @@ static int push_series(lua_State *L, int o, const char *fn, int *self) {
         }
         if (!is_series(L, -1))
             luaL_error(L, "ft.plot: series %d: expected {x=, y=} or numbers", (int)i);
-        if (lua_istable(L, -1)) ftl_plot_check_named_options(L, -1, fn, known);
+        if (lua_istable(L, -1)) ftl_check_named_options(L, -1, fn, known);
         nser++;
     }
     if (nser == 0) luaL_error(L, "ft.plot: no series to plot"); /* a bare list: plot{1, 4, 9} */
@@ -113,7 +113,7 @@ int ftl_plot_draw_lines(lua_State *L, plot_fig *f, int o) {
     static const char *const known[] = {FTL_PLOT_COMMON_OPTIONS, "x", "y", "label", "style", NULL};
     const char *fn = "ft.plot";
     luaL_checktype(L, o, LUA_TTABLE);
-    ftl_plot_check_named_options(L, o, fn, known);
+    ftl_check_named_options(L, o, fn, known);
     int self, base = lua_gettop(L) + 1;
     int nser = push_series(L, o, fn, &self);
     /* Check and normalize everything before anything is sent. */
