@@ -284,6 +284,14 @@ local function opt_spec(opt_func)
   return kind, settings
 end
 
+-- The C core over model, with the optimizer of o ({kind, mom, sqr_mom, eps, wd, decouple_wd}: a
+-- Learner's _opt) and the other settings of fields.
+local function new_core(model, o, fields)
+  fields.opt, fields.mom, fields.sqr_mom, fields.eps = o.kind, o.mom, o.sqr_mom, o.eps
+  fields.wd, fields.decouple_wd = o.wd, o.decouple_wd
+  return C.new(model, fields)
+end
+
 -- ft.Learner(dls, model, {loss_func, opt_func = ft.learner.Adam, lr = 1e-3, wd, metrics, path,
 -- model_dir = "models", cbs, splitter, train_bn = true, moms = {0.95, 0.85, 0.95}})
 function M.Learner(dls, model, opts)
@@ -310,9 +318,8 @@ function M.Learner(dls, model, opts)
   -- What learn:save and learn:export record, so that a loaded learner trains the same way.
   self._opt = { kind = opt_kind, mom = opt_settings.mom, sqr_mom = opt_settings.sqr_mom, eps = opt_settings.eps,
     wd = wd, decouple_wd = opt_settings.decouple_wd }
-  self._core = C.new(model, { lr = lr, wd = wd, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
-    metrics = self.metrics, opt = opt_kind, mom = opt_settings.mom, sqr_mom = opt_settings.sqr_mom,
-    eps = opt_settings.eps, decouple_wd = opt_settings.decouple_wd })
+  self._core = new_core(model, self._opt, { lr = lr, train_bn = opts.train_bn, loss = loss, ls_eps = eps,
+    metrics = self.metrics })
   for _, cb in ipairs(opts.cbs or {}) do self:add_cb(cb) end
   local amp = opts.amp
   if amp == nil or amp == "auto" then amp = M._default_amp(dls.device, model)
@@ -541,8 +548,9 @@ end
 
 ---------------------------------------------------------------- persistence
 
-require("ftlua.learner_export")(M, Learner, C,
-  { Loss = Loss, loss_spec = loss_spec, loss_callable = loss_callable, with_recorder = with_recorder })
+require("ftlua.learner_export")(M, Learner,
+  { Loss = Loss, loss_spec = loss_spec, loss_callable = loss_callable, with_recorder = with_recorder,
+    new_core = new_core })
 
 ---------------------------------------------------------------- predictions
 

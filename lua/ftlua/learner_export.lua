@@ -1,15 +1,16 @@
 -- learner_export.lua: the Learner's files. learn:save/load (model and optimizer state),
 -- learn:export and ft.load_learner (weights plus a JSON description that rebuilds the model and
 -- the valid-split transforms). Loaded once by learner_api.lua, which calls the returned function
--- with (M, Learner, C, L): C the core class, L the loss helpers and the recorder's attach.
+-- with (M, Learner, L): L the loss helpers, the recorder's attach and new_core (the C core).
 local T = require "ftlua.tensor"
 local A = require "ftlua.args"
 local check_keys, set = A.check_keys, A.set
 
 local function ft() return package.loaded.ftlua end
 
-return function(M, Learner, C, L)
+return function(M, Learner, L)
   local Loss, loss_spec, loss_callable, with_recorder = L.Loss, L.loss_spec, L.loss_callable, L.with_recorder
+  local new_core = L.new_core
   local function mkdir_p(dir) os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") end
 
   function Learner:_file(name)
@@ -226,8 +227,7 @@ return function(M, Learner, C, L)
     end
     learn._opt = { kind = o.kind or "Adam", mom = o.mom, sqr_mom = o.sqr_mom, eps = o.eps, wd = o.wd,
       decouple_wd = o.decouple_wd }
-    learn._core = C.new(model, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {}, opt = learn._opt.kind,
-      mom = o.mom, sqr_mom = o.sqr_mom, eps = o.eps, wd = o.wd, decouple_wd = o.decouple_wd })
+    learn._core = new_core(model, learn._opt, { lr = 1e-3, loss = loss, ls_eps = eps, metrics = {} })
     -- The precision policy it was trained (and validated) under, so that its predictions are the
     -- exporting learner's: bf16 autocast stays bf16 (opts.amp overrides; "fp32" to leave it).
     local amp = opts.amp
