@@ -3,13 +3,7 @@
 -- and the next write to the folder leaves no temp file. Prints ok/FAIL lines.
 local T, H = ft.tensor, require "harness"
 local dir, rc = arg[1], tonumber(arg[2])
-local function read(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 local function temps(folder)
   local n, p = 0, io.popen("ls -a '" .. folder .. "'")
   for name in p:lines() do if name:find("%.ftlua%-tmp%.") then n = n + 1 end end

@@ -120,6 +120,22 @@ function H.tmpdir()
   return d
 end
 
+-- The bytes of the file at p, or nil when it cannot be opened.
+function H.read_file(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A copy of model's state dict, each tensor cloned (to compare with after training).
+function H.state_clone(model)
+  local out = {}
+  for k, t in pairs(model:state_dict()) do out[k] = t:clone() end
+  return out
+end
+
 -- Call at the end of every test file.
 function H.done() os.exit(failures == 0 and 0 or 1) end
 

@@ -10,13 +10,7 @@ local T, nn = ft.tensor, ft.nn
 local out, mode = arg[1], arg[2]
 T.set_num_threads(1)
 
-local NAMES = { "Abyssinian", "Bengal", "Birman", "Bombay", "British_Shorthair", "Egyptian_Mau",
-  "Maine_Coon", "Persian", "Ragdoll", "Russian_Blue", "Siamese", "Sphynx", "american_bulldog",
-  "american_pit_bull_terrier", "basset_hound", "beagle", "boxer", "chihuahua",
-  "english_cocker_spaniel", "english_setter", "german_shorthaired", "great_pyrenees", "havanese",
-  "japanese_chin", "keeshond", "leonberger", "miniature_pinscher", "newfoundland", "pomeranian",
-  "pug", "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "staffordshire_bull_terrier",
-  "wheaten_terrier", "yorkshire_terrier" }
+local NAMES = require("synth_pets").BREEDS -- the 37 real breed names
 
 -- Class c: a bright 2x2 block at its own place of a 7x6 grid, over noise; 16x16 grey.
 local function data(per_class, seed)

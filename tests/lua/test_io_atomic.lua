@@ -7,13 +7,7 @@ local IO = ft.io
 
 local DIR = H.tmpdir()
 
-local function read(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 local function listing()
   local out, p = {}, io.popen("ls -A '" .. DIR .. "'")

@@ -35,11 +35,7 @@ local function fm(n_train, n_valid, bs)
     verbose = false, normalize = { { 0.286 }, { 0.353 } }, seed = 1 }
 end
 
-local function clones(model)
-  local out = {}
-  for k, t in pairs(model:state_dict()) do out[k] = t:clone() end
-  return out
-end
+local clones = H.state_clone
 
 local function same(a, b, keys)
   for k, t in pairs(a) do

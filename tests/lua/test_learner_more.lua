@@ -33,11 +33,7 @@ local function cnn(c_in, n_out)
   return m
 end
 
-local function clones(model)
-  local out = {}
-  for k, t in pairs(model:state_dict()) do out[k] = t:clone() end
-  return out
-end
+local clones = H.state_clone
 
 local function copy_hps(rec)
   local out = {}

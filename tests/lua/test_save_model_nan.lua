@@ -15,11 +15,7 @@ local function tiny()
   return nn.Sequential { nn.Flatten(), nn.Linear(64, 2) }
 end
 
-local function clones(model)
-  local out = {}
-  for k, t in pairs(model:state_dict()) do out[k] = t:clone() end
-  return out
-end
+local clones = H.state_clone
 
 local function same(a, b)
   for k, t in pairs(a) do
