@@ -79,7 +79,9 @@ INC       = -Iruntime $(LUA_CFLAGS)
 .PHONY: all run test test-bins deps asan test-asan audit fuzz bench clean format format-check
 all: ftlua ftlua.so
 
-ftlua: $(HOST_OBJ) $(LIB_OBJ)
+# The program's one link rule; make asan names it ftlua-asan (PROGRAM), over build-asan's objects.
+PROGRAM ?= ftlua
+$(PROGRAM): $(HOST_OBJ) $(LIB_OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
 
 # The same modules as one C library; lua5.4 provides the Lua symbols, so don't link liblua.
@@ -144,11 +146,7 @@ run: deps all
 ASAN_MAKE = $(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	        LDFLAGS="-fsanitize=address,undefined"
 asan:
-	$(ASAN_MAKE) build-asan/ftlua
-	cp build-asan/ftlua ftlua-asan
-
-build-asan/ftlua: $(HOST_OBJ) $(LIB_OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(READLINE_LIBS) $(KERNEL_LIBS) $(TORCH_LIBS) $(LDLIBS)
+	$(ASAN_MAKE) PROGRAM=ftlua-asan ftlua-asan
 
 # The suite under the sanitizers: a report stops the program (halt_on_error), which run.sh
 # counts as a failure. The shell tests drive ./ftlua (not the sanitized one), so they are left
